@@ -1,0 +1,10 @@
+"""jaxdyn: neural networks as dynamical systems, in JAX."""
+
+import importlib.metadata
+
+from . import models as models
+
+try:
+    __version__ = importlib.metadata.version("jaxdyn")
+except importlib.metadata.PackageNotFoundError:  # pragma: no cover - source checkout
+    __version__ = "0.0.0"

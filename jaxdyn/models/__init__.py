@@ -1,0 +1,28 @@
+"""Neural networks as input-output maps built from flows ("dynamics on the network")."""
+
+from ._affine import (
+    Affine as Affine,
+    identity_affine as identity_affine,
+    random_affine as random_affine,
+)
+from ._architecture import (
+    architecture_class as architecture_class,
+    has_bottleneck as has_bottleneck,
+    width_profile as width_profile,
+)
+from ._critical_points import CriticalPoints as CriticalPoints, critical_points as critical_points
+from ._embedding import EmbeddingField as EmbeddingField, embed as embed
+from ._fit import FitResult as FitResult, fit as fit, mse_loss as mse_loss
+from ._fields import LinearField as LinearField, MLPField as MLPField
+from ._neural_ode import (
+    NeuralODE as NeuralODE,
+    Variational as Variational,
+    second_order as second_order,
+)
+from ._resnet import (
+    MLP as MLP,
+    DenseResNet as DenseResNet,
+    ResidualBlock as ResidualBlock,
+    ResNet as ResNet,
+    tie as tie,
+)

@@ -1,0 +1,85 @@
+"""Affine maps used as lifts R^d -> R^m and readouts R^m -> R^q."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._types import Array, Key
+
+
+class Affine(eqx.Module):
+    r"""The affine map $x \mapsto W x + b$ with $W \in \mathbb{R}^{\text{out} \times \text{in}}$.
+
+    **Arguments:**
+
+    - `weight`: the matrix $W$, shape `(out_size, in_size)`.
+    - `bias`: the vector $b$, shape `(out_size,)`; `None` means zero.
+
+    Build a random one with [`jaxdyn.models.random_affine`][].
+
+    **Example:**
+
+    ```python
+    lift = Affine(jnp.array([[1.0], [0.0]]))   # x -> (x, 0): R -> R^2
+    ```
+    """
+
+    weight: Array
+    bias: Array
+
+    def __init__(self, weight, bias=None):
+        weight = jnp.asarray(weight)
+        if weight.ndim != 2:
+            raise ValueError(f"`weight` must be a matrix (out_size, in_size), got shape {weight.shape}.")
+        if not jnp.issubdtype(weight.dtype, jnp.inexact):
+            weight = weight.astype(jnp.result_type(float))
+        bias = jnp.zeros(weight.shape[0], weight.dtype) if bias is None else jnp.asarray(bias)
+        if bias.shape != (weight.shape[0],):
+            raise ValueError(f"`bias` must have shape ({weight.shape[0]},), got {bias.shape}.")
+        self.weight = weight
+        self.bias = bias.astype(weight.dtype)
+
+    @property
+    def in_size(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def out_size(self) -> int:
+        return self.weight.shape[0]
+
+    def __call__(self, x: Array) -> Array:
+        return self.weight @ x + self.bias
+
+    def rank(self, rtol: float | None = None) -> int:
+        """Numerical rank of the weight (singular values above `rtol * max(shape) * s_max`)."""
+        s = np.linalg.svd(np.asarray(self.weight), compute_uv=False)
+        if s.size == 0 or s[0] == 0:
+            return 0
+        tol = (rtol if rtol is not None else np.finfo(s.dtype).eps) * max(self.weight.shape) * s[0]
+        return int(np.sum(s > tol))
+
+
+def random_affine(in_size: int, out_size: int, *, key: Key, bias: bool = True) -> Affine:
+    """An [`Affine`][] map with LeCun-uniform weights (as `eqx.nn.Linear`)."""
+    linear = eqx.nn.Linear(in_size, out_size, use_bias=bias, key=key)
+    return Affine(linear.weight, linear.bias if bias else None)
+
+
+def identity_affine(size: int, dtype=None) -> Affine:
+    """The identity map of $\\mathbb{R}^{\\text{size}}$ as an [`Affine`][]."""
+    return Affine(jnp.eye(size, dtype=dtype or jnp.result_type(float)))
+
+
+def as_affine(value, name: str, *, key: Key | None = None) -> Affine | None:
+    """Normalise a lift/readout argument: `None` (identity), an `Affine`, or a weight matrix."""
+    if value is None or isinstance(value, Affine):
+        return value
+    if isinstance(value, eqx.nn.Linear):
+        return Affine(value.weight, value.bias)
+    if isinstance(value, jax.Array | np.ndarray):
+        return Affine(value)
+    raise TypeError(
+        f"`{name}` must be None (identity), an Affine, an eqx.nn.Linear or a weight matrix, "
+        f"got {type(value).__name__}."
+    )
