@@ -12,8 +12,8 @@ from ._architecture import (
 )
 from ._critical_points import CriticalPoints as CriticalPoints, critical_points as critical_points
 from ._embedding import EmbeddingField as EmbeddingField, embed as embed
-from ._fit import FitResult as FitResult, fit as fit, mse_loss as mse_loss
 from ._fields import LinearField as LinearField, MLPField as MLPField
+from ._fit import FitResult as FitResult, fit as fit, mse_loss as mse_loss
 from ._neural_ode import (
     NeuralODE as NeuralODE,
     Variational as Variational,

@@ -7,10 +7,10 @@ from ._resnet import MLP, DenseResNet, ResNet
 
 
 def width_profile(model) -> tuple[int, ...]:
-    """The widths $(n_0, n_1, \\dots, n_L)$ of the layers a signal passes through.
+    r"""The widths $(n_0, n_1, \dots, n_L)$ of the layers a signal passes through.
 
     - [`MLP`][] and `eqx.nn.MLP`: input, hidden widths, output.
-    - [`ResNet`][], [`DenseResNet`][]: $(d, m, \\dots, m, q)$ with $L + 1$ copies of the width $m$.
+    - [`ResNet`][], [`DenseResNet`][]: $(d, m, \dots, m, q)$ with $L + 1$ copies of the width $m$.
     - [`NeuralODE`][]: $(d, m, q)$; the flow keeps the width $m$ throughout.
     """
     if isinstance(model, MLP | ResNet | DenseResNet):
@@ -52,7 +52,17 @@ def architecture_class(model) -> str:
 
 
 def has_bottleneck(model) -> bool:
-    """Whether some hidden layer is narrower than both of its neighbours ($n_l < n_{l-1}$ and
-    $n_l < n_{l+1}$ for some $0 < l < L$) in the [`width_profile`][]."""
+    r"""Whether some hidden layer is narrower than both of its neighbours in the [`width_profile`][].
+
+    That is, $n_l < n_{l-1}$ and $n_l < n_{l+1}$ for some $0 < l < L$. A run of equal hidden
+    widths counts as one layer (the residual stream of a ResNet has $L + 1$ equal widths): a
+    bottleneck is then a plateau $n_i = \dots = n_j$ ($0 < i \le j < L$) narrower than both
+    $n_{i-1}$ and $n_{j+1}$.
+    """
     w = width_profile(model)
-    return any(w[i] < w[i - 1] and w[i] < w[i + 1] for i in range(1, len(w) - 1))
+    runs = [w[0]]
+    for n in w[1:]:
+        if n != runs[-1]:
+            runs.append(n)
+    # plateaus touching the input or output are not hidden: compress only, never drop ends
+    return any(runs[i] < runs[i - 1] and runs[i] < runs[i + 1] for i in range(1, len(runs) - 1))

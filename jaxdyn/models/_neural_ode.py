@@ -93,17 +93,14 @@ class NeuralODE(eqx.Module):
                 "integer `.size`, or `state_size`."
             )
         m = next(iter(known.values()))
-        for name, value in known.items():
-            if value != m:
-                first = next(iter(known))
-                shape_note = ""
+        if any(value != m for value in known.values()):
+            details = []
+            for name, value in known.items():
+                note = ""
                 if name in ("lift", "readout"):
-                    w = (lift if name == "lift" else readout).weight.shape
-                    shape_note = f" (weight shape {w})"
-                raise ValueError(
-                    f"`{name}` does not match the state dimension: {name} gives m = {value}"
-                    f"{shape_note}, but {first} gives m = {m}."
-                )
+                    note = f" (weight shape {(lift if name == 'lift' else readout).weight.shape})"
+                details.append(f"`{name}` gives m = {value}{note}")
+            raise ValueError("Inconsistent state dimension m: " + ", ".join(details) + ".")
         check_positive(t1, "t1")
         max_steps = check_int(max_steps, "max_steps")
         if dt0 is not None:

@@ -1,0 +1,462 @@
+"""One training step of an MLP-field neural ODE: jaxdyn (diffrax) vs torchdiffeq.
+
+The step is **forward + backward + Adam update** on both sides: the MSE loss of the time-`T`
+flow of a batch against fixed targets, its gradient with respect to every weight of the field by
+backpropagating through the solver, and one `Adam(lr=1e-3)` update. Every repeat starts from the
+same weights and a fresh optimizer state, so every repeat does the same work.
+
+Problem (identical on both sides): state dimension 8, lift and readout the identity, field
+`MLP(8 -> 64 -> 64 -> 8)` with tanh (jaxdyn `MLPField(8, 64, 2)`), the JAX weights copied into
+torch, batch 256, float32, `t` in `[0, 5]`, Dopri5 with the automatic initial step and an
+I-controller (safety 0.9, factors [0.2, 10]), rtol 1e-3 and atol 1e-6. The weights are the
+default initialisation multiplied by 3: at the default initialisation the flow is nearly linear and
+Dopri5 needs only 3 steps, so the benchmark would time the fixed per-call overhead only; with the
+gain it takes about ten steps, like a field that has started to train.
+
+Cases (`jaxdyn` side; the torchdiffeq side is the same `odeint` call in the first two):
+
+- `matched` (**headline**): the whole batch is one state of shape `(256, 8)` (a field that maps the
+  MLP over the rows), as torchdiffeq integrates it: one shared step size, error measured by the
+  RMS norm over the whole batch, so both sides take the same steps (checked). Backprop through the
+  solver on both sides (discretise-then-optimise): diffrax `RecursiveCheckpointAdjoint` (the
+  jaxdyn default) vs autograd through `torchdiffeq.odeint`.
+- `vmap`: `jax.vmap(model)` over the batch, the way jaxdyn documents batching. Each sample has its
+  own adaptive step size (per-sample error control, a different, finer discretisation); the
+  vmapped while loop runs until the slowest sample finishes. Not the headline: the two sides do
+  not take the same steps.
+- `backsolve`: continuous adjoint (optimise-then-discretise) on both sides: diffrax
+  `BacksolveAdjoint` (batch as one state) vs `torchdiffeq.odeint_adjoint`, whose adjoint norm is
+  set to diffrax's (RMS over the whole augmented state), with the same rtol/atol on the adjoint
+  solve.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from _common import (
+    Options,
+    fmt_s,
+    missing_modules,
+    peer_missing_record,
+    print_table,
+    time_interleaved,
+)
+
+NAME = "neural_ode"
+DESCRIPTION = "one training step (fwd + bwd + Adam) of an MLP-field neural ODE vs torchdiffeq"
+PEER = "torchdiffeq"
+PEER_MODULES = ["torch", "torchdiffeq"]
+HEADLINE = "matched"
+CASES = ("matched", "vmap", "backsolve")
+GOAL = {
+    "statement": "jaxdyn >= 2x faster than torchdiffeq per training step (headline case)",
+    "metric": "speedup = torchdiffeq warm median / jaxdyn warm median",
+    "case": HEADLINE,
+    "peer": PEER,
+    "threshold": 2.0,
+}
+
+PROBLEM = {
+    "step": "forward + backward + Adam(lr=1e-3) update, MSE loss",
+    "state_dim": 8,
+    "mlp_width": 64,
+    "mlp_depth": 2,
+    "activation": "tanh",
+    "lift_readout": "identity",
+    "weight_gain": 3.0,
+    "batch": 256,
+    "t0": 0.0,
+    "t1": 5.0,
+    "solver": "Dopri5 (diffrax.Dopri5 / torchdiffeq method='dopri5')",
+    "controller": "I-controller, safety 0.9, factormin 0.2, factormax 10",
+    "dt0": 0.01,
+    "rtol": 1e-3,
+    "atol": 1e-6,
+    "dtype": "float32",
+    "lr": 1e-3,
+    "seed": 0,
+    "max_steps": 4096,
+}
+
+
+# -- the jaxdyn side -----------------------------------------------------------------------------
+
+
+def _jax_side(case: str):
+    """Build the jaxdyn model, data and a jitted training step for `case`."""
+    import diffrax
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from jaxdyn.models import MLPField, NeuralODE
+
+    p = PROBLEM
+    kf, kx = jax.random.split(jax.random.key(p["seed"]))
+    field = MLPField(p["state_dim"], p["mlp_width"], p["mlp_depth"], key=kf)
+    gain = p["weight_gain"]
+    field = jax.tree_util.tree_map(lambda a: a * gain if eqx.is_array(a) else a, field)
+    x = jax.random.normal(kx, (p["batch"], p["state_dim"]), jnp.float32)
+    y = jnp.sin(2.0 * x[:, ::-1])  # any fixed target: the reversed, folded input
+
+    class BatchField(eqx.Module):
+        """The field applied row by row to a `(batch, m)` state (one ODE for the whole batch)."""
+
+        field: MLPField
+
+        def __call__(self, t, h, args):
+            return jax.vmap(self.field, in_axes=(None, 0, None))(t, h, args)
+
+    controller = diffrax.PIDController(rtol=p["rtol"], atol=p["atol"])
+    common = dict(t1=p["t1"], solver=diffrax.Dopri5(), stepsize_controller=controller,
+                  dt0=p["dt0"], max_steps=p["max_steps"])
+    if case == "vmap":
+        model = NeuralODE(field, **common)
+
+        def predict(m, xb):
+            return jax.vmap(m)(xb)
+    else:
+        adjoint = diffrax.BacksolveAdjoint() if case == "backsolve" else None
+        model = NeuralODE(BatchField(field), state_size=p["state_dim"], adjoint=adjoint, **common)
+
+        def predict(m, xb):
+            return m.flow(xb)
+
+    def loss_fn(m, xb, yb):
+        return jnp.mean((predict(m, xb) - yb) ** 2)
+
+    opt = optax.adam(p["lr"])
+    opt_state = opt.init(eqx.filter(model, eqx.is_inexact_array))
+
+    @eqx.filter_jit
+    def step(m, s, xb, yb):
+        loss, grads = eqx.filter_value_and_grad(loss_fn)(m, xb, yb)
+        updates, s = opt.update(grads, s, eqx.filter(m, eqx.is_inexact_array))
+        return eqx.apply_updates(m, updates), s, loss
+
+    forward = eqx.filter_jit(loss_fn)
+
+    def solver_stats():
+        """Steps taken by the forward solve (same settings as the model; untimed)."""
+        term = diffrax.ODETerm(field)
+        kw = dict(stepsize_controller=controller, max_steps=p["max_steps"])
+        if case == "vmap":
+            sol = jax.vmap(lambda x0: diffrax.diffeqsolve(term, diffrax.Dopri5(), p["t0"], p["t1"],
+                                                          p["dt0"], x0, None, **kw))(x)
+        else:
+            sol = diffrax.diffeqsolve(diffrax.ODETerm(BatchField(field)), diffrax.Dopri5(),
+                                      p["t0"], p["t1"], p["dt0"], x, None, **kw)
+        acc = jnp.asarray(sol.stats["num_accepted_steps"])
+        rej = jnp.asarray(sol.stats["num_rejected_steps"])
+        out = {"accepted": int(acc.max()), "rejected": int(rej.max())}
+        if case == "vmap":
+            tot = acc + rej
+            out = {"per_sample_steps_min": int(tot.min()), "per_sample_steps_mean":
+                   float(tot.mean()), "per_sample_steps_max": int(tot.max()),
+                   "loop_iterations": int(tot.max())}
+        return out
+
+    def grads_flat():
+        grads = eqx.filter_grad(loss_fn)(model, x, y)
+        leaves = jax.tree_util.tree_leaves(eqx.filter(grads, eqx.is_inexact_array))
+        return [jnp.asarray(g) for g in leaves]
+
+    return {
+        "field": field, "x": x, "y": y, "model": model, "opt_state": opt_state, "step": step,
+        "forward": forward, "solver_stats": solver_stats, "grads_flat": grads_flat,
+        "loss_fn": loss_fn,
+    }
+
+
+# -- the torchdiffeq side ------------------------------------------------------------------------
+
+
+def _torch_side(jax_field, x, y, case: str, threads: int):
+    import numpy as np
+    import torch
+    import torchdiffeq
+
+    torch.set_num_threads(threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    p = PROBLEM
+
+    class TorchMLPField(torch.nn.Module):
+        def __init__(self, layers):
+            super().__init__()
+            self.linears = torch.nn.ModuleList()
+            for lin in layers:
+                tl = torch.nn.Linear(lin.in_features, lin.out_features)
+                with torch.no_grad():
+                    tl.weight.copy_(torch.from_numpy(np.array(lin.weight)))
+                    tl.bias.copy_(torch.from_numpy(np.array(lin.bias)))
+                self.linears.append(tl)
+            self.counts = {"nfe": 0, "accepted": 0, "rejected": 0, "adj_accepted": 0,
+                           "adj_rejected": 0}
+
+        def forward(self, t, h):
+            self.counts["nfe"] += 1
+            for lin in self.linears[:-1]:
+                h = torch.tanh(lin(h))
+            return self.linears[-1](h)
+
+        # torchdiffeq calls these if they exist (used to check that both sides take the same steps)
+        def callback_accept_step(self, t0, y0, dt):
+            self.counts["accepted"] += 1
+
+        def callback_reject_step(self, t0, y0, dt):
+            self.counts["rejected"] += 1
+
+        def callback_accept_step_adjoint(self, t0, y0, dt):
+            self.counts["adj_accepted"] += 1
+
+        def callback_reject_step_adjoint(self, t0, y0, dt):
+            self.counts["adj_rejected"] += 1
+
+    f = TorchMLPField(jax_field.mlp.layers).to(device)
+    init = [q.detach().clone() for q in f.parameters()]
+    tx = torch.from_numpy(np.array(x)).to(device)
+    ty = torch.from_numpy(np.array(y)).to(device)
+    tt = torch.tensor([p["t0"], p["t1"]], dtype=torch.float32, device=device)
+    kw = dict(rtol=p["rtol"], atol=p["atol"], method="dopri5",
+              options={"first_step": p["dt0"]})
+    if case == "backsolve":
+        def rms_all(tensors):  # diffrax's norm: RMS over the whole augmented state
+            _vjp_t, *rest = tensors
+            sq = sum(r.pow(2).sum() for r in rest)
+            return (sq / sum(r.numel() for r in rest)).sqrt()
+
+        def solve(func, y0):
+            return torchdiffeq.odeint_adjoint(
+                func, y0, tt, adjoint_options={"norm": rms_all, "first_step": p["dt0"]}, **kw)
+    else:
+        def solve(func, y0):
+            return torchdiffeq.odeint(func, y0, tt, **kw)
+
+    state: dict[str, Any] = {}
+
+    def reset():
+        with torch.no_grad():
+            for q, q0 in zip(f.parameters(), init, strict=True):
+                q.copy_(q0)
+        state["opt"] = torch.optim.Adam(f.parameters(), lr=p["lr"])
+
+    def loss():
+        return ((solve(f, tx)[-1] - ty) ** 2).mean()
+
+    def step():
+        opt = state["opt"]
+        opt.zero_grad(set_to_none=True)
+        value = loss()
+        value.backward()
+        opt.step()
+        return value
+
+    def forward():
+        with torch.no_grad():
+            return loss()
+
+    def sync(_):
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    def check():
+        """Loss, gradients and step counts at the initial weights (untimed)."""
+        reset()
+        for k in f.counts:
+            f.counts[k] = 0
+        value = loss()
+        fwd_counts = dict(f.counts)
+        grads = torch.autograd.grad(value, list(f.parameters()))
+        counts = dict(f.counts)
+        counts["nfe_forward"] = fwd_counts["nfe"]
+        counts["nfe_total"] = counts.pop("nfe")
+        return float(value), [g.detach().cpu().numpy() for g in grads], counts
+
+    return {"step": step, "forward": forward, "reset": reset, "sync": sync, "check": check,
+            "device": device, "threads": torch.get_num_threads()}
+
+
+# -- agreement and roofline ----------------------------------------------------------------------
+
+
+def _agreement(js, ts, case: str) -> dict[str, Any]:
+    import numpy as np
+
+    jloss = float(js["loss_fn"](js["model"], js["x"], js["y"]))
+    jgrads = [np.asarray(g).ravel() for g in js["grads_flat"]()]
+    tloss, tgrads, counts = ts["check"]()
+    # jaxdyn leaves are (weight, bias) per layer, the same order as torch's parameters()
+    jg = np.concatenate(jgrads)
+    tg = np.concatenate([g.ravel() for g in tgrads])
+    rel_grad = float(np.linalg.norm(jg - tg) / np.linalg.norm(tg))
+    out: dict[str, Any] = {
+        "loss_jaxdyn": jloss,
+        "loss_torchdiffeq": tloss,
+        "loss_rel_diff": abs(jloss - tloss) / abs(tloss),
+        "grad_rel_l2_diff": rel_grad,
+        "steps_jaxdyn": js["solver_stats"](),
+        "steps_torchdiffeq": {"accepted": counts["accepted"], "rejected": counts["rejected"],
+                              "nfe_forward": counts["nfe_forward"],
+                              "nfe_total": counts["nfe_total"]},
+    }
+    if case == "backsolve":
+        out["steps_torchdiffeq"]["adjoint_accepted"] = counts["adj_accepted"]
+        out["steps_torchdiffeq"]["adjoint_rejected"] = counts["adj_rejected"]
+    if case != "vmap":
+        sj, st = out["steps_jaxdyn"], out["steps_torchdiffeq"]
+        out["same_steps"] = (sj["accepted"], sj["rejected"]) == (st["accepted"], st["rejected"])
+    return out
+
+
+def _field_flops(batch: int) -> int:
+    p = PROBLEM
+    m, w, d = p["state_dim"], p["mlp_width"], p["mlp_depth"]
+    return 2 * batch * (m * w + (d - 1) * w * w + w * m)
+
+
+def _matmul_rate(repeats: int) -> float:
+    """FLOP/s of a same-size `jnp.matmul` (batch x width @ width x width) on the JAX device."""
+    import jax
+    import jax.numpy as jnp
+
+    p = PROBLEM
+    a = jnp.ones((p["batch"], p["mlp_width"]), jnp.float32)
+    b = jnp.ones((p["mlp_width"], p["mlp_width"]), jnp.float32)
+    inner = 200
+
+    @jax.jit
+    def many(a, b):
+        return jax.lax.fori_loop(0, inner, lambda i, acc: jnp.tanh(acc @ b), a)
+
+    jax.block_until_ready(many(a, b))
+    times = []
+    for _ in range(max(3, repeats // 2)):
+        t0 = time.perf_counter()
+        jax.block_until_ready(many(a, b))
+        times.append(time.perf_counter() - t0)
+    flops = 2 * p["batch"] * p["mlp_width"] ** 2 * inner
+    return flops / sorted(times)[len(times) // 2]
+
+
+# -- entry point ---------------------------------------------------------------------------------
+
+
+def run(opts: Options) -> dict[str, Any]:
+    import jax
+
+    cases = list(opts.cases or CASES)
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        raise SystemExit(f"unknown case(s) {unknown} for {NAME}; choose from {list(CASES)}")
+    missing = missing_modules(PEER_MODULES)
+    peer_record = peer_missing_record(PEER, missing) if missing else {"status": "ok"}
+
+    results: dict[str, Any] = {"cases": {}, "peer": {PEER: peer_record}}
+    for case in cases:
+        print(f"\n== case {case!r} ==", flush=True)
+        js = _jax_side(case)
+        calls = {"jaxdyn": (lambda js=js: js["step"](js["model"], js["opt_state"], js["x"],
+                                                      js["y"]), jax.block_until_ready)}
+        before = {}
+        ts = None
+        if not missing:
+            ts = _torch_side(js["field"], js["x"], js["y"], case, opts.threads)
+            calls[PEER] = (ts["step"], ts["sync"])
+            before[PEER] = ts["reset"]
+            peer_record.update(device=ts["device"], torch_num_threads=ts["threads"])
+        timing = time_interleaved(calls, repeats=opts.repeats, before=before)
+        rec: dict[str, Any] = {"headline": case == HEADLINE, "jaxdyn": timing["jaxdyn"]}
+        if ts is not None:
+            rec[PEER] = timing[PEER]
+            rec["speedup"] = {PEER: timing[PEER]["warm_median_s"]
+                              / timing["jaxdyn"]["warm_median_s"]}
+            rec["agreement"] = _agreement(js, ts, case)
+        else:
+            rec[PEER] = {"status": "missing"}
+            rec["speedup"] = {PEER: None}
+        if case == HEADLINE and not opts.quick:
+            rec["breakdown"] = _breakdown(js, ts, rec, opts)
+        results["cases"][case] = rec
+        _print_case(case, rec)
+
+    head = results["cases"].get(HEADLINE)
+    speedup = None if head is None else head["speedup"][PEER]
+    results["goal"] = dict(GOAL, speedup=speedup,
+                           met=None if speedup is None else bool(speedup >= GOAL["threshold"]))
+    if head is None:
+        results["goal"]["note"] = f"headline case {HEADLINE!r} not run"
+    elif speedup is None:
+        results["goal"]["note"] = f"{PEER} not installed: goal not evaluated"
+    results["problem"] = PROBLEM
+    results["description"] = DESCRIPTION
+    return results
+
+
+def _breakdown(js, ts, rec, opts: Options) -> dict[str, Any]:
+    """Where the time goes (headline case): forward-only loss vs the whole step, per solver step,
+    and the forward pass's FLOP rate against a same-size matmul."""
+    import jax
+
+    calls = {"jaxdyn_forward": (lambda: js["forward"](js["model"], js["x"], js["y"]),
+                                jax.block_until_ready)}
+    if ts is not None:
+        calls[f"{PEER}_forward"] = (ts["forward"], ts["sync"])
+    t = time_interleaved(calls, repeats=max(5, opts.repeats // 2))
+    out: dict[str, Any] = {name: {"warm_median_s": v["warm_median_s"], "warm_iqr_s":
+                                  v["warm_iqr_s"], "compile_s": v["compile_s"]}
+                           for name, v in t.items()}
+    agree = rec.get("agreement")
+    if agree is not None:
+        nfe = agree["steps_torchdiffeq"]["nfe_forward"]
+        steps = agree["steps_jaxdyn"]["accepted"] + agree["steps_jaxdyn"]["rejected"]
+        flops = nfe * _field_flops(PROBLEM["batch"])
+        rate = _matmul_rate(opts.repeats)
+        for side in ("jaxdyn", PEER):
+            fwd = out[f"{side}_forward"]["warm_median_s"]
+            whole = rec[side]["warm_median_s"]
+            out[side] = {
+                "forward_s": fwd,
+                "backward_and_update_s": whole - fwd,
+                "step_per_solver_step_s": whole / steps,
+                "forward_per_solver_step_s": fwd / steps,
+                "forward_flop_rate": flops / fwd,
+                "forward_fraction_of_matmul_rate": flops / fwd / rate,
+            }
+        out["solver_steps"] = steps
+        out["nfe_forward"] = nfe
+        out["forward_flops"] = flops
+        out["matmul_flop_rate"] = rate
+        out["matmul_shape"] = [PROBLEM["batch"], PROBLEM["mlp_width"], PROBLEM["mlp_width"]]
+    return out
+
+
+def _print_case(case: str, rec: dict[str, Any]) -> None:
+    rows = []
+    for side in ("jaxdyn", PEER):
+        r = rec[side]
+        if r.get("status") == "missing":
+            rows.append([side, "not installed", "-", "-", "-"])
+            continue
+        q1, q3 = r["warm_iqr_s"]
+        rows.append([side, fmt_s(r["compile_s"]), fmt_s(r["warm_median_s"]),
+                     f"{fmt_s(q1)} .. {fmt_s(q3)}", str(r["n_repeats"])])
+    print_table(rows, ["side", "compile", "warm median", "IQR", "n"])
+    s = rec["speedup"][PEER]
+    if s is not None:
+        print(f"speedup ({PEER} / jaxdyn): {s:.2f}x" + ("   <- headline" if rec["headline"] else ""))
+        a = rec["agreement"]
+        print(f"agreement: loss rel diff {a['loss_rel_diff']:.1e}, grad rel diff "
+              f"{a['grad_rel_l2_diff']:.1e}, steps jaxdyn {a['steps_jaxdyn']} vs torchdiffeq "
+              f"{a['steps_torchdiffeq']}")
+    if "breakdown" in rec and PEER in rec["breakdown"]:
+        b = rec["breakdown"]
+        for side in ("jaxdyn", PEER):
+            d = b[side]
+            print(f"  {side}: forward {fmt_s(d['forward_s'])}, backward+update "
+                  f"{fmt_s(d['backward_and_update_s'])}, per solver step "
+                  f"{fmt_s(d['step_per_solver_step_s'])}, forward at "
+                  f"{d['forward_flop_rate'] / 1e9:.1f} GFLOP/s = "
+                  f"{100 * d['forward_fraction_of_matmul_rate']:.0f}% of a same-size matmul")

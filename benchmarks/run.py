@@ -1,0 +1,123 @@
+"""The one entry point of jaxdyn's peer benchmarks.
+
+    python benchmarks/run.py --list
+    python benchmarks/run.py NAME [--quick] [--repeats N] [--threads N] [--cases a,b]
+
+Each benchmark is one module next to this file; add a comparison by adding the module and one
+line to `BENCHMARKS`. A module defines `NAME`, `DESCRIPTION`, `PEER`, `GOAL`, `CASES`,
+`HEADLINE` and `run(options) -> dict`; this script adds provenance, prints the summary and
+writes `benchmarks/results/NAME.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+# name -> (module next to this file, one-line description). Add new comparisons here.
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "neural_ode": ("neural_ode", "MLP-field neural ODE training step vs torchdiffeq (Dopri5)"),
+}
+
+
+def _set_threads(threads: int) -> None:
+    """Thread settings for both sides. Must run before JAX or torch is imported."""
+    if threads == 1:
+        flags = os.environ.get("XLA_FLAGS", "")
+        extra = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        if "xla_cpu_multi_thread_eigen" not in flags:
+            os.environ["XLA_FLAGS"] = f"{flags} {extra}".strip()
+    # torch.set_num_threads(threads) is called by each module when it builds the torch side.
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("name", nargs="?", help="benchmark to run (see --list)")
+    parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    parser.add_argument("--quick", action="store_true",
+                        help="few repeats, no breakdown (a smoke test; numbers are noisier)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed repeats per side (default 20, or 5 with --quick)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="CPU threads for both sides (default: the CPU count). 1 also makes "
+                             "XLA single-threaded; otherwise XLA uses its default pool.")
+    parser.add_argument("--cases", default=None,
+                        help="comma-separated subset of the benchmark's cases (default: all)")
+    parser.add_argument("--output", default=None,
+                        help="JSON path (default benchmarks/results/NAME.json)")
+    args = parser.parse_args(argv)
+
+    if args.list or not args.name:
+        for name, (_, desc) in BENCHMARKS.items():
+            print(f"{name:16s} {desc}")
+        if not args.list:
+            print("\nusage: python benchmarks/run.py NAME [--quick] [--repeats N]")
+        return 0
+    if args.name not in BENCHMARKS:
+        print(f"unknown benchmark {args.name!r}; known: {', '.join(BENCHMARKS)}", file=sys.stderr)
+        return 2
+    if args.threads < 1:
+        parser.error("--threads must be >= 1")
+
+    _set_threads(args.threads)
+    from _common import RESULTS_DIR, Options, fmt_s, loadavg, print_table, provenance
+
+    repeats = args.repeats if args.repeats is not None else (5 if args.quick else 20)
+    if repeats < 1:
+        parser.error("--repeats must be >= 1")
+    opts = Options(quick=args.quick, repeats=repeats, threads=args.threads,
+                   cases=args.cases.split(",") if args.cases else None)
+    module = importlib.import_module(BENCHMARKS[args.name][0])
+
+    load_before = loadavg()
+    print(f"benchmark {args.name}: {module.DESCRIPTION}")
+    print(f"repeats {repeats}, threads {args.threads}, load average {load_before}")
+    result = module.run(opts)
+    prov = provenance(args.threads)
+    prov["loadavg_before"] = load_before
+    prov["loadavg_after"] = prov.pop("loadavg_1_5_15")
+    out = {
+        "benchmark": args.name,
+        "description": result.pop("description", module.DESCRIPTION),
+        "options": {"quick": args.quick, "repeats": repeats, "threads": args.threads,
+                    "cases": opts.cases, "command": " ".join(["python", *sys.argv])},
+        "provenance": prov,
+        **result,
+    }
+
+    print(f"\n== {args.name} summary ({prov['jax_backend']}: {prov['jax_device_kind']}, "
+          f"{prov['cpu_count']} CPUs, threads {args.threads}) ==")
+    rows = []
+    for case, rec in result["cases"].items():
+        for side, s in rec["speedup"].items():
+            peer = rec[side]
+            rows.append([
+                case + (" *" if rec.get("headline") else ""),
+                fmt_s(rec["jaxdyn"]["compile_s"]), fmt_s(rec["jaxdyn"]["warm_median_s"]),
+                side, fmt_s(peer.get("compile_s")), fmt_s(peer.get("warm_median_s")),
+                "-" if s is None else f"{s:.2f}x",
+            ])
+    print_table(rows, ["case", "jaxdyn compile", "jaxdyn warm", "peer", "peer first-call extra",
+                       "peer warm", "speedup"])
+    goal = result["goal"]
+    verdict = ("not evaluated" if goal["met"] is None else ("MET" if goal["met"] else "NOT MET"))
+    shown = "-" if goal["speedup"] is None else f"{goal['speedup']:.2f}x"
+    print(f"goal: {goal['statement']}: {verdict} (speedup {shown}, * = headline case)")
+
+    path = Path(args.output) if args.output else RESULTS_DIR / f"{args.name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
