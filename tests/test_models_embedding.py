@@ -124,3 +124,9 @@ class TestBadInput:
             critical_points(lambda x: x, jnp.zeros(2), jnp.ones(2), key=key)
         with pytest.raises(ValueError, match="`n_starts`"):
             critical_points(f, jnp.zeros(2), jnp.ones(2), key=key, n_starts=0)
+
+
+def test_closure_over_first_order_model_is_explained(scalar_model):
+    with pytest.raises(TypeError, match="second_order"):
+        critical_points(lambda x: scalar_model(x)[0] ** 2, -jnp.ones(2), jnp.ones(2),
+                        key=jax.random.key(0), n_starts=2, max_iter=1)

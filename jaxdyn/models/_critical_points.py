@@ -48,8 +48,8 @@ class CriticalPoints(eqx.Module):
                                        np.asarray(self.degenerate), strict=True):
             kind = "degenerate" if deg else kinds.get(int(idx), "maximum" if idx == d else
                                                        f"saddle (index {int(idx)})")
-            lines.append(f"  x = {np.array2string(p, precision=4)}  f = {v:.6g}  "
-                         f"eig(H) = {np.array2string(eig, precision=4)}  {kind}")
+            lines.append(f"  x = {np.array2string(p, precision=4, suppress_small=True)}  f = {v:.6g}  "
+                         f"eig(H) = {np.array2string(eig, precision=4, suppress_small=True)}  {kind}")
         return "\n".join(lines)
 
 
@@ -132,7 +132,16 @@ def critical_points(fn: Callable, lower, upper, *, key: Key, n_starts: int = 64,
 
     starts = jax.random.uniform(key, (n_starts, d), lower.dtype, lower, upper)
     iterate, classify = _newton_fns(f, eps, max_iter)
-    finals = iterate(starts)
+    try:
+        finals = iterate(starts)
+    except TypeError as err:
+        if "custom_vjp" not in str(err):
+            raise
+        raise TypeError(
+            "`fn` cannot be differentiated twice: it closes over a NeuralODE whose adjoint is "
+            "first-order only (the training default). Close over `jaxdyn.models.second_order(model)` "
+            "instead, or pass the model itself as `fn`."
+        ) from err
     vals, grads, eigs = classify(finals)
 
     finals, vals, grads, eigs = (np.asarray(a) for a in (finals, vals, grads, eigs))

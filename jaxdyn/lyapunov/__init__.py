@@ -1,0 +1,22 @@
+"""Lyapunov spectra of flows, maps, random products and deep networks."""
+
+from ._clv import CLVResult as CLVResult, covariant_lyapunov_vectors as covariant_lyapunov_vectors
+from ._engine import Checkpoint as Checkpoint, EngineState as EngineState, qr_positive as qr_positive
+from ._flow import flow_spectrum as flow_spectrum
+from ._ftle import FTLEField as FTLEField, ftle_field as ftle_field
+from ._map import map_spectrum as map_spectrum
+from ._network import (
+    PhaseDiagram as PhaseDiagram,
+    SignalPropagation as SignalPropagation,
+    network_spectrum as network_spectrum,
+    order_to_chaos as order_to_chaos,
+    random_network_exponent as random_network_exponent,
+    signal_propagation as signal_propagation,
+)
+from ._products import product_spectrum as product_spectrum
+from ._result import (
+    RESULTS as RESULTS,
+    LyapunovResult as LyapunovResult,
+    kaplan_yorke_dimension as kaplan_yorke_dimension,
+)
+from ._sweep import sweep as sweep

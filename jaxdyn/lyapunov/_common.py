@@ -1,0 +1,76 @@
+"""Validation and set-up shared by the spectrum entry points."""
+
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+import numpy as np
+
+from .._checks import check_finite, check_int, is_concrete
+from ._engine import init_state
+
+
+def flatten_state(y0, name: str):
+    """Ravel a PyTree state to a float vector; returns `(x0, unravel)`."""
+    leaves = jax.tree_util.tree_leaves(y0)
+    if not leaves:
+        raise ValueError(f"`{name}` is empty.")
+    x0, unravel = jax.flatten_util.ravel_pytree(y0)
+    if not jnp.issubdtype(x0.dtype, jnp.inexact):
+        x0 = x0.astype(jnp.result_type(float))
+        unravel_int = unravel
+        unravel = lambda x: unravel_int(x)  # noqa: E731 - keep float values
+    x0 = check_finite(x0, name)
+    return x0, unravel
+
+
+def check_k(k, dim: int) -> int:
+    if k is None:
+        return dim
+    k = check_int(k, "k")
+    if k > dim:
+        raise ValueError(f"`k` must be at most the dimension {dim}, got {k}.")
+    return k
+
+
+def check_steps(n_steps, renorm_every, transient_steps) -> tuple[int, int, int]:
+    n_steps = check_int(n_steps, "n_steps")
+    renorm_every = check_int(renorm_every, "renorm_every")
+    transient_steps = check_int(transient_steps, "transient_steps", minimum=0)
+    if n_steps % renorm_every:
+        raise ValueError(
+            f"`n_steps` ({n_steps}) must be a multiple of `renorm_every` ({renorm_every})."
+        )
+    return n_steps, renorm_every, transient_steps
+
+
+def check_dt(dt):
+    if is_concrete(dt):
+        value = np.asarray(dt)
+        if value.shape != () or not np.isfinite(value) or value <= 0:
+            raise ValueError(f"`dt` must be a finite positive scalar, got {dt}.")
+    return dt
+
+
+def initial_tangents(dim: int, k: int, key, dtype):
+    """A deterministic (or keyed) random orthonormal `(dim, k)` block: generic directions."""
+    key = jax.random.key(0) if key is None else key
+    return jax.random.normal(key, (dim, k), dtype)
+
+
+def single_chain(x0, Q0, key=None):
+    state = init_state(x0, Q0, key)
+    return jax.tree_util.tree_map(lambda a: a[None], state)
+
+
+def check_output(fn, name: str, expected_shape, *example):
+    try:
+        out = jax.eval_shape(fn, *example)
+    except Exception as err:  # noqa: BLE001 - re-raised naming the argument
+        raise ValueError(f"`{name}` failed on the initial state: {err}") from err
+    got = jax.flatten_util.ravel_pytree(
+        jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), out))[0].shape
+    if got != tuple(expected_shape):
+        raise ValueError(
+            f"`{name}` must return a state of the same size as the input ({expected_shape[0]} "
+            f"values), got {got[0] if got else 0}."
+        )

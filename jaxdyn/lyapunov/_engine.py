@@ -1,0 +1,252 @@
+"""The Benettin/QR engine shared by every spectrum: state, blocks, chunks, checkpoints.
+
+A *system* is an Equinox module with two methods:
+
+- `advance(x, i, key) -> x`: one step of the base dynamics alone;
+- `tangent(x, Q, i, key) -> (x, Q)`: one step of the base dynamics with the tangent block `Q`
+  (shape `(n, k)`) propagated by the linearisation of that step.
+
+The step index `i` and the chain's `key` are the only sources of time and randomness (time
+`t = i dt`, random draws from `fold_in(key, i)`, input `u_i`), so a run can be split into chunks,
+checkpointed and resumed to the same numbers. Independent chains are a leading axis of the state
+(vmapped); a single trajectory is one chain.
+"""
+
+import os
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from .._types import Array
+from ._result import RESULTS, LyapunovResult
+
+
+class EngineState(eqx.Module):
+    """The full state of a QR run: everything needed to resume it."""
+
+    x: Array            # base state (flat)
+    Q: Array            # orthonormal tangent block, shape (n, k)
+    log_sums: Array     # accumulated log |R_ii|, shape (k,)
+    step: Array         # next step index
+    key: Array          # the chain's random key (raw key data, uint32)
+    good_blocks: Array  # renormalisation blocks accumulated
+    result: Array       # RESULTS code
+    failed_step: Array  # first step with a non-finite value (-1 if none)
+
+
+def qr_positive(Q: Array) -> tuple[Array, Array]:
+    """Reduced QR with the sign fixed so that `diag(R) >= 0`; returns `(Q, diag(R))`."""
+    q, r = jnp.linalg.qr(Q, mode="reduced")
+    d = jnp.diagonal(r)
+    s = jnp.where(d < 0, -1.0, 1.0).astype(Q.dtype)
+    return q * s[None, :], jnp.abs(d)
+
+
+def init_state(x0: Array, Q0: Array, key=None) -> EngineState:
+    """One chain's initial state (orthonormalised `Q0`)."""
+    k = Q0.shape[1]
+    dtype = x0.dtype
+    Q, _ = qr_positive(Q0)
+    i32 = jnp.int32
+    key = jax.random.key(0) if key is None else key
+    return EngineState(x0, Q, jnp.zeros(k, dtype), jnp.zeros((), i32), jax.random.key_data(key),
+                       jnp.zeros((), i32), jnp.zeros((), i32), jnp.full((), -1, i32))
+
+
+def _key(state_key):
+    return jax.random.wrap_key_data(state_key)
+
+
+def _all_finite(*xs) -> Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in xs]))
+
+
+def run_transient(system, state: EngineState, n: int) -> EngineState:
+    """`n` steps of the base dynamics *and* the tangents (orthonormalised every step, logs not
+    accumulated): the state reaches the attractor and the tangent block aligns with the
+    Oseledets directions before anything is counted. Finite-checked."""
+    if n == 0:
+        return state
+    key = _key(state.key)
+
+    def body(carry, _):
+        x, Q, i, failed = carry
+        x_new, Q_new = system.tangent(x, Q, i, key)
+        Q_new, _ = qr_positive(Q_new)
+        bad = ~_all_finite(x_new, Q_new)
+        failed = jnp.where((failed < 0) & bad, i, failed)
+        keep = failed < 0
+        return (jnp.where(keep, x_new, x), jnp.where(keep, Q_new, Q), i + 1, failed), None
+
+    (x, Q, i, failed), _ = lax.scan(body, (state.x, state.Q, state.step, state.failed_step),
+                                    None, length=n)
+    result = jnp.where(failed >= 0, RESULTS.diverged, state.result).astype(state.result.dtype)
+    return eqx.tree_at(lambda s: (s.x, s.Q, s.step, s.failed_step, s.result), state,
+                       (x, Q, i, failed, result))
+
+
+def run_blocks(system, state: EngineState, n_blocks: int, renorm_every: int,
+               time_per_step) -> tuple[EngineState, Array]:
+    """`n_blocks` renormalisation blocks of `renorm_every` tangent steps; returns the new state
+    and the running estimates after each block, shape `(n_blocks, k)`."""
+
+    key = _key(state.key)
+
+    def inner(carry, _):
+        x, Q, i, failed = carry
+        x_new, Q_new = system.tangent(x, Q, i, key)
+        bad = ~_all_finite(x_new, Q_new)
+        failed = jnp.where((failed < 0) & bad, i, failed)
+        return (x_new, Q_new, i + 1, failed), None
+
+    def block(s: EngineState, _):
+        (x1, Q1, i1, failed), _ = lax.scan(inner, (s.x, s.Q, s.step, s.failed_step), None,
+                                           length=renorm_every)
+        Qn, d = qr_positive(Q1)
+        finite = _all_finite(x1, Q1) & (failed < 0)
+        nondegenerate = jnp.all(d > 0)
+        ok = finite & nondegenerate & (s.result == RESULTS.successful)
+        code = jnp.where(s.result != RESULTS.successful, s.result,
+                         jnp.where(~finite, RESULTS.diverged,
+                                   jnp.where(~nondegenerate, RESULTS.degenerate,
+                                             RESULTS.successful))).astype(s.result.dtype)
+        failed = jnp.where((s.failed_step < 0) & ~nondegenerate & finite, s.step, failed)
+        log_sums = jnp.where(ok, s.log_sums + jnp.log(jnp.where(d > 0, d, 1.0)), s.log_sums)
+        good = s.good_blocks + ok.astype(s.good_blocks.dtype)
+        new = EngineState(
+            x=jnp.where(ok, x1, s.x), Q=jnp.where(ok, Qn, s.Q), log_sums=log_sums, step=i1,
+            key=s.key, good_blocks=good, result=code,
+            failed_step=jnp.where(s.failed_step >= 0, s.failed_step, failed),
+        )
+        elapsed = jnp.maximum(good, 1) * renorm_every * time_per_step
+        return new, log_sums / elapsed
+
+    return lax.scan(block, state, None, length=n_blocks)
+
+
+def _transient_chains(system, states, n):
+    return jax.vmap(lambda s: run_transient(system, s, n))(states)
+
+
+def _blocks_chains(system, states, n_blocks, renorm_every, time_per_step):
+    return jax.vmap(lambda s: run_blocks(system, s, n_blocks, renorm_every, time_per_step),
+                    out_axes=(0, 1))(states)
+
+
+_jit_transient = eqx.filter_jit(_transient_chains)
+_jit_blocks = eqx.filter_jit(_blocks_chains)
+
+
+class Checkpoint(eqx.Module):
+    """Write the run's state to `path` every `every` renormalisation blocks, and resume from it.
+
+    The file (NumPy `.npz`) holds the base state, the tangent block, the accumulated logs, the
+    step counter, the random key, the result code and the history so far. With `resume=True`
+    (default) an existing file at `path` is loaded and the run continues from it, also to extend
+    a finished run to a larger `n_steps`; resumed and uninterrupted runs agree to rounding.
+    The settings (method, dimension, k, renormalisation interval, transient) must match.
+    """
+
+    path: str = eqx.field(static=True)
+    every: int = eqx.field(static=True, default=1000)
+    resume: bool = eqx.field(static=True, default=True)
+
+    def save(self, state: EngineState, history: np.ndarray, config: dict) -> None:
+        tmp = self.path + ".tmp.npz"
+        np.savez(tmp, history=history, config=np.asarray(repr(sorted(config.items()))),
+                 **{f: np.asarray(getattr(state, f)) for f in EngineState.__dataclass_fields__})
+        os.replace(tmp, self.path)
+
+    def load(self, config: dict) -> tuple[EngineState, np.ndarray] | None:
+        if not (self.resume and os.path.exists(self.path)):
+            return None
+        with np.load(self.path) as data:
+            if str(data["config"]) != repr(sorted(config.items())):
+                raise ValueError(
+                    f"`checkpoint`: {self.path} was written by a run with other settings; remove "
+                    "it or pass resume=False."
+                )
+            state = EngineState(**{f: jnp.asarray(data[f])
+                                   for f in EngineState.__dataclass_fields__})  # chains batched
+            return state, np.asarray(data["history"])
+
+
+def is_traced(*trees: Any) -> bool:
+    return any(isinstance(leaf, jax.core.Tracer)
+               for tree in trees for leaf in jax.tree_util.tree_leaves(tree))
+
+
+def benettin(system, states: EngineState, *, transient_steps: int, n_blocks: int,
+             renorm_every: int, time_per_step, progress: bool, checkpoint: Checkpoint | None,
+             config: dict, desc: str) -> LyapunovResult:
+    """Run the transient and `n_blocks` QR blocks on a batch of chains (leading axis of
+    `states`); chunked with a progress bar and checkpoints when the inputs are concrete, one
+    `lax.scan` when traced (inside jit/vmap/grad). History has shape `(n_blocks, chains, k)`."""
+    state = states
+    traced = is_traced(system, state, time_per_step)
+    if traced:
+        if checkpoint is not None:
+            raise ValueError("`checkpoint` cannot be used inside jit/vmap (the inputs are traced).")
+        state = _transient_chains(system, state, transient_steps)
+        state, history = _blocks_chains(system, state, n_blocks, renorm_every, time_per_step)
+        return _finish(state, history, renorm_every, time_per_step)
+
+    history_parts: list[np.ndarray] = []
+    done = 0
+    loaded = None if checkpoint is None else checkpoint.load(config)
+    if loaded is not None:
+        state, hist = loaded
+        history_parts.append(hist)
+        done = hist.shape[0]
+        if done > n_blocks:
+            raise ValueError(
+                f"`checkpoint`: {checkpoint.path} already holds {done} renormalisation blocks, "
+                f"more than the {n_blocks} asked for."
+            )
+    else:
+        state = _jit_transient(system, state, transient_steps)
+    chunk = checkpoint.every if checkpoint is not None else max(1, -(-n_blocks // 50))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_blocks, initial=done, desc=desc, leave=False)
+    while done < n_blocks:
+        n = min(chunk, n_blocks - done)
+        state, hist = _jit_blocks(system, state, n, renorm_every, time_per_step)
+        history_parts.append(np.asarray(hist))
+        done += n
+        if bar is not None:
+            bar.update(n)
+        if checkpoint is not None:
+            checkpoint.save(state, np.concatenate(history_parts), config)
+    if bar is not None:
+        bar.close()
+    history = jnp.asarray(np.concatenate(history_parts))
+    return _finish(state, history, renorm_every, time_per_step)
+
+
+def _finish(state: EngineState, history: Array, renorm_every: int, time_per_step) -> LyapunovResult:
+    """Per-chain exponents -> mean, standard error (chains > 1), descending order."""
+    elapsed = jnp.maximum(state.good_blocks, 1) * renorm_every * time_per_step
+    per_chain = state.log_sums / elapsed[:, None]
+    n_chains = per_chain.shape[0]
+    exponents = jnp.mean(per_chain, axis=0)
+    hist = jnp.mean(history, axis=1)
+    stderr = None
+    if n_chains > 1:
+        stderr = jnp.std(per_chain, axis=0, ddof=1) / jnp.sqrt(n_chains)
+    order = jnp.argsort(-exponents)
+    n = history.shape[0]
+    times = (jnp.arange(1, n + 1) * renorm_every) * time_per_step
+    squeeze = (lambda a: a[0]) if n_chains == 1 else (lambda a: a)
+    return LyapunovResult(
+        exponents=exponents[order], history=hist[:, order], times=times,
+        stderr=None if stderr is None else stderr[order], result=jnp.max(state.result),
+        failed_step=squeeze(state.failed_step), steps=squeeze(state.good_blocks) * renorm_every,
+        final_state=squeeze(state.x), final_tangents=squeeze(state.Q)[..., order],
+    )
