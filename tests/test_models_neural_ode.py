@@ -170,6 +170,18 @@ def test_jit_does_not_retrace_and_vmap_equals_loop(small_model):
     np.testing.assert_allclose(batched, loop, rtol=1e-12, atol=1e-12)
 
 
+def test_shared_step_batch(small_model):
+    xs = jax.random.normal(jax.random.key(8), (7, 2))
+    shared = eqx.filter_jit(lambda m, xs: m.batch(xs))(small_model, xs)
+    np.testing.assert_allclose(shared, jax.vmap(small_model)(xs), atol=1e-10)  # both tight
+    fixed = NeuralODE(small_model.field, lift=small_model.lift, readout=small_model.readout,
+                      solver=diffrax.Tsit5(), stepsize_controller=diffrax.ConstantStepSize(),
+                      dt0=0.05)
+    np.testing.assert_allclose(fixed.batch(xs), jax.vmap(fixed)(xs), rtol=1e-13, atol=1e-14)
+    with pytest.raises(ValueError, match="`xs`"):
+        small_model.batch(jnp.ones((3, 3)))
+
+
 def test_trainable_with_optax(getkey):
     xs = jnp.linspace(-1, 1, 16)[:, None]
     ys = 0.5 * xs + 0.2

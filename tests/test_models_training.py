@@ -18,6 +18,8 @@ from jaxdyn.models import (
 
 STEPS = 1200
 GRID = jnp.linspace(-1.0, 1.0, 2001)[:, None]
+# one optimiser object for every fit: models of the same structure share one compilation
+OPTIMIZER = optax.adam(optax.cosine_decay_schedule(1e-2, STEPS, alpha=0.05))
 
 
 def _train(m, seed):
@@ -28,9 +30,7 @@ def _train(m, seed):
                       solver=diffrax.Tsit5(), stepsize_controller=diffrax.ConstantStepSize(),
                       dt0=0.1)
     xs = jnp.linspace(-1.0, 1.0, 64)[:, None]
-    schedule = optax.cosine_decay_schedule(1e-2, STEPS, alpha=0.05)
-    trained = fit(model, xs, xs**2, steps=STEPS, optimizer=optax.adam(schedule),
-                  progress=False).model
+    trained = fit(model, xs, xs**2, steps=STEPS, optimizer=OPTIMIZER, progress=False).model
     sup = float(jnp.max(jnp.abs(jax.vmap(trained)(GRID)[:, 0] - GRID[:, 0] ** 2)))
     return trained, sup
 

@@ -123,7 +123,6 @@ def critical_points(fn: Callable, lower, upper, *, key: Key, n_starts: int = 64,
     except Exception as err:  # noqa: BLE001
         raise ValueError(f"`fn` failed on an input of shape ({d},): {err}") from err
 
-    eps = jnp.finfo(lower.dtype).eps
     if gtol is None:
         gtol = 1e-6 if lower.dtype == jnp.float64 else 1e-3
     diameter = float(jnp.linalg.norm(upper - lower))
@@ -131,9 +130,8 @@ def critical_points(fn: Callable, lower, upper, *, key: Key, n_starts: int = 64,
         dedup_tol = 1e-4 * diameter
 
     starts = jax.random.uniform(key, (n_starts, d), lower.dtype, lower, upper)
-    iterate, classify = _newton_fns(f, eps, max_iter)
     try:
-        finals = iterate(starts)
+        finals, vals, grads, eigs = _newton_solve(second_order(fn), starts, max_iter)
     except TypeError as err:
         if "custom_vjp" not in str(err):
             raise
@@ -142,7 +140,6 @@ def critical_points(fn: Callable, lower, upper, *, key: Key, n_starts: int = 64,
             "first-order only (the training default). Close over `jaxdyn.models.second_order(model)` "
             "instead, or pass the model itself as `fn`."
         ) from err
-    vals, grads, eigs = classify(finals)
 
     finals, vals, grads, eigs = (np.asarray(a) for a in (finals, vals, grads, eigs))
     gnorm = np.linalg.norm(grads, axis=-1)
@@ -174,9 +171,14 @@ def critical_points(fn: Callable, lower, upper, *, key: Key, n_starts: int = 64,
     )
 
 
-def _newton_fns(f, eps, max_iter):
+@eqx.filter_jit
+def _newton_solve(fn, starts, max_iter):
+    """Newton from every start, then value, gradient and Hessian eigenvalues at the end points:
+    one compiled function, cached across calls on models of the same structure (`fn` is data)."""
+    f = _scalar(fn)
     grad = jax.grad(f)
     hess = jax.jacfwd(grad)
+    eps = jnp.finfo(starts.dtype).eps
     alphas = 0.5 ** jnp.arange(12)
 
     def newton_step(x, _):
@@ -195,19 +197,8 @@ def _newton_fns(f, eps, max_iter):
         x_new = jnp.where(jnp.any(accept), trial[first], x)
         return x_new, None
 
-    @jax.jit
-    def iterate(starts):
-        def one(x0):
-            x, _ = lax.scan(newton_step, x0, None, length=max_iter)
-            return x
+    def one(x0):
+        x, _ = lax.scan(newton_step, x0, None, length=max_iter)
+        return x, f(x), grad(x), jnp.linalg.eigvalsh(hess(x))
 
-        return jax.vmap(one)(starts)
-
-    @jax.jit
-    def classify(xs):
-        def one(x):
-            return f(x), grad(x), jnp.linalg.eigvalsh(hess(x))
-
-        return jax.vmap(one)(xs)
-
-    return iterate, classify
+    return jax.vmap(one)(starts)

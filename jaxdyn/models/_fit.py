@@ -26,6 +26,24 @@ def mse_loss(model, xs: Array, ys: Array) -> Array:
     return 0.5 * jnp.mean(jnp.sum((pred - ys.reshape(pred.shape)) ** 2, axis=-1))
 
 
+@eqx.filter_jit
+def _run_chunk(params, opt_state, static, optimizer, loss_fn, xs, ys, n):
+    """`n` optimiser steps in one `lax.scan`. Module-level and `filter_jit`ted with the model's
+    structure, the optimiser and the loss as static data: repeated fits of models of the same
+    structure with the same optimiser object compile once."""
+
+    def loss_of(p):
+        return loss_fn(eqx.combine(p, static), xs, ys)
+
+    def step(carry, _):
+        p, s = carry
+        loss, g = jax.value_and_grad(loss_of)(p)
+        updates, s = optimizer.update(g, s, p)
+        return (optax.apply_updates(p, updates), s), loss
+
+    return lax.scan(step, (params, opt_state), None, length=n)
+
+
 def fit(model, xs: Array, ys: Array, *, steps: int = 1000,
         optimizer: optax.GradientTransformation | None = None,
         loss_fn: Callable = mse_loss, chunk: int = 100, progress: bool = True,
@@ -33,8 +51,9 @@ def fit(model, xs: Array, ys: Array, *, steps: int = 1000,
     r"""Train `model` on $(x_i, y_i)$ by full-batch gradient steps with an optax optimiser.
 
     The array leaves of `model` (`eqx.is_inexact_array`) are trained; the steps run in jitted
-    `lax.scan` chunks of length `chunk` (compiled once), with a tqdm progress bar between chunks
-    (`progress=False` turns it off).
+    `lax.scan` chunks of length `chunk` (compiled once, and shared by later fits of models of
+    the same structure with the same `optimizer` object and `loss_fn`), with a tqdm progress bar
+    between chunks (`progress=False` turns it off).
 
     **Arguments:**
 
@@ -58,19 +77,7 @@ def fit(model, xs: Array, ys: Array, *, steps: int = 1000,
     optimizer = optax.adam(1e-2) if optimizer is None else optimizer
     params, static = eqx.partition(model, eqx.is_inexact_array)
     opt_state = optimizer.init(params)
-
-    def loss_of(p):
-        return loss_fn(eqx.combine(p, static), xs, ys)
-
-    def step(carry, _):
-        p, s = carry
-        loss, g = jax.value_and_grad(loss_of)(p)
-        updates, s = optimizer.update(g, s, p)
-        return (optax.apply_updates(p, updates), s), loss
-
-    @eqx.filter_jit
-    def run(p, s, n):
-        return lax.scan(step, (p, s), None, length=n)
+    run = lambda p, s, n: _run_chunk(p, s, static, optimizer, loss_fn, xs, ys, n)
 
     losses = []
     bar = None

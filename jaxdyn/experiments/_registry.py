@@ -1,0 +1,50 @@
+"""The experiment registry: one line per reproduced result.
+
+To add an experiment, write `jaxdyn/experiments/<name>.py` with a function
+`run(*, quick: bool, seed: int, progress: bool) -> ExperimentResult` and add one
+`Experiment(...)` line to `_ALL` below. Modules are imported only when their experiment runs, so
+`jaxdyn list` stays fast.
+"""
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+
+from ._result import ExperimentResult
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """A registry entry.
+
+    - `name`: the command-line name (`jaxdyn reproduce NAME`).
+    - `module`: import path of the module that defines `run(*, quick, seed, progress)`.
+    - `description`: one line for `jaxdyn list`.
+    - `x64`: run in float64 (`jax_enable_x64`); the default.
+    """
+
+    name: str
+    module: str
+    description: str
+    x64: bool = True
+
+    def load(self) -> Callable[..., ExperimentResult]:
+        """Import the module and return its `run` function."""
+        run = getattr(importlib.import_module(self.module), "run", None)
+        if not callable(run):
+            raise TypeError(f"Experiment module {self.module!r} has no function `run`.")
+        return run
+
+
+_ALL = (
+    Experiment(
+        "embedding",
+        "jaxdyn.experiments.embedding",
+        "The other side of the universal embedding theorem: non-augmented neural ODEs cannot fit "
+        "x^2 or |x|^2 (monotone / no critical points), augmented ones can.",
+    ),
+    Experiment("lyapunov", "jaxdyn.experiments.lyapunov", "Lorenz spectrum and rho sweep; order to chaos."),
+)
+
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in _ALL}
+"""All registered experiments by name, in report order."""

@@ -1,0 +1,16 @@
+"""Figures (matplotlib is imported only when a function draws)."""
+
+from ._grid import evaluate as evaluate, grid_values as grid_values
+from ._lyapunov import (
+    plot_ftle_field as plot_ftle_field,
+    plot_lyapunov_convergence as plot_lyapunov_convergence,
+    plot_phase_diagram as plot_phase_diagram,
+    plot_sweep as plot_sweep,
+)
+from ._plots import (
+    plot_critical_points as plot_critical_points,
+    plot_fit as plot_fit,
+    plot_fit_errors as plot_fit_errors,
+    plot_level_sets as plot_level_sets,
+    plot_losses as plot_losses,
+)
