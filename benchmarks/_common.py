@@ -92,6 +92,18 @@ def summarise(first: float, times: list[float]) -> dict[str, Any]:
     }
 
 
+def paired_ratio(slow: list[float], fast: list[float]) -> dict[str, Any]:
+    """Per-round ratios `slow[r] / fast[r]` of two interleaved timings: median, IQR, min, max.
+
+    Each round times both sides back to back, so a load change between rounds cancels in the
+    ratio; a robustness check on the ratio of medians, which stays the headline number.
+    """
+    ratios = [a / b for a, b in zip(slow, fast, strict=True)]
+    q1, q3 = _quartiles(ratios)
+    return {"median": statistics.median(ratios), "iqr": [q1, q3], "min": min(ratios),
+            "max": max(ratios), "n": len(ratios)}
+
+
 def time_interleaved(calls: dict[str, tuple[Callable[[], Any], Callable[[Any], Any]]], *,
                      repeats: int, before: dict[str, Callable[[], None]] | None = None,
                      ) -> dict[str, dict[str, Any]]:

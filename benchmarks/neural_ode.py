@@ -32,6 +32,8 @@ Cases (`jaxdyn` side; the torchdiffeq side is the same `odeint` call in the firs
 
 from __future__ import annotations
 
+import functools
+import math
 import time
 from typing import Any
 
@@ -39,6 +41,7 @@ from _common import (
     Options,
     fmt_s,
     missing_modules,
+    paired_ratio,
     peer_missing_record,
     print_table,
     time_interleaved,
@@ -120,10 +123,10 @@ def _jax_side(case: str):
             return jax.vmap(m)(xb)
     else:
         adjoint = diffrax.BacksolveAdjoint() if case == "backsolve" else None
-        model = NeuralODE(BatchField(field), state_size=p["state_dim"], adjoint=adjoint, **common)
+        model = NeuralODE(field, adjoint=adjoint, **common)
 
         def predict(m, xb):
-            return m.flow(xb)
+            return m.batch(xb)  # one shared step-size sequence for the batch, as torchdiffeq
 
     def loss_fn(m, xb, yb):
         return jnp.mean((predict(m, xb) - yb) ** 2)
@@ -141,23 +144,21 @@ def _jax_side(case: str):
 
     def solver_stats():
         """Steps taken by the forward solve (same settings as the model; untimed)."""
-        term = diffrax.ODETerm(field)
         kw = dict(stepsize_controller=controller, max_steps=p["max_steps"])
         if case == "vmap":
+            term = diffrax.ODETerm(field)
             sol = jax.vmap(lambda x0: diffrax.diffeqsolve(term, diffrax.Dopri5(), p["t0"], p["t1"],
                                                           p["dt0"], x0, None, **kw))(x)
-        else:
-            sol = diffrax.diffeqsolve(diffrax.ODETerm(BatchField(field)), diffrax.Dopri5(),
-                                      p["t0"], p["t1"], p["dt0"], x, None, **kw)
-        acc = jnp.asarray(sol.stats["num_accepted_steps"])
-        rej = jnp.asarray(sol.stats["num_rejected_steps"])
-        out = {"accepted": int(acc.max()), "rejected": int(rej.max())}
-        if case == "vmap":
-            tot = acc + rej
-            out = {"per_sample_steps_min": int(tot.min()), "per_sample_steps_mean":
-                   float(tot.mean()), "per_sample_steps_max": int(tot.max()),
-                   "loop_iterations": int(tot.max())}
-        return out
+            tot = sol.stats["num_accepted_steps"] + sol.stats["num_rejected_steps"]
+            return {"per_sample_steps_min": int(tot.min()), "per_sample_steps_mean":
+                    float(tot.mean()), "per_sample_steps_max": int(tot.max()),
+                    "loop_iterations": int(tot.max())}
+        saveat = diffrax.SaveAt(steps=True, fn=lambda t, y, args: t)
+        sol = diffrax.diffeqsolve(diffrax.ODETerm(BatchField(field)), diffrax.Dopri5(), p["t0"],
+                                  p["t1"], p["dt0"], x, None, saveat=saveat, **kw)
+        ends = [float(t) for t in sol.ts if math.isfinite(float(t))]
+        return {"accepted": int(sol.stats["num_accepted_steps"]),
+                "rejected": int(sol.stats["num_rejected_steps"]), "step_ends": ends}
 
     def grads_flat():
         grads = eqx.filter_grad(loss_fn)(model, x, y)
@@ -174,12 +175,11 @@ def _jax_side(case: str):
 # -- the torchdiffeq side ------------------------------------------------------------------------
 
 
-def _torch_side(jax_field, x, y, case: str, threads: int):
+def _torch_side(jax_field, x, y, case: str):
     import numpy as np
     import torch
     import torchdiffeq
 
-    torch.set_num_threads(threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     p = PROBLEM
 
@@ -195,6 +195,12 @@ def _torch_side(jax_field, x, y, case: str, threads: int):
                 self.linears.append(tl)
             self.counts = {"nfe": 0, "accepted": 0, "rejected": 0, "adj_accepted": 0,
                            "adj_rejected": 0}
+            self.step_ends: list[float] = []
+
+        def reset_counts(self):
+            for k in self.counts:
+                self.counts[k] = 0
+            self.step_ends = []
 
         def forward(self, t, h):
             self.counts["nfe"] += 1
@@ -205,6 +211,7 @@ def _torch_side(jax_field, x, y, case: str, threads: int):
         # torchdiffeq calls these if they exist (used to check that both sides take the same steps)
         def callback_accept_step(self, t0, y0, dt):
             self.counts["accepted"] += 1
+            self.step_ends.append(t0 + dt)  # a tensor; converted to float only in check()
 
         def callback_reject_step(self, t0, y0, dt):
             self.counts["rejected"] += 1
@@ -238,6 +245,7 @@ def _torch_side(jax_field, x, y, case: str, threads: int):
     state: dict[str, Any] = {}
 
     def reset():
+        f.reset_counts()
         with torch.no_grad():
             for q, q0 in zip(f.parameters(), init, strict=True):
                 q.copy_(q0)
@@ -265,49 +273,82 @@ def _torch_side(jax_field, x, y, case: str, threads: int):
     def check():
         """Loss, gradients and step counts at the initial weights (untimed)."""
         reset()
-        for k in f.counts:
-            f.counts[k] = 0
         value = loss()
         fwd_counts = dict(f.counts)
+        step_ends = [float(t) for t in f.step_ends]
         grads = torch.autograd.grad(value, list(f.parameters()))
         counts = dict(f.counts)
         counts["nfe_forward"] = fwd_counts["nfe"]
         counts["nfe_total"] = counts.pop("nfe")
-        return float(value), [g.detach().cpu().numpy() for g in grads], counts
+        counts["step_ends"] = step_ends
+        reset()
+        return value.item(), [g.detach().cpu().numpy() for g in grads], counts
+
+    def set_threads(n: int) -> None:
+        torch.set_num_threads(n)
 
     return {"step": step, "forward": forward, "reset": reset, "sync": sync, "check": check,
-            "device": device, "threads": torch.get_num_threads()}
+            "device": device, "set_threads": set_threads}
+
+
+@functools.cache
+def _reference_grad():
+    """Gradient at the initial weights from a tight solve (rtol 1e-6, atol 1e-8, float32, batch as
+    one state, jaxdyn): the yardstick for both sides' rtol-1e-3 gradients."""
+    import diffrax
+    import equinox as eqx
+    import jax
+    import numpy as np
+
+    js = _jax_side(HEADLINE)
+    tight = diffrax.PIDController(rtol=1e-6, atol=1e-8)
+    model = eqx.tree_at(lambda m: m.stepsize_controller, js["model"], tight)
+    grads = eqx.filter_jit(eqx.filter_grad(js["loss_fn"]))(model, js["x"], js["y"])
+    leaves = jax.tree_util.tree_leaves(eqx.filter(grads, eqx.is_inexact_array))
+    return np.concatenate([np.asarray(g).ravel() for g in leaves])
 
 
 # -- agreement and roofline ----------------------------------------------------------------------
 
 
 def _agreement(js, ts, case: str) -> dict[str, Any]:
+    """Loss, gradient and solver steps of both sides at the initial weights (untimed)."""
     import numpy as np
 
     jloss = float(js["loss_fn"](js["model"], js["x"], js["y"]))
-    jgrads = [np.asarray(g).ravel() for g in js["grads_flat"]()]
+    # jaxdyn's leaves are (weight, bias) per layer: the order of torch's parameters()
+    jg = np.concatenate([np.asarray(g).ravel() for g in js["grads_flat"]()])
     tloss, tgrads, counts = ts["check"]()
-    # jaxdyn leaves are (weight, bias) per layer, the same order as torch's parameters()
-    jg = np.concatenate(jgrads)
     tg = np.concatenate([g.ravel() for g in tgrads])
-    rel_grad = float(np.linalg.norm(jg - tg) / np.linalg.norm(tg))
+    ref = _reference_grad()
+
+    def rel(a, b):
+        return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
     out: dict[str, Any] = {
         "loss_jaxdyn": jloss,
         "loss_torchdiffeq": tloss,
         "loss_rel_diff": abs(jloss - tloss) / abs(tloss),
-        "grad_rel_l2_diff": rel_grad,
+        "grad_rel_l2_diff": rel(jg, tg),
+        "grad_rel_l2_err_vs_tight_reference": {"jaxdyn": rel(jg, ref), PEER: rel(tg, ref),
+                                               "reference": "jaxdyn, rtol 1e-6, atol 1e-8"},
         "steps_jaxdyn": js["solver_stats"](),
         "steps_torchdiffeq": {"accepted": counts["accepted"], "rejected": counts["rejected"],
                               "nfe_forward": counts["nfe_forward"],
-                              "nfe_total": counts["nfe_total"]},
+                              "nfe_total": counts["nfe_total"], "step_ends": counts["step_ends"]},
     }
     if case == "backsolve":
         out["steps_torchdiffeq"]["adjoint_accepted"] = counts["adj_accepted"]
         out["steps_torchdiffeq"]["adjoint_rejected"] = counts["adj_rejected"]
     if case != "vmap":
         sj, st = out["steps_jaxdyn"], out["steps_torchdiffeq"]
-        out["same_steps"] = (sj["accepted"], sj["rejected"]) == (st["accepted"], st["rejected"])
+        same_count = (sj["accepted"], sj["rejected"]) == (st["accepted"], st["rejected"])
+        # torchdiffeq steps past t1 and interpolates; diffrax clips its last step to t1, so
+        # compare every accepted step but the last
+        a, b = np.array(sj["step_ends"][:-1]), np.array(st["step_ends"][:-1])
+        gap = float(np.max(np.abs(a - b))) if same_count and a.size else None
+        out["max_step_end_diff_before_last"] = gap
+        out["same_steps"] = bool(same_count and (gap is None or gap < 1e-4 * PROBLEM["t1"]))
     return out
 
 
@@ -324,12 +365,12 @@ def _matmul_rate(repeats: int) -> float:
 
     p = PROBLEM
     a = jnp.ones((p["batch"], p["mlp_width"]), jnp.float32)
-    b = jnp.ones((p["mlp_width"], p["mlp_width"]), jnp.float32)
+    b = jnp.full((p["mlp_width"], p["mlp_width"]), 1.0 / p["mlp_width"], jnp.float32)
     inner = 200
 
     @jax.jit
-    def many(a, b):
-        return jax.lax.fori_loop(0, inner, lambda i, acc: jnp.tanh(acc @ b), a)
+    def many(a, b):  # a chain of dependent matmuls; b keeps the values at 1
+        return jax.lax.fori_loop(0, inner, lambda i, acc: acc @ b, a)
 
     jax.block_until_ready(many(a, b))
     times = []
@@ -337,6 +378,35 @@ def _matmul_rate(repeats: int) -> float:
         t0 = time.perf_counter()
         jax.block_until_ready(many(a, b))
         times.append(time.perf_counter() - t0)
+    flops = 2 * p["batch"] * p["mlp_width"] ** 2 * inner
+    return flops / sorted(times)[len(times) // 2]
+
+
+def _torch_matmul_rate(repeats: int) -> float:
+    """FLOP/s of the same matmul chain in torch (on its device, at the threads it was timed at)."""
+    import torch
+
+    p = PROBLEM
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    a = torch.ones((p["batch"], p["mlp_width"]), device=device)
+    b = torch.full((p["mlp_width"], p["mlp_width"]), 1.0 / p["mlp_width"], device=device)
+    inner = 200
+
+    def many():
+        acc = a
+        for _ in range(inner):
+            acc = acc @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return acc
+
+    with torch.no_grad():
+        many()
+        times = []
+        for _ in range(max(3, repeats // 2)):
+            t0 = time.perf_counter()
+            many()
+            times.append(time.perf_counter() - t0)
     flops = 2 * p["batch"] * p["mlp_width"] ** 2 * inner
     return flops / sorted(times)[len(times) // 2]
 
@@ -353,6 +423,12 @@ def run(opts: Options) -> dict[str, Any]:
         raise SystemExit(f"unknown case(s) {unknown} for {NAME}; choose from {list(CASES)}")
     missing = missing_modules(PEER_MODULES)
     peer_record = peer_missing_record(PEER, missing) if missing else {"status": "ok"}
+    # torch is probed at 1 thread and at --threads and then timed at the faster: on a small or
+    # shared CPU, intra-op threads can make torch much slower, and the goal must not profit from
+    # that. The probe runs on its own (not interleaved): busy-waiting OpenMP threads of a
+    # multi-threaded torch call would slow whatever runs next.
+    peer_threads = sorted({1, opts.threads})
+    probe_repeats = max(3, opts.repeats // 4)
 
     results: dict[str, Any] = {"cases": {}, "peer": {PEER: peer_record}}
     for case in cases:
@@ -362,17 +438,34 @@ def run(opts: Options) -> dict[str, Any]:
                                                       js["y"]), jax.block_until_ready)}
         before = {}
         ts = None
+        probe: dict[int, dict[str, Any]] = {}
         if not missing:
-            ts = _torch_side(js["field"], js["x"], js["y"], case, opts.threads)
+            ts = _torch_side(js["field"], js["x"], js["y"], case)
+            peer_record["device"] = ts["device"]
+            for n in peer_threads:
+                probe[n] = time_interleaved(
+                    {PEER: (ts["step"], ts["sync"])}, repeats=probe_repeats,
+                    before={PEER: lambda ts=ts, n=n: (ts["set_threads"](n), ts["reset"]())},
+                )[PEER]
+            best = min(peer_threads, key=lambda n: probe[n]["warm_median_s"])
+            ts["set_threads"](best)
             calls[PEER] = (ts["step"], ts["sync"])
             before[PEER] = ts["reset"]
-            peer_record.update(device=ts["device"], torch_num_threads=ts["threads"])
         timing = time_interleaved(calls, repeats=opts.repeats, before=before)
         rec: dict[str, Any] = {"headline": case == HEADLINE, "jaxdyn": timing["jaxdyn"]}
         if ts is not None:
-            rec[PEER] = timing[PEER]
-            rec["speedup"] = {PEER: timing[PEER]["warm_median_s"]
-                              / timing["jaxdyn"]["warm_median_s"]}
+            peer = dict(timing[PEER], torch_threads=best)
+            # the very first torch call was the first probe's: report its extra time
+            peer["first_call_s"] = probe[peer_threads[0]]["first_call_s"]
+            peer["compile_s"] = peer["first_call_s"] - peer["warm_median_s"]
+            rec[PEER] = peer
+            rec[f"{PEER}_thread_probe"] = {
+                str(n): {k: v for k, v in probe[n].items() if k not in ("first_call_s",
+                                                                         "compile_s")}
+                for n in peer_threads}
+            rec["speedup"] = {PEER: peer["warm_median_s"] / timing["jaxdyn"]["warm_median_s"]}
+            rec["speedup_paired"] = {PEER: paired_ratio(timing[PEER]["repeats_s"],
+                                                        timing["jaxdyn"]["repeats_s"])}
             rec["agreement"] = _agreement(js, ts, case)
         else:
             rec[PEER] = {"status": "missing"}
@@ -408,28 +501,33 @@ def _breakdown(js, ts, rec, opts: Options) -> dict[str, Any]:
     out: dict[str, Any] = {name: {"warm_median_s": v["warm_median_s"], "warm_iqr_s":
                                   v["warm_iqr_s"], "compile_s": v["compile_s"]}
                            for name, v in t.items()}
-    agree = rec.get("agreement")
-    if agree is not None:
-        nfe = agree["steps_torchdiffeq"]["nfe_forward"]
-        steps = agree["steps_jaxdyn"]["accepted"] + agree["steps_jaxdyn"]["rejected"]
-        flops = nfe * _field_flops(PROBLEM["batch"])
-        rate = _matmul_rate(opts.repeats)
-        for side in ("jaxdyn", PEER):
-            fwd = out[f"{side}_forward"]["warm_median_s"]
-            whole = rec[side]["warm_median_s"]
-            out[side] = {
-                "forward_s": fwd,
-                "backward_and_update_s": whole - fwd,
-                "step_per_solver_step_s": whole / steps,
-                "forward_per_solver_step_s": fwd / steps,
-                "forward_flop_rate": flops / fwd,
-                "forward_fraction_of_matmul_rate": flops / fwd / rate,
-            }
-        out["solver_steps"] = steps
-        out["nfe_forward"] = nfe
-        out["forward_flops"] = flops
-        out["matmul_flop_rate"] = rate
-        out["matmul_shape"] = [PROBLEM["batch"], PROBLEM["mlp_width"], PROBLEM["mlp_width"]]
+    stats = js["solver_stats"]()
+    steps = stats["accepted"] + stats["rejected"]
+    nfe = 6 * steps + 1  # Dopri5 is FSAL: one evaluation at t0, then six per step
+    flops = nfe * _field_flops(PROBLEM["batch"])
+    rates = {"jaxdyn": _matmul_rate(opts.repeats)}
+    if ts is not None:
+        rates[PEER] = _torch_matmul_rate(opts.repeats)
+    out.update(solver_steps=steps, nfe_forward=nfe, forward_flops=flops,
+               matmul_shape=[PROBLEM["batch"], PROBLEM["mlp_width"], PROBLEM["mlp_width"]],
+               matmul_flop_rate=rates)
+    # FLOPs of a step, counting matmuls only: the forward F, its vector-Jacobian product 2F and,
+    # for jaxdyn, the forward recomputed by RecursiveCheckpointAdjoint's backward pass F
+    step_flops = {"jaxdyn": 4 * flops, PEER: 3 * flops}
+    out["step_flops_model"] = "matmul FLOPs: jaxdyn 4F (fwd, recomputed fwd, vjp 2F), peer 3F"
+    for side in rates:
+        fwd = out[f"{side}_forward"]["warm_median_s"]
+        whole = rec[side]["warm_median_s"]
+        out[side] = {
+            "forward_s": fwd,
+            "backward_and_update_s": whole - fwd,
+            "step_per_solver_step_s": whole / steps,
+            "forward_per_solver_step_s": fwd / steps,
+            "forward_flop_rate": flops / fwd,
+            "forward_fraction_of_matmul_rate": flops / fwd / rates[side],
+            "step_flop_rate": step_flops[side] / whole,
+            "step_fraction_of_matmul_rate": step_flops[side] / whole / rates[side],
+        }
     return out
 
 
@@ -443,14 +541,30 @@ def _print_case(case: str, rec: dict[str, Any]) -> None:
         q1, q3 = r["warm_iqr_s"]
         rows.append([side, fmt_s(r["compile_s"]), fmt_s(r["warm_median_s"]),
                      f"{fmt_s(q1)} .. {fmt_s(q3)}", str(r["n_repeats"])])
-    print_table(rows, ["side", "compile", "warm median", "IQR", "n"])
+    print_table(rows, ["side", "compile / first-call extra", "warm median", "IQR", "n"])
+    for n, r in rec.get(f"{PEER}_thread_probe", {}).items():
+        print(f"  {PEER} thread probe, {n} thread(s): warm median {fmt_s(r['warm_median_s'])} "
+              f"(n={r['n_repeats']})")
     s = rec["speedup"][PEER]
     if s is not None:
-        print(f"speedup ({PEER} / jaxdyn): {s:.2f}x" + ("   <- headline" if rec["headline"] else ""))
+        p = rec["speedup_paired"][PEER]
+        print(f"speedup ({PEER} / jaxdyn): {s:.2f}x" + ("   <- headline" if rec["headline"] else "")
+              + f"   (per-round ratios: median {p['median']:.2f}x, IQR {p['iqr'][0]:.2f}.."
+              f"{p['iqr'][1]:.2f}x)")
         a = rec["agreement"]
+        sj, st = a["steps_jaxdyn"], a["steps_torchdiffeq"]
+        if "accepted" in sj:
+            steps = (f"jaxdyn {sj['accepted']}+{sj['rejected']}, {PEER} "
+                     f"{st['accepted']}+{st['rejected']} (accepted+rejected), same steps: "
+                     f"{a['same_steps']}")
+        else:
+            steps = (f"jaxdyn per-sample {sj['per_sample_steps_min']}..."
+                     f"{sj['per_sample_steps_max']} (mean {sj['per_sample_steps_mean']:.1f}), "
+                     f"{PEER} {st['accepted']}+{st['rejected']} shared")
+        ref = a["grad_rel_l2_err_vs_tight_reference"]
         print(f"agreement: loss rel diff {a['loss_rel_diff']:.1e}, grad rel diff "
-              f"{a['grad_rel_l2_diff']:.1e}, steps jaxdyn {a['steps_jaxdyn']} vs torchdiffeq "
-              f"{a['steps_torchdiffeq']}")
+              f"{a['grad_rel_l2_diff']:.1e} (vs a tight solve: jaxdyn {ref['jaxdyn']:.1e}, "
+              f"{PEER} {ref[PEER]:.1e}); steps {steps}")
     if "breakdown" in rec and PEER in rec["breakdown"]:
         b = rec["breakdown"]
         for side in ("jaxdyn", PEER):
@@ -459,4 +573,6 @@ def _print_case(case: str, rec: dict[str, Any]) -> None:
                   f"{fmt_s(d['backward_and_update_s'])}, per solver step "
                   f"{fmt_s(d['step_per_solver_step_s'])}, forward at "
                   f"{d['forward_flop_rate'] / 1e9:.1f} GFLOP/s = "
-                  f"{100 * d['forward_fraction_of_matmul_rate']:.0f}% of a same-size matmul")
+                  f"{100 * d['forward_fraction_of_matmul_rate']:.0f}% and whole step at "
+                  f"{100 * d['step_fraction_of_matmul_rate']:.0f}% of a same-size matmul chain "
+                  f"({b['matmul_flop_rate'][side] / 1e9:.0f} GFLOP/s)")

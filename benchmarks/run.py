@@ -25,6 +25,7 @@ if str(HERE) not in sys.path:
 # name -> (module next to this file, one-line description). Add new comparisons here.
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "neural_ode": ("neural_ode", "MLP-field neural ODE training step vs torchdiffeq (Dopri5)"),
+    "lyapunov": ("lyapunov", "Lorenz Lyapunov spectrum and rho sweep vs lyapax, jitcode_lyap, lyapynov"),
 }
 
 
@@ -56,11 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.list or not args.name:
+        if not args.list:
+            parser.print_usage(sys.stderr)
         for name, (_, desc) in BENCHMARKS.items():
             print(f"{name:16s} {desc}")
-        if not args.list:
-            print("\nusage: python benchmarks/run.py NAME [--quick] [--repeats N]")
-        return 0
+        return 0 if args.list else 2
     if args.name not in BENCHMARKS:
         print(f"unknown benchmark {args.name!r}; known: {', '.join(BENCHMARKS)}", file=sys.stderr)
         return 2
@@ -97,20 +98,22 @@ def main(argv: list[str] | None = None) -> int:
           f"{prov['cpu_count']} CPUs, threads {args.threads}) ==")
     rows = []
     for case, rec in result["cases"].items():
-        for side, s in rec["speedup"].items():
-            peer = rec[side]
+        jd = rec.get("jaxdyn") or {}
+        for side, s in (rec.get("speedup") or {}).items():
+            peer = rec.get(side) or {}
             rows.append([
                 case + (" *" if rec.get("headline") else ""),
-                fmt_s(rec["jaxdyn"]["compile_s"]), fmt_s(rec["jaxdyn"]["warm_median_s"]),
+                fmt_s(jd.get("compile_s")), fmt_s(jd.get("warm_median_s")),
                 side, fmt_s(peer.get("compile_s")), fmt_s(peer.get("warm_median_s")),
                 "-" if s is None else f"{s:.2f}x",
             ])
     print_table(rows, ["case", "jaxdyn compile", "jaxdyn warm", "peer", "peer first-call extra",
                        "peer warm", "speedup"])
-    goal = result["goal"]
-    verdict = ("not evaluated" if goal["met"] is None else ("MET" if goal["met"] else "NOT MET"))
-    shown = "-" if goal["speedup"] is None else f"{goal['speedup']:.2f}x"
-    print(f"goal: {goal['statement']}: {verdict} (speedup {shown}, * = headline case)")
+    goal = result.get("goal") or {}
+    met, speedup = goal.get("met"), goal.get("speedup")
+    verdict = "not evaluated" if met is None else ("MET" if met else "NOT MET")
+    shown = "-" if speedup is None else f"{speedup:.2f}x"
+    print(f"goal: {goal.get('statement', '-')}: {verdict} (speedup {shown}, * = headline case)")
 
     path = Path(args.output) if args.output else RESULTS_DIR / f"{args.name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

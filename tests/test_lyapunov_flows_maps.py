@@ -78,7 +78,9 @@ def test_lorenz(lorenz_result):
     e = np.asarray(lorenz_result.exponents)
     assert abs(e[0] - 0.9056) < 0.02 and abs(e[1]) < 0.01 and abs(e[2] + 14.5723) < 0.05
     assert abs(e.sum() + (10 + 1 + 8 / 3)) < 1e-3
-    assert lorenz_result.history.shape == (10_000, 3)
+    assert lorenz_result.history.shape == (1000, 3)  # one row every 10 renormalisations
+    np.testing.assert_allclose(lorenz_result.times[-1], 1000.0)
+    np.testing.assert_allclose(lorenz_result.history[-1], lorenz_result.exponents)
     assert float(lorenz_result.drift) < 0.05
     assert abs(float(lorenz_result.kaplan_yorke_dimension) - (2 + (e[0] + e[1]) / abs(e[2]))) < 1e-12
     assert 2.05 < float(lorenz_result.kaplan_yorke_dimension) < 2.07

@@ -241,3 +241,10 @@ def test_second_order_swaps_only_neural_odes(small_model):
     assert eqx.tree_equal(swapped[1], pair[1])
     fn = lambda x: x
     assert second_order(fn) is fn
+
+
+def test_trajectory_times_are_checked(small_model):
+    with pytest.raises(ValueError, match="`ts`"):
+        small_model.trajectory(jnp.ones(2), jnp.array([0.5, 2.0]))
+    with pytest.raises(ValueError, match="`ts`"):
+        small_model.trajectory(jnp.ones(2), jnp.array([0.5, 0.2]))

@@ -203,3 +203,11 @@ def test_width_profile_vocabulary(widths):
         for j in range(i, n - 1)
     )
     assert has_bottleneck(mlp) == brute
+
+
+def test_missing_key_is_named(getkey):
+    layers = tie(eqx.nn.Linear(3, 3, key=getkey()), 4)
+    with pytest.raises(ValueError, match="`key`"):
+        ResNet(3, 4, layers=layers, in_size=2)
+    with pytest.raises(ValueError, match="`key`"):
+        DenseResNet(3, 2, weights=jnp.zeros((2, 2, 3, 3)), out_size=1)

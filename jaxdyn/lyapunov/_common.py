@@ -1,5 +1,6 @@
 """Validation and set-up shared by the spectrum entry points."""
 
+import equinox as eqx
 import jax
 import jax.flatten_util
 import jax.numpy as jnp
@@ -62,6 +63,12 @@ def single_chain(x0, Q0, key=None):
     return jax.tree_util.tree_map(lambda a: a[None], state)
 
 
+@eqx.filter_jit
+def setup_chain(x0, k: int, key):
+    """One chain's initial state with a random orthonormal tangent block (one compiled call)."""
+    return single_chain(x0, initial_tangents(x0.shape[0], k, key, x0.dtype))
+
+
 def check_output(fn, name: str, expected_shape, *example):
     try:
         out = jax.eval_shape(fn, *example)
@@ -74,3 +81,10 @@ def check_output(fn, name: str, expected_shape, *example):
             f"`{name}` must return a state of the same size as the input ({expected_shape[0]} "
             f"values), got {got[0] if got else 0}."
         )
+
+
+def float_args_to_arrays(args):
+    """Python floats in `args` become 0-d arrays, so that a new value does not recompile
+    (ints and everything else are left alone: a field may use them as static sizes)."""
+    return jax.tree_util.tree_map(
+        lambda a: jnp.asarray(a) if isinstance(a, float) else a, args)

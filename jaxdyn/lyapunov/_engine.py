@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from .._checks import check_int
 from .._types import Array
 from ._result import RESULTS, LyapunovResult
 
@@ -38,12 +39,36 @@ class EngineState(eqx.Module):
     failed_step: Array  # first step with a non-finite value (-1 if none)
 
 
+_SMALL_K = 8
+
+
 def qr_positive(Q: Array) -> tuple[Array, Array]:
-    """Reduced QR with the sign fixed so that `diag(R) >= 0`; returns `(Q, diag(R))`."""
-    q, r = jnp.linalg.qr(Q, mode="reduced")
-    d = jnp.diagonal(r)
-    s = jnp.where(d < 0, -1.0, 1.0).astype(Q.dtype)
-    return q * s[None, :], jnp.abs(d)
+    """Reduced QR with the sign fixed so that `diag(R) >= 0`; returns `(Q, diag(R))`.
+
+    For up to 8 columns: classical Gram-Schmidt with one full re-orthogonalisation pass
+    ("twice is enough", Giraud et al. 2005: orthogonal to working precision whenever the block is
+    numerically full rank), unrolled into plain vector operations, several times faster than a
+    LAPACK call on tiny blocks. For more columns: Householder (`jnp.linalg.qr`). A zero column
+    gives a zero diagonal entry (reported as degenerate by the engine), never a NaN.
+    """
+    k = Q.shape[1]
+    if k > _SMALL_K:
+        q, r = jnp.linalg.qr(Q, mode="reduced")
+        d = jnp.diagonal(r)
+        s = jnp.where(d < 0, -1.0, 1.0).astype(Q.dtype)
+        return q * s[None, :], jnp.abs(d)
+    cols: list[Array] = []
+    diag = []
+    for j in range(k):
+        v = Q[:, j]
+        for _ in range(2):
+            if cols:
+                basis = jnp.stack(cols, axis=1)
+                v = v - basis @ (basis.T @ v)
+        r = jnp.linalg.norm(v)
+        cols.append(v / jnp.where(r > 0, r, 1.0))
+        diag.append(r)
+    return jnp.stack(cols, axis=1), jnp.stack(diag)
 
 
 def init_state(x0: Array, Q0: Array, key=None) -> EngineState:
@@ -89,52 +114,56 @@ def run_transient(system, state: EngineState, n: int) -> EngineState:
                        (x, Q, i, failed, result))
 
 
-def run_blocks(system, state: EngineState, n_blocks: int, renorm_every: int,
+def run_blocks(system, state: EngineState, n_groups: int, history_every: int, renorm_every: int,
                time_per_step) -> tuple[EngineState, Array]:
-    """`n_blocks` renormalisation blocks of `renorm_every` tangent steps; returns the new state
-    and the running estimates after each block, shape `(n_blocks, k)`."""
+    """`n_groups * history_every` renormalisation blocks of `renorm_every` tangent steps; returns
+    the new state and the running estimates after every `history_every` blocks, shape
+    `(n_groups, k)`. Finiteness is checked once per block (a NaN carries through the block):
+    `failed_step` is the first step of the block in which it appeared (exact when
+    `renorm_every == 1`)."""
 
     key = _key(state.key)
 
     def inner(carry, _):
-        x, Q, i, failed = carry
+        x, Q, i = carry
         x_new, Q_new = system.tangent(x, Q, i, key)
-        bad = ~_all_finite(x_new, Q_new)
-        failed = jnp.where((failed < 0) & bad, i, failed)
-        return (x_new, Q_new, i + 1, failed), None
+        return (x_new, Q_new, i + 1), None
 
     def block(s: EngineState, _):
-        (x1, Q1, i1, failed), _ = lax.scan(inner, (s.x, s.Q, s.step, s.failed_step), None,
-                                           length=renorm_every)
+        (x1, Q1, i1), _ = lax.scan(inner, (s.x, s.Q, s.step), None, length=renorm_every)
         Qn, d = qr_positive(Q1)
-        finite = _all_finite(x1, Q1) & (failed < 0)
+        finite = _all_finite(x1, Qn, d)
         nondegenerate = jnp.all(d > 0)
-        ok = finite & nondegenerate & (s.result == RESULTS.successful)
-        code = jnp.where(s.result != RESULTS.successful, s.result,
+        running = s.result == RESULTS.successful
+        ok = finite & nondegenerate & running
+        code = jnp.where(~running, s.result,
                          jnp.where(~finite, RESULTS.diverged,
                                    jnp.where(~nondegenerate, RESULTS.degenerate,
                                              RESULTS.successful))).astype(s.result.dtype)
-        failed = jnp.where((s.failed_step < 0) & ~nondegenerate & finite, s.step, failed)
+        failed = jnp.where((s.failed_step < 0) & running & ~ok, s.step, s.failed_step)
         log_sums = jnp.where(ok, s.log_sums + jnp.log(jnp.where(d > 0, d, 1.0)), s.log_sums)
         good = s.good_blocks + ok.astype(s.good_blocks.dtype)
         new = EngineState(
             x=jnp.where(ok, x1, s.x), Q=jnp.where(ok, Qn, s.Q), log_sums=log_sums, step=i1,
-            key=s.key, good_blocks=good, result=code,
-            failed_step=jnp.where(s.failed_step >= 0, s.failed_step, failed),
+            key=s.key, good_blocks=good, result=code, failed_step=failed.astype(s.failed_step.dtype),
         )
-        elapsed = jnp.maximum(good, 1) * renorm_every * time_per_step
-        return new, log_sums / elapsed
+        return new, None
 
-    return lax.scan(block, state, None, length=n_blocks)
+    def group(s: EngineState, _):
+        s, _ = lax.scan(block, s, None, length=history_every)
+        elapsed = jnp.maximum(s.good_blocks, 1) * renorm_every * time_per_step
+        return s, s.log_sums / elapsed
+
+    return lax.scan(group, state, None, length=n_groups)
 
 
 def _transient_chains(system, states, n):
     return jax.vmap(lambda s: run_transient(system, s, n))(states)
 
 
-def _blocks_chains(system, states, n_blocks, renorm_every, time_per_step):
-    return jax.vmap(lambda s: run_blocks(system, s, n_blocks, renorm_every, time_per_step),
-                    out_axes=(0, 1))(states)
+def _blocks_chains(system, states, n_groups, history_every, renorm_every, time_per_step):
+    return jax.vmap(lambda s: run_blocks(system, s, n_groups, history_every, renorm_every,
+                                         time_per_step), out_axes=(0, 1))(states)
 
 
 _jit_transient = eqx.filter_jit(_transient_chains)
@@ -147,7 +176,9 @@ class Checkpoint(eqx.Module):
     The file (NumPy `.npz`) holds the base state, the tangent block, the accumulated logs, the
     step counter, the random key, the result code and the history so far. With `resume=True`
     (default) an existing file at `path` is loaded and the run continues from it, also to extend
-    a finished run to a larger `n_steps`; resumed and uninterrupted runs agree to rounding.
+    a finished run to a larger `n_steps`; resumed and uninterrupted runs agree to rounding (the
+    exponents; the histories too when both use the same `history_every`: with a checkpoint it
+    defaults to 1, a row per renormalisation, so that extended runs keep one layout).
     The settings (method, dimension, k, renormalisation interval, transient) must match.
     """
 
@@ -180,20 +211,43 @@ def is_traced(*trees: Any) -> bool:
                for tree in trees for leaf in jax.tree_util.tree_leaves(tree))
 
 
+def choose_history_every(n_blocks: int, requested: int | None, checkpoint) -> int:
+    """Blocks per history row: the requested value (must divide `n_blocks`), 1 with a
+    checkpoint (so resumed and extended runs keep one layout), else the largest divisor of
+    `n_blocks` not above `n_blocks // 1000` (about 1000 rows at most)."""
+    if requested is not None:
+        h = check_int(requested, "history_every")
+        if n_blocks % h:
+            raise ValueError(
+                f"`history_every` ({h}) must divide the number of renormalisations ({n_blocks})."
+            )
+        if checkpoint is not None and checkpoint.every % h:
+            raise ValueError(f"`history_every` ({h}) must divide `checkpoint.every`.")
+        return h
+    if checkpoint is not None:
+        return 1
+    h = max(1, n_blocks // 1000)
+    while n_blocks % h:
+        h -= 1
+    return h
+
+
 def benettin(system, states: EngineState, *, transient_steps: int, n_blocks: int,
              renorm_every: int, time_per_step, progress: bool, checkpoint: Checkpoint | None,
-             config: dict, desc: str) -> LyapunovResult:
+             config: dict, desc: str, history_every: int | None = None) -> LyapunovResult:
     """Run the transient and `n_blocks` QR blocks on a batch of chains (leading axis of
     `states`); chunked with a progress bar and checkpoints when the inputs are concrete, one
-    `lax.scan` when traced (inside jit/vmap/grad). History has shape `(n_blocks, chains, k)`."""
+    `lax.scan` when traced (inside jit/vmap/grad). History rows every `history_every` blocks."""
     state = states
+    h = choose_history_every(n_blocks, history_every, checkpoint)
+    n_groups = n_blocks // h
     traced = is_traced(system, state, time_per_step)
     if traced:
         if checkpoint is not None:
             raise ValueError("`checkpoint` cannot be used inside jit/vmap (the inputs are traced).")
         state = _transient_chains(system, state, transient_steps)
-        state, history = _blocks_chains(system, state, n_blocks, renorm_every, time_per_step)
-        return _finish(state, history, renorm_every, time_per_step)
+        state, history = _blocks_chains(system, state, n_groups, h, renorm_every, time_per_step)
+        return _finish(state, history, renorm_every, h, time_per_step)
 
     history_parts: list[np.ndarray] = []
     done = 0
@@ -202,22 +256,22 @@ def benettin(system, states: EngineState, *, transient_steps: int, n_blocks: int
         state, hist = loaded
         history_parts.append(hist)
         done = hist.shape[0]
-        if done > n_blocks:
+        if done > n_groups:
             raise ValueError(
-                f"`checkpoint`: {checkpoint.path} already holds {done} renormalisation blocks, "
-                f"more than the {n_blocks} asked for."
+                f"`checkpoint`: {checkpoint.path} already holds {done * h} renormalisations, "
+                f"more than the {n_groups * h} asked for."
             )
     else:
         state = _jit_transient(system, state, transient_steps)
-    chunk = checkpoint.every if checkpoint is not None else max(1, -(-n_blocks // 50))
+    chunk = checkpoint.every if checkpoint is not None else max(1, -(-n_groups // 50))
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=n_blocks, initial=done, desc=desc, leave=False)
-    while done < n_blocks:
-        n = min(chunk, n_blocks - done)
-        state, hist = _jit_blocks(system, state, n, renorm_every, time_per_step)
+        bar = tqdm(total=n_groups, initial=done, desc=desc, leave=False)
+    while done < n_groups:
+        n = min(chunk, n_groups - done)
+        state, hist = _jit_blocks(system, state, n, h, renorm_every, time_per_step)
         history_parts.append(np.asarray(hist))
         done += n
         if bar is not None:
@@ -227,10 +281,11 @@ def benettin(system, states: EngineState, *, transient_steps: int, n_blocks: int
     if bar is not None:
         bar.close()
     history = jnp.asarray(np.concatenate(history_parts))
-    return _finish(state, history, renorm_every, time_per_step)
+    return _jit_finish(state, history, renorm_every, h, time_per_step)
 
 
-def _finish(state: EngineState, history: Array, renorm_every: int, time_per_step) -> LyapunovResult:
+def _finish(state: EngineState, history: Array, renorm_every: int, history_every: int,
+            time_per_step) -> LyapunovResult:
     """Per-chain exponents -> mean, standard error (chains > 1), descending order."""
     elapsed = jnp.maximum(state.good_blocks, 1) * renorm_every * time_per_step
     per_chain = state.log_sums / elapsed[:, None]
@@ -242,7 +297,7 @@ def _finish(state: EngineState, history: Array, renorm_every: int, time_per_step
         stderr = jnp.std(per_chain, axis=0, ddof=1) / jnp.sqrt(n_chains)
     order = jnp.argsort(-exponents)
     n = history.shape[0]
-    times = (jnp.arange(1, n + 1) * renorm_every) * time_per_step
+    times = (jnp.arange(1, n + 1) * (renorm_every * history_every)) * time_per_step
     squeeze = (lambda a: a[0]) if n_chains == 1 else (lambda a: a)
     return LyapunovResult(
         exponents=exponents[order], history=hist[:, order], times=times,
@@ -250,3 +305,6 @@ def _finish(state: EngineState, history: Array, renorm_every: int, time_per_step
         failed_step=squeeze(state.failed_step), steps=squeeze(state.good_blocks) * renorm_every,
         final_state=squeeze(state.x), final_tangents=squeeze(state.Q)[..., order],
     )
+
+
+_jit_finish = eqx.filter_jit(_finish)

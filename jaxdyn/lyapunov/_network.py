@@ -49,7 +49,9 @@ def network_spectrum(model_or_layers, x, *, k: int | None = None,
     - `model_or_layers`: a [`ResNet`][] (the residual stream $h_0 \to h_L$, one `lax.scan`), a
       [`DenseResNet`][] (the map $h_0 \to h_L$ through all shortcuts, one forward-mode pass and one
       QR), an [`MLP`][] (its hidden layers; `include_readout=True` adds the last affine layer),
-      or a list of layer callables `h -> h'` (widths may change; `k` at most the smallest).
+      or a list of layer callables `h -> h'` (widths may change; `k` at most the smallest). MLPs
+      and lists run as a Python loop over the layers (their shapes may differ): eager calls are
+      fast, but under `jit` a very deep MLP unrolls; use a ResNet with stacked layers there.
     - `x`: the input (for ResNets with a lift, the network input; the lift is not counted).
     - `k`: how many exponents (default: the smallest width along the product).
 
@@ -244,10 +246,16 @@ class PhaseDiagram(eqx.Module):
         vals = self.lambda_1 if which == "empirical" else self.lambda_mean_field
         return jax.vmap(lambda row: _zero_crossing(self.sigma_w2, row))(vals)
 
-    def plot(self, ax=None):
+    def row(self, i: int) -> "PhaseDiagram":
+        """The diagram restricted to the `i`-th `sigma_b2` value (a one-row diagram)."""
+        return PhaseDiagram(sigma_w2=self.sigma_w2, sigma_b2=self.sigma_b2[i : i + 1],
+                            chi_1=self.chi_1[i : i + 1], q_star=self.q_star[i : i + 1],
+                            empirical=self.empirical[i : i + 1])
+
+    def plot(self, ax=None, **kwargs):
         from ..plot import plot_phase_diagram
 
-        return plot_phase_diagram(self, ax=ax)
+        return plot_phase_diagram(self, ax=ax, **kwargs)
 
 
 def _zero_crossing(xs, ys):

@@ -13,7 +13,8 @@ from ._systems import ProductSystem
 def product_spectrum(sample_fn, key, *, dim: int, n_steps: int, k: int | None = None,
                      n_chains: int = 1, renorm_every: int = 1, transient_steps: int = 0,
                      dtype=None, progress: bool = True,
-                     checkpoint: Checkpoint | None = None) -> LyapunovResult:
+                     checkpoint: Checkpoint | None = None,
+                     history_every: int | None = None) -> LyapunovResult:
     r"""Lyapunov exponents of $A_n \cdots A_1$ with $A_i$ i.i.d., $\lambda_i = \lim \frac1n \log
     \sigma_i(A_n \cdots A_1)$ (almost surely, by Oseledets).
 
@@ -57,4 +58,5 @@ def product_spectrum(sample_fn, key, *, dim: int, n_steps: int, k: int | None = 
     return benettin(system, states, transient_steps=transient_steps,
                     n_blocks=n_steps // renorm_every, renorm_every=renorm_every,
                     time_per_step=jnp.asarray(1.0, dtype), progress=progress,
-                    checkpoint=checkpoint, config=config, desc="product_spectrum")
+                    checkpoint=checkpoint, config=config, desc="product_spectrum",
+                    history_every=history_every)

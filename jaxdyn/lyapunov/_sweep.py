@@ -2,10 +2,17 @@
 
 from collections.abc import Callable
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+
+@eqx.filter_jit
+def _vmapped(fn, params):
+    # module-level: calling `sweep` again with the same `fn` object reuses the compilation
+    return jax.vmap(fn)(params)
 
 
 def sweep(fn: Callable, params, *, devices=None, shard: bool | None = None):
@@ -20,6 +27,9 @@ def sweep(fn: Callable, params, *, devices=None, shard: bool | None = None):
     program `jit(vmap(fn))` on its slice, concurrently, and the outputs come back as one array
     with the same sharding. The result equals the single-device one (bit for bit on CPU).
 
+    The compiled program is cached on `fn`'s identity (and the parameters' shapes): define `fn`
+    once and call `sweep` with that object again to skip the compilation.
+
     **Arguments:** `fn(p)` for one parameter (any PyTree of leading-axis slices); `params` a
     PyTree whose leaves share the leading axis; `devices` (default all); `shard` (default: when
     there is more than one device).
@@ -32,7 +42,7 @@ def sweep(fn: Callable, params, *, devices=None, shard: bool | None = None):
     if any(jnp.shape(leaf)[0] != n for leaf in leaves):
         raise ValueError("`params`: every leaf must share the leading (sweep) axis.")
     shard = len(devices) > 1 if shard is None else shard
-    batched = jax.jit(jax.vmap(fn))
+    batched = lambda p: _vmapped(fn, p)
     if not shard:
         return batched(params)
     n_dev = len(devices)

@@ -48,6 +48,7 @@ class CriticalPoints(eqx.Module):
                                        np.asarray(self.degenerate), strict=True):
             kind = "degenerate" if deg else kinds.get(int(idx), "maximum" if idx == d else
                                                        f"saddle (index {int(idx)})")
+            p = np.round(p, 12) + 0.0  # tiny values print as 0., never "-0."
             lines.append(f"  x = {np.array2string(p, precision=4, suppress_small=True)}  f = {v:.6g}  "
                          f"eig(H) = {np.array2string(eig, precision=4, suppress_small=True)}  {kind}")
         return "\n".join(lines)

@@ -31,7 +31,7 @@ class EmbeddingField(eqx.Module):
 
 
 def embed(psi: Callable, in_size: int, out_size: int, *, solver=None, stepsize_controller=None,
-          dt0: float | None = None) -> NeuralODE:
+          dt0: float | None = None, adjoint=None, max_steps: int | None = None) -> NeuralODE:
     r"""The universal embedding of $\psi: \mathbb{R}^d \to \mathbb{R}^q$ as an augmented neural ODE.
 
     Kuehn & Kuntz (arXiv 2308.01213): with $m = d + q$, lift $x \mapsto (x, 0)$, field
@@ -44,7 +44,10 @@ def embed(psi: Callable, in_size: int, out_size: int, *, solver=None, stepsize_c
     - `psi`: a function of one input of shape `(in_size,)` returning shape `(out_size,)` (a
       scalar is accepted when `out_size == 1`). It may be an Equinox module (then trainable).
     - `in_size`, `out_size`: $d$ and $q$.
-    - `solver`, `stepsize_controller`, `dt0`: as in [`NeuralODE`][] (defaults Tsit5 + PID).
+    - `solver`, `stepsize_controller`, `dt0`, `adjoint`, `max_steps`: as in [`NeuralODE`][]
+      (defaults Tsit5 + PID). Since the field is constant along trajectories, one Euler step
+      (`solver=diffrax.Euler(), stepsize_controller=diffrax.ConstantStepSize(), dt0=1.0`) is
+      already exact, and the cheapest choice for second-order analyses.
 
     **Returns:** a [`NeuralODE`][] with `state_size = d + q`.
     """
@@ -65,4 +68,5 @@ def embed(psi: Callable, in_size: int, out_size: int, *, solver=None, stepsize_c
     if stepsize_controller is None and solver is None:
         stepsize_controller = diffrax.PIDController(rtol=1e-10, atol=1e-12)
     return NeuralODE(EmbeddingField(psi, d, q), lift=lift, readout=readout, t1=1.0, solver=solver,
-                     stepsize_controller=stepsize_controller, dt0=dt0)
+                     stepsize_controller=stepsize_controller, dt0=dt0, adjoint=adjoint,
+                     max_steps=max_steps)

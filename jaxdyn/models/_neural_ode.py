@@ -33,7 +33,8 @@ class NeuralODE(eqx.Module):
     **Arguments:**
 
     - `field`: any diffrax-compatible vector field `f(t, y, args)`: an Equinox module such as
-      [`MLPField`][] (its parameters are trained) or a plain callable.
+      [`MLPField`][] (its parameters are trained) or a plain callable (then jit the model with
+      `eqx.filter_jit`, which treats the function as static, rather than `jax.jit`).
     - `lift`, `readout`: `None` (identity), an [`Affine`][], an `eqx.nn.Linear` or a weight matrix.
     - `state_size`: $m$, needed only when it can be read from neither the lift, the readout nor
       `field.size`.
@@ -211,9 +212,16 @@ class NeuralODE(eqx.Module):
     def trajectory(self, x: Array, ts: Array, args: Args = None) -> Array:
         """The hidden states $h(t) = \\phi_t(L(x))$ at the times `ts` (in $[0, T]$), shape `(len(ts), m)`."""
         x = self._check_input(x)
+        ts = jnp.asarray(ts)
+        if ts.ndim != 1:
+            raise ValueError(f"`ts` must be a vector of times, got shape {ts.shape}.")
+        if not isinstance(ts, jax.core.Tracer) and (
+            bool(jnp.any(ts < 0)) or bool(jnp.any(ts > self.t1)) or bool(jnp.any(jnp.diff(ts) < 0))
+        ):
+            raise ValueError(f"`ts` must be non-decreasing times in [0, t1 = {self.t1}].")
         h0 = self.lift_input(x)
         self._check_field(h0, args)
-        sol = self._solve(diffrax.ODETerm(self.field), h0, args, diffrax.SaveAt(ts=jnp.asarray(ts)))
+        sol = self._solve(diffrax.ODETerm(self.field), h0, args, diffrax.SaveAt(ts=ts))
         return sol.ys
 
     def variational(self, x: Array, args: Args = None) -> "Variational":

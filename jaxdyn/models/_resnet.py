@@ -158,6 +158,8 @@ def _make_affine(value, size, width, key, name, size_name, *, into: bool):
         raise ValueError(f"Give either `{name}` or `{size_name}`, not both.")
     if size is None:
         return as_affine(value, name)
+    if key is None:
+        raise ValueError(f"`key` is required to initialise a random {name} from `{size_name}`.")
     size = check_int(size, size_name)
     lin = eqx.nn.Linear(size, width, key=key) if into else eqx.nn.Linear(width, size, key=key)
     return Affine(lin.weight, lin.bias)
