@@ -156,7 +156,7 @@ def _git_commit() -> dict[str, Any]:
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True,
                               text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "jaxdyn"], cwd=HERE,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", ":(top)jaxdyn"], cwd=HERE,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return {"commit": head, "jaxdyn_dirty": bool(dirty)}
     except (OSError, subprocess.SubprocessError):

@@ -7,7 +7,7 @@ same weights and a fresh optimizer state, so every repeat does the same work.
 
 Problem (identical on both sides): state dimension 8, lift and readout the identity, field
 `MLP(8 -> 64 -> 64 -> 8)` with tanh (jaxdyn `MLPField(8, 64, 2)`), the JAX weights copied into
-torch, batch 256, float32, `t` in `[0, 5]`, Dopri5 with the automatic initial step and an
+torch, batch 256, float32, `t` in `[0, 5]`, Dopri5 with a first step of 0.01 (see the README) and an
 I-controller (safety 0.9, factors [0.2, 10]), rtol 1e-3 and atol 1e-6. The weights are the
 default initialisation multiplied by 3: at the default initialisation the flow is nearly linear and
 Dopri5 needs only 3 steps, so the benchmark would time the fixed per-call overhead only; with the

@@ -2,7 +2,7 @@
 
 import importlib.metadata
 
-from . import lyapunov as lyapunov, models as models, plot as plot
+from . import dde as dde, lyapunov as lyapunov, models as models, plot as plot
 
 try:
     __version__ = importlib.metadata.version("jaxdyn")

@@ -130,7 +130,10 @@ def run_blocks(system, state: EngineState, n_groups: int, history_every: int, re
         return (x_new, Q_new, i + 1), None
 
     def block(s: EngineState, _):
-        (x1, Q1, i1), _ = lax.scan(inner, (s.x, s.Q, s.step), None, length=renorm_every)
+        if renorm_every == 1:  # no inner loop: a smaller program, faster to compile
+            (x1, Q1, i1), _ = inner((s.x, s.Q, s.step), None)
+        else:
+            (x1, Q1, i1), _ = lax.scan(inner, (s.x, s.Q, s.step), None, length=renorm_every)
         Qn, d = qr_positive(Q1)
         finite = _all_finite(x1, Qn, d)
         nondegenerate = jnp.all(d > 0)
@@ -157,13 +160,23 @@ def run_blocks(system, state: EngineState, n_groups: int, history_every: int, re
     return lax.scan(group, state, None, length=n_groups)
 
 
+def _over_chains(fn, states, out_axes):
+    """`vmap` over the chain axis; a single chain runs unbatched (a smaller program)."""
+    if jax.tree_util.tree_leaves(states)[0].shape[0] == 1:
+        out = fn(jax.tree_util.tree_map(lambda a: a[0], states))
+        return jax.tree_util.tree_map(lambda a, ax: jnp.expand_dims(a, ax), out, out_axes)
+    return jax.vmap(fn, out_axes=out_axes)(states)
+
+
 def _transient_chains(system, states, n):
-    return jax.vmap(lambda s: run_transient(system, s, n))(states)
+    fn = lambda s: run_transient(system, s, n)
+    return _over_chains(fn, states, jax.tree_util.tree_map(lambda _: 0, states))
 
 
 def _blocks_chains(system, states, n_groups, history_every, renorm_every, time_per_step):
-    return jax.vmap(lambda s: run_blocks(system, s, n_groups, history_every, renorm_every,
-                                         time_per_step), out_axes=(0, 1))(states)
+    fn = lambda s: run_blocks(system, s, n_groups, history_every, renorm_every, time_per_step)
+    axes = (jax.tree_util.tree_map(lambda _: 0, states), 1)
+    return _over_chains(fn, states, axes)
 
 
 _jit_transient = eqx.filter_jit(_transient_chains)

@@ -1,0 +1,4 @@
+"""Delay differential equations: the method of steps on diffrax solvers."""
+
+from ._history import ConstantHistory as ConstantHistory
+from ._solve import DDESolution as DDESolution, solve as solve
