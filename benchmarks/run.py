@@ -26,6 +26,7 @@ if str(HERE) not in sys.path:
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "neural_ode": ("neural_ode", "MLP-field neural ODE training step vs torchdiffeq (Dopri5)"),
     "lyapunov": ("lyapunov", "Lorenz Lyapunov spectrum and rho sweep vs lyapax, jitcode_lyap, lyapynov"),
+    "dde": ("dde", "Mackey-Glass DDE, batch, neural DDE step, Lyapunov vs jitcdde, ddeint, torchdde, lyapax"),
 }
 
 

@@ -1,4 +1,5 @@
 """Delay differential equations: the method of steps on diffrax solvers."""
 
+from ._fixed import solve_fixed as solve_fixed
 from ._history import ConstantHistory as ConstantHistory
 from ._solve import DDESolution as DDESolution, solve as solve

@@ -1,6 +1,7 @@
 """Lyapunov spectra of flows, maps, random products and deep networks."""
 
 from ._clv import CLVResult as CLVResult, covariant_lyapunov_vectors as covariant_lyapunov_vectors
+from ._dde import dde_spectrum as dde_spectrum
 from ._engine import Checkpoint as Checkpoint, EngineState as EngineState, qr_positive as qr_positive
 from ._flow import flow_spectrum as flow_spectrum
 from ._ftle import FTLEField as FTLEField, ftle_field as ftle_field

@@ -14,6 +14,14 @@ from ._critical_points import CriticalPoints as CriticalPoints, critical_points 
 from ._embedding import EmbeddingField as EmbeddingField, embed as embed
 from ._fields import LinearField as LinearField, MLPField as MLPField
 from ._fit import FitResult as FitResult, fit as fit, mse_loss as mse_loss
+from ._neural_dde import (
+    AdaptiveStep as AdaptiveStep,
+    DelayMLPField as DelayMLPField,
+    FixedStep as FixedStep,
+    MemoryCapacity as MemoryCapacity,
+    NeuralDDE as NeuralDDE,
+    memory_capacity as memory_capacity,
+)
 from ._neural_ode import (
     NeuralODE as NeuralODE,
     Variational as Variational,
