@@ -44,6 +44,7 @@ _ALL = (
         "x^2 or |x|^2 (monotone / no critical points), augmented ones can.",
     ),
     Experiment("lyapunov", "jaxdyn.experiments.lyapunov", "Lorenz spectrum and rho sweep; order to chaos."),
+    Experiment("dde-memory", "jaxdyn.experiments.dde_memory", "Neural DDE memory capacity K tau: x^2 fits."),
 )
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in _ALL}

@@ -1,5 +1,6 @@
 """Figures (matplotlib is imported only when a function draws)."""
 
+from ._dde import plot_dde_fits as plot_dde_fits, plot_memory_sweep as plot_memory_sweep
 from ._grid import evaluate as evaluate, grid_values as grid_values
 from ._lyapunov import (
     plot_ftle_field as plot_ftle_field,

@@ -1,0 +1,106 @@
+"""Figures for neural DDEs and memory capacity (matplotlib imported inside functions)."""
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from ._plots import _axes, _vector
+
+
+def _runs_by_variant(runs: Sequence[Mapping]) -> dict:
+    out: dict = {}
+    for r in runs:
+        out.setdefault(r.get("variant", ""), []).append(r)
+    return {k: sorted(v, key=lambda r: r["K_tau"]) for k, v in out.items()}
+
+
+def plot_memory_sweep(runs: Sequence[Mapping], *, axes=None, monotone_bound: float | None = 0.5,
+                      isotonic_limit: float | None = 0.75, title: str | None = None):
+    r"""Sup error and number of interior critical points against the memory capacity $K\tau$.
+
+    **Arguments:**
+
+    - `runs`: a sequence of dicts, one per trained model, with keys `"K_tau"`, `"sup_error"`,
+      `"n_critical_points"` and optionally `"variant"` (one line per variant).
+    - `axes`: two matplotlib axes to draw into (default: a new figure with two panels).
+    - `monotone_bound`, `isotonic_limit`: horizontal reference lines on the error panel
+      (`None` skips one).
+
+    The threshold $K\tau e = 1$ ($K\tau = 1/e$) is marked by a vertical dashed line.
+
+    **Returns:** the matplotlib `Figure`.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
+
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.0), layout="constrained")
+    else:
+        fig = axes[0].figure
+    ax0, ax1 = axes
+    groups = _runs_by_variant(runs)
+    for variant, rs in groups.items():
+        kt = np.array([r["K_tau"] for r in rs], dtype=float)
+        label = variant or None
+        ax0.plot(kt, [r["sup_error"] for r in rs], "o-", label=label)
+        ax1.plot(kt, [r["n_critical_points"] for r in rs], "o-", label=label)
+    for ax in axes:
+        ax.axvline(1 / math.e, color="black", ls="--", lw=1, label=r"$K\tau e = 1$")
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(r"memory capacity $K\tau$ (trained weights)")
+        ax.grid(alpha=0.3)
+    if monotone_bound is not None:
+        ax0.axhline(monotone_bound, color="tab:red", ls=":", lw=1, label="1/2: monotone-map bound")
+    if isotonic_limit is not None:
+        ax0.axhline(isotonic_limit, color="grey", ls=":", lw=1, label="3/4: isotonic projection")
+    ax0.set_yscale("log")
+    ax0.set_ylabel(r"sup error $\max |\Phi(x) - x^2|$")
+    ax0.set_title("Sup error against $x^2$ on $[-1, 1]$")
+    ax1.set_ylabel(r"interior critical points of $\Phi$")
+    ax1.yaxis.get_major_locator().set_params(integer=True)
+    ax1.set_title(r"Sign changes of $\Phi'$")
+    ax0.legend(fontsize="small")
+    ax1.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_dde_fits(x, target, runs: Sequence[Mapping], *, axes=None, target_label: str = "$x^2$"):
+    r"""The fitted 1-D maps of a memory-capacity sweep against the target, one panel per variant.
+
+    **Arguments:**
+
+    - `x`, `target`: the evaluation grid and the target on it, shape `(n,)`.
+    - `runs`: dicts with `"pred"` (values on `x`), `"K_tau_e"`, `"sup_error"` and optionally
+      `"variant"`.
+    - `axes`: a sequence of axes, one per variant (default: a new figure).
+
+    **Returns:** the matplotlib `Figure`.
+    """
+    import matplotlib.pyplot as plt
+
+    x = _vector(x, "x")
+    target = _vector(target, "target", x.shape[0])
+    groups = _runs_by_variant(runs)
+    if axes is None:
+        fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.0), layout="constrained",
+                                 squeeze=False)
+        axes = axes[0]
+    else:
+        fig, _ = _axes(axes[0])
+    cmap = plt.get_cmap("viridis")
+    for ax, (variant, rs) in zip(axes, groups.items(), strict=False):
+        ax.plot(x, target, color="black", lw=2.5, alpha=0.4, label=target_label)
+        for i, r in enumerate(rs):
+            pred = _vector(r["pred"], "pred", x.shape[0])
+            ax.plot(x, pred, color=cmap(i / max(1, len(rs) - 1)),
+                    label=rf"$K\tau e$ = {r['K_tau_e']:.2g}, sup err {r['sup_error']:.2f}")
+        ax.set_xlabel("$x$")
+        ax.set_ylabel(r"$\Phi(x) = h(T)$")
+        ax.set_title(f"Fitted maps ({variant})" if variant else "Fitted maps")
+        ax.legend(fontsize="small")
+        ax.grid(alpha=0.3)
+    return fig
