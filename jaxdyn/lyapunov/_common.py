@@ -53,8 +53,12 @@ def check_dt(dt):
 
 
 def initial_tangents(dim: int, k: int, key, dtype):
-    """A deterministic (or keyed) random orthonormal `(dim, k)` block: generic directions."""
-    key = jax.random.key(0) if key is None else key
+    """A random `(dim, k)` block of generic directions (orthonormalised by the caller).
+
+    With `key=None` it is a fixed pseudo-random constant drawn by NumPy (seed 0), so that no
+    random-number generator enters the compiled program; with a key, `jax.random.normal`."""
+    if key is None:
+        return jnp.asarray(np.random.default_rng(0).standard_normal((dim, k)), dtype)
     return jax.random.normal(key, (dim, k), dtype)
 
 

@@ -115,12 +115,13 @@ def run_transient(system, state: EngineState, n: int) -> EngineState:
 
 
 def run_blocks(system, state: EngineState, n_groups: int, history_every: int, renorm_every: int,
-               time_per_step) -> tuple[EngineState, Array]:
+               time_per_step, count_from=None) -> tuple[EngineState, Array]:
     """`n_groups * history_every` renormalisation blocks of `renorm_every` tangent steps; returns
     the new state and the running estimates after every `history_every` blocks, shape
     `(n_groups, k)`. Finiteness is checked once per block (a NaN carries through the block):
     `failed_step` is the first step of the block in which it appeared (exact when
-    `renorm_every == 1`)."""
+    `renorm_every == 1`). Blocks starting before step `count_from` (a transient folded into the
+    same loop) are renormalised but not counted."""
 
     key = _key(state.key)
 
@@ -139,13 +140,14 @@ def run_blocks(system, state: EngineState, n_groups: int, history_every: int, re
         nondegenerate = jnp.all(d > 0)
         running = s.result == RESULTS.successful
         ok = finite & nondegenerate & running
+        counted = ok if count_from is None else ok & (s.step >= count_from)
         code = jnp.where(~running, s.result,
                          jnp.where(~finite, RESULTS.diverged,
                                    jnp.where(~nondegenerate, RESULTS.degenerate,
                                              RESULTS.successful))).astype(s.result.dtype)
         failed = jnp.where((s.failed_step < 0) & running & ~ok, s.step, s.failed_step)
-        log_sums = jnp.where(ok, s.log_sums + jnp.log(jnp.where(d > 0, d, 1.0)), s.log_sums)
-        good = s.good_blocks + ok.astype(s.good_blocks.dtype)
+        log_sums = jnp.where(counted, s.log_sums + jnp.log(jnp.where(d > 0, d, 1.0)), s.log_sums)
+        good = s.good_blocks + counted.astype(s.good_blocks.dtype)
         new = EngineState(
             x=jnp.where(ok, x1, s.x), Q=jnp.where(ok, Qn, s.Q), log_sums=log_sums, step=i1,
             key=s.key, good_blocks=good, result=code, failed_step=failed.astype(s.failed_step.dtype),
@@ -173,8 +175,10 @@ def _transient_chains(system, states, n):
     return _over_chains(fn, states, jax.tree_util.tree_map(lambda _: 0, states))
 
 
-def _blocks_chains(system, states, n_groups, history_every, renorm_every, time_per_step):
-    fn = lambda s: run_blocks(system, s, n_groups, history_every, renorm_every, time_per_step)
+def _blocks_chains(system, states, n_groups, history_every, renorm_every, time_per_step,
+                   transient_steps=0):
+    fn = lambda s: run_blocks(system, s, n_groups, history_every, renorm_every, time_per_step,
+                              None if transient_steps == 0 else s.step + transient_steps)
     axes = (jax.tree_util.tree_map(lambda _: 0, states), 1)
     return _over_chains(fn, states, axes)
 
@@ -258,8 +262,17 @@ def benettin(system, states: EngineState, *, transient_steps: int, n_blocks: int
     if traced:
         if checkpoint is not None:
             raise ValueError("`checkpoint` cannot be used inside jit/vmap (the inputs are traced).")
-        state = _transient_chains(system, state, transient_steps)
-        state, history = _blocks_chains(system, state, n_groups, h, renorm_every, time_per_step)
+        per_group = renorm_every * h
+        if transient_steps % per_group == 0:
+            # one loop for transient and measurement (one compiled body: faster to compile)
+            n_pre = transient_steps // per_group
+            state, history = _blocks_chains(system, state, n_pre + n_groups, h, renorm_every,
+                                            time_per_step, transient_steps)
+            history = history[n_pre:]
+        else:
+            state = _transient_chains(system, state, transient_steps)
+            state, history = _blocks_chains(system, state, n_groups, h, renorm_every,
+                                            time_per_step)
         return _finish(state, history, renorm_every, h, time_per_step)
 
     history_parts: list[np.ndarray] = []
