@@ -85,7 +85,7 @@ def network_spectrum(model_or_layers, x, *, k: int | None = None,
             (_, _, logs, _), history = lax.scan(step, (h0, Q0, jnp.zeros(k, h0.dtype), 0), params)
             return _result(logs / L, history)
         # DenseResNet: tangents through the whole buffer map, one QR at the end
-        final = lambda hh: _dense_from(net, hh)
+        final = lambda hh: net.states_from(hh)[-1]
         _, T = jax.vmap(lambda v: jax.jvp(final, (h0,), (v,)), in_axes=1, out_axes=(None, 1))(Q0)
         _, d = qr_positive(T)
         return _result(jnp.log(d) / L, (jnp.log(d) / L)[None])
@@ -115,21 +115,6 @@ def network_spectrum(model_or_layers, x, *, k: int | None = None,
         logs = logs + jnp.log(d)
         history.append(logs / (l + 1))
     return _result(logs / len(layers), jnp.stack(history))
-
-
-def _dense_from(net: DenseResNet, h0: Array) -> Array:
-    L = net.depth
-    buffer = jnp.zeros((L + 1, net.width), h0.dtype).at[0].set(h0)
-    past = jnp.arange(L)
-
-    def step(buf, inputs):
-        l, W_l, b_l = inputs
-        mask = (past <= l).astype(buf.dtype)[:, None, None]
-        pre = jnp.einsum("jab,jb->a", W_l * mask, buf[:L]) + b_l
-        return buf.at[l + 1].set(buf[l] + net.delta * net.activation(pre)), None
-
-    buffer, _ = lax.scan(step, buffer, (past, net.weights, net.biases))
-    return buffer[-1]
 
 
 def _result(exponents, history) -> LyapunovResult:

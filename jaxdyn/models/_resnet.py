@@ -239,7 +239,10 @@ class DenseResNet(eqx.Module):
     def hidden_states(self, x: Array) -> Array:
         """All states $h_0, \\dots, h_L$, shape `(depth + 1, width)`."""
         x = _check_vector(x, self.in_size)
-        h0 = x if self.lift is None else self.lift(x)
+        return self.states_from(x if self.lift is None else self.lift(x))
+
+    def states_from(self, h0: Array) -> Array:
+        """The states $h_0, \\dots, h_L$ from a given residual state $h_0$ (after the lift)."""
         L = self.depth
         buffer = jnp.zeros((L + 1, self.width), h0.dtype).at[0].set(h0)
         past = jnp.arange(L)
