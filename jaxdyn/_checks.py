@@ -58,3 +58,14 @@ def check_int(x: Any, name: str, *, minimum: int = 1) -> int:
     if x < minimum:
         raise ValueError(f"`{name}` must be >= {minimum}, got {x}.")
     return int(x)
+
+
+def check_input_vector(x: Any, size: int, *, batch_hint: str = "use jax.vmap(model)(xs)") -> Any:
+    """One model input: shape `(size,)` (a batch gets a hint), float dtype, finite values."""
+    x = jnp.asarray(x)
+    if x.shape != (size,):
+        extra = f" (for a batch {batch_hint})" if x.ndim == 2 else ""
+        raise ValueError(f"`x` must have shape ({size},), got {x.shape}{extra}.")
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        x = x.astype(jnp.result_type(float))
+    return check_finite(x, "x")

@@ -12,7 +12,7 @@ import numpy as np
 from .._checks import check_int, is_concrete
 from .._types import Args, Array
 from ._history import as_history
-from ._solve import _check_delays, _check_field
+from ._solve import _check_delays, _initial_state
 
 # Explicit Runge-Kutta tableaus (c, a, b): name -> (nodes, stage matrix rows, weights, order).
 _TABLEAUS = {
@@ -139,14 +139,7 @@ def solve_fixed(field: Callable, history: Any, delays: Array, t0, t1, *, n_steps
     if max_delay is not None and not (is_concrete(delays) and float(np.max(np.asarray(delays))) <= max_delay):
         delays = eqx.error_if(delays, jnp.max(delays) > max_delay,
                               "`jaxdyn.dde.solve_fixed`: a delay exceeds `max_delay`.")
-    try:
-        y_struct = jax.eval_shape(history, t0)
-    except Exception as err:  # noqa: BLE001
-        raise ValueError(f"`history` could not be evaluated at t0: {type(err).__name__}: {err}") from err
-    if not hasattr(y_struct, "shape") or not jnp.issubdtype(y_struct.dtype, jnp.inexact):
-        raise ValueError(f"`history` must return a floating-point array, got {y_struct}.")
-    _check_field(field, t0, jax.ShapeDtypeStruct(y_struct.shape, y_struct.dtype), delays.shape[0], args)
-    y0 = jnp.asarray(history(t0))
+    y0 = _initial_state(field, history, t0, delays.shape[0], args)
 
     nodes, rows, weights, _ = _TABLEAUS[method]
     num_delays = delays.shape[0]

@@ -82,6 +82,19 @@ class _State(eqx.Module):
     dense: Any
 
 
+def _initial_state(field, history, t0, num_delays, args):
+    """`history(t0)`, after checking that the history gives a float array and that `field`
+    accepts it with `num_delays` delayed values (ValueErrors naming the argument)."""
+    try:
+        y_struct = jax.eval_shape(history, t0)
+    except Exception as err:  # noqa: BLE001
+        raise ValueError(f"`history` could not be evaluated at t0: {type(err).__name__}: {err}") from err
+    if not hasattr(y_struct, "shape") or not jnp.issubdtype(y_struct.dtype, jnp.inexact):
+        raise ValueError(f"`history` must return a floating-point array, got {y_struct}.")
+    _check_field(field, t0, jax.ShapeDtypeStruct(y_struct.shape, y_struct.dtype), num_delays, args)
+    return jnp.asarray(history(t0))
+
+
 def _check_field(field, t0, y0, num_delays, args):
     delayed = tuple(y0 for _ in range(num_delays))
     try:
@@ -201,14 +214,7 @@ def solve(field: Callable, history: Any, delays: Array, t0, t1, *, dt0, args: Ar
     t0 = jnp.asarray(t0, tdtype)
     t1 = jnp.asarray(t1, tdtype)
     delays = delays.astype(tdtype)
-    try:
-        y_struct = jax.eval_shape(history, t0)
-    except Exception as err:  # noqa: BLE001
-        raise ValueError(f"`history` could not be evaluated at t0: {type(err).__name__}: {err}") from err
-    if not hasattr(y_struct, "shape") or not jnp.issubdtype(y_struct.dtype, jnp.inexact):
-        raise ValueError(f"`history` must return a floating-point array, got {y_struct}.")
-    _check_field(field, t0, jax.ShapeDtypeStruct(y_struct.shape, y_struct.dtype), delays.shape[0], args)
-    y0 = jnp.asarray(history(t0))
+    y0 = _initial_state(field, history, t0, delays.shape[0], args)
     if saveat is None:
         ts = jnp.reshape(t1, (1,))
     else:

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import check_finite, check_int, check_positive
+from .._checks import check_input_vector, check_int, check_positive
 from .._types import Args, Array, Key, Scalar
 from ..dde import solve as dde_solve, solve_fixed
 from ._affine import Affine, as_affine
@@ -237,13 +237,7 @@ class NeuralDDE(eqx.Module):
         return self.state_size if self.readout is None else self.readout.out_size
 
     def _check_input(self, x: Array) -> Array:
-        x = jnp.asarray(x)
-        if x.shape != (self.in_size,):
-            extra = " (for a batch use jax.vmap(model)(xs))" if x.ndim == 2 else ""
-            raise ValueError(f"`x` must have shape ({self.in_size},), got {x.shape}{extra}.")
-        if not jnp.issubdtype(x.dtype, jnp.inexact):
-            x = x.astype(jnp.result_type(float))
-        return check_finite(x, "x")
+        return check_input_vector(x, self.in_size)
 
     def lift_input(self, x: Array) -> Array:
         """$L(x)$."""

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import check_finite, check_int, check_positive
+from .._checks import check_finite, check_input_vector, check_int, check_positive
 from .._types import Args, Array
 from ._affine import Affine, as_affine
 
@@ -143,14 +143,9 @@ class NeuralODE(eqx.Module):
 
     # -- pieces ----------------------------------------------------------------------------
     def _check_input(self, x: Array) -> Array:
-        x = jnp.asarray(x)
-        if x.shape != (self.in_size,):
-            extra = (" (for a batch use model.batch(xs), one shared step size, or "
-                     "jax.vmap(model)(xs), per-sample steps)") if x.ndim == 2 else ""
-            raise ValueError(f"`x` must have shape ({self.in_size},), got {x.shape}{extra}.")
-        if not jnp.issubdtype(x.dtype, jnp.inexact):
-            x = x.astype(jnp.result_type(float))
-        return check_finite(x, "x")
+        return check_input_vector(
+            x, self.in_size, batch_hint="use model.batch(xs), one shared step size, or "
+            "jax.vmap(model)(xs), per-sample steps")
 
     def _check_field(self, h0: Array, args: Args) -> None:
         out = jax.eval_shape(self.field, 0.0, h0, args)

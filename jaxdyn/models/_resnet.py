@@ -9,19 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .._checks import check_finite, check_int
+from .._checks import check_input_vector, check_int
 from .._types import Array, Key
 from ._affine import Affine, as_affine
 
 
 def _check_vector(x, size: int) -> Array:
-    x = jnp.asarray(x)
-    if x.shape != (size,):
-        extra = " (use jax.vmap(model) for a batch)" if x.ndim == 2 else ""
-        raise ValueError(f"`x` must have shape ({size},), got {x.shape}{extra}.")
-    if not jnp.issubdtype(x.dtype, jnp.inexact):
-        x = x.astype(jnp.result_type(float))
-    return check_finite(x, "x")
+    return check_input_vector(x, size)
 
 
 def tie(layer: Any, depth: int) -> Any:
