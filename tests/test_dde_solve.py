@@ -182,6 +182,51 @@ def test_jit_no_retrace_and_vmap():
     run(histories[0], 2 * m)  # new values, same shapes: no retrace
     batched = jax.vmap(run, in_axes=(0, None))(histories, m)
     np.testing.assert_allclose(np.asarray(batched), looped, rtol=1e-12, atol=1e-14)
+    # shared steps: with constant steps every member takes the steps it takes alone
+    shared = dde.solve_batch(linear_field, histories, jnp.array([0.7]), 0.0, 2.0, dt0=0.1, args=m,
+                             saveat=jnp.linspace(0.0, 2.0, 5), solver=diffrax.Bosh3(), max_steps=64).ys
+    assert shared.shape == (5, 3, 2)
+    np.testing.assert_allclose(np.moveaxis(np.asarray(shared), 1, 0), looped, rtol=1e-12, atol=1e-14)
+
+
+def test_solve_batch_adaptive_exact(exact_single):
+    """x' = -x(t - 1) is linear: from the constant history c the solution is c x_1(t). Shared adaptive
+    steps with the largest member-wise error norm: every member meets the tolerance."""
+    cs = jnp.array([0.5, 1.0, -2.0, 4.0])
+    sol = dde.solve_batch(single_field, cs, jnp.array([1.0]), 0.0, T1, dt0=0.01, args=jnp.array(1.0),
+                          saveat=jnp.asarray(SAVE), max_steps=1024,
+                          stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-10))
+    assert int(sol.result) == 0
+    err = np.abs(np.asarray(sol.ys) - np.asarray(cs)[None, :] * exact_single[:, None]).max(axis=0)
+    print(f"solve_batch members: max errors {err}, stats {sol.stats}")
+    assert np.all(err <= 1e-8 * np.abs(np.asarray(cs)))
+    np.testing.assert_allclose(sol.evaluate(2.5), np.asarray(cs) * exact_linear_dde([1.0], [1.0], T1)(2.5),
+                               rtol=1e-8)
+
+
+def test_dense_coefficients_reproduce_interpolants():
+    """The buffer's centred monomial coefficients reproduce each solver's own dense interpolant."""
+    from jaxdyn.dde._history import chebyshev_basis, horner, step_coefficients
+
+    rng = np.random.default_rng(0)
+    theta = jnp.linspace(0.0, 1.0, 7)
+    for solver in (diffrax.Tsit5(), diffrax.Bosh3(), diffrax.Dopri5(), diffrax.Dopri8()):
+        nodes, vinv = chebyshev_basis(max(3, solver.order(None)))
+        info = {"y0": jnp.asarray(rng.normal(size=2)), "y1": jnp.asarray(rng.normal(size=2)),
+                "k": jnp.asarray(rng.normal(size=(solver.tableau.num_stages, 2)))}
+        a, b = jnp.array(0.3), jnp.array(0.9)
+        coeffs = step_coefficients(solver.interpolation_cls, a, b, info, nodes, vinv)
+        interp = solver.interpolation_cls(t0=a, t1=b, **info)
+        exact = jnp.stack([interp.evaluate(a + s * (b - a)) for s in theta])
+        approx = jnp.stack([horner(coeffs, 2 * s - 1) for s in theta])
+        np.testing.assert_allclose(approx, exact, rtol=0, atol=1e-13)
+
+
+def test_breaking_points():
+    bps = np.asarray(dde.breaking_points(0.0, 3.0, jnp.array([1.0, SQRT2]), 2))
+    expected = sorted({0.0 + n1 + n2 * SQRT2 for n1 in range(3) for n2 in range(3)
+                       if 1 <= n1 + n2 <= 2 and 0 < n1 + n2 * SQRT2 < 3})
+    np.testing.assert_allclose(bps[np.isfinite(bps)], expected + [3.0])
 
 
 def test_dense_output_and_history():
@@ -221,6 +266,7 @@ def test_max_steps_reported():
         ({"t1": -1.0}, "t1"),
         ({"dt0": 0.0}, "dt0"),
         ({"dt0": -0.1}, "dt0"),
+        ({"solver": diffrax.Kvaerno5()}, "solver"),
     ],
 )
 def test_bad_input(kwargs, name):
@@ -228,5 +274,20 @@ def test_bad_input(kwargs, name):
             "delays": jnp.array([1.0]), "t0": 0.0, "t1": 1.0, "dt0": 0.1}
     call.update(kwargs)
     field, history, delays, t0, t1 = (call.pop(k) for k in ("field", "history", "delays", "t0", "t1"))
-    with pytest.raises(ValueError, match=f"`{name}`"):
+    with pytest.raises((ValueError, TypeError), match=f"`{name}`"):
         dde.solve(field, history, delays, t0, t1, **call)
+
+
+@pytest.mark.parametrize(
+    ("histories", "field", "name"),
+    [
+        (jnp.array(1.0), lambda t, y, yd, args: -yd[0], "histories"),
+        (jnp.ones((3, 1)), lambda t, y, yd, args: jnp.ones(2), "field"),
+        (jnp.ones((3, 1)), lambda t, y, args: y, "field"),
+        (jnp.ones((3, 1)), lambda t, y, yd, args: -yd[0], "delays"),
+    ],
+)
+def test_solve_batch_bad_input(histories, field, name):
+    delays = jnp.array([-1.0]) if name == "delays" else jnp.array([1.0])
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        dde.solve_batch(field, histories, delays, 0.0, 1.0, dt0=0.1)

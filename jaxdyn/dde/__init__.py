@@ -1,5 +1,6 @@
 """Delay differential equations: the method of steps on diffrax solvers."""
 
+from ._breakpoints import breaking_points as breaking_points
 from ._fixed import solve_fixed as solve_fixed
 from ._history import ConstantHistory as ConstantHistory
-from ._solve import DDESolution as DDESolution, solve as solve
+from ._solve import DDESolution as DDESolution, solve as solve, solve_batch as solve_batch

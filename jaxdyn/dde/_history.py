@@ -1,12 +1,22 @@
-"""Histories $h(t)$, $t \\le t_0$, of delay equations, and dense lookup in the step buffer."""
+"""Histories $h(t)$, $t \\le t_0$, of delay equations, and dense lookup in the step buffer.
+
+Every accepted step $[a, b]$ is stored as the coefficients $c_0, \\dots, c_d$ of its dense output
+in the centred monomial basis, $y(s) = \\sum_j c_j x^j$ with $x = (2s - a - b)/(b - a) \\in [-1, 1]$,
+so that a delayed value costs one Horner evaluation (no rebuild of the solver's interpolant).
+"""
 
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._types import Array
+
+# Stored steps one delayed interval [t - tau, t + h - tau] may span (the steps are restricted so
+# that it does): the stage lookups search only this window, found from a per-delay pointer.
+WINDOW = 16
 
 
 class ConstantHistory(eqx.Module):
@@ -34,21 +44,57 @@ def as_history(history: Any) -> Any:
     return ConstantHistory(value)
 
 
-def lookup(interpolation_cls, starts, ends, dense, num_accepted, t0, history, t):
-    r"""$y(t)$ from the history ($t \le t_0$) or from the accepted steps stored so far.
+def chebyshev_basis(degree: int) -> tuple[np.ndarray, np.ndarray]:
+    """Chebyshev-Lobatto nodes $x_j = \\cos(\\pi j / d)$ on $[-1, 1]$ and the inverse of their
+    monomial Vandermonde matrix (static NumPy arrays; well conditioned for $d \\le 8$)."""
+    nodes = np.cos(np.pi * np.arange(degree + 1) / degree)
+    vandermonde = nodes[:, None] ** np.arange(degree + 1)[None, :]
+    return nodes, np.linalg.inv(vandermonde)
 
-    `starts`/`ends` hold the step intervals (unused slots of `starts` are $+\infty$, so that
-    `searchsorted` finds the last step starting at or before $t$), `dense` the solver's dense
-    output data of each step. Both branches are evaluated at clamped times so that neither can
-    produce a NaN that would leak into gradients through `jnp.where`.
-    """
+
+def step_coefficients(interpolation_cls, a, b, dense_info, nodes: np.ndarray, vinv: np.ndarray) -> Array:
+    """Centred monomial coefficients, shape `(d + 1, *y.shape)`, of the solver's dense output on
+    the step $[a, b]$: its values at the Chebyshev-Lobatto nodes times the inverse Vandermonde
+    matrix (exact for an interpolant of degree $\\le d$)."""
+    interp = interpolation_cls(t0=a, t1=b, **dense_info)
+    times = a + (jnp.asarray(nodes, a.dtype) + 1) * (0.5 * (b - a))
+    values = jax.vmap(interp.evaluate)(times)
+    return jnp.tensordot(jnp.asarray(vinv, values.dtype), values, axes=1)
+
+
+def horner(coeffs: Array, x) -> Array:
+    """$\\sum_j c_j x^j$ for `coeffs` of shape `(d + 1, *y.shape)`."""
+    out = coeffs[-1]
+    for j in range(coeffs.shape[0] - 2, -1, -1):
+        out = out * x + coeffs[j]
+    return out
+
+
+def _evaluate(a, b, coeffs, t0, history, t):
+    """The stored polynomial of step $[a, b]$ at $t$, or the history for $t \\le t_0$. Unfilled slots
+    ($a = +\\infty$) and the history branch are evaluated at safe arguments, so that neither can
+    produce a NaN that would leak into gradients through `jnp.where`."""
+    ok = jnp.isfinite(a) & (b > a)
+    a = jnp.where(ok, a, t0)
+    b = jnp.where(ok, b, t0 + 1)
+    x = (2 * t - a - b) / (b - a)
+    y_buf = horner(coeffs, x.astype(coeffs.dtype))
+    y_hist = jnp.asarray(history(jnp.minimum(t, t0)))
+    return jnp.where(t <= t0, y_hist, y_buf)
+
+
+def window_lookup(window, t0, history, t):
+    r"""$y(t)$ from a window of `WINDOW` consecutive stored steps (`window` = starts (`WINDOW + 1`),
+    ends, coefficients), whose first step contains or follows every time it is asked for."""
+    starts, ends, coeffs = window
+    j = jnp.minimum(jnp.sum(starts[1:] <= t), WINDOW - 1)
+    return _evaluate(starts[j], ends[j], coeffs[j], t0, history, t)
+
+
+def lookup(starts, ends, coeffs, num_accepted, t0, history, t):
+    r"""$y(t)$ from the history ($t \le t_0$) or from all accepted steps (a binary search for the
+    last step starting at or before $t$; unused slots of `starts` are $+\infty$)."""
     t_buf = jnp.maximum(t, t0)
     index = jnp.searchsorted(starts, t_buf, side="right") - 1
     index = jnp.clip(index, 0, jnp.maximum(num_accepted - 1, 0))
-    valid = num_accepted > 0
-    a = jnp.where(valid, starts[index], t0)
-    b = jnp.where(valid, ends[index], t0 + 1)
-    info = jax.tree_util.tree_map(lambda x: x[index], dense)
-    y_buf = interpolation_cls(t0=a, t1=b, **info).evaluate(t_buf)
-    y_hist = jnp.asarray(history(jnp.minimum(t, t0)))
-    return jnp.where(t <= t0, y_hist, y_buf)
+    return _evaluate(starts[index], ends[index], coeffs[index], t0, history, t)

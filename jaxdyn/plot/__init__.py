@@ -1,5 +1,9 @@
 """Figures (matplotlib is imported only when a function draws)."""
 
+from ._curvature import (
+    plot_eigenvalues as plot_eigenvalues,
+    plot_spectral_density as plot_spectral_density,
+)
 from ._dde import plot_dde_fits as plot_dde_fits, plot_memory_sweep as plot_memory_sweep
 from ._grid import evaluate as evaluate, grid_values as grid_values
 from ._lyapunov import (
@@ -14,4 +18,15 @@ from ._plots import (
     plot_fit_errors as plot_fit_errors,
     plot_level_sets as plot_level_sets,
     plot_losses as plot_losses,
+)
+from ._sgd import (
+    plot_sgd_escape as plot_sgd_escape,
+    plot_sgd_lyapunov as plot_sgd_lyapunov,
+    plot_sgd_stability as plot_sgd_stability,
+)
+from ._training import (
+    plot_flow_distance as plot_flow_distance,
+    plot_implicit_bias as plot_implicit_bias,
+    plot_sharpness as plot_sharpness,
+    plot_training_loss as plot_training_loss,
 )

@@ -2,5 +2,52 @@
 implicit bias, and SGD as a random dynamical system."""
 
 # --- gradient descent, training loop, gradient flow (owned by the GD/training work) ---
+from ._edge_of_stability import (
+    EdgeOfStability as EdgeOfStability,
+    digits_data as digits_data,
+    edge_of_stability as edge_of_stability,
+    mse_onehot as mse_onehot,
+    onehot_accuracy as onehot_accuracy,
+    tanh_mlp as tanh_mlp,
+)
+from ._gd import (
+    GDJacobian as GDJacobian,
+    GDMap as GDMap,
+    GDStability as GDStability,
+    gd_map as gd_map,
+    gd_stability as gd_stability,
+)
+from ._gradient_flow import (
+    GradientFlow as GradientFlow,
+    GradientFlowSolution as GradientFlowSolution,
+    gradient_flow as gradient_flow,
+)
+from ._implicit_bias import (
+    GDEndpoints as GDEndpoints,
+    gd_endpoints as gd_endpoints,
+    hyperbola_loss as hyperbola_loss,
+)
+from ._loop import Checkpoint as Checkpoint, TrainResult as TrainResult, train as train
 
 # --- SGD as a random dynamical system (owned by the SGD work) ---
+from ._sgd_lyapunov import (
+    SGDEscapeResult as SGDEscapeResult,
+    SGDLyapunovResult as SGDLyapunovResult,
+    SGDStabilityDiagram as SGDStabilityDiagram,
+    gd_exponent as gd_exponent,
+    mean_square_bound as mean_square_bound,
+    sgd_escape as sgd_escape,
+    sgd_lyapunov as sgd_lyapunov,
+    sgd_stability_diagram as sgd_stability_diagram,
+)
+from ._sgd_normal import (
+    AbstractCurvature as AbstractCurvature,
+    GaussNewton as GaussNewton,
+    Hessian as Hessian,
+    InterpolationCheck as InterpolationCheck,
+    InterpolationFit as InterpolationFit,
+    NormalSpace as NormalSpace,
+    find_interpolating_minimum as find_interpolating_minimum,
+    interpolation_check as interpolation_check,
+    normal_space as normal_space,
+)

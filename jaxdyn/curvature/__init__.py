@@ -1,0 +1,17 @@
+"""Curvature of losses over datasets: Hessian and Gauss-Newton operators (matrix-free), their
+extreme eigenvalues (Lanczos, power iteration), sharpness, spectral densities (stochastic
+Lanczos quadrature) and traces (Hutchinson, Hutch++)."""
+
+from ._density import DensityResult as DensityResult, spectral_density as spectral_density
+from ._lanczos import EigenResult as EigenResult, lanczos as lanczos, top_eigenvalues as top_eigenvalues
+from ._operators import (
+    AbstractCurvatureOperator as AbstractCurvatureOperator,
+    CurvatureOperator as CurvatureOperator,
+    GaussNewtonOperator as GaussNewtonOperator,
+    HessianOperator as HessianOperator,
+    as_operator as as_operator,
+    gauss_newton_operator as gauss_newton_operator,
+    hessian_operator as hessian_operator,
+)
+from ._power import power_iteration as power_iteration, sharpness as sharpness
+from ._trace import TraceResult as TraceResult, trace as trace

@@ -1,0 +1,149 @@
+r"""Spectral density by stochastic Lanczos quadrature (SLQ) with Gaussian broadening.
+
+For a unit probe $v$, $v^\top f(A) v = \int f\,d\mu_v$ with $\mu_v = \sum_i (u_i^\top v)^2
+\delta_{\lambda_i}$. After $m$ Lanczos steps from $v$, $T_m = S\,\mathrm{diag}(\theta)S^\top$
+gives the $m$-node Gauss quadrature $\mu_v \approx \sum_j w_j \delta_{\theta_j}$, $w_j =
+S_{1j}^2$, exact for polynomials of degree $< 2m$. With Rademacher probes scaled to unit norm,
+$\mathbb{E}\,\mu_v = \frac1n\sum_i \delta_{\lambda_i}$, the normalised spectral measure; so
+$\mathbb{E}\sum_j w_j\theta_j = \operatorname{tr}(A)/n$ and $\mathbb{E}\sum_j w_j\theta_j^2 =
+\operatorname{tr}(A^2)/n$. The smoothed density is $\phi(t) = \frac1P\sum_{p,j} w_{pj}
+\mathcal{N}(t; \theta_{pj}, \sigma^2)$ (second moment plus $\sigma^2$).
+
+The Lanczos runs use jaxdyn's own iteration (breakdown-safe; see `_lanczos.py`);
+`backend="matfree"` uses `matfree.decomp.tridiag_sym` (full reorthogonalisation) instead, as a
+cross-check (it returns NaN when the Krylov space becomes invariant, e.g. `order` larger than
+the number of distinct eigenvalues).
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from .._checks import check_int
+from .._types import Array, Key
+from ._lanczos import _tridiagonal, lanczos
+from ._operators import as_operator
+
+_BACKENDS = ("jaxdyn", "matfree")
+
+
+class DensityResult(eqx.Module):
+    r"""A spectral density from stochastic Lanczos quadrature.
+
+    - `nodes`, `weights`: shape `(num_probes, order)`: the Gauss quadrature of each probe's
+      spectral measure (each row of `weights` sums to 1).
+    - `grid`, `density`: the smoothed density $\phi$ on a grid (integrates to about 1).
+    - `sigma`: the Gaussian broadening; `num_hvp`: operator applications.
+
+    Methods: `moment(p)` gives the mean over probes of $\sum_j w_j\theta_j^p$ (an estimate of
+    $\operatorname{tr}(A^p)/n$) and its standard error; `plot()`.
+    """
+
+    nodes: Array
+    weights: Array
+    grid: Array
+    density: Array
+    sigma: Array
+    num_hvp: int = eqx.field(static=True)
+
+    def moment(self, p: int) -> tuple[Array, Array]:
+        """`(mean, stderr)` over probes of $\\sum_j w_j \\theta_j^p$."""
+        per_probe = jnp.sum(self.weights * self.nodes ** p, axis=-1)
+        n = per_probe.shape[-1]
+        err = jnp.std(per_probe, axis=-1, ddof=1) / jnp.sqrt(n) if n > 1 else jnp.nan
+        return jnp.mean(per_probe, axis=-1), err
+
+    def plot(self, ax=None, **kwargs):
+        """The smoothed density; see [`jaxdyn.plot.plot_spectral_density`][]."""
+        from ..plot import plot_spectral_density
+
+        return plot_spectral_density(self, ax=ax, **kwargs)
+
+
+def _probe_jaxdyn(op, v, seed, order):
+    s = lanczos(op.mv, v, order, seed=seed, tol=0.0)
+    T = _tridiagonal(s.alpha, s.beta, s.j, "largest")
+    theta, S = jnp.linalg.eigh(T)
+    return theta, S[0] ** 2
+
+
+def _probe_matfree(op, v, order):
+    from matfree import decomp
+
+    tridiag = decomp.tridiag_sym(order, reortho="full", materialize=True, custom_vjp=False)
+    _, T, *_ = tridiag(op.mv, v)
+    theta, S = jnp.linalg.eigh(T)
+    return theta, S[0] ** 2
+
+
+@eqx.filter_jit
+def _slq(op, key, num_probes, order, dtype, grid, sigma, num_grid, backend, batch_size):
+    size = op.size
+    kprobe, krest = jax.random.split(key)
+    V = jax.random.rademacher(kprobe, (num_probes, size), dtype) / jnp.sqrt(size).astype(dtype)
+    seeds = jax.random.uniform(krest, (num_probes,), dtype)
+    if backend == "jaxdyn":
+        nodes, weights = lax.map(lambda a: _probe_jaxdyn(op, a[0], a[1], order), (V, seeds),
+                                 batch_size=batch_size)
+    else:
+        nodes, weights = lax.map(lambda v: _probe_matfree(op, v, order), V, batch_size=batch_size)
+    used = weights > 0
+    big = jnp.finfo(dtype).max
+    lo = jnp.min(jnp.where(used, nodes, big))
+    hi = jnp.max(jnp.where(used, nodes, -big))
+    if sigma is None:
+        sigma = 0.01 * (hi - lo) + jnp.finfo(dtype).eps * jnp.maximum(jnp.abs(hi), jnp.abs(lo)) \
+            + jnp.finfo(dtype).tiny
+    sigma = jnp.asarray(sigma, dtype)
+    if grid is None:
+        grid = jnp.linspace(lo - 5 * sigma, hi + 5 * sigma, num_grid, dtype=dtype)
+    grid = jnp.asarray(grid, dtype)
+    z = (grid[:, None, None] - nodes[None]) / sigma
+    kernel = jnp.exp(-0.5 * z**2) / (sigma * jnp.sqrt(2 * jnp.pi).astype(dtype))
+    density = jnp.sum(kernel * weights[None], axis=(1, 2)) / num_probes
+    return DensityResult(nodes, weights, grid, density, sigma, num_probes * order)
+
+
+def spectral_density(operator, *, key: Key, num_probes: int = 8, order: int = 64, grid=None,
+                     sigma=None, num_grid: int = 512, backend: str = "jaxdyn",
+                     probe_batch_size: int | None = None) -> DensityResult:
+    r"""The eigenvalue density of a symmetric operator by stochastic Lanczos quadrature.
+
+    See the module docstring for the mathematics: `num_probes` Rademacher probes (unit norm),
+    `order` Lanczos steps each (full reorthogonalisation), Gauss nodes and weights per probe,
+    and a Gaussian-broadened density averaged over probes.
+
+    **Arguments:**
+
+    - `operator`: as in [`top_eigenvalues`][].
+    - `key`: a `jax.random` key (required: the probes are random).
+    - `num_probes`: $P$ probes ($\ge 1$; $\ge 2$ for standard errors).
+    - `order`: Lanczos steps per probe ($m$; capped at the operator size). Total HVPs $= Pm$.
+    - `grid`: points at which to evaluate the density (default: `num_grid` points from the
+      smallest node $- 5\sigma$ to the largest $+ 5\sigma$).
+    - `sigma`: the broadening (default 1% of the node range).
+    - `backend`: `"jaxdyn"` (default, breakdown-safe) or `"matfree"`
+      (`matfree.decomp.tridiag_sym`).
+    - `probe_batch_size`: run this many probes at once (`lax.map` batch; default one at a time).
+
+    **Returns:** a [`DensityResult`][].
+    """
+    op, dtype = as_operator(operator)
+    size = int(op.size)
+    num_probes = check_int(num_probes, "num_probes")
+    order = min(check_int(order, "order"), size)
+    num_grid = check_int(num_grid, "num_grid", minimum=2)
+    if backend not in _BACKENDS:
+        raise ValueError(f"`backend` must be one of {_BACKENDS}, got {backend!r}.")
+    if sigma is not None and not isinstance(sigma, jax.core.Tracer):
+        if not float(sigma) > 0:
+            raise ValueError(f"`sigma` must be positive, got {sigma}.")
+    if grid is not None:
+        grid = jnp.asarray(grid)
+        if grid.ndim != 1:
+            raise ValueError(f"`grid` must be a vector, got shape {grid.shape}.")
+    if probe_batch_size is not None:
+        probe_batch_size = check_int(probe_batch_size, "probe_batch_size")
+    return _slq(op, key, num_probes, order, dtype, grid, sigma, num_grid, backend,
+                probe_batch_size)

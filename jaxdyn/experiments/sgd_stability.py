@@ -1,0 +1,209 @@
+r"""SGD as a random dynamical system at an interpolating minimum of a real network
+(Chemnitz & Engel, arXiv 2407.20209, Theorem B).
+
+An overparameterised tanh MLP (64-72-72-1, $p = 10\,009$ parameters, float64) is trained on
+$n = 64$ standardised digits (scikit-learn's bundled 8x8 images; target $\pm 1$ for even/odd) to
+an interpolating minimum with [`jaxdyn.training.find_interpolating_minimum`][] (Levenberg-Marquardt,
+mean loss below $10^{-30}$). The squared loss is exactly Gauss-Newton there, so the normal space is
+the row space of the stacked per-example Jacobians ($\operatorname{rank} = n = 64$).
+
+Over a grid of step sizes $\eta$ (in units of the GD boundary $2/\lambda_{\max}$) and batch sizes
+$B \in \{1, 2, 4, 8, 16, n\}$ we compute the top Lyapunov exponent $\lambda$ of the linearised SGD
+on the normal space ([`jaxdyn.training.sgd_stability_diagram`][]; $B = n$ is full-batch GD, whose
+exponent is $\mu = \log\max_j|1 - \eta h_j|$), the mean-square bound, and check the sign of
+$\lambda$ with nonlinear SGD started next to the minimum ([`jaxdyn.training.sgd_escape`][]).
+"""
+
+import dataclasses
+import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..plot import plot_sgd_escape, plot_sgd_stability
+from ..training import (
+    GaussNewton,
+    find_interpolating_minimum,
+    normal_space,
+    sgd_escape,
+    sgd_stability_diagram,
+)
+from ._result import ExperimentResult
+
+NAME = "sgd-stability"
+TITLE = "SGD at an interpolating minimum: Lyapunov exponent vs the GD boundary (digits, tanh MLP)"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Budgets of one run (`QUICK` for `--quick`, else `FULL`)."""
+
+    n: int = 64  # digits
+    width: int = 72
+    depth: int = 2
+    lr_fracs: tuple = (0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 0.95, 1.02, 1.1, 1.3)  # x 2/lambda_max
+    batch_sizes: tuple = (1, 2, 4, 8, 16, 64)
+    n_steps: int = 1000
+    n_chains: int = 6
+    escape_steps: int = 600
+    escape_runs: int = 4
+
+
+QUICK = Config()
+FULL = Config(lr_fracs=tuple(np.round(np.geomspace(0.03, 1.5, 24), 4)), n_steps=4000,
+              n_chains=16, escape_steps=2000, escape_runs=8)
+
+
+def digits_problem(n: int = 64, width: int = 72, depth: int = 2, seed: int = 0):
+    r"""The digits regression problem used here and in `benchmarks/sgd.py`.
+
+    $n$ images (fixed random subset), pixels scaled by 1/16 and standardised, target $+1$ for
+    even and $-1$ for odd digits; an `eqx.nn.MLP(64, "scalar", width, depth, tanh)` in float64.
+
+    **Returns:** `(model, data, residual_fn, loss_fn)` with `data = (x, y)`,
+    `residual_fn(model, (x_i, y_i)) = model(x_i) - y_i` and `loss_fn = residual^2 / 2`.
+    """
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(X), n, replace=False)
+    x = X[idx] / 16.0
+    x = (x - x.mean(0)) / (x.std(0) + 0.1)
+    t = np.where(y[idx] % 2 == 0, 1.0, -1.0)
+    data = (jnp.asarray(x, jnp.float64), jnp.asarray(t, jnp.float64))
+    model = eqx.nn.MLP(64, "scalar", width, depth, activation=jnp.tanh, key=jax.random.key(seed))
+    model = jax.tree_util.tree_map(
+        lambda a: a.astype(jnp.float64) if eqx.is_inexact_array(a) else a, model)
+    return model, data, _residual, _loss
+
+
+def _residual(model, ex):
+    x, y = ex
+    return model(x) - y
+
+
+def _loss(model, ex):
+    return 0.5 * _residual(model, ex) ** 2
+
+
+def run(*, quick: bool, seed: int, progress: bool) -> ExperimentResult:
+    """Run the experiment (see the module docstring); `quick` selects `QUICK` budgets."""
+    cfg = QUICK if quick else FULL
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    model, data, residual, loss = digits_problem(cfg.n, cfg.width, cfg.depth, seed)
+    fit = find_interpolating_minimum(residual, model, data, adam_steps=0, lm_steps=40)
+    timings["fit"] = round(time.perf_counter() - t0, 2)
+    t1 = time.perf_counter()
+    space = normal_space(loss, fit.params, data, curvature=GaussNewton(residual))
+    timings["normal_space"] = round(time.perf_counter() - t1, 2)
+    boundary = 2 / float(space.lambda_max)
+    lrs = boundary * np.asarray(cfg.lr_fracs)
+    sizes = tuple(b if b <= cfg.n else cfg.n for b in cfg.batch_sizes)
+    t1 = time.perf_counter()
+    diag = sgd_stability_diagram(loss, fit.params, data, lrs=lrs, batch_sizes=sizes,
+                                 key=jax.random.key(seed + 1), n_steps=cfg.n_steps,
+                                 n_chains=cfg.n_chains, normal_space=space, progress=progress)
+    timings["diagram"] = round(time.perf_counter() - t1, 2)
+
+    exp, se = np.asarray(diag.exponent), np.asarray(diag.stderr)
+    gd = np.asarray(diag.gd_exponent)
+    msb = np.asarray(diag.mean_square_bound)
+    sure = np.abs(exp) > 3 * se
+    dis = np.asarray(diag.disagree)
+    gd_stable_sgd_not = dis & (exp > 0)
+    sgd_stable_gd_not = dis & (exp < 0)
+    # simulation checks: the smallest step where B = 1 is unstable (GD stable there), with B = 1
+    # and with B = n (GD) at the same step; and a step above the GD boundary with B = 16
+    i1 = sizes.index(1) if 1 in sizes else 0
+    cand = np.flatnonzero(gd_stable_sgd_not[i1])
+    j_dis = int(cand[len(cand) // 2]) if len(cand) else int(np.argmin(np.abs(np.asarray(cfg.lr_fracs) - 0.5)))
+    checks = [(j_dis, sizes[i1]), (j_dis, cfg.n)]
+    t1 = time.perf_counter()
+    escapes, sim = {}, []
+    for j, b in checks:
+        res = sgd_escape(loss, fit.params, data, lr=float(lrs[j]), batch_size=b,
+                         key=jax.random.key(seed + 2), n_steps=cfg.escape_steps,
+                         n_runs=cfg.escape_runs, radius=1e-7, factor=10.0, normal_space=space)
+        i = sizes.index(b)
+        label = f"eta = {cfg.lr_fracs[j]:.2f} x 2/lmax, B = {b}"
+        escapes[label] = res
+        lam = float(exp[i, j])
+        agree = (lam > 0 and float(res.escaped_fraction) == 1.0) or (
+            lam < 0 and float(res.escaped_fraction) == 0.0)
+        sim.append({"lr_frac": cfg.lr_fracs[j], "batch_size": b, "lambda": lam,
+                    "stderr": float(se[i, j]), "returned_fraction": float(res.returned_fraction),
+                    "escaped_fraction": float(res.escaped_fraction),
+                    "mean_rate": float(np.nanmean(np.where(np.isfinite(res.rate), res.rate, np.nan))),
+                    "agrees_with_sign": bool(agree)})
+    timings["escape"] = round(time.perf_counter() - t1, 2)
+    timings["total"] = round(time.perf_counter() - t0, 2)
+
+    fig_diag = plot_sgd_stability(diag)
+    fig_escape = plot_sgd_escape(escapes)
+    # B = n is GD: its exponent must be mu (converges slowly where the smallest normal curvatures
+    # are close: reported, not asserted)
+    in_gd = sizes.index(cfg.n) if cfg.n in sizes else None
+    metrics = {
+        "quick": quick, "seed": seed, "config": dataclasses.asdict(cfg),
+        "n_params": int(space.theta.shape[0]), "n_examples": cfg.n, "rank": space.rank,
+        "fit_loss": float(fit.loss), "lm_steps": int(fit.lm_steps),
+        "max_example_loss": float(jnp.max(jax.vmap(lambda ex: loss(fit.params, ex))(data))),
+        "lambda_max": float(space.lambda_max), "lambda_min_normal": float(space.eigenvalues[-1]),
+        "gd_boundary_lr": boundary, "eig_residual": float(space.eig_residual),
+        "null_residual": float(space.null_residual),
+        "lrs": lrs, "batch_sizes": list(sizes), "exponent": exp, "stderr": se, "gd_exponent": gd,
+        "mean_square_bound": msb, "significant": sure,
+        "n_gd_stable_sgd_unstable": int(gd_stable_sgd_not.sum()),
+        "n_sgd_stable_gd_unstable": int(sgd_stable_gd_not.sum()),
+        "first_unstable_lr_frac": {
+            str(b): (None if not np.any((exp[i] > 0) & sure[i]) else
+                     float(np.asarray(cfg.lr_fracs)[np.argmax((exp[i] > 0) & sure[i])]))
+            for i, b in enumerate(sizes)},
+        "lambda_le_ms_bound": bool(np.all(exp <= msb + 3 * se)),
+        "gd_row_max_abs_diff_mu": None if in_gd is None else float(np.max(np.abs(exp[in_gd] - gd))),
+        "simulation": sim, "timings_s": timings,
+    }
+    return ExperimentResult(NAME, TITLE, _summary(cfg, metrics),
+                            metrics, {"diagram": fig_diag, "escape": fig_escape})
+
+
+def _summary(cfg: Config, m: dict) -> str:
+    first = ", ".join(f"B = {b}: {'none' if v is None else f'{v:g}'}"
+                      for b, v in m["first_unstable_lr_frac"].items())
+    sims = "; ".join(
+        f"eta = {s['lr_frac']:.2f} x 2/lmax, B = {s['batch_size']}: lambda = {s['lambda']:+.4f} "
+        f"+- {s['stderr']:.4f}, {s['escaped_fraction']:.0%} escaped, {s['returned_fraction']:.0%} "
+        f"returned ({'agrees' if s['agrees_with_sign'] else 'DOES NOT agree'} with the sign)"
+        for s in m["simulation"])
+    dis = m["n_gd_stable_sgd_unstable"]
+    rev = m["n_sgd_stable_gd_unstable"]
+    return f"""A tanh MLP 64-{cfg.width}-{cfg.width}-1 with p = {m['n_params']} parameters was trained to an
+interpolating minimum of n = {m['n_examples']} digits (mean loss {m['fit_loss']:.2e} after
+{m['lm_steps']} Levenberg-Marquardt steps; largest per-example loss {m['max_example_loss']:.1e}).
+The normal space has dimension {m['rank']} (= n); its curvatures span
+{m['lambda_min_normal']:.3g} .. {m['lambda_max']:.3g}, so the GD boundary is eta = 2/lambda_max =
+{m['gd_boundary_lr']:.4g}. Residual checks: |HU - U diag(h)| {m['eig_residual']:.1e}, |H w| for w
+tangent {m['null_residual']:.1e} (relative to lambda_max).
+
+**Where GD and SGD disagree.** Over {len(cfg.lr_fracs)} step sizes x {len(cfg.batch_sizes)} batch
+sizes ({cfg.n_chains} chains x {cfg.n_steps} steps per cell), {dis} cells have GD stable but SGD
+significantly unstable (lambda > 3 stderr > 0), and {rev} have SGD significantly stable where GD
+is unstable. The smallest step size (in units of 2/lambda_max) with a significantly positive
+exponent: {first}. Small batches lose stability well before the GD boundary: the per-example
+curvature |J_i|^2 along a sampled direction is larger than the averaged lambda_max, and the random
+product does not average it away. Every estimate stays below the mean-square bound (within 3
+stderr): {m['lambda_le_ms_bound']}.
+
+**Simulation check** (nonlinear SGD from theta* + 1e-7 x a random normal direction; escaped: the
+distance sqrt(L) grew 10-fold; returned: it shrank 10-fold): {sims}.
+
+Caveat: the smallest normal curvatures are close together, so in the stable region the top
+exponent is a tiny negative number (about -eta lambda_min) whose finite-N estimate is biased low
+(the tangent vector aligns with the slowest direction only after ~1/(eta * gap) steps): for B = n
+the largest deviation from the exact GD exponent mu is {m['gd_row_max_abs_diff_mu']:.2e}. The sign,
+which is what decides stability, is not affected there.
+"""

@@ -1,0 +1,56 @@
+"""Large networks: graphons, digraph measures, Kuramoto-type particle systems and their mean-field limits."""
+
+from . import graphons as graphons
+from ._coupling import (
+    AbstractCoupling as AbstractCoupling,
+    AllToAll as AllToAll,
+    Circulant as Circulant,
+    Dense as Dense,
+    LowRank as LowRank,
+    Sparse as Sparse,
+    coupling_operator as coupling_operator,
+)
+from ._digraph_measure import DigraphMeasure as DigraphMeasure
+from ._graphon import (
+    AbstractConvolutionGraphon as AbstractConvolutionGraphon,
+    AbstractGraphon as AbstractGraphon,
+    AbstractLowRankGraphon as AbstractLowRankGraphon,
+    Graphon as Graphon,
+    grid as grid,
+)
+from ._limits import (
+    OttAntonsen as OttAntonsen,
+    Vlasov as Vlasov,
+    ott_antonsen as ott_antonsen,
+    ott_antonsen_r as ott_antonsen_r,
+    vlasov as vlasov,
+    w1_cells as w1_cells,
+    w1_circle as w1_circle,
+)
+from ._order_parameter import (
+    local_order_parameter as local_order_parameter,
+    order_parameter as order_parameter,
+)
+from ._particles import (
+    RK4 as RK4,
+    Harmonics as Harmonics,
+    Kuramoto as Kuramoto,
+    NeuralField as NeuralField,
+    shard_nodes as shard_nodes,
+    simulate as simulate,
+)
+from ._sampling import (
+    gaussian_quantiles as gaussian_quantiles,
+    lorentzian_quantiles as lorentzian_quantiles,
+    sample_graph as sample_graph,
+    sample_positions as sample_positions,
+    step_graphon as step_graphon,
+    wrapped_cauchy_quantiles as wrapped_cauchy_quantiles,
+)
+from ._two_layer import (
+    TwoLayer as TwoLayer,
+    TwoLayerGradientFlow as TwoLayerGradientFlow,
+    TwoLayerResult as TwoLayerResult,
+    mse as mse,
+    two_layer_gd as two_layer_gd,
+)

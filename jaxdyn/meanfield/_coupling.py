@@ -1,0 +1,277 @@
+r"""Coupling operators: $v \mapsto W v$ for the coupling matrix $W_{ij}$ of a particle system.
+
+Every particle system of `jaxdyn.meanfield` reduces its interaction to products $W V$ with a real
+block $V$ of shape `(N, m)` (for Kuramoto: the columns $\cos k\theta$, $\sin k\theta$; for neural
+fields: $\sigma(x)$). These operators compute that product in the cheapest exact way:
+
+| operator | graph | cost per product |
+|---|---|---|
+| [`AllToAll`][] | all-to-all or constant graphon $p$ | $O(N m)$ |
+| [`Circulant`][] | convolution graphon on the uniform grid (ring, Fourier) | $O(N m \log N)$ (FFT) |
+| [`LowRank`][] | $W = U V^\top$ of rank $r$ (Fourier, step / block graphons) | $O(N r m)$ |
+| [`Sparse`][] | edge list / BCOO, $E$ edges | $O(E m)$ (segment sums) |
+| [`Dense`][] | anything else | $O(N^2 m)$ multiply-adds |
+
+[`coupling_operator`][] picks one from a graph description (`method="auto"`) or builds the one asked for.
+"""
+
+import abc
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from equinox import AbstractVar
+from jax.experimental import sparse as jsparse
+from jaxtyping import Array
+
+from ._digraph_measure import DigraphMeasure
+from ._graphon import (
+    AbstractConvolutionGraphon,
+    AbstractGraphon,
+    AbstractLowRankGraphon,
+    ConstantGraphon,
+    grid,
+)
+
+METHODS = ("auto", "all_to_all", "dense", "fft", "low_rank", "sparse")
+
+
+class AbstractCoupling(eqx.Module):
+    """A linear operator $V \\mapsto W V$ on real blocks of shape `(n, m)`."""
+
+    n: AbstractVar[int]
+
+    @abc.abstractmethod
+    def matvec(self, v: Array) -> Array:
+        """$W v$ for `v` of shape `(n, m)` (or `(n,)`)."""
+
+    def degrees(self) -> Array:
+        r"""In-degrees (row sums) $d_i = \sum_j W_{ij}$."""
+        return self.matvec(jnp.ones((self.n, 1)))[:, 0]
+
+    def as_matrix(self) -> Array:
+        """The dense $n \\times n$ matrix (for general coupling functions and tests)."""
+        return self.matvec(jnp.eye(self.n))
+
+
+def _as_2d(fn):
+    def wrapped(self, v):
+        v = jnp.asarray(v)
+        if v.ndim == 1:
+            return fn(self, v[:, None])[:, 0]
+        return fn(self, v)
+
+    return wrapped
+
+
+class AllToAll(AbstractCoupling):
+    r"""$W_{ij} = p$ for all $i, j$: $W v = p \mathbf 1 \mathbf 1^\top v$ in $O(N m)$."""
+
+    weight: Array
+    n: int = eqx.field(static=True)
+
+    def __init__(self, n: int, weight=1.0):
+        self.n, self.weight = int(n), jnp.asarray(weight, dtype=float)
+
+    @_as_2d
+    def matvec(self, v):
+        return jnp.broadcast_to(self.weight * jnp.sum(v, axis=0, keepdims=True), v.shape)
+
+
+class Dense(AbstractCoupling):
+    """A dense matrix: one matrix-matrix product (the matrix is read once for all `m` columns)."""
+
+    matrix: Array
+    n: int = eqx.field(static=True)
+
+    def __init__(self, matrix):
+        self.matrix = jnp.asarray(matrix, dtype=float)
+        self.n = self.matrix.shape[0]
+
+    @_as_2d
+    def matvec(self, v):
+        return self.matrix @ v
+
+
+class Circulant(AbstractCoupling):
+    r"""A circulant matrix $C_{ij} = c_{(i - j) \bmod N}$, applied by real FFTs in $O(N \log N)$.
+
+    Built from a convolution graphon on the grid $x_i = (i + 1/2)/N$: $c_d = k(d/N)$.
+    """
+
+    hat_re: Array  # the real FFT of the first column, stored as two real arrays (diffrax prefers real
+    hat_im: Array  # leaves)
+    n: int = eqx.field(static=True)
+
+    def __init__(self, column):
+        column = jnp.asarray(column, dtype=float)
+        self.n = column.shape[0]
+        hat = jnp.fft.rfft(column)
+        self.hat_re, self.hat_im = hat.real, hat.imag
+
+    @_as_2d
+    def matvec(self, v):
+        vh = jnp.fft.rfft(v, axis=0)
+        return jnp.fft.irfft(vh * (self.hat_re + 1j * self.hat_im)[:, None], n=self.n, axis=0)
+
+
+class LowRank(AbstractCoupling):
+    r"""$W = U V^\top$ with $U, V$ of shape `(n, r)`: $W v = U (V^\top v)$ in $O(N r m)$."""
+
+    u: Array
+    v: Array
+    n: int = eqx.field(static=True)
+
+    def __init__(self, u, v):
+        self.u, self.v = jnp.asarray(u, dtype=float), jnp.asarray(v, dtype=float)
+        self.n = self.u.shape[0]
+
+    @_as_2d
+    def matvec(self, v):
+        return self.u @ (self.v.T @ v)
+
+
+class Sparse(AbstractCoupling):
+    r"""Edge list $(i_e, j_e, w_e)$: $(W v)_i = \sum_{e: i_e = i} w_e v_{j_e}$ by a segment sum, $O(E)$."""
+
+    rows: Array
+    cols: Array
+    weights: Array
+    n: int = eqx.field(static=True)
+
+    def __init__(self, rows, cols, weights, n: int):
+        self.rows = jnp.asarray(rows, dtype=jnp.int32)
+        self.cols = jnp.asarray(cols, dtype=jnp.int32)
+        self.weights = jnp.broadcast_to(jnp.asarray(weights, dtype=float), self.rows.shape)
+        self.n = int(n)
+
+    @_as_2d
+    def matvec(self, v):
+        return jax.ops.segment_sum(self.weights[:, None] * v[self.cols], self.rows, num_segments=self.n)
+
+    def pairwise(self, fn, theta) -> Array:
+        r"""$\sum_{e: i_e = i} w_e\, \mathrm{fn}(\theta_{j_e} - \theta_i)$ in $O(E)$ evaluations."""
+        vals = self.weights * fn(theta[self.cols] - theta[self.rows])
+        return jax.ops.segment_sum(vals, self.rows, num_segments=self.n)
+
+
+def _positions(positions, n: int):
+    if positions is None or (isinstance(positions, str) and positions == "grid"):
+        return grid(n), True
+    if isinstance(positions, str):
+        raise ValueError(f"`positions` must be None, 'grid' or an array of shape ({n},), got {positions!r}.")
+    x = jnp.asarray(positions, dtype=float)
+    if x.shape != (n,):
+        raise ValueError(f"`positions` must have shape ({n},), got {x.shape}.")
+    xn = np.asarray(x)
+    if np.any(xn < 0) or np.any(xn > 1):
+        raise ValueError("`positions` must lie in [0, 1].")
+    return x, False
+
+
+def _dense_to_sparse(matrix, name: str) -> Sparse:
+    m = np.asarray(matrix)
+    rows, cols = np.nonzero(m)
+    return Sparse(rows, cols, m[rows, cols], m.shape[0])
+
+
+def coupling_operator(graph, n: int, *, positions=None, method: str = "auto") -> AbstractCoupling:
+    r"""The coupling operator of `graph` for `n` nodes at `positions`.
+
+    **Arguments:**
+
+    - `graph`: `None` (all-to-all), an `(n, n)` array (dense, $W_{ij}$ = weight of $j \to i$), a
+      `jax.experimental.sparse.BCOO` matrix or an edge list `(rows, cols)` / `(rows, cols, weights)`
+      (sparse), an [`AbstractGraphon`][], a [`DigraphMeasure`][] or an [`AbstractCoupling`][] (used
+      as is).
+    - `n`: the number of nodes.
+    - `positions`: node positions in $[0, 1]$ for graphons and digraph measures: `None`/`"grid"`
+      ($x_i = (i + 1/2)/n$) or an array of shape `(n,)` (e.g. sampled uniformly).
+    - `method`: `"auto"` (the cheapest exact operator, see the module table) or one of
+      `"all_to_all"`, `"dense"`, `"fft"`, `"low_rank"`, `"sparse"`.
+
+    **Returns:** an [`AbstractCoupling`][] with $W_{ij} = W(x_i, x_j)$ for graphons.
+    """
+    if method not in METHODS:
+        raise ValueError(f"`method` must be one of {METHODS}, got {method!r}.")
+    if isinstance(graph, AbstractCoupling):
+        if graph.n != n:
+            raise ValueError(f"`graph` has {graph.n} nodes but `omega` has {n}.")
+        return graph
+    if isinstance(graph, DigraphMeasure):
+        x, _ = _positions(positions, n)
+        if graph.atom_positions is None and isinstance(graph.density, AbstractGraphon):
+            return coupling_operator(graph.density, n, positions=positions, method=method)
+        matrix = graph.coupling_matrix(x)
+        if method in ("auto", "dense"):
+            return Dense(matrix)
+        if method == "sparse":
+            return _dense_to_sparse(matrix, "graph")
+        raise ValueError(f"`method={method!r}` is not available for a DigraphMeasure with atoms or a "
+                         "general density; use 'dense' or 'sparse'.")
+    if graph is None:
+        if method in ("auto", "all_to_all", "low_rank"):
+            return AllToAll(n) if method != "low_rank" else LowRank(jnp.ones((n, 1)), jnp.ones((n, 1)))
+        if method == "dense":
+            return Dense(jnp.ones((n, n)))
+        if method == "fft":
+            return Circulant(jnp.ones(n))
+        return _dense_to_sparse(np.ones((n, n)), "graph")
+    if isinstance(graph, AbstractGraphon):
+        x, on_grid = _positions(positions, n)
+        if method == "auto":
+            if isinstance(graph, ConstantGraphon):
+                return AllToAll(n, graph.p)
+            if isinstance(graph, AbstractConvolutionGraphon) and on_grid:
+                method = "fft"
+            elif isinstance(graph, AbstractLowRankGraphon) and graph.factors(x[:1])[0].shape[1] <= n // 4:
+                method = "low_rank"
+            else:
+                method = "dense"
+        if method == "all_to_all":
+            if not isinstance(graph, ConstantGraphon):
+                raise ValueError("`method='all_to_all'` needs `graph=None` or a ConstantGraphon.")
+            return AllToAll(n, graph.p)
+        if method == "fft":
+            if not isinstance(graph, AbstractConvolutionGraphon):
+                raise ValueError("`method='fft'` needs a convolution graphon (ring, small world, Fourier, "
+                                 f"constant), got {type(graph).__name__}.")
+            if not on_grid:
+                raise ValueError("`method='fft'` needs grid positions (`positions=None` or 'grid').")
+            return Circulant(graph.kernel(jnp.arange(n) / n))
+        if method == "low_rank":
+            if not isinstance(graph, AbstractLowRankGraphon):
+                raise ValueError(f"`method='low_rank'` needs a low-rank graphon, got {type(graph).__name__}.")
+            return LowRank(*graph.factors(x))
+        matrix = graph(x[:, None], x[None, :])
+        return Dense(matrix) if method == "dense" else _dense_to_sparse(matrix, "graph")
+    if isinstance(graph, jsparse.BCOO):
+        if graph.shape != (n, n):
+            raise ValueError(f"`graph` must have shape ({n}, {n}) like `omega`, got {graph.shape}.")
+        op = Sparse(graph.indices[:, 0], graph.indices[:, 1], graph.data, n)
+        return op if method in ("auto", "sparse") else _from_matrix(graph.todense(), method)
+    if isinstance(graph, tuple | list):
+        if len(graph) not in (2, 3):
+            raise ValueError("`graph` as an edge list must be (rows, cols) or (rows, cols, weights).")
+        rows, cols = np.asarray(graph[0]), np.asarray(graph[1])
+        weights = 1.0 if len(graph) == 2 else graph[2]
+        if rows.shape != cols.shape or rows.ndim != 1:
+            raise ValueError("`graph` edge list: rows and cols must be vectors of equal length.")
+        if rows.size and (rows.min() < 0 or cols.min() < 0 or rows.max() >= n or cols.max() >= n):
+            raise ValueError(f"`graph` edge list has node indices outside [0, {n}) (n from `omega`).")
+        op = Sparse(rows, cols, weights, n)
+        return op if method in ("auto", "sparse") else _from_matrix(op.as_matrix(), method)
+    matrix = jnp.asarray(graph)
+    if matrix.shape != (n, n):
+        raise ValueError(f"`graph` must have shape ({n}, {n}) to match `omega`, got {matrix.shape}.")
+    return _from_matrix(matrix, method)
+
+
+def _from_matrix(matrix, method: str) -> AbstractCoupling:
+    if method in ("auto", "dense"):
+        return Dense(matrix)
+    if method == "sparse":
+        return _dense_to_sparse(matrix, "graph")
+    raise ValueError(f"`method={method!r}` needs structure a plain matrix does not declare; pass a graphon "
+                     "(e.g. graphons.fourier(...)) or use 'dense' / 'sparse'.")

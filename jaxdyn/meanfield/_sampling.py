@@ -1,0 +1,88 @@
+r"""Finite objects from graph limits: node positions, $W$-random graphs, frequency quantiles.
+
+Deterministic quantile draws (`lorentzian_quantiles`, `gaussian_quantiles`) remove the finite-$N$
+sampling noise of random frequencies, which is what makes the known-answer tests sharp.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import sparse as jsparse
+from jax.scipy.special import ndtri
+from jaxtyping import Array
+
+from .._checks import check_int
+from ._graphon import AbstractGraphon, StepGraphon, grid
+
+
+def sample_positions(n: int, *, key) -> Array:
+    """`n` sorted i.i.d. uniform node positions in $[0, 1]$."""
+    n = check_int(n, "n")
+    return jnp.sort(jax.random.uniform(key, (n,)))
+
+
+def sample_graph(graphon: AbstractGraphon, n: int, *, key, positions=None, density: float = 1.0,
+                 sparse: bool = False):
+    r"""A $W$-random graph: $A_{ij} = A_{ji} \sim \mathrm{Bernoulli}(\rho W(x_i, x_j))$, $i < j$, no loops.
+
+    **Arguments:**
+
+    - `graphon`: the [`AbstractGraphon`][] $W$ (values must lie in $[0, 1]$: they are probabilities).
+    - `n`: number of nodes ($\ge 1$); `key`: a `jax.random` key (the graph is a function of it).
+    - `positions`: `None` (grid $x_i = (i + 1/2)/n$) or an array of shape `(n,)`.
+    - `density`: $\rho \in (0, 1]$, for sparse graphs $p_{ij} = \rho W$ (couple them with
+      `normalisation=rho`).
+    - `sparse`: return a `jax.experimental.sparse.BCOO` (edges as indices) instead of a dense array.
+      (Sampling still visits the $N^2$ pairs.)
+
+    **Returns:** the adjacency matrix (dense float array or BCOO).
+    """
+    n = check_int(n, "n")
+    if not isinstance(graphon, AbstractGraphon):
+        raise TypeError(f"`graphon` must be a graphon, got {type(graphon).__name__}.")
+    if not 0 < float(density) <= 1:
+        raise ValueError(f"`density` must lie in (0, 1], got {density}.")
+    x = grid(n) if positions is None else jnp.asarray(positions, dtype=float)
+    if x.shape != (n,):
+        raise ValueError(f"`positions` must have shape ({n},), got {x.shape}.")
+    p = graphon(x[:, None], x[None, :])
+    pn = np.asarray(p)
+    if np.any(pn < 0) or np.any(pn > 1) or not np.all(np.isfinite(pn)):
+        raise ValueError(f"`graphon` values must lie in [0, 1] (edge probabilities), got values in "
+                         f"[{np.nanmin(pn):.4g}, {np.nanmax(pn):.4g}].")
+    u = jax.random.uniform(key, (n, n))
+    upper = jnp.triu(u < density * p, k=1)
+    a = (upper | upper.T).astype(float)
+    return jsparse.BCOO.fromdense(a) if sparse else a
+
+
+def step_graphon(adjacency) -> StepGraphon:
+    """The step graphon of a symmetric 0/1 (or $[0, 1]$-weighted) adjacency matrix: $N$ equal cells."""
+    return StepGraphon(adjacency)
+
+
+def lorentzian_quantiles(n: int, gamma: float = 1.0, center: float = 0.0) -> Array:
+    r"""$\omega_i = \omega_0 + \gamma \tan(\pi (i - 1/2)/N - \pi/2)$, $i = 1, \dots, N$: Cauchy quantiles."""
+    n = check_int(n, "n")
+    i = jnp.arange(1, n + 1)
+    return center + gamma * jnp.tan(jnp.pi * (i - 0.5) / n - jnp.pi / 2)
+
+
+def gaussian_quantiles(n: int, sigma: float = 1.0, center: float = 0.0) -> Array:
+    r"""$\omega_i = \omega_0 + \sigma \Phi^{-1}((i - 1/2)/N)$: normal quantiles."""
+    n = check_int(n, "n")
+    return center + sigma * ndtri((jnp.arange(1, n + 1) - 0.5) / n)
+
+
+def wrapped_cauchy_quantiles(n: int, r0: float, *, key=None) -> Array:
+    r"""Phases with the wrapped Cauchy (Poisson kernel) law of order parameter $r_0 \in [0, 1)$: the
+    Ott-Antonsen manifold. Quantiles $\theta = 2\arctan(\frac{1 - r_0}{1 + r_0}\tan(\pi(u - 1/2)))$ at
+    $u = (i - 1/2)/N$, randomly permuted with `key` (to decouple them from quantile frequencies)."""
+    n = check_int(n, "n")
+    if not 0 <= float(r0) < 1:
+        raise ValueError(f"`r0` must lie in [0, 1), got {r0}.")
+    u = (jnp.arange(1, n + 1) - 0.5) / n
+    theta = 2 * jnp.arctan((1 - r0) / (1 + r0) * jnp.tan(math.pi * (u - 0.5)))
+    return theta if key is None else jax.random.permutation(key, theta)

@@ -1,0 +1,135 @@
+"""Figures for SGD as a random dynamical system (matplotlib imported inside functions)."""
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from ._plots import _axes
+
+
+def plot_sgd_lyapunov(result, ax=None, *, title: str | None = None):
+    r"""Running estimate of the SGD exponent $\lambda$ against steps, with the full-batch GD
+    exponent $\mu$, the mean-square bound and 0.
+
+    **Arguments:** `result`: a [`jaxdyn.training.SGDLyapunovResult`][]; `ax`: draw into this axes
+    (default: a new figure); `title`: the axes title.
+
+    **Returns:** the matplotlib `Figure`.
+
+    **Example:** `fig = plot_sgd_lyapunov(sgd_lyapunov(loss, params, data, lr=1.0, batch_size=1,
+    key=key))`
+    """
+    fig, ax = _axes(ax)
+    lyap = result.lyapunov
+    t = np.asarray(lyap.times)
+    ax.plot(t, np.asarray(lyap.history)[:, 0], color="C0",
+            label=rf"SGD $\lambda$ = {float(result.exponent):.4f} $\pm$ {float(result.stderr):.4f}")
+    ax.axhline(float(result.gd_exponent), color="C1", ls="--",
+               label=rf"GD $\mu$ = {float(result.gd_exponent):.4f}")
+    msb = float(result.mean_square_bound)
+    if np.isfinite(msb):
+        ax.axhline(msb, color="C2", ls=":", label=f"mean-square bound {msb:.4f}")
+    ax.axhline(0.0, color="black", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("exponent per step")
+    ax.set_title(title or rf"SGD at an interpolating minimum ($\eta$ = {float(result.lr):.3g}, "
+                 f"B = {result.batch_size})")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_sgd_stability(diagram, *, axes=None, relative: bool = True, title: str | None = None):
+    r"""Stability diagram of SGD over step size and batch size, against the GD boundary.
+
+    Left: $\lambda(\eta)$ for each batch size (error bars: 3 standard errors), the GD exponent
+    $\mu(\eta)$ (black) and the boundary $\eta = 2/\lambda_{\max}$ (dashed). Right: the sign map
+    over $(\eta, B)$: blue stable, red unstable, pale where $|\lambda| < 3$ stderr; crosses mark
+    the cells where SGD and GD disagree.
+
+    **Arguments:**
+
+    - `diagram`: a [`jaxdyn.training.SGDStabilityDiagram`][].
+    - `axes`: two matplotlib axes (default: a new figure).
+    - `relative`: step sizes in units of the GD boundary $2/\lambda_{\max}$ (default).
+    - `title`: the figure title.
+
+    **Returns:** the matplotlib `Figure`.
+    """
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.2), layout="constrained")
+    else:
+        fig = axes[0].figure
+    lrs = np.asarray(diagram.lrs)
+    scale = float(diagram.gd_boundary) if relative else 1.0
+    x = lrs / scale
+    exp, se = np.asarray(diagram.exponent), np.asarray(diagram.stderr)
+    ax = axes[0]
+    cmap = plt.get_cmap("viridis")
+    nb = len(diagram.batch_sizes)
+    for i, b in enumerate(diagram.batch_sizes):
+        ax.errorbar(x, exp[i], yerr=3 * np.nan_to_num(se[i]), color=cmap(i / max(nb - 1, 1)),
+                    marker="o", ms=3, lw=1.2, capsize=2,
+                    label=f"SGD B = {b}" + (" (= GD)" if b == diagram.n_examples else ""))
+    ax.plot(x, np.asarray(diagram.gd_exponent), color="black", lw=2, alpha=0.6, label=r"GD $\mu$")
+    ax.axvline(1.0 if relative else float(diagram.gd_boundary), color="black", ls="--", lw=1,
+               label=r"GD boundary $2/\lambda_{\max}$")
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_xlabel(r"$\eta\,\lambda_{\max}/2$" if relative else r"$\eta$")
+    ax.set_ylabel(r"top exponent on the normal space")
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    sure = np.abs(exp) > 3 * np.nan_to_num(se)
+    code = np.where(exp < 0, -1.0, 1.0) * np.where(sure, 1.0, 0.35)
+    edges = np.sqrt(x[1:] * x[:-1]) if len(x) > 1 else np.array([])
+    xe = np.concatenate([[x[0] ** 2 / edges[0] if len(edges) else x[0] / 1.5], edges,
+                         [x[-1] ** 2 / edges[-1] if len(edges) else x[0] * 1.5]])
+    ye = np.arange(nb + 1) - 0.5
+    ax.pcolormesh(xe, ye, code, cmap="coolwarm", vmin=-1, vmax=1, shading="flat")
+    dis = np.asarray(diagram.disagree)
+    for i in range(nb):
+        for j in range(len(x)):
+            if dis[i, j]:
+                ax.plot(x[j], i, "kx", ms=6)
+    ax.axvline(1.0 if relative else float(diagram.gd_boundary), color="black", ls="--", lw=1.5)
+    ax.set_xscale("log")
+    ax.set_yticks(range(nb), [str(b) for b in diagram.batch_sizes])
+    ax.set_ylabel("batch size B")
+    ax.set_xlabel(r"$\eta\,\lambda_{\max}/2$" if relative else r"$\eta$")
+    ax.set_title("blue: SGD stable, red: unstable; x: disagrees with GD", fontsize=9)
+    fig.suptitle(title or f"SGD stability at an interpolating minimum (normal space of dimension "
+                 f"{diagram.rank})")
+    return fig
+
+
+def plot_sgd_escape(results, ax=None, *, title: str | None = None):
+    r"""SGD started next to the minimum: $\log_{10}(d_t/d_0)$ against steps, $d_t =
+    \sqrt{L(\theta_t)}$, one colour per run group.
+
+    **Arguments:** `results`: a [`jaxdyn.training.SGDEscapeResult`][] or a mapping label ->
+    result; `ax`: draw into this axes (default: a new figure); `title`: the axes title.
+
+    **Returns:** the matplotlib `Figure`.
+    """
+    if not isinstance(results, Mapping):
+        results = {f"eta = {float(results.lr):.3g}, B = {results.batch_size}": results}
+    fig, ax = _axes(ax, figsize=(6.0, 4.0))
+    for c, (label, res) in enumerate(results.items()):
+        logs = np.asarray(res.log_ratio) / np.log(10)
+        steps = np.arange(logs.shape[1])
+        for r in range(logs.shape[0]):
+            ax.plot(steps, logs[r], color=f"C{c}", lw=0.8, alpha=0.7,
+                    label=(f"{label}: {float(res.returned_fraction):.0%} returned, "
+                           f"{float(res.escaped_fraction):.0%} escaped") if r == 0 else None)
+        lf = np.log10(float(res.factor))
+        ax.axhline(lf, color="grey", ls=":", lw=0.8)
+        ax.axhline(-lf, color="grey", ls=":", lw=0.8)
+    ax.set_xlabel("SGD step")
+    ax.set_ylabel(r"$\log_{10}(d_t / d_0)$, $d = \sqrt{L}$")
+    ax.set_title(title or "SGD started next to the interpolating minimum")
+    ax.legend(fontsize=7)
+    return fig

@@ -1,0 +1,162 @@
+"""Figures for training dynamics: sharpness against 2/eta, losses, the distance between gradient
+descent and gradient flow, and where GD settles on the hyperbola of minima.
+
+matplotlib is imported only when a function draws.
+"""
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from ._plots import _axes
+
+
+def _runs(results, name: str) -> dict:
+    if not isinstance(results, Mapping) or not results:
+        raise ValueError(f"`{name}` must be a non-empty dict from a label to a TrainResult.")
+    return dict(results)
+
+
+def plot_sharpness(results: Mapping, *, ax=None, title: str | None = None, log: bool = False):
+    r"""Sharpness $S = \lambda_{\max}(H)$ against the step, one line per run, with the stability
+    threshold $2/\eta$ of each run dashed in its colour (the edge of stability).
+
+    **Arguments:**
+
+    - `results`: label -> [`jaxdyn.training.TrainResult`][] (from `train` with `lr` and
+      `top_k >= 1`).
+    - `ax`: draw into this axes (default: a new figure); `title`; `log`: logarithmic y axis.
+
+    **Returns:** the matplotlib `Figure`.
+
+    **Example:**
+
+    ```python
+    fig = plot_sharpness({f"eta = {lr}": train(..., lr=lr, top_k=1) for lr in (0.1, 0.2)})
+    ```
+    """
+    results = _runs(results, "results")
+    fig, ax = _axes(ax, figsize=(6.5, 4.0))
+    for label, res in results.items():
+        if res.sharpness is None:
+            raise ValueError(f"`results[{label!r}]` has no sharpness (train with top_k >= 1).")
+        (line,) = ax.plot(np.asarray(res.steps), np.asarray(res.sharpness), lw=1.5, label=label)
+        if res.lr is not None:
+            ax.axhline(2.0 / float(res.lr), color=line.get_color(), ls="--", lw=1, alpha=0.8)
+    ax.plot([], [], color="grey", ls="--", lw=1, label=r"$2/\eta$")
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(r"sharpness $\lambda_{\max}(H)$")
+    ax.set_title(title or "Progressive sharpening and the edge of stability")
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_training_loss(results: Mapping, *, ax=None, title: str | None = None, log: bool = True):
+    """The loss at every step, one line per run (`TrainResult.losses`).
+
+    **Arguments:** `results`: label -> `TrainResult`; `ax`, `title`; `log`: logarithmic y axis.
+
+    **Returns:** the matplotlib `Figure`.
+    """
+    results = _runs(results, "results")
+    fig, ax = _axes(ax, figsize=(6.5, 4.0))
+    for label, res in results.items():
+        losses = np.asarray(res.losses)
+        ax.plot(np.arange(losses.size), losses, lw=1, label=label)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_title(title or "Loss: non-monotone, yet decreasing")
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_flow_distance(result, *, ax=None, title: str | None = None):
+    r"""Distance $\|\theta_{GD}(k) - \theta_{GF}(k\eta)\|$ between gradient descent and the
+    gradient flow at matched times (left axis, log scale), with the sharpness of both and
+    $2/\eta$ (right axis); the first crossing of $2/\eta$ is marked.
+
+    **Arguments:** `result`: a `TrainResult` from `train(..., flow=...)`; `ax`, `title`.
+
+    **Returns:** the matplotlib `Figure`.
+    """
+    if result.flow_distance is None:
+        raise ValueError("`result` has no gradient-flow reference (train with `flow=`).")
+    fig, ax = _axes(ax, figsize=(6.5, 4.0))
+    steps = np.asarray(result.steps)
+    dist = np.asarray(result.flow_distance, dtype=float)
+    ok = np.isfinite(dist) & (dist > 0)
+    ax.plot(steps[ok], dist[ok], color="black", lw=1.8, label=r"$\|\theta_{GD} - \theta_{GF}\|$")
+    ax.set_yscale("log")
+    ax.set_xlabel("step $k$ (flow time $k\\eta$)")
+    ax.set_ylabel("distance GD to gradient flow")
+    if result.sharpness is not None:
+        ax2 = ax.twinx()
+        ax2.plot(steps, np.asarray(result.sharpness), color="C0", lw=1.2, label="S along GD")
+        fs = np.asarray(result.flow_sharpness, dtype=float)
+        keep = np.isfinite(dist)
+        ax2.plot(steps[keep], fs[keep], color="C1", lw=1.2, label="S along gradient flow")
+        thr = 2.0 / float(result.lr)
+        ax2.axhline(thr, color="grey", ls="--", lw=1, label=r"$2/\eta$")
+        cross = np.flatnonzero(np.asarray(result.sharpness) >= thr)
+        if cross.size:
+            ax.axvline(steps[cross[0]], color="red", ls=":", lw=1.2, label=r"S crosses $2/\eta$")
+        ax2.set_ylabel("sharpness")
+        h1, l1 = ax.get_legend_handles_labels()
+        h2, l2 = ax2.get_legend_handles_labels()
+        ax.legend(h1 + h2, l1 + l2, fontsize="small", loc="lower right")
+    else:
+        ax.legend(fontsize="small")
+    eta = "" if result.lr is None else rf" ($\eta$ = {float(result.lr):g})"
+    ax.set_title(title or "GD leaves the gradient-flow path at the edge of stability" + eta)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_implicit_bias(endpoints: Mapping, *, ax=None, title: str | None = None,
+                       lim: float = 3.0):
+    r"""Where gradient descent settles on the hyperbola $w_1 w_2 = 1$ of minima of
+    $(w_1 w_2 - 1)^2/2$, for several step sizes.
+
+    Every converged run is a dot at its limit; the arcs where $a^2 + 1/a^2 \le 2/\eta$ (linearly
+    stable for step $\eta$) are drawn thick in the colour of $\eta$ (none for $\eta > 1$).
+
+    **Arguments:**
+
+    - `endpoints`: step size $\eta$ -> [`jaxdyn.training.GDEndpoints`][] of 2-vector runs.
+    - `ax`, `title`; `lim`: the axes range $[-\text{lim}, \text{lim}]^2$.
+
+    **Returns:** the matplotlib `Figure`.
+    """
+    if not isinstance(endpoints, Mapping) or not endpoints:
+        raise ValueError("`endpoints` must be a non-empty dict from a step size to GDEndpoints.")
+    fig, ax = _axes(ax, figsize=(5.5, 5.0))
+    a = np.concatenate([-np.geomspace(lim, 1.0 / lim, 400), np.geomspace(1.0 / lim, lim, 400)])
+    for sign in (-1, 1):
+        part = a[np.sign(a) == sign]
+        ax.plot(part, 1.0 / part, color="black", lw=0.8, alpha=0.5)
+    for i, (eta, ends) in enumerate(sorted(endpoints.items(), key=lambda kv: float(kv[0]))):
+        eta = float(eta)
+        color = f"C{i}"
+        w = np.asarray(ends.params, dtype=float).reshape(-1, 2)
+        conv = np.asarray(ends.converged)
+        stable = (a**2 + a**-2) <= 2.0 / eta
+        arc = np.where(stable, a, np.nan)
+        ax.plot(arc, 1.0 / arc, color=color, lw=4, alpha=0.35)
+        n_div = int(np.sum(np.asarray(ends.diverged)))
+        ax.plot(w[conv, 0], w[conv, 1], ".", ms=4, color=color,
+                label=rf"$\eta$ = {eta:g}: {int(conv.sum())} converged, {n_div} diverged")
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.set_xlabel("$w_1$")
+    ax.set_ylabel("$w_2$")
+    ax.set_title(title or r"GD settles only where $a^2 + 1/a^2 \leq 2/\eta$")
+    ax.legend(fontsize="x-small", loc="lower left")
+    ax.grid(alpha=0.3)
+    return fig

@@ -1,0 +1,325 @@
+r"""Gradient descent as a map $G(\theta) = \theta - \eta \nabla L(\theta)$, its Jacobian
+$DG = I - \eta H$ (matrix-free) and the linear stability of a critical point.
+
+The Hessian operator, Lanczos and the sharpness all come from [`jaxdyn.curvature`][]; this module
+only composes them.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from .. import curvature as _curvature
+from .._checks import check_int, check_positive, is_concrete
+from .._types import Array, Key, PyTree
+
+# ------------------------------------------------------------------------------------------------
+# input checks and parameter handling shared by the training modules
+
+
+class _CombinedLoss(eqx.Module):
+    """`loss_fn(eqx.combine(p, static), *data)`: a loss of the array leaves of `params` only.
+
+    A module (not a lambda) so that two calls with the same `loss_fn` and the same model structure
+    compare equal, and jitted functions taking it as static data do not recompile."""
+
+    loss_fn: Callable
+    static: Any
+
+    def __call__(self, params, *data):
+        return self.loss_fn(eqx.combine(params, self.static), *data)
+
+
+def split_params(loss_fn: Callable, params: PyTree) -> tuple[PyTree, "_CombinedLoss", Any]:
+    """Split `params` into its inexact array leaves and the rest (activation functions, ints of an
+    Equinox model); return `(arrays, loss_of_arrays, static)`."""
+    arrays, static = eqx.partition(params, eqx.is_inexact_array)
+    return arrays, _CombinedLoss(loss_fn, static), static
+
+
+def check_lr(lr: Any, name: str = "lr") -> Array:
+    """A positive finite scalar step size (checked when concrete); returned as an array."""
+    if isinstance(lr, bool) or (is_concrete(lr) and np.ndim(lr) != 0):
+        raise ValueError(f"`{name}` must be a positive scalar, got {lr!r}.")
+    check_positive(lr, name)
+    return jnp.asarray(lr, dtype=jnp.result_type(float))
+
+
+def check_data(data: tuple) -> None:
+    """All array leaves of `data` must share their leading (sample) size."""
+    leaves = jax.tree_util.tree_leaves(data)
+    sizes = []
+    for leaf in leaves:
+        shape = jnp.shape(leaf)
+        if len(shape) == 0:
+            raise ValueError("`data` arrays must have a leading sample axis, got a scalar.")
+        sizes.append(shape[0])
+    if len(set(sizes)) > 1:
+        shapes = [tuple(jnp.shape(leaf)) for leaf in leaves]
+        raise ValueError(f"`data` arrays must share their leading (sample) size, got shapes {shapes}.")
+
+
+def check_loss(loss_fn: Callable, params: PyTree, data: tuple) -> None:
+    """`loss_fn(params, *data)` must be a real scalar (checked by `eqx.filter_eval_shape`)."""
+    if not callable(loss_fn):
+        raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}.")
+    out = eqx.filter_eval_shape(loss_fn, params, *data)
+    if not hasattr(out, "shape") or out.shape != ():
+        shape = getattr(out, "shape", type(out).__name__)
+        raise ValueError(f"`loss_fn(params, *data)` must return a scalar, got {shape}.")
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        raise ValueError(f"`loss_fn(params, *data)` must return a real float, got dtype {out.dtype}.")
+
+
+def check_params(params: PyTree) -> None:
+    if not jax.tree_util.tree_leaves(eqx.filter(params, eqx.is_inexact_array)):
+        raise ValueError("`params` must contain at least one floating-point array.")
+
+
+# ------------------------------------------------------------------------------------------------
+# the map and its Jacobian
+
+
+class GDJacobian(eqx.Module):
+    r"""The Jacobian $DG(\theta) = I - \eta H(\theta)$ of the gradient-descent map, matrix-free.
+
+    - `hessian`: the [`jaxdyn.curvature.hessian_operator`][] at $\theta$ (flat vectors).
+    - `lr`: the step size $\eta$.
+
+    `mv(v)` applies $v - \eta H v$ to a flat vector of size `size`; `as_lineax()` returns a
+    symmetric `lineax.FunctionLinearOperator`.
+    """
+
+    hessian: Any
+    lr: Array
+
+    @property
+    def size(self) -> int:
+        return self.hessian.size
+
+    @property
+    def dtype(self):
+        return self.hessian.dtype
+
+    def mv(self, v: Array) -> Array:
+        return v - self.lr * self.hessian.mv(v)
+
+    def as_lineax(self):
+        import lineax as lx
+
+        struct = jax.ShapeDtypeStruct((self.size,), self.dtype)
+        return lx.FunctionLinearOperator(self.mv, struct, lx.symmetric_tag)
+
+
+class GDMap(eqx.Module):
+    r"""The gradient-descent map $G(\theta) = \theta - \eta \nabla L(\theta)$.
+
+    Call it as `G(params, *data)` (any PyTree `params`; only its floating-point arrays move);
+    `G.jacobian(params, *data)` is the [`GDJacobian`][] $I - \eta H$. For
+    [`jaxdyn.lyapunov.map_spectrum`][] use `lambda x, data: G(x, *data)`.
+    """
+
+    loss_fn: Callable
+    lr: Array
+
+    def __call__(self, params: PyTree, *data) -> PyTree:
+        arrays, loss, static = split_params(self.loss_fn, params)
+        grads = jax.grad(loss)(arrays, *data)
+        new = jax.tree_util.tree_map(lambda p, g: p - self.lr.astype(p.dtype) * g, arrays, grads)
+        return eqx.combine(new, static)
+
+    def jacobian(self, params: PyTree, *data, chunk_size: int | None = None) -> GDJacobian:
+        arrays, loss, _ = split_params(self.loss_fn, params)
+        op = _curvature.hessian_operator(loss, arrays, *data, chunk_size=chunk_size)
+        return GDJacobian(op, self.lr)
+
+
+def gd_map(loss_fn: Callable, lr) -> GDMap:
+    r"""Gradient descent with step `lr` on `loss_fn(params, *data)` as a map.
+
+    **Arguments:**
+
+    - `loss_fn`: the mean loss, `loss_fn(params, *data) -> scalar`.
+    - `lr`: the step size $\eta > 0$.
+
+    **Returns:** a [`GDMap`][] `G` with `G(params, *data)` $= \theta - \eta\nabla L(\theta)$ and
+    `G.jacobian(params, *data)` $= I - \eta H(\theta)$ as a matrix-free operator.
+
+    **Example:**
+
+    ```python
+    G = gd_map(lambda w: 0.5 * (w[0] * w[1] - 1.0) ** 2, 0.5)
+    w1 = G(jnp.array([2.0, 0.1]))
+    J = G.jacobian(jnp.array([2.0, 0.5]))   # J.mv(v) = v - 0.5 H v
+    ```
+    """
+    if not callable(loss_fn):
+        raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}.")
+    return GDMap(loss_fn, check_lr(lr))
+
+
+# ------------------------------------------------------------------------------------------------
+# linear stability of a critical point
+
+
+class GDStability(eqx.Module):
+    r"""Linear stability of a critical point under gradient descent (from [`gd_stability`][]).
+
+    - `regime`: `"isolated"` (no Hessian eigenvalue within the rank tolerance of zero) or
+      `"manifold"` (zero eigenvalues: directions tangent to a set of minima); a property computed
+      from the boolean array `manifold`, so that the result survives `jit`/`vmap`.
+    - `spectral_radius`: $\rho = \max |1 - \eta\lambda|$ over the **nonzero** eigenvalues found;
+      in the isolated regime this is $\rho(I - \eta H)$, in the manifold regime the radius of $DG$
+      on the normal space (on the tangent space $DG$ is the identity).
+    - `mu`: $\log\rho$; `stable`: $\mu < 0$.
+    - `critical_lr`: $2/\lambda_{\max}$ (`inf` when $\lambda_{\max} \le 0$).
+    - `lambda_max`, `lambda_min`: the extreme eigenvalues; `lambda_min_nonzero`: the smallest
+      eigenvalue above the zero band; `resolved`: `False` when all `k` smallest eigenvalues are
+      in the zero band and no negative one exists (then `mu` is a lower bound of the true value,
+      and `stable` is still exact: every nonzero eigenvalue lies in $(0, \lambda_{\max}]$).
+    - `eigenvalues_largest`, `eigenvalues_smallest`: the `k` eigenvalues from each end
+      (descending), from [`jaxdyn.curvature.top_eigenvalues`][].
+    - `zero_tolerance`: the absolute zero band `rank_tol * max|lambda|`.
+    - `loss`, `gradient_norm`, `critical`: the loss, $\|\nabla L\|$ and whether it is at most
+      `grad_tol` (the analysis assumes a critical point).
+    - `lr`: the step size.
+    """
+
+    manifold: Array
+    spectral_radius: Array
+    mu: Array
+    stable: Array
+    critical_lr: Array
+    lambda_max: Array
+    lambda_min: Array
+    lambda_min_nonzero: Array
+    resolved: Array
+    eigenvalues_largest: Array
+    eigenvalues_smallest: Array
+    zero_tolerance: Array
+    loss: Array
+    gradient_norm: Array
+    critical: Array
+    lr: Array
+
+    @property
+    def regime(self):
+        m = np.asarray(self.manifold)
+        if m.ndim == 0:
+            return "manifold" if bool(m) else "isolated"
+        return np.where(m, "manifold", "isolated")
+
+
+@eqx.filter_jit
+def _stability(loss, arrays, data, lr, key, k, rank_tol, grad_tol, num_iters, chunk_size):
+    value, grads = jax.value_and_grad(loss)(arrays, *data)
+    gnorm = jnp.linalg.norm(ravel_pytree(grads)[0])
+    op = _curvature.hessian_operator(loss, arrays, *data, chunk_size=chunk_size)
+    if key is None:
+        k_top = k_bot = None
+    else:
+        k_top, k_bot = jax.random.split(key)
+    top = _curvature.top_eigenvalues(op, k, key=k_top, which="largest", num_iters=num_iters)
+    bot = _curvature.top_eigenvalues(op, k, key=k_bot, which="smallest", num_iters=num_iters)
+    lam_top = top.eigenvalues
+    lam_bot = bot.eigenvalues
+    allv = jnp.concatenate([lam_top, lam_bot])
+    lam_max = jnp.max(allv)
+    lam_min = jnp.min(allv)
+    dtype = allv.dtype
+    tiny = jnp.finfo(dtype).tiny
+    tol = rank_tol * jnp.maximum(jnp.max(jnp.abs(allv)), tiny)
+    zero = jnp.abs(allv) <= tol
+    manifold = jnp.any(zero)
+    lr = lr.astype(dtype)
+    factors = jnp.where(zero, -jnp.inf, jnp.abs(1.0 - lr * allv))
+    rho = jnp.max(factors)
+    rho = jnp.where(jnp.isfinite(rho), rho, jnp.asarray(0.0, dtype))  # all zero: H = 0
+    nonzero_bot = jnp.where(jnp.abs(lam_bot) > tol, lam_bot, jnp.inf)
+    lam_min_nz = jnp.min(jnp.where(jnp.abs(allv) > tol, allv, jnp.inf))
+    resolved = jnp.any(jnp.isfinite(nonzero_bot)) | (lam_min < -tol)
+    critical_lr = jnp.where(lam_max > 0, 2.0 / jnp.where(lam_max > 0, lam_max, 1.0), jnp.inf)
+    if grad_tol is None:
+        grad_tol = jnp.sqrt(jnp.finfo(dtype).eps)
+    mu = jnp.log(rho)
+    return GDStability(
+        manifold=manifold, spectral_radius=rho, mu=mu, stable=mu < 0, critical_lr=critical_lr,
+        lambda_max=lam_max, lambda_min=lam_min, lambda_min_nonzero=lam_min_nz, resolved=resolved,
+        eigenvalues_largest=lam_top, eigenvalues_smallest=lam_bot, zero_tolerance=tol, loss=value,
+        gradient_norm=gnorm, critical=gnorm <= grad_tol, lr=lr,
+    )
+
+
+def gd_stability(loss_fn: Callable, params: PyTree, lr, *data, key: Key | None = None,
+                 k: int = 4, rank_tol: float | None = None, grad_tol: float | None = None,
+                 num_iters: int | None = None, chunk_size: int | None = None) -> GDStability:
+    r"""Linear stability of a critical point $\theta^*$ under gradient descent with step `lr`.
+
+    Gradient descent $G(\theta) = \theta - \eta\nabla L(\theta)$ has the fixed point $\theta^*$
+    with Jacobian $DG = I - \eta H$, eigenvalues $1 - \eta\lambda_i$.
+
+    - **Isolated regime** ($H$ nonsingular): $\theta^*$ is linearly stable iff
+      $\rho(I - \eta H) < 1$, i.e. $0 < \lambda_{\min}$ and $\lambda_{\max} < 2/\eta$. A saddle
+      ($\lambda_{\min} < 0$) has $|1 - \eta\lambda_{\min}| > 1$: unstable for every $\eta > 0$.
+    - **Manifold regime** (overparameterised: $\theta^*$ on a manifold of minima): the tangent
+      space lies in $\ker H$ where $DG$ is the identity; only the normal space decides, through
+      $\mu = \log \max_{\lambda \ne 0} |1 - \eta\lambda|$ (Chemnitz & Engel, arXiv 2407.20209):
+      $\mu < 0$ stable, $\mu > 0$ not.
+
+    Because $|1 - \eta\lambda|$ is convex in $\lambda$, its maximum over the nonzero eigenvalues
+    is attained at the largest eigenvalue or at the smallest nonzero one, so Lanczos
+    ([`jaxdyn.curvature.top_eigenvalues`][]) is run at **both ends** of the spectrum with `k`
+    eigenvalues each. **Rank tolerance:** an eigenvalue counts as zero when
+    $|\lambda| \le \text{rank\_tol}\cdot\max|\lambda|$ (default `rank_tol` $= 10\sqrt{\epsilon}$
+    of the dtype: $1.5\cdot10^{-7}$ in float64, $3.5\cdot10^{-3}$ in float32); the regime is
+    `"manifold"` when any of the $2k$ eigenvalues is zero in this sense. Zero eigenvalues in the
+    interior of the spectrum of a saddle are not seen, which does not change `stable`.
+
+    **Arguments:**
+
+    - `loss_fn`: the mean loss `loss_fn(params, *data) -> scalar`.
+    - `params`: the point (any PyTree; Equinox models included: their floating-point arrays are
+      the parameters).
+    - `lr`: the step size $\eta > 0$.
+    - `*data`: dataset arrays sharing their leading size (passed to `loss_fn`).
+    - `key`: start vectors of Lanczos (default: the documented deterministic start of
+      [`jaxdyn.curvature.top_eigenvalues`][]).
+    - `k`: eigenvalues from each end (capped at the parameter count).
+    - `rank_tol`, `grad_tol`: the relative zero band of the spectrum, and the gradient norm up to
+      which `params` counts as critical (default $\sqrt{\epsilon}$).
+    - `num_iters`, `chunk_size`: passed to Lanczos and to the Hessian operator.
+
+    **Returns:** a [`GDStability`][] with `.regime`, `.spectral_radius`, `.mu`, `.stable`,
+    `.critical_lr` $= 2/\lambda_{\max}$, the eigenvalues used and the gradient norm.
+
+    **Example:**
+
+    ```python
+    loss = lambda w: 0.5 * (w[0] * w[1] - 1.0) ** 2
+    res = gd_stability(loss, jnp.array([2.0, 0.5]), 0.3)
+    res.regime, res.mu        # "manifold", log|1 - 0.3 * 4.25|
+    ```
+    """
+    if not callable(loss_fn):
+        raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}.")
+    lr = check_lr(lr)
+    check_params(params)
+    check_data(data)
+    check_loss(loss_fn, params, data)
+    arrays, loss, _ = split_params(loss_fn, params)
+    size = sum(int(np.prod(jnp.shape(a))) for a in jax.tree_util.tree_leaves(arrays))
+    k = min(check_int(k, "k"), size)
+    if rank_tol is None:
+        dtype = jnp.result_type(*jax.tree_util.tree_leaves(arrays))
+        rank_tol = float(10.0 * np.sqrt(np.finfo(dtype).eps))
+    elif not (np.isfinite(rank_tol) and 0 <= rank_tol < 1):
+        raise ValueError(f"`rank_tol` must be in [0, 1), got {rank_tol}.")
+    if grad_tol is not None and not grad_tol >= 0:
+        raise ValueError(f"`grad_tol` must be >= 0, got {grad_tol}.")
+    return _stability(loss, arrays, data, lr, key, k, float(rank_tol),
+                      None if grad_tol is None else float(grad_tol), num_iters, chunk_size)

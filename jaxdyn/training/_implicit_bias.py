@@ -1,0 +1,123 @@
+r"""Implicit bias of the step size: where gradient descent can settle on a set of minima.
+
+The test case $L(w_1, w_2) = (w_1 w_2 - 1)^2/2$ has the hyperbola $w_1 w_2 = 1$ of minima. At
+$(a, 1/a)$ the Hessian is $v v^\top$ with $v = (1/a, a)$, its only nonzero eigenvalue
+$a^2 + 1/a^2 \ge 2$; GD with step $\eta$ is linearly stable there only if
+$a^2 + 1/a^2 \le 2/\eta$ (see [`gd_stability`][jaxdyn.training.gd_stability]), and for
+$\eta > 1$ nowhere. [`gd_endpoints`][] runs GD from many initialisations at once (`vmap`) and
+classifies every run as converged, diverged (overflow, counted, not raised) or neither.
+"""
+
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from .._checks import check_int
+from .._types import Array, PyTree
+from ._gd import check_data, check_lr, split_params
+
+
+def hyperbola_loss(w: Array) -> Array:
+    r"""$L(w_1, w_2) = (w_1 w_2 - 1)^2 / 2$ for `w` of shape `(2,)`."""
+    return 0.5 * (w[0] * w[1] - 1.0) ** 2
+
+
+class GDEndpoints(eqx.Module):
+    """Where a batch of gradient-descent runs ended (from [`gd_endpoints`][]).
+
+    - `params`: the final parameters (leading batch axis); `loss`: the final losses.
+    - `converged`: final loss `< tol` (and finite); `diverged`: the run overflowed (a non-finite
+      loss or parameter); runs that are neither are still moving at the end of the budget.
+    - `first_converged`: the first step with loss `< tol` (-1: never).
+    - `lr`, `tol`, `steps`: the settings.
+    """
+
+    params: PyTree
+    loss: Array
+    converged: Array
+    diverged: Array
+    first_converged: Array
+    lr: Array
+    tol: Array
+    steps: int = eqx.field(static=True)
+
+    @property
+    def n_converged(self) -> int:
+        return int(jnp.sum(self.converged))
+
+    @property
+    def n_diverged(self) -> int:
+        return int(jnp.sum(self.diverged))
+
+
+@eqx.filter_jit
+def _endpoints(loss, inits, data, lr, tol, steps):
+    def one(p0):
+        def step(carry, i):
+            p, first = carry
+            value, g = jax.value_and_grad(loss)(p, *data)
+            first = jnp.where((first < 0) & (value < tol), i, first)
+            p = jax.tree_util.tree_map(lambda a, b: a - lr.astype(a.dtype) * b, p, g)
+            return (p, first), None
+
+        (p, first), _ = lax.scan(step, (p0, jnp.asarray(-1, jnp.int32)), jnp.arange(steps, dtype=jnp.int32))
+        value = loss(p, *data)
+        finite = jnp.isfinite(value)
+        for leaf in jax.tree_util.tree_leaves(p):
+            finite = finite & jnp.all(jnp.isfinite(leaf))
+        first = jnp.where((first < 0) & (value < tol), steps, first)
+        return p, value, finite & (value < tol), ~finite, first
+
+    return jax.vmap(one)(inits)
+
+
+def gd_endpoints(loss_fn: Callable, inits: PyTree, lr, *data, steps: int = 2000,
+                 tol: float = 1e-20) -> GDEndpoints:
+    r"""Run gradient descent with step `lr` from a batch of initialisations (`vmap`).
+
+    **Arguments:**
+
+    - `loss_fn`: `loss_fn(params, *data) -> scalar`.
+    - `inits`: initial parameters with a leading batch axis on every array leaf.
+    - `lr`: the step size $\eta > 0$ (an array: no recompilation between step sizes).
+    - `*data`: dataset arrays (shared by all runs).
+    - `steps`: the fixed step budget; `tol`: a run has converged when its final loss is below
+      `tol` (default $10^{-20}$).
+
+    Overflow is a value, not an error: a run whose loss or parameters become non-finite is
+    counted in `diverged`.
+
+    **Returns:** a [`GDEndpoints`][].
+
+    **Example:**
+
+    ```python
+    w0 = jax.random.uniform(key, (256, 2), minval=-2.0, maxval=2.0)
+    ends = gd_endpoints(hyperbola_loss, w0, 0.5, steps=3000)
+    a = ends.params[ends.converged, 0]        # a**2 + 1/a**2 <= 2/0.5
+    ```
+    """
+    if not callable(loss_fn):
+        raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}.")
+    lr = check_lr(lr)
+    steps = check_int(steps, "steps")
+    if not (tol > 0):
+        raise ValueError(f"`tol` must be positive, got {tol}.")
+    check_data(data)
+    leaves = jax.tree_util.tree_leaves(eqx.filter(inits, eqx.is_inexact_array))
+    if not leaves:
+        raise ValueError("`inits` must contain floating-point arrays with a leading batch axis.")
+    sizes = {jnp.shape(leaf)[0] if jnp.ndim(leaf) else None for leaf in leaves}
+    if None in sizes or len(sizes) != 1:
+        raise ValueError("`inits` must have one leading batch axis shared by all its array leaves.")
+    one = jax.tree_util.tree_map(lambda a: a[0] if eqx.is_inexact_array(a) else a, inits)
+    out = eqx.filter_eval_shape(loss_fn, one, *data)
+    if getattr(out, "shape", None) != ():
+        raise ValueError(f"`loss_fn(params, *data)` must return a scalar, got {getattr(out, 'shape', out)}.")
+    arrays, loss, static = split_params(loss_fn, inits)
+    p, value, conv, div, first = _endpoints(loss, arrays, data, lr, jnp.asarray(tol), steps)
+    return GDEndpoints(params=eqx.combine(p, static), loss=value, converged=conv, diverged=div,
+                       first_converged=first, lr=lr, tol=jnp.asarray(tol), steps=steps)

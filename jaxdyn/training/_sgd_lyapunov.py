@@ -1,0 +1,595 @@
+r"""SGD as a random dynamical system: the Lyapunov exponent at an interpolating minimum.
+
+Chemnitz & Engel (arXiv 2407.20209, Theorem B): at a minimum $\theta^*$ that interpolates the data,
+every mini-batch map $\theta \mapsto \theta - \eta\nabla L_\xi(\theta)$ fixes $\theta^*$; the
+linearisation is the random product of $A_n = I - \eta H_{\xi_n}(\theta^*)$ over i.i.d.
+mini-batches, and the sign of its top Lyapunov exponent $\lambda$ on the normal space decides
+whether SGD can settle at $\theta^*$ ($\lambda < 0$: with positive probability; $\lambda > 0$: with
+probability zero). By Jensen $\lambda \le \tfrac12\log\rho(\mathbb E[B\otimes B])$ (the mean-square
+criterion), $B = U^\top A U$.
+
+**Mini-batches** are drawn uniformly *without replacement within a batch* (a uniformly random
+subset of `batch_size` distinct examples) and *independently across steps* (no epochs), so the
+$A_n$ are i.i.d. as the theorem assumes. The mini-batch loss is the mean over the batch.
+
+**Normal-space coordinates.** Everything is computed on $v \in \mathbb R^r$, $r = \operatorname{rank}
+H$: a step is $v \mapsto U^\top(Uv - \eta H_\xi U v)$, which re-projects onto the normal space at
+every step (rounding error in $\ker H$ is not damped by SGD, it would grow relative to the
+contracting normal directions and drag the estimate to 0 within tens of steps).
+"""
+
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from .._checks import check_int, is_concrete
+from .._types import Array
+from ..lyapunov import product_spectrum
+from ..lyapunov._result import LyapunovResult
+from ._sgd_normal import (
+    AbstractCurvature,
+    InterpolationCheck,
+    NormalSpace,
+    check_batch_size,
+    check_data,
+    check_lr,
+    interpolation_check,
+    mean_loss_fn,
+    normal_space,
+    take,
+)
+
+# -- one random step in normal coordinates -----------------------------------------------------------
+
+
+def _draw(key, n: int, batch_size: int) -> Array:
+    """`batch_size` distinct indices out of `n`, uniformly (all of them, in order, when equal)."""
+    if batch_size == n:
+        return jnp.arange(n)
+    return jax.random.choice(key, n, (batch_size,), replace=False)
+
+
+class _HessianSample(eqx.Module):
+    """$v \\mapsto v - \\eta U^\\top H_\\xi U v$ by an HVP of the mini-batch mean loss."""
+
+    loss_fn: Any = eqx.field(static=True)
+    space: NormalSpace
+    data: Any
+    lr: Array
+    batch_size: int = eqx.field(static=True)
+
+    def __call__(self, key):
+        s = self.space
+        batch = take(self.data, _draw(key, s.n_examples, self.batch_size))
+        grad = jax.grad(mean_loss_fn(self.loss_fn, s.unravel, batch))
+        U = s.basis
+
+        def matvec(v):
+            hw = jax.jvp(grad, (s.theta,), (U @ v,))[1]
+            return v - self.lr * (U.T @ hw)
+
+        return matvec
+
+
+class _GaussNewtonSample(eqx.Module):
+    """$v \\mapsto v - \\frac{\\eta}{B}\\sum_{i\\in\\xi} G_i^\\top G_i v$ (per-example factors)."""
+
+    factors: Array
+    lr: Array
+    n_examples: int = eqx.field(static=True)
+    batch_size: int = eqx.field(static=True)
+
+    def __call__(self, key):
+        G = self.factors[_draw(key, self.n_examples, self.batch_size)]  # (B, q, r)
+
+        def matvec(v):
+            return v - self.lr / self.batch_size * jnp.einsum("bqr,bq->r", G, G @ v)
+
+        return matvec
+
+
+def _sampler(space: NormalSpace, loss_fn, data, lr, batch_size: int):
+    if space.factor_kind == "gauss_newton":
+        return _GaussNewtonSample(space.factors, lr, space.n_examples, batch_size)
+    return _HessianSample(loss_fn, space, data, lr, batch_size)
+
+
+# -- GD exponent and the mean-square bound ---------------------------------------------------------
+
+
+def gd_exponent(space: NormalSpace, lr) -> Array:
+    r"""Full-batch GD exponent on the normal space, $\mu = \log\max_j |1 - \eta h_j|$."""
+    return jnp.log(jnp.max(jnp.abs(1 - lr * space.eigenvalues)))
+
+
+def _kxk(space: NormalSpace, X: Array) -> Array:
+    """$\\sum_i K_i X K_i$ with $K_i = U^\\top H_i U$."""
+    F = space.factors
+    if space.factor_kind == "gauss_newton":
+        inner = jnp.einsum("nqr,rs,nps->nqp", F, X, F)  # G_i X G_i^T
+        return jnp.einsum("nqr,nqp,nps->rs", F, inner, F)
+    return jnp.einsum("nab,bc,ncd->ad", F, X, F)
+
+
+def _ms_operator(space: NormalSpace, lr, batch_size: int):
+    """$X \\mapsto \\mathbb E[B_\\xi X B_\\xi]$ exactly for batches drawn uniformly without
+    replacement: with $G_\\xi = \\frac1B\\sum_{i\\in\\xi} K_i$, $P(i\\in\\xi) = B/n$ and
+    $P(i, j\\in\\xi) = B(B-1)/(n(n-1))$ for $i \\ne j$, so
+    $\\mathbb E[G X G] = c_1\\sum_i K_i X K_i + c_2 S X S$, $S = \\sum_i K_i = n\\,\\mathrm{diag}(h)$,
+    $c_1 = \\frac{n - B}{Bn(n-1)}$, $c_2 = \\frac{B-1}{Bn(n-1)}$ ($c_1 = 0$, $c_2 = n^{-2}$ for
+    $B = n$)."""
+    n, B = space.n_examples, batch_size
+    if B == n:
+        c1, c2 = 0.0, 1.0 / n**2
+    else:
+        c1, c2 = (n - B) / (B * n * (n - 1)), (B - 1) / (B * n * (n - 1))
+    d = space.eigenvalues
+    s = n * d
+
+    def T(X):
+        first = X - lr * (d[:, None] * X + X * d[None, :])
+        second = c1 * _kxk(space, X) + c2 * (s[:, None] * X * s[None, :])
+        return first + lr**2 * second
+
+    return T
+
+
+class _MeanSquareOperator(eqx.Module):
+    r"""$\mathrm{vec}(X) \mapsto \mathrm{vec}(\mathbb E[B_\xi X B_\xi])$, for Lanczos."""
+
+    space: NormalSpace
+    lr: Array
+    batch_size: int = eqx.field(static=True)
+
+    @property
+    def size(self) -> int:
+        return self.space.rank**2
+
+    def mv(self, v):
+        r = self.space.rank
+        return _ms_operator(self.space, self.lr, self.batch_size)(v.reshape(r, r)).ravel()
+
+
+def mean_square_bound(space: NormalSpace, lr, batch_size: int, *, dense_max_dim: int = 24,
+                      lanczos_iters: int = 160) -> tuple[Array, Array]:
+    r"""$\tfrac12\log\rho(\mathbb E[B_\xi\otimes B_\xi])$ on the normal space, the expectation taken
+    exactly over all mini-batches (closed form, see `_ms_operator`), and an accuracy figure.
+
+    $T: X\mapsto\mathbb E[BXB]$ is symmetric in the Frobenius inner product and maps positive
+    semidefinite matrices to positive semidefinite ones, so $\rho(T)$ is its largest algebraic
+    eigenvalue (Krein-Rutman). For `rank <= dense_max_dim` the $r^2\times r^2$ matrix is formed
+    and diagonalised (exact; accuracy 0). Above, Lanczos with full reorthogonalisation
+    ([`jaxdyn.curvature.top_eigenvalues`][], `lanczos_iters` steps); the top Ritz value plus its
+    residual is returned (an upper estimate, so that the bound is not understated by an
+    unconverged iteration), with accuracy = residual / Ritz value. NaN when the per-example
+    factors are unavailable (a [`Hessian`][] normal space with rank above its `ms_max_dim`).
+
+    **Returns:** `(bound, accuracy)`.
+    """
+    r = space.rank
+    dtype = space.basis.dtype
+    zero = jnp.zeros((), dtype) + 0 * lr
+    if space.factors is None:
+        return zero + jnp.nan, zero + jnp.nan
+    if r <= dense_max_dim:
+        T = _ms_operator(space, lr, batch_size)
+        basis = jnp.eye(r * r, dtype=dtype).reshape(r * r, r, r)
+        M = jax.vmap(lambda E: T(E).ravel())(basis).T
+        ev = jnp.linalg.eigvalsh((M + M.T) / 2)
+        return 0.5 * jnp.log(jnp.max(jnp.abs(ev))), zero
+    from ..curvature import top_eigenvalues
+
+    op = _MeanSquareOperator(space, lr, batch_size)
+    eig = top_eigenvalues(op, 1, num_iters=min(r * r, lanczos_iters), tol=0.0)
+    top = eig.eigenvalues[0] + eig.residuals[0]
+    return 0.5 * jnp.log(top), eig.residuals[0] / eig.eigenvalues[0]
+
+
+# -- the result ------------------------------------------------------------------------------------
+
+
+class SGDLyapunovResult(eqx.Module):
+    r"""The stability of SGD at an interpolating minimum.
+
+    - `exponent`: the top Lyapunov exponent $\lambda$ on the normal space (per step);
+      `stderr`: its standard error over the chains; `exponents`, `stderrs`: the top `k`.
+    - `gd_exponent`: full-batch GD, $\mu = \log\max_j|1 - \eta h_j|$.
+    - `mean_square_bound`: $\tfrac12\log\rho(\mathbb E[B\otimes B])$ ($\ge\lambda$), NaN where not
+      computed; `mean_square_accuracy`: 0 when exact (dense), else the power-iteration spread.
+    - `lr`, `batch_size`, `n_examples`; `rank`: the normal-space dimension; `lambda_max`:
+      $\lambda_{\max}(H)$; `gd_boundary`: $2/\lambda_{\max}$.
+    - `check`: the [`InterpolationCheck`][]; `interpolating`: its verdict.
+    - `eig_residual`, `null_residual`, `rtol`, `dropped_max`: the normal space's checks (see
+      [`NormalSpace`][]).
+    - `lyapunov`: the [`LyapunovResult`][jaxdyn.lyapunov.LyapunovResult] of the product
+      (history, result code, steps).
+
+    Properties: `sgd_stable` ($\lambda < 0$), `gd_stable` ($\mu < 0$), `significant`
+    ($|\lambda| > 3$ stderr).
+    """
+
+    exponent: Array
+    stderr: Array
+    exponents: Array
+    stderrs: Array
+    gd_exponent: Array
+    mean_square_bound: Array
+    mean_square_accuracy: Array
+    lr: Array
+    lambda_max: Array
+    gd_boundary: Array
+    check: InterpolationCheck
+    interpolating: Array
+    eig_residual: Array
+    null_residual: Array
+    rtol: Array
+    dropped_max: Array
+    lyapunov: LyapunovResult
+    batch_size: int = eqx.field(static=True)
+    n_examples: int = eqx.field(static=True)
+    rank: int = eqx.field(static=True)
+
+    @property
+    def sgd_stable(self) -> Array:
+        return self.exponent < 0
+
+    @property
+    def gd_stable(self) -> Array:
+        return self.gd_exponent < 0
+
+    @property
+    def significant(self) -> Array:
+        return jnp.abs(self.exponent) > 3 * self.stderr
+
+    def summary(self) -> str:
+        """A few lines with the numbers that decide stability."""
+        return (f"SGD (eta={float(self.lr):.4g}, B={self.batch_size}/{self.n_examples}) on a "
+                f"{self.rank}-dim normal space: lambda = {float(self.exponent):.4f} +- "
+                f"{float(self.stderr):.4f}; GD mu = {float(self.gd_exponent):.4f} (boundary eta = "
+                f"{float(self.gd_boundary):.4g}); mean-square bound "
+                f"{float(self.mean_square_bound):.4f}; interpolation: {self.check.message()}")
+
+    def plot(self, ax=None, **kwargs):
+        """Running estimate with the GD exponent and the bound; see
+        [`jaxdyn.plot.plot_sgd_lyapunov`][]."""
+        from ..plot import plot_sgd_lyapunov
+
+        return plot_sgd_lyapunov(self, ax=ax, **kwargs)
+
+
+# -- the entry point -------------------------------------------------------------------------------
+
+
+def _check_common(per_example_loss, data, batch_size, lr):
+    if not callable(per_example_loss):
+        raise TypeError(f"`per_example_loss` must be callable, got {type(per_example_loss).__name__}.")
+    n = check_data(data)
+    batch_size = check_batch_size(batch_size, n)
+    lr = check_lr(lr)
+    return n, batch_size, lr
+
+
+def _space_for(per_example_loss, params, data, space, curvature, rtol, ms_max_dim):
+    if space is None:
+        return normal_space(per_example_loss, params, data, curvature=curvature, rtol=rtol,
+                            ms_max_dim=ms_max_dim)
+    if not isinstance(space, NormalSpace):
+        raise TypeError("`normal_space` must be a NormalSpace from jaxdyn.training.normal_space.")
+    return space
+
+
+def _exponents(space, per_example_loss, data, lr, batch_size, key, n_steps, n_chains, k,
+               transient_steps, progress):
+    sample = _sampler(space, per_example_loss, data, lr, batch_size)
+    return product_spectrum(sample, key, dim=space.rank, n_steps=n_steps, k=k, n_chains=n_chains,
+                            transient_steps=transient_steps, dtype=space.basis.dtype,
+                            progress=progress)
+
+
+def sgd_lyapunov(per_example_loss, params, data, *, lr, batch_size: int, key, n_steps: int = 2000,
+                 n_chains: int = 8, k: int = 1, transient_steps: int = 100,
+                 curvature: AbstractCurvature | None = None, normal_space: NormalSpace | None = None,
+                 rtol: float | None = None, mean_square: bool = True, ms_max_dim: int = 64,
+                 loss_tol: float = 1e-10, grad_tol: float = 1e-6,
+                 on_not_interpolating: str = "raise", progress: bool = False) -> SGDLyapunovResult:
+    r"""Top Lyapunov exponent(s) of SGD linearised at an interpolating minimum, on the normal space.
+
+    $\lambda = \lim_N \frac1N\log\|B_N\cdots B_1\|$ with $B_n = U^\top(I - \eta H_{\xi_n})U$, by
+    [`jaxdyn.lyapunov.product_spectrum`][] (QR renormalisation every step, independent chains).
+    With a one-dimensional normal space $\lambda = \mathbb E\log|1 - \eta h_\xi|$ exactly.
+
+    **Arguments:**
+
+    - `per_example_loss(params, example) -> scalar`: the loss of one example, $\ell_i \ge 0$.
+    - `params`: the minimum $\theta^*$ (any PyTree of float arrays, e.g. an Equinox model's
+      parameters).
+    - `data`: a PyTree whose leaves share the leading axis $n$ (the examples).
+    - `lr`: the step size $\eta > 0$ (an array: new values do not recompile; vmappable through
+      [`sgd_stability_diagram`][]). `batch_size`: $B \le n$; batches are drawn uniformly without
+      replacement within a batch, i.i.d. across steps.
+    - `key`: the chains' randomness. `n_steps`, `n_chains`, `transient_steps`: the product
+      length, the number of independent chains (the standard error needs 2 or more) and the
+      steps run before counting (aligning the tangent block). `k`: how many exponents.
+    - `curvature`: [`Hessian`][] (default, exact HVPs) or [`GaussNewton`][]`(residual_fn)`
+      (squared losses: exact at interpolation, faster). `normal_space`: a precomputed
+      [`NormalSpace`][] (reused across step sizes and batch sizes); `rtol`, `ms_max_dim`: passed
+      to [`normal_space`][] when it is computed here.
+    - `mean_square`: also compute the mean-square bound ([`mean_square_bound`][]).
+    - `loss_tol`, `grad_tol`, `on_not_interpolating`: the interpolation check
+      ([`interpolation_check`][]); `"raise"` (default) raises a `ValueError` when it fails,
+      `"flag"` returns the result with `interpolating=False` (the exponent then describes the
+      linearised map at a point that SGD does not fix). When `params` is traced the check is
+      always a flag.
+    - `progress`: a progress bar for the product.
+
+    **Returns:** an [`SGDLyapunovResult`][].
+
+    **Example:**
+
+    ```python
+    res = sgd_lyapunov(loss, params, (x, y), lr=1.0, batch_size=1, key=jax.random.key(0))
+    res.exponent, res.stderr, res.gd_exponent, res.mean_square_bound
+    ```
+    """
+    n, batch_size, lr = _check_common(per_example_loss, data, batch_size, lr)
+    n_steps = check_int(n_steps, "n_steps")
+    n_chains = check_int(n_chains, "n_chains")
+    if on_not_interpolating not in ("raise", "flag"):
+        raise ValueError(f"`on_not_interpolating` must be 'raise' or 'flag', got {on_not_interpolating!r}.")
+    check = interpolation_check(per_example_loss, params, data, loss_tol=loss_tol, grad_tol=grad_tol)
+    if on_not_interpolating == "raise" and is_concrete(check.interpolating) and not bool(
+            check.interpolating):
+        raise ValueError(
+            "`params` is not an interpolating minimum: " + check.message() + ". Train to "
+            "interpolation (find_interpolating_minimum), loosen loss_tol/grad_tol, or pass "
+            "on_not_interpolating='flag'."
+        )
+    space = _space_for(per_example_loss, params, data, normal_space, curvature, rtol, ms_max_dim)
+    if space.n_examples != n:
+        raise ValueError(f"`normal_space` was built for {space.n_examples} examples, `data` has {n}.")
+    k = check_int(k, "k")
+    if k > space.rank:
+        raise ValueError(f"`k` ({k}) must be at most the normal-space rank ({space.rank}).")
+    run = _assemble if progress else _assemble_jit  # one compiled program unless a bar is shown
+    return run(space, per_example_loss, data, lr, batch_size, key, n_steps, n_chains, k,
+               transient_steps, progress, mean_square, check)
+
+
+def _assemble(space, per_example_loss, data, lr, batch_size, key, n_steps, n_chains, k,
+              transient_steps, progress, mean_square, check):
+    lyap = _exponents(space, per_example_loss, data, lr, batch_size, key, n_steps, n_chains, k,
+                      transient_steps, progress)
+    dtype = space.basis.dtype
+    stderrs = lyap.stderr if lyap.stderr is not None else jnp.full_like(lyap.exponents, jnp.nan)
+    if mean_square:
+        msb, msa = mean_square_bound(space, lr, batch_size)
+    else:
+        msb = msa = jnp.asarray(jnp.nan, dtype) + 0 * lr
+    return SGDLyapunovResult(
+        exponent=lyap.exponents[0], stderr=stderrs[0], exponents=lyap.exponents, stderrs=stderrs,
+        gd_exponent=gd_exponent(space, lr), mean_square_bound=msb, mean_square_accuracy=msa,
+        lr=jnp.asarray(lr, dtype), lambda_max=space.lambda_max, gd_boundary=2 / space.lambda_max,
+        check=check, interpolating=check.interpolating, eig_residual=space.eig_residual,
+        null_residual=space.null_residual, rtol=space.rtol, dropped_max=space.dropped_max,
+        lyapunov=lyap, batch_size=batch_size, n_examples=space.n_examples, rank=space.rank,
+    )
+
+
+_assemble_jit = eqx.filter_jit(_assemble)
+
+
+# -- stability diagram -----------------------------------------------------------------------------
+
+
+class SGDStabilityDiagram(eqx.Module):
+    r"""Lyapunov exponents of SGD over a grid of step sizes and batch sizes.
+
+    - `lrs`: shape `(m,)`; `batch_sizes`: a tuple of `nb` ints.
+    - `exponent`, `stderr`, `mean_square_bound`: shape `(nb, m)`.
+    - `gd_exponent`: shape `(m,)`; `lambda_max`, `gd_boundary` ($2/\lambda_{\max}$).
+    - `sgd_stable` / `gd_stable`: signs; `disagree`: where the two differ and $\lambda$ is
+      farther than 3 standard errors from 0.
+    """
+
+    lrs: Array
+    exponent: Array
+    stderr: Array
+    mean_square_bound: Array
+    gd_exponent: Array
+    lambda_max: Array
+    gd_boundary: Array
+    batch_sizes: tuple = eqx.field(static=True)
+    n_examples: int = eqx.field(static=True)
+    rank: int = eqx.field(static=True)
+
+    @property
+    def sgd_stable(self) -> Array:
+        return self.exponent < 0
+
+    @property
+    def gd_stable(self) -> Array:
+        return jnp.broadcast_to(self.gd_exponent < 0, self.exponent.shape)
+
+    @property
+    def disagree(self) -> Array:
+        sure = jnp.abs(self.exponent) > 3 * self.stderr
+        return sure & (self.sgd_stable != self.gd_stable)
+
+    def plot(self, **kwargs):
+        """See [`jaxdyn.plot.plot_sgd_stability`][]."""
+        from ..plot import plot_sgd_stability
+
+        return plot_sgd_stability(self, **kwargs)
+
+
+def sgd_stability_diagram(per_example_loss, params, data, *, lrs, batch_sizes, key,
+                          n_steps: int = 2000, n_chains: int = 8, transient_steps: int = 100,
+                          curvature: AbstractCurvature | None = None,
+                          normal_space: NormalSpace | None = None, rtol: float | None = None,
+                          mean_square: bool = True, loss_tol: float = 1e-10, grad_tol: float = 1e-6,
+                          progress: bool = False) -> SGDStabilityDiagram:
+    r"""$\lambda(\eta, B)$ over `lrs` x `batch_sizes`, with the GD exponent and the GD boundary
+    $\eta = 2/\lambda_{\max}$.
+
+    The normal space is computed once; for each batch size (a Python loop: the batch size sets
+    array shapes) one compiled call vmaps [`sgd_lyapunov`][]'s product over the step sizes. The
+    same `key` is used for every cell (common random numbers: differences between cells are not
+    sampling noise of the batch draws). Arguments as in [`sgd_lyapunov`][]; raises if `params` is
+    not an interpolating minimum.
+
+    **Returns:** an [`SGDStabilityDiagram`][].
+    """
+    if not callable(per_example_loss):
+        raise TypeError("`per_example_loss` must be callable.")
+    n = check_data(data)
+    lrs = jnp.asarray(lrs)
+    if lrs.ndim != 1 or lrs.shape[0] == 0:
+        raise ValueError(f"`lrs` must be a non-empty vector, got shape {lrs.shape}.")
+    if not bool(jnp.all(jnp.isfinite(lrs) & (lrs > 0))):
+        raise ValueError("`lrs` must be finite and positive.")
+    sizes = tuple(check_batch_size(b, n) for b in batch_sizes)
+    if not sizes:
+        raise ValueError("`batch_sizes` is empty.")
+    check = interpolation_check(per_example_loss, params, data, loss_tol=loss_tol, grad_tol=grad_tol)
+    if not bool(check.interpolating):
+        raise ValueError("`params` is not an interpolating minimum: " + check.message() + ".")
+    space = _space_for(per_example_loss, params, data, normal_space, curvature, rtol, 64)
+    n_steps = check_int(n_steps, "n_steps")
+    n_chains = check_int(n_chains, "n_chains")
+    lrs = lrs.astype(space.basis.dtype)
+    rows = []
+    it = sizes
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(sizes, desc="sgd_stability_diagram", leave=False)
+    for b in it:
+        rows.append(_diagram_row(space, per_example_loss, data, lrs, b, key, n_steps, n_chains,
+                                 transient_steps, mean_square))
+    exp, se, msb = (jnp.stack([r[i] for r in rows]) for i in range(3))
+    return SGDStabilityDiagram(
+        lrs=lrs, exponent=exp, stderr=se, mean_square_bound=msb,
+        gd_exponent=jax.vmap(lambda lr: gd_exponent(space, lr))(lrs), lambda_max=space.lambda_max,
+        gd_boundary=2 / space.lambda_max, batch_sizes=sizes, n_examples=n, rank=space.rank)
+
+
+@eqx.filter_jit
+def _diagram_row(space, per_example_loss, data, lrs, batch_size, key, n_steps, n_chains,
+                 transient_steps, mean_square):
+    def one(lr):
+        lyap = _exponents(space, per_example_loss, data, lr, batch_size, key, n_steps, n_chains, 1,
+                          transient_steps, False)
+        msb = mean_square_bound(space, lr, batch_size)[0] if mean_square else jnp.nan * lr
+        se = lyap.stderr[0] if lyap.stderr is not None else jnp.nan * lr
+        return lyap.exponents[0], se, msb
+
+    return jax.vmap(one)(lrs)
+
+
+# -- simulation check ------------------------------------------------------------------------------
+
+
+class SGDEscapeResult(eqx.Module):
+    r"""Nonlinear SGD started at $\theta^* + \varepsilon\, U z/\|z\|$ (a random normal direction).
+
+    - `log_ratio`: $\log(d_t/d_0)$ with $d_t = \sqrt{L(\theta_t)}$ (full-batch loss; near the set
+      of minima $d_t$ is a weighted distance to it), shape `(n_runs, n_steps + 1)`; NaN after a
+      run becomes non-finite.
+    - `outcome`: per run, $+1$ returned ($d_N/d_0 < 1/$`factor`), $-1$ escaped ($d_t/d_0 >$
+      `factor` at some step, or non-finite), 0 undecided.
+    - `rate`: per run, $\log(d_\tau/d_0)/\tau$ with $\tau$ the first step leaving
+      $[d_0/\text{factor}, d_0\,\text{factor}]$ (or the last step): an estimate of $\lambda$
+      in the linear regime.
+    - `returned_fraction`, `escaped_fraction`.
+    """
+
+    log_ratio: Array
+    outcome: Array
+    rate: Array
+    lr: Array
+    radius: Array
+    factor: Array
+    batch_size: int = eqx.field(static=True)
+
+    @property
+    def returned_fraction(self) -> Array:
+        return jnp.mean(self.outcome == 1)
+
+    @property
+    def escaped_fraction(self) -> Array:
+        return jnp.mean(self.outcome == -1)
+
+    def plot(self, ax=None, **kwargs):
+        """See [`jaxdyn.plot.plot_sgd_escape`][]."""
+        from ..plot import plot_sgd_escape
+
+        return plot_sgd_escape(self, ax=ax, **kwargs)
+
+
+@eqx.filter_jit
+def _simulate(space, per_example_loss, data, lr, batch_size, key, n_steps, n_runs, radius, factor):
+    n = space.n_examples
+    full = mean_loss_fn(per_example_loss, space.unravel, data)
+
+    def run(k):
+        kz, ks = jax.random.split(k)
+        z = jax.random.normal(kz, (space.rank,), space.basis.dtype)
+        theta0 = space.theta + radius * space.basis @ (z / jnp.linalg.norm(z))
+        d0 = jnp.sqrt(full(theta0))
+
+        def step(theta, i):
+            batch = take(data, _draw(jax.random.fold_in(ks, i), n, batch_size))
+            g = jax.grad(mean_loss_fn(per_example_loss, space.unravel, batch))(theta)
+            theta = theta - lr * g
+            d = jnp.sqrt(jnp.maximum(full(theta), 0.0))
+            return theta, jnp.log(d / d0)
+
+        _, logs = lax.scan(step, theta0, jnp.arange(n_steps))
+        logs = jnp.concatenate([jnp.zeros((1,), logs.dtype), logs])
+        finite = jnp.isfinite(logs)
+        first_bad = jnp.argmin(finite)  # the first non-finite entry (0 if none)
+        all_finite = jnp.all(finite)
+        idx = jnp.arange(n_steps + 1)
+        alive = all_finite | (idx < first_bad)
+        logs = jnp.where(alive, logs, jnp.nan)
+        lf = jnp.log(factor)
+        out_ = alive & (jnp.abs(logs) > lf)
+        exit_step = jnp.where(jnp.any(out_), jnp.argmax(out_), jnp.where(all_finite, n_steps,
+                                                                          first_bad - 1))
+        escaped = ~all_finite | jnp.any(alive & (logs > lf))
+        returned = all_finite & (logs[-1] < -lf) & ~escaped
+        outcome = jnp.where(escaped, -1, jnp.where(returned, 1, 0))
+        tau = jnp.maximum(exit_step, 1)
+        rate = jnp.where(jnp.isfinite(logs[tau]), logs[tau] / tau, jnp.inf)
+        return logs, outcome, rate
+
+    return jax.vmap(run)(jax.random.split(key, n_runs))
+
+
+def sgd_escape(per_example_loss, params, data, *, lr, batch_size: int, key, n_steps: int = 300,
+               n_runs: int = 8, radius: float = 1e-6, factor: float = 1e3,
+               curvature: AbstractCurvature | None = None,
+               normal_space: NormalSpace | None = None) -> SGDEscapeResult:
+    r"""Simulation check of [`sgd_lyapunov`][]: run the actual (nonlinear) SGD from
+    $\theta^* + $ `radius` $\cdot Uz/\|z\|$ and see whether it returns to the set of minima or
+    escapes. Away from $\lambda = 0$ the outcome follows the sign of $\lambda$ (returns for
+    $\lambda < 0$, escapes for $\lambda > 0$); `rate` estimates $\lambda$ itself.
+
+    Batches as in [`sgd_lyapunov`][] (the same draw rule). Arguments: `n_steps` SGD steps in each
+    of `n_runs` runs (vmapped), `factor`: the change of $d_t = \sqrt{L(\theta_t)}$ that counts
+    as returned ($1/$factor) or escaped (factor).
+
+    **Returns:** an [`SGDEscapeResult`][].
+    """
+    n, batch_size, lr = _check_common(per_example_loss, data, batch_size, lr)
+    n_steps = check_int(n_steps, "n_steps")
+    n_runs = check_int(n_runs, "n_runs")
+    space = _space_for(per_example_loss, params, data, normal_space, curvature, None, 0)
+    dtype = space.basis.dtype
+    radius, factor = jnp.asarray(radius, dtype), jnp.asarray(factor, dtype)
+    logs, outcome, rate = _simulate(space, per_example_loss, data, lr.astype(dtype), batch_size, key,
+                                    n_steps, n_runs, radius, factor)
+    return SGDEscapeResult(logs, outcome, rate, lr, radius, factor, batch_size)
