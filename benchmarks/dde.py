@@ -13,9 +13,13 @@ Problems (float64 unless said):
   grow with t: the error is the max abs error on the save times in [0, 100]; the error on [0, 1000]
   is recorded as well. The work-precision comparison interpolates jaxdyn's log(time) vs
   log(error) curve at each jitcdde point ("at equal error").
-- `batch`: 256 constant histories in [0.5, 1.5], rtol = atol = 1e-6, same grid: `jax.jit(jax.vmap)`
-  of the same `solve` vs a Python loop over one compiled jitcdde (re-set with `constant_past`).
-  The loop runs every 8th history (every 32nd with --quick) and its time is scaled by 8 (32).
+- `batch`: 256 constant histories in [0.5, 1.5], rtol = atol = 1e-6, same grid. jaxdyn, two ways:
+  `jaxdyn.dde.solve_batch` (the goal's figure: the batch is one (256, 1) state with **shared
+  steps**, the field vmapped over members, the controller's error norm the largest member-wise RMS
+  norm, so every member meets the tolerance) and `jax.jit(jax.vmap(solve))` (each member its own
+  steps; slow, because a while_loop under vmap selects its whole state, step buffer included, every
+  iteration). The peer: a Python loop over one compiled jitcdde (re-set with `constant_past`),
+  which runs every 8th history (every 32nd with --quick), its time scaled by 8 (32).
 - `neural_dde_step`: one training step (forward + backward + SGD update) of a neural DDE, float32:
   h' = MLP([h(t), h(t - 0.5)]), state 4, one hidden layer of width 32 (tanh), constant history
   h(s) = x, T = 1, classical RK4 with dt = 0.05 (20 steps), loss mean |h(T) - target|^2 over a
@@ -32,9 +36,11 @@ Problems (float64 unless said):
   finite-T sampling (~1e-3 at T = 2e4).
 
 Compile time = first call - warm median (jitcdde: the C build, timed apart). Repeats are capped by a
-time budget per side (counts in the JSON). Without --quick, `mackey_glass.profile` times `solve`
-with other step-buffer sizes (`max_steps`) and with equinox's bounded while loop replaced by a plain
-`lax.while_loop` (a patch inside this process only; not differentiable, for profiling).
+time budget per side (counts in the JSON). Without --quick, `mackey_glass.profile` splits `solve`'s
+time per step: Tsit5 with constant steps (as many as the adaptive run at tol 1e-8 tries), full and
+with one part patched out inside this process (equinox's bounded while loop -> lax.while_loop; the
+delayed-value lookups -> the history; the per-step dense coefficients -> zeros), and
+diffrax.diffeqsolve of the corresponding ODE on the same steps as the floor of one RK step in JAX.
 """
 
 from __future__ import annotations
@@ -271,7 +277,8 @@ def _case_mackey_glass(opts: Options, status: dict[str, Any]) -> dict[str, Any]:
     rec["jitcdde"] = rec["jitcdde_by_tol"].get("1e-08", rec["jitcdde_by_tol"])
     if not opts.quick:
         print("  profile", flush=True)
-        rec["profile"] = _profile(opts, ref, rec["jaxdyn_by_tol"]["1e-08"]["tried_steps"])
+        j8 = rec["jaxdyn_by_tol"]["1e-08"]
+        rec["profile"] = _profile(opts, ref, j8["tried_steps"], j8["us_per_tried_step"])
     return rec
 
 
@@ -297,7 +304,7 @@ def _work_precision(rec: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _profile(opts: Options, ref, n_steps: int) -> dict[str, Any]:
+def _profile(opts: Options, ref, n_steps: int, adaptive_us: float) -> dict[str, Any]:
     """Where `solve`'s per-step time goes. Constant steps (`n_steps` of them, the tried steps of the
     adaptive run at tol 1e-8) so that every variant takes the same steps; variants patch one part out
     inside this process (their values are wrong; only their time is used)."""
@@ -314,13 +321,13 @@ def _profile(opts: Options, ref, n_steps: int) -> dict[str, Any]:
     ts = jnp.asarray(_save_grid())
     delays = jnp.array([TAU])
 
-    def constant_run(h):
-        sol = solve(_mg, h, delays, 0.0, T1, dt0=dt, saveat=ts, max_steps=n_steps + 64, throw=False)
-        return sol.ys[:, 0], sol.stats["num_steps"]
-
     out: dict[str, Any] = {"n_steps": n_steps, "dt": dt}
 
     def measure(name):
+        def constant_run(h):  # a fresh function each time: jit traces it again, with the patch
+            sol = solve(_mg, h, delays, 0.0, T1, dt0=dt, saveat=ts, max_steps=n_steps + 64, throw=False)
+            return sol.ys[:, 0], sol.stats["num_steps"]
+
         fn = jax.jit(constant_run)
         r, res = _time(f"profile {name}", lambda fn=fn: fn(h), opts)
         out[name] = {"warm_median_s": r["warm_median_s"], "compile_s": r["compile_s"],
@@ -330,8 +337,8 @@ def _profile(opts: Options, ref, n_steps: int) -> dict[str, Any]:
 
     class _Lax:
         @staticmethod
-        def while_loop(cond, body, init, max_steps=None, kind=None):
-            return jax.lax.while_loop(cond, body, init)
+        def while_loop(cond, body, init, max_steps=None, kind=None, buffers=None):
+            return eqxi.while_loop(cond, body, init, buffers=buffers, kind="lax")
 
     saved = (solve_mod.eqxi, solve_mod.window_lookup, solve_mod.step_coefficients)
     try:
@@ -341,8 +348,8 @@ def _profile(opts: Options, ref, n_steps: int) -> dict[str, Any]:
         solve_mod.window_lookup = lambda window, t0, history, t: history(t)
         measure("no_delayed_lookup")
         solve_mod.window_lookup = saved[1]
-        solve_mod.step_coefficients = lambda cls, a, b, info, nodes, vinv: jnp.zeros(
-            (len(nodes),) + info["y0"].shape, info["y0"].dtype)
+        solve_mod.step_coefficients = lambda matrix, y0, y1, ks: jnp.zeros(
+            (matrix.shape[0],) + y0.shape, y0.dtype)
         measure("no_dense_coefficients")
     finally:
         solve_mod.eqxi, solve_mod.window_lookup, solve_mod.step_coefficients = saved
@@ -355,8 +362,11 @@ def _profile(opts: Options, ref, n_steps: int) -> dict[str, Any]:
     out["diffrax_ode_same_steps"] = {"warm_median_s": r["warm_median_s"], "compile_s": r["compile_s"],
                                      "us_per_step": r["warm_median_s"] / n_steps * 1e6}
     full = out["full"]["us_per_step"]
+    out["adaptive_us_per_tried_step"] = adaptive_us
     out["breakdown_us_per_step"] = {
-        "total": full,
+        "total_adaptive": adaptive_us,
+        "adaptive_step_control": adaptive_us - full,
+        "total_constant_steps": full,
         "delayed_lookups": full - out["no_delayed_lookup"]["us_per_step"],
         "dense_coefficients": full - out["no_dense_coefficients"]["us_per_step"],
         "bounded_loop_vs_lax_while": full - out["lax_while_loop"]["us_per_step"],
@@ -366,10 +376,11 @@ def _profile(opts: Options, ref, n_steps: int) -> dict[str, Any]:
     out["what"] = ("jaxdyn solve with Tsit5 and constant steps (as many as the adaptive run at tol 1e-8 "
                    "tries): full; equinox's bounded while loop (for forward and reverse mode) swapped for "
                    "lax.while_loop; the delayed lookups (window search + Horner) replaced by the history; "
-                   "the per-step dense coefficients (interpolant at Chebyshev-Lobatto points + Vandermonde "
-                   "solve) replaced by zeros; diffrax.diffeqsolve of the ODE y' = f(y, y) on the same steps "
+                   "the per-step dense coefficients (one small matrix product of the stages) replaced by "
+                   "zeros; diffrax.diffeqsolve of the ODE y' = f(y, y) on the same steps "
                    "as the floor one RK step costs in JAX here. Parts are not additive exactly (XLA fuses "
-                   "across them).")
+                   "across them). adaptive_step_control: us per tried step of the adaptive run at tol 1e-8 "
+                   "minus the constant-step run (PID controller, rejected steps).")
     return out
 
 

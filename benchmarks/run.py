@@ -26,7 +26,10 @@ if str(HERE) not in sys.path:
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "neural_ode": ("neural_ode", "MLP-field neural ODE training step vs torchdiffeq (Dopri5)"),
     "lyapunov": ("lyapunov", "Lorenz Lyapunov spectrum and rho sweep vs lyapax, jitcode_lyap, lyapynov"),
+    "sgd": ("sgd", "SGD Lyapunov exponent at an interpolating minimum, p = 1e4: matrix-free vs dense H_xi"),
     "dde": ("dde", "Mackey-Glass DDE, batch, neural DDE step, Lyapunov vs jitcdde, ddeint, torchdde, lyapax"),
+    "meanfield": ("meanfield", "Kuramoto N = 2000 (dense, all-to-all) vs kuramoto; FFT ring to N = 1e6"),
+    "curvature": ("curvature", "MLP Hessian top eigenvalue, HVP/grad, SLQ density vs PyHessian, matfree"),
 }
 
 

@@ -143,26 +143,35 @@ def test_growth_rate_lambert_w(adaptive_tsit5, tau):
 
 
 def test_gradients_match_finite_differences():
+    """Reverse mode (default adjoint: checkpointed loop) against central differences; forward mode
+    (`DirectAdjoint`: bounded loop) against reverse mode."""
     saveat = jnp.array([1.0, 2.0, 3.0])
 
-    def loss(a, delays):
-        ys = dde.solve(single_field, jnp.array(1.0), delays, 0.0, 3.0, dt0=0.1, args=a, saveat=saveat,
-                       solver=diffrax.Bosh3(), max_steps=128).ys
+    def loss(a, delays, h0, adjoint=None):
+        history = lambda t: h0 * jnp.cos(t)  # noqa: E731
+        ys = dde.solve(single_field, history, delays, 0.0, 3.0, dt0=0.1, args=a, saveat=saveat,
+                       solver=diffrax.Bosh3(), max_steps=128, adjoint=adjoint).ys
         return jnp.sum(ys**2) + jnp.sum(ys)
 
     loss_jit = jax.jit(loss)
-    grad_fn = jax.jit(jax.grad(loss, argnums=(0, 1)))
-    a, delays = jnp.array(0.8), jnp.array([0.95])
-    ga, gd = grad_fn(a, delays)
+    grad_fn = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
+    a, delays, h0 = jnp.array(0.8), jnp.array([0.95]), jnp.array(1.3)
+    ga, gd, gh = grad_fn(a, delays, h0)
     eps = np.finfo(float).eps ** (1 / 3)
-    fd_a = (loss_jit(a + eps, delays) - loss_jit(a - eps, delays)) / (2 * eps)
-    fd_d = (loss_jit(a, delays + eps) - loss_jit(a, delays - eps)) / (2 * eps)
-    print(f"grad a {float(ga):.8f} fd {float(fd_a):.8f}; grad tau {float(gd[0]):.8f} fd {float(fd_d):.8f}")
+    fd_a = (loss_jit(a + eps, delays, h0) - loss_jit(a - eps, delays, h0)) / (2 * eps)
+    fd_d = (loss_jit(a, delays + eps, h0) - loss_jit(a, delays - eps, h0)) / (2 * eps)
+    fd_h = (loss_jit(a, delays, h0 + eps) - loss_jit(a, delays, h0 - eps)) / (2 * eps)
+    print(f"grad a {float(ga):.8f} fd {float(fd_a):.8f}; grad tau {float(gd[0]):.8f} fd {float(fd_d):.8f}; "
+          f"grad history {float(gh):.8f} fd {float(fd_h):.8f}")
     assert abs(ga - fd_a) < 1e-4 * abs(fd_a)
     assert abs(gd[0] - fd_d) < 1e-4 * abs(fd_d)
-    # forward mode (the loops are bounded, as diffrax's DirectAdjoint) agrees with reverse mode
-    _, tangent = jax.jvp(loss, (a, delays), (jnp.array(1.0), jnp.array([0.0])))
-    np.testing.assert_allclose(tangent, ga, rtol=1e-10)
+    assert abs(gh - fd_h) < 1e-4 * abs(fd_h)
+    # forward mode (the loop is bounded, as diffrax's DirectAdjoint) agrees with reverse mode
+    _, tangent = jax.jvp(lambda a, d: loss(a, d, h0, diffrax.DirectAdjoint()), (a, delays),
+                         (jnp.array(0.0), jnp.array([1.0])))
+    np.testing.assert_allclose(tangent, gd[0], rtol=1e-10)
+    with pytest.raises(TypeError, match="`adjoint`"):
+        loss(a, delays, h0, diffrax.BacksolveAdjoint())
 
 
 def linear_field(t, y, yd, args):
@@ -206,20 +215,19 @@ def test_solve_batch_adaptive_exact(exact_single):
 
 def test_dense_coefficients_reproduce_interpolants():
     """The buffer's centred monomial coefficients reproduce each solver's own dense interpolant."""
-    from jaxdyn.dde._history import chebyshev_basis, horner, step_coefficients
+    from jaxdyn.dde._history import dense_matrix, horner, step_coefficients
 
     rng = np.random.default_rng(0)
-    theta = jnp.linspace(0.0, 1.0, 7)
-    for solver in (diffrax.Tsit5(), diffrax.Bosh3(), diffrax.Dopri5(), diffrax.Dopri8()):
-        nodes, vinv = chebyshev_basis(max(3, solver.order(None)))
-        info = {"y0": jnp.asarray(rng.normal(size=2)), "y1": jnp.asarray(rng.normal(size=2)),
-                "k": jnp.asarray(rng.normal(size=(solver.tableau.num_stages, 2)))}
+    theta = np.linspace(0.0, 1.0, 7)
+    for solver in (diffrax.Tsit5(), diffrax.Bosh3(), diffrax.Dopri8()):
+        y0, y1 = jnp.asarray(rng.normal(size=2)), jnp.asarray(rng.normal(size=2))
+        ks = jnp.asarray(rng.normal(size=(solver.tableau.num_stages, 2)))
+        coeffs = step_coefficients(dense_matrix(solver, max(3, solver.order(None))), y0, y1, ks)
         a, b = jnp.array(0.3), jnp.array(0.9)
-        coeffs = step_coefficients(solver.interpolation_cls, a, b, info, nodes, vinv)
-        interp = solver.interpolation_cls(t0=a, t1=b, **info)
-        exact = jnp.stack([interp.evaluate(a + s * (b - a)) for s in theta])
-        approx = jnp.stack([horner(coeffs, 2 * s - 1) for s in theta])
-        np.testing.assert_allclose(approx, exact, rtol=0, atol=1e-13)
+        interp = solver.interpolation_cls(t0=a, t1=b, y0=y0, y1=y1, k=ks)
+        exact = jax.jit(jax.vmap(interp.evaluate))(a + jnp.asarray(theta) * (b - a))
+        approx = jax.vmap(lambda x, c=coeffs: horner(c, x))(2 * jnp.asarray(theta) - 1)
+        np.testing.assert_allclose(approx, exact, rtol=0, atol=1e-13, err_msg=type(solver).__name__)
 
 
 def test_breaking_points():

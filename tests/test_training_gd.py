@@ -77,44 +77,64 @@ def test_saddle_unstable_for_every_lr():
                                    max(1 + 0.5 * float(lr), abs(1 - 3 * float(lr))), rtol=1e-8)
 
 
-def test_gd_stability_under_jit(spd):
-    res = jax.jit(lambda lr: gd_stability(quad, jnp.zeros(3), lr, spd, k=3).mu)(0.5)
-    np.testing.assert_allclose(res, np.log(0.75), rtol=1e-8)  # max |1 - 0.5 (3, 1, 0.5)|
-
-
-@pytest.mark.parametrize("a", [0.6, 1.0, 1.7])
-def test_hyperbola_manifold_regime(a):
+def test_hyperbola_manifold_regime():
+    """At (a, 1/a) the nonzero eigenvalue is a^2 + 1/a^2 and mu = log|1 - eta (a^2 + 1/a^2)|; one
+    jit(vmap(...)) call over points and step sizes, plus a non-critical point."""
+    a = np.repeat([0.6, 1.0, 1.7], 6)
     lam = a**2 + a**-2
-    point = jnp.array([a, 1.0 / a])
-    lrs = jnp.array([0.1, 0.3, 0.45, 2 / lam * 0.99, 2 / lam * 1.01, 1.2])
-    res = jax.vmap(lambda lr: gd_stability(hyperbola_loss, point, lr, k=2))(lrs)
-    assert np.all(np.asarray(res.regime) == "manifold")
-    assert np.all(np.asarray(res.critical))
-    exact = np.log(np.abs(1 - np.asarray(lrs) * lam))
-    np.testing.assert_allclose(res.mu, exact, rtol=1e-8, atol=1e-10)
-    np.testing.assert_array_equal(np.asarray(res.stable), exact < 0)
-    np.testing.assert_allclose(res.lambda_max, lam, rtol=1e-10)
-    np.testing.assert_allclose(res.critical_lr, 2 / lam, rtol=1e-10)
-    assert np.all(np.abs(np.asarray(res.eigenvalues_smallest)[:, -1]) <= np.asarray(res.zero_tolerance))
+    lrs = np.tile([0.1, 0.3, 0.45, 0.99, 1.01, 1.2], 3)
+    lrs[3::6] *= 2 / lam[3::6]
+    lrs[4::6] *= 2 / lam[4::6]
+    points = np.stack([a, 1 / a], axis=1)
+    points = np.concatenate([points, [[2.0, 0.1]]])  # not a critical point
+    lrs = np.concatenate([lrs, [0.1]])
+    res = jax.jit(jax.vmap(lambda w, lr: gd_stability(hyperbola_loss, w, lr, k=2)))(
+        jnp.asarray(points), jnp.asarray(lrs))
+    crit = slice(0, -1)
+    assert np.all(np.asarray(res.regime)[crit] == "manifold")
+    assert np.all(np.asarray(res.critical)[crit])
+    exact = np.log(np.abs(1 - lrs[crit] * lam))
+    np.testing.assert_allclose(np.asarray(res.mu)[crit], exact, rtol=1e-8, atol=1e-10)
+    np.testing.assert_array_equal(np.asarray(res.stable)[crit], exact < 0)
+    np.testing.assert_allclose(np.asarray(res.lambda_max)[crit], lam, rtol=1e-10)
+    np.testing.assert_allclose(np.asarray(res.critical_lr)[crit], 2 / lam, rtol=1e-10)
+    smallest = np.asarray(res.eigenvalues_smallest)[crit, -1]
+    assert np.all(np.abs(smallest) <= np.asarray(res.zero_tolerance)[crit])
+    assert not bool(res.critical[-1])
+    np.testing.assert_allclose(res.gradient_norm[-1], 0.8 * np.hypot(0.1, 2.0), rtol=1e-12)
 
 
-def test_not_critical_is_reported():
-    res = gd_stability(hyperbola_loss, jnp.array([2.0, 0.1]), 0.1, k=2)
-    assert not bool(res.critical)
-    np.testing.assert_allclose(res.gradient_norm, 0.8 * np.hypot(0.1, 2.0), rtol=1e-12)
+def test_overparameterised_least_squares_manifold():
+    """12 weights, 5 samples: H = X^T X / n has rank 5, a 7-dimensional kernel (the tangent space
+    of the affine set of minima). With k = 8 the smallest nonzero eigenvalue is resolved; with k = 3
+    it is not (flagged), and mu, attained at lambda_max here, is right in both cases."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(5, 12)))
+    y = jnp.asarray(rng.normal(size=5))
+    w = jnp.linalg.pinv(x) @ y
+    loss = lambda w, x, y: 0.5 * jnp.mean((x @ w - y) ** 2)
+    ev = np.linalg.eigvalsh(np.asarray(x.T @ x) / 5)
+    nz = ev[ev > 1e-10]
+    for k, resolved in ((3, False), (8, True)):
+        res = gd_stability(loss, w, 0.5, x, y, k=k)
+        assert res.regime == "manifold" and bool(res.critical)
+        assert bool(res.resolved) == resolved
+        np.testing.assert_allclose(res.mu, np.log(np.max(np.abs(1 - 0.5 * nz))), rtol=1e-10)
+        assert not bool(res.stable)  # lambda_max > 2 / 0.5
+    np.testing.assert_allclose(res.lambda_min_nonzero, nz.min(), rtol=1e-8)
 
 
 def test_gd_map_and_jacobian():
     w = jnp.array([1.3, -0.4])
     G = gd_map(hyperbola_loss, 0.3)
-    np.testing.assert_allclose(G(w), w - 0.3 * jax.grad(hyperbola_loss)(w), rtol=1e-14)
-    J = G.jacobian(w)
-    dense = jax.jacfwd(G)(w)
+    np.testing.assert_allclose(jax.jit(lambda w: G(w))(w), w - 0.3 * jax.grad(hyperbola_loss)(w), rtol=1e-14)
     v = jnp.array([0.2, 0.9])
-    np.testing.assert_allclose(J.mv(v), dense @ v, rtol=1e-12)
+    mv, dense, mat = jax.jit(lambda w, v: (G.jacobian(w).mv(v), jax.jacfwd(G)(w),
+                                           G.jacobian(w).as_lineax().as_matrix()))(w, v)
+    np.testing.assert_allclose(mv, dense @ v, rtol=1e-12)
+    np.testing.assert_allclose(mat, dense, rtol=1e-12)
     h = fd_step(w)
-    np.testing.assert_allclose(J.mv(v), central_directional(G, w, v, h), rtol=1e-8)
-    np.testing.assert_allclose(J.as_lineax().as_matrix(), dense, rtol=1e-12)
+    np.testing.assert_allclose(mv, central_directional(jax.jit(lambda w: G(w)), w, v, h), rtol=1e-8)
 
 
 def test_hyperbola_bound_from_vmapped_runs(getkey):

@@ -81,6 +81,14 @@ def solve_fixed(field: Callable, history: Any, delays: Array, t0, t1, *, n_steps
       onto the breaking points, for reference solutions.
     - **Transforms.** Differentiable (forward and reverse) w.r.t. `args`, the history values and
       `delays`; `vmap`-able over histories; `jit` retraces only when shapes or `n_steps` change.
+    - **Gradients w.r.t. the delays** are those of the discrete scheme: piecewise smooth in $\tau_i$.
+      The grid step holding $t_j + c\,\Delta t - \tau_i$ (the Hermite interval used) changes where a
+      stage's delayed time crosses a grid point, i.e. where $\tau_i$ crosses a multiple of
+      $c\,\Delta t$ relative to the grid; the interpolant is $C^1$ there, but its second derivative,
+      and the breaking-point kink the scheme smears over one step, make $\partial/\partial\tau_i$ only
+      $O(\Delta t)$-accurate near multiples of $\Delta t$ (it approximates the exact derivative of the
+      continuous problem as $\Delta t \to 0$). Use [`jaxdyn.dde.solve`][], whose breaking points move
+      with $\tau$, where accurate delay gradients matter.
 
     **Arguments:**
 

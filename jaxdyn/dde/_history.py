@@ -52,14 +52,37 @@ def chebyshev_basis(degree: int) -> tuple[np.ndarray, np.ndarray]:
     return nodes, np.linalg.inv(vandermonde)
 
 
-def step_coefficients(interpolation_cls, a, b, dense_info, nodes: np.ndarray, vinv: np.ndarray) -> Array:
-    """Centred monomial coefficients, shape `(d + 1, *y.shape)`, of the solver's dense output on
-    the step $[a, b]$: its values at the Chebyshev-Lobatto nodes times the inverse Vandermonde
-    matrix (exact for an interpolant of degree $\\le d$)."""
-    interp = interpolation_cls(t0=a, t1=b, **dense_info)
-    times = a + (jnp.asarray(nodes, a.dtype) + 1) * (0.5 * (b - a))
-    values = jax.vmap(interp.evaluate)(times)
-    return jnp.tensordot(jnp.asarray(vinv, values.dtype), values, axes=1)
+_DENSE_MATRICES: dict = {}
+
+
+def _dense_matrix(solver, degree: int) -> np.ndarray:
+    nodes, vinv = chebyshev_basis(degree)
+    # unit inputs as the components of one vector-valued step: one evaluation per node gives M's columns
+    basis = np.eye(2 + solver.tableau.num_stages)
+    with jax.ensure_compile_time_eval():
+        interp = solver.interpolation_cls(t0=jnp.asarray(0.0), t1=jnp.asarray(1.0), y0=jnp.asarray(basis[0]),
+                                          y1=jnp.asarray(basis[1]), k=jnp.asarray(basis[2:]))
+        table = jax.vmap(interp.evaluate)(jnp.asarray(0.5 * (nodes + 1)))
+    return vinv @ np.asarray(table, dtype=np.float64)
+
+
+def dense_matrix(solver, degree: int) -> np.ndarray:
+    r"""The static matrix $M$, shape `(d + 1, 2 + s)`, with centred monomial coefficients
+    $c = M\,(y_0, y_1, k_1, \dots, k_s)$ of `solver`'s dense output on a step ($k_i = h f_i$ the stage
+    increments). Every diffrax Runge-Kutta interpolant is linear in these and depends on the step
+    only through $\theta = (t - t_n)/h$, so $M$ is its values at the Chebyshev-Lobatto points for
+    unit inputs times the inverse Vandermonde matrix (exact for an interpolant of degree $\le d$),
+    computed once per solver type."""
+    key = (type(solver), degree, bool(jax.config.jax_enable_x64))
+    if key not in _DENSE_MATRICES:
+        _DENSE_MATRICES[key] = _dense_matrix(solver, degree)
+    return _DENSE_MATRICES[key]
+
+
+def step_coefficients(matrix: np.ndarray, y0: Array, y1: Array, ks: Array) -> Array:
+    """Centred monomial coefficients, shape `(d + 1, *y.shape)`, of one step's dense output."""
+    inputs = jnp.concatenate([y0[None], y1[None], ks])
+    return jnp.tensordot(jnp.asarray(matrix, y0.dtype), inputs, axes=1)
 
 
 def horner(coeffs: Array, x) -> Array:

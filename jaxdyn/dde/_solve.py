@@ -14,7 +14,7 @@ import numpy as np
 from .._checks import check_int, check_positive, is_concrete
 from .._types import Args, Array
 from ._breakpoints import breaking_points
-from ._history import WINDOW, as_history, chebyshev_basis, lookup, step_coefficients, window_lookup
+from ._history import WINDOW, as_history, dense_matrix, lookup, step_coefficients, window_lookup
 
 SUCCESS = 0
 MAX_STEPS_REACHED = 1
@@ -153,7 +153,8 @@ def _check_delays(delays):
 def solve(field: Callable, history: Any, delays: Array, t0, t1, *, dt0, args: Args = None,
           saveat: Array | None = None, solver: diffrax.AbstractERK | None = None,
           stepsize_controller: diffrax.AbstractStepSizeController | None = None,
-          max_steps: int = 4096, throw: bool = True) -> DDESolution:
+          max_steps: int = 4096, adjoint: diffrax.AbstractAdjoint | None = None,
+          throw: bool = True) -> DDESolution:
     r"""Solve $y'(t) = f(t, y(t), (y(t - \tau_1), \dots, y(t - \tau_k)), \text{args})$ on $[t_0, t_1]$.
 
     The method of steps on a diffrax explicit Runge-Kutta solver (its Butcher tableau, embedded
@@ -161,13 +162,15 @@ def solve(field: Callable, history: Any, delays: Array, t0, t1, *, dt0, args: Ar
     accepted step is stored in a buffer of fixed capacity `max_steps` as its interval
     $[t_n, t_{n+1}]$ and the coefficients of the solver's dense output on it (`Tsit5`: its 4th-order
     interpolant; `Bosh3`: a cubic Hermite polynomial) in the centred monomial basis
-    $y(s) = \sum_{j=0}^{d} c_j x^j$, $x = (2s - t_n - t_{n+1})/(t_{n+1} - t_n)$, $d = \max(3, p)$,
-    computed once per step from the interpolant's values at $d + 1$ Chebyshev-Lobatto points. A
-    delayed value $y(t - \tau_i)$ is one Horner evaluation, or the history when $t - \tau_i \le t_0$.
+    $y(s) = \sum_{j=0}^{d} c_j x^j$, $x = (2s - t_n - t_{n+1})/(t_{n+1} - t_n)$, $d = \max(3, p)$:
+    one small matrix product per step, $c = M (y_n, y_{n+1}, k_1, \dots, k_s)$, with $M$ fixed per
+    solver (see `jaxdyn.dde._history.dense_matrix`). A delayed value $y(t - \tau_i)$ is one Horner
+    evaluation, or the history when $t - \tau_i \le t_0$.
 
     - **Lookup.** For each delay a pointer to the stored step containing $t - \tau_i$ advances
-      with $t$; a stage's delayed time $t + c\,h - \tau_i \in [t - \tau_i, t + h - \tau_i]$ is
-      searched among the 16 stored steps after the pointer (a comparison count, no binary search).
+      with $t$; the delayed times of all stages, $t + c_j h - \tau_i \in [t - \tau_i, t + h - \tau_i]$,
+      are known before the stages are computed, so they are looked up together, once per step and
+      delay, among the 16 stored steps after the pointer (a comparison count, no binary search).
     - **Restriction.** Steps are never longer than $\min_i \tau_i$, so every delayed time a stage of
       the step needs lies in an already accepted step or in the history: no implicit (iterated)
       stages are needed. A step is also clipped so that $[t - \tau_i, t + h - \tau_i]$ spans at most
@@ -184,9 +187,13 @@ def solve(field: Callable, history: Any, delays: Array, t0, t1, *, dt0, args: Ar
       error is limited by the interpolation of the delayed values (about $10^{-9}$ to $10^{-10}$
       at `rtol = atol = 1e-10` on the test problems); `Bosh3` reaches its full 3rd order. `Tsit5`
       is the default: on Mackey-Glass it is faster than `Bosh3` at every error below $10^{-5}$.
-    - **Differentiation.** The loop is `equinox.internal.while_loop(kind="bounded")` (as diffrax's
-      `DirectAdjoint`), so forward and reverse mode, and their nestings, work; derivatives with
-      respect to `delays` include the motion of the breaking points.
+    - **Differentiation** (`adjoint`), as in diffrax: with `diffrax.RecursiveCheckpointAdjoint()`
+      (default) the loop is a plain `while_loop` when nothing is differentiated, and reverse mode
+      (`jax.grad`) recomputes from checkpoints; with `diffrax.DirectAdjoint()` it is
+      `equinox.internal.while_loop(kind="bounded")`, so forward mode (`jax.jvp`, `jax.jacfwd`) and
+      nestings work too, at about 3x the cost per step (measured on Mackey-Glass). Either way
+      derivatives with respect to `args`, the history and `delays` (including the motion of the
+      breaking points) are exact derivatives of the computed solution.
     - **Batches.** `jax.vmap(solve)` works (each member keeps its own steps) but is slow for large
       batches (a `while_loop` under `vmap` selects its whole state, buffer included, every
       iteration); [`jaxdyn.dde.solve_batch`][] integrates a batch with shared steps instead.
@@ -206,6 +213,8 @@ def solve(field: Callable, history: Any, delays: Array, t0, t1, *, dt0, args: Ar
       `Bosh3`, `Dopri5`, `Dopri8`, `Heun`, ...).
     - `stepsize_controller`: `diffrax.ConstantStepSize()` (default) or `diffrax.PIDController`.
     - `max_steps`: the capacity of the step buffer and the bound on tried steps (static).
+    - `adjoint`: `diffrax.RecursiveCheckpointAdjoint()` (default; reverse mode) or
+      `diffrax.DirectAdjoint()` (forward and reverse mode, slower).
     - `throw`: raise (via `eqx.error_if`) when `result` is not success; with `throw=False` read
       `result` instead.
 
@@ -231,6 +240,10 @@ def solve(field: Callable, history: Any, delays: Array, t0, t1, *, dt0, args: Ar
         raise TypeError("`stepsize_controller` must be diffrax.ConstantStepSize or diffrax.PIDController, "
                         f"got {type(stepsize_controller).__name__}.")
     constant = isinstance(stepsize_controller, diffrax.ConstantStepSize)
+    adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
+    if not isinstance(adjoint, diffrax.RecursiveCheckpointAdjoint | diffrax.DirectAdjoint):
+        raise TypeError("`adjoint` must be diffrax.RecursiveCheckpointAdjoint() or diffrax.DirectAdjoint(), "
+                        f"got {type(adjoint).__name__}.")
     check_positive(dt0, "dt0")
     for name, value in (("t0", t0), ("t1", t1)):
         if jnp.ndim(value) != 0:
@@ -256,13 +269,12 @@ def solve(field: Callable, history: Any, delays: Array, t0, t1, *, dt0, args: Ar
 
     num_delays = delays.shape[0]
     tau_min = jnp.min(delays)
-    interp_cls = solver.interpolation_cls
     tableau = solver.tableau
     fsal = bool(tableau.fsal)
     stage_c = jnp.asarray(np.concatenate([[0.0], np.asarray(tableau.c, dtype=float)]), tdtype)
     order = solver.order(None) or 4
     degree = max(3, order)
-    nodes, vinv = chebyshev_basis(degree)
+    dense = dense_matrix(solver, degree)
 
     def vector_field(t, y, windows):
         delayed = tuple(window_lookup(windows[i], t0, history, t - delays[i]) for i in range(num_delays))
@@ -281,9 +293,11 @@ def solve(field: Callable, history: Any, delays: Array, t0, t1, *, dt0, args: Ar
     coeffs0 = jnp.zeros((size, degree + 1) + y0.shape, y0.dtype)
 
     def windows_at(starts, ends, coeffs, ptr):
-        return tuple((jax.lax.dynamic_slice_in_dim(starts, ptr[i], WINDOW + 1),
-                      jax.lax.dynamic_slice_in_dim(ends, ptr[i], WINDOW),
-                      jax.lax.dynamic_slice_in_dim(coeffs, ptr[i], WINDOW)) for i in range(num_delays))
+        # plain indexing: inside the loop the buffers are equinox loop buffers (read by `[]`, written
+        # by `.at[].set`), which the bounded loop updates in place instead of copying them per step
+        index = ptr[:, None] + jnp.arange(WINDOW + 1)
+        return tuple((starts[index[i]], ends[index[i, :WINDOW]], coeffs[index[i, :WINDOW]])
+                     for i in range(num_delays))
 
     ptr0 = jnp.zeros((num_delays,), jnp.int32)
     windows0 = windows_at(starts0, ends0, coeffs0, ptr0)
@@ -335,11 +349,11 @@ def solve(field: Callable, history: Any, delays: Array, t0, t1, *, dt0, args: Ar
             result = jnp.where(jnp.isfinite(dt_new) & (dt_new > 0), SUCCESS, NONFINITE)
             dt_new = jnp.where(result == SUCCESS, dt_new, s.dt)
         n = s.num_accepted
-        coeffs = step_coefficients(interp_cls, s.t, t_next, {"y0": s.y, "y1": y1, "k": ks}, nodes, vinv)
+        coeffs = step_coefficients(dense, s.y, y1, ks)
         advance = jnp.stack([jnp.sum(windows[i][0][1:] <= t_next - delays[i]) for i in range(num_delays)])
 
         def put(buf, value):
-            return buf.at[n].set(jnp.where(keep, value, buf[n]))
+            return buf.at[n].set(value, pred=keep)
 
         return _State(
             t=jnp.where(keep, t_next, s.t),
@@ -357,7 +371,13 @@ def solve(field: Callable, history: Any, delays: Array, t0, t1, *, dt0, args: Ar
             ptr=s.ptr + jnp.where(keep, advance, 0).astype(s.ptr.dtype),
         )
 
-    final = eqxi.while_loop(cond_fun, body_fun, init, max_steps=max_steps, kind="bounded")
+    buffers = lambda s: (s.starts, s.ends, s.coeffs)  # noqa: E731
+    if isinstance(adjoint, diffrax.DirectAdjoint):
+        final = eqxi.while_loop(cond_fun, body_fun, init, max_steps=max_steps, kind="bounded",
+                                buffers=buffers)
+    else:
+        final = eqxi.while_loop(cond_fun, body_fun, init, max_steps=max_steps, kind="checkpointed",
+                                checkpoints=adjoint.checkpoints, buffers=buffers)
     result = jnp.where((final.result == SUCCESS) & (final.t < t1), MAX_STEPS_REACHED, final.result)
     stats = {"num_accepted_steps": final.num_accepted, "num_rejected_steps": final.num_rejected,
              "num_steps": final.num_steps}
@@ -391,7 +411,8 @@ class _MemberMaxNorm(eqx.Module):
 def solve_batch(field: Callable, histories: Any, delays: Array, t0, t1, *, dt0, args: Args = None,
                 saveat: Array | None = None, solver: diffrax.AbstractERK | None = None,
                 stepsize_controller: diffrax.AbstractStepSizeController | None = None,
-                max_steps: int = 4096, throw: bool = True) -> DDESolution:
+                max_steps: int = 4096, adjoint: diffrax.AbstractAdjoint | None = None,
+                throw: bool = True) -> DDESolution:
     r"""Solve one delay equation from a batch of $B$ histories with **shared steps**.
 
     The $B$ solutions are integrated as one state of shape `(B, *y.shape)` by [`solve`][]: `field`
@@ -447,4 +468,5 @@ def solve_batch(field: Callable, histories: Any, delays: Array, t0, t1, *, dt0, 
         stepsize_controller = dataclasses.replace(stepsize_controller,
                                                   norm=_MemberMaxNorm(stepsize_controller.norm))
     return solve(_BatchedField(field), batched_history, delays, t0, t1, dt0=dt0, args=args, saveat=saveat,
-                 solver=solver, stepsize_controller=stepsize_controller, max_steps=max_steps, throw=throw)
+                 solver=solver, stepsize_controller=stepsize_controller, max_steps=max_steps, adjoint=adjoint,
+                 throw=throw)

@@ -47,6 +47,8 @@ _ALL = (
     Experiment("sgd-stability", "jaxdyn.experiments.sgd_stability",
                "SGD Lyapunov exponent at an interpolating minimum vs the GD boundary (digits MLP)."),
     Experiment("dde-memory", "jaxdyn.experiments.dde_memory", "Neural DDE memory capacity K tau: x^2 fits."),
+    Experiment("kuramoto", "jaxdyn.experiments.kuramoto",
+               "Kuramoto r(K) vs theory, particles vs Ott-Antonsen, ring chimera, N^(-1/2) mean-field rate."),
     Experiment("edge-of-stability", "jaxdyn.experiments.edge_of_stability",
                "Full-batch GD on digits: sharpness rises to 2/eta and hovers there; GD leaves gradient flow.",
                x64=False),

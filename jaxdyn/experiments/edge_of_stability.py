@@ -32,7 +32,7 @@ class Config:
     """Budgets of one run (`QUICK` for `--quick`, else `FULL`)."""
 
     lrs: tuple = (0.15, 0.25, 0.4)
-    steps: tuple = (1000, 600, 400)  # per step size
+    steps: tuple = (900, 500, 300)  # per step size
     every: int = 25  # steps between sharpness evaluations
     flow_lr: float = 0.4  # the run with the gradient-flow reference
     flow_t_max: float = 60.0  # follow the flow up to this time

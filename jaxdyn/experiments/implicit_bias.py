@@ -62,6 +62,9 @@ def run(*, quick: bool, seed: int, progress: bool) -> ExperimentResult:
         bound = 2.0 / lr
         ok = lam <= bound * (1 + cfg.bound_slack)
         stab = _stability_checks(w[conv][: cfg.n_stability], lr)
+        neither = ~conv & ~div
+        wn = w[neither]
+        ln = np.asarray(e.loss)[neither]
         per[f"{lr:g}"] = {
             "lr": lr, "bound_2_over_eta": bound, "n_converged": int(conv.sum()),
             "n_diverged": int(div.sum()), "n_neither": int((~conv & ~div).sum()),
@@ -74,6 +77,9 @@ def run(*, quick: bool, seed: int, progress: bool) -> ExperimentResult:
             "stability_all_manifold": stab["manifold"],
             "stability_mu_max": stab["mu_max"],
             "stability_mu_error_max": stab["mu_error_max"],
+            "neither_balance_gap_max": float(np.max(np.abs(np.abs(wn[:, 0]) - np.abs(wn[:, 1]))))
+            if wn.size else None,
+            "neither_loss_range": [float(ln.min()), float(ln.max())] if ln.size else None,
         }
     elapsed = round(time.perf_counter() - t0, 2)
     last = f"{max(cfg.lrs):g}"
@@ -128,4 +134,11 @@ def _summary(cfg: Config, m: dict, last: str) -> str:
         "limits reports the manifold regime (one zero eigenvalue, tangent to the hyperbola) and "
         "$\\mu \\le 0$, matching $\\log|1 - \\eta(a^2 + 1/a^2)|$ to the error shown in the metrics.",
     ]
+    for key, r in m["runs"].items():
+        if r["n_neither"]:
+            paras.append(
+                f"At $\\eta = {key}$, {r['n_neither']} runs neither converged nor overflowed: they end "
+                f"balanced, $\\max||w_1| - |w_2|| = {r['neither_balance_gap_max']:.2g}$, with losses "
+                f"{r['neither_loss_range'][0]:.3g} to {r['neither_loss_range'][1]:.3g}, still oscillating "
+                "(not a fixed point: the loss is far from 0).")
     return "\n\n".join(paras) + "\n"

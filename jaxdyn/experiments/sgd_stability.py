@@ -2,10 +2,11 @@ r"""SGD as a random dynamical system at an interpolating minimum of a real netwo
 (Chemnitz & Engel, arXiv 2407.20209, Theorem B).
 
 An overparameterised tanh MLP (64-72-72-1, $p = 10\,009$ parameters, float64) is trained on
-$n = 64$ standardised digits (scikit-learn's bundled 8x8 images; target $\pm 1$ for even/odd) to
-an interpolating minimum with [`jaxdyn.training.find_interpolating_minimum`][] (Levenberg-Marquardt,
-mean loss below $10^{-30}$). The squared loss is exactly Gauss-Newton there, so the normal space is
-the row space of the stacked per-example Jacobians ($\operatorname{rank} = n = 64$).
+$n = 64$ standardised digits ($n = 32$ in quick mode; scikit-learn's bundled 8x8 images; target
+$\pm 1$ for even/odd) to an interpolating minimum with
+[`jaxdyn.training.find_interpolating_minimum`][] (Levenberg-Marquardt, mean loss below $10^{-30}$).
+The squared loss is exactly Gauss-Newton there, so the normal space is the row space of the
+stacked per-example Jacobians ($\operatorname{rank} = n$).
 
 Over a grid of step sizes $\eta$ (in units of the GD boundary $2/\lambda_{\max}$) and batch sizes
 $B \in \{1, 2, 4, 8, 16, n\}$ we compute the top Lyapunov exponent $\lambda$ of the linearised SGD
@@ -40,11 +41,11 @@ TITLE = "SGD at an interpolating minimum: Lyapunov exponent vs the GD boundary (
 class Config:
     """Budgets of one run (`QUICK` for `--quick`, else `FULL`)."""
 
-    n: int = 64  # digits
+    n: int = 32  # digits
     width: int = 72
     depth: int = 2
     lr_fracs: tuple = (0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 0.95, 1.02, 1.1, 1.3)  # x 2/lambda_max
-    batch_sizes: tuple = (1, 2, 4, 8, 16, 64)
+    batch_sizes: tuple = (1, 2, 4, 8, 16, 32)
     n_steps: int = 1000
     n_chains: int = 6
     escape_steps: int = 600
@@ -52,8 +53,9 @@ class Config:
 
 
 QUICK = Config()
-FULL = Config(lr_fracs=tuple(np.round(np.geomspace(0.03, 1.5, 24), 4)), n_steps=4000,
-              n_chains=16, escape_steps=2000, escape_runs=8)
+FULL = Config(n=64, batch_sizes=(1, 2, 4, 8, 16, 64),
+              lr_fracs=tuple(np.round(np.geomspace(0.03, 1.5, 24), 4)), n_steps=4000, n_chains=16,
+              escape_steps=2000, escape_runs=8)
 
 
 def digits_problem(n: int = 64, width: int = 72, depth: int = 2, seed: int = 0):
@@ -163,7 +165,7 @@ def run(*, quick: bool, seed: int, progress: bool) -> ExperimentResult:
             str(b): (None if not np.any((exp[i] > 0) & sure[i]) else
                      float(np.asarray(cfg.lr_fracs)[np.argmax((exp[i] > 0) & sure[i])]))
             for i, b in enumerate(sizes)},
-        "lambda_le_ms_bound": bool(np.all(exp <= msb + 3 * se)),
+        "lambda_le_ms_bound": bool(np.all(exp <= msb + 3 * se + 1e-10 * (1 + np.abs(msb)))),
         "gd_row_max_abs_diff_mu": None if in_gd is None else float(np.max(np.abs(exp[in_gd] - gd))),
         "simulation": sim, "timings_s": timings,
     }

@@ -164,7 +164,7 @@ def vlasov(graph, theta0, omega, ts, *, coupling, phase_lag=0.0, weights=None, m
     if weights is not None:
         weights = jnp.asarray(weights, dtype=float)
         if weights.shape != theta0.shape:
-            raise ValueError(f"`weights` must have the shape of `theta0` {theta0.shape}, got {weights.shape}.")
+            raise ValueError(f"`weights` must have the shape of `theta0` {theta0.shape}, got {weights.shape}")
     field = Vlasov(omega, jnp.asarray(coupling, float), jnp.asarray(phase_lag, float), op, weights)
     return _integrate(field, theta0, jnp.asarray(ts, dtype=float), rtol, atol, progress).ys
 

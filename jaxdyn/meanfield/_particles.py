@@ -62,6 +62,17 @@ def _scale(op: AbstractCoupling, normalisation, n: int) -> Array:
     return jnp.full((n,), 1.0 / (rho * n))
 
 
+def _noise(noise) -> float:
+    """The noise level as a static float (it decides between an ODE and an SDE)."""
+    try:
+        value = float(noise)
+    except (TypeError, jax.errors.ConcretizationTypeError) as e:
+        raise TypeError(f"`noise` must be a concrete scalar >= 0 (ODE or SDE), got {noise!r}.") from e
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"`noise` must be a scalar >= 0, got {noise}.")
+    return value
+
+
 def _node_vector(x, name: str) -> Array:
     x = jnp.asarray(x)
     if x.ndim != 1:
@@ -100,7 +111,7 @@ class Kuramoto(eqx.Module):
       ($x_i = (i + 1/2)/N$) or an array (e.g. [`sample_positions`][]).
     - `method`: the coupling algorithm, `"auto"` (cheapest exact) or `"all_to_all"`, `"dense"`,
       `"fft"`, `"low_rank"`, `"sparse"` ([`coupling_operator`][]).
-    - `noise`: $\sigma \ge 0$; with $\sigma > 0$ [`simulate`][] solves
+    - `noise`: $\sigma \ge 0$ (a static float); with $\sigma > 0$ [`simulate`][] solves
       $d\theta_i = \dots dt + \sigma\, dB_i$.
 
     **Cost per evaluation** (default $g$): all-to-all $O(N)$; dense $O(N^2)$ multiply-adds and $O(N)$
@@ -118,12 +129,12 @@ class Kuramoto(eqx.Module):
     omega: Array
     coupling: Array
     phase_lag: Array
-    noise: Array
     operator: AbstractCoupling
     scale: Array
     degrees: Array
     harmonics: Harmonics | None
     fn: Callable | None = eqx.field(static=True)
+    noise: float = eqx.field(static=True)
 
     def __init__(self, omega, coupling, *, graph=None, phase_lag=0.0, g=None, normalisation="1/N",
                  positions=None, method: str = "auto", noise=0.0):
@@ -133,9 +144,7 @@ class Kuramoto(eqx.Module):
         if self.coupling.shape != ():
             raise ValueError(f"`coupling` must be a scalar, got shape {self.coupling.shape}.")
         self.phase_lag = check_finite(jnp.asarray(phase_lag, dtype=float), "phase_lag")
-        self.noise = jnp.asarray(noise, dtype=float)
-        if np.ndim(self.noise) or not (np.asarray(self.noise) >= 0):
-            raise ValueError(f"`noise` must be a scalar >= 0, got {noise}.")
+        self.noise = _noise(noise)
         op = coupling_operator(graph, n, positions=positions, method=method)
         if g is None:
             g = Harmonics()
@@ -193,19 +202,17 @@ class NeuralField(eqx.Module):
 
     bias: Array
     coupling: Array
-    noise: Array
     operator: AbstractCoupling
     scale: Array
     activation: Callable = eqx.field(static=True)
+    noise: float = eqx.field(static=True)
 
     def __init__(self, bias, *, coupling=1.0, graph=None, activation=jnp.tanh, normalisation="1/N",
                  positions=None, method: str = "auto", noise=0.0):
         self.bias = _node_vector(bias, "bias")
         n = self.bias.shape[0]
         self.coupling = check_finite(jnp.asarray(coupling, dtype=float), "coupling")
-        self.noise = jnp.asarray(noise, dtype=float)
-        if np.ndim(self.noise) or not (np.asarray(self.noise) >= 0):
-            raise ValueError(f"`noise` must be a scalar >= 0, got {noise}.")
+        self.noise = _noise(noise)
         if not callable(activation):
             raise TypeError("`activation` must be callable.")
         self.activation = activation
@@ -276,8 +283,7 @@ def simulate(field, y0, ts, *, args=None, solver=None, dt0=None, rtol: float = 1
     if ts.ndim != 1 or ts.shape[0] < 2:
         raise ValueError(f"`ts` must be a vector of >= 2 save times, got shape {ts.shape}.")
     y0 = check_finite(jnp.asarray(y0, dtype=float), "y0")
-    noise = getattr(field, "noise", None)
-    sde = noise is not None and (not isinstance(noise, jax.core.Tracer)) and float(noise) > 0
+    sde = float(getattr(field, "noise", 0.0) or 0.0) > 0
     if sde:
         if key is None:
             raise ValueError("`key` is required when the field has `noise > 0` (an SDE).")

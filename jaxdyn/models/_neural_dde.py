@@ -287,6 +287,10 @@ def memory_capacity(model: NeuralDDE, *, lipschitz=None) -> MemoryCapacity:
     inherits the limits of non-augmented neural ODEs; the flag is a sufficient condition only, since
     $K$ is an upper bound.
 
+    $K$ bounds **only** the Lipschitz constant in the delayed argument(s) $h(t - \tau_i)$: the
+    dependence of $f_\theta$ on the current state $h(t)$ (and on $t$) is not bounded or used here,
+    as in Kuehn & Kuntz's criterion.
+
     **Returns:** a [`MemoryCapacity`][] with `lipschitz` $K$, `max_delay` $\tau_{\max}$,
     `capacity` $K\tau_{\max}$ and `ode_like` ($K\tau_{\max} e < 1$).
     """

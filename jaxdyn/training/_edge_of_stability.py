@@ -94,13 +94,16 @@ class EdgeOfStability(eqx.Module):
 
     @property
     def final_sharpness_ratio(self) -> float:
+        """Final sharpness over $2/\\eta$."""
         return self.final_sharpness / self.threshold
 
     @property
     def mean_sharpness_after_ratio(self) -> float:
+        """Mean sharpness after the first crossing over $2/\\eta$."""
         return self.mean_sharpness_after / self.threshold
 
     def as_dict(self) -> dict:
+        """All statistics as a plain dict (with the two ratios), for reports."""
         names = [f.name for f in self.__dataclass_fields__.values()]
         out = {name: getattr(self, name) for name in names}
         out["final_sharpness_ratio"] = self.final_sharpness_ratio

@@ -107,9 +107,11 @@ class GDJacobian(eqx.Module):
         return self.hessian.dtype
 
     def mv(self, v: Array) -> Array:
+        """$v - \\eta H v$ for a flat vector `v`."""
         return v - self.lr * self.hessian.mv(v)
 
     def as_lineax(self):
+        """The operator as a symmetric `lineax.FunctionLinearOperator`."""
         import lineax as lx
 
         struct = jax.ShapeDtypeStruct((self.size,), self.dtype)
@@ -134,6 +136,8 @@ class GDMap(eqx.Module):
         return eqx.combine(new, static)
 
     def jacobian(self, params: PyTree, *data, chunk_size: int | None = None) -> GDJacobian:
+        """The Jacobian $I - \\eta H$ at `params` (flat vectors; `chunk_size` as in
+        [`jaxdyn.curvature.hessian_operator`][])."""
         arrays, loss, _ = split_params(self.loss_fn, params)
         op = _curvature.hessian_operator(loss, arrays, *data, chunk_size=chunk_size)
         return GDJacobian(op, self.lr)

@@ -46,10 +46,12 @@ class GDEndpoints(eqx.Module):
 
     @property
     def n_converged(self) -> int:
+        """How many runs converged."""
         return int(jnp.sum(self.converged))
 
     @property
     def n_diverged(self) -> int:
+        """How many runs overflowed."""
         return int(jnp.sum(self.diverged))
 
 

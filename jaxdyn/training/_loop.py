@@ -307,6 +307,8 @@ def train(loss_fn: Callable, params: PyTree, *data, steps: int, lr=None,
     check_loss(loss_fn, params, data)
 
     arrays, loss, static = split_params(loss_fn, params)
+    # strong dtypes: the carry keeps one abstract signature across chunks (and after a resume)
+    arrays = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype=a.dtype), arrays)
     size = ravel_pytree(arrays)[0].size
     if top_k > size:
         raise ValueError(f"`top_k` ({top_k}) must be at most the number of parameters ({size}).")

@@ -75,25 +75,34 @@ class _HessianSample(eqx.Module):
 
 
 class _GaussNewtonSample(eqx.Module):
-    """$v \\mapsto v - \\frac{\\eta}{B}\\sum_{i\\in\\xi} G_i^\\top G_i v$ (per-example factors)."""
+    r"""$v \mapsto v - \frac{\eta}{B}\sum_{i\in\xi} G_i^\top G_i v$ (per-example factors).
+
+    The batch is a 0/1 mask over all $n$ examples (the first $B$ entries of a random
+    permutation: the same subsets as `jax.random.choice(..., replace=False)`), so that the batch
+    size is an array and a grid over it compiles once."""
 
     factors: Array
     lr: Array
+    batch_size: Array
     n_examples: int = eqx.field(static=True)
-    batch_size: int = eqx.field(static=True)
 
     def __call__(self, key):
-        G = self.factors[_draw(key, self.n_examples, self.batch_size)]  # (B, q, r)
+        n = self.n_examples
+        perm = jax.random.permutation(key, n)
+        mask = jnp.zeros(n, self.factors.dtype).at[perm].set(
+            (jnp.arange(n) < self.batch_size).astype(self.factors.dtype))
+        G = self.factors  # (n, q, r)
+        w = self.lr * mask / self.batch_size
 
         def matvec(v):
-            return v - self.lr / self.batch_size * jnp.einsum("bqr,bq->r", G, G @ v)
+            return v - jnp.einsum("nqr,nq->r", G, w[:, None] * (G @ v))
 
         return matvec
 
 
 def _sampler(space: NormalSpace, loss_fn, data, lr, batch_size: int):
     if space.factor_kind == "gauss_newton":
-        return _GaussNewtonSample(space.factors, lr, space.n_examples, batch_size)
+        return _GaussNewtonSample(space.factors, lr, jnp.asarray(batch_size), space.n_examples)
     return _HessianSample(loss_fn, space, data, lr, batch_size)
 
 
@@ -119,12 +128,12 @@ def _ms_operator(space: NormalSpace, lr, batch_size: int):
     replacement: with $G_\\xi = \\frac1B\\sum_{i\\in\\xi} K_i$, $P(i\\in\\xi) = B/n$ and
     $P(i, j\\in\\xi) = B(B-1)/(n(n-1))$ for $i \\ne j$, so
     $\\mathbb E[G X G] = c_1\\sum_i K_i X K_i + c_2 S X S$, $S = \\sum_i K_i = n\\,\\mathrm{diag}(h)$,
-    $c_1 = \\frac{n - B}{Bn(n-1)}$, $c_2 = \\frac{B-1}{Bn(n-1)}$ ($c_1 = 0$, $c_2 = n^{-2}$ for
-    $B = n$)."""
+    $c_1 = \\frac{n - B}{Bn(n-1)}$, $c_2 = \\frac{B-1}{Bn(n-1)}$ (so $c_1 = 0$, $c_2 = n^{-2}$
+    for $B = n$: GD)."""
     n, B = space.n_examples, batch_size
-    if B == n:
-        c1, c2 = 0.0, 1.0 / n**2
-    else:
+    if n == 1:
+        c1, c2 = 0.0, 1.0
+    else:  # B may be an array (a grid over batch sizes); at B = n, c1 = 0 and c2 = 1/n^2
         c1, c2 = (n - B) / (B * n * (n - 1)), (B - 1) / (B * n * (n - 1))
     d = space.eigenvalues
     s = n * d
@@ -142,7 +151,7 @@ class _MeanSquareOperator(eqx.Module):
 
     space: NormalSpace
     lr: Array
-    batch_size: int = eqx.field(static=True)
+    batch_size: Any  # an int, or an array on a grid over batch sizes
 
     @property
     def size(self) -> int:
@@ -153,8 +162,9 @@ class _MeanSquareOperator(eqx.Module):
         return _ms_operator(self.space, self.lr, self.batch_size)(v.reshape(r, r)).ravel()
 
 
-def mean_square_bound(space: NormalSpace, lr, batch_size: int, *, dense_max_dim: int = 24,
-                      lanczos_iters: int = 160) -> tuple[Array, Array]:
+@eqx.filter_jit
+def mean_square_bound(space: NormalSpace, lr, batch_size, *, dense_max_dim: int = 24,
+                      lanczos_iters: int = 100) -> tuple[Array, Array]:
     r"""$\tfrac12\log\rho(\mathbb E[B_\xi\otimes B_\xi])$ on the normal space, the expectation taken
     exactly over all mini-batches (closed form, see `_ms_operator`), and an accuracy figure.
 
@@ -466,18 +476,22 @@ def sgd_stability_diagram(per_example_loss, params, data, *, lrs, batch_sizes, k
         from tqdm.auto import tqdm
 
         it = tqdm(sizes, desc="sgd_stability_diagram", leave=False)
-    for b in it:
-        rows.append(_diagram_row(space, per_example_loss, data, lrs, b, key, n_steps, n_chains,
-                                 transient_steps, mean_square))
-    exp, se, msb = (jnp.stack([r[i] for r in rows]) for i in range(3))
+    if space.factor_kind == "gauss_newton":  # batch size as an array: one compiled grid
+        bs = jnp.asarray(sizes, lrs.dtype)
+        exp, se, msb = _diagram_grid(space, per_example_loss, data, lrs, bs, key, n_steps,
+                                     n_chains, transient_steps, mean_square)
+    else:
+        for b in it:
+            rows.append(_diagram_row(space, per_example_loss, data, lrs, b, key, n_steps, n_chains,
+                                     transient_steps, mean_square))
+        exp, se, msb = (jnp.stack([r[i] for r in rows]) for i in range(3))
     return SGDStabilityDiagram(
         lrs=lrs, exponent=exp, stderr=se, mean_square_bound=msb,
         gd_exponent=jax.vmap(lambda lr: gd_exponent(space, lr))(lrs), lambda_max=space.lambda_max,
         gd_boundary=2 / space.lambda_max, batch_sizes=sizes, n_examples=n, rank=space.rank)
 
 
-@eqx.filter_jit
-def _diagram_row(space, per_example_loss, data, lrs, batch_size, key, n_steps, n_chains,
+def _diagram_row_impl(space, per_example_loss, data, lrs, batch_size, key, n_steps, n_chains,
                  transient_steps, mean_square):
     def one(lr):
         lyap = _exponents(space, per_example_loss, data, lr, batch_size, key, n_steps, n_chains, 1,
@@ -487,6 +501,17 @@ def _diagram_row(space, per_example_loss, data, lrs, batch_size, key, n_steps, n
         return lyap.exponents[0], se, msb
 
     return jax.vmap(one)(lrs)
+
+
+_diagram_row = eqx.filter_jit(_diagram_row_impl)
+
+
+@eqx.filter_jit
+def _diagram_grid(space, per_example_loss, data, lrs, sizes, key, n_steps, n_chains,
+                  transient_steps, mean_square):
+    row = lambda b: _diagram_row_impl(space, per_example_loss, data, lrs, b, key,  # noqa: E731
+                                      n_steps, n_chains, transient_steps, mean_square)
+    return jax.vmap(row)(sizes)
 
 
 # -- simulation check ------------------------------------------------------------------------------

@@ -249,7 +249,10 @@ def _default_rtol(p: int, dtype) -> float:
 def _range_round(per_example_loss, unravel, theta, data, key, m: int):
     omega = jax.random.normal(key, (theta.shape[0], m), theta.dtype)
     hvp = hvp_fn(per_example_loss, unravel, theta, data)
-    block = lambda W: lax.map(hvp, W.T, batch_size=32).T  # noqa: E731
+    if m <= 64:
+        block = lambda W: jax.vmap(hvp, in_axes=1, out_axes=1)(W)  # noqa: E731
+    else:  # bounded memory: 32 HVPs at a time
+        block = lambda W: lax.map(hvp, W.T, batch_size=32).T  # noqa: E731
     Q, _ = jnp.linalg.qr(block(omega), mode="reduced")
     T = Q.T @ block(Q)
     T = (T + T.T) / 2

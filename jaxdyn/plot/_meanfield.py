@@ -1,0 +1,153 @@
+"""Figures for Kuramoto-type particle systems and their mean-field limits (matplotlib imported lazily)."""
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from ._plots import _axes
+
+
+def plot_order_vs_coupling(curves: Mapping, *, theory: Mapping | None = None, kc: Mapping | None = None,
+                           ax=None, title: str | None = None):
+    r"""Stationary order parameter $r_\infty$ against the coupling $K$.
+
+    **Arguments:**
+
+    - `curves`: label -> `(ks, r)` measured values (markers).
+    - `theory`: label -> callable `r(k)` or `(ks, r)` arrays (lines).
+    - `kc`: label -> critical coupling, drawn as vertical dotted lines.
+    - `ax`, `title`: as usual.
+
+    **Returns:** the `Figure`.
+    """
+    fig, ax = _axes(ax)
+    colours = {}
+    for label, (ks, r) in curves.items():
+        (line,) = ax.plot(np.asarray(ks), np.asarray(r), "o", ms=4, label=label)
+        colours[label] = line.get_color()
+    for label, th in (theory or {}).items():
+        if callable(th):
+            all_ks = np.concatenate([np.asarray(k) for k, _ in curves.values()])
+            ks = np.linspace(all_ks.min(), all_ks.max(), 400)
+            r = np.asarray(th(ks))
+        else:
+            ks, r = (np.asarray(a) for a in th)
+        ax.plot(ks, r, "-", lw=1.5, label=label)
+    for label, value in (kc or {}).items():
+        ax.axvline(value, color="grey", ls=":", lw=1)
+        ax.text(value, 0.02, f" {label}", rotation=90, va="bottom", fontsize="small", color="grey")
+    ax.set_xlabel("coupling $K$")
+    ax.set_ylabel(r"$r_\infty$ (time average)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_order_parameter(ts, curves: Mapping, *, ax=None, title: str | None = None,
+                         styles: Mapping | None = None):
+    r"""Order-parameter time series $r(t) = |z(t)|$: label -> values on `ts`. Returns the `Figure`."""
+    fig, ax = _axes(ax)
+    ts = np.asarray(ts)
+    styles = dict(styles or {})
+    for label, r in curves.items():
+        ax.plot(ts, np.abs(np.asarray(r)), label=label, **styles.get(label, {}))
+    ax.set_xlabel("$t$")
+    ax.set_ylabel("$r(t) = |z(t)|$")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_space_time(ts, x, theta, *, local_order=None, frequency=None, title: str | None = None):
+    r"""Space-time plot of phases on a ring (chimera states), with optional profiles.
+
+    **Arguments:**
+
+    - `ts`: times `(T,)`; `x`: node positions `(N,)`; `theta`: phases `(T, N)` (drawn mod $2\pi$).
+    - `local_order`: optional `|Z_i|` at the final time `(N,)` (or `(T, N)`: the last row is used).
+    - `frequency`: optional time-averaged phase velocities `(N,)`.
+
+    **Returns:** the `Figure` (one image panel plus one panel per profile).
+    """
+    import matplotlib.pyplot as plt
+
+    extra = [p for p in (local_order, frequency) if p is not None]
+    fig, axes = plt.subplots(1, 1 + len(extra), figsize=(5.0 + 3.6 * len(extra), 4.0), layout="constrained",
+                             squeeze=False)
+    axes = axes[0]
+    ts, x = np.asarray(ts), np.asarray(x)
+    th = np.mod(np.asarray(theta), 2 * np.pi)
+    im = axes[0].imshow(th, aspect="auto", origin="lower", cmap="twilight", vmin=0, vmax=2 * np.pi,
+                        extent=(x[0], x[-1], ts[0], ts[-1]), interpolation="nearest")
+    fig.colorbar(im, ax=axes[0], label=r"$\theta$ mod $2\pi$")
+    axes[0].set_xlabel("position $x$")
+    axes[0].set_ylabel("$t$")
+    axes[0].set_title("phases")
+    i = 1
+    if local_order is not None:
+        lo = np.abs(np.asarray(local_order))
+        lo = lo[-1] if lo.ndim == 2 else lo
+        axes[i].plot(x, lo, ".", ms=3)
+        axes[i].set_ylim(0, 1.05)
+        axes[i].set_xlabel("position $x$")
+        axes[i].set_ylabel(r"local order $|Z(x)|$ at the final time")
+        axes[i].grid(alpha=0.3)
+        i += 1
+    if frequency is not None:
+        axes[i].plot(x, np.asarray(frequency), ".", ms=3)
+        axes[i].set_xlabel("position $x$")
+        axes[i].set_ylabel(r"mean phase velocity $\langle\dot\theta\rangle$")
+        axes[i].grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_w1_convergence(ns, w1, *, stderr=None, ax=None, reference_slope: float = -0.5,
+                        title: str | None = None, xlabel: str = "$N$"):
+    r"""$W_1$ distance to the mean-field limit against $N$ on log-log axes, with an $N^{-1/2}$ guide
+    (through the first point) and a fitted slope in the legend.
+
+    **Arguments:** `ns`, `w1` (same length); `stderr` optional error bars; `reference_slope` the
+    guide's exponent. **Returns:** the `Figure`.
+    """
+    fig, ax = _axes(ax)
+    ns, w1 = np.asarray(ns, dtype=float), np.asarray(w1, dtype=float)
+    slope = np.polyfit(np.log(ns), np.log(w1), 1)[0]
+    ax.errorbar(ns, w1, yerr=None if stderr is None else np.asarray(stderr), fmt="o-",
+                label=f"measured (fitted slope {slope:.2f})")
+    ax.plot(ns, w1[0] * (ns / ns[0]) ** reference_slope, "k--", lw=1,
+            label=f"$N^{{{reference_slope:g}}}$")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("$W_1$ to the Vlasov solution")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_loss_curves(curves: Mapping, *, ax=None, title: str | None = None,
+                     transform: Callable | None = None):
+    """Training-loss curves of two-layer networks (label -> losses per step), log scale.
+
+    Returns the `Figure`."""
+    fig, ax = _axes(ax)
+    for label, values in curves.items():
+        v = np.asarray(values, dtype=float)
+        ax.plot(np.arange(v.size), v if transform is None else transform(v), label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("GD step (mean-field scaling: step $\\eta N$ per particle)")
+    ax.set_ylabel("training loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    if title:
+        ax.set_title(title)
+    return fig

@@ -1,0 +1,168 @@
+"""The training loop (jaxdyn.training.train) and the gradient-flow reference: every tracker against
+closed forms on least squares (loss, gradient norm, Hessian eigenvalues, accuracy, distance between
+GD and gradient flow at matched times), checkpoint/resume to the same numbers, no recompilation
+between step sizes, gradient_flow against exp(-tH), and bad input."""
+
+import jax
+import jax.numpy as jnp
+import jax.scipy.linalg as jsl
+import numpy as np
+import optax
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from jaxdyn.training import Checkpoint, GradientFlow, gradient_flow, train
+
+N, D = 16, 3
+LR = 0.2
+STEPS, EVERY = 40, 5
+FLOW = GradientFlow(dt_max=0.05)
+
+
+TRACES = []  # one entry per trace of `lsq` (to check that step sizes do not recompile)
+
+
+def lsq(params, x, y):
+    r"""$\frac{1}{2n}\sum_i (w \cdot x_i + b - y_i)^2$; params a dict (a PyTree with a scalar leaf)."""
+    TRACES.append(1)
+    return 0.5 * jnp.mean((x @ params["w"] + params["b"] - y) ** 2)
+
+
+def sign_accuracy(params, x, y):
+    return jnp.mean(jnp.sign(x @ params["w"] + params["b"]) == jnp.sign(y))
+
+
+@pytest.fixture(scope="module")
+def problem():
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(N, D)) * np.array([1.5, 1.0, 0.5]))
+    y = jnp.asarray(rng.normal(size=N))
+    params = {"w": jnp.asarray([0.5, -1.0, 2.0]), "b": jnp.asarray(0.3)}
+    flat0, unravel = ravel_pytree(params)
+    z = np.asarray(jax.vmap(lambda xi: ravel_pytree({"w": xi, "b": jnp.asarray(1.0)})[0])(x))
+    H = z.T @ z / N
+    star = np.linalg.lstsq(z, np.asarray(y), rcond=None)[0]
+    lstar = 0.5 * np.mean((z @ star - np.asarray(y)) ** 2)
+    return dict(x=x, y=y, params=params, flat0=np.asarray(flat0), H=H, star=star, lstar=lstar,
+                unravel=unravel)
+
+
+def _run(problem, **kw):
+    return train(lsq, problem["params"], problem["x"], problem["y"], steps=kw.pop("steps", STEPS),
+                 lr=kw.pop("lr", LR), every=EVERY, top_k=2, accuracy_fn=sign_accuracy, flow=FLOW,
+                 chunk=2, progress=False, **kw)
+
+
+@pytest.fixture(scope="module")
+def result(problem):
+    before = len(TRACES)
+    res = _run(problem)
+    problem["first_traces"] = len(TRACES) - before
+    return res
+
+
+def test_trackers_closed_form(problem, result):
+    H, e0 = problem["H"], problem["flat0"] - problem["star"]
+    lams = np.linalg.eigvalsh(H)
+    rows = np.arange(0, STEPS + 1, EVERY)
+    np.testing.assert_array_equal(result.steps, rows)
+    np.testing.assert_allclose(result.times, rows * LR, rtol=1e-14)
+    M = np.eye(4) - LR * H
+    e_gd = np.stack([np.linalg.matrix_power(M, k) @ e0 for k in rows])
+    e_gf = np.stack([np.asarray(jsl.expm(-k * LR * jnp.asarray(H))) @ e0 for k in rows])
+    quad = lambda e: problem["lstar"] + 0.5 * np.einsum("ki,ij,kj->k", e, H, e)
+    np.testing.assert_allclose(result.loss, quad(e_gd), rtol=1e-10)
+    every_step = np.stack([np.linalg.matrix_power(M, k) @ e0 for k in range(STEPS)])
+    np.testing.assert_allclose(result.losses, quad(every_step), rtol=1e-10)
+    np.testing.assert_allclose(result.gradient_norm, np.linalg.norm(e_gd @ H, axis=1), rtol=1e-9)
+    np.testing.assert_allclose(result.eigenvalues, np.tile(lams[::-1][:2], (rows.size, 1)), rtol=1e-9)
+    np.testing.assert_allclose(result.sharpness, lams[-1], rtol=1e-9)
+    dist = np.linalg.norm(e_gd - e_gf, axis=1)
+    np.testing.assert_allclose(result.flow_distance, dist, rtol=1e-5, atol=1e-9)
+    assert dist[-1] > 1e-3  # GD and the flow differ at O(eta): the comparison is not vacuous
+    np.testing.assert_allclose(result.flow_loss, quad(e_gf), rtol=1e-7)
+    np.testing.assert_allclose(result.flow_sharpness, lams[-1], rtol=1e-9)
+    np.testing.assert_allclose(ravel_pytree(result.flow_params)[0], problem["star"] + e_gf[-1], rtol=1e-7)
+    assert int(result.flow_result) == 0
+    # the flow's step is min(dt_max, 1/S) = 0.05 here: at least t / 0.05 steps
+    assert int(result.flow_steps) >= round(STEPS * LR / 0.05)
+    final = result.params
+    np.testing.assert_allclose(ravel_pytree(final)[0], problem["star"] + e_gd[-1], rtol=1e-10)
+    np.testing.assert_allclose(result.accuracy[-1], sign_accuracy(final, problem["x"], problem["y"]))
+
+
+def test_checkpoint_resume_same_numbers(problem, result, tmp_path):
+    path_a, path_b = str(tmp_path / "a.eqx"), str(tmp_path / "b.eqx")
+    full = _run(problem, checkpoint=Checkpoint(path_a, every=2))
+    _run(problem, steps=STEPS // 2, checkpoint=Checkpoint(path_b, every=2))
+    resumed = _run(problem, checkpoint=Checkpoint(path_b, every=2))
+    for res in (full, resumed):
+        for name in ("losses", "loss", "gradient_norm", "eigenvalues", "accuracy", "flow_distance",
+                     "flow_loss", "flow_steps"):
+            np.testing.assert_array_equal(getattr(res, name), getattr(result, name), err_msg=name)
+        np.testing.assert_array_equal(ravel_pytree(res.params)[0], ravel_pytree(result.params)[0])
+    with pytest.raises(ValueError, match="other settings"):
+        train(lsq, problem["params"], problem["x"], problem["y"], steps=STEPS, lr=0.1, every=EVERY,
+              top_k=2, accuracy_fn=sign_accuracy, flow=FLOW, chunk=2, progress=False,
+              checkpoint=Checkpoint(path_b, every=2))
+    with pytest.raises(ValueError, match="already holds"):
+        _run(problem, steps=STEPS // 2, checkpoint=Checkpoint(path_b, every=2))
+
+
+def test_no_recompilation_between_step_sizes(problem, result):
+    counts = []
+    for lr in (0.15, 0.3):
+        before = len(TRACES)
+        res = _run(problem, lr=lr, steps=10)
+        counts.append(len(TRACES) - before)
+        np.testing.assert_allclose(res.sharpness, np.linalg.eigvalsh(problem["H"])[-1], rtol=1e-9)
+    # the first call traced the loop; later ones (other lr, fewer steps) only check the input
+    assert counts[0] < problem["first_traces"]
+    assert counts[1] == counts[0]
+
+
+def test_optax_optimizer(problem):
+    kw = dict(steps=10, every=5, top_k=0, progress=False)
+    plain = train(lsq, problem["params"], problem["x"], problem["y"], lr=LR, **kw)
+    sgd = train(lsq, problem["params"], problem["x"], problem["y"], optimizer=optax.sgd(LR), **kw)
+    np.testing.assert_allclose(sgd.losses, plain.losses, rtol=1e-12)
+    assert sgd.sharpness is None and sgd.times is None
+    adam = train(lsq, problem["params"], problem["x"], problem["y"], optimizer=optax.adam(0.05), **kw)
+    assert adam.losses[-1] < adam.losses[0]
+
+
+def test_gradient_flow_closed_form(problem):
+    ts = jnp.linspace(0.0, 3.0, 7)
+    sol = gradient_flow(lsq, problem["params"], problem["x"], problem["y"], ts=ts,
+                        flow=GradientFlow(dt_max=0.05))
+    e0 = problem["flat0"] - problem["star"]
+    ref = np.stack([problem["star"] + np.asarray(jsl.expm(-t * jnp.asarray(problem["H"]))) @ e0
+                    for t in np.asarray(ts)])
+    got = np.asarray(jax.vmap(lambda p: ravel_pytree(p)[0])(sol.params))
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-7)  # Tsit5, h = 0.05
+    np.testing.assert_allclose(sol.sharpness[:-1], np.linalg.eigvalsh(problem["H"])[-1], rtol=1e-9)
+    assert int(sol.result) == 0
+
+
+def test_bad_input(problem):
+    x, y, p = problem["x"], problem["y"], problem["params"]
+    with pytest.raises(ValueError, match="`lr`"):
+        train(lsq, p, x, y, steps=10, lr=0.0, every=5, progress=False)
+    with pytest.raises(ValueError, match="`lr`"):
+        train(lsq, p, x, y, steps=10, lr=-1.0, every=5, progress=False)
+    with pytest.raises(ValueError, match="`lr`"):
+        train(lsq, p, x, y, steps=10, every=5, progress=False)
+    with pytest.raises(ValueError, match="`steps`"):
+        train(lsq, p, x, y, steps=12, lr=0.1, every=5, progress=False)
+    with pytest.raises(ValueError, match="`top_k`"):
+        train(lsq, p, x, y, steps=10, lr=0.1, every=5, top_k=9, progress=False)
+    with pytest.raises(ValueError, match="scalar"):
+        train(lambda p, x, y: (x @ p["w"] - y) ** 2, p, x, y, steps=10, lr=0.1, every=5, progress=False)
+    with pytest.raises(ValueError, match="`data`"):
+        train(lsq, p, x, y[:-1], steps=10, lr=0.1, every=5, progress=False)
+    with pytest.raises(ValueError, match="`lr`"):
+        train(lsq, p, x, y, steps=10, optimizer=optax.sgd(0.1), every=5, flow=True, progress=False)
+    with pytest.raises(ValueError, match="`ts`"):
+        gradient_flow(lsq, p, x, y, ts=jnp.array([0.0, 1.0, 0.5]))
+    with pytest.raises(ValueError, match="`dt_max`"):
+        GradientFlow(dt_max=-1.0)
