@@ -37,10 +37,12 @@ Problems (float64 unless said):
 
 Compile time = first call - warm median (jitcdde: the C build, timed apart). Repeats are capped by a
 time budget per side (counts in the JSON). Without --quick, `mackey_glass.profile` splits `solve`'s
-time per step: Tsit5 with constant steps (as many as the adaptive run at tol 1e-8 tries), full and
-with one part patched out inside this process (equinox's bounded while loop -> lax.while_loop; the
-delayed-value lookups -> the history; the per-step dense coefficients -> zeros), and
-diffrax.diffeqsolve of the corresponding ODE on the same steps as the floor of one RK step in JAX.
+time per step: Tsit5 with constant steps (as many as the adaptive run at tol 1e-8 tries), full
+(default adjoint), with `adjoint=diffrax.DirectAdjoint()` (equinox's bounded loop), and with one
+part patched out inside this process (the delayed-value lookups -> the history; the per-step dense
+coefficients -> zeros), and diffrax.diffeqsolve of the corresponding ODE on the same steps as the
+floor of one RK step in JAX. jaxdyn runs `solve` with its default adjoint
+(`diffrax.RecursiveCheckpointAdjoint()`, reverse-mode differentiable, as diffrax's default).
 """
 
 from __future__ import annotations
@@ -309,7 +311,6 @@ def _profile(opts: Options, ref, n_steps: int, adaptive_us: float) -> dict[str, 
     adaptive run at tol 1e-8) so that every variant takes the same steps; variants patch one part out
     inside this process (their values are wrong; only their time is used)."""
     import diffrax
-    import equinox.internal as eqxi
     import jax
     import jax.numpy as jnp
 
@@ -323,9 +324,10 @@ def _profile(opts: Options, ref, n_steps: int, adaptive_us: float) -> dict[str, 
 
     out: dict[str, Any] = {"n_steps": n_steps, "dt": dt}
 
-    def measure(name):
+    def measure(name, **kwargs):
         def constant_run(h):  # a fresh function each time: jit traces it again, with the patch
-            sol = solve(_mg, h, delays, 0.0, T1, dt0=dt, saveat=ts, max_steps=n_steps + 64, throw=False)
+            sol = solve(_mg, h, delays, 0.0, T1, dt0=dt, saveat=ts, max_steps=n_steps + 64, throw=False,
+                        **kwargs)
             return sol.ys[:, 0], sol.stats["num_steps"]
 
         fn = jax.jit(constant_run)
@@ -334,26 +336,17 @@ def _profile(opts: Options, ref, n_steps: int, adaptive_us: float) -> dict[str, 
                      "us_per_step": r["warm_median_s"] / int(res[1]) * 1e6}
 
     measure("full")
-
-    class _Lax:
-        @staticmethod
-        def while_loop(cond, body, init, max_steps=None, kind=None, buffers=None):
-            return eqxi.while_loop(cond, body, init, buffers=buffers, kind="lax")
-
-    saved = (solve_mod.eqxi, solve_mod.window_lookup, solve_mod.step_coefficients)
+    measure("direct_adjoint_bounded_loop", adjoint=diffrax.DirectAdjoint())
+    saved = (solve_mod.window_lookup, solve_mod.step_coefficients)
     try:
-        solve_mod.eqxi = _Lax
-        measure("lax_while_loop")
-        solve_mod.eqxi = saved[0]
         solve_mod.window_lookup = lambda window, t0, history, t: history(t)
         measure("no_delayed_lookup")
-        solve_mod.window_lookup = saved[1]
+        solve_mod.window_lookup = saved[0]
         solve_mod.step_coefficients = lambda matrix, y0, y1, ks: jnp.zeros(
             (matrix.shape[0],) + y0.shape, y0.dtype)
         measure("no_dense_coefficients")
     finally:
-        solve_mod.eqxi, solve_mod.window_lookup, solve_mod.step_coefficients = saved
-    assert solve_mod.eqxi is eqxi
+        solve_mod.window_lookup, solve_mod.step_coefficients = saved
     # diffrax's own ODE step on the same steps (the field with y(t - tau) replaced by y(t))
     term = diffrax.ODETerm(lambda t, y, args: BETA * y / (1 + y ** POWER) - GAMMA * y)
     ode = jax.jit(lambda h: diffrax.diffeqsolve(term, diffrax.Tsit5(), 0.0, T1, dt, h,
@@ -369,13 +362,14 @@ def _profile(opts: Options, ref, n_steps: int, adaptive_us: float) -> dict[str, 
         "total_constant_steps": full,
         "delayed_lookups": full - out["no_delayed_lookup"]["us_per_step"],
         "dense_coefficients": full - out["no_dense_coefficients"]["us_per_step"],
-        "bounded_loop_vs_lax_while": full - out["lax_while_loop"]["us_per_step"],
+        "extra_for_DirectAdjoint_bounded_loop": out["direct_adjoint_bounded_loop"]["us_per_step"] - full,
         "rest (stages, field, controller, buffer writes)": out["no_delayed_lookup"]["us_per_step"]
         - (full - out["no_dense_coefficients"]["us_per_step"]),
     }
     out["what"] = ("jaxdyn solve with Tsit5 and constant steps (as many as the adaptive run at tol 1e-8 "
-                   "tries): full; equinox's bounded while loop (for forward and reverse mode) swapped for "
-                   "lax.while_loop; the delayed lookups (window search + Horner) replaced by the history; "
+                   "tries): full (default adjoint RecursiveCheckpointAdjoint: a plain while loop when not "
+                   "differentiated); with adjoint=DirectAdjoint (equinox's bounded while loop, for forward "
+                   "mode too); the delayed lookups (window search + Horner) replaced by the history; "
                    "the per-step dense coefficients (one small matrix product of the stages) replaced by "
                    "zeros; diffrax.diffeqsolve of the ODE y' = f(y, y) on the same steps "
                    "as the floor one RK step costs in JAX here. Parts are not additive exactly (XLA fuses "

@@ -18,13 +18,15 @@ Cases:
   No peer (no library simulates graphon-coupled oscillators).
 
 Accuracy: every side's trajectory is compared with a reference (jaxdyn all-to-all, Dopri8,
-rtol = atol = 1e-12) on the whole output grid. The package is run once per side and per mode (it
+rtol = atol = 1e-12) on the whole output grid. At the same nominal tolerance Tsit5's global error is
+larger than LSODA's, so jaxdyn is also timed at rtol = atol = 1e-9 (`jaxdyn_tight`), where its error
+is no larger than the package's: `speedup_at_no_larger_error`; the goal needs both ratios >= 50.
+The package is run once per side and per mode (it
 takes about a minute); jaxdyn's warm time is the median of repeats after a compile run.
 """
 
 from __future__ import annotations
 
-import statistics
 import time
 from typing import Any
 
@@ -43,6 +45,7 @@ GOAL = {
     "threshold": 50.0,
 }
 N, K, T1, N_OUT, TOL = 2000, 2.0, 10.0, 1000, 1.49012e-8
+TIGHT_TOL = 1e-9
 FFT_NS = (1_000, 10_000, 100_000, 1_000_000)
 FFT_STEPS, FFT_DT, RING = 100, 0.01, 0.35
 
@@ -137,17 +140,26 @@ def _case_kuramoto(dense: bool, opts: Options, state: dict) -> dict[str, Any]:
             jax.block_until_ready(mv(w, v))
             times.append(time.perf_counter() - t0)
         evals = 6 * steps + 1  # Tsit5: 6 new stages per tried step (FSAL), plus the first
-        mv_s = statistics.median(times)
+        mv_s = min(times)
         rec_j["matvec_s"] = mv_s
         rec_j["evaluations"] = evals
         rec_j["matvec_share_of_warm_time"] = evals * mv_s / rec_j["warm_median_s"]
         rec_j["matvec_bandwidth_GB_s"] = N * N * 8 / mv_s / 1e9
+    # the same nominal tolerance gives Tsit5 a larger global error than LSODA here; a tighter run
+    # gives the time at an error no larger than the package's
+    run_tight = lambda: mf.simulate(field, jnp.asarray(theta0), ts, rtol=TIGHT_TOL, atol=TIGHT_TOL)
+    rec_t, sol_t = _time_jax(run_tight, max(1, min(opts.repeats, 5 if opts.quick else 10)))
+    rec_t.update({"rtol": TIGHT_TOL, "atol": TIGHT_TOL, "steps": int(sol_t.stats["num_steps"]),
+                  "max_abs_error_vs_reference": float(np.max(np.abs(np.asarray(sol_t.ys) - ref)))})
     peer = _peer(omega, theta0, state)
-    rec: dict[str, Any] = {"jaxdyn": rec_j, "headline": dense, "speedup": {}}
+    rec: dict[str, Any] = {"jaxdyn": rec_j, "jaxdyn_tight": rec_t, "headline": dense, "speedup": {}}
     if peer.get("status") == "ok":
         rec["kuramoto"] = {k: v for k, v in peer.items() if k != "ys"}
-        rec["kuramoto"]["max_abs_error_vs_reference"] = float(np.max(np.abs(peer["ys"] - ref)))
+        peer_err = float(np.max(np.abs(peer["ys"] - ref)))
+        rec["kuramoto"]["max_abs_error_vs_reference"] = peer_err
         rec["speedup"]["kuramoto"] = peer["warm_median_s"] / rec_j["warm_median_s"]
+        rec["speedup_at_no_larger_error"] = (peer["warm_median_s"] / rec_t["warm_median_s"]
+                                             if rec_t["max_abs_error_vs_reference"] <= peer_err else None)
         rec["max_abs_difference_jaxdyn_vs_kuramoto"] = float(np.max(np.abs(np.asarray(sol.ys) - peer["ys"])))
     else:
         rec["kuramoto"] = peer
@@ -174,7 +186,8 @@ def _case_fft(opts: Options) -> dict[str, Any]:
         ts = jnp.asarray([0.0, FFT_STEPS * FFT_DT])
         run = lambda field=field, theta0=theta0, ts=ts: mf.simulate(field, theta0, ts, solver=mf.RK4(),
                                                                       dt0=FFT_DT, max_steps=FFT_STEPS + 1).ys
-        reps = 3 if n >= 100_000 else (5 if opts.quick else 10)
+        reps = (1 if opts.quick else 2) if n >= 1_000_000 else (3 if n >= 100_000 else
+                                                                 (5 if opts.quick else 10))
         r, ys = _time_jax(run, reps)
         assert np.all(np.isfinite(np.asarray(ys)))
         r.pop("repeats_s")
@@ -212,7 +225,12 @@ def run(opts: Options) -> dict[str, Any]:
             results["cases"][case] = _case_kuramoto(case == "dense_n2000", opts, state)
     head = results["cases"].get(HEADLINE)
     speedup = None if head is None else head["speedup"].get("kuramoto")
-    results["goal"] = dict(GOAL, speedup=speedup, met=None if speedup is None else bool(speedup >= 50.0))
+    equal = None if head is None else head.get("speedup_at_no_larger_error")
+    results["goal"] = dict(GOAL, speedup=speedup, speedup_at_no_larger_error=equal,
+                           met=None if speedup is None else bool(speedup >= 50.0 and (equal or 0) >= 50.0),
+                           note="met requires >= 50x both at the same nominal tolerance and with jaxdyn "
+                                f"tightened (rtol = atol = {TIGHT_TOL:g}) to an error no larger than the "
+                                "package's")
     results["problem"] = {"n": N, "coupling": K, "normalisation": "K / N", "t1": T1,
                           "save_grid": f"linspace(0, {T1:g}, {N_OUT})", "rtol": TOL, "atol": TOL,
                           "omega": "N(0, 1), numpy default_rng(0)", "theta0": "U[0, 2 pi), same generator",

@@ -73,14 +73,14 @@ def test_ggn_is_jtj_over_n(mlp_problem):
 
 def test_neural_ode_hvp():
     def build(key):
-        k1, k2, k3 = jax.random.split(key, 3)
-        return NeuralODE(MLPField(2, 4, 1, key=k1), lift=random_affine(1, 2, key=k2),
-                         readout=random_affine(2, 1, key=k3), solver=diffrax.Heun(),
-                         stepsize_controller=diffrax.ConstantStepSize(), dt0=0.5)
+        k1, k2 = jax.random.split(key)
+        return NeuralODE(MLPField(2, 4, 1, key=k1), readout=random_affine(2, 1, key=k2),
+                         solver=diffrax.Heun(), stepsize_controller=diffrax.ConstantStepSize(),
+                         dt0=0.5)
 
     model = eqx.filter_jit(build)(jax.random.key(1))
-    x = jnp.linspace(-1, 1, 4)[:, None]
-    y = jnp.sin(3 * x)
+    x = jnp.stack([jnp.linspace(-1, 1, 4), jnp.linspace(0.5, -0.5, 4)], axis=1)
+    y = jnp.sin(3 * x[:, :1])
 
     def loss(m, xs, ys):
         return 0.5 * jnp.mean((m.batch(xs) - ys) ** 2)

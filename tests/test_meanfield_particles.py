@@ -148,13 +148,17 @@ def test_zero_coupling_is_free_rotation_and_jit_does_not_retrace(state, dense_so
         np.testing.assert_allclose(sol.ys, theta + TS[:, None] * omega, atol=1e-12, rtol=0)
 
 
+def _identity(x):
+    return x
+
+
 def test_linear_neural_field_mean():
     # sigma = id, b = 0, W = w: m(t) = m0 exp((w - 1) t)
     x0 = jnp.linspace(-1.0, 2.0, 16)
     ts = jnp.linspace(0.0, 2.0, 5)
-    for w in (0.3, 0.9):
-        f = mf.NeuralField(jnp.zeros(16), graph=graphons.constant(w), activation=lambda x: x)
-        m = jnp.mean(mf.simulate(f, x0, ts, rtol=1e-10, atol=1e-10).ys, axis=1)
+    for w in (0.3, 0.9):  # fixed-step RK4, dt = 0.01: error ~ 1e-10
+        f = mf.NeuralField(jnp.zeros(16), graph=graphons.constant(w), activation=_identity)
+        m = jnp.mean(mf.simulate(f, x0, ts, solver=mf.RK4(), dt0=0.01).ys, axis=1)
         np.testing.assert_allclose(m, jnp.mean(x0) * jnp.exp((w - 1) * ts), rtol=1e-8)
 
 
@@ -166,9 +170,10 @@ def test_vmap_and_grad(state):
                                np.stack([_rhs(f, y) for y in batch]), atol=1e-13)
 
     # gradient of a scalar of the field in (K, theta) against central differences
+    w = graphons.fourier([0.5, 0.5])
+
     def loss(k, th):
-        return jnp.sum(jnp.sin(mf.Kuramoto(omega, k, graph=graphons.fourier([0.5, 0.5]), phase_lag=0.3)(
-            0.0, th)))
+        return jnp.sum(jnp.sin(mf.Kuramoto(omega, k, graph=w, phase_lag=0.3)(0.0, th)))
 
     k0 = jnp.asarray(1.5)
     gk, gth = jax.jit(jax.grad(loss, argnums=(0, 1)))(k0, theta)
@@ -211,9 +216,10 @@ def test_sampled_graphs():
     a = mf.sample_graph(graphons.constant(0.3), 200, key=key)
     assert np.allclose(a, a.T) and np.all(np.diag(a) == 0)
     assert abs(float(a.sum()) / (200 * 199) - 0.3) < 0.015
-    s = mf.sample_graph(graphons.ring(0.1), 200, key=key, density=0.5, sparse=True)
+    s = mf.sample_graph(graphons.ring(0.25), 200, key=key, density=0.5, sparse=True)
+    assert s.shape == (200, 200) and s.nse == int(np.count_nonzero(np.asarray(s.todense())))
     deg = np.asarray(s.todense()).sum(1)
-    assert abs(deg.mean() / (0.5 * 200 * 0.2) - 1) < 0.1  # degree ~ rho N 2r
+    assert abs(deg.mean() / (0.5 * 200 * 0.5) - 1) < 0.1  # degree ~ rho N 2r
     b = mf.sample_graph(graphons.stochastic_block([0.5, 0.5], [[0.8, 0.0], [0.0, 0.8]]), 100, key=key)
     assert float(b[:50, 50:].sum()) == 0.0
     np.testing.assert_allclose(mf.lorentzian_quantiles(4, 2.0), 2 * np.tan(np.pi * (np.arange(4) + 0.5) / 4

@@ -3,7 +3,7 @@ extreme eigenvalues (Lanczos, power iteration), sharpness, spectral densities (s
 Lanczos quadrature) and traces (Hutchinson, Hutch++)."""
 
 from ._density import DensityResult as DensityResult, spectral_density as spectral_density
-from ._lanczos import EigenResult as EigenResult, lanczos as lanczos, top_eigenvalues as top_eigenvalues
+from ._lanczos import EigenResult as EigenResult, top_eigenvalues as top_eigenvalues
 from ._operators import (
     AbstractCurvatureOperator as AbstractCurvatureOperator,
     CurvatureOperator as CurvatureOperator,

@@ -18,12 +18,11 @@ the number of distinct eigenvalues).
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from .._checks import check_int
 from .._types import Array, Key
 from ._lanczos import _tridiagonal, lanczos
-from ._operators import as_operator
+from ._operators import as_operator, map_batched
 
 _BACKENDS = ("jaxdyn", "matfree")
 
@@ -84,10 +83,10 @@ def _slq(op, key, num_probes, order, dtype, grid, sigma, num_grid, backend, batc
     V = jax.random.rademacher(kprobe, (num_probes, size), dtype) / jnp.sqrt(size).astype(dtype)
     seeds = jax.random.uniform(krest, (num_probes,), dtype)
     if backend == "jaxdyn":
-        nodes, weights = lax.map(lambda a: _probe_jaxdyn(op, a[0], a[1], order), (V, seeds),
-                                 batch_size=batch_size)
+        nodes, weights = map_batched(lambda a: _probe_jaxdyn(op, a[0], a[1], order), (V, seeds),
+                                     batch_size)
     else:
-        nodes, weights = lax.map(lambda v: _probe_matfree(op, v, order), V, batch_size=batch_size)
+        nodes, weights = map_batched(lambda v: _probe_matfree(op, v, order), V, batch_size)
     used = weights > 0
     big = jnp.finfo(dtype).max
     lo = jnp.min(jnp.where(used, nodes, big))

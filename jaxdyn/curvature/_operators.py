@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import lineax as lx
 import numpy as np
 from jax import lax
+from jax.flatten_util import ravel_pytree
 
 from .._checks import check_int, is_concrete
 from .._types import Array, PyTree
@@ -402,6 +403,13 @@ def gauss_newton_operator(model_fn: Callable, params: PyTree, *data: PyTree, los
                                flattener, loss)
 
 
+def map_batched(fn, xs, batch_size):
+    """`lax.map(fn, xs)`, or with `batch_size` (`vmap` over batches; JAX >= 0.4.31) if given."""
+    if batch_size is None:
+        return lax.map(fn, xs)
+    return lax.map(fn, xs, batch_size=batch_size)
+
+
 # -- accepting any operator ----------------------------------------------------------------------
 
 
@@ -427,11 +435,10 @@ class _LineaxOperator(eqx.Module):
     def mv(self, v):
         if self.flat:
             return self.operator.mv(v)
-        _, unravel = jax.flatten_util.ravel_pytree(
+        _, unravel = ravel_pytree(
             jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype),
                                    self.operator.in_structure()))
-        out = self.operator.mv(unravel(v))
-        return jax.flatten_util.ravel_pytree(out)[0]
+        return ravel_pytree(self.operator.mv(unravel(v)))[0]
 
 
 def as_operator(operator, name: str = "operator"):
@@ -441,8 +448,6 @@ def as_operator(operator, name: str = "operator"):
     Accepts a [`CurvatureOperator`][] (or any object with `.mv` and an integer `.size`), a
     lineax operator (square; PyTree input structures are flattened), or a square matrix.
     """
-    import jax.flatten_util  # noqa: F401 - used by _LineaxOperator
-
     if isinstance(operator, lx.AbstractLinearOperator):
         if operator.in_size() != operator.out_size():
             raise ValueError(f"`{name}` must be square, got {operator.out_size()} x "

@@ -73,8 +73,8 @@ def sharpness(loss_fn: Callable, params: PyTree, *data: PyTree, key: Key | None 
     [`hessian_operator`][] then [`top_eigenvalues`][] with `k = 1` (Lanczos on
     forward-over-reverse HVPs). Gradient descent with step $\eta$ is linearly unstable along
     the top eigenvector when $S > 2/\eta$ (the edge of stability hovers there). Jit-able and
-    differentiable in neither (it is a `while_loop`); call it under `jax.jit`/`eqx.filter_jit`
-    with `params` and the data as arguments.
+    vmap-able (call it under `jax.jit`/`eqx.filter_jit` with `params` and the data as
+    arguments); not reverse-differentiable (a `while_loop`).
 
     **Arguments:** `loss_fn`, `params`, `*data`, `chunk_size` as in [`hessian_operator`][];
     `key`, `num_iters`, `tol` as in [`top_eigenvalues`][] (`key=None`: the deterministic start).

@@ -10,12 +10,11 @@ XTrace), so Hutch++ is implemented here.
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jax import lax
 from matfree import stochtrace
 
 from .._checks import check_int
 from .._types import Array, Key
-from ._operators import as_operator
+from ._operators import as_operator, map_batched
 
 _METHODS = ("hutchinson", "hutch++")
 
@@ -37,7 +36,7 @@ class TraceResult(eqx.Module):
 
 
 def _apply_many(op, V, batch_size):
-    return lax.map(op.mv, V, batch_size=batch_size)
+    return map_batched(op.mv, V, batch_size)
 
 
 @eqx.filter_jit
@@ -54,7 +53,7 @@ def _hutchinson(op, key, num_probes, dtype, batch_size):
 @eqx.filter_jit
 def _hutchpp(op, key, num_probes, dtype, batch_size):
     size = op.size
-    s = num_probes // 3
+    s = min(num_probes // 3, size)  # a sketch as large as the space is already exact
     g = num_probes - 2 * s
     k1, k2 = jax.random.split(key)
     S = jax.random.rademacher(k1, (s, size), dtype)
@@ -85,7 +84,9 @@ def trace(operator, *, key: Key, num_probes: int = 100, method: str = "hutchinso
 
     - `operator`: as in [`top_eigenvalues`][].
     - `key`: a `jax.random` key (required).
-    - `num_probes`: the total number of operator applications ($\ge 2$; $\ge 3$ for Hutch++).
+    - `num_probes`: the total number of operator applications ($\ge 2$; $\ge 3$ for Hutch++,
+      whose sketch takes `min(num_probes // 3, size)` of them twice and the rest go to the
+      residual part).
     - `method`: `"hutchinson"` (default) or `"hutch++"`.
     - `probe_batch_size`: apply this many probes at once (`lax.map(..., batch_size=...)`;
       default one at a time, the least memory).
@@ -103,9 +104,6 @@ def trace(operator, *, key: Key, num_probes: int = 100, method: str = "hutchinso
     else:
         if num_probes < 3:
             raise ValueError(f"`num_probes` must be >= 3 for Hutch++, got {num_probes}.")
-        if num_probes // 3 > op.size:
-            raise ValueError(f"`num_probes` // 3 = {num_probes // 3} exceeds the operator size "
-                             f"{op.size}.")
         if num_probes - 2 * (num_probes // 3) < 2:
             raise ValueError("`num_probes` leaves fewer than 2 probes for Hutch++'s residual part.")
         est, err = _hutchpp(op, key, num_probes, dtype, probe_batch_size)

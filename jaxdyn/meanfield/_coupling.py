@@ -95,25 +95,32 @@ class Dense(AbstractCoupling):
 
 
 class Circulant(AbstractCoupling):
-    r"""A circulant matrix $C_{ij} = c_{(i - j) \bmod N}$, applied by real FFTs in $O(N \log N)$.
+    r"""A circulant matrix $C_{ij} = c_{(i - j) \bmod N}$, applied by FFTs in $O(N \log N)$.
 
-    Built from a convolution graphon on the grid $x_i = (i + 1/2)/N$: $c_d = k(d/N)$.
+    Built from a convolution graphon on the grid $x_i = (i + 1/2)/N$: $c_d = k(d/N)$. Since $C$ is
+    real, two real columns $a, b$ go through one complex FFT pair: $C(a + ib) = Ca + iCb$ (for
+    Kuramoto, $a = \cos\theta$, $b = \sin\theta$, i.e. one FFT pair of $e^{i\theta}$).
     """
 
-    hat_re: Array  # the real FFT of the first column, stored as two real arrays (diffrax prefers real
+    hat_re: Array  # the FFT of the first column, stored as two real arrays (diffrax prefers real
     hat_im: Array  # leaves)
     n: int = eqx.field(static=True)
 
     def __init__(self, column):
         column = jnp.asarray(column, dtype=float)
         self.n = column.shape[0]
-        hat = jnp.fft.rfft(column)
+        hat = jnp.fft.fft(column)
         self.hat_re, self.hat_im = hat.real, hat.imag
 
     @_as_2d
     def matvec(self, v):
-        vh = jnp.fft.rfft(v, axis=0)
-        return jnp.fft.irfft(vh * (self.hat_re + 1j * self.hat_im)[:, None], n=self.n, axis=0)
+        m = v.shape[1]
+        if m % 2:
+            v = jnp.concatenate([v, jnp.zeros((self.n, 1), v.dtype)], axis=1)
+        h = v.shape[1] // 2
+        z = (v[:, :h] + 1j * v[:, h:]).T  # (h, n): FFTs along the contiguous axis
+        w = jnp.fft.ifft(jnp.fft.fft(z, axis=-1) * (self.hat_re + 1j * self.hat_im), axis=-1).T
+        return jnp.concatenate([w.real, w.imag], axis=1)[:, :m]
 
 
 class LowRank(AbstractCoupling):
@@ -154,6 +161,18 @@ class Sparse(AbstractCoupling):
         r"""$\sum_{e: i_e = i} w_e\, \mathrm{fn}(\theta_{j_e} - \theta_i)$ in $O(E)$ evaluations."""
         vals = self.weights * fn(theta[self.cols] - theta[self.rows])
         return jax.ops.segment_sum(vals, self.rows, num_segments=self.n)
+
+
+@eqx.filter_jit
+def evaluate_matrix(graph: AbstractGraphon, x) -> Array:
+    """$W(x_i, x_j)$ for all pairs, as one compiled program (not one per operation)."""
+    return jnp.asarray(graph(x[:, None], x[None, :]), dtype=float)
+
+
+@eqx.filter_jit
+def degrees(op: AbstractCoupling) -> Array:
+    """Row sums of a coupling operator (compiled once per operator type and size)."""
+    return op.degrees().astype(float)
 
 
 def _positions(positions, n: int):
@@ -244,7 +263,7 @@ def coupling_operator(graph, n: int, *, positions=None, method: str = "auto") ->
             if not isinstance(graph, AbstractLowRankGraphon):
                 raise ValueError(f"`method='low_rank'` needs a low-rank graphon, got {type(graph).__name__}.")
             return LowRank(*graph.factors(x))
-        matrix = graph(x[:, None], x[None, :])
+        matrix = evaluate_matrix(graph, x)
         return Dense(matrix) if method == "dense" else _dense_to_sparse(matrix, "graph")
     if isinstance(graph, jsparse.BCOO):
         if graph.shape != (n, n):

@@ -19,7 +19,7 @@ import numpy as np
 from jaxtyping import Array
 
 from .._checks import check_finite
-from ._coupling import AbstractCoupling, Dense, Sparse, coupling_operator
+from ._coupling import AbstractCoupling, Dense, Sparse, coupling_operator, degrees
 
 
 class Harmonics(eqx.Module):
@@ -53,7 +53,7 @@ def _scale(op: AbstractCoupling, normalisation, n: int) -> Array:
         if normalisation == "1/N":
             return jnp.full((n,), 1.0 / n)
         if normalisation == "degree":
-            d = op.degrees().astype(float)
+            d = degrees(op)
             return jnp.where(d > 0, 1.0 / jnp.where(d > 0, d, 1.0), 0.0)
         raise ValueError(f"`normalisation` must be '1/N', 'degree' or a number > 0, got {normalisation!r}.")
     rho = float(normalisation)
@@ -157,7 +157,7 @@ class Kuramoto(eqx.Module):
         else:
             raise TypeError(f"`g` must be None, a Harmonics or a callable g(phi), got {type(g).__name__}.")
         self.operator = op
-        self.degrees = op.degrees().astype(float)
+        self.degrees = degrees(op)
         self.scale = _scale(op, normalisation, n)
 
     @property

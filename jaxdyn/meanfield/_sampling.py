@@ -14,6 +14,7 @@ from jax.scipy.special import ndtri
 from jaxtyping import Array
 
 from .._checks import check_int
+from ._coupling import evaluate_matrix
 from ._graphon import AbstractGraphon, StepGraphon, grid
 
 
@@ -47,15 +48,19 @@ def sample_graph(graphon: AbstractGraphon, n: int, *, key, positions=None, densi
     x = grid(n) if positions is None else jnp.asarray(positions, dtype=float)
     if x.shape != (n,):
         raise ValueError(f"`positions` must have shape ({n},), got {x.shape}.")
-    p = graphon(x[:, None], x[None, :])
+    p = evaluate_matrix(graphon, x)
     pn = np.asarray(p)
     if np.any(pn < 0) or np.any(pn > 1) or not np.all(np.isfinite(pn)):
         raise ValueError(f"`graphon` values must lie in [0, 1] (edge probabilities), got values in "
                          f"[{np.nanmin(pn):.4g}, {np.nanmax(pn):.4g}].")
-    u = jax.random.uniform(key, (n, n))
-    upper = jnp.triu(u < density * p, k=1)
-    a = (upper | upper.T).astype(float)
+    a = _bernoulli(key, density * p)
     return jsparse.BCOO.fromdense(a) if sparse else a
+
+
+@jax.jit
+def _bernoulli(key, p):
+    upper = jnp.triu(jax.random.uniform(key, p.shape) < p, k=1)
+    return (upper | upper.T).astype(float)
 
 
 def step_graphon(adjacency) -> StepGraphon:

@@ -52,6 +52,13 @@ def _draw(key, n: int, batch_size: int) -> Array:
     return jax.random.choice(key, n, (batch_size,), replace=False)
 
 
+def _mask(key, n: int, batch_size, dtype) -> Array:
+    """0/1 weights of a batch: the first `batch_size` entries of a random permutation (the same
+    subsets as `_draw`); `batch_size` may be an array."""
+    perm = jax.random.permutation(key, n)
+    return jnp.zeros(n, dtype).at[perm].set((jnp.arange(n) < batch_size).astype(dtype))
+
+
 class _HessianSample(eqx.Module):
     """$v \\mapsto v - \\eta U^\\top H_\\xi U v$ by an HVP of the mini-batch mean loss."""
 
@@ -88,9 +95,7 @@ class _GaussNewtonSample(eqx.Module):
 
     def __call__(self, key):
         n = self.n_examples
-        perm = jax.random.permutation(key, n)
-        mask = jnp.zeros(n, self.factors.dtype).at[perm].set(
-            (jnp.arange(n) < self.batch_size).astype(self.factors.dtype))
+        mask = _mask(key, n, self.batch_size, self.factors.dtype)
         G = self.factors  # (n, q, r)
         w = self.lr * mask / self.batch_size
 
@@ -565,9 +570,13 @@ def _simulate(space, per_example_loss, data, lr, batch_size, key, n_steps, n_run
         theta0 = space.theta + radius * space.basis @ (z / jnp.linalg.norm(z))
         d0 = jnp.sqrt(full(theta0))
 
+        def batch_loss(theta, key):  # masked mean: the batch size is an array (one compile)
+            mask = _mask(key, n, batch_size, theta.dtype)
+            vals = jax.vmap(lambda ex: per_example_loss(space.unravel(theta), ex))(data)
+            return jnp.sum(mask * vals) / batch_size
+
         def step(theta, i):
-            batch = take(data, _draw(jax.random.fold_in(ks, i), n, batch_size))
-            g = jax.grad(mean_loss_fn(per_example_loss, space.unravel, batch))(theta)
+            g = jax.grad(batch_loss)(theta, jax.random.fold_in(ks, i))
             theta = theta - lr * g
             d = jnp.sqrt(jnp.maximum(full(theta), 0.0))
             return theta, jnp.log(d / d0)
@@ -603,7 +612,8 @@ def sgd_escape(per_example_loss, params, data, *, lr, batch_size: int, key, n_st
     escapes. Away from $\lambda = 0$ the outcome follows the sign of $\lambda$ (returns for
     $\lambda < 0$, escapes for $\lambda > 0$); `rate` estimates $\lambda$ itself.
 
-    Batches as in [`sgd_lyapunov`][] (the same draw rule). Arguments: `n_steps` SGD steps in each
+    Batches as in [`sgd_lyapunov`][] (the same draw rule; here as 0/1 weights over all $n$
+    examples, so that batch sizes share one compiled program). Arguments: `n_steps` SGD steps in each
     of `n_runs` runs (vmapped), `factor`: the change of $d_t = \sqrt{L(\theta_t)}$ that counts
     as returned ($1/$factor) or escaped (factor).
 
@@ -615,6 +625,7 @@ def sgd_escape(per_example_loss, params, data, *, lr, batch_size: int, key, n_st
     space = _space_for(per_example_loss, params, data, normal_space, curvature, None, 0)
     dtype = space.basis.dtype
     radius, factor = jnp.asarray(radius, dtype), jnp.asarray(factor, dtype)
-    logs, outcome, rate = _simulate(space, per_example_loss, data, lr.astype(dtype), batch_size, key,
-                                    n_steps, n_runs, radius, factor)
+    logs, outcome, rate = _simulate(space, per_example_loss, data, lr.astype(dtype),
+                                    jnp.asarray(batch_size, dtype), key, n_steps, n_runs, radius,
+                                    factor)
     return SGDEscapeResult(logs, outcome, rate, lr, radius, factor, batch_size)
