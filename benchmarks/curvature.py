@@ -165,7 +165,9 @@ def _jax_side(X, Y, weights):
             g = jax.grad(lambda th: _jax_loss(unravel(th), x, y))
             return jax.jvp(g, (flat,), (v,))[1]
 
-        v = jax.random.rademacher(key, flat.shape, flat.dtype) / jnp.sqrt(flat.size)
+        # the probe jaxdyn's spectral_density draws for this key (the same random vector)
+        kprobe, _ = jax.random.split(key)
+        v = jax.random.rademacher(kprobe, (1, flat.size), flat.dtype)[0] / jnp.sqrt(flat.size)
         _, T, *_ = decomp.tridiag_sym(ORDER, reortho="full", materialize=True)(mv, v)
         theta, S = jnp.linalg.eigh(T)
         return theta, S[0] ** 2

@@ -17,9 +17,9 @@ Problems (float64 unless said):
   `jaxdyn.dde.solve_batch` (the goal's figure: the batch is one (256, 1) state with **shared
   steps**, the field vmapped over members, the controller's error norm the largest member-wise RMS
   norm, so every member meets the tolerance) and `jax.jit(jax.vmap(solve))` (each member its own
-  steps; slow, because a while_loop under vmap selects its whole state, step buffer included, every
-  iteration). The peer: a Python loop over one compiled jitcdde (re-set with `constant_past`),
-  which runs every 8th history (every 32nd with --quick), its time scaled by 8 (32).
+  steps; the batched loop runs until the slowest member is done). The peer: a Python loop over one
+  compiled jitcdde (re-set with `constant_past`), which runs every 8th history (every 32nd with
+  --quick), its time scaled by 8 (32).
 - `neural_dde_step`: one training step (forward + backward + SGD update) of a neural DDE, float32:
   h' = MLP([h(t), h(t - 0.5)]), state 4, one hidden layer of width 32 (tanh), constant history
   h(s) = x, T = 1, classical RK4 with dt = 0.05 (20 steps), loss mean |h(T) - target|^2 over a

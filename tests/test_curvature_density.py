@@ -37,12 +37,20 @@ def test_hutchinson_and_hutchpp(spectrum):
     assert float(low.stderr) < 1e-8 * np.sum(B**2)
 
 
+SIGMA = 0.05
+
+
+def _slq(A, lam, backend="jaxdyn"):
+    # one compiled program for every call: same operator type, shapes, probes, order, sigma
+    grid = jnp.linspace(lam.min() - 1.0, lam.max() + 1.0, 4001)
+    return cv.spectral_density(jnp.asarray(A), key=jax.random.key(3), num_probes=30, order=20,
+                               sigma=SIGMA, grid=grid, backend=backend)
+
+
 def test_slq_moments_and_broadening(spectrum):
     A, lam = spectrum
-    sigma = 0.05
-    grid = jnp.linspace(lam.min() - 1.0, lam.max() + 1.0, 4001)
-    dens = cv.spectral_density(A, key=jax.random.key(3), num_probes=30, order=20, sigma=sigma,
-                               grid=grid)
+    sigma = SIGMA
+    dens = _slq(A, lam)
     assert dens.nodes.shape == dens.weights.shape == (30, 20) and dens.num_hvp == 600
     np.testing.assert_allclose(jnp.sum(dens.weights, axis=1), 1.0, atol=1e-12)
     m1, e1 = dens.moment(1)
@@ -52,31 +60,29 @@ def test_slq_moments_and_broadening(spectrum):
     # the smoothed density integrates to 1 and its second moment is the nodes' plus sigma^2
     g, phi = np.asarray(dens.grid), np.asarray(dens.density)
     np.testing.assert_allclose(np.trapezoid(phi, g), 1.0, atol=1e-8)
-    mean_nodes = float(m1)
-    np.testing.assert_allclose(np.trapezoid(g * phi, g), mean_nodes, atol=1e-8)
+    np.testing.assert_allclose(np.trapezoid(g * phi, g), float(m1), atol=1e-8)
     np.testing.assert_allclose(np.trapezoid(g**2 * phi, g), float(m2) + sigma**2, rtol=1e-8)
     # matfree's Lanczos (used directly as the backend) gives the same quadrature
-    ref = cv.spectral_density(A, key=jax.random.key(3), num_probes=30, order=20, sigma=sigma,
-                              grid=grid, backend="matfree")
+    ref = _slq(A, lam, backend="matfree")
     np.testing.assert_allclose(np.sort(ref.nodes, axis=1), np.sort(dens.nodes, axis=1), atol=1e-8)
     np.testing.assert_allclose(ref.density, dens.density, atol=1e-8)
 
 
 def test_slq_breakdown_and_plots():
-    # 3 distinct eigenvalues: the Krylov space is invariant after 3 steps; our Lanczos restarts
-    # (zero-weight nodes), matfree's would divide by zero
-    D = jnp.diag(jnp.repeat(jnp.array([-1.0, 2.0, 5.0]), 4))
-    dens = cv.spectral_density(D, key=jax.random.key(4), num_probes=3, order=8)
+    # 4 distinct eigenvalues (each 10 times): the Krylov space is invariant after 4 steps; our
+    # Lanczos restarts (the extra nodes get zero weight); matfree's would divide by zero
+    lam = np.repeat([-1.0, 2.0, 5.0, 7.0], N // 4)
+    dens = _slq(np.diag(lam), lam)
     assert bool(jnp.all(jnp.isfinite(dens.density)))
     heavy = np.asarray(dens.nodes)[np.asarray(dens.weights) > 1e-10]
-    np.testing.assert_allclose(np.unique(np.round(heavy, 8)), [-1.0, 2.0, 5.0], atol=1e-8)
-    np.testing.assert_allclose(dens.moment(1)[0], 2.0, atol=1e-12)  # tr(D)/n exactly
+    np.testing.assert_allclose(np.unique(np.round(heavy, 8)), [-1.0, 2.0, 5.0, 7.0], atol=1e-8)
+    np.testing.assert_allclose(dens.moment(1)[0], lam.mean(), atol=1e-12)  # tr(D)/n exactly
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = dens.plot(reference=np.diag(np.asarray(D)))
+    fig = dens.plot(reference=lam)
     assert fig.axes and fig.axes[0].get_xlabel().startswith("eigenvalue")
     res = cv.EigenResult(jnp.array([5.0, 2.0]), jnp.eye(2, 12), jnp.array([1e-9, 1e-9]),
                          jnp.array(3), jnp.array(3), jnp.array(True), jnp.array([2.0, 5.0]))

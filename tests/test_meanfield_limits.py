@@ -128,5 +128,10 @@ def test_two_layer_losses_converge_in_n():
     gap = {n: np.max(np.abs(losses[n] - losses[10000])) for n in (100, 1000)}
     assert losses[10000][-1] < 0.5 * losses[10000][0]  # it trains
     assert gap[1000] < gap[100] and gap[1000] < 0.1 * losses[10000][0]
+    # one GD step is one Euler step of the mean-field gradient flow (a diffrax vector field)
+    m0 = mf.TwoLayer.init(100, 3, key=jax.random.key(100))
+    flow = mf.TwoLayerGradientFlow()(0.0, m0, (x, y))
+    euler = jax.tree_util.tree_map(lambda p, v: p + 0.5 * v, m0, flow)
+    np.testing.assert_allclose(mf.mse(euler, x, y), losses[100][1], rtol=1e-12)
     with pytest.raises(ValueError, match="x"):
         mf.two_layer_gd(mf.TwoLayer.init(10, 3, key=key), x[:, :2], y, steps=2, lr=0.1)

@@ -1,6 +1,5 @@
 """Kuramoto-type particle systems: coupling strategies, known answers, transforms, bad input."""
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -270,10 +269,3 @@ def test_bad_input(state):
 class _BadGraphon(graphons.AbstractGraphon):
     def __call__(self, x, y):
         return 1.5 + 0 * (x + y)
-
-
-def test_diffrax_compatible(state):
-    theta, omega = state
-    f = mf.Kuramoto(omega, 1.0)
-    sol = diffrax.diffeqsolve(diffrax.ODETerm(f), mf.RK4(), 0.0, 0.5, 0.05, theta)
-    assert sol.ys.shape == (1, N) and np.all(np.isfinite(sol.ys))

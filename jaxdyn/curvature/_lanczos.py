@@ -21,6 +21,7 @@ from .._types import Array, Key
 from ._operators import as_operator
 
 _WHICH = ("largest", "smallest")
+_BLOCK = 16  # rows of the Lanczos basis orthogonalised against at a time
 
 
 class EigenResult(eqx.Module):
@@ -129,23 +130,38 @@ def lanczos(mv, v0, num_iters: int, *, seed=0.0, k: int = 1, which: str = "large
     dtype = v0.dtype
     eps = jnp.finfo(dtype).eps
     q0 = v0 / jnp.linalg.norm(v0)
+    blk = min(m, _BLOCK)
+    mpad = -(-m // blk) * blk  # the basis is stored in whole blocks of rows
 
-    def orth(Q, W):
-        # classical Gram-Schmidt twice ("twice is enough"), as one small loop so that the
-        # matrix products are compiled once; returns the projections' coefficients too
-        def step(_, c):
+    def orth(Q, W, j):
+        # classical Gram-Schmidt twice ("twice is enough") against the rows 0..j only, a block
+        # of rows at a time (the cost grows with the basis, not with num_iters); returns the
+        # projection coefficients too
+        nb = j // blk + 1
+
+        def one_pass(_, c):
             W, Hc = c
-            h = jnp.einsum("an,kn->ak", W, Q)
-            return W - jnp.einsum("ak,kn->an", h, Q), Hc + h
 
-        return lax.fori_loop(0, 2, step, (W, jnp.zeros((W.shape[0], m), dtype)))
+            def project(i, H):
+                rows = lax.dynamic_slice_in_dim(Q, i * blk, blk, axis=0)
+                return lax.dynamic_update_slice_in_dim(H, W @ rows.T, i * blk, axis=1)
+
+            H = lax.fori_loop(0, nb, project, jnp.zeros((W.shape[0], mpad), dtype))
+
+            def subtract(i, W):
+                rows = lax.dynamic_slice_in_dim(Q, i * blk, blk, axis=0)
+                return W - lax.dynamic_slice_in_dim(H, i * blk, blk, axis=1) @ rows
+
+            return lax.fori_loop(0, nb, subtract, W), Hc + H
+
+        return lax.fori_loop(0, 2, one_pass, (W, jnp.zeros((W.shape[0], mpad), dtype)))
 
     def body(s: _LanczosState) -> _LanczosState:
         j = s.j
         Q = s.Q.at[j].set(s.q)
         w = mv(s.q).astype(dtype)
         # the next direction and a restart vector, orthogonalised together
-        W, Hc = orth(Q, jnp.stack([w, _restart_vector(n, j, seed, dtype)]))
+        W, Hc = orth(Q, jnp.stack([w, _restart_vector(n, j, seed, dtype)]), j)
         w, r = W[0], W[1]
         a = Hc[0, j]
         b = jnp.sqrt(jnp.sum(w * w))
@@ -164,7 +180,7 @@ def lanczos(mv, v0, num_iters: int, *, seed=0.0, k: int = 1, which: str = "large
             done = ok & (jj >= max(min_iters, k)) & ~breakdown
         return _LanczosState(jj, Q, alpha, beta, q_next, done, s.restarts + breakdown)
 
-    init = _LanczosState(jnp.array(0), jnp.zeros((m, n), dtype), jnp.zeros((m,), dtype),
+    init = _LanczosState(jnp.array(0), jnp.zeros((mpad, n), dtype), jnp.zeros((m,), dtype),
                          jnp.zeros((m,), dtype), q0, jnp.array(False), jnp.array(0))
     return lax.while_loop(lambda s: (s.j < m) & ~s.done, body, init)
 
@@ -198,7 +214,7 @@ def _check_tol(tol, dtype):
 def _top_eigenvalues(op, v0, seed, k, which, num_iters, tol, min_iters):
     state = lanczos(op.mv, v0, num_iters, seed=seed, k=k, which=which, tol=tol, min_iters=min_iters)
     vals, coeffs, res, ritz = _ritz(state.alpha, state.beta, state.j, k, which)
-    vecs = coeffs.T @ state.Q
+    vecs = coeffs.T @ state.Q[:num_iters]
     vecs = vecs / jnp.linalg.norm(vecs, axis=1, keepdims=True)
     if tol == 0.0:
         converged = jnp.array(True)
