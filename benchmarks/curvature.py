@@ -10,10 +10,12 @@ entries of (f - y)^2, float32 on both sides, full batch, CPU.
 
 Cases:
 
-- `top_eigenvalue` (**headline**): the largest Hessian eigenvalue with relative tolerance 1e-3 on
-  both sides. jaxdyn: `top_eigenvalues(hessian_operator(...), 1, tol=1e-3)` (Lanczos with full
-  reorthogonalisation, stopping when the Ritz residual is below 1e-3 of |lambda|), building the
-  operator inside one `eqx.filter_jit`. PyHessian: `hessian(model, MSELoss(), data=(x, y),
+- `top_eigenvalue` (**headline**): the largest Hessian eigenvalue with the same relative
+  tolerance 1e-3 and the same stopping rule on both sides: stop when two successive estimates
+  differ by less than 1e-3 relatively. jaxdyn: `top_eigenvalues(hessian_operator(...), 1,
+  tol=1e-3, criterion="change")` (Lanczos with full reorthogonalisation), building the operator
+  inside one `eqx.filter_jit`. Extra side `jaxdyn_residual`: the default, stricter rule (Ritz
+  residual below 1e-3 |lambda|, which bounds the error). PyHessian: `hessian(model, MSELoss(), data=(x, y),
   cuda=False)` (which computes the gradient graph) then `.eigenvalues(maxIter=100, tol=1e-3)`
   (power iteration, stopping when successive estimates change by less than 1e-3 relatively).
   Extra side `jaxdyn_power`: jaxdyn's `power_iteration` with PyHessian's criterion (same
@@ -32,7 +34,10 @@ Cases:
   (said in the JSON).
 
 Timing: `time_interleaved` (first call on its own, one warm-up, then interleaved repeats); slow
-cases use at most 5 repeats (2 with --quick).
+cases use at most 5 repeats (2 with --quick). torch is first probed at 1 thread and at --threads
+on the PyHessian call and then run at the faster count for every case (on a shared 2-core
+machine torch's intra-op threads can be many times slower when another process holds a core;
+the probe is in the JSON under `peer.pyhessian.thread_probe`).
 """
 
 from __future__ import annotations
@@ -135,8 +140,9 @@ def _jax_side(X, Y, weights):
     x, y = jnp.asarray(X), jnp.asarray(Y)
 
     @eqx.filter_jit
-    def top(p, x, y, tol):
-        return cv.top_eigenvalues(cv.hessian_operator(_jax_loss, p, x, y), 1, tol=tol)
+    def top(p, x, y, tol, criterion="change"):
+        return cv.top_eigenvalues(cv.hessian_operator(_jax_loss, p, x, y), 1, tol=tol,
+                                  criterion=criterion)
 
     @eqx.filter_jit
     def power(p, x, y):
@@ -246,6 +252,28 @@ def _torch_side(X, Y, weights, threads):
             "density": density, "torch": torch}
 
 
+def _probe_threads(ts, threads):
+    """Time PyHessian's top-eigenvalue call at 1 thread and at `threads` (3 calls each, on its
+    own) and keep the faster: on a small or shared CPU torch's intra-op threads can make it much
+    slower, and the goal must not profit from that."""
+    import time
+
+    torch = ts["torch"]
+    out = {}
+    for n in sorted({1, threads}):
+        torch.set_num_threads(n)
+        ts["top"]()  # warm-up at this thread count
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            ts["top"]()
+            times.append(time.perf_counter() - t0)
+        out[str(n)] = sorted(times)[1]
+    best = min(out, key=out.get)
+    torch.set_num_threads(int(best))
+    return {"median_of_3_s": out, "chosen_threads": int(best)}
+
+
 def _block(x):
     import jax
 
@@ -261,16 +289,19 @@ def _noop(x):
 
 def _case_top(js, ts, opts, repeats):
     p, x, y = js["params"], js["x"], js["y"]
-    ref = js["top"](p, x, y, 1e-6)
+    ref = js["top"](p, x, y, 1e-6, "residual")
     lam_ref = float(ref.eigenvalues[0])
     calls = {"jaxdyn": (lambda: js["top"](p, x, y, TOL), _block),
+             "jaxdyn_residual": (lambda: js["top"](p, x, y, TOL, "residual"), _block),
              "jaxdyn_power": (lambda: js["power"](p, x, y), _block)}
     if ts is not None:
         calls[PEER] = (ts["top"], _noop)
     timing = time_interleaved(calls, repeats=repeats)
     res = js["top"](p, x, y, TOL)
+    rr = js["top"](p, x, y, TOL, "residual")
     pw = js["power"](p, x, y)
     rec: dict[str, Any] = {"headline": True, "jaxdyn": timing["jaxdyn"],
+                           "jaxdyn_residual": timing["jaxdyn_residual"],
                            "jaxdyn_power": timing["jaxdyn_power"]}
     lam = float(res.eigenvalues[0])
     agreement = {
@@ -279,12 +310,16 @@ def _case_top(js, ts, opts, repeats):
         "jaxdyn": {"lambda_max": lam, "rel_err": abs(lam - lam_ref) / abs(lam_ref),
                    "hvps": int(res.num_hvp), "converged": bool(res.converged),
                    "residual": float(res.residuals[0])},
+        "jaxdyn_residual": {"lambda_max": float(rr.eigenvalues[0]),
+                            "rel_err": abs(float(rr.eigenvalues[0]) - lam_ref) / abs(lam_ref),
+                            "hvps": int(rr.num_hvp), "converged": bool(rr.converged),
+                            "residual": float(rr.residuals[0])},
         "jaxdyn_power": {"lambda_max": float(pw.eigenvalues[0]),
                          "rel_err": abs(float(pw.eigenvalues[0]) - lam_ref) / abs(lam_ref),
                          "hvps": int(pw.num_hvp), "converged": bool(pw.converged)},
     }
-    speedup = {"jaxdyn_power": timing["jaxdyn_power"]["warm_median_s"]
-               / timing["jaxdyn"]["warm_median_s"]}
+    speedup = {side: timing[side]["warm_median_s"] / timing["jaxdyn"]["warm_median_s"]
+               for side in ("jaxdyn_residual", "jaxdyn_power")}
     if ts is not None:
         lam_t, n_t = ts["top"]()
         agreement[PEER] = {"lambda_max": float(lam_t),
@@ -296,6 +331,8 @@ def _case_top(js, ts, opts, repeats):
         speedup[PEER] = timing[PEER]["warm_median_s"] / timing["jaxdyn"]["warm_median_s"]
         rec["speedup_paired"] = {PEER: paired_ratio(timing[PEER]["repeats_s"],
                                                     timing["jaxdyn"]["repeats_s"])}
+        rec["pyhessian_over_jaxdyn_residual"] = (timing[PEER]["warm_median_s"]
+                                                 / timing["jaxdyn_residual"]["warm_median_s"])
     else:
         speedup[PEER] = None
     rec["speedup"] = speedup
@@ -410,6 +447,9 @@ def run(opts: Options) -> dict[str, Any]:
     weights = _weights()
     js = _jax_side(X, Y, weights)
     ts = None if missing else _torch_side(X, Y, weights, opts.threads)
+    if ts is not None:
+        peer_record["thread_probe"] = _probe_threads(ts, opts.threads)
+        print(f"torch thread probe (PyHessian top eigenvalue): {peer_record['thread_probe']}")
     slow_repeats = min(opts.repeats, 2 if opts.quick else 5)
     results: dict[str, Any] = {"cases": {}, "peer": {PEER: peer_record}}
     for case in cases:

@@ -2,7 +2,14 @@
 
 import importlib.metadata
 
-from . import dde as dde, lyapunov as lyapunov, models as models, plot as plot
+from . import (
+    curvature as curvature,
+    dde as dde,
+    lyapunov as lyapunov,
+    models as models,
+    plot as plot,
+    training as training,
+)
 
 try:
     __version__ = importlib.metadata.version("jaxdyn")

@@ -36,6 +36,10 @@ def test_quadratic_top_k(quadratic):
     true_res = np.linalg.norm(Y @ A - np.asarray(res.eigenvalues)[:, None] * Y, axis=1)
     np.testing.assert_allclose(res.residuals, true_res, atol=1e-9)
     assert int(res.num_hvp) == int(res.iterations) <= N
+    # the power-iteration-style rule (successive Ritz values) stops no later, less accurately
+    chg = cv.top_eigenvalues(H, 3, criterion="change", tol=1e-10)
+    np.testing.assert_allclose(chg.eigenvalues, lam[::-1][:3], atol=1e-6, rtol=0)
+    assert bool(chg.converged) and int(chg.num_hvp) <= N
 
 
 def test_quadratic_smallest_and_power(quadratic):
@@ -122,6 +126,8 @@ def test_bad_input(quadratic):
         cv.top_eigenvalues(H, 1, which="middle")
     with pytest.raises(ValueError, match="`num_iters`"):
         cv.top_eigenvalues(H, 3, num_iters=2)
+    with pytest.raises(ValueError, match="`criterion`"):
+        cv.top_eigenvalues(H, 1, criterion="gradient")
     with pytest.raises(ValueError, match="`tol`"):
         cv.top_eigenvalues(H, 1, tol=-1.0)
     with pytest.raises(TypeError, match="`operator`"):

@@ -64,6 +64,7 @@ class _LanczosState(eqx.Module):
     q: Array
     done: Array
     restarts: Array
+    prev: Array
 
 
 def _tridiagonal(alpha, beta, jj, which):
@@ -116,14 +117,15 @@ def _restart_vector(n, j, seed, dtype):
 
 
 def lanczos(mv, v0, num_iters: int, *, seed=0.0, k: int = 1, which: str = "largest",
-            tol=0.0, min_iters: int = 1) -> _LanczosState:
+            tol=0.0, min_iters: int = 1, criterion: str = "residual") -> _LanczosState:
     r"""Run Lanczos with full reorthogonalisation (classical Gram-Schmidt applied twice) in a
     `lax.while_loop` of at most `num_iters` steps; stop early once the `k` wanted Ritz pairs
     have residual estimates $\le$ `tol` times the largest |Ritz value| (after `min_iters` steps;
-    `tol = 0` runs all steps). On breakdown ($\beta_j \approx 0$: an invariant subspace) a
-    pseudo-random vector (a hash of the step and the scalar `seed`), orthogonalised against the
-    basis, continues the iteration with $\beta_j = 0$ (the tridiagonal matrix becomes block
-    diagonal).
+    `tol = 0` runs all steps; `criterion="change"` instead stops when the wanted Ritz values
+    change by at most `tol` relatively between two steps). On breakdown ($\beta_j \approx 0$:
+    an invariant subspace) a pseudo-random vector (a hash of the step and the scalar `seed`),
+    orthogonalised against the basis, continues the iteration with $\beta_j = 0$ (the
+    tridiagonal matrix becomes block diagonal).
     """
     n = v0.shape[0]
     m = num_iters
@@ -160,28 +162,36 @@ def lanczos(mv, v0, num_iters: int, *, seed=0.0, k: int = 1, which: str = "large
         j = s.j
         Q = s.Q.at[j].set(s.q)
         w = mv(s.q).astype(dtype)
-        # the next direction and a restart vector, orthogonalised together
-        W, Hc = orth(Q, jnp.stack([w, _restart_vector(n, j, seed, dtype)]), j)
-        w, r = W[0], W[1]
+        W, Hc = orth(Q, w[None], j)
+        w = W[0]
         a = Hc[0, j]
         b = jnp.sqrt(jnp.sum(w * w))
         anorm = jnp.max(jnp.abs(s.alpha)) + jnp.max(s.beta) + jnp.abs(a) + b
         breakdown = b <= 100 * eps * jnp.maximum(anorm, jnp.finfo(dtype).tiny)
-        r = r / jnp.maximum(jnp.sqrt(jnp.sum(r * r)), jnp.finfo(dtype).tiny)
-        q_next = jnp.where(breakdown, r, w / jnp.where(breakdown, 1.0, b))
+
+        def restart():
+            # an invariant subspace: continue from a fresh vector orthogonal to the basis
+            r = orth(Q, _restart_vector(n, j, seed, dtype)[None], j)[0][0]
+            return r / jnp.maximum(jnp.sqrt(jnp.sum(r * r)), jnp.finfo(dtype).tiny)
+
+        q_next = lax.cond(breakdown, restart, lambda: w / jnp.where(breakdown, 1.0, b))
         alpha = s.alpha.at[j].set(a)
         beta = s.beta.at[j].set(jnp.where(breakdown, 0.0, b))
         jj = j + 1
         if tol is None or (isinstance(tol, float) and tol == 0.0):
-            done = jnp.array(False)
+            done, vals = jnp.array(False), s.prev
         else:
             vals, _, res, ritz = _ritz(alpha, beta, jj, k, which)
-            ok = jnp.all(res <= tol * _scale(vals, ritz))
+            if criterion == "residual":
+                ok = jnp.all(res <= tol * _scale(vals, ritz))
+            else:
+                ok = jnp.all(jnp.abs(vals - s.prev) <= tol * jnp.abs(vals)) & (jj > k)
             done = ok & (jj >= max(min_iters, k)) & ~breakdown
-        return _LanczosState(jj, Q, alpha, beta, q_next, done, s.restarts + breakdown)
+        return _LanczosState(jj, Q, alpha, beta, q_next, done, s.restarts + breakdown, vals)
 
     init = _LanczosState(jnp.array(0), jnp.zeros((mpad, n), dtype), jnp.zeros((m,), dtype),
-                         jnp.zeros((m,), dtype), q0, jnp.array(False), jnp.array(0))
+                         jnp.zeros((m,), dtype), q0, jnp.array(False), jnp.array(0),
+                         jnp.full((k,), jnp.inf, dtype))
     return lax.while_loop(lambda s: (s.j < m) & ~s.done, body, init)
 
 
@@ -211,20 +221,24 @@ def _check_tol(tol, dtype):
 
 
 @eqx.filter_jit
-def _top_eigenvalues(op, v0, seed, k, which, num_iters, tol, min_iters):
-    state = lanczos(op.mv, v0, num_iters, seed=seed, k=k, which=which, tol=tol, min_iters=min_iters)
+def _top_eigenvalues(op, v0, seed, k, which, num_iters, tol, min_iters, criterion):
+    state = lanczos(op.mv, v0, num_iters, seed=seed, k=k, which=which, tol=tol,
+                    min_iters=min_iters, criterion=criterion)
     vals, coeffs, res, ritz = _ritz(state.alpha, state.beta, state.j, k, which)
     vecs = coeffs.T @ state.Q[:num_iters]
     vecs = vecs / jnp.linalg.norm(vecs, axis=1, keepdims=True)
     if tol == 0.0:
         converged = jnp.array(True)
+    elif criterion == "change":
+        converged = state.done
     else:
         converged = jnp.all(res <= tol * _scale(vals, ritz))
     return EigenResult(vals, vecs, res, state.j, state.j, converged, ritz)
 
 
 def top_eigenvalues(operator, k: int = 1, *, key: Key | None = None, which: str = "largest",
-                    num_iters: int | None = None, tol: float | None = None) -> EigenResult:
+                    num_iters: int | None = None, tol: float | None = None,
+                    criterion: str = "residual") -> EigenResult:
     r"""The `k` largest (or smallest) algebraic eigenvalues of a symmetric operator, by Lanczos.
 
     Lanczos builds an orthonormal basis $Q_j$ of the Krylov space
@@ -250,6 +264,11 @@ def top_eigenvalues(operator, k: int = 1, *, key: Key | None = None, which: str 
       `min(size, 3k + 60)`, capped at the size.
     - `tol`: relative residual tolerance (default $\sqrt{\epsilon}$ of the dtype: about
       $1.5\cdot 10^{-8}$ in float64, $3.5\cdot 10^{-4}$ in float32). `0` runs all `num_iters`.
+    - `criterion`: `"residual"` (default): every wanted pair has residual
+      $\le$ `tol` $\cdot\max|\theta|$, which bounds each eigenvalue's error by the residual
+      (and by about residual$^2$/gap). `"change"`: the wanted Ritz values change by at most
+      `tol` relatively between two steps (power-iteration-style, PyHessian's rule: cheaper, no
+      guarantee; the residuals are still reported).
 
     **Returns:** an [`EigenResult`][] (`.eigenvalues` descending, `.eigenvectors`,
     `.residuals`, `.iterations`, `.num_hvp`, `.converged`). Not converging within `num_iters`
@@ -278,5 +297,7 @@ def top_eigenvalues(operator, k: int = 1, *, key: Key | None = None, which: str 
     num_iters = min(num_iters, size)
     tol = _check_tol(tol, dtype)
     v0, seed = start_vector(key, size, dtype)
-    min_iters = min(num_iters, k + 5)
-    return _top_eigenvalues(op, v0, seed, k, which, num_iters, tol, min_iters)
+    if criterion not in ("residual", "change"):
+        raise ValueError(f"`criterion` must be 'residual' or 'change', got {criterion!r}.")
+    min_iters = min(num_iters, k + 5) if criterion == "residual" else min(num_iters, k + 1)
+    return _top_eigenvalues(op, v0, seed, k, which, num_iters, tol, min_iters, criterion)

@@ -67,7 +67,7 @@ def power_iteration(operator, *, key: Key | None = None, num_iters: int = 100,
 
 def sharpness(loss_fn: Callable, params: PyTree, *data: PyTree, key: Key | None = None,
               chunk_size: int | None = None, num_iters: int | None = None,
-              tol: float | None = None) -> Array:
+              tol: float | None = None, criterion: str = "residual") -> Array:
     r"""The sharpness $S = \lambda_{\max}(\nabla^2 L(\theta))$ of a mean loss over a dataset.
 
     [`hessian_operator`][] then [`top_eigenvalues`][] with `k = 1` (Lanczos on
@@ -77,9 +77,11 @@ def sharpness(loss_fn: Callable, params: PyTree, *data: PyTree, key: Key | None 
     arguments); not reverse-differentiable (a `while_loop`).
 
     **Arguments:** `loss_fn`, `params`, `*data`, `chunk_size` as in [`hessian_operator`][];
-    `key`, `num_iters`, `tol` as in [`top_eigenvalues`][] (`key=None`: the deterministic start).
+    `key`, `num_iters`, `tol`, `criterion` as in [`top_eigenvalues`][] (`key=None`: the
+    deterministic start).
 
     **Returns:** a scalar array.
     """
     op = hessian_operator(loss_fn, params, *data, chunk_size=chunk_size)
-    return top_eigenvalues(op, 1, key=key, num_iters=num_iters, tol=tol).eigenvalues[0]
+    return top_eigenvalues(op, 1, key=key, num_iters=num_iters, tol=tol,
+                           criterion=criterion).eigenvalues[0]

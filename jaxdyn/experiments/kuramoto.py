@@ -317,8 +317,9 @@ def _summary(cfg: Config, mt: dict) -> str:
         f"N = {cfg.w1_cells} x P grid nodes (exactly the cell particle system for a block graphon), "
         f"{cfg.w1_seeds} random draws of initial phases and frequencies per N, against a Vlasov "
         f"reference with {cfg.w1_reference} particles per cell. Estimator: mean over cells of the exact "
-        "circle W1 between the phase distributions (an upper bound of W1 on $[0,1] \\times S^1$ "
-        "restricted to couplings within cells). Fitted slope in log N: "
+        "circle W1 between the phase distributions: the optimal cost over couplings that keep mass "
+        "inside each cell (the x-displacement inside a cell, at most 1/M, is not counted). Fitted slope "
+        "in log N: "
         f"{w1['t1']['slope']:.2f} at t = {cfg.w1_time:g} ({w1['t0']['slope']:.2f} at t = 0); theory "
         "-1/2 (up to logs). The reference's own sampling error "
         f"(~{cfg.w1_reference}^(-1/2) per cell) limits the largest N.",

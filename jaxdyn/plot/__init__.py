@@ -6,18 +6,18 @@ from ._curvature import (
 )
 from ._dde import plot_dde_fits as plot_dde_fits, plot_memory_sweep as plot_memory_sweep
 from ._grid import evaluate as evaluate, grid_values as grid_values
+from ._lyapunov import (
+    plot_ftle_field as plot_ftle_field,
+    plot_lyapunov_convergence as plot_lyapunov_convergence,
+    plot_phase_diagram as plot_phase_diagram,
+    plot_sweep as plot_sweep,
+)
 from ._meanfield import (
     plot_loss_curves as plot_loss_curves,
     plot_order_parameter as plot_order_parameter,
     plot_order_vs_coupling as plot_order_vs_coupling,
     plot_space_time as plot_space_time,
     plot_w1_convergence as plot_w1_convergence,
-)
-from ._lyapunov import (
-    plot_ftle_field as plot_ftle_field,
-    plot_lyapunov_convergence as plot_lyapunov_convergence,
-    plot_phase_diagram as plot_phase_diagram,
-    plot_sweep as plot_sweep,
 )
 from ._plots import (
     plot_critical_points as plot_critical_points,
