@@ -6,6 +6,7 @@ from . import (
     curvature as curvature,
     dde as dde,
     lyapunov as lyapunov,
+    meanfield as meanfield,
     models as models,
     plot as plot,
     training as training,
