@@ -53,6 +53,24 @@ def test_quadratic_smallest_and_power(quadratic):
     assert int(pw.num_hvp) > int(cv.top_eigenvalues(H, 3).num_hvp)
 
 
+def test_eigenvalue_bound_criterion(quadratic):
+    # the residual-squared-over-gap rule certifies tol * |theta| from a larger residual than
+    # the residual rule needs: fewer steps, and the true error is within the bound and tol
+    A, lam, H = quadratic
+    tol = float(np.sqrt(np.finfo(np.float64).eps))  # the default tol (shares compilations)
+    for k, which, exact in ((3, "largest", lam[::-1][:3]), (1, "smallest", lam[:1])):
+        bnd = cv.top_eigenvalues(H, k, which=which, criterion="eigenvalue_bound")
+        assert bool(bnd.converged) and int(bnd.num_hvp) <= N
+        err = np.abs(np.asarray(bnd.eigenvalues) - exact)
+        assert np.all(err <= np.asarray(bnd.error_bounds))
+        assert np.all(err <= tol * np.abs(exact))
+        assert np.all(np.asarray(bnd.error_bounds) <= tol * np.abs(np.asarray(bnd.eigenvalues)))
+        # the bound is not vacuous: residuals that large would not pass the residual rule
+        assert np.any(np.asarray(bnd.residuals) > tol * np.abs(exact))
+    ref = cv.top_eigenvalues(H, 3)  # the residual rule (compiled in test_quadratic_top_k)
+    assert int(cv.top_eigenvalues(H, 3, criterion="eigenvalue_bound").num_hvp) < int(ref.num_hvp)
+
+
 def test_repeated_eigenvalues_and_default_start():
     # exactly repeated eigenvalues: the Krylov space becomes invariant; the restart finds copies
     D = jnp.diag(jnp.array([5.0, 5.0, 5.0, 1.0, 0.5, 0.2, 0.1, 0.0]))

@@ -21,7 +21,9 @@ from .._types import Array, Key
 from ._operators import as_operator
 
 _WHICH = ("largest", "smallest")
-_BLOCK = 16  # rows of the Lanczos basis orthogonalised against at a time
+_CRITERIA = ("residual", "eigenvalue_bound", "change")
+_BLOCK = 8  # rows of the Lanczos basis orthogonalised against at a time (at least)
+_MAX_BLOCKS = 8  # at most this many row blocks (bounds the compiled program's size)
 
 
 class EigenResult(eqx.Module):
@@ -39,6 +41,10 @@ class EigenResult(eqx.Module):
     - `ritz_values`: shape `(num_iters,)`: every Ritz value of the last Krylov space,
       ascending, with `nan` in the `num_iters - iterations` unused slots (at the start for
       `which="largest"`, at the end for `"smallest"`); both ends of the spectrum at once.
+    - `error_bounds`: shape `(k,)` or `None`: the eigenvalue error estimate
+      $\min(r_i, r_i^2/\delta_i)$ per pair ($r_i$ the residual, $\delta_i$ the distance of
+      $\theta_i$ to the nearest other Ritz value; see `criterion="eigenvalue_bound"` of
+      [`top_eigenvalues`][] for when it is a guarantee).
     """
 
     eigenvalues: Array
@@ -48,6 +54,7 @@ class EigenResult(eqx.Module):
     num_hvp: Array
     converged: Array
     ritz_values: Array
+    error_bounds: Array | None = None
 
     def plot(self, ax=None, **kwargs):
         """Eigenvalues with residual bars; see [`jaxdyn.plot.plot_eigenvalues`][]."""
@@ -58,13 +65,15 @@ class EigenResult(eqx.Module):
 
 class _LanczosState(eqx.Module):
     j: Array
-    Q: Array
+    Q: tuple[Array, ...]  # the basis, rows 0..j-1, stored as blocks of rows
     alpha: Array
     beta: Array
     q: Array
     done: Array
     restarts: Array
     prev: Array
+    q_prev: Array  # the previous Lanczos vector (zero at the start)
+    beta_prev: Array  # its coupling beta_{j-1} (0 at the start and after a restart)
 
 
 def _tridiagonal(alpha, beta, jj, which):
@@ -104,6 +113,52 @@ def _ritz(alpha, beta, jj, k, which):
     return vals, coeffs, res, ritz
 
 
+def _bucket_sizes(m: int, lo: int = 1) -> list[int]:
+    """Static leading sizes `_BLOCK * 2**i` (capped at `m`, at least `lo`) used to work on the
+    active part of the basis / tridiagonal matrix only, picked at run time by `lax.switch`."""
+    sizes = {m}
+    size = _BLOCK
+    while size < m:
+        sizes.add(max(size, lo))
+        size *= 2
+    return sorted(x for x in sizes if x <= m)
+
+
+def _gaps(vals, ritz):
+    """Distance of each wanted Ritz value to the nearest *other* active Ritz value (`inf` when
+    there is none); an estimate of its gap to the rest of the spectrum."""
+    d = jnp.abs(vals[:, None] - ritz[None, :])
+    # exclude the value itself (one copy: the smallest distance, which is 0 up to rounding)
+    d = jnp.where(jnp.isnan(d), jnp.inf, d)
+    own = jnp.argmin(d, axis=1)
+    d = d.at[jnp.arange(vals.shape[0]), own].set(jnp.inf)
+    return jnp.min(d, axis=1)
+
+
+def _error_bound(res, gaps):
+    r"""$\min(r, r^2/\delta)$: the residual bound, and the residual-squared-over-gap bound."""
+    quad = jnp.where(gaps > 0, res * res / jnp.where(gaps > 0, gaps, 1.0), jnp.inf)
+    return jnp.minimum(res, quad)
+
+
+def _ritz_active(alpha, beta, jj, k, which):
+    """`_ritz` without the eigenvectors, on the smallest leading bucket holding the `jj`
+    active rows (a dense `eigh` of size `m` every Lanczos step costs more than the step's
+    orthogonalisation); outputs padded to the full size `m`."""
+    m = alpha.shape[0]
+    sizes = _bucket_sizes(m, k)
+
+    def branch(size):
+        def f(alpha, beta):
+            vals, _, res, ritz = _ritz(alpha[:size], beta[:size], jj, k, which)
+            pad = (m - size, 0) if which == "largest" else (0, m - size)
+            return vals, res, jnp.pad(ritz, pad, constant_values=jnp.nan)
+        return f
+
+    idx = jnp.searchsorted(jnp.asarray(sizes), jj)
+    return lax.switch(idx, [branch(sz) for sz in sizes], alpha, beta)
+
+
 def _scale(vals, ritz):
     return jnp.maximum(jnp.nanmax(jnp.abs(ritz)), jnp.max(jnp.abs(vals)))
 
@@ -118,13 +173,17 @@ def _restart_vector(n, j, seed, dtype):
 
 def lanczos(mv, v0, num_iters: int, *, seed=0.0, k: int = 1, which: str = "largest",
             tol=0.0, min_iters: int = 1, criterion: str = "residual") -> _LanczosState:
-    r"""Run Lanczos with full reorthogonalisation (classical Gram-Schmidt applied twice) in a
-    `lax.while_loop` of at most `num_iters` steps; stop early once the `k` wanted Ritz pairs
+    r"""Run Lanczos with full reorthogonalisation (classical Gram-Schmidt, repeated if needed) in
+    a `lax.while_loop` of at most `num_iters` steps; stop early once the `k` wanted Ritz pairs
     have residual estimates $\le$ `tol` times the largest |Ritz value| (after `min_iters` steps;
-    `tol = 0` runs all steps; `criterion="change"` instead stops when the wanted Ritz values
-    change by at most `tol` relatively between two steps). On breakdown ($\beta_j \approx 0$:
-    an invariant subspace) a pseudo-random vector (a hash of the step and the scalar `seed`),
-    orthogonalised against the basis, continues the iteration with $\beta_j = 0$ (the
+    `tol = 0` runs all steps; `criterion="eigenvalue_bound"` instead stops when
+    $\min(r, r^2/\delta) \le$ `tol` $|\theta|$ for each wanted pair, $\delta$ the distance to the
+    nearest other Ritz value, see [`top_eigenvalues`][]; `criterion="change"` when the wanted
+    Ritz values change by at most `tol` relatively between two steps). Step j applies the
+    three-term recurrence, then one classical Gram-Schmidt pass against the stored basis
+    (a second where the first removed much of the norm: "twice is enough"). On breakdown
+    ($\beta_j \approx 0$: an invariant subspace) a pseudo-random vector (a hash of the step and
+    the scalar `seed`), orthogonalised against the basis, continues the iteration with $\beta_j = 0$ (the
     tridiagonal matrix becomes block diagonal).
     """
     n = v0.shape[0]
@@ -132,46 +191,63 @@ def lanczos(mv, v0, num_iters: int, *, seed=0.0, k: int = 1, which: str = "large
     dtype = v0.dtype
     eps = jnp.finfo(dtype).eps
     q0 = v0 / jnp.linalg.norm(v0)
-    blk = min(m, _BLOCK)
-    mpad = -(-m // blk) * blk  # the basis is stored in whole blocks of rows
+    # The basis is stored as a tuple of row blocks (at most `_MAX_BLOCKS`), and step j
+    # orthogonalises against the blocks holding rows 0..j only (rows above j are still zero),
+    # the block count picked by `lax.switch`: the cost grows with the basis, not with
+    # num_iters, and no slice or transposed copy of the basis is ever materialised.
+    blk = max(_BLOCK, -(-m // _MAX_BLOCKS))
+    shapes = [(min(blk, m - i), n) for i in range(0, m, blk)]
 
-    def orth(Q, W, j):
-        # classical Gram-Schmidt twice ("twice is enough") against the rows 0..j only, a block
-        # of rows at a time (the cost grows with the basis, not with num_iters); returns the
-        # projection coefficients too
-        nb = j // blk + 1
+    def orth(Q, w, j, twice):
+        # classical Gram-Schmidt of the vector `w` against rows 0..j: one pass, then a second
+        # one where `twice` is True or where the pass removed more than 1 - 1/sqrt(2) of the
+        # norm (Daniel-Gragg-Kaufman-Stewart: "twice is enough"); returns `w` and the
+        # projection coefficients
+        def branch(nblocks):
+            def one_pass(Q, w):
+                rows = Q[:nblocks]
+                h = [r @ w for r in rows]
+                w = w - sum(hb @ r for hb, r in zip(h, rows, strict=True))
+                hc = jnp.concatenate(h)
+                return w, jnp.pad(hc, (0, m - hc.shape[0]))
 
-        def one_pass(_, c):
-            W, Hc = c
+            def f(Q, w):
+                nrm0 = jnp.sum(w * w)
+                w1, h1 = one_pass(Q, w)
+                again = twice | (2 * jnp.sum(w1 * w1) < nrm0)
+                w2, h2 = lax.cond(again, one_pass, lambda Q, w: (w, jnp.zeros_like(h1)), Q, w1)
+                return w2, h1 + h2
+            return f
 
-            def project(i, H):
-                rows = lax.dynamic_slice_in_dim(Q, i * blk, blk, axis=0)
-                return lax.dynamic_update_slice_in_dim(H, W @ rows.T, i * blk, axis=1)
+        return lax.switch(j // blk, [branch(i + 1) for i in range(len(Q))], Q, w)
 
-            H = lax.fori_loop(0, nb, project, jnp.zeros((W.shape[0], mpad), dtype))
-
-            def subtract(i, W):
-                rows = lax.dynamic_slice_in_dim(Q, i * blk, blk, axis=0)
-                return W - lax.dynamic_slice_in_dim(H, i * blk, blk, axis=1) @ rows
-
-            return lax.fori_loop(0, nb, subtract, W), Hc + H
-
-        return lax.fori_loop(0, 2, one_pass, (W, jnp.zeros((W.shape[0], mpad), dtype)))
+    def set_row(Q, j, q):
+        out = []
+        for i, blockrows in enumerate(Q):
+            size = blockrows.shape[0]
+            local = j - i * blk
+            local = jnp.where((local >= 0) & (local < size), local, size)  # size: dropped
+            out.append(blockrows.at[local].set(q, mode="drop"))
+        return tuple(out)
 
     def body(s: _LanczosState) -> _LanczosState:
         j = s.j
-        Q = s.Q.at[j].set(s.q)
+        Q = set_row(s.Q, j, s.q)
         w = mv(s.q).astype(dtype)
-        W, Hc = orth(Q, w[None], j)
-        w = W[0]
-        a = Hc[0, j]
+        # the three-term recurrence first (cheap: two vectors), then full reorthogonalisation,
+        # which then only removes rounding-level components (one pass, rarely two)
+        w = w - s.beta_prev * s.q_prev
+        a0 = jnp.sum(s.q * w)
+        w = w - a0 * s.q
+        w, hc = orth(Q, w, j, False)
+        a = a0 + hc[j]
         b = jnp.sqrt(jnp.sum(w * w))
         anorm = jnp.max(jnp.abs(s.alpha)) + jnp.max(s.beta) + jnp.abs(a) + b
         breakdown = b <= 100 * eps * jnp.maximum(anorm, jnp.finfo(dtype).tiny)
 
         def restart():
             # an invariant subspace: continue from a fresh vector orthogonal to the basis
-            r = orth(Q, _restart_vector(n, j, seed, dtype)[None], j)[0][0]
+            r = orth(Q, _restart_vector(n, j, seed, dtype), j, True)[0]
             return r / jnp.maximum(jnp.sqrt(jnp.sum(r * r)), jnp.finfo(dtype).tiny)
 
         q_next = lax.cond(breakdown, restart, lambda: w / jnp.where(breakdown, 1.0, b))
@@ -181,17 +257,21 @@ def lanczos(mv, v0, num_iters: int, *, seed=0.0, k: int = 1, which: str = "large
         if tol is None or (isinstance(tol, float) and tol == 0.0):
             done, vals = jnp.array(False), s.prev
         else:
-            vals, _, res, ritz = _ritz(alpha, beta, jj, k, which)
+            vals, res, ritz = _ritz_active(alpha, beta, jj, k, which)
             if criterion == "residual":
                 ok = jnp.all(res <= tol * _scale(vals, ritz))
+            elif criterion == "eigenvalue_bound":
+                ok = jnp.all(_error_bound(res, _gaps(vals, ritz)) <= tol * jnp.abs(vals)) & (jj > k)
             else:
                 ok = jnp.all(jnp.abs(vals - s.prev) <= tol * jnp.abs(vals)) & (jj > k)
             done = ok & (jj >= max(min_iters, k)) & ~breakdown
-        return _LanczosState(jj, Q, alpha, beta, q_next, done, s.restarts + breakdown, vals)
+        return _LanczosState(jj, Q, alpha, beta, q_next, done, s.restarts + breakdown, vals,
+                             s.q, beta[j])
 
-    init = _LanczosState(jnp.array(0), jnp.zeros((mpad, n), dtype), jnp.zeros((m,), dtype),
+    init = _LanczosState(jnp.array(0), tuple(jnp.zeros(sh, dtype) for sh in shapes),
+                         jnp.zeros((m,), dtype),
                          jnp.zeros((m,), dtype), q0, jnp.array(False), jnp.array(0),
-                         jnp.full((k,), jnp.inf, dtype))
+                         jnp.full((k,), jnp.inf, dtype), jnp.zeros_like(q0), jnp.zeros((), dtype))
     return lax.while_loop(lambda s: (s.j < m) & ~s.done, body, init)
 
 
@@ -225,15 +305,18 @@ def _top_eigenvalues(op, v0, seed, k, which, num_iters, tol, min_iters, criterio
     state = lanczos(op.mv, v0, num_iters, seed=seed, k=k, which=which, tol=tol,
                     min_iters=min_iters, criterion=criterion)
     vals, coeffs, res, ritz = _ritz(state.alpha, state.beta, state.j, k, which)
-    vecs = coeffs.T @ state.Q[:num_iters]
+    vecs = coeffs.T @ jnp.concatenate(state.Q)
     vecs = vecs / jnp.linalg.norm(vecs, axis=1, keepdims=True)
+    bounds = _error_bound(res, _gaps(vals, ritz))
     if tol == 0.0:
         converged = jnp.array(True)
     elif criterion == "change":
         converged = state.done
+    elif criterion == "eigenvalue_bound":
+        converged = jnp.all(bounds <= tol * jnp.abs(vals))
     else:
         converged = jnp.all(res <= tol * _scale(vals, ritz))
-    return EigenResult(vals, vecs, res, state.j, state.j, converged, ritz)
+    return EigenResult(vals, vecs, res, state.j, state.j, converged, ritz, bounds)
 
 
 def top_eigenvalues(operator, k: int = 1, *, key: Key | None = None, which: str = "largest",
@@ -244,10 +327,13 @@ def top_eigenvalues(operator, k: int = 1, *, key: Key | None = None, which: str 
     Lanczos builds an orthonormal basis $Q_j$ of the Krylov space
     $\operatorname{span}\{v, Av, \dots, A^{j-1}v\}$ with $Q_j^\top A Q_j = T_j$ tridiagonal; the
     eigenvalues of $T_j$ (Ritz values) converge to the extreme eigenvalues of $A$ first. Full
-    reorthogonalisation (twice-applied Gram-Schmidt against every basis vector) keeps $Q_j$
-    orthonormal in floating point, so no spurious copies appear. The loop is a
-    `lax.while_loop` under `jit` that stops once every wanted pair has residual
-    $|\beta_j s_{ji}| \le$ `tol` $\cdot \max_i|\theta_i|$. `which="smallest"` finds negative
+    reorthogonalisation (after the three-term recurrence, Gram-Schmidt against every basis
+    vector, repeated when it removes much of the norm) keeps $Q_j$ orthonormal in floating
+    point, so no spurious copies appear. The loop is a `lax.while_loop` under `jit` that stops
+    once every wanted pair meets `criterion` (by default residual
+    $|\beta_j s_{ji}| \le$ `tol` $\cdot \max_i|\theta_i|$); each step costs one operator
+    application plus $O(j \cdot \text{size})$ for the orthogonalisation against the $j$ basis
+    vectors so far (not against all `num_iters` rows). `which="smallest"` finds negative
     curvature (saddles) from the same iteration. Our own implementation (not matfree's): see
     the module docstring for why.
 
@@ -266,9 +352,25 @@ def top_eigenvalues(operator, k: int = 1, *, key: Key | None = None, which: str 
       $1.5\cdot 10^{-8}$ in float64, $3.5\cdot 10^{-4}$ in float32). `0` runs all `num_iters`.
     - `criterion`: `"residual"` (default): every wanted pair has residual
       $\le$ `tol` $\cdot\max|\theta|$, which bounds each eigenvalue's error by the residual
-      (and by about residual$^2$/gap). `"change"`: the wanted Ritz values change by at most
-      `tol` relatively between two steps (power-iteration-style, PyHessian's rule: cheaper, no
-      guarantee; the residuals are still reported).
+      (and by about residual$^2$/gap): a guarantee that needs no spectral information.
+      `"eigenvalue_bound"`: every wanted pair has
+      $\min(r_i,\ r_i^2/\delta_i) \le$ `tol` $\cdot|\theta_i|$, a **relative eigenvalue**
+      tolerance (reported as `.error_bounds`). For a unit vector $y$ with Rayleigh quotient
+      $\theta$ and residual $r = \|Ay - \theta y\|$ there is always an eigenvalue within $r$
+      of $\theta$, and if $\theta$'s eigenvalue $\lambda$ is the only one closer than $\delta$
+      to $\theta$ then $|\lambda - \theta| \le r^2/\delta$ (Kato-Temple; Parlett, *The
+      Symmetric Eigenvalue Problem*, ch. 11). Since the error shrinks like $r^2$, this
+      certifies a relative eigenvalue tolerance after far fewer steps than `"residual"` at the
+      same `tol`. **Caveat:** the true gap $\delta$ (to the rest of the spectrum) is unknown;
+      it is estimated by the distance $\delta_i$ to the nearest other Ritz value. Ritz values
+      are interior, so for the extreme eigenvalue $\lambda_1$ this estimate is too large (the
+      bound too optimistic) when $\lambda_2$ has not yet been resolved, e.g. a cluster or an
+      eigenvalue whose eigenvector the start vector nearly misses; the error stays within the
+      residual in any case. A guarantee for a well-separated, already-resolved neighbour, a
+      sound heuristic otherwise (the standard one of Lanczos eigensolvers).
+      `"change"`: the wanted Ritz values change by at most `tol` relatively between two steps
+      (power-iteration-style, PyHessian's rule: cheapest, no guarantee; the residuals are
+      still reported).
 
     **Returns:** an [`EigenResult`][] (`.eigenvalues` descending, `.eigenvectors`,
     `.residuals`, `.iterations`, `.num_hvp`, `.converged`). Not converging within `num_iters`
@@ -297,7 +399,7 @@ def top_eigenvalues(operator, k: int = 1, *, key: Key | None = None, which: str 
     num_iters = min(num_iters, size)
     tol = _check_tol(tol, dtype)
     v0, seed = start_vector(key, size, dtype)
-    if criterion not in ("residual", "change"):
-        raise ValueError(f"`criterion` must be 'residual' or 'change', got {criterion!r}.")
+    if criterion not in _CRITERIA:
+        raise ValueError(f"`criterion` must be one of {_CRITERIA}, got {criterion!r}.")
     min_iters = min(num_iters, k + 5) if criterion == "residual" else min(num_iters, k + 1)
     return _top_eigenvalues(op, v0, seed, k, which, num_iters, tol, min_iters, criterion)
