@@ -22,7 +22,7 @@ from ._operators import as_operator
 
 _WHICH = ("largest", "smallest")
 _CRITERIA = ("residual", "eigenvalue_bound", "change")
-_BLOCK = 8  # rows of the Lanczos basis orthogonalised against at a time (at least)
+_BLOCK = 16  # rows of the Lanczos basis orthogonalised against at a time (at least)
 _MAX_BLOCKS = 8  # at most this many row blocks (bounds the compiled program's size)
 
 
@@ -113,17 +113,6 @@ def _ritz(alpha, beta, jj, k, which):
     return vals, coeffs, res, ritz
 
 
-def _bucket_sizes(m: int, lo: int = 1) -> list[int]:
-    """Static leading sizes `_BLOCK * 2**i` (capped at `m`, at least `lo`) used to work on the
-    active part of the basis / tridiagonal matrix only, picked at run time by `lax.switch`."""
-    sizes = {m}
-    size = _BLOCK
-    while size < m:
-        sizes.add(max(size, lo))
-        size *= 2
-    return sorted(x for x in sizes if x <= m)
-
-
 def _gaps(vals, ritz):
     """Distance of each wanted Ritz value to the nearest *other* active Ritz value (`inf` when
     there is none); an estimate of its gap to the rest of the spectrum."""
@@ -139,24 +128,6 @@ def _error_bound(res, gaps):
     r"""$\min(r, r^2/\delta)$: the residual bound, and the residual-squared-over-gap bound."""
     quad = jnp.where(gaps > 0, res * res / jnp.where(gaps > 0, gaps, 1.0), jnp.inf)
     return jnp.minimum(res, quad)
-
-
-def _ritz_active(alpha, beta, jj, k, which):
-    """`_ritz` without the eigenvectors, on the smallest leading bucket holding the `jj`
-    active rows (a dense `eigh` of size `m` every Lanczos step costs more than the step's
-    orthogonalisation); outputs padded to the full size `m`."""
-    m = alpha.shape[0]
-    sizes = _bucket_sizes(m, k)
-
-    def branch(size):
-        def f(alpha, beta):
-            vals, _, res, ritz = _ritz(alpha[:size], beta[:size], jj, k, which)
-            pad = (m - size, 0) if which == "largest" else (0, m - size)
-            return vals, res, jnp.pad(ritz, pad, constant_values=jnp.nan)
-        return f
-
-    idx = jnp.searchsorted(jnp.asarray(sizes), jj)
-    return lax.switch(idx, [branch(sz) for sz in sizes], alpha, beta)
 
 
 def _scale(vals, ritz):
@@ -192,9 +163,10 @@ def lanczos(mv, v0, num_iters: int, *, seed=0.0, k: int = 1, which: str = "large
     eps = jnp.finfo(dtype).eps
     q0 = v0 / jnp.linalg.norm(v0)
     # The basis is stored as a tuple of row blocks (at most `_MAX_BLOCKS`), and step j
-    # orthogonalises against the blocks holding rows 0..j only (rows above j are still zero),
-    # the block count picked by `lax.switch`: the cost grows with the basis, not with
-    # num_iters, and no slice or transposed copy of the basis is ever materialised.
+    # orthogonalises against the blocks holding rows 0..j only (rows above j are still zero):
+    # the cost grows with the basis, not with num_iters, and no slice or transposed copy of
+    # the basis is ever materialised (a single (num_iters, size) array sliced by row blocks in
+    # nested loops cost about 3 ms per step here for size 55 210: copies of the basis).
     blk = max(_BLOCK, -(-m // _MAX_BLOCKS))
     shapes = [(min(blk, m - i), n) for i in range(0, m, blk)]
 
@@ -202,24 +174,20 @@ def lanczos(mv, v0, num_iters: int, *, seed=0.0, k: int = 1, which: str = "large
         # classical Gram-Schmidt of the vector `w` against rows 0..j: one pass, then a second
         # one where `twice` is True or where the pass removed more than 1 - 1/sqrt(2) of the
         # norm (Daniel-Gragg-Kaufman-Stewart: "twice is enough"); returns `w` and the
-        # projection coefficients
-        def branch(nblocks):
-            def one_pass(Q, w):
-                rows = Q[:nblocks]
-                h = [r @ w for r in rows]
-                w = w - sum(hb @ r for hb, r in zip(h, rows, strict=True))
-                hc = jnp.concatenate(h)
-                return w, jnp.pad(hc, (0, m - hc.shape[0]))
+        # projection coefficients. Blocks of rows not reached yet (all zero) are skipped by a
+        # `lax.cond` per block (compile cost linear in the number of blocks).
+        def one_pass(Q, w):
+            h = [lax.cond(i * blk <= j, lambda r, w: r @ w, lambda r, w: jnp.zeros(r.shape[:1], dtype),
+                          r, w) for i, r in enumerate(Q)]
+            for i, (r, hb) in enumerate(zip(Q, h, strict=True)):
+                w = lax.cond(i * blk <= j, lambda r, hb, w: w - hb @ r, lambda r, hb, w: w, r, hb, w)
+            return w, jnp.concatenate(h)
 
-            def f(Q, w):
-                nrm0 = jnp.sum(w * w)
-                w1, h1 = one_pass(Q, w)
-                again = twice | (2 * jnp.sum(w1 * w1) < nrm0)
-                w2, h2 = lax.cond(again, one_pass, lambda Q, w: (w, jnp.zeros_like(h1)), Q, w1)
-                return w2, h1 + h2
-            return f
-
-        return lax.switch(j // blk, [branch(i + 1) for i in range(len(Q))], Q, w)
+        nrm0 = jnp.sum(w * w)
+        w1, h1 = one_pass(Q, w)
+        again = twice | (2 * jnp.sum(w1 * w1) < nrm0)
+        w2, h2 = lax.cond(again, one_pass, lambda Q, w: (w, jnp.zeros_like(h1)), Q, w1)
+        return w2, h1 + h2
 
     def set_row(Q, j, q):
         out = []
@@ -257,7 +225,7 @@ def lanczos(mv, v0, num_iters: int, *, seed=0.0, k: int = 1, which: str = "large
         if tol is None or (isinstance(tol, float) and tol == 0.0):
             done, vals = jnp.array(False), s.prev
         else:
-            vals, res, ritz = _ritz_active(alpha, beta, jj, k, which)
+            vals, _, res, ritz = _ritz(alpha, beta, jj, k, which)
             if criterion == "residual":
                 ok = jnp.all(res <= tol * _scale(vals, ritz))
             elif criterion == "eigenvalue_bound":

@@ -44,16 +44,16 @@ _ALL = (
         "x^2 or |x|^2 (monotone / no critical points), augmented ones can.",
     ),
     Experiment("lyapunov", "jaxdyn.experiments.lyapunov", "Lorenz spectrum and rho sweep; order to chaos."),
-    Experiment("sgd-stability", "jaxdyn.experiments.sgd_stability",
-               "SGD Lyapunov exponent at an interpolating minimum vs the GD boundary (digits MLP)."),
     Experiment("dde-memory", "jaxdyn.experiments.dde_memory", "Neural DDE memory capacity K tau: x^2 fits."),
-    Experiment("kuramoto", "jaxdyn.experiments.kuramoto",
-               "Kuramoto r(K) vs theory, particles vs Ott-Antonsen, ring chimera, N^(-1/2) mean-field rate."),
     Experiment("edge-of-stability", "jaxdyn.experiments.edge_of_stability",
                "Full-batch GD on digits: sharpness rises to 2/eta and hovers there; GD leaves gradient flow.",
                x64=False),
     Experiment("implicit-bias", "jaxdyn.experiments.implicit_bias",
                "GD on (w1 w2 - 1)^2/2 settles only where a^2 + 1/a^2 <= 2/eta on the hyperbola."),
+    Experiment("sgd-stability", "jaxdyn.experiments.sgd_stability",
+               "SGD Lyapunov exponent at an interpolating minimum vs the GD boundary (digits MLP)."),
+    Experiment("kuramoto", "jaxdyn.experiments.kuramoto",
+               "Kuramoto r(K) vs theory, particles vs Ott-Antonsen, ring chimera, N^(-1/2) mean-field rate."),
 )
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in _ALL}
