@@ -23,6 +23,7 @@ from ._operators import as_operator
 _WHICH = ("largest", "smallest")
 _CRITERIA = ("residual", "eigenvalue_bound", "change")
 _BLOCK = 16  # rows of the Lanczos basis orthogonalised against at a time (at least)
+_SMALL_T = 32  # Ritz values from a leading (32, 32) tridiagonal while the basis is that small
 _MAX_BLOCKS = 8  # at most this many row blocks (bounds the compiled program's size)
 
 
@@ -130,6 +131,28 @@ def _error_bound(res, gaps):
     return jnp.minimum(res, quad)
 
 
+def _ritz_in_loop(alpha, beta, jj, k, which):
+    """`_ritz` without eigenvectors for the stopping test; while `jj <= _SMALL_T` on the
+    leading `_SMALL_T` rows only (a dense `eigh` of the full `(m, m)` matrix every step costs
+    about as much as the step's orthogonalisation)."""
+    m = alpha.shape[0]
+    small = _SMALL_T
+    if m <= small or k > small:
+        vals, _, res, ritz = _ritz(alpha, beta, jj, k, which)
+        return vals, res, ritz
+
+    def part(alpha, beta):
+        vals, _, res, ritz = _ritz(alpha[:small], beta[:small], jj, k, which)
+        pad = (m - small, 0) if which == "largest" else (0, m - small)
+        return vals, res, jnp.pad(ritz, pad, constant_values=jnp.nan)
+
+    def full(alpha, beta):
+        vals, _, res, ritz = _ritz(alpha, beta, jj, k, which)
+        return vals, res, ritz
+
+    return lax.cond(jj <= small, part, full, alpha, beta)
+
+
 def _scale(vals, ritz):
     return jnp.maximum(jnp.nanmax(jnp.abs(ritz)), jnp.max(jnp.abs(vals)))
 
@@ -225,7 +248,7 @@ def lanczos(mv, v0, num_iters: int, *, seed=0.0, k: int = 1, which: str = "large
         if tol is None or (isinstance(tol, float) and tol == 0.0):
             done, vals = jnp.array(False), s.prev
         else:
-            vals, _, res, ritz = _ritz(alpha, beta, jj, k, which)
+            vals, res, ritz = _ritz_in_loop(alpha, beta, jj, k, which)
             if criterion == "residual":
                 ok = jnp.all(res <= tol * _scale(vals, ritz))
             elif criterion == "eigenvalue_bound":
@@ -273,7 +296,10 @@ def _top_eigenvalues(op, v0, seed, k, which, num_iters, tol, min_iters, criterio
     state = lanczos(op.mv, v0, num_iters, seed=seed, k=k, which=which, tol=tol,
                     min_iters=min_iters, criterion=criterion)
     vals, coeffs, res, ritz = _ritz(state.alpha, state.beta, state.j, k, which)
-    vecs = coeffs.T @ jnp.concatenate(state.Q)
+    vecs, start = 0.0, 0
+    for rows in state.Q:  # block by block: no concatenated copy of the basis
+        vecs = vecs + coeffs[start:start + rows.shape[0]].T @ rows
+        start += rows.shape[0]
     vecs = vecs / jnp.linalg.norm(vecs, axis=1, keepdims=True)
     bounds = _error_bound(res, _gaps(vals, ritz))
     if tol == 0.0:
