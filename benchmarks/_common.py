@@ -54,6 +54,15 @@ def missing_modules(modules: list[str]) -> list[str]:
     return missing
 
 
+def select_cases(opts: Options, cases: tuple[str, ...], name: str) -> list[str]:
+    """The cases a run asked for (`--cases a,b`, default all), rejecting unknown names."""
+    chosen = list(opts.cases or cases)
+    unknown = [c for c in chosen if c not in cases]
+    if unknown:
+        raise SystemExit(f"unknown case(s) {unknown} for {name}; choose from {list(cases)}")
+    return chosen
+
+
 def peer_missing_record(peer: str, missing: list[str]) -> dict[str, Any]:
     """Print a clear message and return the JSON record of a peer that is not installed."""
     print(

@@ -57,6 +57,7 @@ from _common import (
     paired_ratio,
     peer_missing_record,
     print_table,
+    select_cases,
     time_interleaved,
 )
 
@@ -513,10 +514,7 @@ def _print_case(case, rec):
 
 
 def run(opts: Options) -> dict[str, Any]:
-    cases = list(opts.cases or CASES)
-    unknown = [c for c in cases if c not in CASES]
-    if unknown:
-        raise SystemExit(f"unknown case(s) {unknown} for {NAME}; choose from {list(CASES)}")
+    cases = select_cases(opts, CASES, NAME)
     missing = missing_modules(PEER_MODULES)
     peer_record = peer_missing_record(PEER, missing) if missing else {"status": "ok"}
     X, Y = _data()

@@ -56,7 +56,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from _common import Options, fmt_s, missing_modules, print_table, summarise
+from _common import Options, fmt_s, missing_modules, print_table, select_cases, summarise
 
 NAME = "dde"
 DESCRIPTION = ("Mackey-Glass DDE (work-precision) vs jitcdde and ddeint, a 256-history batch, a "
@@ -643,10 +643,7 @@ def run(opts: Options) -> dict[str, Any]:
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    cases = list(opts.cases or CASES)
-    unknown = [c for c in cases if c not in CASES]
-    if unknown:
-        raise SystemExit(f"unknown case(s) {unknown} for {NAME}; choose from {list(CASES)}")
+    cases = select_cases(opts, CASES, NAME)
     status: dict[str, Any] = {}
     for p in PEERS:
         missing = missing_modules(PEER_MODULES[p])

@@ -54,7 +54,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from _common import Options, fmt_s, missing_modules, paired_ratio, print_table, summarise
+from _common import Options, fmt_s, missing_modules, paired_ratio, print_table, select_cases, summarise
 
 NAME = "lyapunov"
 DESCRIPTION = ("Lyapunov spectrum of Lorenz (RK4, QR) vs lyapax, jitcode_lyap (C) and lyapynov; "
@@ -846,10 +846,7 @@ def run(opts: Options) -> dict[str, Any]:
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    cases = list(opts.cases or CASES)
-    unknown = [c for c in cases if c not in CASES]
-    if unknown:
-        raise SystemExit(f"unknown case(s) {unknown} for {NAME}; choose from {list(CASES)}")
+    cases = select_cases(opts, CASES, NAME)
     peer_status: dict[str, Any] = {}
     for p in PEERS:
         missing = missing_modules(PEER_MODULES[p])

@@ -30,7 +30,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from _common import Options, missing_modules, summarise
+from _common import Options, missing_modules, select_cases, summarise
 
 NAME = "meanfield"
 DESCRIPTION = "Kuramoto N = 2000, T = 10, dense and all-to-all vs the kuramoto package; FFT ring to N = 1e6"
@@ -211,10 +211,7 @@ def run(opts: Options) -> dict[str, Any]:
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    cases = list(opts.cases or CASES)
-    unknown = [c for c in cases if c not in CASES]
-    if unknown:
-        raise SystemExit(f"unknown case(s) {unknown} for {NAME}; choose from {list(CASES)}")
+    cases = select_cases(opts, CASES, NAME)
     state: dict[str, Any] = {}
     results: dict[str, Any] = {"cases": {}}
     for case in cases:

@@ -44,6 +44,7 @@ from _common import (
     paired_ratio,
     peer_missing_record,
     print_table,
+    select_cases,
     time_interleaved,
 )
 
@@ -417,10 +418,7 @@ def _torch_matmul_rate(repeats: int) -> float:
 def run(opts: Options) -> dict[str, Any]:
     import jax
 
-    cases = list(opts.cases or CASES)
-    unknown = [c for c in cases if c not in CASES]
-    if unknown:
-        raise SystemExit(f"unknown case(s) {unknown} for {NAME}; choose from {list(CASES)}")
+    cases = select_cases(opts, CASES, NAME)
     missing = missing_modules(PEER_MODULES)
     peer_record = peer_missing_record(PEER, missing) if missing else {"status": "ok"}
     # torch is probed at 1 thread and at --threads and then timed at the faster: on a small or
