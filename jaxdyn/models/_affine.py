@@ -83,3 +83,63 @@ def as_affine(value, name: str, *, key: Key | None = None) -> Affine | None:
         f"`{name}` must be None (identity), an Affine, an eqx.nn.Linear or a weight matrix, "
         f"got {type(value).__name__}."
     )
+
+
+def lift_readout_state(
+    field, lift, readout, state_size: int | None
+) -> tuple[Affine | None, Affine | None, int]:
+    """Normalise `lift`/`readout` (see [`as_affine`][]) and infer the state dimension $m$ from
+    whichever of the lift, the readout, an integer `field.size` and `state_size` are given; a
+    `ValueError` names them all when they disagree or when none is given."""
+    lift = as_affine(lift, "lift")
+    readout = as_affine(readout, "readout")
+    field_size = getattr(field, "size", None)
+    sizes = {
+        "lift": None if lift is None else lift.out_size,
+        "readout": None if readout is None else readout.in_size,
+        "field.size": field_size if isinstance(field_size, int) else None,
+        "state_size": state_size,
+    }
+    known = {k: v for k, v in sizes.items() if v is not None}
+    if not known:
+        raise ValueError(
+            "Cannot infer the state dimension m: give a lift, a readout, a field with an "
+            "integer `.size`, or `state_size`."
+        )
+    m = next(iter(known.values()))
+    if any(value != m for value in known.values()):
+        details = []
+        for name, value in known.items():
+            note = ""
+            if name in ("lift", "readout"):
+                note = f" (weight shape {(lift if name == 'lift' else readout).weight.shape})"
+            details.append(f"`{name}` gives m = {value}{note}")
+        raise ValueError("Inconsistent state dimension m: " + ", ".join(details) + ".")
+    return lift, readout, int(m)
+
+
+class AbstractLiftedModel(eqx.Module):
+    r"""An input-output map $\Phi(x) = R(h(T))$ with an affine lift $h(0) = L(x)$ and readout $R$
+    ($L$ or $R$ `None`: the identity), shared by [`NeuralODE`][] and [`NeuralDDE`][]."""
+
+    lift: eqx.AbstractVar[Affine | None]
+    readout: eqx.AbstractVar[Affine | None]
+    state_size: eqx.AbstractVar[int]
+
+    @property
+    def in_size(self) -> int:
+        """$d$, the input dimension."""
+        return self.state_size if self.lift is None else self.lift.in_size
+
+    @property
+    def out_size(self) -> int:
+        """$q$, the output dimension."""
+        return self.state_size if self.readout is None else self.readout.out_size
+
+    def lift_input(self, x: Array) -> Array:
+        """$L(x)$."""
+        return x if self.lift is None else self.lift(x)
+
+    def read(self, h: Array) -> Array:
+        """$R(h)$."""
+        return h if self.readout is None else self.readout(h)

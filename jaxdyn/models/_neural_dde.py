@@ -13,7 +13,7 @@ import numpy as np
 from .._checks import check_input_vector, check_int, check_positive
 from .._types import Args, Array, Key, Scalar
 from ..dde import solve as dde_solve, solve_fixed
-from ._affine import Affine, as_affine
+from ._affine import AbstractLiftedModel, Affine, lift_readout_state
 
 
 class DelayMLPField(eqx.Module):
@@ -113,12 +113,7 @@ class AdaptiveStep(eqx.Module):
     max_steps: int = eqx.field(static=True, default=4096)
 
 
-def _field_size(field) -> int | None:
-    size = getattr(field, "size", None)
-    return size if isinstance(size, int) else None
-
-
-class NeuralDDE(eqx.Module):
+class NeuralDDE(AbstractLiftedModel):
     r"""A neural DDE as an input-output map, $\Phi(x) = R(h(T))$ (Kuehn & Kuntz, arXiv 2505.07244).
 
     $h'(t) = f_\theta(t, h(t), (h(t - \tau_1), \dots, h(t - \tau_k)), \text{args})$ on $[0, T]$ with
@@ -181,27 +176,7 @@ class NeuralDDE(eqx.Module):
         n_field = getattr(field, "n_delays", None)
         if isinstance(n_field, int) and n_field != delays.shape[0]:
             raise ValueError(f"`delays` has {delays.shape[0]} entries but `field.n_delays` = {n_field}.")
-        lift = as_affine(lift, "lift")
-        readout = as_affine(readout, "readout")
-        sizes = {
-            "lift": None if lift is None else lift.out_size,
-            "readout": None if readout is None else readout.in_size,
-            "field.size": _field_size(field),
-            "state_size": state_size,
-        }
-        known = {k: v for k, v in sizes.items() if v is not None}
-        if not known:
-            raise ValueError("Cannot infer the state dimension m: give a lift, a readout, a field with an "
-                             "integer `.size`, or `state_size`.")
-        m = next(iter(known.values()))
-        if any(v != m for v in known.values()):
-            details = []
-            for name, v in known.items():
-                note = ""
-                if name in ("lift", "readout"):
-                    note = f" (weight shape {(lift if name == 'lift' else readout).weight.shape})"
-                details.append(f"`{name}` gives m = {v}{note}")
-            raise ValueError("Inconsistent state dimension m: " + ", ".join(details) + ".")
+        lift, readout, m = lift_readout_state(field, lift, readout, state_size)
         check_positive(t1, "t1")
         if stepping is None:
             stepping = FixedStep()
@@ -226,26 +201,8 @@ class NeuralDDE(eqx.Module):
         self.stepping = stepping
         self.state_size = int(m)
 
-    @property
-    def in_size(self) -> int:
-        """$d$, the input dimension."""
-        return self.state_size if self.lift is None else self.lift.in_size
-
-    @property
-    def out_size(self) -> int:
-        """$q$, the output dimension."""
-        return self.state_size if self.readout is None else self.readout.out_size
-
     def _check_input(self, x: Array) -> Array:
         return check_input_vector(x, self.in_size)
-
-    def lift_input(self, x: Array) -> Array:
-        """$L(x)$."""
-        return x if self.lift is None else self.lift(x)
-
-    def read(self, h: Array) -> Array:
-        """$R(h)$."""
-        return h if self.readout is None else self.readout(h)
 
     def trajectory(self, x: Array, args: Args = None) -> tuple[Array, Array]:
         """`(ts, hs)`: the hidden state on the solver's grid (fixed step) or at $T$ only (adaptive)."""

@@ -10,18 +10,13 @@ import numpy as np
 
 from .._checks import check_finite, check_input_vector, check_int, check_positive
 from .._types import Args, Array
-from ._affine import Affine, as_affine
+from ._affine import AbstractLiftedModel, Affine, lift_readout_state
 
 _DEFAULT_RTOL = 1e-6
 _DEFAULT_ATOL = 1e-8
 
 
-def _field_size(field) -> int | None:
-    size = getattr(field, "size", None)
-    return size if isinstance(size, int) else None
-
-
-class NeuralODE(eqx.Module):
+class NeuralODE(AbstractLiftedModel):
     r"""A neural ODE as an input-output map, $\Phi(x) = R(\phi_T(L(x)))$.
 
     $L(x) = A x + a$ lifts $\mathbb{R}^d \to \mathbb{R}^m$, $\phi_T$ is the time-$T$ flow of
@@ -81,29 +76,7 @@ class NeuralODE(eqx.Module):
                  adjoint: diffrax.AbstractAdjoint | None = None, max_steps: int | None = None):
         if not callable(field):
             raise TypeError(f"`field` must be a callable f(t, y, args), got {type(field).__name__}.")
-        lift = as_affine(lift, "lift")
-        readout = as_affine(readout, "readout")
-        sizes = {
-            "lift": None if lift is None else lift.out_size,
-            "readout": None if readout is None else readout.in_size,
-            "field.size": _field_size(field),
-            "state_size": state_size,
-        }
-        known = {k: v for k, v in sizes.items() if v is not None}
-        if not known:
-            raise ValueError(
-                "Cannot infer the state dimension m: give a lift, a readout, a field with an "
-                "integer `.size`, or `state_size`."
-            )
-        m = next(iter(known.values()))
-        if any(value != m for value in known.values()):
-            details = []
-            for name, value in known.items():
-                note = ""
-                if name in ("lift", "readout"):
-                    note = f" (weight shape {(lift if name == 'lift' else readout).weight.shape})"
-                details.append(f"`{name}` gives m = {value}{note}")
-            raise ValueError("Inconsistent state dimension m: " + ", ".join(details) + ".")
+        lift, readout, m = lift_readout_state(field, lift, readout, state_size)
         check_positive(t1, "t1")
         if dt0 is not None:
             check_positive(dt0, "dt0")
@@ -130,17 +103,6 @@ class NeuralODE(eqx.Module):
         self.max_steps = max_steps
         self.state_size = int(m)
 
-    # -- sizes -----------------------------------------------------------------------------
-    @property
-    def in_size(self) -> int:
-        """$d$, the input dimension."""
-        return self.state_size if self.lift is None else self.lift.in_size
-
-    @property
-    def out_size(self) -> int:
-        """$q$, the output dimension."""
-        return self.state_size if self.readout is None else self.readout.out_size
-
     # -- pieces ----------------------------------------------------------------------------
     def _check_input(self, x: Array) -> Array:
         return check_input_vector(
@@ -154,14 +116,6 @@ class NeuralODE(eqx.Module):
                 f"`field` must return an array of the state's shape {h0.shape}, got "
                 f"{getattr(out, 'shape', type(out).__name__)}."
             )
-
-    def lift_input(self, x: Array) -> Array:
-        """$L(x)$."""
-        return x if self.lift is None else self.lift(x)
-
-    def read(self, h: Array) -> Array:
-        """$R(h)$."""
-        return h if self.readout is None else self.readout(h)
 
     def _solve(self, term, y0, args, saveat):
         return diffrax.diffeqsolve(
