@@ -161,6 +161,11 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def versions(dists: list[str] | tuple[str, ...]) -> dict[str, str | None]:
+    """Installed versions of `dists` (`None` where a distribution is missing)."""
+    return {d: _version(d) for d in dists}
+
+
 def _git_commit() -> dict[str, Any]:
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True,

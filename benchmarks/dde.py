@@ -56,7 +56,16 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from _common import Options, fmt_s, missing_modules, print_table, select_cases, summarise
+from _common import (
+    Options,
+    fmt_s,
+    missing_modules,
+    peer_missing_record,
+    print_table,
+    select_cases,
+    summarise,
+    versions,
+)
 
 NAME = "dde"
 DESCRIPTION = ("Mackey-Glass DDE (work-precision) vs jitcdde and ddeint, a 256-history batch, a "
@@ -627,18 +636,6 @@ def _case_lyapunov(opts: Options, status: dict[str, Any]) -> dict[str, Any]:
 # -- entry point ---------------------------------------------------------------------------------
 
 
-def _versions() -> dict[str, str | None]:
-    import importlib.metadata as md
-
-    out = {}
-    for d in ("jitcdde", "jitcxde_common", "symengine", "ddeint", "torchdde", "torch", "lyapax", "scipy"):
-        try:
-            out[d] = md.version(d)
-        except md.PackageNotFoundError:
-            out[d] = None
-    return out
-
-
 def run(opts: Options) -> dict[str, Any]:
     import jax
 
@@ -648,12 +645,11 @@ def run(opts: Options) -> dict[str, Any]:
     for p in PEERS:
         missing = missing_modules(PEER_MODULES[p])
         if missing:
-            from _common import peer_missing_record
-
             status[p] = peer_missing_record(p, missing)
         else:
             status[p] = {"status": "ok"}
-    results: dict[str, Any] = {"cases": {}, "peer": status, "peer_versions": _versions()}
+    results: dict[str, Any] = {"cases": {}, "peer": status, "peer_versions": versions(
+        ("jitcdde", "jitcxde_common", "symengine", "ddeint", "torchdde", "torch", "lyapax", "scipy"))}
     runners = {"mackey_glass": _case_mackey_glass, "batch": _case_batch, "neural_dde_step": _case_neural,
                "lyapunov": _case_lyapunov}
     for case in cases:

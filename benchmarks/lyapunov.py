@@ -54,7 +54,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from _common import Options, fmt_s, missing_modules, paired_ratio, print_table, select_cases, summarise
+from _common import (
+    Options,
+    fmt_s,
+    missing_modules,
+    paired_ratio,
+    peer_missing_record,
+    print_table,
+    select_cases,
+    summarise,
+    versions,
+)
 
 NAME = "lyapunov"
 DESCRIPTION = ("Lyapunov spectrum of Lorenz (RK4, QR) vs lyapax, jitcode_lyap (C) and lyapynov; "
@@ -830,18 +840,6 @@ def _compile_split(n: int, peer_lyapax: bool) -> dict[str, Any]:
 # -- entry point ---------------------------------------------------------------------------------
 
 
-def _versions(dists: list[str]) -> dict[str, str | None]:
-    import importlib.metadata as md
-
-    out = {}
-    for d in dists:
-        try:
-            out[d] = md.version(d)
-        except md.PackageNotFoundError:
-            out[d] = None
-    return out
-
-
 def run(opts: Options) -> dict[str, Any]:
     import jax
 
@@ -851,11 +849,9 @@ def run(opts: Options) -> dict[str, Any]:
     for p in PEERS:
         missing = missing_modules(PEER_MODULES[p])
         if missing:
-            from _common import peer_missing_record
-
             peer_status[p] = peer_missing_record(p, missing)
         else:
-            peer_status[p] = {"status": "ok", "versions": _versions(PEER_DISTRIBUTIONS[p])}
+            peer_status[p] = {"status": "ok", "versions": versions(PEER_DISTRIBUTIONS[p])}
     _process_warmup()
 
     results: dict[str, Any] = {"cases": {}, "peer": peer_status}
