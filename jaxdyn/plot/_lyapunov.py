@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ._plots import _axes
+from ._plots import _axes, _finish
 
 _LINESTYLES = (":", "--", "-.")
 
@@ -72,12 +72,7 @@ def plot_lyapunov_convergence(result, ax=None, reference=None, *, logx: bool = T
         ax.plot([], [], color="grey", ls="--", lw=1, label="reference")
     if logx:
         ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("running estimate")
-    if title:
-        ax.set_title(title)
-    ax.legend(fontsize="small")
-    ax.grid(alpha=0.3)
+    _finish(ax, xlabel, "running estimate", title)
     return fig
 
 

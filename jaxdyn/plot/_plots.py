@@ -17,6 +17,16 @@ def _axes(ax, figsize=(5.0, 4.0)):
     return fig, ax
 
 
+def _finish(ax, xlabel: str, ylabel: str, title: str | None) -> None:
+    """Axis labels, the optional title, a small legend and a light grid."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+
+
 def _vector(x, name: str, n: int | None = None) -> np.ndarray:
     x = np.asarray(x, dtype=float).squeeze()
     if x.ndim != 1:
@@ -59,12 +69,7 @@ def plot_fit(x, target, predictions: Mapping, *, data=None, ax=None, title: str 
         xs, ys = data
         ax.plot(np.asarray(xs).ravel(), np.asarray(ys).ravel(), ".", color="grey", ms=3,
                 label="training data")
-    ax.set_xlabel("$x$")
-    ax.set_ylabel(r"$\Phi(x)$")
-    if title:
-        ax.set_title(title)
-    ax.legend(fontsize="small")
-    ax.grid(alpha=0.3)
+    _finish(ax, "$x$", r"$\Phi(x)$", title)
     return fig
 
 
@@ -85,12 +90,7 @@ def plot_fit_errors(x, target, predictions: Mapping, *, ax=None, log: bool = Tru
         ax.axhline(value, color="black", ls=(":", "--", "-.")[i % 3], lw=1, label=label)
     if log:
         ax.set_yscale("log")
-    ax.set_xlabel("$x$")
-    ax.set_ylabel("absolute error")
-    if title:
-        ax.set_title(title)
-    ax.legend(fontsize="small")
-    ax.grid(alpha=0.3)
+    _finish(ax, "$x$", "absolute error", title)
     return fig
 
 
@@ -105,12 +105,7 @@ def plot_losses(losses: Mapping, *, ax=None, title: str | None = None,
     for i, (label, value) in enumerate((hlines or {}).items()):
         ax.axhline(value, color="black", ls=(":", "--", "-.")[i % 3], lw=1, label=label)
     ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    if title:
-        ax.set_title(title)
-    ax.legend(fontsize="small")
-    ax.grid(alpha=0.3)
+    _finish(ax, "step", "loss", title)
     return fig
 
 
