@@ -36,6 +36,7 @@ from ._sgd_normal import (
     check_batch_size,
     check_data,
     check_lr,
+    hvp_fn,
     interpolation_check,
     mean_loss_fn,
     normal_space,
@@ -71,12 +72,11 @@ class _HessianSample(eqx.Module):
     def __call__(self, key):
         s = self.space
         batch = take(self.data, _draw(key, s.n_examples, self.batch_size))
-        grad = jax.grad(mean_loss_fn(self.loss_fn, s.unravel, batch))
+        hvp = hvp_fn(self.loss_fn, s.unravel, s.theta, batch)
         U = s.basis
 
         def matvec(v):
-            hw = jax.jvp(grad, (s.theta,), (U @ v,))[1]
-            return v - self.lr * (U.T @ hw)
+            return v - self.lr * (U.T @ hvp(U @ v))
 
         return matvec
 
