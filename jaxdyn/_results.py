@@ -1,0 +1,61 @@
+"""Result codes shared by every jaxdyn computation that can fail at run time.
+
+Failures inside `jit`/`vmap` are values, not exceptions: each result object carries a `result`
+field holding a [`RESULTS`][] item (an `eqx.Enumeration`, as in diffrax and optimistix), and, for
+integrations and iterations, the step (`failed_step`, `-1` when none) and the time (`failed_time`,
+NaN when none) at which the failure first appeared. The message of a code names the quantity that
+failed, so that a person reading `.summary()` knows what overflowed and where.
+
+The failure policy follows optimistix: entry points that can fail take `throw: bool = True`;
+`throw=True` raises with the message (through `eqx.error_if`, which names the failure near the top
+of the trace under `eqx.filter_jit`; under plain `jax.jit` JAX wraps the same sentence in an
+`INTERNAL: CpuCallback error` trace, see the README), `throw=False` returns the code.
+"""
+
+from typing import Any
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+
+
+class RESULTS(eqx.Enumeration):
+    """The result codes of jaxdyn. `RESULTS.successful` is the only success."""
+
+    successful = ""
+    max_steps_reached = "The maximum number of steps was reached before the end time: raise `max_steps`."
+    nonfinite_state = "The state became non-finite (NaN or inf): the solution blew up."
+    nonfinite_tangent = "A tangent vector became non-finite (NaN or inf) while the state stayed finite."
+    degenerate_tangent = "A tangent vector collapsed to zero (the tangent dynamics are degenerate)."
+    nonfinite_loss = "The loss became non-finite (NaN or inf)."
+    nonfinite_parameters = "The parameters became non-finite (NaN or inf): training diverged."
+    nonfinite_gradient = "The gradient became non-finite (NaN or inf)."
+    nonfinite_curvature = "A curvature quantity (Hessian-vector product or eigenvalue) became non-finite."
+    not_converged = "The iteration did not converge within its iteration budget."
+    step_size_too_small = "The step size fell below its minimum (a stiff or singular problem)."
+
+
+def codes(result: Any) -> np.ndarray:
+    """The integer codes of a (possibly batched) [`RESULTS`][] item, as a NumPy array."""
+    return np.asarray(getattr(result, "_value", result))
+
+
+def is_successful(result: Any) -> Any:
+    """Elementwise: whether the code is `RESULTS.successful` (works under `jit` and `vmap`)."""
+    return jnp.asarray(getattr(result, "_value", result)) == RESULTS.successful._value
+
+
+def message(result: Any) -> str:
+    """The message of a concrete (possibly batched) result: `"successful"`, or every distinct
+    failure present, with how many members of a batch carry it."""
+    values = codes(result).ravel()
+    failed = values[values != RESULTS.successful._value]
+    if failed.size == 0:
+        return "successful"
+    parts = []
+    for code in np.unique(failed):
+        text = RESULTS._index_to_message[int(code)]
+        count = int(np.sum(failed == code))
+        parts.append(text if values.size == 1 else f"{text} ({count} of {values.size})")
+    return " ".join(parts)
+
