@@ -33,6 +33,7 @@ class RESULTS(eqx.Enumeration):
     nonfinite_curvature = "A curvature quantity (Hessian-vector product or eigenvalue) became non-finite."
     not_converged = "The iteration did not converge within its iteration budget."
     step_size_too_small = "The step size fell below its minimum (a stiff or singular problem)."
+    finite_time_blowup = "The solution blew up in finite time: the step size collapsed before the end time."
 
 
 def codes(result: Any) -> np.ndarray:
