@@ -32,6 +32,7 @@ class RESULTS(eqx.Enumeration):
     nonfinite_gradient = "The gradient became non-finite (NaN or inf)."
     nonfinite_curvature = "A curvature quantity (Hessian-vector product or eigenvalue) became non-finite."
     not_converged = "The iteration did not converge within its iteration budget."
+    nonfinite_input = "An input (step size, parameters or data) is non-finite (NaN or inf) under jit."
     step_size_too_small = "The step size fell below its minimum (a stiff or singular problem)."
     finite_time_blowup = "The solution blew up in finite time: the step size collapsed before the end time."
 
