@@ -17,6 +17,7 @@ import numpy as np
 from jax import lax
 
 from .._checks import check_int
+from .._results import RESULTS
 from .._types import Array, Key
 from ._operators import as_operator
 
@@ -46,6 +47,17 @@ class EigenResult(eqx.Module):
       $\min(r_i, r_i^2/\delta_i)$ per pair ($r_i$ the residual, $\delta_i$ the distance of
       $\theta_i$ to the nearest other Ritz value; see `criterion="eigenvalue_bound"` of
       [`top_eigenvalues`][] for when it is a guarantee).
+    - `result`: a [`jaxdyn._results.RESULTS`][] item: `nonfinite_curvature` when an eigenvalue
+      is NaN/inf (non-finite parameters, data or operator), `not_converged` when the tolerance
+      was not met, else `successful`.
+
+    **Derivatives:** `eigenvalues` are differentiable (forward and reverse mode) with respect
+    to everything the operator depends on (parameters, data, matrix entries), by the
+    Hellmann-Feynman formula $d\lambda_i = y_i^\top (dA)\, y_i$ for the computed unit
+    eigenvector $y_i$: exact for a simple eigenvalue (up to the eigenvector's residual), and
+    the derivative along $y_i$ at a multiple eigenvalue, where $\lambda_i$ is not
+    differentiable. The other fields (eigenvectors, residuals, counts) are returned with a zero
+    derivative (`stop_gradient`): their derivatives are not provided.
     """
 
     eigenvalues: Array
@@ -56,6 +68,12 @@ class EigenResult(eqx.Module):
     converged: Array
     ritz_values: Array
     error_bounds: Array | None = None
+    result: RESULTS | None = None
+
+    @property
+    def successful(self):
+        """Whether `result` is `successful` (elementwise when batched)."""
+        return self.result == RESULTS.successful
 
     def plot(self, ax=None, **kwargs):
         """Eigenvalues with residual bars; see [`jaxdyn.plot.plot_eigenvalues`][]."""
@@ -266,6 +284,53 @@ def lanczos(mv, v0, num_iters: int, *, seed=0.0, k: int = 1, which: str = "large
     return lax.while_loop(lambda s: (s.j < m) & ~s.done, body, init)
 
 
+def check_key(key, name: str = "key") -> None:
+    """A `jax.random` key: a typed key array (`jax.random.key`) or a raw `uint32` key of shape
+    `(2,)` (`jax.random.PRNGKey`); `TypeError` naming `name` otherwise. Tracers pass."""
+    if isinstance(key, jax.core.Tracer):
+        return
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if jnp.shape(key) != ():
+            raise TypeError(f"`{name}` must be a single key, got a batch of shape {jnp.shape(key)}.")
+        return
+    if dtype is not None and dtype == jnp.uint32 and jnp.shape(key) == (2,):
+        return
+    raise TypeError(f"`{name}` must be a jax.random key (`jax.random.key(seed)`), got "
+                    f"{type(key).__name__}{'' if dtype is None else f' of dtype {dtype}'}.")
+
+
+def eigenvalues_with_derivative(op, vals: Array, vecs: Array) -> Array:
+    r"""`vals` with the Hellmann-Feynman derivative attached: $d\lambda_i = y_i^\top dA\, y_i$,
+    `y_i = vecs[i]`, where `dA` is the change of the operator `op` (its array leaves)."""
+    return _rayleigh(op, lax.stop_gradient(vals), lax.stop_gradient(vecs))
+
+
+@eqx.filter_custom_jvp
+def _rayleigh(op, vals, vecs):
+    return vals
+
+
+@_rayleigh.def_jvp
+def _rayleigh_jvp(primals, tangents):
+    op, vals, vecs = primals
+    t_op = tangents[0]
+    if t_op is None or not jax.tree_util.tree_leaves(t_op):
+        return vals, jnp.zeros_like(vals)
+
+    def quotients(o):
+        return jax.vmap(lambda y: jnp.vdot(y, o.mv(y).astype(y.dtype)))(vecs)
+
+    _, dq = eqx.filter_jvp(quotients, (op,), (t_op,))
+    return vals, dq.astype(vals.dtype)
+
+
+def _stop(op):
+    """`op` with `stop_gradient` on its array leaves: the iteration itself is not differentiated."""
+    dyn, static = eqx.partition(op, eqx.is_inexact_array)
+    return eqx.combine(lax.stop_gradient(dyn), static)
+
+
 def start_vector(key, size: int, dtype) -> tuple[Array, Array]:
     """The start vector and restart seed: `jax.random.normal(key, (size,))` and a uniform
     draw; for `key=None` the documented deterministic start
@@ -293,6 +358,7 @@ def _check_tol(tol, dtype):
 
 @eqx.filter_jit
 def _top_eigenvalues(op, v0, seed, k, which, num_iters, tol, min_iters, criterion):
+    op_diff, op = op, _stop(op)
     state = lanczos(op.mv, v0, num_iters, seed=seed, k=k, which=which, tol=tol,
                     min_iters=min_iters, criterion=criterion)
     vals, coeffs, res, ritz = _ritz(state.alpha, state.beta, state.j, k, which)
@@ -310,7 +376,16 @@ def _top_eigenvalues(op, v0, seed, k, which, num_iters, tol, min_iters, criterio
         converged = jnp.all(bounds <= tol * jnp.abs(vals))
     else:
         converged = jnp.all(res <= tol * _scale(vals, ritz))
-    return EigenResult(vals, vecs, res, state.j, state.j, converged, ritz, bounds)
+    code = result_code(vals, converged)
+    vals = eigenvalues_with_derivative(op_diff, vals, vecs)
+    return EigenResult(vals, vecs, res, state.j, state.j, converged, ritz, bounds, code)
+
+
+def result_code(vals: Array, converged: Array) -> RESULTS:
+    """`nonfinite_curvature` if an eigenvalue is not finite, else `not_converged` unless
+    `converged`, else `successful`."""
+    return RESULTS.where(~jnp.all(jnp.isfinite(vals)), RESULTS.nonfinite_curvature,
+                         RESULTS.where(converged, RESULTS.successful, RESULTS.not_converged))
 
 
 def top_eigenvalues(operator, k: int = 1, *, key: Key | None = None, which: str = "largest",
@@ -367,8 +442,12 @@ def top_eigenvalues(operator, k: int = 1, *, key: Key | None = None, which: str 
       still reported).
 
     **Returns:** an [`EigenResult`][] (`.eigenvalues` descending, `.eigenvectors`,
-    `.residuals`, `.iterations`, `.num_hvp`, `.converged`). Not converging within `num_iters`
-    is reported in `.converged`, not raised.
+    `.residuals`, `.iterations`, `.num_hvp`, `.converged`, `.result`). Not converging within
+    `num_iters` is reported in `.converged` and `.result` (`not_converged`), a non-finite
+    operator in `.result` (`nonfinite_curvature`, with `nan` eigenvalues), not raised.
+
+    **Derivatives:** the eigenvalues are differentiable in forward and reverse mode, under
+    `jit` and `vmap` (see [`EigenResult`][]): the Lanczos loop itself is not differentiated.
 
     **Example:**
 
@@ -392,6 +471,8 @@ def top_eigenvalues(operator, k: int = 1, *, key: Key | None = None, which: str 
         raise ValueError(f"`num_iters` = {num_iters} must be >= k = {k}.")
     num_iters = min(num_iters, size)
     tol = _check_tol(tol, dtype)
+    if key is not None:
+        check_key(key)
     v0, seed = start_vector(key, size, dtype)
     if criterion not in _CRITERIA:
         raise ValueError(f"`criterion` must be one of {_CRITERIA}, got {criterion!r}.")

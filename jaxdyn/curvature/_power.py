@@ -6,14 +6,24 @@ import equinox as eqx
 import jax.numpy as jnp
 from jax import lax
 
-from .._checks import check_int
+from .._checks import check_finite, check_int
 from .._types import Array, Key, PyTree
-from ._lanczos import EigenResult, _check_tol, start_vector, top_eigenvalues
+from ._lanczos import (
+    EigenResult,
+    _check_tol,
+    _stop,
+    check_key,
+    eigenvalues_with_derivative,
+    result_code,
+    start_vector,
+    top_eigenvalues,
+)
 from ._operators import as_operator, hessian_operator
 
 
 @eqx.filter_jit
 def _power(op, v0, num_iters, tol):
+    op_diff, op = op, _stop(op)
     dtype = v0.dtype
     v = v0 / jnp.linalg.norm(v0)
     w = op.mv(v).astype(dtype)
@@ -33,7 +43,9 @@ def _power(op, v0, num_iters, tol):
 
     i, v, w, lam, done = lax.while_loop(cond, body, (jnp.array(1), v, w, lam, jnp.array(False)))
     res = jnp.linalg.norm(w - lam * v)
-    return EigenResult(lam[None], v[None], res[None], i, i, done, lam[None])
+    vals = eigenvalues_with_derivative(op_diff, lam[None], v[None])
+    return EigenResult(vals, v[None], res[None], i, i, done, lam[None], None,
+                       result_code(lam[None], done))
 
 
 def power_iteration(operator, *, key: Key | None = None, num_iters: int = 100,
@@ -61,6 +73,8 @@ def power_iteration(operator, *, key: Key | None = None, num_iters: int = 100,
     size = int(op.size)
     num_iters = check_int(num_iters, "num_iters")
     tol = _check_tol(tol, dtype)
+    if key is not None:
+        check_key(key)
     v0, _ = start_vector(key, size, dtype)
     return _power(op, v0, num_iters, tol)
 
@@ -74,14 +88,31 @@ def sharpness(loss_fn: Callable, params: PyTree, *data: PyTree, key: Key | None 
     forward-over-reverse HVPs). Gradient descent with step $\eta$ is linearly unstable along
     the top eigenvector when $S > 2/\eta$ (the edge of stability hovers there). Jit-able and
     vmap-able (call it under `jax.jit`/`eqx.filter_jit` with `params` and the data as
-    arguments); not reverse-differentiable (a `while_loop`).
+    arguments).
+
+    **Derivatives:** forward and reverse mode with respect to `params` and the data, by
+    $dS = v^\top (dH) v$ with $v$ the computed top eigenvector (a third derivative of the
+    loss, one extra pass; the Lanczos loop is not differentiated). Exact where
+    $\lambda_{\max}$ is simple; at a multiple top eigenvalue $S$ is not differentiable and
+    the value returned is the derivative along $v$.
 
     **Arguments:** `loss_fn`, `params`, `*data`, `chunk_size` as in [`hessian_operator`][];
     `key`, `num_iters`, `tol`, `criterion` as in [`top_eigenvalues`][] (`key=None`: the
     deterministic start).
 
     **Returns:** a scalar array.
+
+    **Raises:** `ValueError` naming `params` or `data` when they hold NaN/inf (checked before
+    any compilation when concrete); under `jit`/`vmap` an `eqx.error_if` error with the same
+    message, and one saying that the sharpness is non-finite if the Hessian-vector products
+    overflow. (Use [`top_eigenvalues`][] on [`hessian_operator`][] for a result code instead.)
     """
+    dynamic, static = eqx.partition(params, eqx.is_inexact_array)
+    params = eqx.combine(check_finite(dynamic, "params"), static)
+    data = check_finite(data, "data")
     op = hessian_operator(loss_fn, params, *data, chunk_size=chunk_size)
-    return top_eigenvalues(op, 1, key=key, num_iters=num_iters, tol=tol,
-                           criterion=criterion).eigenvalues[0]
+    value = top_eigenvalues(op, 1, key=key, num_iters=num_iters, tol=tol,
+                            criterion=criterion).eigenvalues[0]
+    return eqx.error_if(value, ~jnp.isfinite(value),
+                        "`sharpness`: the top Hessian eigenvalue is non-finite (NaN or inf): the "
+                        "loss or its Hessian-vector products overflow at these `params`.")
