@@ -36,6 +36,7 @@ from ._particles import (
     Harmonics as Harmonics,
     Kuramoto as Kuramoto,
     NeuralField as NeuralField,
+    SimulationResult as SimulationResult,
     shard_nodes as shard_nodes,
     simulate as simulate,
 )

@@ -25,6 +25,7 @@ from equinox import AbstractVar
 from jax.experimental import sparse as jsparse
 from jaxtyping import Array
 
+from .._checks import check_finite, check_int, is_concrete
 from ._digraph_measure import DigraphMeasure
 from ._graphon import (
     AbstractConvolutionGraphon,
@@ -86,7 +87,9 @@ class Dense(AbstractCoupling):
     n: int = eqx.field(static=True)
 
     def __init__(self, matrix):
-        self.matrix = jnp.asarray(matrix, dtype=float)
+        self.matrix = check_finite(jnp.asarray(matrix, dtype=float), "graph")
+        if self.matrix.ndim != 2 or self.matrix.shape[0] != self.matrix.shape[1]:
+            raise ValueError(f"`graph` must be a square (N, N) matrix, got shape {self.matrix.shape}.")
         self.n = self.matrix.shape[0]
 
     @_as_2d
@@ -148,10 +151,25 @@ class Sparse(AbstractCoupling):
     n: int = eqx.field(static=True)
 
     def __init__(self, rows, cols, weights, n: int):
+        self.n = check_int(n, "n")
+        for idx, name in ((rows, "rows"), (cols, "cols")):
+            if is_concrete(idx):
+                i = np.asarray(idx)
+                if i.ndim != 1:
+                    raise ValueError(f"`{name}` must be a vector of node indices, got shape {i.shape}.")
+                if i.size and (i.min() < 0 or i.max() >= self.n):
+                    raise ValueError(f"`{name}` has node indices outside [0, {self.n}) (got {i.min()} .. "
+                                     f"{i.max()}); out-of-range edges would be dropped or clamped silently.")
         self.rows = jnp.asarray(rows, dtype=jnp.int32)
         self.cols = jnp.asarray(cols, dtype=jnp.int32)
-        self.weights = jnp.broadcast_to(jnp.asarray(weights, dtype=float), self.rows.shape)
-        self.n = int(n)
+        if self.cols.shape != self.rows.shape:
+            raise ValueError(f"`rows` and `cols` must have the same length, got {self.rows.shape}, "
+                             f"{self.cols.shape}.")
+        w = jnp.asarray(weights, dtype=float)
+        if w.ndim > 1 or (w.ndim == 1 and w.shape != self.rows.shape):
+            raise ValueError(f"`weights` must be a scalar or one weight per edge {self.rows.shape}, got "
+                             f"{w.shape}.")
+        self.weights = jnp.broadcast_to(check_finite(w, "weights"), self.rows.shape)
 
     @_as_2d
     def matvec(self, v):
@@ -190,6 +208,10 @@ def _positions(positions, n: int):
 
 
 def _dense_to_sparse(matrix, name: str) -> Sparse:
+    if not is_concrete(matrix):
+        raise TypeError(f"`{name}` must be concrete for `method='sparse'`: the sparsity pattern (which "
+                        "entries are non-zero) is discrete, with no derivative. To differentiate edge "
+                        "weights pass an edge list `(rows, cols, weights)` with traced `weights`.")
     m = np.asarray(matrix)
     rows, cols = np.nonzero(m)
     return Sparse(rows, cols, m[rows, cols], m.shape[0])
@@ -268,6 +290,9 @@ def coupling_operator(graph, n: int, *, positions=None, method: str = "auto") ->
     if isinstance(graph, jsparse.BCOO):
         if graph.shape != (n, n):
             raise ValueError(f"`graph` must have shape ({n}, {n}) like `omega`, got {graph.shape}.")
+        idx = graph.indices
+        if is_concrete(idx) and idx.size and (int(idx.min()) < 0 or int(idx.max()) >= n):
+            raise ValueError(f"`graph` (a BCOO matrix) has indices outside [0, {n}).")
         op = Sparse(graph.indices[:, 0], graph.indices[:, 1], graph.data, n)
         return op if method in ("auto", "sparse") else _from_matrix(graph.todense(), method)
     if isinstance(graph, tuple | list):

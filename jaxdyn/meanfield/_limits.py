@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
 
-from .._checks import check_finite
+from .._checks import check_finite, is_concrete
 from ._coupling import AbstractCoupling, coupling_operator
 
 
@@ -55,17 +55,40 @@ class OttAntonsen(eqx.Module):
 
 
 @eqx.filter_jit
-def _integrate(field, y0, ts, rtol, atol, progress):
+def _integrate(field, y0, ts, rtol, atol, progress, adjoint):
     meter = diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter()
     return diffrax.diffeqsolve(diffrax.ODETerm(field), diffrax.Tsit5(), ts[0], ts[-1], None, y0,
                                saveat=diffrax.SaveAt(ts=ts),
                                stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-                               max_steps=1_000_000, progress_meter=meter)
+                               max_steps=1_000_000, progress_meter=meter, adjoint=adjoint)
+
+
+def _common(ts, rtol, atol, adjoint, **scalars):
+    """Checks shared by the limit solvers; returns `(ts, adjoint, {name: array})`."""
+    ts = jnp.asarray(ts, dtype=float)
+    if ts.ndim != 1 or ts.shape[0] < 2:
+        raise ValueError(f"`ts` must be a vector of >= 2 save times, got shape {ts.shape}.")
+    ts = check_finite(ts, "ts")
+    if is_concrete(ts) and not bool(np.all(np.diff(np.asarray(ts)) > 0)):
+        raise ValueError("`ts` must be strictly increasing (t1 > t0).")
+    for tol, name in ((rtol, "rtol"), (atol, "atol")):
+        if not (isinstance(tol, int | float) and np.isfinite(tol) and tol > 0):
+            raise ValueError(f"`{name}` must be a finite float > 0, got {tol!r}.")
+    adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
+    if not isinstance(adjoint, diffrax.AbstractAdjoint):
+        raise TypeError(f"`adjoint` must be a diffrax adjoint, got {type(adjoint).__name__}.")
+    out = {}
+    for name, value in scalars.items():
+        v = jnp.asarray(value, dtype=float)
+        if v.shape != ():
+            raise ValueError(f"`{name}` must be a scalar, got shape {v.shape}.")
+        out[name] = check_finite(v, name)
+    return ts, adjoint, out
 
 
 def ott_antonsen(z0, ts, *, coupling, gamma, omega0=0.0, phase_lag=0.0, graph=None, positions=None,
                  method: str = "auto", rtol: float = 1e-11, atol: float = 1e-12,
-                 progress: bool = False) -> Array:
+                 progress: bool = False, adjoint=None) -> Array:
     r"""Solve the Ott-Antonsen equation (see the module docstring) and return $z$ at `ts`.
 
     **Arguments:**
@@ -77,13 +100,23 @@ def ott_antonsen(z0, ts, *, coupling, gamma, omega0=0.0, phase_lag=0.0, graph=No
     - `graph`, `positions`, `method`: as in [`coupling_operator`][] (graphon coupling, normalised
       by $1/M$: the quadrature of $\int W(x, y) z(y)\,dy$).
 
+    - `adjoint`: a diffrax adjoint; the default (checkpointed) is reverse mode only, pass
+      `diffrax.ForwardMode()` for `jax.jvp`/`jax.jacfwd` (as in [`simulate`][]).
+
     **Returns:** complex array, shape `(len(ts),)` or `(len(ts), M)`.
+
+    **Derivatives:** differentiable with respect to `z0`, `coupling`, `gamma`, `omega0`, `phase_lag`
+    and graphon parameters (the derivative of the adaptive solve with its step sizes held fixed:
+    exact up to the tolerances). All-to-all with $\alpha = 0$, $r(t) \to \sqrt{1 - 2\gamma/K}$ for
+    $K > 2\gamma$, so $\partial r_\infty/\partial K = \gamma/(K^2 r_\infty)$ and
+    $\partial r_\infty/\partial\gamma = -1/(K r_\infty)$.
     """
     z0 = jnp.asarray(z0, dtype=complex)
-    ts = jnp.asarray(ts, dtype=float)
-    if float(np.asarray(gamma)) < 0:
+    ts, adjoint, p = _common(ts, rtol, atol, adjoint, coupling=coupling, gamma=gamma, omega0=omega0,
+                             phase_lag=phase_lag)
+    if is_concrete(p["gamma"]) and float(p["gamma"]) < 0:
         raise ValueError(f"`gamma` must be >= 0, got {gamma}.")
-    if np.any(np.abs(np.asarray(z0)) > 1):
+    if is_concrete(z0) and np.any(np.abs(np.asarray(z0)) > 1):
         raise ValueError("`z0` must satisfy |z0| <= 1.")
     if graph is None:
         if z0.ndim != 0:
@@ -93,10 +126,9 @@ def ott_antonsen(z0, ts, *, coupling, gamma, omega0=0.0, phase_lag=0.0, graph=No
         if z0.ndim != 1:
             raise ValueError(f"`z0` must be a vector (one z per position) with a graph, got {z0.shape}.")
         op = coupling_operator(graph, z0.shape[0], positions=positions, method=method)
-    f = jnp.asarray
-    field = OttAntonsen(f(coupling, float), f(gamma, float), f(omega0, float), f(phase_lag, float), op)
+    field = OttAntonsen(p["coupling"], p["gamma"], p["omega0"], p["phase_lag"], op)
     y0 = check_finite(jnp.stack([z0.real, z0.imag]), "z0")
-    ys = _integrate(field, y0, ts, rtol, atol, progress).ys
+    ys = _integrate(field, y0, ts, rtol, atol, progress, adjoint).ys
     return ys[:, 0] + 1j * ys[:, 1]
 
 
@@ -138,7 +170,7 @@ class Vlasov(eqx.Module):
 
 
 def vlasov(graph, theta0, omega, ts, *, coupling, phase_lag=0.0, weights=None, method: str = "auto",
-           rtol: float = 1e-8, atol: float = 1e-8, progress: bool = False) -> Array:
+           rtol: float = 1e-8, atol: float = 1e-8, progress: bool = False, adjoint=None) -> Array:
     r"""Solve the Vlasov equation on a graphon or digraph measure by $M$ cells $\times$ $P$ particles.
 
     **Arguments:**
@@ -148,11 +180,16 @@ def vlasov(graph, theta0, omega, ts, *, coupling, phase_lag=0.0, weights=None, m
     - `theta0`, `omega`: initial phases and frequencies of the particles, shape `(M, P)` (row $m$:
       samples of $\rho_0(x_m, \cdot)$ and of the frequency law at $x_m$).
     - `ts`: save times; `coupling` $K$; `phase_lag` $\alpha$; `rtol`, `atol` of Tsit5.
-    - `weights`: optional particle weights, shape `(M, P)`, each row summing to 1 (default $1/P$);
-      zero weights make passive tracer particles (e.g. to pad cells to a common size).
+    - `weights`: optional particle weights, shape `(M, P)`, non-negative, each row summing to 1
+      (default $1/P$); zero weights make passive tracer particles (e.g. to pad cells to a common size).
+    - `adjoint`: a diffrax adjoint (default: checkpointed, reverse mode only; `diffrax.ForwardMode()`
+      for forward mode).
 
     **Returns:** the particle phases at `ts`, shape `(len(ts), M, P)`: the empirical approximation of
     $\rho(t, x_m, \cdot)$ (compare with [`w1_cells`][]).
+
+    **Derivatives:** differentiable with respect to `theta0`, `omega`, `coupling`, `phase_lag`,
+    `weights` and graph parameters (adaptive step sizes held fixed).
     """
     theta0 = check_finite(jnp.asarray(theta0, dtype=float), "theta0")
     omega = check_finite(jnp.asarray(omega, dtype=float), "omega")
@@ -160,13 +197,18 @@ def vlasov(graph, theta0, omega, ts, *, coupling, phase_lag=0.0, weights=None, m
         raise ValueError(f"`theta0` must have shape (M, P) with M, P >= 1, got {theta0.shape}.")
     if omega.shape != theta0.shape:
         raise ValueError(f"`omega` must have the shape of `theta0` {theta0.shape}, got {omega.shape}.")
+    ts, adjoint, p = _common(ts, rtol, atol, adjoint, coupling=coupling, phase_lag=phase_lag)
     op = coupling_operator(graph, theta0.shape[0], method=method)
     if weights is not None:
         weights = jnp.asarray(weights, dtype=float)
         if weights.shape != theta0.shape:
             raise ValueError(f"`weights` must have the shape of `theta0` {theta0.shape}, got {weights.shape}")
-    field = Vlasov(omega, jnp.asarray(coupling, float), jnp.asarray(phase_lag, float), op, weights)
-    return _integrate(field, theta0, jnp.asarray(ts, dtype=float), rtol, atol, progress).ys
+        if is_concrete(weights):
+            w = np.asarray(weights)
+            if not np.all(np.isfinite(w)) or np.any(w < 0) or not np.allclose(w.sum(1), 1.0, atol=1e-9):
+                raise ValueError("`weights` must be finite, non-negative, and each row (cell) must sum to 1.")
+    field = Vlasov(omega, p["coupling"], p["phase_lag"], op, weights)
+    return _integrate(field, theta0, ts, rtol, atol, progress, adjoint).ys
 
 
 def w1_circle(a, b) -> float:
@@ -178,7 +220,13 @@ def w1_circle(a, b) -> float:
     **Arguments:** `a`, `b`: 1-D arrays of angles (any real values; taken mod $2\pi$).
 
     **Returns:** the distance (a float, in radians).
+
+    **No derivative:** computed in NumPy (sorting and a weighted median); a traced input (under
+    `jax.grad`/`jit`) raises a `TypeError`.
     """
+    if not (is_concrete(a) and is_concrete(b)):
+        raise TypeError("`a` and `b` must be concrete arrays: `w1_circle` is computed in NumPy (sorting, "
+                        "a weighted median) and has no JAX derivative.")
     a = np.mod(np.asarray(a, dtype=float).ravel(), 2 * np.pi)
     b = np.mod(np.asarray(b, dtype=float).ravel(), 2 * np.pi)
     if a.size == 0 or b.size == 0:
@@ -205,8 +253,11 @@ def w1_cells(theta_a, theta_b) -> float:
     particles in each of the $M$ cells (e.g. a network of $N = M n_a$ grid nodes reshaped to
     `(M, N // M)`, and a [`vlasov`][] solution).
 
-    **Returns:** $\frac1M \sum_m W_1^{S^1}(a_m, b_m)$.
+    **Returns:** $\frac1M \sum_m W_1^{S^1}(a_m, b_m)$ (NumPy; no derivative, see [`w1_circle`][]).
     """
+    if not (is_concrete(theta_a) and is_concrete(theta_b)):
+        raise TypeError("`theta_a` and `theta_b` must be concrete arrays: `w1_cells` is computed in NumPy "
+                        "and has no JAX derivative.")
     a, b = np.asarray(theta_a), np.asarray(theta_b)
     if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0]:
         raise ValueError(f"`theta_a` and `theta_b` must be (M, n) arrays with the same M, got {a.shape}, "

@@ -18,7 +18,8 @@ import lineax as lx
 import numpy as np
 from jaxtyping import Array
 
-from .._checks import check_finite
+from .._checks import check_finite, check_int, check_positive, is_concrete
+from .._results import RESULTS, is_successful, message
 from ._coupling import AbstractCoupling, Dense, Sparse, coupling_operator, degrees
 
 
@@ -185,6 +186,9 @@ class Kuramoto(eqx.Module):
         return jnp.sum(cr * wi + ci * wr, axis=1) + h.const * self.degrees
 
     def __call__(self, t, theta, args=None):
+        if jnp.shape(theta) != self.omega.shape:
+            raise ValueError(f"`theta` must have shape {self.omega.shape} like `omega` (N = {self.n} "
+                             f"oscillators), got {jnp.shape(theta)}.")
         return self.omega + self.coupling * self.scale * self.interaction(theta)
 
     def diffusion(self, t, theta, args=None):
@@ -219,7 +223,14 @@ class NeuralField(eqx.Module):
         self.operator = coupling_operator(graph, n, positions=positions, method=method)
         self.scale = _scale(self.operator, normalisation, n)
 
+    @property
+    def n(self) -> int:
+        return self.bias.shape[0]
+
     def __call__(self, t, x, args=None):
+        if jnp.shape(x) != self.bias.shape:
+            raise ValueError(f"`x` must have shape {self.bias.shape} like `bias` (N = {self.n} nodes), got "
+                             f"{jnp.shape(x)}.")
         return -x + self.coupling * self.scale * self.operator.matvec(self.activation(x)) + self.bias
 
     def diffusion(self, t, x, args=None):
@@ -245,45 +256,160 @@ class RK4(diffrax.AbstractERK):
         return 4
 
 
+class SimulationResult(eqx.Module):
+    r"""The result of [`simulate`][]: the trajectory at the save times, and whether it got there.
+
+    **Fields:**
+
+    - `ts`: the save times asked for, shape `(T,)`.
+    - `ys`: the state at `ts`, shape `(T, *y0.shape)`. Save times after a failure hold NaN (they
+      were never reached); a save time inside the step that failed may hold NaN or inf too.
+    - `result`: a [`jaxdyn.RESULTS`][] code: `successful`; `nonfinite_state` (the state became
+      NaN/inf: the solution blew up); `finite_time_blowup` (the adaptive step fell below
+      $10^{-12}(t_1 - t_0)$ with $\max|y| > 10^8 \max(1, \max|y_0|)$: a finite-time singularity);
+      `step_size_too_small` (the same collapse at a moderate state: a stiff or singular problem);
+      `max_steps_reached`; `not_converged` (an implicit solver's root find failed).
+    - `failed_step`: the number of accepted steps when the failure appeared (the step that produced
+      the non-finite state), `-1` when none. An integer: not differentiable.
+    - `failed_time`: the time reached when the failure appeared, NaN when none.
+    - `stats`: diffrax's statistics (`num_steps`, `num_accepted_steps`, `num_rejected_steps`,
+      `max_steps`; counts: not differentiable) and `max_abs_y_end` ($\max|y|$ where the solve stopped).
+
+    `.successful` is the boolean (elementwise under `vmap`); `.summary()` says the outcome in words.
+    """
+
+    ts: Array
+    ys: Array
+    result: RESULTS
+    failed_step: Array
+    failed_time: Array
+    stats: dict
+
+    @property
+    def successful(self) -> Array:
+        return is_successful(self.result)
+
+    def summary(self) -> str:
+        """One line: `simulate: successful ...` or the failure with its step, time and state size."""
+        t0, t1 = float(self.ts[0]), float(self.ts[-1])
+        head = (f"simulate: {len(self.ts)} save times on [{t0:.6g}, {t1:.6g}], "
+                f"{int(np.max(np.asarray(self.stats['num_steps'])))} steps")
+        if bool(np.all(np.asarray(self.successful))):
+            return head + ": successful."
+        if np.ndim(self.failed_step) == 0:
+            size = float(self.stats["max_abs_y_end"])
+            return (f"{head}: FAILED at step {int(self.failed_step)} (t = {float(self.failed_time):.6g}, "
+                    f"max |y| = {size:.3g}): {message(self.result)}")
+        return f"{head}: FAILED: {message(self.result)}"
+
+
+def _blew_up(t, y, args, **kwargs):
+    """The event that stops a solve at the first non-finite state (checked after every accepted step)."""
+    return jnp.logical_not(jnp.all(jnp.isfinite(y)))
+
+
 @eqx.filter_jit
-def _solve(field, y0, ts, args, key, solver, dt0, rtol, atol, max_steps, adaptive, sde, progress):
+def _solve(field, y0, ts, args, key, solver, dt0, rtol, atol, max_steps, adaptive, sde, progress, adjoint):
     drift = diffrax.ODETerm(field)
     if sde:
         bm = diffrax.VirtualBrownianTree(ts[0], ts[-1], tol=dt0 / 4, shape=y0.shape, key=key)
         terms = diffrax.MultiTerm(drift, diffrax.ControlTerm(field.diffusion, bm))
     else:
         terms = drift
-    controller = (diffrax.PIDController(rtol=rtol, atol=atol) if adaptive
-                  else diffrax.ConstantStepSize())
+    if adaptive:
+        controller = diffrax.PIDController(rtol=rtol, atol=atol, dtmin=_DTMIN * (ts[-1] - ts[0]),
+                                           force_dtmin=False)
+    else:
+        controller = diffrax.ConstantStepSize()
     meter = diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter()
-    return diffrax.diffeqsolve(terms, solver, ts[0], ts[-1], dt0, y0, args=args,
-                               saveat=diffrax.SaveAt(ts=ts), stepsize_controller=controller,
-                               max_steps=max_steps, progress_meter=meter)
+    saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(t1=True)])
+    sol = diffrax.diffeqsolve(terms, solver, ts[0], ts[-1], dt0, y0, args=args, saveat=saveat,
+                              stepsize_controller=controller, max_steps=max_steps, progress_meter=meter,
+                              adjoint=adjoint, event=diffrax.Event(_blew_up), throw=False)
+    dr = diffrax.RESULTS
+    code = sol.result
+    y_end = sol.ys[1][0]
+    size_end = jnp.max(jnp.abs(y_end))
+    blowup = size_end > _BLOWUP * jnp.maximum(1.0, jnp.max(jnp.abs(y0)))
+    result = RESULTS.where(code == dr.successful, RESULTS.successful, RESULTS.not_converged)
+    result = RESULTS.where(code == dr.event_occurred, RESULTS.nonfinite_state, result)
+    result = RESULTS.where(code == dr.dt_min_reached,
+                           RESULTS.where(blowup, RESULTS.finite_time_blowup, RESULTS.step_size_too_small),
+                           result)
+    result = RESULTS.where(code == dr.max_steps_reached, RESULTS.max_steps_reached, result)
+    failed = jnp.logical_not(is_successful(result))
+    saved_ts, ys = sol.ts[0], sol.ys[0]
+    unreached = jnp.isinf(saved_ts).reshape(saved_ts.shape + (1,) * (ys.ndim - 1))
+    ys = jnp.where(unreached, jnp.nan, ys)
+    failed_time = jnp.where(failed, sol.ts[1][0], jnp.nan).astype(ts.dtype)
+    failed_step = jnp.where(failed, sol.stats["num_accepted_steps"], -1).astype(jnp.int32)
+    stats = dict(sol.stats, max_abs_y_end=size_end)
+    return SimulationResult(ts, ys, result, failed_step, failed_time, stats)
+
+
+_BLOWUP = 1e8  # a collapsed step with |y| above this (times max(1, |y0|)) is a finite-time blow-up
+_DTMIN = 1e-12  # the smallest adaptive step, relative to t1 - t0 (below it: a singularity, not a solve)
+
+
+def _check_y0(field, y0) -> None:
+    n = getattr(field, "n", None)
+    if isinstance(n, int) and y0.shape != (n,):
+        owner = ("`omega`" if isinstance(field, Kuramoto) else "`bias`" if isinstance(field, NeuralField)
+                 else "the field")
+        raise ValueError(f"`y0` must have shape ({n},): {owner} has N = {n} nodes, got shape {y0.shape}.")
 
 
 def simulate(field, y0, ts, *, args=None, solver=None, dt0=None, rtol: float = 1e-8, atol: float = 1e-8,
-             key=None, max_steps: int = 1_000_000, progress: bool = False) -> diffrax.Solution:
+             key=None, max_steps: int = 1_000_000, progress: bool = False, adjoint=None,
+             throw: bool = True) -> SimulationResult:
     r"""Integrate a particle system `field(t, y, args)` and save at `ts`.
 
     **Arguments:**
 
     - `field`: a [`Kuramoto`][], [`NeuralField`][] or any vector field (with `.noise > 0` and a
       `.diffusion(t, y, args)` method for an SDE).
-    - `y0`: the initial state; `ts`: increasing save times (the first is the initial time).
-    - `solver`: a diffrax solver; default `Tsit5()` with a PID controller (`rtol`, `atol`) for ODEs,
-      `Euler()` (Euler-Maruyama) with fixed step `dt0` for SDEs. A solver without an error
+    - `y0`: the initial state (for a [`Kuramoto`][]/[`NeuralField`][]: shape `(N,)`, finite);
+      `ts`: strictly increasing finite save times (the first is the initial time).
+    - `solver`: a diffrax solver; default `Tsit5()` with a PID controller (`rtol`, `atol` > 0) for
+      ODEs, `Euler()` (Euler-Maruyama) with fixed step `dt0` for SDEs. A solver without an error
       estimate (e.g. [`RK4`][], `Euler`) uses fixed steps `dt0`.
-    - `dt0`: the (initial) step; required for fixed-step solvers (default for SDEs: `(ts[1] - ts[0]) / 10`).
+    - `dt0`: the (initial) step, > 0; required for fixed-step solvers (default for SDEs:
+      `(ts[1] - ts[0]) / 10`).
     - `key`: a `jax.random` key, required when `field.noise > 0` (the Brownian motion).
-    - `progress`: a tqdm progress bar.
+    - `max_steps`: the step budget; `progress`: a tqdm progress bar.
+    - `adjoint`: how derivatives are taken (a diffrax adjoint). The default
+      `diffrax.RecursiveCheckpointAdjoint()` is **reverse mode only** (`jax.grad`, `jax.jacrev`):
+      under `jax.jvp`/`jax.jacfwd` JAX raises `TypeError: can't apply forward-mode autodiff (jvp) to
+      a custom_vjp function`. For forward mode (and forward-over-reverse) pass
+      `adjoint=diffrax.ForwardMode()` (forward only) or `diffrax.DirectAdjoint()` (both).
+    - `throw`: on failure (the state blew up, the step size collapsed, `max_steps` ran out) raise
+      (`True`, the default: an `eqx.EquinoxRuntimeError` whose message names the failure; under
+      plain `jax.jit` JAX wraps it in a longer trace) or return the code in `.result` with the step
+      and time in `.failed_step`/`.failed_time` (`False`).
 
-    **Returns:** the `diffrax.Solution` (`.ts`, `.ys` of shape `(len(ts), N)`, `.result`, `.stats`).
+    **Returns:** a [`SimulationResult`][]: `.ts`, `.ys` of shape `(len(ts), N)`, `.result`,
+    `.failed_step`, `.failed_time`, `.stats`, `.summary()`.
+
+    **Derivatives:** `.ys` is differentiable with respect to every array of `field` (coupling $K$,
+    frequencies, phase lag, the graphon parameters the coupling operator is built from), `y0` and
+    `args`; the derivative is that of the discrete solve (exact for fixed steps; adaptive step sizes
+    are not differentiated, an error of the order of the tolerances). `.result`, `.failed_step` and
+    `.stats` are integers: no derivative.
     """
     ts = jnp.asarray(ts, dtype=float)
     if ts.ndim != 1 or ts.shape[0] < 2:
         raise ValueError(f"`ts` must be a vector of >= 2 save times, got shape {ts.shape}.")
-    y0 = check_finite(jnp.asarray(y0, dtype=float), "y0")
-    sde = float(getattr(field, "noise", 0.0) or 0.0) > 0
+    ts = check_finite(ts, "ts")
+    if is_concrete(ts) and not bool(np.all(np.diff(np.asarray(ts)) > 0)):
+        raise ValueError(f"`ts` must be strictly increasing (t1 > t0), got {np.asarray(ts)[:4]}"
+                         f"{' ...' if ts.shape[0] > 4 else ''}.")
+    y0 = jnp.asarray(y0, dtype=float)  # float32 and integer states join the field's float dtype
+    _check_y0(field, y0)
+    y0 = check_finite(y0, "y0")
+    max_steps = check_int(max_steps, "max_steps")
+    if dt0 is not None:
+        check_positive(dt0, "dt0")
+    sde = _noise(getattr(field, "noise", 0.0) or 0.0) > 0
     if sde:
         if key is None:
             raise ValueError("`key` is required when the field has `noise > 0` (an SDE).")
@@ -298,7 +424,24 @@ def simulate(field, y0, ts, *, args=None, solver=None, dt0=None, rtol: float = 1
                     else isinstance(solver, diffrax.AbstractAdaptiveSolver))
         if not adaptive and dt0 is None:
             raise ValueError(f"`dt0` is required for the fixed-step solver {type(solver).__name__}.")
-    return _solve(field, y0, ts, args, key, solver, dt0, rtol, atol, max_steps, adaptive, sde, progress)
+        if adaptive:
+            check_positive(rtol, "rtol")
+            check_positive(atol, "atol")
+    adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
+    if not isinstance(adjoint, diffrax.AbstractAdjoint):
+        raise TypeError(f"`adjoint` must be a diffrax adjoint (e.g. diffrax.ForwardMode()), got "
+                        f"{type(adjoint).__name__}.")
+    out = _solve(field, y0, ts, args, key, solver, dt0, rtol, atol, max_steps, adaptive, sde, progress,
+                 adjoint)
+    if throw:
+        if is_concrete(out.failed_step):
+            if not bool(np.all(np.asarray(out.successful))):
+                raise eqx.EquinoxRuntimeError(f"`simulate` failed ({out.summary()[len('simulate: '):]}) Pass "
+                                              "`throw=False` to get the trajectory up to the failure.")
+        else:
+            ys = out.result.error_if(out.ys, jnp.logical_not(out.successful))
+            out = eqx.tree_at(lambda r: r.ys, out, ys)
+    return out
 
 
 def shard_nodes(field, devices=None):

@@ -15,9 +15,11 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array
 
-from .._checks import check_int
+from .._checks import check_finite, check_int, is_concrete
+from .._results import RESULTS, is_successful, message
 
 
 class TwoLayer(eqx.Module):
@@ -62,36 +64,123 @@ class TwoLayerGradientFlow(eqx.Module):
 
 
 class TwoLayerResult(eqx.Module):
-    """Result of [`two_layer_gd`][]: `losses` (steps + 1,) and the trained `model`."""
+    r"""Result of [`two_layer_gd`][].
+
+    **Fields:**
+
+    - `losses`: shape `(steps + 1,)`: the loss before every step and after the last; from the
+      failed step on, NaN.
+    - `model`: the trained [`TwoLayer`][] (after a failure: the last finite parameters, those
+      before step `failed_step`).
+    - `result`: a [`jaxdyn.RESULTS`][] code: `successful`, `nonfinite_loss`, `nonfinite_gradient` or
+      `nonfinite_parameters` (the update overflowed: a step size too large for the curvature).
+    - `failed_step`: the first step (0-based) whose loss, gradient or update was non-finite, `-1`
+      when none (an integer: no derivative); `failed_time`: `failed_step * lr`, the time of the
+      gradient flow it approximates (NaN when none).
+
+    `.successful` is the boolean; `.summary()` says the outcome in words.
+    """
 
     losses: Array
     model: TwoLayer
+    result: RESULTS
+    failed_step: Array
+    failed_time: Array
+
+    @property
+    def successful(self) -> Array:
+        return is_successful(self.result)
+
+    def summary(self) -> str:
+        """One line: the first and last loss, or the failure with its step and time."""
+        head = f"two_layer_gd: {self.losses.shape[-1] - 1} steps"
+        if bool(np.all(np.asarray(self.successful))):
+            return f"{head}, loss {float(self.losses[0]):.6g} -> {float(self.losses[-1]):.6g}: successful."
+        if np.ndim(self.failed_step) == 0:
+            return (f"{head}: FAILED at step {int(self.failed_step)} (time {float(self.failed_time):.6g}): "
+                    f"{message(self.result)}")
+        return f"{head}: FAILED: {message(self.result)}"
+
+
+def _finite(tree) -> Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]))
 
 
 @eqx.filter_jit
 def _gd(model, x, y, lr, steps):
     n = model.a.shape[0]
 
-    def step(m, _):
+    def step(carry, i):
+        m, code, fstep = carry
         loss, g = eqx.filter_value_and_grad(mse)(m, x, y)
-        m = jax.tree_util.tree_map(lambda p, q: p - lr * n * q, m, g)
-        return m, loss
+        new = jax.tree_util.tree_map(lambda p, q: p - lr * n * q, m, g)
+        bad = RESULTS.where(~jnp.isfinite(loss), RESULTS.nonfinite_loss,
+                            RESULTS.where(~_finite(g), RESULTS.nonfinite_gradient,
+                                          RESULTS.where(~_finite(new), RESULTS.nonfinite_parameters,
+                                                        RESULTS.successful)))
+        ok = is_successful(code)
+        fails = ok & ~is_successful(bad)
+        code = RESULTS.where(fails, bad, code)
+        fstep = jnp.where(fails, i, fstep)
+        keep = ok & ~fails
+        m = jax.tree_util.tree_map(lambda p, q: jnp.where(keep, p, q), new, m)
+        return (m, code, fstep), jnp.where(ok & jnp.isfinite(loss), loss, jnp.nan)
 
-    model, losses = jax.lax.scan(step, model, None, length=steps)
-    return TwoLayerResult(jnp.append(losses, mse(model, x, y)), model)
+    init = (model, RESULTS.successful, jnp.asarray(-1, dtype=jnp.int32))
+    (model, code, fstep), losses = jax.lax.scan(step, init, jnp.arange(steps, dtype=jnp.int32))
+    final = jnp.where(is_successful(code), mse(model, x, y), jnp.nan)
+    failed_time = jnp.where(is_successful(code), jnp.nan, fstep * lr)
+    return TwoLayerResult(jnp.append(losses, final), model, code, fstep, failed_time)
 
 
-def two_layer_gd(model: TwoLayer, x, y, *, steps: int, lr: float) -> TwoLayerResult:
+def two_layer_gd(model: TwoLayer, x, y, *, steps: int, lr: float, throw: bool = True) -> TwoLayerResult:
     r"""Gradient descent in mean-field scaling: $\theta_i \leftarrow \theta_i - \eta N \nabla_{\theta_i} L$.
 
-    **Arguments:** `model` (a [`TwoLayer`][], e.g. `TwoLayer.init(N, d, key=key)`), data `x` `(n, d)`,
-    `y` `(n,)`, `steps`, `lr` ($\eta$: the step of the limiting dynamics, independent of $N$).
+    **Arguments:**
+
+    - `model`: a [`TwoLayer`][] (e.g. `TwoLayer.init(N, d, key=key)`), finite.
+    - `x` `(n, d)`, `y` `(n,)`: finite data, $n \ge 1$.
+    - `steps`: the number of steps, $\ge 1$.
+    - `lr`: $\eta > 0$, the step of the limiting dynamics (independent of $N$). A negative `lr`
+      would be gradient ascent: rejected.
+    - `throw`: on a non-finite loss, gradient or update (e.g. `lr` too large: the iteration
+      overflows) raise an `eqx.EquinoxRuntimeError` naming it (`True`, the default), or return the
+      code in `.result` with `.failed_step` / `.failed_time` (`False`).
+
+    Mixed precision is promoted: the model, `x` and `y` are cast to their common float dtype.
 
     **Returns:** a [`TwoLayerResult`][] with the loss before every step and after the last.
+
+    **Derivatives:** the losses and the trained model are differentiable (forward and reverse mode)
+    with respect to the model's parameters, `x`, `y` and `lr`; `result`/`failed_step` are integers.
     """
     steps = check_int(steps, "steps")
-    x, y = jnp.asarray(x, float), jnp.asarray(y, float)
-    if x.ndim != 2 or x.shape[1] != model.w.shape[1] or y.shape != (x.shape[0],):
-        raise ValueError(f"`x` must have shape (n, {model.w.shape[1]}) and `y` shape (n,), got {x.shape}, "
-                         f"{y.shape}.")
-    return _gd(model, x, y, jnp.asarray(lr, float), steps)
+    if not isinstance(model, TwoLayer):
+        raise TypeError(f"`model` must be a TwoLayer, got {type(model).__name__}.")
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] != model.w.shape[1] or y.shape != (x.shape[0],):
+        raise ValueError(f"`x` must have shape (n, {model.w.shape[1]}) with n >= 1 and `y` shape (n,), got "
+                         f"{x.shape}, {y.shape}.")
+    lr = jnp.asarray(lr)
+    if lr.shape != ():
+        raise ValueError(f"`lr` must be a scalar, got shape {lr.shape}.")
+    if is_concrete(lr) and not (np.isfinite(float(lr)) and float(lr) > 0):
+        raise ValueError(f"`lr` must be a finite step size > 0, got {float(lr)} (lr < 0 would be gradient "
+                         "ascent).")
+    dtype = jnp.result_type(float, model.a, model.w, x, y, lr)
+    model = TwoLayer(model.a.astype(dtype), model.w.astype(dtype), model.activation)
+    x, y, lr = x.astype(dtype), y.astype(dtype), lr.astype(dtype)
+    model = eqx.tree_at(lambda m: (m.a, m.w), model, (check_finite(model.a, "model"),
+                                                      check_finite(model.w, "model")))
+    x, y = check_finite(x, "x"), check_finite(y, "y")
+    out = _gd(model, x, y, lr, steps)
+    if throw:
+        if is_concrete(out.failed_step):
+            if not bool(out.successful):
+                what = out.summary()[len("two_layer_gd: "):]
+                raise eqx.EquinoxRuntimeError(f"`two_layer_gd` failed ({what}) "
+                                              "Lower `lr`, or pass `throw=False` to get the losses up to the "
+                                              "failure.")
+        else:
+            out = eqx.tree_at(lambda r: r.losses, out, out.result.error_if(out.losses, ~out.successful))
+    return out

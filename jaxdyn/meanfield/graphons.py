@@ -23,6 +23,7 @@ from ._graphon import (
     RingGraphon as RingGraphon,
     SmallWorldGraphon as SmallWorldGraphon,
     StepGraphon as StepGraphon,
+    _blocks,
     grid as grid,
 )
 
@@ -53,12 +54,15 @@ def power_law(alpha: float = 0.5, beta: float = 0.1) -> PowerLawGraphon:
 
 
 def stochastic_block(sizes, probs) -> StepGraphon:
-    """Stochastic block model: block fractions `sizes` (summing to 1), symmetric `probs` matrix."""
+    """Stochastic block model: block fractions `sizes` (summing to 1), symmetric `probs` matrix with
+    entries in $[0, 1]$ (differentiable with respect to `probs`, not `sizes`)."""
+    _blocks(probs, sizes, "probs", "sizes")
     return StepGraphon(probs, sizes)
 
 
 def step(matrix) -> StepGraphon:
     """The step graphon of a symmetric matrix with entries in $[0, 1]$ ($N$ equal cells)."""
+    _blocks(matrix, None, "matrix", "sizes")
     return StepGraphon(matrix)
 
 
