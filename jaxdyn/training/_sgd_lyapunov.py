@@ -23,9 +23,12 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
-from .._checks import check_int, is_concrete
+from .._checks import check_int, check_positive, is_concrete
+from .._results import RESULTS, is_successful, message
 from .._types import Array
 from ..lyapunov import product_spectrum
 from ..lyapunov._result import LyapunovResult
@@ -36,6 +39,7 @@ from ._sgd_normal import (
     check_batch_size,
     check_data,
     check_lr,
+    check_params_data,
     hvp_fn,
     interpolation_check,
     mean_loss_fn,
@@ -115,8 +119,56 @@ def _sampler(space: NormalSpace, loss_fn, data, lr, batch_size: int):
 
 
 def gd_exponent(space: NormalSpace, lr) -> Array:
-    r"""Full-batch GD exponent on the normal space, $\mu = \log\max_j |1 - \eta h_j|$."""
+    r"""Full-batch GD exponent on the normal space, $\mu = \log\max_j |1 - \eta h_j|$.
+
+    Differentiable in `lr` (where the maximising $j$ is unique and $1 - \eta h_j \ne 0$):
+    $d\mu/d\eta = -h_j / (1 - \eta h_j)$ for the maximising $j$.
+    """
     return jnp.log(jnp.max(jnp.abs(1 - lr * space.eigenvalues)))
+
+
+# -- the deterministic case: every mini-batch matrix is the same -----------------------------------
+
+
+def _per_example_matrices(space: NormalSpace) -> Array | None:
+    r"""$K_i = U^\top H_i U$, shape `(n, r, r)`, or `None` when the factors are unavailable."""
+    if space.factors is None:
+        return None
+    if space.factor_kind == "gauss_newton":
+        return jnp.einsum("nqr,nqs->nrs", space.factors, space.factors)
+    return space.factors
+
+
+def _spread(space: NormalSpace) -> Array:
+    r"""$\max_i \|K_i - \bar K\|_F$ (absolute; $\infty$ when the factors are unavailable): 0 when
+    every example has the same curvature on the normal space, so that every mini-batch matrix is
+    the same."""
+    K = _per_example_matrices(space)
+    dtype = space.basis.dtype
+    if K is None:
+        return jnp.asarray(jnp.inf, dtype)
+    return jnp.max(jnp.linalg.norm(K - jnp.mean(K, axis=0), axis=(1, 2)))
+
+
+def _deterministic(space: NormalSpace, batch_size) -> tuple[Array, Array]:
+    r"""Whether the product is deterministic (`batch_size == n`, or all $K_i$ coincide to rounding),
+    and the size of the perturbation of each step's matrix from $\bar K$ (0 for `B = n`)."""
+    spread = _spread(space)
+    tol = 1e3 * jnp.finfo(space.basis.dtype).eps * space.lambda_max
+    full = jnp.asarray(batch_size) == space.n_examples
+    return full | (spread <= tol), jnp.where(full, 0.0, spread)
+
+
+def _exact_spectrum(space: NormalSpace, lr, k: int, perturbation) -> tuple[Array, Array]:
+    r"""The top `k` exponents of the deterministic product $(I - \eta\,\mathrm{diag}(h))^N$:
+    $\log|1 - \eta h_j|$ in descending order, and an accuracy figure for each: a perturbation
+    $\delta$ of the step matrix moves $\log|1 - \eta h_j|$ by at most
+    $\eta\delta/|1 - \eta h_j|$ to first order, with $\delta = \lambda_{\max}\cdot$
+    `eig_residual` (the eigen-solver's residual) plus `perturbation`."""
+    g = jnp.abs(1 - lr * space.eigenvalues)
+    order = jnp.argsort(-g)[:k]
+    delta = space.lambda_max * space.eig_residual + perturbation
+    return jnp.log(g[order]), lr * delta / g[order]
 
 
 def _kxk(space: NormalSpace, X: Array) -> Array:
@@ -167,7 +219,6 @@ class _MeanSquareOperator(eqx.Module):
         return _ms_operator(self.space, self.lr, self.batch_size)(v.reshape(r, r)).ravel()
 
 
-@eqx.filter_jit
 def mean_square_bound(space: NormalSpace, lr, batch_size, *, dense_max_dim: int = 24,
                       lanczos_iters: int = 100) -> tuple[Array, Array]:
     r"""$\tfrac12\log\rho(\mathbb E[B_\xi\otimes B_\xi])$ on the normal space, the expectation taken
@@ -182,8 +233,36 @@ def mean_square_bound(space: NormalSpace, lr, batch_size, *, dense_max_dim: int 
     unconverged iteration), with accuracy = residual / Ritz value. NaN when the per-example
     factors are unavailable (a [`Hessian`][] normal space with rank above its `ms_max_dim`).
 
+    **Arguments:** `space`: a [`NormalSpace`][]; `lr`: $\eta > 0$; `batch_size`: $1 \le B \le n$
+    (an int, or an array under `jit`/`vmap`); `dense_max_dim`, `lanczos_iters`: as above.
+
     **Returns:** `(bound, accuracy)`.
     """
+    if not isinstance(space, NormalSpace):
+        raise TypeError("`space` must be a NormalSpace from jaxdyn.training.normal_space, got "
+                        f"{type(space).__name__}.")
+    check_lr(lr)
+    _check_batch_sizes(batch_size, space.n_examples)
+    dense_max_dim = check_int(dense_max_dim, "dense_max_dim", minimum=0)
+    lanczos_iters = check_int(lanczos_iters, "lanczos_iters")
+    return _mean_square_bound(space, lr, batch_size, dense_max_dim=dense_max_dim,
+                              lanczos_iters=lanczos_iters)
+
+
+def _check_batch_sizes(batch_size, n: int) -> None:
+    """An int in `[1, n]`, or (concrete) numbers in `[1, n]`; traced values are not checked."""
+    if isinstance(batch_size, int | np.integer | bool):
+        check_batch_size(batch_size, n)
+    elif is_concrete(batch_size):
+        b = np.asarray(batch_size)
+        if not np.issubdtype(b.dtype, np.number) or not np.all((b >= 1) & (b <= n)):
+            raise ValueError(f"`batch_size` must lie between 1 and the number of examples ({n}), "
+                             f"got {batch_size}.")
+
+
+@eqx.filter_jit
+def _mean_square_bound(space: NormalSpace, lr, batch_size, *, dense_max_dim: int = 24,
+                       lanczos_iters: int = 100) -> tuple[Array, Array]:
     r = space.rank
     dtype = space.basis.dtype
     zero = jnp.zeros((), dtype) + 0 * lr
@@ -211,6 +290,13 @@ class SGDLyapunovResult(eqx.Module):
 
     - `exponent`: the top Lyapunov exponent $\lambda$ on the normal space (per step);
       `stderr`: its standard error over the chains; `exponents`, `stderrs`: the top `k`.
+    - `deterministic`: every mini-batch matrix is the same ($B = n$, or all examples have the same
+      curvature on the normal space). The product is then $(I - \eta H)^N$ and the exponents are
+      exact, $\log|1 - \eta h_j|$ (so `exponent == gd_exponent`); `stderrs` are then the
+      accuracy figure from the eigen-solver's residual (see [`NormalSpace`][]), not a sampling
+      error. A finite product from a random start would converge to them only at rate
+      $\log(\text{overlap})/N$ plus a transient of order $1/(\eta\,\text{gap})$ steps, which is
+      far too slow where the small curvatures cluster.
     - `gd_exponent`: full-batch GD, $\mu = \log\max_j|1 - \eta h_j|$.
     - `mean_square_bound`: $\tfrac12\log\rho(\mathbb E[B\otimes B])$ ($\ge\lambda$), NaN where not
       computed; `mean_square_accuracy`: 0 when exact (dense), else the power-iteration spread.
@@ -219,8 +305,14 @@ class SGDLyapunovResult(eqx.Module):
     - `check`: the [`InterpolationCheck`][]; `interpolating`: its verdict.
     - `eig_residual`, `null_residual`, `rtol`, `dropped_max`: the normal space's checks (see
       [`NormalSpace`][]).
-    - `lyapunov`: the [`LyapunovResult`][jaxdyn.lyapunov.LyapunovResult] of the product
-      (history, result code, steps).
+    - `lyapunov`: the [`LyapunovResult`][jaxdyn.lyapunov.LyapunovResult] of the sampled
+      product (history, result code, steps; in the deterministic case the finite-$N$ simulation,
+      whose running estimate tends to `exponent`).
+    - `result`: a [`jaxdyn.RESULTS`][] code: `nonfinite_input` when the step size is non-finite,
+      `nonfinite_curvature` when the normal-space curvatures are (both possible only under `jit`,
+      where inputs are not checked), `nonfinite_tangent` when the product became non-finite
+      (`lyapunov.failed_step` says at which step), else `successful`. The exponents are NaN
+      whenever the code is not `successful`.
 
     Properties: `sgd_stable` ($\lambda < 0$), `gd_stable` ($\mu < 0$), `significant`
     ($|\lambda| > 3$ stderr).
@@ -243,9 +335,15 @@ class SGDLyapunovResult(eqx.Module):
     rtol: Array
     dropped_max: Array
     lyapunov: LyapunovResult
+    deterministic: Array
+    result: RESULTS
     batch_size: int = eqx.field(static=True)
     n_examples: int = eqx.field(static=True)
     rank: int = eqx.field(static=True)
+
+    @property
+    def successful(self) -> Array:
+        return is_successful(self.result)
 
     @property
     def sgd_stable(self) -> Array:
@@ -261,11 +359,13 @@ class SGDLyapunovResult(eqx.Module):
 
     def summary(self) -> str:
         """A few lines with the numbers that decide stability."""
+        exact = " (exact: every mini-batch matrix is the same)" if bool(self.deterministic) else ""
+        failure = "" if bool(self.successful) else f"; FAILED: {message(self.result)}"
         return (f"SGD (eta={float(self.lr):.4g}, B={self.batch_size}/{self.n_examples}) on a "
-                f"{self.rank}-dim normal space: lambda = {float(self.exponent):.4f} +- "
-                f"{float(self.stderr):.4f}; GD mu = {float(self.gd_exponent):.4f} (boundary eta = "
-                f"{float(self.gd_boundary):.4g}); mean-square bound "
-                f"{float(self.mean_square_bound):.4f}; interpolation: {self.check.message()}")
+                f"{self.rank}-dim normal space: lambda = {float(self.exponent):.4g} +- "
+                f"{float(self.stderr):.2g}{exact}; GD mu = {float(self.gd_exponent):.4g} (boundary "
+                f"eta = {float(self.gd_boundary):.4g}); mean-square bound "
+                f"{float(self.mean_square_bound):.4f}; interpolation: {self.check.message()}{failure}")
 
     def plot(self, ax=None, **kwargs):
         """Running estimate with the GD exponent and the bound; see
@@ -276,6 +376,29 @@ class SGDLyapunovResult(eqx.Module):
 
 
 # -- the entry point -------------------------------------------------------------------------------
+
+
+@jax.custom_jvp
+def _guard(arrays):
+    return arrays
+
+
+def _guard_jvp(primals, tangents):
+    if any(not isinstance(t, SymbolicZero) for t in jax.tree_util.tree_leaves(tangents)):
+        raise ValueError(
+            "sgd_lyapunov is not differentiable with respect to `params`: the normal space is "
+            "computed outside the differentiated program (its rank sets array shapes). "
+            "Differentiate with respect to `lr`, or differentiate the curvature yourself.")
+    return primals[0], tangents[0]
+
+
+_guard.defjvp(_guard_jvp, symbolic_zeros=True)
+
+
+def _no_params_derivative(params):
+    """`params` unchanged; differentiating through it raises a `ValueError` naming `params`."""
+    arrays, static = eqx.partition(params, eqx.is_inexact_array)
+    return eqx.combine(_guard(arrays), static)
 
 
 def _check_common(per_example_loss, data, batch_size, lr):
@@ -309,7 +432,8 @@ def sgd_lyapunov(per_example_loss, params, data, *, lr, batch_size: int, key, n_
                  curvature: AbstractCurvature | None = None, normal_space: NormalSpace | None = None,
                  rtol: float | None = None, mean_square: bool = True, ms_max_dim: int = 64,
                  loss_tol: float = 1e-10, grad_tol: float = 1e-6,
-                 on_not_interpolating: str = "raise", progress: bool = False) -> SGDLyapunovResult:
+                 on_not_interpolating: str = "raise", progress: bool = False,
+                 throw: bool = True) -> SGDLyapunovResult:
     r"""Top Lyapunov exponent(s) of SGD linearised at an interpolating minimum, on the normal space.
 
     $\lambda = \lim_N \frac1N\log\|B_N\cdots B_1\|$ with $B_n = U^\top(I - \eta H_{\xi_n})U$, by
@@ -339,6 +463,23 @@ def sgd_lyapunov(per_example_loss, params, data, *, lr, batch_size: int, key, n_
       linearised map at a point that SGD does not fix). When `params` is traced the check is
       always a flag.
     - `progress`: a progress bar for the product.
+    - `throw`: raise (through `eqx.error_if`) when the exponent is non-finite or the product
+      failed, which can only happen under `jit` with non-finite traced inputs (concrete inputs
+      are checked first); `throw=False` returns the code in `result` instead.
+
+    **Deterministic products.** With `batch_size == n` (or when every example has the same
+    curvature on the normal space) every step multiplies by the same $I - \eta H$: the exponents
+    are then returned exactly, $\log|1 - \eta h_j|$ (`deterministic=True`), instead of the
+    finite-$N$ estimate, which from a random start is biased low by about
+    $\log(\text{overlap})/N$ plus a transient of $1/(\eta\,\text{gap})$ steps.
+
+    **Derivatives.** With respect to `lr`: in the deterministic case the exact
+    $d\mu/d\eta$; otherwise the pathwise derivative of the finite-$N$ estimate at fixed batch
+    draws (the same `key`), i.e. the derivative of the number returned, not of the limit
+    $\lambda$ (it converges to $d\lambda/d\eta$ only where $\lambda$ is differentiable, and its
+    sampling error is not reported). With respect to `params`: not defined here (the normal space
+    is computed eagerly, its rank sets array shapes); `jax.grad` raises a `ValueError` naming
+    `params`. `batch_size`, `n_steps`, `n_chains`, `k` are integers (no derivative).
 
     **Returns:** an [`SGDLyapunovResult`][].
 
@@ -352,8 +493,12 @@ def sgd_lyapunov(per_example_loss, params, data, *, lr, batch_size: int, key, n_
     n, batch_size, lr = _check_common(per_example_loss, data, batch_size, lr)
     n_steps = check_int(n_steps, "n_steps")
     n_chains = check_int(n_chains, "n_chains")
+    transient_steps = check_int(transient_steps, "transient_steps", minimum=0)
+    k = check_int(k, "k")
     if on_not_interpolating not in ("raise", "flag"):
         raise ValueError(f"`on_not_interpolating` must be 'raise' or 'flag', got {on_not_interpolating!r}.")
+    check_params_data(params, data)
+    params = _no_params_derivative(params)
     check = interpolation_check(per_example_loss, params, data, loss_tol=loss_tol, grad_tol=grad_tol)
     if on_not_interpolating == "raise" and is_concrete(check.interpolating) and not bool(
             check.interpolating):
@@ -365,32 +510,54 @@ def sgd_lyapunov(per_example_loss, params, data, *, lr, batch_size: int, key, n_
     space = _space_for(per_example_loss, params, data, normal_space, curvature, rtol, ms_max_dim)
     if space.n_examples != n:
         raise ValueError(f"`normal_space` was built for {space.n_examples} examples, `data` has {n}.")
-    k = check_int(k, "k")
+    lr = jnp.asarray(lr).astype(space.basis.dtype)  # one precision: a float64 `lr` with float32 params
     if k > space.rank:
         raise ValueError(f"`k` ({k}) must be at most the normal-space rank ({space.rank}).")
     run = _assemble if progress else _assemble_jit  # one compiled program unless a bar is shown
     return run(space, per_example_loss, data, lr, batch_size, key, n_steps, n_chains, k,
-               transient_steps, progress, mean_square, check)
+               transient_steps, progress, mean_square, check, throw)
 
 
 def _assemble(space, per_example_loss, data, lr, batch_size, key, n_steps, n_chains, k,
-              transient_steps, progress, mean_square, check):
+              transient_steps, progress, mean_square, check, throw):
     lyap = _exponents(space, per_example_loss, data, lr, batch_size, key, n_steps, n_chains, k,
                       transient_steps, progress)
     dtype = space.basis.dtype
     stderrs = lyap.stderr if lyap.stderr is not None else jnp.full_like(lyap.exponents, jnp.nan)
+    exps, stderrs, det, code = _select(space, lr, batch_size, k, lyap, lyap.exponents, stderrs)
+    if throw:
+        exps = code.error_if(exps, ~is_successful(code))
     if mean_square:
-        msb, msa = mean_square_bound(space, lr, batch_size)
+        msb, msa = _mean_square_bound(space, lr, batch_size)
     else:
         msb = msa = jnp.asarray(jnp.nan, dtype) + 0 * lr
     return SGDLyapunovResult(
-        exponent=lyap.exponents[0], stderr=stderrs[0], exponents=lyap.exponents, stderrs=stderrs,
+        exponent=exps[0], stderr=stderrs[0], exponents=exps, stderrs=stderrs,
         gd_exponent=gd_exponent(space, lr), mean_square_bound=msb, mean_square_accuracy=msa,
         lr=jnp.asarray(lr, dtype), lambda_max=space.lambda_max, gd_boundary=2 / space.lambda_max,
         check=check, interpolating=check.interpolating, eig_residual=space.eig_residual,
         null_residual=space.null_residual, rtol=space.rtol, dropped_max=space.dropped_max,
-        lyapunov=lyap, batch_size=batch_size, n_examples=space.n_examples, rank=space.rank,
+        lyapunov=lyap, deterministic=det, result=code, batch_size=batch_size,
+        n_examples=space.n_examples, rank=space.rank,
     )
+
+
+def _select(space, lr, batch_size, k, lyap, exps, stderrs):
+    """The exact exponents where the product is deterministic, the sampled ones elsewhere, and the
+    result code."""
+    det, perturbation = _deterministic(space, batch_size)
+    exact, accuracy = _exact_spectrum(space, lr, k, perturbation)
+    exps = jnp.where(det, exact, exps)
+    stderrs = jnp.where(det, accuracy, stderrs)
+    bad_lr = ~jnp.isfinite(lr)
+    bad_curvature = ~jnp.all(jnp.isfinite(space.eigenvalues))
+    bad_product = jnp.any(lyap.failed_step >= 0) | ~jnp.all(jnp.isfinite(exps))
+    code = RESULTS.where(
+        bad_lr, RESULTS.nonfinite_input,
+        RESULTS.where(bad_curvature, RESULTS.nonfinite_curvature,
+                      RESULTS.where(bad_product, RESULTS.nonfinite_tangent, RESULTS.successful)))
+    ok = is_successful(code)
+    return jnp.where(ok, exps, jnp.nan), jnp.where(ok, stderrs, jnp.nan), det, code
 
 
 _assemble_jit = eqx.filter_jit(_assemble)
@@ -405,6 +572,11 @@ class SGDStabilityDiagram(eqx.Module):
     - `lrs`: shape `(m,)`; `batch_sizes`: a tuple of `nb` ints.
     - `exponent`, `stderr`, `mean_square_bound`: shape `(nb, m)`.
     - `gd_exponent`: shape `(m,)`; `lambda_max`, `gd_boundary` ($2/\lambda_{\max}$).
+    - `deterministic`: shape `(nb,)`, the rows whose product is deterministic ($B = n$, or every
+      example has the same curvature): their exponent is exact and equals `gd_exponent`, their
+      `stderr` is the eigen-solver's accuracy figure (see [`SGDLyapunovResult`][]).
+    - `result`: shape `(nb, m)`, a [`jaxdyn.RESULTS`][] code per cell (`nonfinite_tangent` where the
+      product became non-finite).
     - `sgd_stable` / `gd_stable`: signs; `disagree`: where the two differ and $\lambda$ is
       farther than 3 standard errors from 0.
     """
@@ -413,6 +585,8 @@ class SGDStabilityDiagram(eqx.Module):
     exponent: Array
     stderr: Array
     mean_square_bound: Array
+    deterministic: Array
+    result: RESULTS
     gd_exponent: Array
     lambda_max: Array
     gd_boundary: Array
@@ -468,12 +642,16 @@ def sgd_stability_diagram(per_example_loss, params, data, *, lrs, batch_sizes, k
     sizes = tuple(check_batch_size(b, n) for b in batch_sizes)
     if not sizes:
         raise ValueError("`batch_sizes` is empty.")
+    n_steps = check_int(n_steps, "n_steps")
+    n_chains = check_int(n_chains, "n_chains")
+    transient_steps = check_int(transient_steps, "transient_steps", minimum=0)
+    check_params_data(params, data)
     check = interpolation_check(per_example_loss, params, data, loss_tol=loss_tol, grad_tol=grad_tol)
     if not bool(check.interpolating):
         raise ValueError("`params` is not an interpolating minimum: " + check.message() + ".")
     space = _space_for(per_example_loss, params, data, normal_space, curvature, rtol, 64)
-    n_steps = check_int(n_steps, "n_steps")
-    n_chains = check_int(n_chains, "n_chains")
+    if space.n_examples != n:
+        raise ValueError(f"`normal_space` was built for {space.n_examples} examples, `data` has {n}.")
     lrs = lrs.astype(space.basis.dtype)
     rows = []
     it = sizes
@@ -483,15 +661,17 @@ def sgd_stability_diagram(per_example_loss, params, data, *, lrs, batch_sizes, k
         it = tqdm(sizes, desc="sgd_stability_diagram", leave=False)
     if space.factor_kind == "gauss_newton":  # batch size as an array: one compiled grid
         bs = jnp.asarray(sizes, lrs.dtype)
-        exp, se, msb = _diagram_grid(space, per_example_loss, data, lrs, bs, key, n_steps,
-                                     n_chains, transient_steps, mean_square)
+        exp, se, msb, det, code = _diagram_grid(space, per_example_loss, data, lrs, bs, key, n_steps,
+                                                n_chains, transient_steps, mean_square)
     else:
         for b in it:
             rows.append(_diagram_row(space, per_example_loss, data, lrs, b, key, n_steps, n_chains,
                                      transient_steps, mean_square))
-        exp, se, msb = (jnp.stack([r[i] for r in rows]) for i in range(3))
+        exp, se, msb, det, code = (jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *[r[i] for r in rows])
+                                   for i in range(5))
     return SGDStabilityDiagram(
-        lrs=lrs, exponent=exp, stderr=se, mean_square_bound=msb,
+        lrs=lrs, exponent=exp, stderr=se, mean_square_bound=msb, deterministic=det[:, 0],
+        result=code,
         gd_exponent=jax.vmap(lambda lr: gd_exponent(space, lr))(lrs), lambda_max=space.lambda_max,
         gd_boundary=2 / space.lambda_max, batch_sizes=sizes, n_examples=n, rank=space.rank)
 
@@ -501,9 +681,10 @@ def _diagram_row_impl(space, per_example_loss, data, lrs, batch_size, key, n_ste
     def one(lr):
         lyap = _exponents(space, per_example_loss, data, lr, batch_size, key, n_steps, n_chains, 1,
                           transient_steps, False)
-        msb = mean_square_bound(space, lr, batch_size)[0] if mean_square else jnp.nan * lr
-        se = lyap.stderr[0] if lyap.stderr is not None else jnp.nan * lr
-        return lyap.exponents[0], se, msb
+        msb = _mean_square_bound(space, lr, batch_size)[0] if mean_square else jnp.nan * lr
+        se = lyap.stderr if lyap.stderr is not None else jnp.full_like(lyap.exponents, jnp.nan)
+        exps, ses, det, code = _select(space, lr, batch_size, 1, lyap, lyap.exponents, se)
+        return exps[0], ses[0], msb, det, code
 
     return jax.vmap(one)(lrs)
 
@@ -533,12 +714,18 @@ class SGDEscapeResult(eqx.Module):
     - `rate`: per run, $\log(d_\tau/d_0)/\tau$ with $\tau$ the first step leaving
       $[d_0/\text{factor}, d_0\,\text{factor}]$ (or the last step): an estimate of $\lambda$
       in the linear regime.
+    - `failed_step`: per run, the first SGD step after which the loss or the parameters were
+      non-finite (-1 if none); `result`: per run, a [`jaxdyn.RESULTS`][] code,
+      `nonfinite_parameters` for those runs (an escape to infinity; `outcome` is then -1), else
+      `successful`.
     - `returned_fraction`, `escaped_fraction`.
     """
 
     log_ratio: Array
     outcome: Array
     rate: Array
+    failed_step: Array
+    result: RESULTS
     lr: Array
     radius: Array
     factor: Array
@@ -598,7 +785,8 @@ def _simulate(space, per_example_loss, data, lr, batch_size, key, n_steps, n_run
         outcome = jnp.where(escaped, -1, jnp.where(returned, 1, 0))
         tau = jnp.maximum(exit_step, 1)
         rate = jnp.where(jnp.isfinite(logs[tau]), logs[tau] / tau, jnp.inf)
-        return logs, outcome, rate
+        failed = jnp.where(all_finite, -1, first_bad)
+        return logs, outcome, rate, failed
 
     return jax.vmap(run)(jax.random.split(key, n_runs))
 
@@ -622,10 +810,19 @@ def sgd_escape(per_example_loss, params, data, *, lr, batch_size: int, key, n_st
     n, batch_size, lr = _check_common(per_example_loss, data, batch_size, lr)
     n_steps = check_int(n_steps, "n_steps")
     n_runs = check_int(n_runs, "n_runs")
+    check_positive(radius, "radius")
+    check_positive(factor, "factor")
+    if is_concrete(factor) and float(factor) <= 1:
+        raise ValueError(f"`factor` must be greater than 1, got {factor}.")
+    check_params_data(params, data)
     space = _space_for(per_example_loss, params, data, normal_space, curvature, None, 0)
+    if space.n_examples != n:
+        raise ValueError(f"`normal_space` was built for {space.n_examples} examples, `data` has {n}.")
     dtype = space.basis.dtype
     radius, factor = jnp.asarray(radius, dtype), jnp.asarray(factor, dtype)
-    logs, outcome, rate = _simulate(space, per_example_loss, data, lr.astype(dtype),
-                                    jnp.asarray(batch_size, dtype), key, n_steps, n_runs, radius,
-                                    factor)
-    return SGDEscapeResult(logs, outcome, rate, lr, radius, factor, batch_size)
+    logs, outcome, rate, failed = _simulate(space, per_example_loss, data, lr.astype(dtype),
+                                            jnp.asarray(batch_size, dtype), key, n_steps, n_runs,
+                                            radius, factor)
+    code = jax.vmap(lambda f: RESULTS.where(f >= 0, RESULTS.nonfinite_parameters,
+                                            RESULTS.successful))(failed)
+    return SGDEscapeResult(logs, outcome, rate, failed, code, lr, radius, factor, batch_size)

@@ -22,7 +22,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from .._checks import check_int, check_positive, is_concrete
+from .._checks import check_finite, check_int, check_positive, is_concrete
 from .._types import Array
 
 # -- flattening and data ---------------------------------------------------------------------------
@@ -85,6 +85,29 @@ def check_batch_size(batch_size, n: int) -> int:
 def check_lr(lr) -> Array:
     check_positive(lr, "lr")
     return jnp.asarray(lr)
+
+
+def _float_dtypes(tree) -> set:
+    return {leaf.dtype for leaf in jax.tree_util.tree_leaves(tree) if eqx.is_inexact_array(leaf)}
+
+
+def check_params_data(params, data) -> None:
+    """Finite `params` and `data` (when concrete), and one floating-point precision for both: a
+    float32 model with float64 data (or the reverse) is rejected with a `TypeError` naming both,
+    instead of failing later inside a compiled loop."""
+    p_types, d_types = _float_dtypes(params), _float_dtypes(data)
+    if not p_types:
+        raise ValueError("`params` has no floating-point array leaves.")
+    if len(p_types) > 1:
+        raise TypeError(f"`params` mixes floating-point precisions {sorted(str(t) for t in p_types)}: "
+                        "cast every leaf to one dtype.")
+    if d_types and d_types != p_types:
+        raise TypeError(
+            f"`params` ({', '.join(sorted(str(t) for t in p_types))}) and `data` "
+            f"({', '.join(sorted(str(t) for t in d_types))}) mix floating-point precisions: cast both "
+            "to one dtype (float64 with jax_enable_x64 for interpolating minima).")
+    check_finite(eqx.filter(params, eqx.is_inexact_array), "params")
+    check_finite(eqx.filter(data, eqx.is_inexact_array), "data")
 
 
 def take(data, idx):
@@ -152,6 +175,7 @@ def interpolation_check(per_example_loss, params, data, *, loss_tol=1e-10,
     if not callable(per_example_loss):
         raise TypeError("`per_example_loss` must be callable.")
     check_data(data)
+    check_params_data(params, data)
     theta, unravel = flatten_params(params)
     ml, mg, mean = _interp_values(per_example_loss, unravel, theta, data)
     lt, gt = jnp.asarray(loss_tol, ml.dtype), jnp.asarray(grad_tol, ml.dtype)
@@ -357,9 +381,13 @@ def normal_space(per_example_loss, params, data, *, curvature: AbstractCurvature
     if not callable(per_example_loss):
         raise TypeError("`per_example_loss` must be callable.")
     n = check_data(data)
+    check_params_data(params, data)
     curvature = Hessian() if curvature is None else curvature
     if not isinstance(curvature, AbstractCurvature):
         raise TypeError("`curvature` must be jaxdyn.training.Hessian() or GaussNewton(residual_fn).")
+    ms_max_dim = check_int(ms_max_dim, "ms_max_dim", minimum=0)
+    if rtol is not None and not (is_concrete(rtol) and 0 < float(rtol) < 1):
+        raise ValueError(f"`rtol` must be a number in (0, 1), got {rtol}.")
     theta, unravel = flatten_params(params)
     if not is_concrete(theta):
         raise ValueError("`params` must be concrete (not traced): the rank of the normal space sets "
@@ -494,6 +522,7 @@ def find_interpolating_minimum(residual_fn, params, data, *, adam_steps: int = 5
     if not callable(residual_fn):
         raise TypeError("`residual_fn` must be callable.")
     check_data(data)
+    check_params_data(params, data)
     adam_steps = check_int(adam_steps, "adam_steps", minimum=0)
     lm_steps = check_int(lm_steps, "lm_steps")
     check_positive(adam_lr, "adam_lr")
