@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_int
+from .._results import RESULTS, message
 from .._types import Array
 from ._loop import TrainResult
 
@@ -76,6 +77,9 @@ class EdgeOfStability(eqx.Module):
       smaller.
     - `flow_distance_at_crossing`, `final_flow_distance`: $\|\theta_{GD} - \theta_{GF}\|$ at the
       first crossing and at the end (nan without a flow reference).
+    - `result`, `failed_step`: the run's [`TrainResult`][] code and failing step (a diverged
+      run is flagged here; its statistics use the rows before the failure only, and the
+      "final" values are those of the last finite row).
     """
 
     lr: float
@@ -91,6 +95,8 @@ class EdgeOfStability(eqx.Module):
     final_loss: float
     flow_distance_at_crossing: float
     final_flow_distance: float
+    result: RESULTS = eqx.field(default_factory=lambda: RESULTS.successful)
+    failed_step: int = -1
 
     @property
     def final_sharpness_ratio(self) -> float:
@@ -106,6 +112,7 @@ class EdgeOfStability(eqx.Module):
         """All statistics as a plain dict (with the two ratios), for reports."""
         names = [f.name for f in self.__dataclass_fields__.values()]
         out = {name: getattr(self, name) for name in names}
+        out["result"] = message(self.result)
         out["final_sharpness_ratio"] = self.final_sharpness_ratio
         out["mean_sharpness_after_ratio"] = self.mean_sharpness_after_ratio
         return out
@@ -127,15 +134,25 @@ def edge_of_stability(result: TrainResult, *, band: float = 0.1) -> EdgeOfStabil
         raise ValueError(f"`band` must be in (0, 1), got {band}.")
     lr = float(result.lr)
     thr = 2.0 / lr
+    code = getattr(result, "result", RESULTS.successful)
+    fstep = int(getattr(result, "failed_step", -1))
     s = np.asarray(result.sharpness, dtype=float)
     steps = np.asarray(result.steps)
     losses = np.asarray(result.losses, dtype=float)
+    if fstep >= 0:  # only the rows and losses before the failure exist
+        keep = max(1, int(np.sum(steps <= fstep)))
+        s, steps = s[:keep], steps[:keep]
+        losses = losses[:max(1, fstep)]
+        fd_all = None if result.flow_distance is None else np.asarray(result.flow_distance)[:keep]
+    else:
+        fd_all = None if result.flow_distance is None else np.asarray(result.flow_distance)
+    extra = {"result": code, "failed_step": fstep}
     cross = np.flatnonzero(s >= thr)
     nan = float("nan")
-    fd = None if result.flow_distance is None else np.asarray(result.flow_distance, dtype=float)
+    fd = None if fd_all is None else np.asarray(fd_all, dtype=float)
     if cross.size == 0:
         return EdgeOfStability(lr, thr, band, -1, nan, float(s.max()), float(s[-1]), nan, 0, nan,
-                               float(losses[-1]), nan, nan if fd is None else float(fd[-1]))
+                               float(losses[-1]), nan, nan if fd is None else float(fd[-1]), **extra)
     i = int(cross[0])
     after = s[i:]
     step = int(steps[i])
@@ -148,5 +165,5 @@ def edge_of_stability(result: TrainResult, *, band: float = 0.1) -> EdgeOfStabil
         mean_sharpness_after=float(after.mean()), loss_increases=increases,
         loss_at_crossing=float(losses[min(step, losses.size - 1)]), final_loss=float(losses[-1]),
         flow_distance_at_crossing=nan if fd is None else float(fd[i]),
-        final_flow_distance=nan if fd is None else float(fd[-1]),
+        final_flow_distance=nan if fd is None else float(fd[-1]), **extra,
     )

@@ -16,7 +16,9 @@ from jax.flatten_util import ravel_pytree
 
 from .. import curvature as _curvature
 from .._checks import check_int, check_positive, is_concrete
+from .._results import RESULTS
 from .._types import Array, Key, PyTree
+from ..curvature._lanczos import check_key
 
 # ------------------------------------------------------------------------------------------------
 # input checks and parameter handling shared by the training modules
@@ -81,6 +83,22 @@ def check_params(params: PyTree) -> None:
         raise ValueError("`params` must contain at least one floating-point array.")
 
 
+def check_finite_now(x: PyTree, name: str) -> None:
+    """`ValueError` naming `name` if a concrete floating-point leaf of `x` holds NaN/inf
+    (traced leaves are skipped: under `jit` the failure is a result code or an error there)."""
+    for leaf in jax.tree_util.tree_leaves(eqx.filter(x, eqx.is_inexact_array)):
+        if is_concrete(leaf) and not np.all(np.isfinite(np.asarray(leaf))):
+            raise ValueError(f"`{name}` contains non-finite values (NaN or inf).")
+
+
+def all_finite(tree: PyTree) -> Array:
+    """Whether every floating-point leaf of `tree` is finite (traceable)."""
+    ok = jnp.array(True)
+    for leaf in jax.tree_util.tree_leaves(eqx.filter(tree, eqx.is_inexact_array)):
+        ok = ok & jnp.all(jnp.isfinite(leaf))
+    return ok
+
+
 # ------------------------------------------------------------------------------------------------
 # the map and its Jacobian
 
@@ -124,15 +142,29 @@ class GDMap(eqx.Module):
     Call it as `G(params, *data)` (any PyTree `params`; only its floating-point arrays move);
     `G.jacobian(params, *data)` is the [`GDJacobian`][] $I - \eta H$. For
     [`jaxdyn.lyapunov.map_spectrum`][] use `lambda x, data: G(x, *data)`.
+
+    Differentiable (forward and reverse, under `jit` and `vmap`) in `params`, the data and
+    `lr`. With `throw=True` (default) non-finite `params`/data are a `ValueError` when concrete,
+    and a step that produces non-finite parameters is an `eqx.error_if` error under `jit`;
+    `throw=False` passes NaN/inf through (check the output yourself).
     """
 
     loss_fn: Callable
     lr: Array
+    throw: bool = eqx.field(static=True, default=True)
 
     def __call__(self, params: PyTree, *data) -> PyTree:
+        if self.throw:
+            check_finite_now(params, "params")
+            check_finite_now(data, "data")
         arrays, loss, static = split_params(self.loss_fn, params)
         grads = jax.grad(loss)(arrays, *data)
         new = jax.tree_util.tree_map(lambda p, g: p - self.lr.astype(p.dtype) * g, arrays, grads)
+        if self.throw:
+            new = eqx.error_if(new, ~all_finite(new),
+                               "`gd_map`: the step produced non-finite parameters (NaN or inf): "
+                               "`params`, the data or the gradient at `params` overflowed (or `lr` "
+                               "is too large). Pass `throw=False` to return them.")
         return eqx.combine(new, static)
 
     def jacobian(self, params: PyTree, *data, chunk_size: int | None = None) -> GDJacobian:
@@ -143,13 +175,15 @@ class GDMap(eqx.Module):
         return GDJacobian(op, self.lr)
 
 
-def gd_map(loss_fn: Callable, lr) -> GDMap:
+def gd_map(loss_fn: Callable, lr, *, throw: bool = True) -> GDMap:
     r"""Gradient descent with step `lr` on `loss_fn(params, *data)` as a map.
 
     **Arguments:**
 
     - `loss_fn`: the mean loss, `loss_fn(params, *data) -> scalar`.
     - `lr`: the step size $\eta > 0$.
+    - `throw`: raise on non-finite input (eagerly) or output (`eqx.error_if`); `False` passes
+      NaN/inf through.
 
     **Returns:** a [`GDMap`][] `G` with `G(params, *data)` $= \theta - \eta\nabla L(\theta)$ and
     `G.jacobian(params, *data)` $= I - \eta H(\theta)$ as a matrix-free operator.
@@ -164,7 +198,9 @@ def gd_map(loss_fn: Callable, lr) -> GDMap:
     """
     if not callable(loss_fn):
         raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}.")
-    return GDMap(loss_fn, check_lr(lr))
+    if not isinstance(throw, bool):
+        raise TypeError(f"`throw` must be a bool, got {type(throw).__name__}.")
+    return GDMap(loss_fn, check_lr(lr), throw)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -192,6 +228,9 @@ class GDStability(eqx.Module):
     - `loss`, `gradient_norm`, `critical`: the loss, $\|\nabla L\|$ and whether it is at most
       `grad_tol` (the analysis assumes a critical point).
     - `lr`: the step size.
+    - `result`: a [`jaxdyn._results.RESULTS`][] item: `nonfinite_loss`, `nonfinite_gradient`,
+      `nonfinite_curvature` (a NaN/inf eigenvalue: then `mu` etc. are NaN), `not_converged`
+      (Lanczos did not meet its tolerance at one end of the spectrum) or `successful`.
     """
 
     manifold: Array
@@ -210,6 +249,12 @@ class GDStability(eqx.Module):
     gradient_norm: Array
     critical: Array
     lr: Array
+    result: RESULTS
+
+    @property
+    def successful(self):
+        """Whether `result` is `successful` (elementwise when batched)."""
+        return self.result == RESULTS.successful
 
     @property
     def regime(self):
@@ -251,11 +296,20 @@ def _stability(loss, arrays, data, lr, key, k, rank_tol, grad_tol, num_iters, ch
     if grad_tol is None:
         grad_tol = jnp.sqrt(jnp.finfo(dtype).eps)
     mu = jnp.log(rho)
+    code = RESULTS.where(
+        ~jnp.isfinite(value), RESULTS.nonfinite_loss,
+        RESULTS.where(~jnp.isfinite(gnorm), RESULTS.nonfinite_gradient,
+                      RESULTS.where(~jnp.all(jnp.isfinite(allv)), RESULTS.nonfinite_curvature,
+                                    RESULTS.where(top.converged & bot.converged, RESULTS.successful,
+                                                  RESULTS.not_converged))))
+    nan = jnp.asarray(jnp.nan, dtype)
+    bad = ~jnp.all(jnp.isfinite(allv))
+    rho, mu, critical_lr = (jnp.where(bad, nan, x) for x in (rho, mu, critical_lr))
     return GDStability(
         manifold=manifold, spectral_radius=rho, mu=mu, stable=mu < 0, critical_lr=critical_lr,
         lambda_max=lam_max, lambda_min=lam_min, lambda_min_nonzero=lam_min_nz, resolved=resolved,
         eigenvalues_largest=lam_top, eigenvalues_smallest=lam_bot, zero_tolerance=tol, loss=value,
-        gradient_norm=gnorm, critical=gnorm <= grad_tol, lr=lr,
+        gradient_norm=gnorm, critical=gnorm <= grad_tol, lr=lr, result=code,
     )
 
 
@@ -299,7 +353,15 @@ def gd_stability(loss_fn: Callable, params: PyTree, lr, *data, key: Key | None =
     - `num_iters`, `chunk_size`: passed to Lanczos and to the Hessian operator.
 
     **Returns:** a [`GDStability`][] with `.regime`, `.spectral_radius`, `.mu`, `.stable`,
-    `.critical_lr` $= 2/\lambda_{\max}$, the eigenvalues used and the gradient norm.
+    `.critical_lr` $= 2/\lambda_{\max}$, the eigenvalues used, the gradient norm and `.result`
+    (a non-finite loss, gradient or eigenvalue is flagged there, with NaN `mu`).
+
+    **Raises:** `ValueError`/`TypeError` naming the argument for bad input, non-finite `params`
+    or `data` included when concrete (under `jit` they give `result != successful` instead).
+
+    **Derivatives:** the eigenvalues (hence `mu`, `lambda_max`, `critical_lr`) are
+    differentiable by [`jaxdyn.curvature.top_eigenvalues`][]'s eigenvalue derivative;
+    `stable`, `manifold`, `resolved`, `critical` are booleans (no derivative).
 
     **Example:**
 
@@ -315,15 +377,21 @@ def gd_stability(loss_fn: Callable, params: PyTree, lr, *data, key: Key | None =
     check_params(params)
     check_data(data)
     check_loss(loss_fn, params, data)
+    check_finite_now(params, "params")
+    check_finite_now(data, "data")
+    if key is not None:
+        check_key(key)
     arrays, loss, _ = split_params(loss_fn, params)
     size = sum(int(np.prod(jnp.shape(a))) for a in jax.tree_util.tree_leaves(arrays))
     k = min(check_int(k, "k"), size)
     if rank_tol is None:
         dtype = jnp.result_type(*jax.tree_util.tree_leaves(arrays))
         rank_tol = float(10.0 * np.sqrt(np.finfo(dtype).eps))
-    elif not (np.isfinite(rank_tol) and 0 <= rank_tol < 1):
+    elif isinstance(rank_tol, bool) or not isinstance(rank_tol, int | float | np.number) \
+            or not (np.isfinite(rank_tol) and 0 <= rank_tol < 1):
         raise ValueError(f"`rank_tol` must be in [0, 1), got {rank_tol}.")
-    if grad_tol is not None and not grad_tol >= 0:
-        raise ValueError(f"`grad_tol` must be >= 0, got {grad_tol}.")
+    if grad_tol is not None and (not isinstance(grad_tol, int | float | np.number)
+                                 or not np.isfinite(grad_tol) or not grad_tol >= 0):
+        raise ValueError(f"`grad_tol` must be a finite number >= 0, got {grad_tol!r}.")
     return _stability(loss, arrays, data, lr, key, k, float(rank_tol),
                       None if grad_tol is None else float(grad_tol), num_iters, chunk_size)

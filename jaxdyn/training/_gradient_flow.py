@@ -18,8 +18,10 @@ from jax.flatten_util import ravel_pytree
 
 from .. import curvature as _curvature
 from .._checks import check_int
+from .._results import RESULTS
 from .._types import Array, Key, PyTree
-from ._gd import check_data, check_loss, check_params, split_params
+from ..curvature._lanczos import check_key
+from ._gd import check_data, check_finite_now, check_loss, check_params, split_params
 
 
 class GradientFlow(eqx.Module):
@@ -99,6 +101,7 @@ def flow_advance(flow: GradientFlow, flat_loss, state: FlowState, t1: Array, dat
     length = t1 - state.t
     # a step never longer than the interval (and never zero)
     dt = jnp.minimum(dt, jnp.maximum(length, jnp.finfo(dtype).eps))
+    dt = jax.lax.stop_gradient(dt)  # a choice of discretisation: not differentiated
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(_field), flow.solver, state.t, t1, dt, state.y, args=(flat_loss, data),
         stepsize_controller=diffrax.ConstantStepSize(), max_steps=flow.max_steps,
@@ -118,7 +121,14 @@ class GradientFlowSolution(eqx.Module):
     - `losses`: $L(\theta(t_i))$; `sharpness`: $S$ used on the interval starting at `ts[i]`
       (`nan` for the last row).
     - `steps`: the solver steps taken in all; `result`: 0 if every interval finished, 1 if one
-      hit `max_steps` (or failed) and the values after it are not to be trusted.
+      hit `max_steps` or the flow became non-finite, and the values after it are not to be
+      trusted.
+    - `status`: the same as a [`jaxdyn._results.RESULTS`][] item (`nonfinite_state`: the flow
+      blew up, `nonfinite_loss`: the loss overflowed while the state stayed finite,
+      `max_steps_reached`; `result` stays an int for compatibility); `failed_step`: the index
+      `i` of the first output time `ts[i]` at which the failure was seen (-1: none), and
+      `failed_time = ts[i]`: the blow-up happened in `(ts[i-1], ts[i]]` (`nan`: none). Rows
+      from `failed_step` on hold the NaN/inf values reached.
     """
 
     ts: Array
@@ -127,6 +137,13 @@ class GradientFlowSolution(eqx.Module):
     sharpness: Array
     steps: Array
     result: Array
+    status: RESULTS
+    failed_step: Array
+    failed_time: Array
+
+    @property
+    def successful(self) -> bool:
+        return bool(self.status == RESULTS.successful)
 
 
 @eqx.filter_jit
@@ -135,18 +152,35 @@ def _solve(flow, loss, arrays, ts, data, key):
     flat_loss = _flat_loss(loss, unravel)
     state = eqx.tree_at(lambda s: s.t, flow_init(y0), ts[0].astype(y0.dtype))
 
-    def body(state, inp):
+    loss0 = flat_loss(y0, *data)
+
+    def body(carry, inp):
+        state, code, fstep = carry
         t1, i = inp
         k = None if key is None else jax.random.fold_in(key, i)
         S = flow_sharpness(flow, flat_loss, state.y, data, k)
         new = flow_advance(flow, flat_loss, eqx.tree_at(lambda s: s.sharpness, state, S), t1, data)
-        return new, (new.y, flat_loss(new.y, *data), S)
+        value = flat_loss(new.y, *data)
+        now = RESULTS.where(~jnp.all(jnp.isfinite(new.y)), RESULTS.nonfinite_state,
+                            RESULTS.where(~jnp.isfinite(value), RESULTS.nonfinite_loss,
+                                          RESULTS.where(new.result == 0, RESULTS.successful,
+                                                        RESULTS.max_steps_reached)))
+        first = (code == RESULTS.successful) & (now != RESULTS.successful)
+        code = RESULTS.where(first, now, code)
+        fstep = jnp.where(first, i + 1, fstep).astype(jnp.int32)
+        legacy = jnp.where(code == RESULTS.successful, new.result, 1).astype(jnp.int32)
+        new = eqx.tree_at(lambda s: s.result, new, legacy)
+        return (new, code, fstep), (new.y, value, S)
 
-    state, (ys, losses, sharp) = jax.lax.scan(body, state, (ts[1:], jnp.arange(ts.shape[0] - 1)))
+    code0 = RESULTS.where(jnp.isfinite(loss0), RESULTS.successful, RESULTS.nonfinite_loss)
+    fstep0 = jnp.where(jnp.isfinite(loss0), -1, 0).astype(jnp.int32)
+    (state, code, fstep), (ys, losses, sharp) = jax.lax.scan(
+        body, (state, code0, fstep0), (ts[1:], jnp.arange(ts.shape[0] - 1)))
     ys = jnp.concatenate([y0[None], ys])
-    losses = jnp.concatenate([flat_loss(y0, *data)[None], losses])
+    losses = jnp.concatenate([loss0[None], losses])
     sharp = jnp.concatenate([sharp, jnp.full((1,), jnp.nan, sharp.dtype)])
-    return ys, losses, sharp, state.steps, state.result
+    ftime = jnp.where(fstep >= 0, ts[jnp.maximum(fstep, 0)], jnp.nan)
+    return ys, losses, sharp, state.steps, state.result, code, fstep, ftime
 
 
 def gradient_flow(loss_fn: Callable, params: PyTree, *data, ts, flow: GradientFlow | None = None,
@@ -168,7 +202,14 @@ def gradient_flow(loss_fn: Callable, params: PyTree, *data, ts, flow: GradientFl
     - `key`: Lanczos start vectors (default: deterministic).
 
     **Returns:** a [`GradientFlowSolution`][] (`params` combined with the non-array parts of the
-    input, each array leaf stacked over `ts`).
+    input, each array leaf stacked over `ts`). A blow-up is a value, not an error: `status`,
+    `failed_step` and `failed_time` say where it was first seen.
+
+    **Derivatives:** the flow is a fixed-step explicit diffrax solve, differentiable in forward
+    and reverse mode with respect to `params`, the data and `ts` (the end time included); the
+    step $h = \min(h_{\max}, c/S)$ is chosen from the sharpness without a derivative (a
+    discrete choice of discretisation, `stop_gradient`), so the derivative is that of the
+    discrete solution with the steps held fixed.
 
     **Example:**
 
@@ -189,12 +230,21 @@ def gradient_flow(loss_fn: Callable, params: PyTree, *data, ts, flow: GradientFl
         raise ValueError(f"`ts` must have shape (n,) with n >= 2, got {ts.shape}.")
     if not jnp.issubdtype(ts.dtype, jnp.floating):
         ts = ts.astype(jnp.result_type(float))
-    if np.any(np.diff(np.asarray(ts)) <= 0):
+    if isinstance(ts, jax.core.Tracer):
+        pass
+    elif not np.all(np.isfinite(np.asarray(ts))):
+        raise ValueError("`ts` contains non-finite values (NaN or inf).")
+    elif np.any(np.diff(np.asarray(ts)) <= 0):
         raise ValueError("`ts` must be strictly increasing.")
+    check_finite_now(params, "params")
+    check_finite_now(data, "data")
+    if key is not None:
+        check_key(key)
     arrays, loss, static = split_params(loss_fn, params)
     y0, unravel = ravel_pytree(arrays)
     ts = ts.astype(y0.dtype)
-    ys, losses, sharp, steps, result = _solve(flow, loss, arrays, ts, data, key)
+    ys, losses, sharp, steps, result, code, fstep, ftime = _solve(flow, loss, arrays, ts, data, key)
     stacked = jax.vmap(unravel)(ys)
     return GradientFlowSolution(ts=ts, params=eqx.combine(stacked, static), losses=losses,
-                                sharpness=sharp, steps=steps, result=result)
+                                sharpness=sharp, steps=steps, result=result, status=code,
+                                failed_step=fstep, failed_time=ftime)

@@ -13,11 +13,13 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from .._checks import check_int
+from .._results import RESULTS
 from .._types import Array, PyTree
-from ._gd import check_data, check_lr, split_params
+from ._gd import all_finite, check_data, check_finite_now, check_lr, split_params
 
 
 def hyperbola_loss(w: Array) -> Array:
@@ -33,6 +35,11 @@ class GDEndpoints(eqx.Module):
       loss or parameter); runs that are neither are still moving at the end of the budget.
     - `first_converged`: the first step with loss `< tol` (-1: never).
     - `lr`, `tol`, `steps`: the settings.
+    - `result`: per run, a [`jaxdyn._results.RESULTS`][] item: `nonfinite_loss`,
+      `nonfinite_gradient` or `nonfinite_parameters` for a diverged run (the first quantity that
+      overflowed), else `successful`; `failed_step`: per run, the step at which it first
+      overflowed (-1: never). A diverged run keeps iterating (its `params` and `loss` hold the
+      NaN/inf it reached), so these two say where the divergence began.
     """
 
     params: PyTree
@@ -42,6 +49,8 @@ class GDEndpoints(eqx.Module):
     first_converged: Array
     lr: Array
     tol: Array
+    result: RESULTS
+    failed_step: Array
     steps: int = eqx.field(static=True)
 
     @property
@@ -59,19 +68,27 @@ class GDEndpoints(eqx.Module):
 def _endpoints(loss, inits, data, lr, tol, steps):
     def one(p0):
         def step(carry, i):
-            p, first = carry
+            p, first, code, fstep = carry
             value, g = jax.value_and_grad(loss)(p, *data)
             first = jnp.where((first < 0) & (value < tol), i, first)
             p = jax.tree_util.tree_map(lambda a, b: a - lr.astype(a.dtype) * b, p, g)
-            return (p, first), None
+            new = RESULTS.where(~jnp.isfinite(value), RESULTS.nonfinite_loss,
+                                RESULTS.where(~all_finite(g), RESULTS.nonfinite_gradient,
+                                              RESULTS.where(all_finite(p), RESULTS.successful,
+                                                            RESULTS.nonfinite_parameters)))
+            now = (code == RESULTS.successful) & (new != RESULTS.successful)
+            code = RESULTS.where(now, new, code)
+            fstep = jnp.where(now, i, fstep)
+            return (p, first, code, fstep), None
 
-        (p, first), _ = lax.scan(step, (p0, jnp.asarray(-1, jnp.int32)), jnp.arange(steps, dtype=jnp.int32))
+        init = (p0, jnp.asarray(-1, jnp.int32), RESULTS.successful, jnp.asarray(-1, jnp.int32))
+        (p, first, code, fstep), _ = lax.scan(step, init, jnp.arange(steps, dtype=jnp.int32))
         value = loss(p, *data)
-        finite = jnp.isfinite(value)
-        for leaf in jax.tree_util.tree_leaves(p):
-            finite = finite & jnp.all(jnp.isfinite(leaf))
+        finite = jnp.isfinite(value) & all_finite(p)
+        code = RESULTS.where((code == RESULTS.successful) & ~finite, RESULTS.nonfinite_loss, code)
+        fstep = jnp.where((fstep < 0) & ~finite, steps, fstep)
         first = jnp.where((first < 0) & (value < tol), steps, first)
-        return p, value, finite & (value < tol), ~finite, first
+        return p, value, finite & (value < tol), ~finite, first, code, fstep
 
     return jax.vmap(one)(inits)
 
@@ -90,7 +107,10 @@ def gd_endpoints(loss_fn: Callable, inits: PyTree, lr, *data, steps: int = 2000,
       `tol` (default $10^{-20}$).
 
     Overflow is a value, not an error: a run whose loss or parameters become non-finite is
-    counted in `diverged`.
+    counted in `diverged`, with its code in `result` and the step in `failed_step`.
+
+    **Raises:** `ValueError`/`TypeError` naming the argument for bad input (non-finite `inits`
+    or data included), before any compilation.
 
     **Returns:** a [`GDEndpoints`][].
 
@@ -106,20 +126,24 @@ def gd_endpoints(loss_fn: Callable, inits: PyTree, lr, *data, steps: int = 2000,
         raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}.")
     lr = check_lr(lr)
     steps = check_int(steps, "steps")
-    if not (tol > 0):
-        raise ValueError(f"`tol` must be positive, got {tol}.")
+    if isinstance(tol, bool) or not isinstance(tol, int | float | np.number) or not (tol > 0) \
+            or not np.isfinite(tol):
+        raise ValueError(f"`tol` must be a finite positive number, got {tol!r}.")
     check_data(data)
+    check_finite_now(data, "data")
     leaves = jax.tree_util.tree_leaves(eqx.filter(inits, eqx.is_inexact_array))
     if not leaves:
         raise ValueError("`inits` must contain floating-point arrays with a leading batch axis.")
     sizes = {jnp.shape(leaf)[0] if jnp.ndim(leaf) else None for leaf in leaves}
     if None in sizes or len(sizes) != 1:
         raise ValueError("`inits` must have one leading batch axis shared by all its array leaves.")
+    check_finite_now(inits, "inits")
     one = jax.tree_util.tree_map(lambda a: a[0] if eqx.is_inexact_array(a) else a, inits)
     out = eqx.filter_eval_shape(loss_fn, one, *data)
     if getattr(out, "shape", None) != ():
         raise ValueError(f"`loss_fn(params, *data)` must return a scalar, got {getattr(out, 'shape', out)}.")
     arrays, loss, static = split_params(loss_fn, inits)
-    p, value, conv, div, first = _endpoints(loss, arrays, data, lr, jnp.asarray(tol), steps)
+    p, value, conv, div, first, code, fstep = _endpoints(loss, arrays, data, lr, jnp.asarray(tol), steps)
     return GDEndpoints(params=eqx.combine(p, static), loss=value, converged=conv, diverged=div,
-                       first_converged=first, lr=lr, tol=jnp.asarray(tol), steps=steps)
+                       first_converged=first, lr=lr, tol=jnp.asarray(tol), result=code,
+                       failed_step=fstep, steps=steps)
