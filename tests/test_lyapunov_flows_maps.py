@@ -148,7 +148,10 @@ def test_blow_up_is_reported():
                         progress=False)
     assert int(res.result) == RESULTS.diverged
     assert 50 <= int(res.failed_step) <= 110  # y = 1 / (1 - t) blows up at t = 1
-    assert bool(jnp.all(jnp.isfinite(res.exponents)))
+    # issue #13: a failed run gives NaN exponents (was: the finite estimates before the failure,
+    # which now stay in `history`)
+    assert bool(jnp.all(jnp.isnan(res.exponents)))
+    assert bool(jnp.all(jnp.isfinite(res.history)))
     assert "diverged" in res.message
 
 

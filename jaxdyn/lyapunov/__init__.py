@@ -17,6 +17,8 @@ from ._network import (
 from ._products import product_spectrum as product_spectrum
 from ._result import (
     RESULTS as RESULTS,
+    AccuracyCheck as AccuracyCheck,
+    AccuracyReport as AccuracyReport,
     LyapunovResult as LyapunovResult,
     kaplan_yorke_dimension as kaplan_yorke_dimension,
 )

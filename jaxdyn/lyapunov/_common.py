@@ -80,6 +80,15 @@ def check_output(fn, name: str, expected_shape, *example):
         raise ValueError(f"`{name}` failed on the initial state: {err}") from err
     got = jax.flatten_util.ravel_pytree(
         jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), out))[0].shape
+    state_dtype = jnp.result_type(*jax.tree_util.tree_leaves(example)) if example else None
+    for leaf in jax.tree_util.tree_leaves(out):
+        if (state_dtype is not None and jnp.issubdtype(leaf.dtype, jnp.inexact)
+                and jnp.issubdtype(state_dtype, jnp.inexact) and leaf.dtype != state_dtype):
+            raise TypeError(
+                f"`{name}` returns {leaf.dtype} values for a {state_dtype} state: mixed precision "
+                f"(e.g. a float32 state `y0`/`x0`/`history` with float64 `args`). Give the state "
+                "and `args` one dtype."
+            )
     if got != tuple(expected_shape):
         raise ValueError(
             f"`{name}` must return a state of the same size as the input ({expected_shape[0]} "

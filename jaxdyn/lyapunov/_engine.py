@@ -289,6 +289,15 @@ def benettin(system, states: EngineState, *, transient_steps: int, n_blocks: int
             )
     else:
         state = _jit_transient(system, state, transient_steps)
+        if is_traced(state):
+            # the system closes over traced values (e.g. `sample_fn` closing over a parameter
+            # under `jax.grad`): finish as one traced loop
+            if checkpoint is not None:
+                raise ValueError("`checkpoint` cannot be used inside jit/vmap/grad (the inputs "
+                                 "are traced).")
+            state, history = _blocks_chains(system, state, n_groups, h, renorm_every,
+                                            time_per_step)
+            return _finish(state, history, renorm_every, h, time_per_step)
     chunk = checkpoint.every if checkpoint is not None else max(1, -(-n_groups // 50))
     bar = None
     if progress:
@@ -312,16 +321,20 @@ def benettin(system, states: EngineState, *, transient_steps: int, n_blocks: int
 
 def _finish(state: EngineState, history: Array, renorm_every: int, history_every: int,
             time_per_step) -> LyapunovResult:
-    """Per-chain exponents -> mean, standard error (chains > 1), descending order."""
+    """Per-chain exponents -> mean, standard error (chains > 1), descending order; NaN
+    exponents when a chain failed (diverged or degenerate, the transient included)."""
     elapsed = jnp.maximum(state.good_blocks, 1) * renorm_every * time_per_step
     per_chain = state.log_sums / elapsed[:, None]
     n_chains = per_chain.shape[0]
+    failed = jnp.any(state.result != RESULTS.successful)
+    per_chain = jnp.where(failed, jnp.nan, per_chain)
     exponents = jnp.mean(per_chain, axis=0)
     hist = jnp.mean(history, axis=1)
     stderr = None
     if n_chains > 1:
         stderr = jnp.std(per_chain, axis=0, ddof=1) / jnp.sqrt(n_chains)
-    order = jnp.argsort(-exponents)
+    # ordered by the estimates accumulated so far (also when failed: `history` stays readable)
+    order = jnp.argsort(-jnp.mean(state.log_sums / elapsed[:, None], axis=0))
     n = history.shape[0]
     times = (jnp.arange(1, n + 1) * (renorm_every * history_every)) * time_per_step
     squeeze = (lambda a: a[0]) if n_chains == 1 else (lambda a: a)
