@@ -166,3 +166,100 @@ def test_bad_input(problem):
         gradient_flow(lsq, p, x, y, ts=jnp.array([0.0, 1.0, 0.5]))
     with pytest.raises(ValueError, match="`dt_max`"):
         GradientFlow(dt_max=-1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ctrl-C during a checkpointed run: one subprocess, interrupted three times (once with a double
+# SIGINT), exits cleanly; the checkpoint then resumes to the numbers of an uninterrupted run.
+
+INT_STEPS = 200
+
+
+def slow_lsq(params, x, y):
+    """`lsq` with a host callback that sleeps 1 ms per evaluation: callbacks are in flight when
+    the signal arrives (the suspected cause of a segfault after Ctrl-C)."""
+    import time
+
+    jax.debug.callback(lambda: time.sleep(0.001))
+    return 0.5 * jnp.mean((x @ params["w"] + params["b"] - y) ** 2)
+
+
+def interrupt_run(path, **kw):
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(N, D)))
+    y = jnp.asarray(rng.normal(size=N))
+    params = {"w": jnp.asarray([0.5, -1.0, 2.0]), "b": jnp.asarray(0.3)}
+    return train(slow_lsq, params, x, y, steps=INT_STEPS, lr=0.05, every=5, top_k=0, chunk=2,
+                 checkpoint=None if path is None else Checkpoint(path, every=1), **kw)
+
+
+_CHILD = """
+import sys
+import jax
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_compilation_cache_dir", sys.argv[2])
+sys.path.insert(0, sys.argv[3])
+from tests.test_training_loop import interrupt_run
+for attempt in range(2):
+    try:
+        print("RUN", flush=True)
+        interrupt_run(sys.argv[1], progress=True)
+        print("FINISHED", flush=True)
+        sys.exit(0)
+    except KeyboardInterrupt as err:
+        print("CAUGHT", err, flush=True)
+print("RUN", flush=True)
+interrupt_run(sys.argv[1], progress=True)   # the third SIGINT ends the process
+print("FINISHED", flush=True)
+"""
+
+
+def test_sigint_during_checkpointed_train(tmp_path):
+    import os
+    import pathlib
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = str(tmp_path / "run.ckpt")
+    script = tmp_path / "child.py"
+    script.write_text(_CHILD)
+    root = str(pathlib.Path(__file__).resolve().parent.parent)
+    cache = jax.config.jax_compilation_cache_dir or str(tmp_path / "cache")
+    child = subprocess.Popen([sys.executable, str(script), path, cache, root], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        for i, signals in enumerate((1, 2, 1)):  # round 2: a double Ctrl-C (immediate interrupt)
+            line = child.stdout.readline()
+            lines.append(line)
+            assert line.startswith("RUN"), (line, child.stderr.read() if child.poll() is not None else "")
+            before = os.stat(path).st_mtime_ns if os.path.exists(path) else -1
+            deadline = time.time() + 60
+            stamp = lambda: os.stat(path).st_mtime_ns if os.path.exists(path) else None  # noqa: E731
+            while stamp() in (None, before) and time.time() < deadline:
+                time.sleep(0.002)  # wait for a checkpoint written by this round: it is mid-run
+            for _ in range(signals):
+                child.send_signal(signal.SIGINT)
+            if i < 2:
+                lines.append(child.stdout.readline())
+        out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    # clean exits: caught twice with a clear message, then the uncaught KeyboardInterrupt
+    assert child.returncode in (-signal.SIGINT, 130), (child.returncode, err[-2000:])
+    assert "Segmentation fault" not in err and "Fatal Python error" not in err, err[-2000:]
+    assert lines[1].startswith("CAUGHT") and "`train` interrupted after step" in lines[1], lines
+    assert "rerun with the same `checkpoint` to resume" in lines[1]
+    assert lines[3].startswith("CAUGHT"), lines
+    assert "KeyboardInterrupt: `train` interrupted" in err, err[-2000:]
+    assert not any(line.startswith("FINISHED") for line in lines + out.splitlines())
+    # the checkpoint is complete and resumes to the numbers of an uninterrupted run
+    resumed = interrupt_run(path, progress=False)
+    full = interrupt_run(None, progress=False)
+    assert resumed.successful and full.successful
+    for name in ("losses", "loss", "gradient_norm"):
+        np.testing.assert_array_equal(getattr(resumed, name), getattr(full, name), err_msg=name)
+    np.testing.assert_array_equal(ravel_pytree(resumed.params)[0], ravel_pytree(full.params)[0])
