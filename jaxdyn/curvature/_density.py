@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from .._checks import check_int
 from .._types import Array, Key
-from ._lanczos import _tridiagonal, lanczos
+from ._lanczos import _tridiagonal, check_key, lanczos
 from ._operators import as_operator, map_batched
 
 _BACKENDS = ("jaxdyn", "matfree")
@@ -129,6 +129,7 @@ def spectral_density(operator, *, key: Key, num_probes: int = 8, order: int = 64
     **Returns:** a [`DensityResult`][].
     """
     op, dtype = as_operator(operator)
+    check_key(key)
     size = int(op.size)
     num_probes = check_int(num_probes, "num_probes")
     order = min(check_int(order, "order"), size)

@@ -75,6 +75,15 @@ def _split_params(params):
     return eqx.partition(params, eqx.is_inexact_array)
 
 
+def _check_finite_now(x, name: str) -> None:
+    """`ValueError` naming `name` when a concrete floating-point leaf of `x` holds NaN/inf (traced
+    leaves are skipped: under `jit` a non-finite operator shows in the eigen-solvers' result
+    codes)."""
+    for leaf in jax.tree_util.tree_leaves(eqx.filter(x, eqx.is_inexact_array)):
+        if is_concrete(leaf) and not np.all(np.isfinite(np.asarray(leaf))):
+            raise ValueError(f"`{name}` contains non-finite values (NaN or inf).")
+
+
 def _check_data(data: tuple, chunk_size: int | None) -> tuple[int | None, int | None]:
     """Validate the data leaves' leading sizes; return `(n, chunk_size)`."""
     leaves = jax.tree_util.tree_leaves(data)
@@ -94,6 +103,7 @@ def _check_data(data: tuple, chunk_size: int | None) -> tuple[int | None, int | 
     n = sizes[0]
     if n == 0:
         raise ValueError("`data` must hold at least one example.")
+    _check_finite_now(data, "data")
     if chunk_size is not None:
         chunk_size = check_int(chunk_size, "chunk_size")
         chunk_size = min(chunk_size, n)
@@ -340,6 +350,7 @@ def hessian_operator(loss_fn: Callable, params: PyTree, *data: PyTree,
     flattener = _flattener(dynamic)
     if flattener.size == 0:
         raise ValueError("`params` has no inexact (floating-point) array leaves to differentiate.")
+    _check_finite_now(dynamic, "params")
     probe = _first_chunk(data, n, chunk_size)
     try:
         out = jax.eval_shape(lambda p, d: loss_fn(eqx.combine(p, static), *d), dynamic, probe)
@@ -391,6 +402,7 @@ def gauss_newton_operator(model_fn: Callable, params: PyTree, *data: PyTree, los
     flattener = _flattener(dynamic)
     if flattener.size == 0:
         raise ValueError("`params` has no inexact (floating-point) array leaves to differentiate.")
+    _check_finite_now(dynamic, "params")
     probe = _first_chunk(data, n, chunk_size)
     out = jax.eval_shape(lambda p, d: model_fn(eqx.combine(p, static), *d), dynamic, probe)
     expected = n if chunk_size is None else chunk_size
@@ -472,6 +484,8 @@ def as_operator(operator, name: str = "operator"):
             raise ValueError(f"`{name}` given as a matrix must be square, got shape {mat.shape}.")
         if not jnp.issubdtype(mat.dtype, jnp.inexact):
             mat = mat.astype(jnp.result_type(float))
+        if is_concrete(mat) and not bool(jnp.all(jnp.isfinite(mat))):
+            raise ValueError(f"`{name}` contains non-finite values (NaN or inf).")
         if is_concrete(mat) and not bool(jnp.allclose(mat, mat.T, rtol=1e-6, atol=0.0)):
             raise ValueError(f"`{name}` must be symmetric.")
         return _DenseOperator(mat), mat.dtype

@@ -14,6 +14,7 @@ from matfree import stochtrace
 
 from .._checks import check_int
 from .._types import Array, Key
+from ._lanczos import check_key
 from ._operators import as_operator, map_batched
 
 _METHODS = ("hutchinson", "hutch++")
@@ -94,6 +95,7 @@ def trace(operator, *, key: Key, num_probes: int = 100, method: str = "hutchinso
     **Returns:** a [`TraceResult`][] with `.estimate` and `.stderr`.
     """
     op, dtype = as_operator(operator)
+    check_key(key)
     num_probes = check_int(num_probes, "num_probes", minimum=2)
     if method not in _METHODS:
         raise ValueError(f"`method` must be one of {_METHODS}, got {method!r}.")

@@ -1,0 +1,244 @@
+"""Hostile inputs for jaxdyn.curvature: each row is a clear error naming the argument (before any
+compilation) or a result whose code says what failed. Run-time failures inside `eqx.filter_jit`
+raise `eqx.EquinoxRuntimeError`; equinox prefixes its message with the stack inside the jitted
+function, so those rows check the message but not its position (`near_top=None`)."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdyn._results import RESULTS
+from jaxdyn.curvature import (
+    gauss_newton_operator,
+    hessian_operator,
+    power_iteration,
+    sharpness,
+    spectral_density,
+    top_eigenvalues,
+    trace,
+)
+
+from .helpers import Hostile, hostile_ids, run_hostile
+
+X = jnp.asarray(np.random.default_rng(0).normal(size=(6, 3)))
+Y = jnp.asarray(np.random.default_rng(1).normal(size=6))
+W = jnp.asarray([0.3, -0.5, 0.8])
+A = jnp.asarray([[2.0, 1.0], [1.0, 3.0]])
+NAN_A = A.at[0, 0].set(jnp.nan)
+KEY = jax.random.key(0)
+
+
+def loss(w, x, y):
+    return 0.5 * jnp.mean((jnp.tanh(x @ w) - y) ** 2)
+
+
+def model(w, x):
+    return jnp.tanh(x @ w)[:, None]
+
+
+def H(w=W, x=X, y=Y, **kw):
+    return hessian_operator(loss, w, x, y, **kw)
+
+
+def _nan_hessian_under_jit():
+    # NaN parameters inside jit are not seen at the boundary: the eigen-solver's code says it
+    return eqx.filter_jit(lambda w: top_eigenvalues(H(w), 1))(W.at[0].set(jnp.nan))
+
+
+def _flag(code):
+    return lambda out: bool(np.all(np.asarray(out.result == code)))
+
+
+ROWS = [
+    # operators
+    Hostile(
+        "hessian_operator: loss_fn not callable",
+        lambda: hessian_operator(3, W, X, Y),
+        TypeError,
+        r"`loss_fn`",
+    ),
+    Hostile(
+        "hessian_operator: non-scalar loss",
+        lambda: hessian_operator(lambda w, x, y: x @ w - y, W, X, Y),
+        ValueError,
+        r"`loss_fn`",
+    ),
+    Hostile("hessian_operator: mismatched data sizes", lambda: H(y=Y[:-1]), ValueError, r"`data`"),
+    Hostile("hessian_operator: empty data", lambda: H(x=X[:0], y=Y[:0]), ValueError, r"`data`"),
+    Hostile("hessian_operator: NaN data", lambda: H(x=X.at[1, 1].set(jnp.nan)), ValueError, r"`data`"),
+    Hostile("hessian_operator: inf params", lambda: H(w=W.at[2].set(jnp.inf)), ValueError, r"`params`"),
+    Hostile("hessian_operator: integer params only", lambda: H(w=jnp.arange(3)), ValueError, r"`params`"),
+    Hostile("hessian_operator: chunk_size 0", lambda: H(chunk_size=0), ValueError, r"`chunk_size`"),
+    Hostile("hessian_operator: chunk_size float", lambda: H(chunk_size=2.5), TypeError, r"`chunk_size`"),
+    Hostile(
+        "gauss_newton_operator: unknown loss",
+        lambda: gauss_newton_operator(model, W, X, loss="l1"),
+        ValueError,
+        r"`loss`",
+    ),
+    Hostile("gauss_newton_operator: no data", lambda: gauss_newton_operator(model, W), ValueError, r"`data`"),
+    Hostile(
+        "gauss_newton_operator: outputs not (batch, q)",
+        lambda: gauss_newton_operator(lambda w, x: jnp.sum(x @ w), W, X),
+        ValueError,
+        r"`model_fn`",
+    ),
+    Hostile(
+        "gauss_newton_operator: NaN params",
+        lambda: gauss_newton_operator(model, W * jnp.nan, X),
+        ValueError,
+        r"`params`",
+    ),
+    # eigenvalues
+    Hostile("top_eigenvalues: k = 0", lambda: top_eigenvalues(A, 0), ValueError, r"`k`"),
+    Hostile(
+        "top_eigenvalues: k beyond the parameter count", lambda: top_eigenvalues(H(), 4), ValueError, r"`k`"
+    ),
+    Hostile("top_eigenvalues: k not an int", lambda: top_eigenvalues(A, 1.0), TypeError, r"`k`"),
+    Hostile(
+        "top_eigenvalues: unknown which",
+        lambda: top_eigenvalues(A, 1, which="middle"),
+        ValueError,
+        r"`which`",
+    ),
+    Hostile("top_eigenvalues: tol < 0", lambda: top_eigenvalues(A, 1, tol=-1e-6), ValueError, r"`tol`"),
+    Hostile(
+        "top_eigenvalues: tol NaN", lambda: top_eigenvalues(A, 1, tol=float("nan")), ValueError, r"`tol`"
+    ),
+    Hostile(
+        "top_eigenvalues: num_iters < k",
+        lambda: top_eigenvalues(A, 2, num_iters=1),
+        ValueError,
+        r"`num_iters`",
+    ),
+    Hostile(
+        "top_eigenvalues: unknown criterion",
+        lambda: top_eigenvalues(A, 1, criterion="best"),
+        ValueError,
+        r"`criterion`",
+    ),
+    Hostile("top_eigenvalues: key is an int", lambda: top_eigenvalues(A, 1, key=0), TypeError, r"`key`"),
+    Hostile(
+        "top_eigenvalues: key is a float array",
+        lambda: top_eigenvalues(A, 1, key=jnp.ones(2)),
+        TypeError,
+        r"`key`",
+    ),
+    Hostile(
+        "top_eigenvalues: non-square matrix",
+        lambda: top_eigenvalues(jnp.ones((2, 3)), 1),
+        ValueError,
+        r"`operator`",
+    ),
+    Hostile(
+        "top_eigenvalues: non-symmetric matrix",
+        lambda: top_eigenvalues(jnp.triu(A), 1),
+        ValueError,
+        r"`operator`",
+    ),
+    Hostile(
+        "top_eigenvalues: operator of the wrong type",
+        lambda: top_eigenvalues("H", 1),
+        TypeError,
+        r"`operator`",
+    ),
+    Hostile("top_eigenvalues: NaN matrix", lambda: top_eigenvalues(NAN_A, 1), ValueError, r"`operator`"),
+    Hostile(
+        "top_eigenvalues: NaN matrix under jit",
+        lambda: eqx.filter_jit(top_eigenvalues)(NAN_A, 1),
+        None,
+        flagged=lambda r: _flag(RESULTS.nonfinite_curvature)(r) and not bool(r.converged),
+    ),
+    Hostile(
+        "top_eigenvalues: NaN params under jit",
+        _nan_hessian_under_jit,
+        None,
+        flagged=_flag(RESULTS.nonfinite_curvature),
+    ),
+    Hostile(
+        "top_eigenvalues: too few iterations",
+        lambda: top_eigenvalues(jnp.diag(jnp.arange(1.0, 41.0)), 1, num_iters=3),
+        None,
+        flagged=lambda r: _flag(RESULTS.not_converged)(r) and not bool(r.converged),
+    ),
+    Hostile(
+        "power_iteration: num_iters 0", lambda: power_iteration(A, num_iters=0), ValueError, r"`num_iters`"
+    ),
+    Hostile(
+        "power_iteration: NaN matrix under jit",
+        lambda: eqx.filter_jit(power_iteration)(NAN_A),
+        None,
+        flagged=_flag(RESULTS.nonfinite_curvature),
+    ),
+    # sharpness
+    Hostile(
+        "sharpness: NaN params", lambda: sharpness(loss, W.at[0].set(jnp.nan), X, Y), ValueError, r"`params`"
+    ),
+    Hostile(
+        "sharpness: NaN data", lambda: sharpness(loss, W, X, Y.at[0].set(jnp.nan)), ValueError, r"`data`"
+    ),
+    Hostile(
+        "sharpness: NaN params under jit",
+        lambda: eqx.filter_jit(lambda w: sharpness(loss, w, X, Y))(W.at[0].set(jnp.nan)),
+        eqx.EquinoxRuntimeError,
+        r"`params` contains non-finite",
+        near_top=None,
+    ),
+    Hostile(
+        "sharpness: overflowing loss under jit",
+        lambda: eqx.filter_jit(
+            lambda w: sharpness(lambda w, x, y: jnp.sum(jnp.exp(1e4 * w * w)) + 0 * y[0], w, X, Y)
+        )(W),
+        eqx.EquinoxRuntimeError,
+        r"`sharpness`.*non-finite",
+        near_top=None,
+    ),
+    Hostile(
+        "sharpness: non-scalar loss",
+        lambda: sharpness(lambda w, x, y: x @ w, W, X, Y),
+        ValueError,
+        r"`loss_fn`",
+    ),
+    Hostile("sharpness: key is a string", lambda: sharpness(loss, W, X, Y, key="seed"), TypeError, r"`key`"),
+    # densities and traces
+    Hostile("spectral_density: key missing", lambda: spectral_density(A, key=None), TypeError, r"`key`"),
+    Hostile(
+        "spectral_density: num_probes 0",
+        lambda: spectral_density(A, key=KEY, num_probes=0),
+        ValueError,
+        r"`num_probes`",
+    ),
+    Hostile(
+        "spectral_density: order 0", lambda: spectral_density(A, key=KEY, order=0), ValueError, r"`order`"
+    ),
+    Hostile(
+        "spectral_density: sigma <= 0",
+        lambda: spectral_density(A, key=KEY, sigma=-1.0),
+        ValueError,
+        r"`sigma`",
+    ),
+    Hostile(
+        "spectral_density: unknown backend",
+        lambda: spectral_density(A, key=KEY, backend="numpy"),
+        ValueError,
+        r"`backend`",
+    ),
+    Hostile("trace: key missing", lambda: trace(A, key=None), TypeError, r"`key`"),
+    Hostile("trace: num_probes 1", lambda: trace(A, key=KEY, num_probes=1), ValueError, r"`num_probes`"),
+    Hostile("trace: unknown method", lambda: trace(A, key=KEY, method="exact"), ValueError, r"`method`"),
+]
+
+
+@pytest.mark.parametrize("row", ROWS, ids=hostile_ids(ROWS))
+def test_hostile(row):
+    run_hostile(row)
+
+
+def test_float32_params_with_float64_data():
+    """Mixed precision is not an error: the operator works in the parameters' dtype."""
+    res = top_eigenvalues(hessian_operator(loss, W.astype(jnp.float32), X, Y), 1)
+    ref = top_eigenvalues(H(), 1)
+    assert res.eigenvalues.dtype == jnp.float32
+    np.testing.assert_allclose(res.eigenvalues, ref.eigenvalues, rtol=1e-5)
