@@ -1,12 +1,17 @@
-"""The `jaxdyn` command: `list`, argument errors, and the report of `reproduce` on fake experiments.
+"""The `jaxdyn` command: `list`, argument errors, the report of `reproduce` on fake experiments,
+interruption and `--resume`.
 
-The real experiments are not run here (the CI runs `jaxdyn reproduce --quick` separately).
+The real experiments run here only in the interrupt-and-resume acceptance test (the two cheapest,
+in quick mode); the CI runs `jaxdyn reproduce --quick` separately. Usage errors: tests/test_hostile_cli.py.
 """
 
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
+import time
 import types
 
 import jax
@@ -211,3 +216,186 @@ def test_experiment_result_validation():
         ExperimentResult("a/b", "t", "s")
     assert to_jsonable({"a": np.float64(math.inf), "b": (np.int32(1), np.bool_(True))}) == {
         "a": "inf", "b": [1, True]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Interruption (SIGINT, SIGTERM) and --resume
+# ---------------------------------------------------------------------------------------------
+
+_CALLS: dict[str, int] = {}
+_KILL: dict[str, int] = {}  # experiment name -> signal it sends to its own process when it runs
+
+
+def _signalling_run(name):
+    def run(*, quick, seed, progress):
+        import matplotlib.pyplot as plt
+
+        _CALLS[name] = _CALLS.get(name, 0) + 1
+        if name in _KILL:
+            os.kill(os.getpid(), _KILL[name])
+            time.sleep(30)  # the handler raises before this returns
+        fig = plt.figure(figsize=(1, 1))
+        metrics = {"value": seed + 0.1 * len(name), "timings_s": {"total": time.perf_counter()}}
+        return ExperimentResult(name, f"{name} title", f"{name} summary", metrics, {"fig": fig})
+
+    return run
+
+
+@pytest.fixture
+def signal_registry(monkeypatch):
+    """Three cheap experiments; the one named in `_KILL` signals its own process. SIGINT and
+    SIGTERM start at their defaults (a parent may have set SIGINT to be ignored)."""
+    saved_handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    saved = dict(EXPERIMENTS)
+    EXPERIMENTS.clear()
+    for name in ("first", "second", "third"):
+        module = types.ModuleType(f"_jaxdyn_test_{name}")
+        module.run = _signalling_run(name)
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+        EXPERIMENTS[name] = Experiment(name, module.__name__, f"The {name} one.")
+    _CALLS.clear()
+    _KILL.clear()
+    yield EXPERIMENTS
+    EXPERIMENTS.clear()
+    EXPERIMENTS.update(saved)
+    for s, handler in saved_handlers.items():
+        signal.signal(s, handler)
+
+
+def _results(out):
+    return json.loads((out / "results.json").read_text())
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_keeps_finished_and_resume_reuses_them(signal_registry, signum, tmp_path, capsys):
+    out = tmp_path / "rep"
+    argv = ["reproduce", "--out", str(out), "--no-progress"]  # all three
+    _KILL["second"] = signum
+    assert main(argv) == 128 + signum  # 130 for SIGINT, 143 for SIGTERM
+    err = capsys.readouterr().err
+    name = signal.Signals(signum).name
+    assert f"interrupted by {name} during second" in err
+    assert "kept 1 finished experiment(s) (first)" in err and "`--resume`" in err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    cut = _results(out)
+    assert list(cut["experiments"]) == ["first"]
+    assert cut["provenance"]["interrupted"] == {"signal": name, "during": "second",
+                                                "not_run": ["second", "third"]}
+    assert "**interrupted**" in (out / "report.md").read_text()
+    assert sorted(p.name for p in out.iterdir()) == ["first_fig.png", "report.md", "results.json"]
+
+    with pytest.raises(SystemExit) as refused:  # a rerun without --resume/--force loses nothing
+        main(argv)
+    assert refused.value.code == 2
+    assert "already holds results of 1 experiment(s) (first)" in capsys.readouterr().err
+    assert _results(out) == cut
+
+    del _KILL["second"]
+    assert main([*argv, "--resume"]) == 0
+    stdout = capsys.readouterr().out
+    assert "[1/3] first: reused from results.json" in stdout and "first: running" not in stdout
+    assert _CALLS == {"first": 1, "second": 2, "third": 1}
+    done = _results(out)
+    assert list(done["experiments"]) == ["first", "second", "third"]
+    assert done["experiments"]["first"] == cut["experiments"]["first"]  # not recomputed
+    assert done["provenance"]["reused"] == ["first"]
+    assert "interrupted" not in done["provenance"]
+    report = (out / "report.md").read_text()
+    assert "3/3 experiment(s) succeeded" in report and "reused from an earlier run" in report
+    assert "first summary" in report and "(first_fig.png)" in report
+
+    (out / "third_fig.png").unlink()  # a stored result whose figure is gone is recomputed
+    assert main([*argv, "--resume"]) == 0
+    assert "third: stored result lacks figure(s) third_fig.png; recomputing" in capsys.readouterr().out
+    assert _CALLS == {"first": 1, "second": 2, "third": 2}
+    assert main([*argv, "--force"]) == 0
+    assert _CALLS == {"first": 2, "second": 3, "third": 3}
+    assert _results(out)["provenance"]["reused"] == []
+
+
+def test_signal_during_a_write_is_held_until_it_is_done():
+    from jaxdyn._cli import _Interrupted, _Signals
+
+    before = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        finished = False
+        with pytest.raises(_Interrupted) as info, _Signals() as sig, sig.critical():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.01)
+            finished = True
+        assert finished and info.value.signum == signal.SIGTERM
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _reproduce_cmd(out, *extra):
+    return [sys.executable, "-m", "jaxdyn._cli", "reproduce", "implicit-bias", "lyapunov", "--quick",
+            "--no-progress", "--out", str(out), *extra]
+
+
+def _numbers(payload):
+    """results.json without what differs between equal runs: the run's `provenance` (command, date,
+    total wall time, reused/interrupted), each experiment's `wall_time_s` and `finished_utc`, and the
+    experiments' own stopwatch readings `metrics["timings_s"]`."""
+    experiments = {}
+    for name, record in payload["experiments"].items():
+        record = {k: v for k, v in record.items() if k not in ("wall_time_s", "finished_utc")}
+        record["metrics"] = {k: v for k, v in record["metrics"].items() if k != "timings_s"}
+        experiments[name] = record
+    return experiments
+
+
+def test_interrupted_reproduce_resumed_equals_uninterrupted(tmp_path):
+    """Acceptance: `jaxdyn reproduce implicit-bias lyapunov --quick`, interrupted by SIGINT after
+    the first experiment finished and rerun with `--resume`, writes the results.json of an
+    uninterrupted run (bit-identical numbers; `_numbers` says what is left out) and does not
+    recompute the finished experiment (its record, with its finish time, is carried over)."""
+    cache = jax.config.jax_compilation_cache_dir
+    env = dict(os.environ, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5",
+               **({"JAX_COMPILATION_CACHE_DIR": cache} if cache else {}))
+    pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # The reference runs alongside the interrupted run (two cores).
+    ref = subprocess.Popen(_reproduce_cmd(tmp_path / "ref"), **pipes)
+    cut_out = tmp_path / "cut"
+    # A child inherits an ignored SIGINT (a shell's background job), not a Python handler.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        cut = subprocess.Popen(_reproduce_cmd(cut_out), **pipes)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        deadline = time.monotonic() + 300
+        while not ((cut_out / "results.json").exists()
+                   and "implicit-bias" in _results(cut_out)["experiments"]):
+            assert cut.poll() is None, f"finished before the interrupt: {cut.communicate()}"
+            assert time.monotonic() < deadline, "implicit-bias did not finish in time"
+            time.sleep(0.05)
+        cut.send_signal(signal.SIGINT)
+        stdout, stderr = cut.communicate(timeout=300)
+    finally:
+        cut.kill()
+    assert cut.returncode == 130, (stdout, stderr)
+    assert "interrupted by SIGINT during lyapunov" in stderr
+    interrupted = _results(cut_out)
+    assert list(interrupted["experiments"]) == ["implicit-bias"]
+
+    resumed = subprocess.run(_reproduce_cmd(cut_out, "--resume"), timeout=300, **pipes)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "implicit-bias: reused from results.json" in resumed.stdout
+    assert "implicit-bias: running" not in resumed.stdout and "lyapunov: running" in resumed.stdout
+    try:
+        ref_stdout, ref_stderr = ref.communicate(timeout=300)
+    finally:
+        ref.kill()
+    assert ref.returncode == 0, ref_stderr
+
+    final, reference = _results(cut_out), _results(tmp_path / "ref")
+    assert final["experiments"]["implicit-bias"] == interrupted["experiments"]["implicit-bias"]
+    assert final["provenance"]["reused"] == ["implicit-bias"]
+    assert _numbers(final) == _numbers(reference)
+    assert list(final["experiments"]) == list(reference["experiments"])

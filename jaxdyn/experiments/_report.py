@@ -1,19 +1,25 @@
 """Writing `report.md`, `results.json` and the figure PNGs of a `jaxdyn reproduce` run."""
 
+import contextlib
 import dataclasses
 import datetime
+import hashlib
 import importlib.metadata
 import json
 import math
+import os
 import pathlib
 import platform
 import subprocess
 import sys
+import tempfile
 from typing import Any
 
 from ._result import ExperimentResult, to_jsonable
 
 _PACKAGES = ("jaxdyn", "jax", "jaxlib", "diffrax", "equinox", "optax", "numpy", "matplotlib")
+# The packages whose versions can change an experiment's numbers (matplotlib only draws).
+_NUMERIC_PACKAGES = ("jaxdyn", "jax", "jaxlib", "diffrax", "equinox", "optax", "numpy")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +29,10 @@ class ExperimentRecord:
     - `status`: `"ok"` or `"error"`; on error `error` is `"Type: message"` and `traceback` the
       formatted traceback, and `result` is `None`.
     - `figures`: figure name -> PNG file name (relative to the output directory).
+    - `config`: what determines the numbers ([`experiment_config`][]); `jaxdyn reproduce --resume`
+      reuses a stored record only when its `config` equals the current one.
+    - `finished_utc`: when the experiment finished (ISO 8601, UTC, milliseconds); a reused record
+      keeps the time it was computed.
     """
 
     name: str
@@ -35,6 +45,8 @@ class ExperimentRecord:
     figures: dict[str, str] = dataclasses.field(default_factory=dict)
     error: str | None = None
     traceback: str | None = None
+    config: dict[str, Any] | None = None
+    finished_utc: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -47,11 +59,46 @@ class ExperimentRecord:
             "wall_time_s": round(self.wall_time_s, 3),
             "seed": self.seed,
             "x64": self.x64,
+            "summary": None if self.result is None else self.result.summary,
             "metrics": {} if self.result is None else self.result.metrics,
             "figures": dict(self.figures),
             "error": self.error,
             "traceback": self.traceback,
+            "config": self.config,
+            "finished_utc": self.finished_utc,
         }
+
+    @classmethod
+    def from_json(cls, name: str, data: Any) -> "ExperimentRecord":
+        """The record `to_json` wrote for experiment `name`; a `ValueError` saying what is wrong
+        if `data` is not such a record."""
+        if not isinstance(data, dict):
+            raise ValueError(f"experiment {name!r} is a {type(data).__name__}, not an object")
+        types = {"title": str, "status": str, "wall_time_s": int | float, "seed": int, "x64": bool,
+                 "metrics": dict, "figures": dict}
+        for key, typ in types.items():
+            if not isinstance(data.get(key), typ):
+                raise ValueError(f"experiment {name!r} has no valid {key!r}")
+        if data["status"] not in ("ok", "error"):
+            raise ValueError(f"experiment {name!r} has status {data['status']!r}")
+        figures = data["figures"]
+        if not all(isinstance(k, str) and isinstance(v, str) and pathlib.Path(v).name == v
+                   for k, v in figures.items()):
+            raise ValueError(f"experiment {name!r} has invalid figure file names")
+        result = None
+        if data["status"] == "ok":
+            if not isinstance(data.get("summary"), str):
+                raise ValueError(f"experiment {name!r} has no 'summary'")
+            try:
+                result = ExperimentResult(name, data["title"], data["summary"], data["metrics"])
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"experiment {name!r}: {err}") from None
+        config = data.get("config")
+        return cls(name, data["title"], data["status"], float(data["wall_time_s"]), data["seed"],
+                   data["x64"], result=result, figures=dict(figures), error=data.get("error"),
+                   traceback=data.get("traceback"),
+                   config=config if isinstance(config, dict) else None,
+                   finished_utc=data.get("finished_utc"))
 
 
 def _version(package: str) -> str:
@@ -78,6 +125,43 @@ def _git_commit() -> str | None:
     return f"{commit}+dirty" if dirty else commit or None
 
 
+def source_fingerprint() -> str:
+    """SHA-256 of the jaxdyn package's Python sources (relative paths and contents), so that a
+    stored result is tied to the code that computed it, checkout or installed copy alike."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def utc_now() -> str:
+    """The current UTC time, ISO 8601 with milliseconds."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+
+
+def experiment_config(*, quick: bool, seed: int, x64: bool, backend: str,
+                      source: str | None = None) -> dict[str, Any]:
+    """Everything that determines an experiment's numbers: `quick`, `seed`, `x64`, the JAX
+    backend, the versions of the numerical packages and Python, and the jaxdyn sources
+    ([`source_fingerprint`][], computed when `source` is `None`).
+
+    Two runs with equal configurations give bit-identical metrics (wall times aside), which is
+    what lets `jaxdyn reproduce --resume` reuse a stored result instead of recomputing it.
+    """
+    versions = {p: _version(p) for p in _NUMERIC_PACKAGES}
+    versions["python"] = platform.python_version()
+    return {
+        "quick": bool(quick),
+        "seed": int(seed),
+        "x64": bool(x64),
+        "jax_backend": str(backend),
+        "versions": versions,
+        "jaxdyn_source_sha256": source_fingerprint() if source is None else source,
+    }
+
+
 def provenance(*, quick: bool, seed: int, argv: list[str] | None = None) -> dict[str, Any]:
     """Where and how a run happened: versions, platform, JAX devices, flags, UTC date."""
     import jax
@@ -99,13 +183,14 @@ def provenance(*, quick: bool, seed: int, argv: list[str] | None = None) -> dict
 
 
 def save_figures(result: ExperimentResult, out_dir, *, dpi: int = 120) -> dict[str, str]:
-    """Write each figure of `result` to `out_dir/<experiment>_<figure>.png`, close it, and return
-    figure name -> file name."""
+    """Write each figure of `result` to `out_dir/<experiment>_<figure>.png` (atomically: a
+    temporary file renamed into place), close it, and return figure name -> file name."""
     out_dir = pathlib.Path(out_dir)
     written = {}
     for key, fig in result.figures.items():
         filename = f"{result.name}_{key}.png"
-        fig.savefig(out_dir / filename, dpi=dpi, bbox_inches="tight")
+        with _atomic(out_dir / filename, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=dpi, bbox_inches="tight")
         written[key] = filename
         try:
             import matplotlib.pyplot as plt
@@ -175,14 +260,24 @@ def _markdown(records: list[ExperimentRecord], prov: dict[str, Any]) -> str:
         lines.append(f"- jaxdyn git commit: `{prov['jaxdyn_git_commit']}`")
     if "total_wall_time_s" in prov:
         lines.append(f"- total wall time: {prov['total_wall_time_s']:.1f} s")
+    if prov.get("reused"):
+        lines.append("- reused from an earlier run (`--resume`, same configuration, not recomputed): "
+                     + ", ".join(prov["reused"]))
+    interrupted = prov.get("interrupted")
+    if interrupted:
+        lines.append(f"- **interrupted** ({interrupted.get('signal')}) during "
+                     f"`{interrupted.get('during')}`; not run: "
+                     f"{', '.join(interrupted.get('not_run', [])) or '(none)'}. Finish with the same "
+                     "command and `--resume`.")
     lines += ["", f"{n_ok}/{len(records)} experiment(s) succeeded.", ""]
     lines += ["| experiment | status | wall time (s) |", "|---|---|---|"]
     for r in records:
         lines.append(f"| [{r.name}](#{r.name}) | {r.status} | {r.wall_time_s:.1f} |")
     for r in records:
         lines += ["", f'<a id="{r.name}"></a>', "", f"## {r.name}: {r.title}", ""]
+        finished = f", finished {r.finished_utc}" if r.finished_utc else ""
         lines.append(f"*{r.status}, {r.wall_time_s:.1f} s, seed {r.seed}, "
-                     f"{'float64' if r.x64 else 'float32'}*")
+                     f"{'float64' if r.x64 else 'float32'}{finished}*")
         lines.append("")
         if not r.ok:
             lines += [f"**Failed:** `{_md_cell(r.error or '')}`", "", "```", (r.traceback or
@@ -204,19 +299,70 @@ def _markdown(records: list[ExperimentRecord], prov: dict[str, Any]) -> str:
 
 def write_report(out_dir, records: list[ExperimentRecord], prov: dict[str, Any]
                  ) -> tuple[pathlib.Path, pathlib.Path]:
-    """Write `out_dir/report.md` and `out_dir/results.json`; return their paths.
+    """Write `out_dir/results.json` and `out_dir/report.md`; return their paths (report first).
 
-    The figures must already have been written ([`save_figures`][]): the report links to the
-    file names in each record's `figures`.
+    Each file is written atomically (a temporary file renamed into place), `results.json` first:
+    an interruption leaves the previous version or the new one, never a torn file. The figures
+    must already have been written ([`save_figures`][]): the report links to the file names in
+    each record's `figures`.
     """
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = out_dir / "report.md"
     results = out_dir / "results.json"
-    report.write_text(_markdown(records, prov), encoding="utf-8")
     payload = {
         "provenance": to_jsonable(prov, "provenance"),
         "experiments": {r.name: r.to_json() for r in records},
     }
-    results.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
+    with _atomic(results, "w") as fh:
+        fh.write(text)
+    with _atomic(report, "w") as fh:
+        fh.write(_markdown(records, prov))
     return report, results
+
+
+def read_results(path) -> tuple[dict[str, Any], dict[str, ExperimentRecord]]:
+    """Read a `results.json` written by [`write_report`][]: its provenance and its records by
+    name (in file order). A `ValueError` says what is wrong with a file that is not one."""
+    path = pathlib.Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError("it is not UTF-8 text") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"it is not valid JSON ({err.msg}; line {err.lineno}, column "
+                         f"{err.colno})") from None
+    if (not isinstance(data, dict) or not isinstance(data.get("provenance"), dict)
+            or not isinstance(data.get("experiments"), dict)):
+        raise ValueError("it has no 'provenance' and 'experiments' objects")
+    records = {name: ExperimentRecord.from_json(name, rec)
+               for name, rec in data["experiments"].items()}
+    return data["provenance"], records
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()  # read once, at import (os.umask can only be read by setting it)
+
+
+@contextlib.contextmanager
+def _atomic(path: pathlib.Path, mode: str):
+    """`with _atomic(path, mode) as fh:` writes a temporary file next to `path` and renames it to
+    `path` on success (and removes it on failure)."""
+    path = pathlib.Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
