@@ -64,6 +64,8 @@ def check_data(data: tuple) -> None:
     if len(set(sizes)) > 1:
         shapes = [tuple(jnp.shape(leaf)) for leaf in leaves]
         raise ValueError(f"`data` arrays must share their leading (sample) size, got shapes {shapes}.")
+    if sizes and sizes[0] == 0:
+        raise ValueError("`data` must hold at least one example (got a leading size of 0).")
 
 
 def check_loss(loss_fn: Callable, params: PyTree, data: tuple) -> None:

@@ -36,6 +36,7 @@ from .. import curvature as _curvature
 from .._checks import check_finite, check_int
 from .._results import RESULTS, message
 from .._types import Array, Key, PyTree
+from ..curvature._lanczos import check_key
 from ._gd import _CombinedLoss, check_data, check_loss, check_lr, check_params, split_params
 from ._gradient_flow import FlowState, GradientFlow, _flat_loss, flow_advance, flow_init
 
@@ -431,6 +432,8 @@ def train(loss_fn: Callable, params: PyTree, *data, steps: int, lr=None,
         chunk = check_int(chunk, "chunk")
     if not isinstance(throw, bool):
         raise TypeError(f"`throw` must be a bool, got {type(throw).__name__}.")
+    if key is not None:
+        check_key(key)
     check_params(params)
     check_data(data)
     check_loss(loss_fn, params, data)
