@@ -126,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser(
         "reproduce",
         help="run experiments and write a report",
-        description="Run experiments (all of them when no NAME is given) and write DIR/report.md, "
+        description="Run experiments (all of them when no NAME is given) and write DIR/report.md,\n"
                     "DIR/results.json and one PNG per figure, after each experiment.",
         epilog=_RERUN_POLICY,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -176,7 +176,7 @@ def _check_names(names: list[str], known, usage_error) -> list[str]:
             hint = f" (did you mean {' or '.join(close)}?)" if close else ""
             said.append((name if name.strip() == name and name else repr(name)) + hint)
         usage_error(f"unknown experiment(s): {', '.join(said)}. Valid `NAME`s: "
-                     f"{', '.join(known) or '(none)'}; `jaxdyn list` describes them.")
+                    f"{', '.join(known) or '(none)'}; `jaxdyn list` describes them.")
     return list(dict.fromkeys(names)) or known
 
 
@@ -184,7 +184,7 @@ def _check_out(out: pathlib.Path, usage_error) -> None:
     """Create `out` if needed and probe that it, `report.md` and `results.json` can be written."""
     if out.exists() and not out.is_dir():
         usage_error(f"`--out` {str(out)!r} is a file, not a directory; choose a directory "
-                     "(it is created if missing).")
+                    "(it is created if missing).")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -222,8 +222,8 @@ def _stored_results(out: pathlib.Path, args, usage_error) -> dict:
     if records and not args.resume:
         names = ", ".join(records)
         usage_error(f"`--out` {str(out)!r} already holds results of {len(records)} experiment(s) "
-                     f"({names}); pass `--resume` to keep them and run only what is missing, "
-                     "`--force` to overwrite them, or choose another `--out`.")
+                    f"({names}); pass `--resume` to keep them and run only what is missing, "
+                    "`--force` to overwrite them, or choose another `--out`.")
     return records
 
 
@@ -255,8 +255,8 @@ def _check_configs(stored: dict, configs: dict, path: pathlib.Path, usage_error)
     if differences:
         said = "; ".join(f"{what} ({', '.join(names)})" for what, names in differences.items())
         usage_error(f"`--resume`: {str(path)!r} was made with another configuration: {said}. "
-                     "Rerun with the stored settings, use `--force` to recompute, or choose another "
-                     "`--out`.")
+                    "Rerun with the stored settings, use `--force` to recompute, or choose another "
+                    "`--out`.")
 
 
 def _reproduce(args, argv) -> int:
@@ -267,32 +267,48 @@ def _reproduce(args, argv) -> int:
     _check_out(out, args.usage_error)
     stored = _stored_results(out, args, args.usage_error)
 
-    with _Signals() as sig:
-        import matplotlib
+    try:
+        with _Signals() as sig:
+            return _start(names, stored, args, out, argv, sig)
+    except KeyboardInterrupt as err:  # before the first experiment started: nothing to keep
+        signum = getattr(err, "signum", signal.SIGINT)
+        print(f"jaxdyn reproduce: interrupted by {signal.Signals(signum).name} before any "
+              "experiment ran; nothing was written.", file=sys.stderr, flush=True)
+        return 128 + int(signum)
 
-        matplotlib.use("Agg")
-        import jax
 
-        from .experiments import experiment_config, provenance, source_fingerprint
+def _start(names, stored, args, out: pathlib.Path, argv, sig: "_Signals") -> int:
+    """Import JAX, check the configuration of stored results, and run."""
+    import matplotlib
 
-        backend = jax.default_backend()
-        source = source_fingerprint()
-        configs = {
-            name: experiment_config(
-                quick=args.quick, seed=args.seed, backend=backend, source=source,
-                x64=EXPERIMENTS[name].x64 if name in EXPERIMENTS else stored[name].x64)
-            for name in dict.fromkeys([*names, *stored])
-        }
-        _check_configs(stored, configs, out / "results.json", args.usage_error)
+    from .experiments import EXPERIMENTS
 
-        prov = provenance(quick=args.quick, seed=args.seed, argv=argv)
-        print(f"jaxdyn reproduce: {len(names)} experiment(s), {'quick' if args.quick else 'full'} "
-              f"mode, seed {args.seed}, JAX on {prov['jax_backend']}", flush=True)
-        x64_before = bool(jax.config.jax_enable_x64)
-        try:
-            return _run_all(names, stored, configs, prov, args, out, sig)
-        finally:
-            jax.config.update("jax_enable_x64", x64_before)
+    matplotlib.use("Agg")
+    import jax
+
+    from .experiments import experiment_config, provenance, source_fingerprint
+
+    backend = jax.default_backend()
+    source = source_fingerprint()
+    configs = {
+        name: experiment_config(
+            quick=args.quick, seed=args.seed, backend=backend, source=source,
+            x64=EXPERIMENTS[name].x64 if name in EXPERIMENTS else stored[name].x64)
+        for name in dict.fromkeys([*names, *stored])
+    }
+    _check_configs(stored, configs, out / "results.json", args.usage_error)
+    if args.resume and not stored:
+        print(f"jaxdyn reproduce: nothing to resume in {str(out)!r} (no stored results); running "
+              "everything.", flush=True)
+
+    prov = provenance(quick=args.quick, seed=args.seed, argv=argv)
+    print(f"jaxdyn reproduce: {len(names)} experiment(s), {'quick' if args.quick else 'full'} "
+          f"mode, seed {args.seed}, JAX on {prov['jax_backend']}", flush=True)
+    x64_before = bool(jax.config.jax_enable_x64)
+    try:
+        return _run_all(names, stored, configs, prov, args, out, sig)
+    finally:
+        jax.config.update("jax_enable_x64", x64_before)
 
 
 def _run_all(names, stored, configs, prov, args, out: pathlib.Path, sig: _Signals) -> int:
@@ -356,9 +372,13 @@ def _run_all(names, stored, configs, prov, args, out: pathlib.Path, sig: _Signal
         finished = [r.name for r in records() if r.ok]
         not_run = [n for n in names if n not in {r.name for r in done}]
         sig_name = signal.Signals(signum).name
-        with sig.critical():
-            if done or stored:
-                write({"interrupted": {"signal": sig_name, "during": current, "not_run": not_run}})
+        try:
+            with sig.critical():
+                if done or stored:
+                    write({"interrupted": {"signal": sig_name, "during": current,
+                                           "not_run": not_run}})
+        except KeyboardInterrupt:
+            pass  # a second signal while saving: held until the save was done; now we stop anyway
         kept = (f"kept {len(finished)} finished experiment(s) ({', '.join(finished)}) in "
                 f"{str(out / 'results.json')!r} and report.md" if finished
                 else "no experiment had finished")

@@ -8,6 +8,7 @@ in quick mode); the CI runs `jaxdyn reproduce --quick` separately. Usage errors:
 import json
 import math
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -101,6 +102,20 @@ def test_console_entry_point(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
     assert "unknown experiment(s): nope" in bad.stderr
+
+
+def test_help_and_list_do_not_import_jax():
+    """`jaxdyn --help` and `jaxdyn list` answer without importing JAX (issue #18) -- possible once
+    `jaxdyn/__init__.py` loads its subpackages lazily (a module `__getattr__`)."""
+    init = pathlib.Path(jaxdyn.__file__).read_text()
+    if "def __getattr__" not in init:
+        pytest.xfail("jaxdyn/__init__.py imports every subpackage, and with them JAX")
+    code = ("import sys\nfrom jaxdyn._cli import main\nfor argv in (['--help'], ['list']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "print('JAX IMPORTED' if 'jax' in sys.modules else 'no jax')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("no jax")
 
 
 def test_registry_entries_load():
