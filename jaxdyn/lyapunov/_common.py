@@ -44,6 +44,18 @@ def check_steps(n_steps, renorm_every, transient_steps) -> tuple[int, int, int]:
     return n_steps, renorm_every, transient_steps
 
 
+def check_key(key, name: str = "key") -> None:
+    """A JAX random key: typed (`jax.random.key`) or raw (`jax.random.PRNGKey`, uint32 (2,))."""
+    dtype = getattr(key, "dtype", None)
+    ok = dtype is not None and (
+        (jnp.issubdtype(dtype, jax.dtypes.prng_key) and jnp.ndim(key) == 0)
+        or (dtype == jnp.uint32 and jnp.shape(key) == (2,)))
+    if not ok:
+        raise TypeError(f"`{name}` must be one JAX random key (jax.random.key(seed)), got "
+                        f"{type(key).__name__} {dtype if dtype is not None else ''} of shape "
+                        f"{jnp.shape(key) if dtype is not None else '()'}.")
+
+
 def check_dt(dt):
     if is_concrete(dt):
         value = np.asarray(dt)

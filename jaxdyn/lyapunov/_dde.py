@@ -218,7 +218,7 @@ def dde_spectrum(field: Callable, history, delays, *, dt, n_steps: int, k: int |
     near = np.abs(ratios - np.round(ratios)) < 1e-9 * np.maximum(ratios, 1.0)
     ratios = np.where(near, np.round(ratios), ratios)  # multiples of dt hit the grid exactly
     n_grid = int(np.ceil(ratios.max()))
-    args = float_args_to_arrays(args)
+    args = check_finite(float_args_to_arrays(args), "args")
     dtype = jnp.result_type(float)
     window = _history_window(history, n_grid, dt_f, dtype)
     dtype = window.dtype

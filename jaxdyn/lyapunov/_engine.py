@@ -12,6 +12,7 @@ checkpointed and resumed to the same numbers. Independent chains are a leading a
 (vmapped); a single trajectory is one chain.
 """
 
+import functools
 import os
 from typing import Any
 
@@ -228,6 +229,26 @@ def is_traced(*trees: Any) -> bool:
                for tree in trees for leaf in jax.tree_util.tree_leaves(tree))
 
 
+def closes_over_tracer(fn: Any, depth: int = 3) -> bool:
+    """Whether a function holds traced values in its closure (or, for a `functools.partial` or
+    an Equinox module, in its arguments/fields), looking `depth` levels into nested functions."""
+    if is_traced(fn):
+        return True
+    if isinstance(fn, functools.partial):
+        return (is_traced(fn.args, fn.keywords)
+                or (depth > 0 and closes_over_tracer(fn.func, depth - 1)))
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            value = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        if is_traced(value):
+            return True
+        if depth > 0 and callable(value) and closes_over_tracer(value, depth - 1):
+            return True
+    return False
+
+
 def choose_history_every(n_blocks: int, requested: int | None, checkpoint) -> int:
     """Blocks per history row: the requested value (must divide `n_blocks`), 1 with a
     checkpoint (so resumed and extended runs keep one layout), else the largest divisor of
@@ -251,14 +272,16 @@ def choose_history_every(n_blocks: int, requested: int | None, checkpoint) -> in
 
 def benettin(system, states: EngineState, *, transient_steps: int, n_blocks: int,
              renorm_every: int, time_per_step, progress: bool, checkpoint: Checkpoint | None,
-             config: dict, desc: str, history_every: int | None = None) -> LyapunovResult:
+             config: dict, desc: str, history_every: int | None = None,
+             traced: bool = False) -> LyapunovResult:
     """Run the transient and `n_blocks` QR blocks on a batch of chains (leading axis of
     `states`); chunked with a progress bar and checkpoints when the inputs are concrete, one
-    `lax.scan` when traced (inside jit/vmap/grad). History rows every `history_every` blocks."""
+    `lax.scan` when traced (inside jit/vmap/grad; `traced=True` when the caller knows the system
+    closes over traced values). History rows every `history_every` blocks."""
     state = states
     h = choose_history_every(n_blocks, history_every, checkpoint)
     n_groups = n_blocks // h
-    traced = is_traced(system, state, time_per_step)
+    traced = traced or is_traced(system, state, time_per_step)
     if traced:
         if checkpoint is not None:
             raise ValueError("`checkpoint` cannot be used inside jit/vmap (the inputs are traced).")

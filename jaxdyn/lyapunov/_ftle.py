@@ -6,7 +6,7 @@ import jax.flatten_util
 import jax.numpy as jnp
 from jax import lax
 
-from .._checks import check_int
+from .._checks import check_finite, check_int, check_positive
 from .._types import Array
 from ._common import check_dt, check_output
 
@@ -51,16 +51,24 @@ def ftle_field(field, points, *, t1, dt, args=None, t0=0.0) -> FTLEField:
     $n$ exponents; the points (shape `(..., n)`, e.g. a meshgrid stacked on the last axis) are
     vmapped. For a trained neural ODE pass its field (`model.field`) and lifted points.
     """
-    points = jnp.asarray(points, jnp.result_type(float))
-    if points.ndim < 1:
-        raise ValueError(f"`points` must have shape (..., n), got {points.shape}.")
+    if not callable(field):
+        raise TypeError(f"`field` must be a callable f(t, y, args), got {type(field).__name__}.")
+    points = jnp.asarray(points)
+    if not jnp.issubdtype(points.dtype, jnp.inexact):
+        points = points.astype(jnp.result_type(float))
+    if points.ndim < 1 or points.shape[-1] == 0 or points.size == 0:
+        raise ValueError(f"`points` must have shape (..., n) with n >= 1, got {points.shape}.")
+    points = check_finite(points, "points")
+    args = check_finite(args, "args")
+    check_positive(t1, "t1")
     dt = check_dt(dt)
     n_steps = int(round(float(t1) / float(dt)))
     n_steps = check_int(n_steps, "t1 / dt")
     if abs(n_steps * float(dt) - float(t1)) > 1e-9 * max(1.0, abs(float(t1))):
         raise ValueError(f"`t1` ({t1}) must be a multiple of `dt` ({dt}).")
     n = points.shape[-1]
-    check_output(lambda y: field(t0, y, args), "field", (n,), points.reshape(-1, n)[0])
+    check_output(lambda y: field(jnp.asarray(t0, points.dtype), y, args), "field", (n,),
+                 points.reshape(-1, n)[0])
     flow = _rk4_flow(field, args, jnp.asarray(dt, points.dtype), n_steps, t0)
 
     def one(y0):

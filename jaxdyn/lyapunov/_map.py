@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 
+from .._checks import check_finite
 from ._common import (
     check_k,
     check_output,
@@ -36,7 +37,7 @@ def map_spectrum(map_fn, x0, *, n_steps: int, k: int | None = None, args=None,
     if not callable(map_fn):
         raise TypeError(f"`map_fn` must be callable, got {type(map_fn).__name__}.")
     n_steps, renorm_every, transient_steps = check_steps(n_steps, renorm_every, transient_steps)
-    args = float_args_to_arrays(args)
+    args = check_finite(float_args_to_arrays(args), "args")
     x_flat, unravel = flatten_state(x0, "x0")
     dim = x_flat.shape[0]
     k = check_k(k, dim)

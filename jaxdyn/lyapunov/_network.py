@@ -9,9 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .._checks import check_finite, check_int
+from .._checks import check_finite, check_int, is_concrete
 from .._types import Array, Key
 from ..models import MLP, DenseResNet, ResNet
+from ._common import check_key
 from ._engine import qr_positive
 from ._result import RESULTS, LyapunovResult
 
@@ -97,8 +98,15 @@ def network_spectrum(model_or_layers, x, *, k: int | None = None,
         raise ValueError("`model_or_layers` has no layers to differentiate.")
     widths = [x.shape[0]]
     h = x
-    for layer in layers:
-        h = jax.eval_shape(layer, jax.ShapeDtypeStruct(h.shape, h.dtype))
+    for l, layer in enumerate(layers):
+        try:
+            h = jax.eval_shape(layer, jax.ShapeDtypeStruct(h.shape, h.dtype))
+        except Exception as err:  # noqa: BLE001 - re-raised naming the argument
+            raise ValueError(f"`model_or_layers`: layer {l} failed on an input of shape "
+                             f"{h.shape}: {err}") from err
+        if not hasattr(h, "shape") or len(h.shape) != 1:
+            raise ValueError(f"`model_or_layers`: layer {l} must map a vector to a vector, got "
+                             f"output shape {getattr(h, 'shape', type(h).__name__)}.")
         widths.append(h.shape[0])
     kmax = min(widths)
     k = kmax if k is None else check_int(k, "k")
@@ -118,13 +126,22 @@ def network_spectrum(model_or_layers, x, *, k: int | None = None,
 
 
 def _result(exponents, history) -> LyapunovResult:
+    """NaN anywhere (e.g. NaN weights): `diverged`, NaN exponents, `failed_step` the first layer
+    (0-based) where it appeared; $-\\infty$ (an exactly singular layer): `degenerate`, the
+    exponents kept."""
     order = jnp.argsort(-exponents)
-    finite = jnp.all(jnp.isfinite(exponents))
     n = history.shape[0]
+    nan_rows = jnp.any(jnp.isnan(history), axis=1)
+    bad_rows = jnp.any(~jnp.isfinite(history), axis=1)
+    has_nan = jnp.any(nan_rows)
+    finite = ~jnp.any(bad_rows)
+    code = jnp.where(has_nan, RESULTS.diverged, jnp.where(finite, RESULTS.successful,
+                                                          RESULTS.degenerate))
+    failed = jnp.where(has_nan, jnp.argmax(nan_rows), jnp.where(finite, -1, jnp.argmax(bad_rows)))
+    exponents = jnp.where(has_nan, jnp.nan, exponents)
     return LyapunovResult(
         exponents=exponents[order], history=history[:, order], times=jnp.arange(1, n + 1),
-        stderr=None, result=jnp.where(finite, RESULTS.successful, RESULTS.degenerate),
-        failed_step=jnp.asarray(-1), steps=jnp.asarray(n),
+        stderr=None, result=code, failed_step=failed, steps=jnp.asarray(n),
     )
 
 
@@ -154,11 +171,28 @@ class SignalPropagation(eqx.Module):
         return 0.5 * jnp.log(self.chi_1)
 
 
+def _check_variance(v, name: str):
+    """A variance: finite and >= 0 (ValueError when concrete, `eqx.error_if` when traced)."""
+    v = jnp.asarray(v)
+    if not jnp.issubdtype(v.dtype, jnp.inexact):
+        v = v.astype(jnp.result_type(float))
+    msg = f"`{name}` must be finite and non-negative (a variance)."
+    if is_concrete(v):
+        if not np.all(np.isfinite(np.asarray(v))) or np.any(np.asarray(v) < 0):
+            raise ValueError(f"{msg[:-1]}, got {np.asarray(v)}.")
+        return v
+    return eqx.error_if(v, ~jnp.all(jnp.isfinite(v) & (v >= 0)), msg)
+
+
 def signal_propagation(sigma_w2, sigma_b2, *, activation: Callable = jnp.tanh,
                        n_iter: int = 1000, n_quad: int = 101) -> SignalPropagation:
     """Fixed point $q^*$ and $\\chi_1$ by Gauss-Hermite quadrature; vmap-able over the variances."""
-    sigma_w2 = jnp.asarray(sigma_w2, jnp.result_type(float))
-    sigma_b2 = jnp.asarray(sigma_b2, sigma_w2.dtype)
+    n_iter = check_int(n_iter, "n_iter")
+    n_quad = check_int(n_quad, "n_quad")
+    if not callable(activation):
+        raise TypeError(f"`activation` must be callable, got {type(activation).__name__}.")
+    sigma_w2 = _check_variance(sigma_w2, "sigma_w2")
+    sigma_b2 = _check_variance(jnp.asarray(sigma_b2, sigma_w2.dtype), "sigma_b2")
     z, w = _gauss_hermite(n_quad, sigma_w2.dtype)
     dphi = jax.vmap(jax.grad(activation))
 
@@ -181,6 +215,7 @@ def random_network_exponent(key: Key, sigma_w2, sigma_b2, *, width: int, depth: 
     """
     width = check_int(width, "width")
     depth = check_int(depth, "depth")
+    transient = check_int(transient, "transient", minimum=0)
     dtype = jnp.result_type(float)
     sigma_w = jnp.sqrt(jnp.asarray(sigma_w2, dtype))
     sigma_b = jnp.sqrt(jnp.asarray(sigma_b2, dtype))
@@ -262,9 +297,16 @@ def order_to_chaos(sigma_w2, sigma_b2, *, key: Key, width: int = 256, depth: int
     transition is at $\chi_1 = 1$ (e.g. $\sigma_w^2 = 1.761$ at $\sigma_b^2 = 0.05$ for tanh);
     the empirical crossing sits slightly above it at finite width.
     """
-    sw = jnp.atleast_1d(jnp.asarray(sigma_w2, jnp.result_type(float)))
-    sb = jnp.atleast_1d(jnp.asarray(sigma_b2, sw.dtype))
+    sw = jnp.atleast_1d(_check_variance(sigma_w2, "sigma_w2"))
+    sb = jnp.atleast_1d(_check_variance(jnp.asarray(sigma_b2, sw.dtype), "sigma_b2"))
+    if sw.ndim != 1 or sb.ndim != 1:
+        raise ValueError(f"`sigma_w2` and `sigma_b2` must be scalars or 1-D grids, got shapes "
+                         f"{sw.shape} and {sb.shape}.")
     n_seeds = check_int(n_seeds, "n_seeds")
+    check_key(key, "key")
+    check_int(width, "width")
+    check_int(depth, "depth")
+    check_int(transient, "transient", minimum=0)
     grid_w, grid_b = jnp.meshgrid(sw, sb)
     mf = jax.vmap(jax.vmap(lambda a, b: signal_propagation(a, b, activation=activation)))(
         grid_w, grid_b)

@@ -4,8 +4,8 @@ import jax
 import jax.numpy as jnp
 
 from .._checks import check_int
-from ._common import check_k, check_steps
-from ._engine import Checkpoint, benettin, init_state
+from ._common import check_k, check_key, check_steps
+from ._engine import Checkpoint, benettin, closes_over_tracer, init_state, is_traced
 from ._result import LyapunovResult
 from ._systems import ProductSystem
 
@@ -32,12 +32,16 @@ def product_spectrum(sample_fn, key, *, dim: int, n_steps: int, k: int | None = 
     """
     if not callable(sample_fn):
         raise TypeError(f"`sample_fn` must be callable, got {type(sample_fn).__name__}.")
+    check_key(key, "key")
     dim = check_int(dim, "dim")
     n_chains = check_int(n_chains, "n_chains")
     n_steps, renorm_every, transient_steps = check_steps(n_steps, renorm_every, transient_steps)
     k = check_k(k, dim)
     dtype = jnp.result_type(float) if dtype is None else dtype
-    sample = sample_fn(key)
+    try:
+        sample = sample_fn(key)
+    except Exception as err:  # noqa: BLE001 - re-raised naming the argument
+        raise ValueError(f"`sample_fn` failed on a key: {err}") from err
     matvec = callable(sample) and not hasattr(sample, "shape")
     if matvec:
         out = jax.eval_shape(sample, jax.ShapeDtypeStruct((dim,), dtype))
@@ -49,6 +53,8 @@ def product_spectrum(sample_fn, key, *, dim: int, n_steps: int, k: int | None = 
                              f"shape {shape}.")
     if matvec and shape != (dim,):
         raise ValueError(f"`sample_fn`'s matvec must map shape ({dim},) to ({dim},), got {shape}.")
+    # a draw that closes over traced values (e.g. a parameter under jax.grad) makes the run traced
+    traced = is_traced(sample) or closes_over_tracer(sample_fn)
     system = ProductSystem(sample_fn, matvec)
     keys = jax.random.split(key, n_chains)
     Q0 = jax.random.normal(jax.random.fold_in(key, -1 % 2**31), (dim, k), dtype)
@@ -59,4 +65,4 @@ def product_spectrum(sample_fn, key, *, dim: int, n_steps: int, k: int | None = 
                     n_blocks=n_steps // renorm_every, renorm_every=renorm_every,
                     time_per_step=jnp.asarray(1.0, dtype), progress=progress,
                     checkpoint=checkpoint, config=config, desc="product_spectrum",
-                    history_every=history_every)
+                    history_every=history_every, traced=traced)

@@ -34,11 +34,20 @@ def sweep(fn: Callable, params, *, devices=None, shard: bool | None = None):
     PyTree whose leaves share the leading axis; `devices` (default all); `shard` (default: when
     there is more than one device).
     """
+    if not callable(fn):
+        raise TypeError(f"`fn` must be callable, got {type(fn).__name__}.")
     devices = jax.devices() if devices is None else list(devices)
+    if not devices:
+        raise ValueError("`devices` is empty.")
     leaves = jax.tree_util.tree_leaves(params)
     if not leaves:
         raise ValueError("`params` is empty.")
+    if any(jnp.ndim(leaf) == 0 for leaf in leaves):
+        raise ValueError("`params`: every leaf needs a leading (sweep) axis; got a scalar (use "
+                         "jnp.atleast_1d or an array of values).")
     n = jnp.shape(leaves[0])[0]
+    if n == 0:
+        raise ValueError("`params` has an empty sweep axis.")
     if any(jnp.shape(leaf)[0] != n for leaf in leaves):
         raise ValueError("`params`: every leaf must share the leading (sweep) axis.")
     shard = len(devices) > 1 if shard is None else shard
