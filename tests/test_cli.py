@@ -220,6 +220,24 @@ def test_failure_is_recorded_and_others_run(fake_registry, tmp_path, capsys):
     assert jax.config.jax_enable_x64 == x64_before  # restored after the float32 experiment
 
 
+def test_resume_recomputes_failed_and_keeps_unrequested(fake_registry, tmp_path, capsys):
+    """`--resume` reruns a stored failure, reuses a stored success, and keeps stored experiments
+    that were not asked for (in the report too)."""
+    out = tmp_path / "rep"
+    argv = ["reproduce", "--out", str(out), "--no-progress"]
+    assert main([*argv, "f32", "broken"]) == 1
+    first = _results(out)["experiments"]
+    capsys.readouterr()
+    assert main([*argv, "broken", "--resume"]) == 1
+    stdout = capsys.readouterr().out
+    assert "[1/1] broken: running" in stdout and "f32" not in stdout
+    data = _results(out)
+    assert list(data["experiments"]) == ["broken", "f32"]
+    assert data["experiments"]["f32"] == first["f32"]
+    assert data["experiments"]["broken"]["finished_utc"] != first["broken"]["finished_utc"]
+    assert "## f32: float32 experiment" in (out / "report.md").read_text()
+
+
 def test_experiment_result_validation():
     with pytest.raises(ValueError, match="figures"):
         ExperimentResult("x", "t", "s", {}, {"bad name.png": object()})
