@@ -76,7 +76,14 @@ FULL = Config()
 
 
 def gaussian_r_theory(k: float, sigma: float = 1.0) -> float:
-    r"""Solve $1 = K \int_{-\pi/2}^{\pi/2} \cos^2\phi\, g(K r \sin\phi)\, d\phi$ for $r$ (0 below $K_c$)."""
+    r"""Solve $1 = K \int_{-\pi/2}^{\pi/2} \cos^2\phi\, g(K r \sin\phi)\, d\phi$ for $r$ (0 below $K_c$).
+
+    **No JAX derivative:** a NumPy bisection (and a threshold at $K_c$); a traced `k` or `sigma`
+    (under `jax.grad`/`jit`) raises a `TypeError`. The derivative $dr/dK$ exists above $K_c$ by the
+    implicit function theorem, but this routine does not provide it."""
+    if isinstance(k, jax.core.Tracer) or isinstance(sigma, jax.core.Tracer):
+        raise TypeError("`k` and `sigma` must be concrete numbers: gaussian_r_theory is a NumPy bisection "
+                        "with no JAX derivative.")
     phi = np.linspace(-np.pi / 2, np.pi / 2, 2001)
     g = lambda w: np.exp(-0.5 * (w / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
     h = lambda r: k * np.trapezoid(np.cos(phi) ** 2 * g(k * r * np.sin(phi)), phi) - 1
