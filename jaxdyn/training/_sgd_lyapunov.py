@@ -305,9 +305,13 @@ class SGDLyapunovResult(eqx.Module):
     - `check`: the [`InterpolationCheck`][]; `interpolating`: its verdict.
     - `eig_residual`, `null_residual`, `rtol`, `dropped_max`: the normal space's checks (see
       [`NormalSpace`][]).
+    - `gd_control_shift`: shape `(k,)`, what was subtracted from the sampled product's estimate
+      (`lyapunov.exponents`): the error of the same finite run on full-batch GD, whose exact value
+      is known (see `gd_control` in [`sgd_lyapunov`][]); zeros with `gd_control=False`.
     - `lyapunov`: the [`LyapunovResult`][jaxdyn.lyapunov.LyapunovResult] of the sampled
-      product (history, result code, steps; in the deterministic case the finite-$N$ simulation,
-      whose running estimate tends to `exponent`).
+      product (history, result code, steps; its exponents are the raw estimates, before the
+      control shift; in the deterministic case the finite-$N$ simulation, whose running estimate
+      tends to `exponent`).
     - `result`: a [`jaxdyn.RESULTS`][] code: `nonfinite_input` when the step size is non-finite,
       `nonfinite_curvature` when the normal-space curvatures are (both possible only under `jit`,
       where inputs are not checked), `nonfinite_tangent` when the product became non-finite
@@ -336,6 +340,7 @@ class SGDLyapunovResult(eqx.Module):
     dropped_max: Array
     lyapunov: LyapunovResult
     deterministic: Array
+    gd_control_shift: Array
     result: RESULTS
     batch_size: int = eqx.field(static=True)
     n_examples: int = eqx.field(static=True)
@@ -427,13 +432,36 @@ def _exponents(space, per_example_loss, data, lr, batch_size, key, n_steps, n_ch
                             progress=progress)
 
 
+class _GDSample(eqx.Module):
+    r"""Full-batch GD in normal coordinates, $v \mapsto (1 - \eta h) \odot v$ (deterministic)."""
+
+    gain: Array
+
+    def __call__(self, key):
+        return lambda v: self.gain * v
+
+
+def _gd_control_shift(space, lr, key, n_steps, k, transient_steps) -> Array:
+    r"""The finite-run error of the same estimator on full-batch GD: the product of
+    $I - \eta\,\mathrm{diag}(h)$ run with the same start block (same `key`), the same transient and
+    length, minus its exact exponents. It is the error of starting from a random tangent block
+    (about $\log(\text{overlap})/N$, and a transient of order $1/(\eta\,\text{gap})$ where the small
+    curvatures cluster), which a mini-batch product shares where it is close to GD (small
+    $\eta$ or $B$ close to $n$); it tends to 0 as $N \to \infty$."""
+    gd = product_spectrum(_GDSample(1 - lr * space.eigenvalues), key, dim=space.rank,
+                          n_steps=n_steps, k=k, n_chains=1, transient_steps=transient_steps,
+                          dtype=space.basis.dtype, progress=False)
+    exact, _ = _exact_spectrum(space, lr, k, 0.0)
+    return gd.exponents - exact
+
+
 def sgd_lyapunov(per_example_loss, params, data, *, lr, batch_size: int, key, n_steps: int = 2000,
                  n_chains: int = 8, k: int = 1, transient_steps: int = 100,
                  curvature: AbstractCurvature | None = None, normal_space: NormalSpace | None = None,
                  rtol: float | None = None, mean_square: bool = True, ms_max_dim: int = 64,
                  loss_tol: float = 1e-10, grad_tol: float = 1e-6,
                  on_not_interpolating: str = "raise", progress: bool = False,
-                 throw: bool = True) -> SGDLyapunovResult:
+                 throw: bool = True, gd_control: bool = True) -> SGDLyapunovResult:
     r"""Top Lyapunov exponent(s) of SGD linearised at an interpolating minimum, on the normal space.
 
     $\lambda = \lim_N \frac1N\log\|B_N\cdots B_1\|$ with $B_n = U^\top(I - \eta H_{\xi_n})U$, by
@@ -472,6 +500,20 @@ def sgd_lyapunov(per_example_loss, params, data, *, lr, batch_size: int, key, n_
     are then returned exactly, $\log|1 - \eta h_j|$ (`deterministic=True`), instead of the
     finite-$N$ estimate, which from a random start is biased low by about
     $\log(\text{overlap})/N$ plus a transient of $1/(\eta\,\text{gap})$ steps.
+
+    **Control variate (`gd_control`, default on).** The finite-$N$ estimate from a random start
+    block carries an error that does not shrink with more chains: $\log(\text{overlap})/N$ and a
+    transient of $1/(\eta\,\text{gap})$ steps, which where the small curvatures cluster is
+    several times $|\lambda|$ itself. The same run on full-batch GD (the deterministic product
+    $I - \eta\,\mathrm{diag}(h)$, same start block, same length; cheap, $O(r)$ per step) has that
+    error exactly computable, and it is subtracted (`gd_control_shift`). The estimator stays
+    consistent (the shift tends to 0 as $N\to\infty$). Where the mini-batch product is close to GD
+    (small $\eta$, $B$ close to $n$: where $|\lambda|$ is tiny and its sign is in question) both
+    runs share their start-up error and the shift removes it. Elsewhere the two start-up errors
+    are independent draws of the same law (the start block is isotropic): the raw estimate is
+    biased low by about $(\psi(r/2) - \psi(1/2))/(2N)$ with spread $\approx 1.1/N$, the shifted
+    one is unbiased to this order with spread $\approx 1.6/N$, small against $|\lambda|$ there.
+    `stderr` is the spread between chains (which share the start block) and includes neither.
 
     **Derivatives.** With respect to `lr`: in the deterministic case the exact
     $d\mu/d\eta$; otherwise the pathwise derivative of the finite-$N$ estimate at fixed batch
@@ -515,16 +557,21 @@ def sgd_lyapunov(per_example_loss, params, data, *, lr, batch_size: int, key, n_
         raise ValueError(f"`k` ({k}) must be at most the normal-space rank ({space.rank}).")
     run = _assemble if progress else _assemble_jit  # one compiled program unless a bar is shown
     return run(space, per_example_loss, data, lr, batch_size, key, n_steps, n_chains, k,
-               transient_steps, progress, mean_square, check, throw)
+               transient_steps, progress, mean_square, check, throw, gd_control)
 
 
 def _assemble(space, per_example_loss, data, lr, batch_size, key, n_steps, n_chains, k,
-              transient_steps, progress, mean_square, check, throw):
+              transient_steps, progress, mean_square, check, throw, gd_control):
     lyap = _exponents(space, per_example_loss, data, lr, batch_size, key, n_steps, n_chains, k,
                       transient_steps, progress)
     dtype = space.basis.dtype
     stderrs = lyap.stderr if lyap.stderr is not None else jnp.full_like(lyap.exponents, jnp.nan)
-    exps, stderrs, det, code = _select(space, lr, batch_size, k, lyap, lyap.exponents, stderrs)
+    if gd_control:
+        shift = _gd_control_shift(space, lr, key, n_steps, k, transient_steps)
+    else:
+        shift = jnp.zeros_like(lyap.exponents)
+    exps, stderrs, det, code = _select(space, lr, batch_size, k, lyap, lyap.exponents - shift,
+                                       stderrs)
     if throw:
         exps = code.error_if(exps, ~is_successful(code))
     if mean_square:
@@ -537,7 +584,7 @@ def _assemble(space, per_example_loss, data, lr, batch_size, key, n_steps, n_cha
         lr=jnp.asarray(lr, dtype), lambda_max=space.lambda_max, gd_boundary=2 / space.lambda_max,
         check=check, interpolating=check.interpolating, eig_residual=space.eig_residual,
         null_residual=space.null_residual, rtol=space.rtol, dropped_max=space.dropped_max,
-        lyapunov=lyap, deterministic=det, result=code, batch_size=batch_size,
+        lyapunov=lyap, deterministic=det, gd_control_shift=shift, result=code, batch_size=batch_size,
         n_examples=space.n_examples, rank=space.rank,
     )
 
@@ -619,15 +666,16 @@ def sgd_stability_diagram(per_example_loss, params, data, *, lrs, batch_sizes, k
                           curvature: AbstractCurvature | None = None,
                           normal_space: NormalSpace | None = None, rtol: float | None = None,
                           mean_square: bool = True, loss_tol: float = 1e-10, grad_tol: float = 1e-6,
-                          progress: bool = False) -> SGDStabilityDiagram:
+                          progress: bool = False, gd_control: bool = True) -> SGDStabilityDiagram:
     r"""$\lambda(\eta, B)$ over `lrs` x `batch_sizes`, with the GD exponent and the GD boundary
     $\eta = 2/\lambda_{\max}$.
 
     The normal space is computed once; for each batch size (a Python loop: the batch size sets
     array shapes) one compiled call vmaps [`sgd_lyapunov`][]'s product over the step sizes. The
     same `key` is used for every cell (common random numbers: differences between cells are not
-    sampling noise of the batch draws). Arguments as in [`sgd_lyapunov`][]; raises if `params` is
-    not an interpolating minimum.
+    sampling noise of the batch draws). Arguments as in [`sgd_lyapunov`][] (`gd_control` included);
+    raises if `params` is not an interpolating minimum. Rows with $B = n$ are exact and equal
+    `gd_exponent`.
 
     **Returns:** an [`SGDStabilityDiagram`][].
     """
@@ -662,11 +710,11 @@ def sgd_stability_diagram(per_example_loss, params, data, *, lrs, batch_sizes, k
     if space.factor_kind == "gauss_newton":  # batch size as an array: one compiled grid
         bs = jnp.asarray(sizes, lrs.dtype)
         exp, se, msb, det, code = _diagram_grid(space, per_example_loss, data, lrs, bs, key, n_steps,
-                                                n_chains, transient_steps, mean_square)
+                                                n_chains, transient_steps, mean_square, gd_control)
     else:
         for b in it:
             rows.append(_diagram_row(space, per_example_loss, data, lrs, b, key, n_steps, n_chains,
-                                     transient_steps, mean_square))
+                                     transient_steps, mean_square, gd_control))
         exp, se, msb, det, code = (jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *[r[i] for r in rows])
                                    for i in range(5))
     return SGDStabilityDiagram(
@@ -677,13 +725,15 @@ def sgd_stability_diagram(per_example_loss, params, data, *, lrs, batch_sizes, k
 
 
 def _diagram_row_impl(space, per_example_loss, data, lrs, batch_size, key, n_steps, n_chains,
-                 transient_steps, mean_square):
+                      transient_steps, mean_square, gd_control):
     def one(lr):
         lyap = _exponents(space, per_example_loss, data, lr, batch_size, key, n_steps, n_chains, 1,
                           transient_steps, False)
         msb = _mean_square_bound(space, lr, batch_size)[0] if mean_square else jnp.nan * lr
         se = lyap.stderr if lyap.stderr is not None else jnp.full_like(lyap.exponents, jnp.nan)
-        exps, ses, det, code = _select(space, lr, batch_size, 1, lyap, lyap.exponents, se)
+        shift = (_gd_control_shift(space, lr, key, n_steps, 1, transient_steps) if gd_control
+                 else jnp.zeros_like(lyap.exponents))
+        exps, ses, det, code = _select(space, lr, batch_size, 1, lyap, lyap.exponents - shift, se)
         return exps[0], ses[0], msb, det, code
 
     return jax.vmap(one)(lrs)
@@ -694,9 +744,9 @@ _diagram_row = eqx.filter_jit(_diagram_row_impl)
 
 @eqx.filter_jit
 def _diagram_grid(space, per_example_loss, data, lrs, sizes, key, n_steps, n_chains,
-                  transient_steps, mean_square):
+                  transient_steps, mean_square, gd_control):
     row = lambda b: _diagram_row_impl(space, per_example_loss, data, lrs, b, key,  # noqa: E731
-                                      n_steps, n_chains, transient_steps, mean_square)
+                                      n_steps, n_chains, transient_steps, mean_square, gd_control)
     return jax.vmap(row)(sizes)
 
 
