@@ -8,8 +8,9 @@ from ._plots import _axes
 
 
 def plot_sgd_lyapunov(result, ax=None, *, title: str | None = None):
-    r"""Running estimate of the SGD exponent $\lambda$ against steps, with the full-batch GD
-    exponent $\mu$, the mean-square bound and 0.
+    r"""Running estimate of the sampled product against steps, the reported SGD exponent
+    $\lambda$ (after the GD control shift, or exact when the product is deterministic), the
+    full-batch GD exponent $\mu$, the mean-square bound and 0.
 
     **Arguments:** `result`: a [`jaxdyn.training.SGDLyapunovResult`][]; `ax`: draw into this axes
     (default: a new figure); `title`: the axes title.
@@ -22,8 +23,12 @@ def plot_sgd_lyapunov(result, ax=None, *, title: str | None = None):
     fig, ax = _axes(ax)
     lyap = result.lyapunov
     t = np.asarray(lyap.times)
-    ax.plot(t, np.asarray(lyap.history)[:, 0], color="C0",
-            label=rf"SGD $\lambda$ = {float(result.exponent):.4f} $\pm$ {float(result.stderr):.4f}")
+    ax.plot(t, np.asarray(lyap.history)[:, 0], color="C0", alpha=0.7,
+            label="running estimate of the sampled product")
+    exact = bool(np.asarray(getattr(result, "deterministic", False)))
+    ax.axhline(float(result.exponent), color="C0", lw=1.5,
+               label=rf"SGD $\lambda$ = {float(result.exponent):.4g} $\pm$ {float(result.stderr):.2g}"
+               + (" (exact)" if exact else ""))
     ax.axhline(float(result.gd_exponent), color="C1", ls="--",
                label=rf"GD $\mu$ = {float(result.gd_exponent):.4f}")
     msb = float(result.mean_square_bound)
