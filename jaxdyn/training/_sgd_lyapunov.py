@@ -622,6 +622,8 @@ class SGDStabilityDiagram(eqx.Module):
     - `deterministic`: shape `(nb,)`, the rows whose product is deterministic ($B = n$, or every
       example has the same curvature): their exponent is exact and equals `gd_exponent`, their
       `stderr` is the eigen-solver's accuracy figure (see [`SGDLyapunovResult`][]).
+    - `gd_control_shift`: shape `(m,)`, what was subtracted from the sampled estimates of every
+      row at each step size (the GD control variate, see [`sgd_lyapunov`][]).
     - `result`: shape `(nb, m)`, a [`jaxdyn.RESULTS`][] code per cell (`nonfinite_tangent` where the
       product became non-finite).
     - `sgd_stable` / `gd_stable`: signs; `disagree`: where the two differ and $\lambda$ is
@@ -633,6 +635,7 @@ class SGDStabilityDiagram(eqx.Module):
     stderr: Array
     mean_square_bound: Array
     deterministic: Array
+    gd_control_shift: Array
     result: RESULTS
     gd_exponent: Array
     lambda_max: Array
@@ -709,17 +712,17 @@ def sgd_stability_diagram(per_example_loss, params, data, *, lrs, batch_sizes, k
         it = tqdm(sizes, desc="sgd_stability_diagram", leave=False)
     if space.factor_kind == "gauss_newton":  # batch size as an array: one compiled grid
         bs = jnp.asarray(sizes, lrs.dtype)
-        exp, se, msb, det, code = _diagram_grid(space, per_example_loss, data, lrs, bs, key, n_steps,
+        exp, se, msb, det, code, shift = _diagram_grid(space, per_example_loss, data, lrs, bs, key, n_steps,
                                                 n_chains, transient_steps, mean_square, gd_control)
     else:
         for b in it:
             rows.append(_diagram_row(space, per_example_loss, data, lrs, b, key, n_steps, n_chains,
                                      transient_steps, mean_square, gd_control))
-        exp, se, msb, det, code = (jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *[r[i] for r in rows])
-                                   for i in range(5))
+        exp, se, msb, det, code, shift = (
+            jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *[r[i] for r in rows]) for i in range(6))
     return SGDStabilityDiagram(
         lrs=lrs, exponent=exp, stderr=se, mean_square_bound=msb, deterministic=det[:, 0],
-        result=code,
+        gd_control_shift=shift[0], result=code,
         gd_exponent=jax.vmap(lambda lr: gd_exponent(space, lr))(lrs), lambda_max=space.lambda_max,
         gd_boundary=2 / space.lambda_max, batch_sizes=sizes, n_examples=n, rank=space.rank)
 
@@ -734,7 +737,7 @@ def _diagram_row_impl(space, per_example_loss, data, lrs, batch_size, key, n_ste
         shift = (_gd_control_shift(space, lr, key, n_steps, 1, transient_steps) if gd_control
                  else jnp.zeros_like(lyap.exponents))
         exps, ses, det, code = _select(space, lr, batch_size, 1, lyap, lyap.exponents - shift, se)
-        return exps[0], ses[0], msb, det, code
+        return exps[0], ses[0], msb, det, code, shift[0]
 
     return jax.vmap(one)(lrs)
 
