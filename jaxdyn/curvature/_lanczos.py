@@ -322,6 +322,8 @@ def _rayleigh_jvp(primals, tangents):
         return jax.vmap(lambda y: jnp.vdot(y, o.mv(y).astype(y.dtype)))(vecs)
 
     _, dq = eqx.filter_jvp(quotients, (op,), (t_op,))
+    if dq is None:  # the operator's tangent does not reach its matvec: a zero derivative
+        return vals, jnp.zeros_like(vals)
     return vals, dq.astype(vals.dtype)
 
 

@@ -205,11 +205,13 @@ def gradient_flow(loss_fn: Callable, params: PyTree, *data, ts, flow: GradientFl
     input, each array leaf stacked over `ts`). A blow-up is a value, not an error: `status`,
     `failed_step` and `failed_time` say where it was first seen.
 
-    **Derivatives:** the flow is a fixed-step explicit diffrax solve, differentiable in forward
-    and reverse mode with respect to `params`, the data and `ts` (the end time included); the
+    **Derivatives:** the flow is a fixed-step explicit diffrax solve, differentiable with respect
+    to `params`, the data and `ts` (the end time included); the
     step $h = \min(h_{\max}, c/S)$ is chosen from the sharpness without a derivative (a
     discrete choice of discretisation, `stop_gradient`), so the derivative is that of the
-    discrete solution with the steps held fixed.
+    discrete solution with the steps held fixed. Reverse mode only: the solve uses diffrax's
+    checkpointed adjoint, and forward mode (`jax.jvp`, `jax.jacfwd`) raises JAX's `TypeError`
+    "can't apply forward-mode autodiff (jvp) to a custom_vjp function".
 
     **Example:**
 

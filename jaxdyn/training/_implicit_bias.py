@@ -112,6 +112,11 @@ def gd_endpoints(loss_fn: Callable, inits: PyTree, lr, *data, steps: int = 2000,
     **Raises:** `ValueError`/`TypeError` naming the argument for bad input (non-finite `inits`
     or data included), before any compilation.
 
+    **Derivatives:** the final `params` and `loss` are differentiable with respect to `inits`
+    and the data (forward and reverse mode through the `lax.scan`); `converged`, `diverged`,
+    `first_converged`, `result` and `failed_step` are discrete and have no derivative (booleans
+    and integers: `jax.grad` of them raises JAX's error for integer outputs).
+
     **Returns:** a [`GDEndpoints`][].
 
     **Example:**

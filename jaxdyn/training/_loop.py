@@ -389,6 +389,9 @@ def train(loss_fn: Callable, params: PyTree, *data, steps: int, lr=None,
     **Raises:** `ValueError`/`TypeError` naming the argument for bad input (non-finite `params` or
     `data` included), before any compilation.
 
+    **Derivatives:** none: `train` is a host-side loop; `jax.grad`, `jit` or `vmap` over
+    `params`, `data` or `lr` raise a `TypeError` saying so (use [`gd_map`][] in `lax.scan`).
+
     **Example:**
 
     ```python
@@ -428,6 +431,12 @@ def train(loss_fn: Callable, params: PyTree, *data, steps: int, lr=None,
         raise TypeError(f"`accuracy_fn` must be callable, got {type(accuracy_fn).__name__}.")
     if checkpoint is not None and not isinstance(checkpoint, Checkpoint):
         raise TypeError(f"`checkpoint` must be a Checkpoint, got {type(checkpoint).__name__}.")
+    traced = [name for name, value in (("params", params), ("data", data), ("lr", lr))
+              if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(value))]
+    if traced:
+        raise TypeError(f"`{traced[0]}` is traced (under jax.grad/jit/vmap): `train` runs a host-side "
+                        "loop (progress bar, checkpoints) and is neither differentiable nor traceable. "
+                        "For derivatives through gradient-descent steps use `gd_map` in `lax.scan`.")
     if chunk is not None:
         chunk = check_int(chunk, "chunk")
     if not isinstance(throw, bool):
