@@ -9,6 +9,7 @@ import json
 import math
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -367,7 +368,10 @@ def test_signal_during_a_write_is_held_until_it_is_done():
 
 
 def _reproduce_cmd(out, *extra):
-    return [sys.executable, "-m", "jaxdyn._cli", "reproduce", "implicit-bias", "lyapunov", "--quick",
+    """`jaxdyn reproduce implicit-bias lyapunov --quick` that first prints where jaxdyn is from."""
+    code = ("import sys, jaxdyn._cli as cli; print(cli.__file__, flush=True); "
+            "sys.exit(cli.main(sys.argv[1:]))")
+    return [sys.executable, "-c", code, "reproduce", "implicit-bias", "lyapunov", "--quick",
             "--no-progress", "--out", str(out), *extra]
 
 
@@ -387,11 +391,18 @@ def test_interrupted_reproduce_resumed_equals_uninterrupted(tmp_path):
     """Acceptance: `jaxdyn reproduce implicit-bias lyapunov --quick`, interrupted by SIGINT after
     the first experiment finished and rerun with `--resume`, writes the results.json of an
     uninterrupted run (bit-identical numbers; `_numbers` says what is left out) and does not
-    recompute the finished experiment (its record, with its finish time, is carried over)."""
+    recompute the finished experiment (its record, with its finish time, is carried over).
+
+    The three runs import one copy of the jaxdyn sources taken at the start, so that an edit to the
+    checkout while the test runs can neither change the numbers between them nor make `--resume`
+    refuse (it compares a hash of the sources)."""
+    src = tmp_path / "src"
+    shutil.copytree(pathlib.Path(jaxdyn.__file__).parent, src / "jaxdyn")  # .pyc files stay valid
     cache = jax.config.jax_compilation_cache_dir
+    path = [str(src), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     env = dict(os.environ, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5",
-               **({"JAX_COMPILATION_CACHE_DIR": cache} if cache else {}))
-    pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+               PYTHONPATH=os.pathsep.join(path), **({"JAX_COMPILATION_CACHE_DIR": cache} if cache else {}))
+    pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     # The reference runs alongside the interrupted run (two cores).
     ref = subprocess.Popen(_reproduce_cmd(tmp_path / "ref"), **pipes)
     cut_out = tmp_path / "cut"
@@ -419,6 +430,7 @@ def test_interrupted_reproduce_resumed_equals_uninterrupted(tmp_path):
 
     resumed = subprocess.run(_reproduce_cmd(cut_out, "--resume"), timeout=300, **pipes)
     assert resumed.returncode == 0, resumed.stderr
+    assert str(src / "jaxdyn") in resumed.stdout  # the copy ran (see `_reproduce_cmd`)
     assert "implicit-bias: reused from results.json" in resumed.stdout
     assert "implicit-bias: running" not in resumed.stdout and "lyapunov: running" in resumed.stdout
     try:
