@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._checks import check_finite, check_int, is_concrete
 from .._types import Array, Key
 
 
@@ -73,12 +74,22 @@ def identity_affine(size: int, dtype=None) -> Affine:
 
 def as_affine(value, name: str, *, key: Key | None = None) -> Affine | None:
     """Normalise a lift/readout argument: `None` (identity), an `Affine`, or a weight matrix."""
-    if value is None or isinstance(value, Affine):
+    if value is None:
         return value
     if isinstance(value, eqx.nn.Linear):
-        return Affine(value.weight, value.bias)
-    if isinstance(value, jax.Array | np.ndarray):
-        return Affine(value)
+        value = Affine(value.weight, value.bias)
+    elif isinstance(value, jax.Array | np.ndarray):
+        if np.ndim(value) != 2:
+            raise ValueError(f"`{name}` must be a weight matrix (out_size, in_size), got shape "
+                             f"{np.shape(value)}.")
+        if not np.issubdtype(np.result_type(value), np.number) or np.issubdtype(
+                np.result_type(value), np.complexfloating):
+            raise TypeError(f"`{name}` must hold real numbers, got dtype {np.result_type(value)}.")
+        value = Affine(value)
+    if isinstance(value, Affine):
+        if is_concrete(value.weight) and is_concrete(value.bias):
+            check_finite((value.weight, value.bias), name)
+        return value
     raise TypeError(
         f"`{name}` must be None (identity), an Affine, an eqx.nn.Linear or a weight matrix, "
         f"got {type(value).__name__}."
@@ -93,6 +104,8 @@ def lift_readout_state(
     `ValueError` names them all when they disagree or when none is given."""
     lift = as_affine(lift, "lift")
     readout = as_affine(readout, "readout")
+    if state_size is not None:
+        state_size = check_int(state_size, "state_size")
     field_size = getattr(field, "size", None)
     sizes = {
         "lift": None if lift is None else lift.out_size,

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .._checks import check_finite, check_int
+from .._checks import check_finite, check_int, is_concrete
 from .._types import Array, Key
 from ._neural_ode import second_order
 
@@ -94,6 +94,10 @@ def critical_points(fn: Callable, lower, upper, *, key: Key, n_starts: int = 64,
 
     **Returns:** a [`CriticalPoints`][].
 
+    **Not differentiable.** The output is a data-dependent set of points (its size, the
+    deduplication and the Morse indices are discrete choices): `critical_points` runs on concrete
+    inputs only, and `jax.grad`/`jit`/`vmap` through it raise a `TypeError` that says so.
+
     **Example:**
 
     ```python
@@ -103,6 +107,13 @@ def critical_points(fn: Callable, lower, upper, *, key: Key, n_starts: int = 64,
     """
     if not callable(fn):
         raise TypeError(f"`fn` must be callable, got {type(fn).__name__}.")
+    if not all(is_concrete(leaf) for leaf in jax.tree_util.tree_leaves((fn, lower, upper))):
+        raise TypeError(
+            "`critical_points` is not differentiable and cannot run under jit/vmap/grad: it returns "
+            "a data-dependent number of points (call it on concrete `fn`, `lower` and `upper`; "
+            "differentiate a point you found through `fn` itself, e.g. by the implicit function "
+            "theorem)."
+        )
     lower = jnp.asarray(lower, dtype=jnp.result_type(float))
     upper = jnp.asarray(upper, dtype=jnp.result_type(float))
     if lower.ndim != 1:

@@ -4,6 +4,7 @@ from collections.abc import Callable
 
 import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
 
 from .._checks import check_int
 from .._types import Args, Array, Key, Scalar
@@ -48,6 +49,10 @@ class MLPField(eqx.Module):
         size = check_int(size, "size")
         width_size = check_int(width_size, "width_size")
         depth = check_int(depth, "depth", minimum=0)
+        if not callable(activation):
+            raise TypeError(f"`activation` must be callable, got {type(activation).__name__}.")
+        if isinstance(scale, bool) or not np.isfinite(float(scale)):
+            raise ValueError(f"`scale` must be a finite number, got {scale!r}.")
         in_size = size + 1 if time_dependent else size
         self.mlp = eqx.nn.MLP(in_size, size, width_size, depth, activation=activation,
                               final_activation=final_activation, key=key)

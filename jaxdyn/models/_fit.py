@@ -9,15 +9,41 @@ import numpy as np
 import optax
 from jax import lax
 
-from .._checks import check_finite, check_int
+from .._checks import check_finite, check_int, check_positive, is_concrete
+from .._results import RESULTS, is_successful, message
 from .._types import Array
+
+# failure kinds of one step, in the order they are looked for
+_FIT_RESULTS = (RESULTS.successful, RESULTS.nonfinite_loss, RESULTS.nonfinite_gradient,
+                RESULTS.nonfinite_parameters)
 
 
 class FitResult(eqx.Module):
-    """Output of [`fit`][]: the trained `model` and the loss after every step (`losses`)."""
+    """Output of [`fit`][].
+
+    - `model`: the trained model; after a failure, the model of the last step whose loss,
+      gradient and update were all finite.
+    - `losses`: the loss before every step, shape `(steps,)`; NaN after a failure.
+    - `result`: a [`jaxdyn.RESULTS`][] item: `successful`, `nonfinite_loss`,
+      `nonfinite_gradient` or `nonfinite_parameters` (the update overflowed: lower the
+      learning rate); `failed_step`: the first failing step (0-based), `-1` if none.
+    """
 
     model: eqx.Module
     losses: Array
+    result: RESULTS = eqx.field(default_factory=lambda: RESULTS.successful)
+    failed_step: int = -1
+
+    @property
+    def successful(self) -> bool:
+        return bool(is_successful(self.result))
+
+    def summary(self) -> str:
+        losses = np.asarray(self.losses)
+        if self.successful:
+            last = losses[-1] if losses.size else float("nan")
+            return f"fit: {losses.size} steps, final loss {last:.6g}"
+        return f"fit: {message(self.result)} First seen at step {self.failed_step}."
 
 
 def mse_loss(model, xs: Array, ys: Array) -> Array:
@@ -26,28 +52,46 @@ def mse_loss(model, xs: Array, ys: Array) -> Array:
     return 0.5 * jnp.mean(jnp.sum((pred - ys.reshape(pred.shape)) ** 2, axis=-1))
 
 
+def _all_finite(tree) -> Array:
+    leaves = [jnp.all(jnp.isfinite(a)) for a in jax.tree_util.tree_leaves(tree) if eqx.is_inexact_array(a)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
 @eqx.filter_jit
-def _run_chunk(params, opt_state, static, optimizer, loss_fn, xs, ys, n):
+def _run_chunk(params, opt_state, static, optimizer, loss_fn, xs, ys, first_step, failure, n):
     """`n` optimiser steps in one `lax.scan`. Module-level and `filter_jit`ted with the model's
     structure, the optimiser and the loss as static data: repeated fits of models of the same
-    structure with the same optimiser object compile once."""
+    structure with the same optimiser object compile once. `failure = (step, kind)` carries the
+    first failure; from it on the parameters stay at their last finite values."""
 
     def loss_of(p):
         return loss_fn(eqx.combine(p, static), xs, ys)
 
-    def step(carry, _):
-        p, s = carry
+    def step(carry, i):
+        p, s, (fail_step, fail_kind) = carry
         loss, g = jax.value_and_grad(loss_of)(p)
-        updates, s = optimizer.update(g, s, p)
-        return (optax.apply_updates(p, updates), s), loss
+        updates, s_new = optimizer.update(g, s, p)
+        p_new = optax.apply_updates(p, updates)
+        bad_loss = ~jnp.isfinite(loss)
+        bad_grad = ~_all_finite(g)
+        bad_params = ~_all_finite(p_new)
+        first = (fail_step < 0) & (bad_loss | bad_grad | bad_params)
+        kind = jnp.where(bad_loss, 1, jnp.where(bad_grad, 2, 3))
+        fail_kind = jnp.where(first, kind, fail_kind)
+        fail_step = jnp.where(first, i, fail_step)
+        keep = fail_step < 0
+        choose = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new, old)
+        p, s = choose(p_new, p), choose(s_new, s)
+        loss = jnp.where(keep | first, loss, jnp.nan)
+        return (p, s, (fail_step, fail_kind)), loss
 
-    return lax.scan(step, (params, opt_state), None, length=n)
+    return lax.scan(step, (params, opt_state, failure), first_step + jnp.arange(n))
 
 
 def fit(model, xs: Array, ys: Array, *, steps: int = 1000,
-        optimizer: optax.GradientTransformation | None = None,
+        optimizer: optax.GradientTransformation | None = None, lr: float | None = None,
         loss_fn: Callable = mse_loss, chunk: int = 100, progress: bool = True,
-        desc: str = "fit") -> FitResult:
+        desc: str = "fit", throw: bool = True) -> FitResult:
     r"""Train `model` on $(x_i, y_i)$ by full-batch gradient steps with an optax optimiser.
 
     The array leaves of `model` (`eqx.is_inexact_array`) are trained; the steps run in jitted
@@ -58,26 +102,66 @@ def fit(model, xs: Array, ys: Array, *, steps: int = 1000,
     **Arguments:**
 
     - `model`: any Equinox model mapping shape `(d,)` to `(q,)`.
-    - `xs`, `ys`: shapes `(n, d)` and `(n, q)` (or `(n,)` when `q = 1`).
-    - `steps`: the number of optimiser steps; `optimizer`: default `optax.adam(1e-2)`.
+    - `xs`, `ys`: shapes `(n, d)` and `(n, q)` (or `(n,)` when `q = 1`), `n >= 1`, finite.
+    - `steps`: the number of optimiser steps.
+    - `optimizer`: an optax optimiser, default `optax.adam(lr)`; `lr`: the learning rate of the
+      default optimiser (default `1e-2`; give `lr` or `optimizer`, not both).
     - `loss_fn`: `loss_fn(model, xs, ys)`, default [`mse_loss`][].
+    - `throw`: on a non-finite loss, gradient or update, `True` raises a `RuntimeError` naming the
+      step; `False` returns the last finite model with the result code (see [`FitResult`][]).
+      Training stops at the end of the chunk in which it failed.
 
-    **Returns:** a [`FitResult`][] with the trained model and the per-step losses.
+    **Returns:** a [`FitResult`][] with the trained model, the per-step losses and the result code.
+
+    **Not differentiable.** `fit` is a host-side loop (a progress bar and chunked, compiled
+    steps); it cannot be traced, and `jax.grad`/`jit`/`vmap` through it raise a `TypeError` that
+    says so. Differentiate through the training steps yourself (e.g. `jaxdyn.training`) instead.
     """
+    leaves = jax.tree_util.tree_leaves((model, xs, ys, lr))
+    if not all(is_concrete(leaf) for leaf in leaves):
+        raise TypeError(
+            "`fit` is not differentiable and cannot run under jit/vmap/grad (it is a host-side "
+            "training loop): call it on concrete `model`, `xs` and `ys`."
+        )
     steps = check_int(steps, "steps")
     chunk = check_int(chunk, "chunk")
     xs = jnp.asarray(xs)
     ys = jnp.asarray(ys)
     if xs.ndim != 2:
         raise ValueError(f"`xs` must have shape (n, d), got {xs.shape}.")
-    if ys.shape[0] != xs.shape[0]:
+    if xs.shape[0] == 0:
+        raise ValueError(f"`xs` is empty (no samples, shape {xs.shape}): fit needs n >= 1 pairs.")
+    if ys.ndim == 0 or ys.shape[0] != xs.shape[0]:
         raise ValueError(f"`ys` must have {xs.shape[0]} rows like `xs`, got shape {ys.shape}.")
+    if not jnp.issubdtype(xs.dtype, jnp.inexact):
+        xs = xs.astype(jnp.result_type(float))
+    if not jnp.issubdtype(ys.dtype, jnp.inexact):
+        ys = ys.astype(jnp.result_type(float))
     check_finite(xs, "xs")
     check_finite(ys, "ys")
-    optimizer = optax.adam(1e-2) if optimizer is None else optimizer
+    if loss_fn is mse_loss:
+        try:
+            out = jax.eval_shape(model, xs[0])
+        except ValueError as err:
+            raise ValueError(f"`xs` rows of shape {tuple(xs.shape[1:])} do not fit `model`: {err}") from err
+        except Exception as err:  # noqa: BLE001 - re-raised with the arguments named
+            raise ValueError(
+                f"`model` failed on a row of `xs` (shape {tuple(xs.shape[1:])}); the error it raised "
+                "is shown above."
+            ) from err
+        q = int(np.prod(getattr(out, "shape", ())))
+        if ys[0].size != q:
+            raise ValueError(
+                f"`ys` must have shape ({xs.shape[0]}, {q}) for a model with {q} outputs, got {ys.shape}."
+            )
+    if lr is not None:
+        if optimizer is not None:
+            raise ValueError("Give either `lr` (for the default Adam) or `optimizer`, not both.")
+        check_positive(lr, "lr")
+    optimizer = optax.adam(1e-2 if lr is None else float(lr)) if optimizer is None else optimizer
     params, static = eqx.partition(model, eqx.is_inexact_array)
     opt_state = optimizer.init(params)
-    run = lambda p, s, n: _run_chunk(p, s, static, optimizer, loss_fn, xs, ys, n)
+    failure = (jnp.asarray(-1), jnp.asarray(0))
 
     losses = []
     bar = None
@@ -88,12 +172,26 @@ def fit(model, xs: Array, ys: Array, *, steps: int = 1000,
     done = 0
     while done < steps:
         n = min(chunk, steps - done)
-        (params, opt_state), chunk_losses = run(params, opt_state, n)
+        (params, opt_state, failure), chunk_losses = _run_chunk(
+            params, opt_state, static, optimizer, loss_fn, xs, ys, jnp.asarray(done), failure, n)
         losses.append(np.asarray(chunk_losses))
         done += n
         if bar is not None:
             bar.update(n)
             bar.set_postfix(loss=f"{float(chunk_losses[-1]):.3e}")
+        if int(failure[0]) >= 0:
+            break
     if bar is not None:
         bar.close()
-    return FitResult(model=eqx.combine(params, static), losses=jnp.asarray(np.concatenate(losses)))
+    losses = np.concatenate(losses)
+    losses = np.concatenate([losses, np.full(steps - losses.size, np.nan, losses.dtype)])
+    fail_step, fail_kind = int(failure[0]), int(failure[1])
+    result = _FIT_RESULTS[fail_kind] if fail_step >= 0 else RESULTS.successful
+    if fail_step >= 0 and throw:
+        raise RuntimeError(
+            f"fit: training diverged at step {fail_step}: {message(result)} Lower the learning rate "
+            "(`lr`, or the optimizer's), or pass `throw=False` to get the last finite model and the "
+            "result code."
+        )
+    return FitResult(model=eqx.combine(params, static), losses=jnp.asarray(losses), result=result,
+                     failed_step=fail_step)

@@ -8,12 +8,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import check_finite, check_input_vector, check_int, check_positive
+from .._checks import check_finite, check_input_vector, check_int, check_positive, is_concrete
+from .._results import RESULTS, is_successful, message
 from .._types import Args, Array
 from ._affine import AbstractLiftedModel, Affine, lift_readout_state
 
 _DEFAULT_RTOL = 1e-6
 _DEFAULT_ATOL = 1e-8
+
+# Failure kinds (internal): each has its own sentence in the error raised by `throw=True`.
+_OK, _NONFINITE_STATE, _BLOWUP, _NONFINITE_FIELD, _MAX_STEPS, _OTHER = range(6)
+_KIND_RESULTS = (RESULTS.successful, RESULTS.nonfinite_state, RESULTS.finite_time_blowup,
+                 RESULTS.step_size_too_small, RESULTS.max_steps_reached, RESULTS.not_converged)
+# Under `jit` an error message must be a static string: the time reached is reported to within
+# t1 / _TIME_BUCKETS by choosing among one message per bucket (see `_failure_messages`).
+_TIME_BUCKETS = 100
+
+
+def _is_float_t1(t1) -> bool:
+    return isinstance(t1, float)
 
 
 class NeuralODE(AbstractLiftedModel):
@@ -33,19 +46,40 @@ class NeuralODE(AbstractLiftedModel):
     - `lift`, `readout`: `None` (identity), an [`Affine`][], an `eqx.nn.Linear` or a weight matrix.
     - `state_size`: $m$, needed only when it can be read from neither the lift, the readout nor
       `field.size`.
-    - `t1`: the final time $T > 0$.
+    - `t1`: the final time $T > 0$. A Python number is a constant of the model (it is not an
+      array leaf, so [`jaxdyn.models.fit`][], `eqx.filter_grad` and the curvature operators leave
+      it alone, and `eqx.filter_jit` compiles once per value). A JAX array scalar makes $T$ a
+      differentiable leaf: $d\Phi/dT$ by `jax.grad`/`jax.jvp` (see the example), `vmap` over
+      several $T$, or training $T$ with the other parameters.
     - `solver`, `stepsize_controller`, `dt0`, `max_steps`: passed to `diffrax.diffeqsolve`
       (defaults: `Tsit5()` with a `PIDController(rtol=1e-6, atol=1e-8)`; `max_steps` 4096, or
-      the exact step count $\lceil T/dt_0 \rceil + 1$ with a constant step size).
+      the exact step count $\lceil T/dt_0 \rceil + 1$ with a constant step size, computed from
+      the `t1` given here: give `max_steps` yourself before swapping in a larger $T$).
     - `adjoint`: how reverse-mode derivatives are taken (see the adjoint policy below).
 
     **Adjoint policy.** Training uses diffrax's `RecursiveCheckpointAdjoint` (the default here:
     reverse mode with bounded memory). It, like `BacksolveAdjoint`, cannot be differentiated a
-    second time, so everything in jaxdyn that needs second-order or forward-over-reverse
+    second time, nor in forward mode (`jax.jvp`/`jax.jacfwd` raise a `TypeError` that names
+    `custom_vjp`), so everything in jaxdyn that needs second-order or forward-over-reverse
     derivatives (Hessians of $\Phi$ and Morse analysis, Hessian-vector products of losses, tangent
     propagation for Lyapunov exponents) calls [`jaxdyn.models.second_order`][] first, which swaps in
     `diffrax.DirectAdjoint` (any nesting of `jvp` and `vjp`). Do the same for your own
-    second-order code: `jax.hessian(second_order(model))(x)`.
+    forward-mode or second-order code: `jax.hessian(second_order(model))(x)`.
+    `diffrax.BacksolveAdjoint` (reverse mode, memory independent of the number of steps,
+    gradients accurate to the solver tolerance) is allowed when the field's parameters are
+    passed as data (an Equinox module field, or `args`), never closed over.
+
+    **Failures.** A run that cannot reach $T$ is never silent. [`NeuralODE.solve`][] returns a
+    [`NeuralODESolution`][] whose `result` says what failed ([`jaxdyn.RESULTS`][]):
+    `finite_time_blowup` (the step size collapsed while the state grew without bound, e.g.
+    $h' = h^2$, $h(0) = 1$ blows up at $t = 1$), `nonfinite_state` (the state became NaN or inf,
+    typically with a constant step size), `step_size_too_small` (the field returned NaN or inf at
+    a finite state), `max_steps_reached` (a genuine lack of steps), with `failed_step` and
+    `failed_time`. `__call__`, `flow`, `batch`, `trajectory` and `variational` raise an
+    `eqx.EquinoxRuntimeError` with the same diagnosis: the exact time outside `jit`; inside
+    `eqx.filter_jit` (messages there are static strings) the time to within $T/100$ when $T$ is a
+    Python number. Collapse is told from a lack of steps by the controller's record: a blow-up
+    rejects more steps than it accepts, a long but regular run does not.
 
     **Example:**
 
@@ -55,13 +89,16 @@ class NeuralODE(AbstractLiftedModel):
                       readout=random_affine(3, 1, key=key))
     y = model(jnp.array([0.5]))                 # shape (1,)
     ys = jax.vmap(model)(jnp.ones((8, 1)))      # a batch
+    # d Phi / d T at T = 1
+    at = lambda T: eqx.tree_at(lambda m: m.t1, model, T)(jnp.array([0.5]))
+    jax.jacrev(at)(jnp.asarray(1.0))            # shape (1,)
     ```
     """
 
     field: Any
     lift: Affine | None
     readout: Affine | None
-    t1: float = eqx.field(static=True)
+    t1: float | Array
     solver: diffrax.AbstractSolver
     stepsize_controller: diffrax.AbstractStepSizeController
     adjoint: diffrax.AbstractAdjoint
@@ -70,32 +107,44 @@ class NeuralODE(AbstractLiftedModel):
     state_size: int = eqx.field(static=True)
 
     def __init__(self, field, *, lift=None, readout=None, state_size: int | None = None,
-                 t1: float = 1.0, solver: diffrax.AbstractSolver | None = None,
+                 t1: float | Array = 1.0, solver: diffrax.AbstractSolver | None = None,
                  stepsize_controller: diffrax.AbstractStepSizeController | None = None,
                  dt0: float | None = None,
                  adjoint: diffrax.AbstractAdjoint | None = None, max_steps: int | None = None):
         if not callable(field):
             raise TypeError(f"`field` must be a callable f(t, y, args), got {type(field).__name__}.")
         lift, readout, m = lift_readout_state(field, lift, readout, state_size)
-        check_positive(t1, "t1")
+        t1 = _as_t1(t1)
         if dt0 is not None:
             check_positive(dt0, "dt0")
         if solver is None:
             solver = diffrax.Tsit5()
+        elif not isinstance(solver, diffrax.AbstractSolver):
+            raise TypeError(f"`solver` must be a diffrax solver, got {type(solver).__name__}.")
         if stepsize_controller is None:
             stepsize_controller = diffrax.PIDController(rtol=_DEFAULT_RTOL, atol=_DEFAULT_ATOL)
+        elif not isinstance(stepsize_controller, diffrax.AbstractStepSizeController):
+            raise TypeError("`stepsize_controller` must be a diffrax step-size controller, got "
+                            f"{type(stepsize_controller).__name__}.")
+        if adjoint is not None and not isinstance(adjoint, diffrax.AbstractAdjoint):
+            raise TypeError(f"`adjoint` must be a diffrax adjoint, got {type(adjoint).__name__}.")
         constant = isinstance(stepsize_controller, diffrax.ConstantStepSize)
         if constant and dt0 is None:
             raise ValueError("`dt0` is required with a constant step size.")
         if max_steps is None:
+            if constant and not is_concrete(t1):
+                raise ValueError("`max_steps` is required with a constant step size when `t1` is traced.")
             # a constant step size takes a known number of steps: a tight bound keeps the
             # checkpointing (and DirectAdjoint's bounded loop) small and fast to compile
             max_steps = int(np.ceil(float(t1) / float(dt0) - 1e-9)) + 1 if constant else 4096
         max_steps = check_int(max_steps, "max_steps")
+        for name, affine in (("lift", lift), ("readout", readout)):
+            if affine is not None and is_concrete(affine.weight) and is_concrete(affine.bias):
+                check_finite((affine.weight, affine.bias), name)
         self.field = field
         self.lift = lift
         self.readout = readout
-        self.t1 = float(t1)
+        self.t1 = t1
         self.solver = solver
         self.stepsize_controller = stepsize_controller
         self.adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
@@ -109,31 +158,124 @@ class NeuralODE(AbstractLiftedModel):
             x, self.in_size, batch_hint="use model.batch(xs), one shared step size, or "
             "jax.vmap(model)(xs), per-sample steps")
 
-    def _check_field(self, h0: Array, args: Args) -> None:
-        out = jax.eval_shape(self.field, 0.0, h0, args)
+    def _check_parameters(self) -> None:
+        """Reject NaN/inf parameters before anything compiles (when they are concrete; under
+        `jit` a non-finite field is caught by the run-time diagnosis instead)."""
+        for name, part in (("field", self.field), ("lift", self.lift), ("readout", self.readout)):
+            leaves = [a for a in jax.tree_util.tree_leaves(part) if eqx.is_inexact_array(a)]
+            if leaves and all(is_concrete(a) for a in leaves):
+                check_finite(leaves, name)
+        if is_concrete(self.t1):
+            check_positive(self.t1, "t1")
+
+    def _check_field(self, h0: Array, args: Args, field=None) -> None:
+        field = self.field if field is None else field
+        try:
+            out = jax.eval_shape(field, 0.0, h0, args)
+        except Exception as err:  # noqa: BLE001 - re-raised with the argument named
+            raise ValueError(
+                f"`field` failed when called as field(t, y, args) with a state of shape "
+                f"{tuple(h0.shape)} and dtype {h0.dtype} (and the `args` given); the error it "
+                "raised is shown above."
+            ) from err
         if getattr(out, "shape", None) != h0.shape:
             raise ValueError(
                 f"`field` must return an array of the state's shape {h0.shape}, got "
                 f"{getattr(out, 'shape', type(out).__name__)}."
             )
+        if out.dtype != h0.dtype:
+            arg_dtypes = {jnp.result_type(a) for a in jax.tree_util.tree_leaves(args)
+                          if eqx.is_inexact_array_like(a) and not isinstance(a, float | complex)}
+            if any(dt != h0.dtype for dt in arg_dtypes):
+                raise TypeError(
+                    f"`args` holds arrays of dtype {sorted(str(d) for d in arg_dtypes)} but the state "
+                    f"has dtype {h0.dtype}: the field returns {out.dtype}. Give `args` the state's "
+                    "dtype (or the input and the parameters the dtype of `args`)."
+                )
+            raise TypeError(
+                f"`field` returns dtype {out.dtype} for a state of dtype {h0.dtype}: give the input "
+                "`x`, the lift and the field's parameters one floating dtype."
+            )
 
-    def _solve(self, term, y0, args, saveat):
-        return diffrax.diffeqsolve(
-            term, self.solver, 0.0, self.t1, self.dt0, y0, args, saveat=saveat,
-            stepsize_controller=self.stepsize_controller, adjoint=self.adjoint,
-            max_steps=self.max_steps,
-        )
+    def _run(self, kind: str, y0, args, ts=None, *, locate: bool = False) -> "_Run":
+        self._check_parameters()
+        # `locate` stops at the first non-finite state (a diffrax event), so that its step and
+        # time are known; it costs about a fifth more compile time, so only `solve` and
+        # `trajectory` pay it (BacksolveAdjoint does not support events: never located there)
+        locate = locate and not isinstance(self.adjoint, diffrax.BacksolveAdjoint)
+        return _integrate(self, kind, y0, args, ts, locate)
+
+    def _throw(self, value, run: "_Run"):
+        """Raise the diagnosis of a failed run (exact time when concrete, bucketed under jit)."""
+        if is_concrete(run.kind) and is_concrete(run.t_end):
+            kinds = np.asarray(run.kind)
+            if np.any(kinds != _OK):
+                i = int(np.argmax(kinds.ravel() != _OK))
+                t = float(np.ravel(np.asarray(run.t_end))[i])
+                step = int(np.ravel(np.asarray(run.accepted))[i])
+                t1 = float(np.ravel(np.asarray(self.t1))[0]) if is_concrete(self.t1) else None
+                raise eqx.EquinoxRuntimeError(_failure_text(
+                    int(kinds.ravel()[i]), t, t1, self.max_steps, step=step, located=run.located))
+            return value
+        messages, index = _failure_messages(self, run)
+        return eqx.branched_error_if(value, run.kind != _OK, index, messages)
 
     def flow(self, h0: Array, args: Args = None) -> Array:
         r"""$\phi_T(h_0)$, the time-$T$ flow of the field on the state space $\mathbb{R}^m$."""
+        h0 = jnp.asarray(h0)
+        if h0.shape != (self.state_size,):
+            raise ValueError(f"`h0` must have shape ({self.state_size},), got {h0.shape}.")
+        if not jnp.issubdtype(h0.dtype, jnp.inexact):
+            h0 = h0.astype(jnp.result_type(float))
+        h0 = check_finite(h0, "h0")
         self._check_field(h0, args)
-        sol = self._solve(diffrax.ODETerm(self.field), h0, args, diffrax.SaveAt(t1=True))
-        return sol.ys[-1]
+        run = self._run("plain", h0, args)
+        return self._throw(run.y_end, run)
 
     def __call__(self, x: Array, args: Args = None) -> Array:
-        """$\\Phi(x)$ for one input `x` of shape `(d,)`; returns shape `(q,)`."""
+        """$\\Phi(x)$ for one input `x` of shape `(d,)`; returns shape `(q,)`.
+
+        Raises `eqx.EquinoxRuntimeError` when the solve cannot reach `t1` (see **Failures**)."""
         x = self._check_input(x)
-        return self.read(self.flow(self.lift_input(x), args))
+        h0 = self.lift_input(x)
+        self._check_field(h0, args)
+        run = self._run("plain", h0, args)
+        return self.read(self._throw(run.y_end, run))
+
+    def solve(self, x: Array, args: Args = None, *, ts: Array | None = None,
+              throw: bool = True) -> "NeuralODESolution":
+        r"""$\Phi(x)$ with the solver's diagnosis: a [`NeuralODESolution`][].
+
+        **Arguments:**
+
+        - `x`: one input, shape `(d,)`; `args`: passed to the field.
+        - `ts`: optional non-decreasing times in $[0, T]$ at which to return the hidden states.
+        - `throw`: `True` raises `eqx.EquinoxRuntimeError` on failure (as `__call__` does);
+          `False` returns the result code, `failed_step` and `failed_time` instead (works under
+          `jit` and `vmap`).
+
+        **Returns:** a [`NeuralODESolution`][]; on failure `output` is NaN, `state` the last
+        state reached and `hidden` NaN at the times after `failed_time`.
+        """
+        x = self._check_input(x)
+        ts = None if ts is None else self._check_ts(ts)
+        h0 = self.lift_input(x)
+        self._check_field(h0, args)
+        run = self._run("plain", h0, args, ts, locate=True)
+        ok = run.kind == _OK
+        output = jnp.where(ok, self.read(run.y_end), jnp.nan)
+        hidden = None
+        if ts is not None:
+            reached = (ts <= run.t_end) | ok
+            hidden = jnp.where(reached[:, None], run.ys, jnp.nan)
+        sol = NeuralODESolution(
+            output=output, ts=ts, hidden=hidden, state=run.y_end, t_reached=run.t_end,
+            result=RESULTS.where(ok, RESULTS.successful, _kind_result(run.kind)),
+            failed_step=jnp.where(ok, -1, run.accepted),
+            failed_time=jnp.where(ok, jnp.nan, run.t_end).astype(run.t_end.dtype),
+            num_steps=run.num_steps,
+        )
+        return self._throw(sol, run) if throw else sol
 
     def batch(self, xs: Array, args: Args = None) -> Array:
         r"""$\Phi$ on a batch `xs` of shape `(B, d)` with **one shared step-size sequence**.
@@ -143,35 +285,47 @@ class NeuralODE(AbstractLiftedModel):
         as torchdiffeq does. For training this is typically several times faster than
         `jax.vmap(model)(xs)` (which gives every sample its own adaptive steps, the most accurate
         per sample but the slowest, since the batched loop runs until the slowest sample ends).
-        With a constant step size the two agree to rounding.
+        With a constant step size the two agree to rounding. A failure of any row fails the
+        batch (the error names the time).
         """
         xs = jnp.asarray(xs)
         if xs.ndim != 2 or xs.shape[1] != self.in_size:
             raise ValueError(f"`xs` must have shape (batch, {self.in_size}), got {xs.shape}.")
+        if xs.shape[0] == 0:
+            raise ValueError("`xs` is empty (batch size 0).")
         if not jnp.issubdtype(xs.dtype, jnp.inexact):
             xs = xs.astype(jnp.result_type(float))
         xs = check_finite(xs, "xs")
         H0 = jax.vmap(self.lift_input)(xs)
         self._check_field(H0[0], args)
         # the field travels as data (a module), never closed over: every adjoint works
-        sol = self._solve(diffrax.ODETerm(_Rowwise(self.field)), H0, args,
-                          diffrax.SaveAt(t1=True))
-        return jax.vmap(self.read)(sol.ys[-1])
+        run = self._run("rowwise", H0, args)
+        return jax.vmap(self.read)(self._throw(run.y_end, run))
+
+    def _check_ts(self, ts: Array) -> Array:
+        ts = jnp.asarray(ts)
+        if ts.ndim != 1 or ts.shape[0] == 0:
+            raise ValueError(f"`ts` must be a non-empty vector of times, got shape {ts.shape}.")
+        if not jnp.issubdtype(ts.dtype, jnp.inexact):
+            ts = ts.astype(jnp.result_type(float))
+        if is_concrete(ts):
+            check_finite(ts, "ts")
+            t1 = float(np.asarray(self.t1)) if is_concrete(self.t1) else np.inf
+            if bool(jnp.any(ts < 0)) or bool(jnp.any(ts > t1)) or bool(jnp.any(jnp.diff(ts) < 0)):
+                raise ValueError(f"`ts` must be non-decreasing times in [0, t1 = {self.t1}].")
+        return ts
 
     def trajectory(self, x: Array, ts: Array, args: Args = None) -> Array:
-        """The hidden states $h(t) = \\phi_t(L(x))$ at the times `ts` (in $[0, T]$), shape `(len(ts), m)`."""
+        """The hidden states $h(t) = \\phi_t(L(x))$ at the times `ts` (in $[0, T]$), shape `(len(ts), m)`.
+
+        Raises like `__call__` on failure; [`NeuralODE.solve`][] with `ts=` and `throw=False`
+        returns the states reached with the failure's step and time instead."""
         x = self._check_input(x)
-        ts = jnp.asarray(ts)
-        if ts.ndim != 1:
-            raise ValueError(f"`ts` must be a vector of times, got shape {ts.shape}.")
-        if not isinstance(ts, jax.core.Tracer) and (
-            bool(jnp.any(ts < 0)) or bool(jnp.any(ts > self.t1)) or bool(jnp.any(jnp.diff(ts) < 0))
-        ):
-            raise ValueError(f"`ts` must be non-decreasing times in [0, t1 = {self.t1}].")
+        ts = self._check_ts(ts)
         h0 = self.lift_input(x)
         self._check_field(h0, args)
-        sol = self._solve(diffrax.ODETerm(self.field), h0, args, diffrax.SaveAt(ts=ts))
-        return sol.ys
+        run = self._run("plain", h0, args, ts, locate=True)
+        return self._throw(run.ys, run)
 
     def variational(self, x: Array, args: Args = None) -> "Variational":
         r"""$\Phi(x)$ with its input Jacobian, from the variational equation.
@@ -181,25 +335,36 @@ class NeuralODE(AbstractLiftedModel):
         $s(T) = \log\det D\phi_T(L x)$ (Liouville). In one dimension
         $\Phi'(x) = B A \exp(\int_0^T f'(h(t))\,dt)$, whose sign is that of $BA$: a non-augmented
         1-D neural ODE is strictly monotone and has no critical point.
+
+        The result is differentiable like `__call__` (the augmented system is one more solve).
         """
         x = self._check_input(x)
         h0 = self.lift_input(x)
         self._check_field(h0, args)
         m = h0.shape[0]
-        field = self.field
-
-        def augmented(t, state, args):
-            h, Y, _ = state
-            Jf = jax.jacfwd(lambda hh: field(t, hh, args))(h)
-            return field(t, h, args), Jf @ Y, jnp.trace(Jf)
-
         state0 = (h0, jnp.eye(m, dtype=h0.dtype), jnp.zeros((), h0.dtype))
-        sol = self._solve(diffrax.ODETerm(augmented), state0, args, diffrax.SaveAt(t1=True))
-        hT, YT, logdet = (leaf[-1] for leaf in sol.ys)
+        run = self._run("variational", state0, args)
+        hT, YT, logdet = self._throw(run.y_end, run)
         A = jnp.eye(m, dtype=h0.dtype) if self.lift is None else self.lift.weight
         B = jnp.eye(m, dtype=h0.dtype) if self.readout is None else self.readout.weight
         return Variational(output=self.read(hT), jacobian=B @ YT @ A, flow_jacobian=YT,
                            log_det_flow=logdet)
+
+
+def _as_t1(t1):
+    """`t1` as a Python float (a constant of the model) or a 0-d float JAX array (a leaf)."""
+    if isinstance(t1, jax.Array):
+        if t1.shape != ():
+            raise ValueError(f"`t1` must be a scalar, got shape {t1.shape}.")
+        if not jnp.issubdtype(t1.dtype, jnp.inexact):
+            t1 = t1.astype(jnp.result_type(float))
+        if is_concrete(t1):
+            check_positive(t1, "t1")
+        return t1
+    if isinstance(t1, bool) or not isinstance(t1, int | float | np.integer | np.floating | np.ndarray):
+        raise TypeError(f"`t1` must be a positive number, got {type(t1).__name__}.")
+    check_positive(t1, "t1")
+    return float(t1)
 
 
 class _Rowwise(eqx.Module):
@@ -209,6 +374,172 @@ class _Rowwise(eqx.Module):
 
     def __call__(self, t, H, args):
         return jax.vmap(self.field, in_axes=(None, 0, None))(t, H, args)
+
+
+class _Augmented(eqx.Module):
+    """The variational system $(h, Y, s)' = (f, D_h f\\, Y, \\operatorname{tr} D_h f)$."""
+
+    field: Any
+
+    def __call__(self, t, state, args):
+        h, Y, _ = state
+        Jf = jax.jacfwd(lambda hh: self.field(t, hh, args))(h)
+        return self.field(t, h, args), Jf @ Y, jnp.trace(Jf)
+
+
+def _nonfinite(t, y, args, **kwargs):
+    return ~jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree_util.tree_leaves(y)]))
+
+
+class _Run(eqx.Module):
+    """What one solve returns internally: the end state, saved states and the diagnosis."""
+
+    y_end: Any
+    ys: Any
+    t_end: Array
+    kind: Array
+    accepted: Array
+    num_steps: Array
+    located: bool = eqx.field(static=True)
+
+
+@eqx.filter_jit
+def _integrate(model: NeuralODE, kind: str, y0, args, ts, locate: bool) -> _Run:
+    """One `diffeqsolve` (throw=False) and its diagnosis; jitted so that eager calls compile once."""
+    field = {"plain": model.field, "rowwise": _Rowwise(model.field),
+             "variational": _Augmented(model.field)}[kind]
+    term = diffrax.ODETerm(field)
+    subs = [diffrax.SubSaveAt(t1=True)]
+    if ts is not None:
+        subs.append(diffrax.SubSaveAt(ts=ts))
+    event = diffrax.Event(_nonfinite) if locate else None
+    sol = diffrax.diffeqsolve(
+        term, model.solver, 0.0, model.t1, model.dt0, y0, args, saveat=diffrax.SaveAt(subs=subs),
+        stepsize_controller=model.stepsize_controller, adjoint=model.adjoint,
+        max_steps=model.max_steps, event=event, throw=False,
+    )
+    t_end = sol.ts[0][-1]
+    y_end = jax.tree_util.tree_map(lambda a: a[-1], sol.ys[0])
+    ys = sol.ys[1] if ts is not None else None
+    accepted = sol.stats["num_accepted_steps"]
+    rejected = sol.stats["num_rejected_steps"]
+    dres = sol.result
+    finite_state = ~_nonfinite(None, y_end, None)
+    ended = (dres == diffrax.RESULTS.successful) | (dres == diffrax.RESULTS.event_occurred)
+    max_steps = dres == diffrax.RESULTS.max_steps_reached
+    collapsed = max_steps & (rejected > accepted)
+    t_s, y_s = jax.lax.stop_gradient((t_end, y_end))
+    finite_field = ~_nonfinite(None, field(t_s, y_s, args), None)
+    code = jnp.where(~finite_state, _NONFINITE_STATE,
+           jnp.where(collapsed & finite_field, _BLOWUP,
+           jnp.where(collapsed, _NONFINITE_FIELD,
+           jnp.where(max_steps, _MAX_STEPS,
+           jnp.where(ended, _OK, _OTHER)))))
+    return _Run(y_end=y_end, ys=ys, t_end=t_end, kind=code,
+                accepted=jnp.asarray(accepted), num_steps=jnp.asarray(sol.stats["num_steps"]),
+                located=locate)
+
+
+def _kind_result(kind):
+    out = RESULTS.successful
+    for k in range(1, len(_KIND_RESULTS)):
+        out = RESULTS.where(kind == k, _KIND_RESULTS[k], out)
+    return out
+
+
+def _failure_text(kind: int, t: float | None, t1: float | None, max_steps: int, *,
+                  step: int | None = None, t_width: float | None = None, located: bool = True) -> str:
+    """The sentence for one failure kind; `t` exact (eager) or a bucket centre (`t_width` wide).
+    A non-finite state seen only at the end (`located=False`) has no time of its own."""
+    if kind == _NONFINITE_STATE and not located:
+        t = None
+    end = "t1" if t1 is None else f"t1 = {t1:g}"
+    if t is None:
+        when = f"before {end}"
+    elif t_width is None:
+        when = f"at t = {t:.6g}" + ("" if step is None else f" (step {step})") + f", before {end}"
+    else:
+        when = f"at t = {t:.3g} (to within {t_width:.2g}), before {end}"
+    more = (" Call `model.solve(x, throw=False)` for the result code, `failed_step` and "
+            "`failed_time`.")
+    if kind == _NONFINITE_STATE:
+        return (f"NeuralODE: the solution blew up: the state became non-finite (NaN or inf) "
+                f"{when} (a finite-time blow-up of the field, or too large a step `dt0`; check also the "
+                "field's parameters and `args`)." + more)
+    if kind == _BLOWUP:
+        return (f"NeuralODE: the solution blew up in finite time {when}: the state grew "
+                "without bound and the step size collapsed (a finite-time singularity of the "
+                "field, not a lack of `max_steps`)." + more)
+    if kind == _NONFINITE_FIELD:
+        return (f"NeuralODE: the vector field returned non-finite values (NaN or inf) {when} "
+                "at a finite state, and the step size collapsed: check the field, its parameters "
+                "and `args`." + more)
+    if kind == _MAX_STEPS:
+        return (f"NeuralODE: the maximum number of solver steps (`max_steps` = {max_steps}) was "
+                f"reached {when}: raise `max_steps`." + more)
+    return (f"NeuralODE: the solver failed {when} (an implicit solve did not converge or the "
+            "step size fell below `dtmin`)." + more)
+
+
+def _failure_messages(model: NeuralODE, run: _Run):
+    """Static messages and a traced index into them, for `eqx.branched_error_if` under `jit`:
+    one message per failure kind and, when `t1` is a Python number, per time bucket of width
+    t1 / _TIME_BUCKETS (the message can then name the time although it must be a static string)."""
+    kinds = range(len(_KIND_RESULTS))
+    if _is_float_t1(model.t1):
+        t1, n = model.t1, _TIME_BUCKETS
+        messages = [_failure_text(k, b * t1 / n, t1, model.max_steps, t_width=t1 / n,
+                                  located=run.located)
+                    for k in kinds for b in range(n + 1)]
+        bucket = jnp.clip(jnp.round(run.t_end / t1 * n), 0, n).astype(jnp.int32)
+        index = run.kind * (n + 1) + bucket
+    else:
+        messages = [_failure_text(k, None, None, model.max_steps, located=run.located) for k in kinds]
+        index = run.kind
+    return messages, jnp.where(run.kind == _OK, 0, index)
+
+
+class NeuralODESolution(eqx.Module):
+    r"""Output of [`NeuralODE.solve`][]: $\Phi(x)$ and how the solve went.
+
+    - `output`: $\Phi(x)$, shape `(q,)`; NaN when the solve failed.
+    - `ts`, `hidden`: the requested times and the hidden states there (`None` when no `ts` were
+      asked for); NaN at times after `failed_time`.
+    - `state`, `t_reached`: the last state reached and its time ($h(T)$ and $T$ on success).
+    - `result`: a [`jaxdyn.RESULTS`][] item; `failed_step` (accepted steps taken when the failure
+      was seen, `-1` if none) and `failed_time` (the time reached then, NaN if none).
+    - `num_steps`: solver steps tried (accepted and rejected).
+    """
+
+    output: Array
+    ts: Array | None
+    hidden: Array | None
+    state: Array
+    t_reached: Array
+    result: RESULTS
+    failed_step: Array
+    failed_time: Array
+    num_steps: Array
+
+    @property
+    def successful(self) -> Array:
+        """Whether the solve reached $T$ (elementwise for a `vmap`ped solution)."""
+        return is_successful(self.result)
+
+    def summary(self) -> str:
+        """One line (per batch member): success, or the failure with its step and time."""
+        ok = np.atleast_1d(np.asarray(self.successful))
+        steps = np.atleast_1d(np.asarray(self.failed_step))
+        times = np.atleast_1d(np.asarray(self.failed_time))
+        codes = np.atleast_1d(np.asarray(self.result._value))
+        lines = []
+        for i in range(ok.size):
+            if ok[i]:
+                lines.append(f"successful (t = {float(np.atleast_1d(self.t_reached)[i]):.6g})")
+            else:
+                lines.append(f"{message(codes[i])} First seen at step {int(steps[i])}, "
+                             f"t = {float(times[i]):.6g}.")
+        return "\n".join(lines)
 
 
 class Variational(eqx.Module):

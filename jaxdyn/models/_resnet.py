@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .._checks import check_input_vector, check_int
+from .._checks import check_finite, check_input_vector, check_int, check_positive, is_concrete
 from .._types import Array, Key
 from ._affine import Affine, as_affine
 
@@ -114,7 +114,7 @@ class ResNet(eqx.Module):
         self.layers = layers
         self.width = width
         self.depth = depth
-        self.delta = 1.0 / depth if delta is None else float(delta)
+        self.delta = _delta(delta, depth)
 
     @property
     def in_size(self) -> int:
@@ -145,6 +145,13 @@ class ResNet(eqx.Module):
     def __call__(self, x: Array) -> Array:
         h = self.hidden_states(x)[-1]
         return h if self.readout is None else self.readout(h)
+
+
+def _delta(delta, depth: int) -> float:
+    if delta is None:
+        return 1.0 / depth
+    check_positive(delta, "delta")
+    return float(delta)
 
 
 def _make_affine(value, size, width, key, name, size_name, *, into: bool):
@@ -213,10 +220,13 @@ class DenseResNet(eqx.Module):
         _sizes_from(self.lift, self.readout, width)
         self.weights = weights
         self.biases = biases
+        if is_concrete(weights) and is_concrete(biases):
+            check_finite(weights, "weights")
+            check_finite(biases, "biases")
         self.activation = activation
         self.width = width
         self.depth = depth
-        self.delta = 1.0 / depth if delta is None else float(delta)
+        self.delta = _delta(delta, depth)
 
     @property
     def in_size(self) -> int:
@@ -269,6 +279,8 @@ class MLP(eqx.Module):
     widths: tuple[int, ...] = eqx.field(static=True)
 
     def __init__(self, widths: Sequence[int], *, key: Key, activation: Callable = jnp.tanh):
+        if isinstance(widths, str) or not isinstance(widths, Sequence | np.ndarray):
+            raise TypeError(f"`widths` must be a sequence of ints (n_0, ..., n_L), got {widths!r}.")
         widths = tuple(check_int(int(w) if isinstance(w, np.integer) else w, "widths")
                        for w in widths)
         if len(widths) < 2:
