@@ -291,8 +291,10 @@ class SimulationResult(eqx.Module):
 
     def summary(self) -> str:
         """One line: `simulate: successful ...` or the failure with its step, time and state size."""
-        t0, t1 = float(self.ts[0]), float(self.ts[-1])
-        head = (f"simulate: {len(self.ts)} save times on [{t0:.6g}, {t1:.6g}], "
+        ts = np.asarray(self.ts)
+        t0, t1 = float(np.min(ts[..., 0])), float(np.max(ts[..., -1]))
+        batch = f" (batch of {ts.shape[0]})" if ts.ndim > 1 else ""
+        head = (f"simulate{batch}: {ts.shape[-1]} save times on [{t0:.6g}, {t1:.6g}], "
                 f"{int(np.max(np.asarray(self.stats['num_steps'])))} steps")
         if bool(np.all(np.asarray(self.successful))):
             return head + ": successful."
@@ -436,7 +438,7 @@ def simulate(field, y0, ts, *, args=None, solver=None, dt0=None, rtol: float = 1
     if throw:
         if is_concrete(out.failed_step):
             if not bool(np.all(np.asarray(out.successful))):
-                raise eqx.EquinoxRuntimeError(f"`simulate` failed ({out.summary()[len('simulate: '):]}) Pass "
+                raise eqx.EquinoxRuntimeError(f"`simulate` failed ({out.summary().split(': ', 1)[1]}) Pass "
                                               "`throw=False` to get the trajectory up to the failure.")
         else:
             ys = out.result.error_if(out.ys, jnp.logical_not(out.successful))

@@ -95,6 +95,8 @@ class TwoLayerResult(eqx.Module):
         """One line: the first and last loss, or the failure with its step and time."""
         head = f"two_layer_gd: {self.losses.shape[-1] - 1} steps"
         if bool(np.all(np.asarray(self.successful))):
+            if np.ndim(self.losses) > 1:
+                return f"{head} (batch of {self.losses.shape[0]}): successful."
             return f"{head}, loss {float(self.losses[0]):.6g} -> {float(self.losses[-1]):.6g}: successful."
         if np.ndim(self.failed_step) == 0:
             return (f"{head}: FAILED at step {int(self.failed_step)} (time {float(self.failed_time):.6g}): "
