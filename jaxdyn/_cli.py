@@ -34,10 +34,10 @@ silently: the run stops with exit code 2 unless one of these is given:
 
   --resume  keep the stored experiments and run only the missing or failed ones. A stored
             experiment is reused only if its configuration equals this run's: --quick, --seed,
-            float64 or float32, the JAX backend, the versions of jaxdyn, jax, jaxlib, diffrax,
-            equinox, optax, numpy and Python, and a SHA-256 of the jaxdyn sources; if any
-            stored experiment differs, nothing runs (exit code 2) and the differences are named.
-            The report is rebuilt from all experiments, stored and new.
+            float64 or float32, the JAX backend and device kinds, the versions of jaxdyn, jax,
+            jaxlib, diffrax, equinox, optax, numpy and Python, and a SHA-256 of the jaxdyn
+            sources; if any stored experiment differs, nothing runs (exit code 2) and the
+            differences are named. The report is rebuilt from all experiments, stored and new.
   --force   discard the stored results and recompute (the old results.json is replaced when the
             first experiment finishes).
 
@@ -288,11 +288,10 @@ def _start(names, stored, args, out: pathlib.Path, argv, sig: "_Signals") -> int
 
     from .experiments import experiment_config, provenance, source_fingerprint
 
-    backend = jax.default_backend()
     source = source_fingerprint()
     configs = {
         name: experiment_config(
-            quick=args.quick, seed=args.seed, backend=backend, source=source,
+            quick=args.quick, seed=args.seed, source=source,
             x64=EXPERIMENTS[name].x64 if name in EXPERIMENTS else stored[name].x64)
         for name in dict.fromkeys([*names, *stored])
     }

@@ -63,11 +63,9 @@ def _with_file(name: str, text: str | None = None, *, directory: bool = False) -
 def _stored(config_change=None, *, config=True) -> pathlib.Path:
     """An output directory whose results.json holds a finished `implicit-bias` computed with this
     run's configuration, changed by `config_change`."""
-    import jax
-
     from jaxdyn.experiments import experiment_config
 
-    cfg = experiment_config(quick=True, seed=0, x64=True, backend=jax.default_backend())
+    cfg = experiment_config(quick=True, seed=0, x64=True)
     cfg.update(config_change or {})
     record = {"title": "t", "status": "ok", "wall_time_s": 1.0, "seed": 0, "x64": True, "summary": "s",
               "metrics": {"a": 1.0}, "figures": {}, "error": None, "traceback": None,

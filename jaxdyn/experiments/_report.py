@@ -141,22 +141,26 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
 
 
-def experiment_config(*, quick: bool, seed: int, x64: bool, backend: str,
-                      source: str | None = None) -> dict[str, Any]:
+def experiment_config(*, quick: bool, seed: int, x64: bool, source: str | None = None
+                      ) -> dict[str, Any]:
     """Everything that determines an experiment's numbers: `quick`, `seed`, `x64`, the JAX
-    backend, the versions of the numerical packages and Python, and the jaxdyn sources
-    ([`source_fingerprint`][], computed when `source` is `None`).
+    backend and device kinds, the versions of the numerical packages and Python, and the jaxdyn
+    sources ([`source_fingerprint`][], computed when `source` is `None`).
 
-    Two runs with equal configurations give bit-identical metrics (wall times aside), which is
+    Two runs with equal configurations are expected to give bit-identical metrics (their own
+    timings aside; the test suite checks this for `implicit-bias` and `lyapunov` on CPU), which is
     what lets `jaxdyn reproduce --resume` reuse a stored result instead of recomputing it.
     """
+    import jax
+
     versions = {p: _version(p) for p in _NUMERIC_PACKAGES}
     versions["python"] = platform.python_version()
     return {
         "quick": bool(quick),
         "seed": int(seed),
         "x64": bool(x64),
-        "jax_backend": str(backend),
+        "jax_backend": jax.default_backend(),
+        "jax_devices": [d.device_kind for d in jax.devices()],
         "versions": versions,
         "jaxdyn_source_sha256": source_fingerprint() if source is None else source,
     }
