@@ -306,6 +306,11 @@ def _start(names, stored, args, out: pathlib.Path, argv, sig: "_Signals") -> int
     x64_before = bool(jax.config.jax_enable_x64)
     try:
         return _run_all(names, stored, configs, prov, args, out, sig)
+    except OSError as err:  # writing the results failed after the probe passed (disk full, ...)
+        print(f"jaxdyn reproduce: cannot write the results to `--out` {str(out)!r}: "
+              f"{err.strerror or err}{f' ({err.filename})' if err.filename else ''}. Experiments "
+              "whose results were written before are kept.", file=sys.stderr, flush=True)
+        return 1
     finally:
         jax.config.update("jax_enable_x64", x64_before)
 

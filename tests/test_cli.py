@@ -350,6 +350,20 @@ def test_interrupt_keeps_finished_and_resume_reuses_them(signal_registry, signum
     assert _results(out)["provenance"]["reused"] == []
 
 
+def test_failed_write_is_said(signal_registry, tmp_path, capsys, monkeypatch):
+    """Writing the results can still fail after the probe (disk full): a clear line, exit code 1."""
+    import jaxdyn.experiments
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "results.json"))
+
+    monkeypatch.setattr(jaxdyn.experiments, "write_report", full)
+    assert main(["reproduce", "first", "--out", str(tmp_path), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot write the results to `--out`" in err and "No space left on device" in err
+    assert "Traceback" not in err
+
+
 def test_signal_during_a_write_is_held_until_it_is_done():
     from jaxdyn._cli import _Interrupted, _Signals
 
