@@ -3,7 +3,8 @@
 Exit codes:
 
 - `0`: every requested experiment succeeded.
-- `1`: an experiment failed; its error is in the report and the others still ran.
+- `1`: an experiment failed (its error is in the report and the others still ran), or writing
+  the results failed after the probe of `--out` passed (a full disk).
 - `2`: a usage error (unknown experiment or flag, an `--out` that cannot be written, an `--out` that
   holds earlier results without `--resume`/`--force`, a `--resume` that does not fit): one line on
   stderr after argparse's usage, said before any experiment runs (argparse's convention).
