@@ -1,16 +1,39 @@
-"""jaxdyn: neural networks as dynamical systems, in JAX."""
+"""jaxdyn: neural networks as dynamical systems, in JAX.
 
+The subpackages (`jaxdyn.models`, `jaxdyn.dde`, `jaxdyn.lyapunov`, `jaxdyn.curvature`,
+`jaxdyn.training`, `jaxdyn.meanfield`, `jaxdyn.plot`) are imported on first access, so that
+`import jaxdyn` and the command line (`jaxdyn --help`, `jaxdyn list`) do not pay for importing JAX.
+"""
+
+import importlib
 import importlib.metadata
+from typing import TYPE_CHECKING
 
-from . import (
-    curvature as curvature,
-    dde as dde,
-    lyapunov as lyapunov,
-    meanfield as meanfield,
-    models as models,
-    plot as plot,
-    training as training,
-)
+if TYPE_CHECKING:
+    from . import (
+        curvature as curvature,
+        dde as dde,
+        lyapunov as lyapunov,
+        meanfield as meanfield,
+        models as models,
+        plot as plot,
+        training as training,
+    )
+
+_SUBPACKAGES = ("curvature", "dde", "lyapunov", "meanfield", "models", "plot", "training")
+
+
+def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        module = importlib.import_module(f"{__name__}.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *_SUBPACKAGES})
+
 
 try:
     __version__ = importlib.metadata.version("jaxdyn")
