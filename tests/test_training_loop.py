@@ -3,6 +3,7 @@ closed forms on least squares (loss, gradient norm, Hessian eigenvalues, accurac
 GD and gradient flow at matched times), checkpoint/resume to the same numbers, no recompilation
 between step sizes, gradient_flow against exp(-tH), and bad input."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
@@ -195,6 +196,7 @@ def interrupt_run(path, **kw):
 
 _CHILD = """
 import sys
+import equinox as eqx
 import jax
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_compilation_cache_dir", sys.argv[2])
@@ -263,3 +265,30 @@ def test_sigint_during_checkpointed_train(tmp_path):
     for name in ("losses", "loss", "gradient_norm"):
         np.testing.assert_array_equal(getattr(resumed, name), getattr(full, name), err_msg=name)
     np.testing.assert_array_equal(ravel_pytree(resumed.params)[0], ravel_pytree(full.params)[0])
+
+
+def test_failure_is_flagged_saved_and_resumed(problem, result, tmp_path):
+    """A step size far beyond 2/S overflows: the run stops at the first non-finite step with the
+    code, the step and the time; params stay finite; the checkpoint holds the failure and a rerun
+    returns it unchanged without training again."""
+    path = str(tmp_path / "diverged.eqx")
+    with pytest.warns(RuntimeWarning, match=r"`train`: step \d+ \(time [\d.e+]+\) was not taken"):
+        bad = _run(problem, lr=1e30, checkpoint=Checkpoint(path, every=2))
+    from jaxdyn._results import RESULTS
+
+    assert bad.result == RESULTS.nonfinite_loss and not bad.successful
+    k = int(bad.failed_step)
+    assert 0 < k < STEPS and float(bad.failed_time) == pytest.approx(k * 1e30)
+    assert np.all(np.isfinite(bad.losses[:k])) and not np.isfinite(bad.losses[k])
+    assert np.all(np.isnan(bad.losses[k + 1:]))
+    assert np.all(np.isfinite(ravel_pytree(bad.params)[0]))
+    rows = np.asarray(bad.steps)  # rows before the failing step are finite, rows after it NaN
+    assert np.all(np.isfinite(bad.loss[rows < k])) and np.all(np.isnan(bad.loss[rows > k]))
+    assert "FAILED at step" in bad.summary()
+    with pytest.warns(RuntimeWarning):
+        again = _run(problem, lr=1e30, checkpoint=Checkpoint(path, every=2))
+    for name in ("losses", "loss", "gradient_norm", "eigenvalues", "failed_step"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(bad, name), err_msg=name)
+    assert again.result == bad.result
+    with pytest.raises(eqx.EquinoxRuntimeError, match=r"`train`: step \d+"):
+        _run(problem, lr=1e30, throw=True)
