@@ -24,6 +24,7 @@ from ._neural_dde import (
 )
 from ._neural_ode import (
     NeuralODE as NeuralODE,
+    NeuralODESolution as NeuralODESolution,
     Variational as Variational,
     second_order as second_order,
 )

@@ -24,7 +24,7 @@ class FitResult(eqx.Module):
     - `model`: the trained model; after a failure, the model of the last step whose loss,
       gradient and update were all finite.
     - `losses`: the loss before every step, shape `(steps,)`; NaN after a failure.
-    - `result`: a [`jaxdyn.RESULTS`][] item: `successful`, `nonfinite_loss`,
+    - `result`: a `RESULTS` (`jaxdyn._results`) item: `successful`, `nonfinite_loss`,
       `nonfinite_gradient` or `nonfinite_parameters` (the update overflowed: lower the
       learning rate); `failed_step`: the first failing step (0-based), `-1` if none.
     """

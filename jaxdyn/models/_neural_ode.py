@@ -17,7 +17,7 @@ _DEFAULT_RTOL = 1e-6
 _DEFAULT_ATOL = 1e-8
 
 # Failure kinds (internal): each has its own sentence in the error raised by `throw=True`.
-_OK, _NONFINITE_STATE, _BLOWUP, _NONFINITE_FIELD, _MAX_STEPS, _OTHER = range(6)
+_OK, _NONFINITE_STATE, _BLOWUP, _SINGULAR, _MAX_STEPS, _OTHER = range(6)
 _KIND_RESULTS = (RESULTS.successful, RESULTS.nonfinite_state, RESULTS.finite_time_blowup,
                  RESULTS.step_size_too_small, RESULTS.max_steps_reached, RESULTS.not_converged)
 # Under `jit` an error message must be a static string: the time reached is reported to within
@@ -70,16 +70,20 @@ class NeuralODE(AbstractLiftedModel):
     passed as data (an Equinox module field, or `args`), never closed over.
 
     **Failures.** A run that cannot reach $T$ is never silent. [`NeuralODE.solve`][] returns a
-    [`NeuralODESolution`][] whose `result` says what failed ([`jaxdyn.RESULTS`][]):
-    `finite_time_blowup` (the step size collapsed while the state grew without bound, e.g.
-    $h' = h^2$, $h(0) = 1$ blows up at $t = 1$), `nonfinite_state` (the state became NaN or inf,
-    typically with a constant step size), `step_size_too_small` (the field returned NaN or inf at
-    a finite state), `max_steps_reached` (a genuine lack of steps), with `failed_step` and
+    [`NeuralODESolution`][] whose `result` (a `RESULTS` item of `jaxdyn._results`) says what
+    failed: `finite_time_blowup` (the step size collapsed while the state grew without bound,
+    e.g. $h' = h^2$, $h(0) = 1$ blows up at $t = 1$), `nonfinite_state` (the state became NaN or
+    inf, typically with a constant step size), `step_size_too_small` (the field returned NaN or
+    inf at a finite state), `max_steps_reached` (a genuine lack of steps), with `failed_step` and
     `failed_time`. `__call__`, `flow`, `batch`, `trajectory` and `variational` raise an
-    `eqx.EquinoxRuntimeError` with the same diagnosis: the exact time outside `jit`; inside
-    `eqx.filter_jit` (messages there are static strings) the time to within $T/100$ when $T$ is a
-    Python number. Collapse is told from a lack of steps by the controller's record: a blow-up
-    rejects more steps than it accepts, a long but regular run does not.
+    `eqx.EquinoxRuntimeError` with the same diagnosis and the time reached: exact outside `jit`;
+    inside `eqx.filter_jit` (where messages are static strings) to within $T/100$, by choosing
+    among one message per time bucket, when $T$ is a Python number. A non-finite state is
+    located (step and time) by `solve` and `trajectory`, which stop at it (a diffrax event, about
+    a fifth more compile time, so the other methods skip it and say only "before t1"; with
+    `BacksolveAdjoint`, which allows no events, it is seen at $T$). A collapse is told from a
+    lack of steps by the controller's record: a blow-up rejects more steps than it accepts, a
+    long regular run does not.
 
     **Example:**
 
@@ -403,41 +407,98 @@ class _Run(eqx.Module):
     located: bool = eqx.field(static=True)
 
 
+class _Watched(diffrax.AbstractAdaptiveStepSizeController):
+    """An adaptive controller that also keeps the last accepted step size in its state, so that
+    a collapse of the step size (time no longer advancing) can be told from a lack of steps."""
+
+    inner: diffrax.AbstractAdaptiveStepSizeController
+
+    @property
+    def rtol(self):
+        return self.inner.rtol
+
+    @property
+    def atol(self):
+        return self.inner.atol
+
+    @property
+    def norm(self):
+        return self.inner.norm
+
+    def wrap(self, direction):
+        return _Watched(self.inner.wrap(direction))
+
+    def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
+        tnext, state = self.inner.init(terms, t0, t1, y0, dt0, args, func, error_order)
+        return tnext, (state, jnp.asarray(tnext - t0))
+
+    def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, controller_state):
+        state, last_dt = controller_state
+        keep, t_next0, t_next1, jump, state, result = self.inner.adapt_step_size(
+            t0, t1, y0, y1_candidate, args, y_error, error_order, state)
+        last_dt = jnp.where(keep, jnp.asarray(t1 - t0, jnp.result_type(last_dt)), last_dt)
+        return keep, t_next0, t_next1, jump, (state, last_dt), result
+
+
 @eqx.filter_jit
 def _integrate(model: NeuralODE, kind: str, y0, args, ts, locate: bool) -> _Run:
     """One `diffeqsolve` (throw=False) and its diagnosis; jitted so that eager calls compile once."""
     field = {"plain": model.field, "rowwise": _Rowwise(model.field),
              "variational": _Augmented(model.field)}[kind]
     term = diffrax.ODETerm(field)
-    subs = [diffrax.SubSaveAt(t1=True)]
-    if ts is not None:
-        subs.append(diffrax.SubSaveAt(ts=ts))
+    controller = model.stepsize_controller
+    watched = isinstance(controller, diffrax.AbstractAdaptiveStepSizeController)
+    if watched:
+        controller = _Watched(controller)
     event = diffrax.Event(_nonfinite) if locate else None
+    # one SaveAt (BacksolveAdjoint allows no `subs`): the requested `ts`, then the end point,
+    # saved right after the last `ts` reached (later rows stay inf when the solve stops early)
+    saveat = diffrax.SaveAt(t1=True, ts=ts, controller_state=watched)
     sol = diffrax.diffeqsolve(
-        term, model.solver, 0.0, model.t1, model.dt0, y0, args, saveat=diffrax.SaveAt(subs=subs),
-        stepsize_controller=model.stepsize_controller, adjoint=model.adjoint,
+        term, model.solver, 0.0, model.t1, model.dt0, y0, args, saveat=saveat,
+        stepsize_controller=controller, adjoint=model.adjoint,
         max_steps=model.max_steps, event=event, throw=False,
     )
-    t_end = sol.ts[0][-1]
-    y_end = jax.tree_util.tree_map(lambda a: a[-1], sol.ys[0])
-    ys = sol.ys[1] if ts is not None else None
+    if ts is None:
+        t_end = sol.ts[-1]
+        y_end = jax.tree_util.tree_map(lambda a: a[-1], sol.ys)
+        ys = None
+    else:
+        end = jnp.sum(jnp.isfinite(sol.ts)) - 1
+        t_end = sol.ts[end]
+        y_end = jax.tree_util.tree_map(lambda a: a[end], sol.ys)
+        ys = jax.tree_util.tree_map(lambda a: a[:-1], sol.ys)
     accepted = sol.stats["num_accepted_steps"]
-    rejected = sol.stats["num_rejected_steps"]
     dres = sol.result
     finite_state = ~_nonfinite(None, y_end, None)
     ended = (dres == diffrax.RESULTS.successful) | (dres == diffrax.RESULTS.event_occurred)
     max_steps = dres == diffrax.RESULTS.max_steps_reached
-    collapsed = max_steps & (rejected > accepted)
-    t_s, y_s = jax.lax.stop_gradient((t_end, y_end))
-    finite_field = ~_nonfinite(None, field(t_s, y_s, args), None)
+    t_s, y_s, y0_s = jax.lax.stop_gradient((t_end, y_end, y0))
+    if watched:
+        # the step size collapsed: time stopped advancing (a step of a few ulps of t, or zero)
+        last_dt = jax.lax.stop_gradient(sol.controller_state[1])
+        scale = jnp.maximum(jnp.abs(t_s), jnp.abs(jnp.asarray(model.t1, t_s.dtype)))
+        collapsed = max_steps & (jnp.abs(last_dt) <= 100 * jnp.finfo(t_s.dtype).eps * scale)
+    else:
+        collapsed = jnp.asarray(False)
+    # a collapse is a blow-up when the state grew and its growth rate |f| / |h| is huge on the
+    # time scale of the run; otherwise the field is singular or non-finite near the state reached
+    f_s = field(t_s, y_s, args)
+    size, size0 = _max_abs(y_s), _max_abs(y0_s)
+    rate = _max_abs(f_s) / jnp.maximum(size, jnp.finfo(size.dtype).tiny) * jnp.abs(model.t1)
+    growing = (~_nonfinite(None, f_s, None)) & (size > 10 * jnp.maximum(size0, 1)) & (rate > 1e6)
     code = jnp.where(~finite_state, _NONFINITE_STATE,
-           jnp.where(collapsed & finite_field, _BLOWUP,
-           jnp.where(collapsed, _NONFINITE_FIELD,
+           jnp.where(collapsed & growing, _BLOWUP,
+           jnp.where(collapsed, _SINGULAR,
            jnp.where(max_steps, _MAX_STEPS,
            jnp.where(ended, _OK, _OTHER)))))
     return _Run(y_end=y_end, ys=ys, t_end=t_end, kind=code,
                 accepted=jnp.asarray(accepted), num_steps=jnp.asarray(sol.stats["num_steps"]),
                 located=locate)
+
+
+def _max_abs(tree) -> Array:
+    return jnp.max(jnp.stack([jnp.max(jnp.abs(a)) for a in jax.tree_util.tree_leaves(tree)]))
 
 
 def _kind_result(kind):
@@ -470,10 +531,10 @@ def _failure_text(kind: int, t: float | None, t1: float | None, max_steps: int, 
         return (f"NeuralODE: the solution blew up in finite time {when}: the state grew "
                 "without bound and the step size collapsed (a finite-time singularity of the "
                 "field, not a lack of `max_steps`)." + more)
-    if kind == _NONFINITE_FIELD:
-        return (f"NeuralODE: the vector field returned non-finite values (NaN or inf) {when} "
-                "at a finite state, and the step size collapsed: check the field, its parameters "
-                "and `args`." + more)
+    if kind == _SINGULAR:
+        return (f"NeuralODE: the step size collapsed {when} with the state still bounded: the "
+                "vector field is singular, discontinuous or non-finite (NaN or inf) there; check "
+                "the field, its parameters and `args`." + more)
     if kind == _MAX_STEPS:
         return (f"NeuralODE: the maximum number of solver steps (`max_steps` = {max_steps}) was "
                 f"reached {when}: raise `max_steps`." + more)
@@ -506,7 +567,7 @@ class NeuralODESolution(eqx.Module):
     - `ts`, `hidden`: the requested times and the hidden states there (`None` when no `ts` were
       asked for); NaN at times after `failed_time`.
     - `state`, `t_reached`: the last state reached and its time ($h(T)$ and $T$ on success).
-    - `result`: a [`jaxdyn.RESULTS`][] item; `failed_step` (accepted steps taken when the failure
+    - `result`: a `RESULTS` (`jaxdyn._results`) item; `failed_step` (accepted steps taken when the failure
       was seen, `-1` if none) and `failed_time` (the time reached then, NaN if none).
     - `num_steps`: solver steps tried (accepted and rejected).
     """
