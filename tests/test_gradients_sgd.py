@@ -20,16 +20,11 @@ import pytest
 from jaxdyn.training import gd_exponent, mean_square_bound, normal_space, sgd_lyapunov
 from tests.helpers import check_gradient
 
-KEY = jax.random.key(0)
-X = jnp.array([[1.0, 0.2], [0.3, 1.2], [-0.5, 0.9]])
-THETA = jnp.array([0.3, -0.2])
-DATA = (X, X @ THETA)
-RUN = dict(key=KEY, n_steps=100, n_chains=2, transient_steps=0, mean_square=False)
+# the non-commuting problem of tests/test_training_sgd.py: the forward evaluations (finite
+# differences) reuse the program compiled for `test_non_commuting_below_mean_square_bound`
+from tests.test_training_sgd import KEY, RUN, THETA2 as THETA, X2, lsq_data, lsq_loss as loss
 
-
-def loss(theta, ex):
-    x, y = ex
-    return 0.5 * (jnp.dot(x, theta) - y) ** 2
+DATA = lsq_data(X2, THETA)
 
 
 @pytest.fixture(scope="module")
@@ -53,22 +48,23 @@ def test_gd_exponent(space):
     np.testing.assert_allclose(batched, [closed_form(space, float(lr)) for lr in lrs], rtol=1e-12)
 
 
-def test_sgd_exponent_in_lr(space):
-    """B = n (deterministic, the exact exponent: its derivative is d mu / d eta) and B = 1 (the
-    pathwise derivative of the estimate at fixed draws, the documented meaning), in one compiled
-    function; forward and reverse mode, under jit (vmap: `test_gd_exponent`; one compile fewer)."""
+def test_sampled_exponents_in_lr():
+    """B < n: the pathwise derivative of the estimate at fixed draws (the documented meaning), both
+    exponents, forward and reverse mode (the entry point is jitted inside)."""
+    f = lambda lr: sgd_lyapunov(loss, THETA, DATA, lr=lr, batch_size=2, key=KEY, k=2,  # noqa: E731
+                                **RUN).exponents
+    check_gradient(f, jnp.asarray(0.5), key=KEY, n_dirs=1)  # every batch matrix well conditioned
 
-    def both(lr):
-        kw = dict(lr=lr, normal_space=space, **RUN)
-        return (sgd_lyapunov(loss, THETA, DATA, batch_size=1, **kw).exponent,
-                sgd_lyapunov(loss, THETA, DATA, batch_size=3, gd_control=False, **kw).exponent)
 
-    f = jax.jit(both)
+def test_full_batch_exponent_is_exact_in_lr(space):
+    """B = n: the exact exponent, so its derivative is d mu / d eta (forward mode under jit)."""
+    f = jax.jit(lambda lr: sgd_lyapunov(loss, THETA, DATA, lr=lr, batch_size=3, key=KEY,
+                                        normal_space=space, n_steps=10, n_chains=2,
+                                        mean_square=False, gd_control=False).exponent)
     lr = jnp.asarray(0.4)
-    check_gradient(f, lr, key=KEY, n_dirs=1)
-    _, (d_sampled, d_exact) = jax.jvp(f, (lr,), (jnp.ones_like(lr),))
-    assert float(d_exact) == pytest.approx(closed_form(space, 0.4), rel=1e-10)
-    assert np.isfinite(float(d_sampled)) and float(d_sampled) != float(d_exact)
+    _, d = jax.jvp(f, (lr,), (jnp.ones_like(lr),))
+    assert float(d) == pytest.approx(closed_form(space, 0.4), rel=1e-10)
+    assert float(f(lr)) == pytest.approx(float(gd_exponent(space, lr)), rel=1e-12)
 
 
 def test_mean_square_bound_in_lr(space):

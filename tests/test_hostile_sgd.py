@@ -25,23 +25,20 @@ from jaxdyn.training import (
 )
 from tests.helpers import Hostile, hostile_ids, run_hostile
 
-KEY = jax.random.key(0)
-RUN = dict(key=KEY, n_steps=10, n_chains=2, transient_steps=0, mean_square=False)
+# The problem and run settings of tests/test_training_sgd.py (`stable_case`): the rows that reach a
+# compiled program reuse the programs compiled there (the same loss, shapes and static settings).
+from tests.test_training_sgd import (
+    KEY,
+    RUN as _RUN,
+    THETA1 as THETA,
+    curvature_data,
+    lsq_loss as loss,
+    lsq_residual as residual,
+)
 
-
-def loss(theta, ex):
-    x, y = ex
-    return 0.5 * (jnp.dot(x, theta) - y) ** 2
-
-
-def residual(theta, ex):
-    x, y = ex
-    return jnp.dot(x, theta) - y
-
-
-THETA = jnp.array([0.7])
-X = jnp.sqrt(jnp.array([[1.05], [3.15]]))
-DATA = (X, X @ THETA)  # two examples, curvatures 1.05 and 3.15, minimum at 0.7
+RUN = dict(key=KEY, **_RUN)
+DATA = curvature_data([1.05, 3.15])  # two examples, curvatures 1.05 and 3.15, minimum at 0.7
+X = DATA[0]
 
 
 def nan_at(tree, i=0):
@@ -57,7 +54,7 @@ def space():
 
 
 def lyap(**kw):
-    args = dict(lr=1.0, batch_size=1, **RUN)
+    args = dict(lr=jnp.asarray(1.0), batch_size=1, **RUN)
     args.update(kw)
     params = args.pop("params", THETA)
     data = args.pop("data", DATA)
@@ -85,9 +82,6 @@ def jit_flag(params, lr):
     return lyap(params=params, lr=lr, normal_space=space(), on_not_interpolating="flag", throw=False)
 
 
-@eqx.filter_jit
-def jit_throw(lr):
-    return lyap(lr=lr, normal_space=space())
 
 
 def not_successful(result) -> bool:
@@ -126,7 +120,7 @@ ROWS = [
             TypeError, r"`data`"),
     Hostile("sgd_lyapunov: not interpolating (raise)", lambda: lyap(params=THETA + 0.1), ValueError,
             r"`params` is not an interpolating minimum"),
-    Hostile("sgd_lyapunov: not interpolating (flag)",
+    Hostile("sgd_lyapunov: not interpolating (flag)",  # the program of `stable_case`: no new compile
             lambda: lyap(params=THETA + 0.1, on_not_interpolating="flag"), None,
             flagged=lambda r: not bool(r.interpolating) and "tolerance" in r.summary()),
     Hostile("sgd_lyapunov: bad on_not_interpolating", lambda: lyap(on_not_interpolating="warn"),
@@ -142,8 +136,9 @@ ROWS = [
     Hostile("sgd_lyapunov: NaN lr under jit, throw=False", lambda: jit_flag(THETA, jnp.asarray(jnp.nan)),
             None, flagged=lambda r: RESULTS.nonfinite_input == r.result and bool(jnp.isnan(r.exponent))
             and "non-finite" in r.summary()),
-    Hostile("sgd_lyapunov: inf lr under jit, throw=True", lambda: jit_throw(jnp.asarray(jnp.inf)),
-            eqx.EquinoxRuntimeError, r"non-finite", near_top=None),  # equinox prints the jit stack first
+    Hostile("sgd_lyapunov: product overflows, throw=True",  # 1 - 1e308 * 3.15 = -inf: at run time
+            lambda: lyap(lr=jnp.asarray(1e308)), eqx.EquinoxRuntimeError, r"non-finite",
+            near_top=None),  # equinox prints the stack inside jit before the message
     Hostile("sgd_lyapunov: NaN params under jit", lambda: jit_flag(nan_at(THETA), jnp.asarray(1.0)), None,
             flagged=lambda r: not bool(r.interpolating) and bool(jnp.isnan(r.check.max_example_loss))),
     Hostile("sgd_lyapunov: jax.grad with respect to params",
@@ -234,10 +229,12 @@ def test_hostile(row):
     run_hostile(row)
 
 
-def test_float32_throughout_works():
-    """One precision everywhere (float32 params and data, a float64 `lr`) is accepted."""
-    data32 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), DATA)
-    r = sgd_lyapunov(loss, THETA.astype(jnp.float32), data32, lr=jnp.asarray(1.0, jnp.float64),
-                     batch_size=1, loss_tol=1e-8, grad_tol=1e-4, **RUN)
-    assert r.exponent.dtype == jnp.float32 and bool(r.successful)
-    assert RESULTS.successful == r.result
+def test_float32_throughout_is_accepted():
+    """One precision everywhere (float32 params, data and normal space) with a float64 `lr`: the
+    step size is cast, the whole program traces (no carry-type error; traced only, not compiled)."""
+    f32 = lambda t: jax.tree_util.tree_map(  # noqa: E731
+        lambda a: a.astype(jnp.float32) if eqx.is_inexact_array(a) else a, t)
+    out = eqx.filter_eval_shape(
+        lambda lr: sgd_lyapunov(loss, f32(THETA), f32(DATA), lr=lr, batch_size=1, normal_space=f32(space()),
+                                loss_tol=1e-8, grad_tol=1e-4, **RUN), jnp.asarray(1.0, jnp.float64))
+    assert out.exponent.dtype == jnp.float32 and out.exponents.shape == (1,)
