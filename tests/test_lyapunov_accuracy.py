@@ -6,11 +6,18 @@ counts, so the loops compile once: Lorenz, a Liu-Chen system (the dysts paramete
 x' = 0.4 x + y z, y' = -12 y - x z, z' = -5 z - x y, top exponent 0.15-0.16 with small steps)
 and Sprott's "More" system with a jump (y' = -x - sign(z) y)."""
 
+import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdyn.lyapunov import RESULTS, AccuracyCheck, flow_spectrum, kaplan_yorke_dimension
+from jaxdyn.lyapunov import (
+    RESULTS,
+    AccuracyCheck,
+    AccuracyReport,
+    flow_spectrum,
+    kaplan_yorke_dimension,
+)
 
 
 def quadratic(t, y, p):
@@ -34,9 +41,16 @@ SPROTT_MORE = _params([[0, 1, 0], [-1, 0, 0], [0, 0, 0]], {(2, 1, 1): 1}, s=(0, 
 N_STEPS, TRANSIENT = 5000, 2000
 
 
-def _run(p, dt, y0=(1.0, 1.0, 1.0)):
-    return flow_spectrum(quadratic, jnp.asarray(y0), args=p, dt=dt, n_steps=N_STEPS,
+@eqx.filter_jit
+def _jit_run(p, dt, y0):
+    # under jit each run (transient folded in) is one loop: main, dt / 2 and the consistency
+    # window compile once for every case (the eager path is tested below)
+    return flow_spectrum(quadratic, y0, args=p, dt=dt, n_steps=N_STEPS,
                          transient_steps=TRANSIENT, progress=False, accuracy=True)
+
+
+def _run(p, dt, y0=(1.0, 1.0, 1.0)):
+    return _jit_run(p, jnp.asarray(dt), jnp.asarray(y0))
 
 
 def test_liu_chen_bad_step_flagged_good_step_not():
@@ -77,9 +91,11 @@ def test_lorenz_not_flagged():
 
 
 def test_divergence_in_the_transient_gives_nan_and_a_code():
-    """y' = y^2 from 1 blows up at t = 1, inside the transient of 500 steps of 0.01."""
+    """y' = y^2 from 1 blows up at t = 1, inside the transient of 500 steps of 0.01 (eager path,
+    with the accuracy check)."""
     res = flow_spectrum(lambda t, y, a: y**2, jnp.array([1.0]), dt=0.01, n_steps=100,
-                        transient_steps=500, progress=False)
+                        transient_steps=500, progress=False,
+                        accuracy=AccuracyCheck(consistency_steps=10))
     assert int(res.result) == RESULTS.diverged
     assert 90 <= int(res.failed_step) <= 110
     assert bool(jnp.all(jnp.isnan(res.exponents)))  # not the starting zeros
@@ -95,7 +111,10 @@ def test_kaplan_yorke_nan():
 def test_accuracy_check_settings():
     with pytest.raises(TypeError, match="`accuracy`"):
         flow_spectrum(quadratic, jnp.ones(3), args=LORENZ, dt=0.01, n_steps=10, accuracy="yes")
-    strict = AccuracyCheck(rtol=0.02, consistency_steps=100, consistency_tol=1e-9)
-    res = flow_spectrum(quadratic, jnp.ones(3), args=LORENZ, dt=0.01, n_steps=200,
-                        progress=False, accuracy=strict)
-    assert any("tangent consistency" in f for f in res.accuracy_flags)
+    res = _run(LORENZ, 0.01)
+    assert res.accuracy.rtol == AccuracyCheck().rtol
+    acc = res.accuracy
+    strict = AccuracyReport(acc.step_halving_change, acc.step_halving_noise,
+                            acc.tangent_consistency, rtol=0.0, consistency_tol=1e-9)
+    flags = eqx.tree_at(lambda r: r.accuracy, res, strict).accuracy_flags
+    assert any("tangent consistency" in f for f in flags)

@@ -43,6 +43,19 @@ def _rk4_flow(field, args, dt, n_steps, t0):
     return lambda y0: lax.scan(step, y0, jnp.arange(n_steps))[0]
 
 
+@eqx.filter_jit
+def _ftle_points(field, args, dt, t0, t1, n_steps: int, flat):
+    # module-level: a new call with the same `field` object (and shapes) reuses the compilation
+    flow = _rk4_flow(field, args, dt, n_steps, t0)
+
+    def one(y0):
+        J = jax.jacfwd(flow)(y0)
+        s = jnp.linalg.svd(J, compute_uv=False)
+        return jnp.log(s) / t1, flow(y0)
+
+    return jax.vmap(one)(flat)
+
+
 def ftle_field(field, points, *, t1, dt, args=None, t0=0.0) -> FTLEField:
     r"""Finite-time Lyapunov exponents $\frac{1}{T}\log\sigma_i(D\phi_T(x))$ at many points.
 
@@ -69,15 +82,10 @@ def ftle_field(field, points, *, t1, dt, args=None, t0=0.0) -> FTLEField:
     n = points.shape[-1]
     check_output(lambda y: field(jnp.asarray(t0, points.dtype), y, args), "field", (n,),
                  points.reshape(-1, n)[0])
-    flow = _rk4_flow(field, args, jnp.asarray(dt, points.dtype), n_steps, t0)
-
-    def one(y0):
-        J = jax.jacfwd(flow)(y0)
-        s = jnp.linalg.svd(J, compute_uv=False)
-        return jnp.log(s) / t1, flow(y0)
-
     flat = points.reshape(-1, n)
-    exps, finals = jax.jit(jax.vmap(one))(flat)
+    exps, finals = _ftle_points(field, args, jnp.asarray(dt, points.dtype),
+                                jnp.asarray(t0, points.dtype), jnp.asarray(t1, points.dtype),
+                                n_steps, flat)
     return FTLEField(points=points, exponents=exps.reshape(*points.shape[:-1], n),
                      final_points=finals.reshape(points.shape),
                      duration=jnp.asarray(t1, points.dtype))

@@ -1,6 +1,7 @@
 """Results of Lyapunov computations, result codes, accuracy diagnostics and derived quantities."""
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -82,17 +83,20 @@ def batch_stderr(history, times, n_batches: int = 8) -> Array:
     """Standard errors of the final estimates from `n_batches` batch means of a history (NaN
     with fewer than 2 rows; works under `jit`). Each batch's exponent is the growth accumulated
     over it divided by its duration."""
-    h, t = jnp.asarray(history), jnp.asarray(times, dtype=jnp.asarray(history).dtype)
+    concrete = not any(isinstance(a, jax.core.Tracer) for a in (history, times))
+    xp = np if concrete else jnp  # NumPy for concrete results: no dispatch or compilation
+    h = xp.asarray(history)
+    t = xp.asarray(times, dtype=h.dtype)
     n = h.shape[-2]
     b = min(n_batches, n)
     if b < 2:
-        return jnp.full(h.shape[-1:], jnp.nan, h.dtype)
+        return xp.full(h.shape[-1:], np.nan, h.dtype)
     ends = np.round(np.arange(1, b + 1) * n / b).astype(int) - 1
     sums = h[..., ends, :] * t[ends][:, None]
-    prev = jnp.concatenate([jnp.zeros_like(sums[..., :1, :]), sums[..., :-1, :]], axis=-2)
-    dur = jnp.diff(jnp.concatenate([jnp.zeros((1,), t.dtype), t[ends]]))
+    prev = xp.concatenate([xp.zeros_like(sums[..., :1, :]), sums[..., :-1, :]], axis=-2)
+    dur = xp.diff(xp.concatenate([xp.zeros((1,), t.dtype), t[ends]]))
     per = (sums - prev) / dur[:, None]
-    return jnp.std(per, axis=-2, ddof=1) / np.sqrt(b)
+    return xp.std(per, axis=-2, ddof=1) / np.sqrt(b)
 
 
 class LyapunovResult(eqx.Module):
@@ -163,7 +167,10 @@ class LyapunovResult(eqx.Module):
     def partial_sum_noise(self) -> Array:
         """Shape `(k,)`: the standard errors of the partial sums $\\sum_{i \\le j} \\lambda_i$
         (batch means of `history`)."""
-        return batch_stderr(jnp.cumsum(self.history, axis=-1), self.times)
+        h = self.history
+        cum = np.cumsum(np.asarray(h), axis=-1) if not isinstance(h, jax.core.Tracer) else (
+            jnp.cumsum(h, axis=-1))
+        return batch_stderr(cum, self.times)
 
     @property
     def noise(self) -> Array:
@@ -223,7 +230,7 @@ class LyapunovResult(eqx.Module):
             lines.append("standard errors (chains): " + ", ".join(f"{v:.3g}" for v in _np(self.stderr)))
         lines.append(f"result: {self.message}; failed_step: {int(np.max(self.failed_step))}; "
                      f"steps: {int(np.max(self.steps))}")
-        lines.append(f"Kaplan-Yorke dimension: {float(self.kaplan_yorke_dimension):.6g}")
+        lines.append(f"Kaplan-Yorke dimension: {_ky_numpy(lam):.6g}")
         lines.append("run-length change lambda(T) - lambda(T/2): "
                      + ", ".join(f"{v:+.3g}" for v in _np(self.run_length_change))
                      + " (noise " + ", ".join(f"{v:.3g}" for v in _np(self.noise)) + ")")
@@ -249,6 +256,20 @@ class LyapunovResult(eqx.Module):
         from ..plot import plot_lyapunov_convergence
 
         return plot_lyapunov_convergence(self, ax=ax, **kwargs)
+
+
+def _ky_numpy(lam: np.ndarray) -> float:
+    """[`kaplan_yorke_dimension`][] of a concrete spectrum, in NumPy (for `summary`)."""
+    if lam.size == 0 or np.any(np.isnan(lam)):
+        return float("nan")
+    lam = np.sort(lam)[::-1]
+    partial = np.cumsum(lam)
+    j = int(np.sum(np.cumprod(partial >= 0)))
+    if j == 0:
+        return 0.0
+    if j >= lam.size:
+        return float(lam.size)
+    return j + partial[j - 1] / abs(lam[j])
 
 
 def _which(i: int) -> str:
