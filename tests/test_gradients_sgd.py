@@ -74,7 +74,7 @@ def test_mean_square_bound_in_lr(space):
 
 def test_no_derivative_with_respect_to_params(space):
     with pytest.raises(ValueError, match="not differentiable with respect to `params`"):
-        jax.grad(lambda p: sgd_lyapunov(loss, p, DATA, lr=0.4, batch_size=1, normal_space=space,
+        jax.grad(lambda p: sgd_lyapunov(loss, p, DATA, lr=0.4, batch_size=1, normal_space=space, key=KEY,
                                         **RUN).exponent)(THETA)
     with pytest.raises(ValueError, match="`params`"):  # nor through a freshly computed normal space
-        jax.grad(lambda p: sgd_lyapunov(loss, p, DATA, lr=0.4, batch_size=1, **RUN).exponent)(THETA)
+        jax.grad(lambda p: sgd_lyapunov(loss, p, DATA, lr=0.4, batch_size=1, key=KEY, **RUN).exponent)(THETA)
