@@ -54,11 +54,13 @@ def _run(p, dt, y0=(1.0, 1.0, 1.0)):
 
 
 def test_liu_chen_bad_step_flagged_good_step_not():
-    """dt = 0.048, near RK4's stability limit for this system (it diverges at 0.052): a top
-    exponent near 0.25-0.30 with result code 0 where small steps give 0.15-0.16. The run is
-    flagged (the tangent consistency, 0.4-1.0: one step of the map is far from linear; the
-    step-halving change of the exponent sum is -0.9, but at this run length that is within the
-    sum's noise at the bad step, 0.35). At dt = 0.01 nothing is flagged."""
+    """dt = 0.048, near RK4's stability limit for this system (it diverges at 0.052): result code
+    0, yet the sum of the exponents is -15.8 where the flow's is exactly the divergence -16.6
+    (and runs of T = 100-200 give a top exponent of 0.23-0.30 where small steps give 0.15-0.16).
+    Flagged by the tangent consistency (0.4-1.0 over several windows: one step of the map is far
+    from linear); the step-halving change of the exponent sum, -0.75, stays just inside its
+    tolerance here (0.32 + 4 x 0.14: the sum is noisy at the bad step). At dt = 0.01 nothing is
+    flagged (tangent consistency 3e-10 to 0.03)."""
     bad = _run(LIU_CHEN, 0.048)
     assert int(bad.result) == RESULTS.successful
     assert bad.accuracy_flags, bad.summary()

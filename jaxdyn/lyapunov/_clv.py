@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from .._checks import check_finite, check_int
+from .._checks import check_int
 from .._types import Array
-from ._common import check_dt, check_k, check_output, flatten_state, initial_tangents
+from ._common import check_args, check_dt, check_k, check_output, flatten_state, initial_tangents
 from ._engine import qr_positive
 from ._systems import FlowRK4, MapSystem
 
@@ -105,7 +105,7 @@ def covariant_lyapunov_vectors(fn, x0, *, n_steps: int, dt=None, k: int | None =
     n_steps = check_int(n_steps, "n_steps")
     transient_steps = check_int(transient_steps, "transient_steps", minimum=0)
     backward_steps = check_int(backward_steps, "backward_steps")
-    args = check_finite(args, "args")
+    args = check_args(args)
     x, unravel = flatten_state(x0, "x0")
     dim = x.shape[0]
     k = check_k(k, dim)

@@ -108,6 +108,21 @@ def check_output(fn, name: str, expected_shape, *example):
         )
 
 
+def check_args(args, name: str = "args"):
+    """Reject NaN/inf in the floating-point arrays of `args` (other leaves, e.g. keys, ints,
+    functions, are left alone); returns `args` (with `eqx.error_if` on those leaves when traced)."""
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    idx = [i for i, leaf in enumerate(leaves)
+           if isinstance(leaf, float) or (hasattr(leaf, "dtype") and hasattr(leaf, "shape")
+                                          and jnp.issubdtype(leaf.dtype, jnp.inexact))]
+    if not idx:
+        return args
+    checked = check_finite([leaves[i] for i in idx], name)
+    for i, leaf in zip(idx, checked):
+        leaves[i] = leaf
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
 def float_args_to_arrays(args):
     """Python floats in `args` become 0-d arrays, so that a new value does not recompile
     (ints and everything else are left alone: a field may use them as static sizes)."""

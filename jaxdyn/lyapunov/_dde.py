@@ -15,7 +15,15 @@ import numpy as np
 
 from .._checks import check_finite, is_concrete
 from .._types import Array
-from ._common import check_dt, check_k, check_output, check_steps, float_args_to_arrays, setup_chain
+from ._common import (
+    check_args,
+    check_dt,
+    check_k,
+    check_output,
+    check_steps,
+    float_args_to_arrays,
+    setup_chain,
+)
 from ._engine import benettin
 from ._result import LyapunovResult
 from ._systems import tangent_step
@@ -218,7 +226,7 @@ def dde_spectrum(field: Callable, history, delays, *, dt, n_steps: int, k: int |
     near = np.abs(ratios - np.round(ratios)) < 1e-9 * np.maximum(ratios, 1.0)
     ratios = np.where(near, np.round(ratios), ratios)  # multiples of dt hit the grid exactly
     n_grid = int(np.ceil(ratios.max()))
-    args = check_finite(float_args_to_arrays(args), "args")
+    args = check_args(float_args_to_arrays(args))
     dtype = jnp.result_type(float)
     window = _history_window(history, n_grid, dt_f, dtype)
     dtype = window.dtype

@@ -8,7 +8,7 @@ from jax import lax
 
 from .._checks import check_finite, check_int, check_positive
 from .._types import Array
-from ._common import check_dt, check_output
+from ._common import check_args, check_dt, check_output
 
 
 class FTLEField(eqx.Module):
@@ -72,7 +72,7 @@ def ftle_field(field, points, *, t1, dt, args=None, t0=0.0) -> FTLEField:
     if points.ndim < 1 or points.shape[-1] == 0 or points.size == 0:
         raise ValueError(f"`points` must have shape (..., n) with n >= 1, got {points.shape}.")
     points = check_finite(points, "points")
-    args = check_finite(args, "args")
+    args = check_args(args)
     check_positive(t1, "t1")
     dt = check_dt(dt)
     n_steps = int(round(float(t1) / float(dt)))

@@ -3,8 +3,8 @@
 import jax
 import jax.numpy as jnp
 
-from .._checks import check_finite
 from ._common import (
+    check_args,
     check_k,
     check_output,
     check_steps,
@@ -37,7 +37,7 @@ def map_spectrum(map_fn, x0, *, n_steps: int, k: int | None = None, args=None,
     if not callable(map_fn):
         raise TypeError(f"`map_fn` must be callable, got {type(map_fn).__name__}.")
     n_steps, renorm_every, transient_steps = check_steps(n_steps, renorm_every, transient_steps)
-    args = check_finite(float_args_to_arrays(args), "args")
+    args = check_args(float_args_to_arrays(args))
     x_flat, unravel = flatten_state(x0, "x0")
     dim = x_flat.shape[0]
     k = check_k(k, dim)
