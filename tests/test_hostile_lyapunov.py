@@ -212,6 +212,10 @@ ROWS = [
             r"`x0`"),
     Hostile("covariant_lyapunov_vectors: fn returns the wrong shape",
             clv(fn=lambda x, a: x[:1]), ValueError, r"`fn`"),
+    Hostile("covariant_lyapunov_vectors: blow-up (code, failed_step, NaN)",
+            clv(fn=lambda x, a: x**2 + 1.0, x0=jnp.ones(1), n_steps=20, transient_steps=0), None,
+            flagged=lambda r: int(r.result) == RESULTS.diverged and int(r.failed_step) >= 0
+            and bool(jnp.all(jnp.isnan(r.exponents)))),
     # ftle_field
     Hostile("ftle_field: NaN points", ftle(points=jnp.full((3, 2), jnp.nan)), ValueError,
             r"`points`"),
@@ -219,6 +223,12 @@ ROWS = [
     Hostile("ftle_field: t1 not a multiple of dt", ftle(t1=0.105), ValueError, r"`t1`"),
     Hostile("ftle_field: t1 <= 0", ftle(t1=-0.1), ValueError, r"`t1`"),
     Hostile("ftle_field: dt = 0", ftle(dt=0.0), ValueError, r"`dt`"),
+    Hostile("ftle_field: blow-up at some points (code per point, NaN)",
+            ftle(field=lambda t, y, a: y**2, points=jnp.array([[0.1, 0.1], [30.0, 0.0]]), t1=1.0,
+                 dt=0.05), None,
+            flagged=lambda r: list(np.asarray(r.result)) == [RESULTS.successful, RESULTS.diverged]
+            and bool(jnp.all(jnp.isnan(r.exponents[1])))
+            and bool(jnp.all(jnp.isfinite(r.exponents[0])))),
     Hostile("ftle_field: field returns the wrong shape", ftle(field=lambda t, y, a: y[:1]),
             ValueError, r"`field`"),
     # sweep

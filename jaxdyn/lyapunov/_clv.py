@@ -10,6 +10,7 @@ from .._checks import check_int
 from .._types import Array
 from ._common import check_args, check_dt, check_k, check_output, flatten_state, initial_tangents
 from ._engine import qr_positive
+from ._result import RESULTS
 from ._systems import FlowRK4, MapSystem
 
 
@@ -22,12 +23,17 @@ class CLVResult(eqx.Module):
     - `exponents`: the exponents from the forward QR pass (descending), `times` per step.
     - `angles`: the minimal angle between $v_1$ and the span of the others at each step
       (near-tangencies are what makes a system non-hyperbolic).
+    - `result`: a [`RESULTS`][jaxdyn.lyapunov.RESULTS] code (`diverged` when a state or vector
+      became non-finite, the exponents are then NaN); `failed_step`: the first kept step with a
+      non-finite value (0 when the run failed in the transient; -1 if none).
     """
 
     vectors: Array
     states: Array
     exponents: Array
     angles: Array
+    result: Array | None = None
+    failed_step: Array | None = None
 
 
 def _ginelli(step_tangent, x0, Q0, n_transient, n_keep, n_backward, time_per_step):
@@ -122,4 +128,9 @@ def covariant_lyapunov_vectors(fn, x0, *, n_steps: int, dt=None, k: int | None =
         check_output(lambda y: system._f(0.0, y), "fn", (dim,), x)
     Q0, _ = qr_positive(initial_tangents(dim, k, key, x.dtype))
     V, xs, exps = _run(system, x, Q0, transient_steps, n_steps, backward_steps, tps)
-    return CLVResult(vectors=V, states=xs, exponents=exps, angles=_min_angles(V))
+    bad = ~(jnp.all(jnp.isfinite(V), axis=(1, 2)) & jnp.all(jnp.isfinite(xs), axis=1))
+    failed = jnp.any(bad) | ~jnp.all(jnp.isfinite(exps))
+    result = jnp.where(failed, RESULTS.diverged, RESULTS.successful)
+    failed_step = jnp.where(jnp.any(bad), jnp.argmax(bad), jnp.where(failed, 0, -1))
+    return CLVResult(vectors=V, states=xs, exponents=jnp.where(failed, jnp.nan, exps),
+                     angles=_min_angles(V), result=result, failed_step=failed_step)

@@ -9,16 +9,20 @@ from jax import lax
 from .._checks import check_finite, check_int, check_positive
 from .._types import Array
 from ._common import check_args, check_dt, check_output
+from ._result import RESULTS
 
 
 class FTLEField(eqx.Module):
     """Finite-time exponents at each point: `exponents` shape `(..., n)` descending,
-    `ftle` = the largest, `final_points` = $\\phi_T(x)$."""
+    `ftle` = the largest, `final_points` = $\\phi_T(x)$; `result` (shape `(...)`) a
+    [`RESULTS`][jaxdyn.lyapunov.RESULTS] code per point: `diverged` where the trajectory or its
+    Jacobian became non-finite (the exponents there are NaN)."""
 
     points: Array
     exponents: Array
     final_points: Array
     duration: Array
+    result: Array | None = None
 
     @property
     def ftle(self) -> Array:
@@ -86,6 +90,9 @@ def ftle_field(field, points, *, t1, dt, args=None, t0=0.0) -> FTLEField:
     exps, finals = _ftle_points(field, args, jnp.asarray(dt, points.dtype),
                                 jnp.asarray(t0, points.dtype), jnp.asarray(t1, points.dtype),
                                 n_steps, flat)
-    return FTLEField(points=points, exponents=exps.reshape(*points.shape[:-1], n),
-                     final_points=finals.reshape(points.shape),
-                     duration=jnp.asarray(t1, points.dtype))
+    exps = exps.reshape(*points.shape[:-1], n)
+    finals = finals.reshape(points.shape)
+    bad = ~(jnp.all(jnp.isfinite(exps), axis=-1) & jnp.all(jnp.isfinite(finals), axis=-1))
+    return FTLEField(points=points, exponents=jnp.where(bad[..., None], jnp.nan, exps),
+                     final_points=finals, duration=jnp.asarray(t1, points.dtype),
+                     result=jnp.where(bad, RESULTS.diverged, RESULTS.successful))
