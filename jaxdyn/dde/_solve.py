@@ -193,7 +193,20 @@ def solve(field: Callable, history: Any, delays: Array, t0, t1, *, dt0, args: Ar
       `equinox.internal.while_loop(kind="bounded")`, so forward mode (`jax.jvp`, `jax.jacfwd`) and
       nestings work too, at about 3x the cost per step (measured on Mackey-Glass). Either way
       derivatives with respect to `args`, the history and `delays` (including the motion of the
-      breaking points) are exact derivatives of the computed solution.
+      breaking points) are exact derivatives of the computed solution **on its step grid**: the
+      controller's choice of steps is a decision and is not differentiated (the grid moves with
+      the delays only where a step is pinned: at a breaking point, at $t + \tau_{\min}$ or at the
+      end of the lookup window). Reverse mode never recomputes a step from an earlier one (a
+      recomputed adaptive step is not bit-identical, and the controller amplifies the difference):
+      every step's small loop state is stored (the step buffer is not), so the `checkpoints` of
+      `RecursiveCheckpointAdjoint` is not used. The derivative's own accuracy is not
+      error-controlled: it is that of the solver on the sensitivity equation, whose solution is
+      one order less smooth at the breaking points and whose delayed values need the dense
+      output's time derivative (one order lower). On $x' = -x(t - 1)$, $t \le 6$, `Tsit5` with
+      `rtol = atol = 1e-9` gives $\partial x/\partial\tau$ to about $2\cdot 10^{-7}$ relative
+      (exact closed form); with $\tau = 0.83$ about $10^{-5}$ ($2\cdot 10^{-6}$ at `1e-10`,
+      $10^{-7}$ at `1e-12`). `Bosh3`, whose dense output has the method's full order, is at
+      $10^{-7}$ already at `1e-10`.
     - **Batches.** `jax.vmap(solve)` works (each member keeps its own steps; the step buffer is an
       equinox loop buffer, written in place); [`jaxdyn.dde.solve_batch`][] integrates a batch with
       shared steps, several times faster for large batches.
@@ -283,7 +296,7 @@ def solve(field: Callable, history: Any, delays: Array, t0, t1, *, dt0, args: Ar
     term = diffrax.ODETerm(vector_field)
     bps = breaking_points(t0, t1, delays, order + 1)
     snap_tol = 64 * jnp.finfo(tdtype).eps * jnp.maximum(jnp.maximum(jnp.abs(t0), jnp.abs(t1)), t1 - t0)
-    dt_base = jnp.minimum(jnp.asarray(dt0, tdtype), tau_min)
+    dt_base = jax.lax.stop_gradient(jnp.minimum(jnp.asarray(dt0, tdtype), tau_min))
 
     # The buffer: step intervals and the centred monomial coefficients of each step's dense output,
     # padded by WINDOW + 1 slots (never written) so that every window slice stays inside it.
@@ -292,15 +305,20 @@ def solve(field: Callable, history: Any, delays: Array, t0, t1, *, dt0, args: Ar
     ends0 = jnp.zeros((size,), tdtype)
     coeffs0 = jnp.zeros((size, degree + 1) + y0.shape, y0.dtype)
 
-    def windows_at(starts, ends, coeffs, ptr):
+    def windows_at(starts, ends, coeffs, ptr, num_accepted):
         # plain indexing: inside the loop the buffers are equinox loop buffers (read by `[]`, written
-        # by `.at[].set`), which the bounded loop updates in place instead of copying them per step
+        # by `.at[].set`), which the bounded loop updates in place instead of copying them per step.
+        # Slots not yet written (index >= num_accepted) read as +inf explicitly: the checkpointed
+        # loop's reverse pass re-runs this body against the *final* buffers, where those slots hold
+        # later steps, so a read of their stored values would see other data than the forward pass
+        # (and its cotangent would be lost). Equinox's buffer contract: read only what was written.
         index = ptr[:, None] + jnp.arange(WINDOW + 1)
-        return tuple((starts[index[i]], ends[index[i, :WINDOW]], coeffs[index[i, :WINDOW]])
-                     for i in range(num_delays))
+        written = index < num_accepted
+        return tuple((jnp.where(written[i], starts[index[i]], jnp.inf), ends[index[i, :WINDOW]],
+                      coeffs[index[i, :WINDOW]]) for i in range(num_delays))
 
     ptr0 = jnp.zeros((num_delays,), jnp.int32)
-    windows0 = windows_at(starts0, ends0, coeffs0, ptr0)
+    windows0 = windows_at(starts0, ends0, coeffs0, ptr0, jnp.array(0))
     error_order = solver.error_order(term)
     if constant:
         controller_state0 = None
@@ -317,7 +335,7 @@ def solve(field: Callable, history: Any, delays: Array, t0, t1, *, dt0, args: Ar
         return (s.t < t1) & (s.result == SUCCESS) & (s.num_steps < max_steps)
 
     def body_fun(s):
-        windows = windows_at(s.starts, s.ends, s.coeffs, s.ptr)
+        windows = windows_at(s.starts, s.ends, s.coeffs, s.ptr, s.num_accepted)
         # Restriction: no stage reaches past the window (nor past t: steps <= tau_min).
         limit = jnp.min(jnp.stack([windows[i][0][WINDOW] + delays[i] for i in range(num_delays)]))
         next_bp = jnp.min(jnp.where(bps > s.t + snap_tol, bps, jnp.inf))
@@ -342,8 +360,16 @@ def solve(field: Callable, history: Any, delays: Array, t0, t1, *, dt0, args: Ar
             result = jnp.where(finite, SUCCESS, NONFINITE)
         else:
             y_error = jnp.where(jnp.isfinite(y_error), y_error, jnp.inf)
+            # The controller's proposal is a decision, not a function of the delays: its inputs carry
+            # no derivative. (diffrax's PID controller freezes only its factor and multiplies the
+            # previous step, whose length carries the derivative of the breaking point it was clipped
+            # to, so the derivative d h / d tau of one clipped step would ride along every later
+            # step.) The grid moves with the delays only where it is pinned: at the breaking points
+            # and where a step is limited by tau_min or by the lookup window.
+            sg = jax.lax.stop_gradient
             keep, nt0, nt1, _, controller_state, _ = stepsize_controller.adapt_step_size(
-                s.t, t_next, s.y, y1, windows, y_error, error_order, s.controller_state)
+                sg(s.t), sg(t_next), sg(s.y), sg(y1), None, sg(y_error), error_order,
+                sg(s.controller_state))
             keep = keep & finite
             dt_new = nt1 - nt0
             result = jnp.where(jnp.isfinite(dt_new) & (dt_new > 0), SUCCESS, NONFINITE)
@@ -372,12 +398,19 @@ def solve(field: Callable, history: Any, delays: Array, t0, t1, *, dt0, args: Ar
         )
 
     buffers = lambda s: (s.starts, s.ends, s.coeffs)  # noqa: E731
+    # Reverse mode must linearise around the steps the forward pass took. A step recomputed from an
+    # earlier checkpoint is not bit-identical to the forward pass (XLA compiles it in another graph),
+    # and an adaptive controller amplifies that rounding: its factor (1/err)^(1/p) of an error
+    # estimate near rounding level moves the recomputed grid off the stored one (measured: 1e-7
+    # errors in d/d tau at rtol 1e-12). So no step is recomputed from another: every step's input
+    # state is kept (it is small; the step buffer, the large part, is never copied), and the
+    # bounded loop is one flat scan (`base=max_steps`) whose residuals are stored, not rematerialised.
     if isinstance(adjoint, diffrax.DirectAdjoint):
         final = eqxi.while_loop(cond_fun, body_fun, init, max_steps=max_steps, kind="bounded",
-                                buffers=buffers)
+                                buffers=buffers, base=max(max_steps, 2))
     else:
         final = eqxi.while_loop(cond_fun, body_fun, init, max_steps=max_steps, kind="checkpointed",
-                                checkpoints=adjoint.checkpoints, buffers=buffers)
+                                checkpoints=max_steps, buffers=buffers)
     result = jnp.where((final.result == SUCCESS) & (final.t < t1), MAX_STEPS_REACHED, final.result)
     stats = {"num_accepted_steps": final.num_accepted, "num_rejected_steps": final.num_rejected,
              "num_steps": final.num_steps}
