@@ -58,9 +58,10 @@ def test_liu_chen_bad_step_flagged_good_step_not():
     0, yet the sum of the exponents is -15.8 where the flow's is exactly the divergence -16.6
     (and runs of T = 100-200 give a top exponent of 0.23-0.30 where small steps give 0.15-0.16).
     Flagged by the tangent consistency (0.4-1.0 over several windows: one step of the map is far
-    from linear); the step-halving change of the exponent sum, -0.75, stays just inside its
-    tolerance here (0.32 + 4 x 0.14: the sum is noisy at the bad step). At dt = 0.01 nothing is
-    flagged (tangent consistency 3e-10 to 0.03)."""
+    from linear) and by the paired step-halving change of the exponent sum (-0.56 per unit time
+    against a tolerance of 0.32); the step-halving change between the two full runs, -0.75,
+    stays just inside its tolerance here (0.32 + 4 x 0.14: the sum is noisy at the bad step).
+    At dt = 0.01 nothing is flagged (tangent consistency 3e-10 to 0.03, paired change -9e-4)."""
     bad = _run(LIU_CHEN, 0.048)
     assert int(bad.result) == RESULTS.successful
     assert bad.accuracy_flags, bad.summary()
@@ -69,6 +70,8 @@ def test_liu_chen_bad_step_flagged_good_step_not():
     assert int(good.result) == RESULTS.successful
     assert good.accuracy_flags == (), good.summary()
     assert float(good.accuracy.tangent_consistency) < 0.05
+    assert abs(float(np.sum(good.accuracy.local_step_halving_change))) < 0.01
+    assert abs(float(np.sum(bad.accuracy.local_step_halving_change))) > 0.1
     # the sum of exponents is the (constant) divergence 0.4 - 12 - 5 at the good step
     np.testing.assert_allclose(float(np.sum(good.exponents)), -16.6, atol=1e-3)
     assert abs(float(np.sum(bad.exponents)) + 16.6) > 0.5
@@ -117,6 +120,7 @@ def test_accuracy_check_settings():
     assert res.accuracy.rtol == AccuracyCheck().rtol
     acc = res.accuracy
     strict = AccuracyReport(acc.step_halving_change, acc.step_halving_noise,
-                            acc.tangent_consistency, rtol=0.0, consistency_tol=1e-9)
+                            acc.tangent_consistency, acc.local_step_halving_change, rtol=0.0,
+                            consistency_tol=1e-9)
     flags = eqx.tree_at(lambda r: r.accuracy, res, strict).accuracy_flags
     assert any("tangent consistency" in f for f in flags)

@@ -57,8 +57,10 @@ def flow_spectrum(field, y0, *, dt, n_steps: int, k: int | None = None, args=Non
       1 with a checkpoint). Recording less often is faster.
     - `accuracy`: `True` (or an [`AccuracyCheck`][] with its own tolerances) adds an
       [`AccuracyReport`][] to the result: the same run repeated with step `dt / 2` (same start,
-      time span and renormalisation times: the **step-halving change**), and the **tangent
-      consistency** of the field over a short window. Opt-in because the halved run costs twice
+      time span and renormalisation times: the **step-halving change**), and, over a short
+      window from the final state, the **paired step-halving change** (one step against two half
+      steps from the same points: no trajectory noise) and the **tangent consistency** of the
+      field. Opt-in because the halved run costs twice
       the main run (three times in all) and compiles two more loops; the **run-length change**
       ($\lambda(T) - \lambda(T/2)$, from `history`) is free and always there.
       `result.summary()` prints the diagnostics and a `WARNING` line for each that exceeds its
@@ -74,9 +76,10 @@ def flow_spectrum(field, y0, *, dt, n_steps: int, k: int | None = None, args=Non
     get a wrong answer quietly: a step near the method's stability limit (RK4's real-axis limit
     is $|dt\,\lambda| \approx 2.79$ for the Jacobian's stiffest eigenvalue; e.g. a Liu-Chen
     system at $dt = 0.048$ gives a top exponent of 0.23-0.30 over $T = 100$-$200$ where small
-    steps give 0.16, and an exponent sum of -15.8 where the flow's is -16.6): the tangent
-    consistency flags it (one step is far from linear), and the step-halving change once it
-    exceeds the noise; and a field with jumps (`jnp.sign(z) * y`): `jax.jvp` differentiates
+    steps give 0.16, and an exponent sum of -15.8 where the flow's is -16.6): the paired
+    step-halving change (-0.56 in the sum) and the tangent consistency (one step is far from
+    linear) flag it, and the step-halving change of the whole run once it exceeds the noise;
+    and a field with jumps (`jnp.sign(z) * y`): `jax.jvp` differentiates
     each side but not the jump, so the tangent dynamics miss the saltation at every crossing
     (0.003 where a two-trajectory estimate gives 0.25): the tangent consistency flags it, and a
     smaller step does not help (use a smoothed field or an event-based method).
@@ -163,9 +166,10 @@ def flow_spectrum(field, y0, *, dt, n_steps: int, k: int | None = None, args=Non
     noise = jnp.sqrt(batch_stderr(jnp.cumsum(res.history, axis=-1), res.times) ** 2
                      + batch_stderr(jnp.cumsum(half.history, axis=-1), half.times) ** 2)
     run = consistency_scan if is_traced(system, res.final_state) else _jit_consistency
-    consistency = run(system, res.final_state, transient_steps + n_steps,
-                      accuracy.consistency_steps)
+    consistency, local = run(system, half_system, res.final_state, res.final_tangents,
+                             transient_steps + n_steps, accuracy.consistency_steps)
     report = AccuracyReport(step_halving_change=half.exponents - res.exponents,
                             step_halving_noise=noise, tangent_consistency=consistency,
-                            rtol=accuracy.rtol, consistency_tol=accuracy.consistency_tol)
+                            local_step_halving_change=local, rtol=accuracy.rtol,
+                            consistency_tol=accuracy.consistency_tol)
     return eqx.tree_at(lambda r: r.accuracy, res, report, is_leaf=lambda x: x is None)

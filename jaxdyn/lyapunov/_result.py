@@ -57,6 +57,13 @@ class AccuracyReport(eqx.Module):
       sums $\sum_{i \le j} \lambda_i$, $j = 1..k$ (batch means of both runs). The flag compares
       partial sums: the sum of exponents (the phase-space contraction rate) is far less noisy
       than single exponents, whose finite-time fluctuations largely cancel in it.
+    - `local_step_halving_change`: shape `(k,)`, the paired step-halving change over the
+      tangent-consistency window: from the same point and tangent block, the growth
+      $\log R_{jj}$ of two steps of $dt/2$ minus that of one step of $dt$, averaged over the
+      window, per unit time. No trajectory noise (both sides start from the same point), so it
+      is flagged against `rtol` times the scale alone (partial sums, as above); it measures the
+      one-step discretisation error of the tangent growth, the part of the bias that comes from
+      the step near a stability limit.
     - `tangent_consistency`: the largest relative mismatch, over a window of
       `consistency_steps` steps from the final state, between the finite difference of the step
       map $F$ along the trajectory and its tangent prediction,
@@ -71,6 +78,7 @@ class AccuracyReport(eqx.Module):
     step_halving_change: Array
     step_halving_noise: Array
     tangent_consistency: Array
+    local_step_halving_change: Array
     rtol: float = eqx.field(static=True, default=0.02)
     consistency_tol: float = eqx.field(static=True, default=0.1)
 
@@ -209,6 +217,13 @@ class LyapunovResult(eqx.Module):
                     f"step halving: {_which(i)} moved by {dh[i]:+.3g} from dt to dt/2 "
                     f"(tolerance {tol[i]:.3g}): the step is too large (near the method's "
                     "stability limit?); use a smaller `dt`")
+            local = np.cumsum(_np(acc.local_step_halving_change))
+            if np.all(np.isfinite(local)) and np.any(np.abs(local) > rtol * scale):
+                i = int(np.argmax(np.abs(local)))
+                flags.append(
+                    f"paired step halving: {_which(i)} changes by {local[i]:+.3g} per unit time "
+                    f"from one step of dt to two of dt/2 along the same trajectory (tolerance "
+                    f"{rtol * scale:.3g}): the step is too large; use a smaller `dt`")
             c = float(acc.tangent_consistency)
             if not np.isfinite(c) or c > acc.consistency_tol:
                 flags.append(
@@ -243,6 +258,8 @@ class LyapunovResult(eqx.Module):
                          + ", ".join(f"{v:+.3g}" for v in _np(acc.step_halving_change))
                          + " (noise of the partial sums "
                          + ", ".join(f"{v:.3g}" for v in _np(acc.step_halving_noise)) + ")")
+            lines.append("paired step-halving change (same trajectory): "
+                         + ", ".join(f"{v:+.3g}" for v in _np(acc.local_step_halving_change)))
             lines.append(f"tangent consistency: {float(acc.tangent_consistency):.3g} "
                          f"(tolerance {acc.consistency_tol:g})")
         flags = self.accuracy_flags
