@@ -63,6 +63,7 @@ def flow_spectrum(field, y0, *, dt, n_steps: int, k: int | None = None, args=Non
       field. Opt-in because the halved run costs twice
       the main run (three times in all) and compiles two more loops; the **run-length change**
       ($\lambda(T) - \lambda(T/2)$, from `history`) is free and always there.
+      With a `checkpoint` only the main run is checkpointed (the rest is recomputed).
       `result.summary()` prints the diagnostics and a `WARNING` line for each that exceeds its
       tolerance (by default 2% of the spectrum's scale $\max|\lambda_i|$ plus 4 standard
       errors of the change, for the partial sums $\sum_{i \le j} \lambda_i$; tangent
