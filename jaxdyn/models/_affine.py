@@ -82,9 +82,8 @@ def as_affine(value, name: str, *, key: Key | None = None) -> Affine | None:
         if np.ndim(value) != 2:
             raise ValueError(f"`{name}` must be a weight matrix (out_size, in_size), got shape "
                              f"{np.shape(value)}.")
-        if not np.issubdtype(np.result_type(value), np.number) or np.issubdtype(
-                np.result_type(value), np.complexfloating):
-            raise TypeError(f"`{name}` must hold real numbers, got dtype {np.result_type(value)}.")
+        if not np.issubdtype(value.dtype, np.number) or np.issubdtype(value.dtype, np.complexfloating):
+            raise TypeError(f"`{name}` must hold real numbers, got dtype {value.dtype}.")
         value = Affine(value)
     if isinstance(value, Affine):
         if is_concrete(value.weight) and is_concrete(value.bias):

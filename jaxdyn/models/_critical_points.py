@@ -54,6 +54,13 @@ class CriticalPoints(eqx.Module):
         return "\n".join(lines)
 
 
+_NOT_TRACEABLE = (
+    "`critical_points` is not differentiable and cannot run under jit/vmap/grad: it returns a "
+    "data-dependent number of points (call it on concrete `fn`, `lower` and `upper`; differentiate "
+    "a point you found through `fn` itself, e.g. by the implicit function theorem)."
+)
+
+
 def _scalar(fn):
     def f(x):
         out = fn(x)
@@ -108,12 +115,7 @@ def critical_points(fn: Callable, lower, upper, *, key: Key, n_starts: int = 64,
     if not callable(fn):
         raise TypeError(f"`fn` must be callable, got {type(fn).__name__}.")
     if not all(is_concrete(leaf) for leaf in jax.tree_util.tree_leaves((fn, lower, upper))):
-        raise TypeError(
-            "`critical_points` is not differentiable and cannot run under jit/vmap/grad: it returns "
-            "a data-dependent number of points (call it on concrete `fn`, `lower` and `upper`; "
-            "differentiate a point you found through `fn` itself, e.g. by the implicit function "
-            "theorem)."
-        )
+        raise TypeError(_NOT_TRACEABLE)
     lower = jnp.asarray(lower, dtype=jnp.result_type(float))
     upper = jnp.asarray(upper, dtype=jnp.result_type(float))
     if lower.ndim != 1:
@@ -153,6 +155,8 @@ def critical_points(fn: Callable, lower, upper, *, key: Key, n_starts: int = 64,
             "instead, or pass the model itself as `fn`."
         ) from err
 
+    if not all(is_concrete(a) for a in (finals, vals, grads, eigs)):  # `fn` closes over a tracer
+        raise TypeError(_NOT_TRACEABLE)
     finals, vals, grads, eigs = (np.asarray(a) for a in (finals, vals, grads, eigs))
     gnorm = np.linalg.norm(grads, axis=-1)
     width = np.asarray(upper - lower)

@@ -67,7 +67,8 @@ class NeuralODE(AbstractLiftedModel):
     forward-mode or second-order code: `jax.hessian(second_order(model))(x)`.
     `diffrax.BacksolveAdjoint` (reverse mode, memory independent of the number of steps,
     gradients accurate to the solver tolerance) is allowed when the field's parameters are
-    passed as data (an Equinox module field, or `args`), never closed over.
+    passed as data (an Equinox module field, or `args`), never closed over, and with `t1` a
+    Python number (it cannot differentiate in $T$: an array `t1` raises a `TypeError` there).
 
     **Failures.** A run that cannot reach $T$ is never silent. [`NeuralODE.solve`][] returns a
     [`NeuralODESolution`][] whose `result` (a `RESULTS` item of `jaxdyn._results`) says what
@@ -203,6 +204,12 @@ class NeuralODE(AbstractLiftedModel):
 
     def _run(self, kind: str, y0, args, ts=None, *, locate: bool = False) -> "_Run":
         self._check_parameters()
+        if isinstance(self.adjoint, diffrax.BacksolveAdjoint) and not _is_float_t1(self.t1):
+            raise TypeError(
+                "`t1` must be a Python number with `adjoint=diffrax.BacksolveAdjoint()`: that adjoint "
+                "cannot differentiate with respect to the end time. Use RecursiveCheckpointAdjoint "
+                "(the default) or DirectAdjoint for derivatives in T."
+            )
         # `locate` stops at the first non-finite state (a diffrax event), so that its step and
         # time are known; it costs about a fifth more compile time, so only `solve` and
         # `trajectory` pay it (BacksolveAdjoint does not support events: never located there)

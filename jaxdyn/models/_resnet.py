@@ -105,7 +105,7 @@ class ResNet(eqx.Module):
             leaves = [a for a in jax.tree_util.tree_leaves(layers) if eqx.is_array(a)]
             if not leaves or any(a.ndim == 0 or a.shape[0] != depth for a in leaves):
                 raise ValueError(
-                    f"`layers` must carry a leading axis of length depth={depth} on every array."
+                    f"`layers` must have a leading axis of length depth={depth} on every array."
                 )
         self.lift = _make_affine(lift, in_size, width, keys[1], "lift", "in_size", into=True)
         self.readout = _make_affine(readout, out_size, width, keys[2], "readout", "out_size",
