@@ -130,24 +130,18 @@ def gd_exponent(space: NormalSpace, lr) -> Array:
 # -- the deterministic case: every mini-batch matrix is the same -----------------------------------
 
 
-def _per_example_matrices(space: NormalSpace) -> Array | None:
-    r"""$K_i = U^\top H_i U$, shape `(n, r, r)`, or `None` when the factors are unavailable."""
-    if space.factors is None:
-        return None
-    if space.factor_kind == "gauss_newton":
-        return jnp.einsum("nqr,nqs->nrs", space.factors, space.factors)
-    return space.factors
-
-
 def _spread(space: NormalSpace) -> Array:
     r"""$\max_i \|K_i - \bar K\|_F$ (absolute; $\infty$ when the factors are unavailable): 0 when
     every example has the same curvature on the normal space, so that every mini-batch matrix is
-    the same."""
-    K = _per_example_matrices(space)
-    dtype = space.basis.dtype
-    if K is None:
-        return jnp.asarray(jnp.inf, dtype)
-    return jnp.max(jnp.linalg.norm(K - jnp.mean(K, axis=0), axis=(1, 2)))
+    the same. One $r\times r$ matrix at a time (`lax.map`), never all $n$ of them."""
+    F = space.factors
+    if F is None:
+        return jnp.asarray(jnp.inf, space.basis.dtype)
+    if space.factor_kind == "gauss_newton":  # K_i = G_i^T G_i
+        mean = jnp.einsum("nqr,nqs->rs", F, F) / F.shape[0]
+        return jnp.max(lax.map(lambda G: jnp.linalg.norm(G.T @ G - mean), F))
+    mean = jnp.mean(F, axis=0)
+    return jnp.max(lax.map(lambda K: jnp.linalg.norm(K - mean), F))
 
 
 def _deterministic(space: NormalSpace, batch_size) -> tuple[Array, Array]:
