@@ -290,3 +290,26 @@ def test_neural_dde_bad_input(getkey):
         NeuralDDE(field, jnp.array([0.2]), stepping=FixedStep(3))
     with pytest.raises(ValueError, match="t1"):
         NeuralDDE(field, jnp.array([0.2]), t1=-1.0)
+
+
+def test_memory_capacity_flag_is_the_hypothesis_and_report_keeps_measured_apart(getkey):
+    """`K_tau_e_below_one` is the theorem's hypothesis (`ode_like` the same value, kept); the
+    dde-memory report shows it beside the measured monotonicity, so a run with the hypothesis and a
+    non-monotone map reads as such."""
+    from jaxdyn.experiments import dde_memory
+
+    field = DelayMLPField(2, 4, 1, 1, key=getkey())
+    model = NeuralDDE(field, jnp.array([0.5]))
+    for K, below in [(0.1, True), (1.0, False)]:
+        res = memory_capacity(model, lipschitz=K)
+        assert bool(res.K_tau_e_below_one) == below == bool(res.ode_like)
+    row = {"variant": "delay", "cap_K_tau_e": 0.5, "K": 0.18, "tau": 1.0, "K_tau": 0.18, "K_tau_e": 0.49,
+           "K_tau_e_below_one": True, "joint_lipschitz": 3.0, "sup_error": 0.7, "rms_error": 0.3,
+           "final_loss": 0.1, "n_critical_points": 1, "critical_points_at": [0.1], "monotone": False,
+           "derivative_range": [-0.1, 0.5]}
+    text = dde_memory._summary(dde_memory.QUICK, [row])
+    assert "K tau e < 1 (hypothesis)" in text and "monotone (measured)" in text
+    line = next(x for x in text.splitlines() if x.startswith("| delay |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[4] == "True" and cells[-1] == "False"
+    assert "not a monotone" in text

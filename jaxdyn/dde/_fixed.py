@@ -170,6 +170,8 @@ def solve_fixed(field: Callable, history: Any, delays: Array, t0, t1, *, n_steps
     fbuf0 = jnp.zeros((capacity,) + y0.shape, y0.dtype)
     f0 = rhs(ybuf0, fbuf0, jnp.array(0), t0, y0)  # every delayed time is <= t0: history only
 
+    dty = dt.astype(y0.dtype)  # the state keeps its dtype (a float32 state with float64 times)
+
     def step(carry, n):
         y, f, ybuf, fbuf = carry
         t = t0 + n * dt
@@ -178,9 +180,9 @@ def solve_fixed(field: Callable, history: Any, delays: Array, t0, t1, *, n_steps
         fbuf = fbuf.at[slot].set(f)
         ks = [f]
         for c, row in zip(nodes[1:], rows[1:], strict=True):
-            yi = y + dt * sum(a * k for a, k in zip(row, ks, strict=False) if a != 0.0)
+            yi = y + dty * sum(a * k for a, k in zip(row, ks, strict=False) if a != 0.0)
             ks.append(rhs(ybuf, fbuf, n, t + c * dt, yi))
-        y_next = y + dt * sum(b * k for b, k in zip(weights, ks, strict=True))
+        y_next = y + dty * sum(b * k for b, k in zip(weights, ks, strict=True))
         # the slope at t_{n+1}: its delayed times are <= t_n, all in the buffer or the history
         f_next = rhs(ybuf, fbuf, n, t + dt, y_next)
         return (y_next, f_next, ybuf, fbuf), y_next

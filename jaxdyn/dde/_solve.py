@@ -11,19 +11,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import check_int, check_positive, is_concrete
+from .._checks import check_finite, check_int, check_positive, is_concrete
+from .._results import RESULTS
 from .._types import Args, Array
 from ._breakpoints import breaking_points
 from ._history import WINDOW, as_history, dense_matrix, lookup, step_coefficients, window_lookup
 
-SUCCESS = 0
-MAX_STEPS_REACHED = 1
-NONFINITE = 2
-_MESSAGES = [
-    "",
-    "`jaxdyn.dde.solve`: `max_steps` was reached before `t1` (the step buffer is full).",
-    "`jaxdyn.dde.solve`: the solution became non-finite (NaN or inf).",
-]
+# `result` holds `jaxdyn.RESULTS` indices (`jaxdyn._results.message(sol.result)` reads them).
+SUCCESS = RESULTS.successful._value
+MAX_STEPS_REACHED = RESULTS.max_steps_reached._value
+NONFINITE = RESULTS.nonfinite_state._value
+BLOWUP = RESULTS.step_size_too_small._value
+# The messages of `throw=True`, by reason (the history's failure is told apart from the state's).
+_REASONS = ["",
+            "`jaxdyn.dde.solve`: `max_steps` was reached before `t1` (the step buffer is full).",
+            "`jaxdyn.dde.solve`: the solution became non-finite (NaN or inf) at `failed_time` (the field "
+            "overflowed or returned NaN there).",
+            "`jaxdyn.dde.solve`: the solution blew up in finite time: the adaptive step size collapsed "
+            "below the rounding of t at `failed_time` (see `failed_step`, `failed_time` with throw=False).",
+            "`history` returned non-finite values (NaN or inf) at a delayed time t - tau: the solution "
+            "became non-finite at `failed_time`."]
 
 
 class DDESolution(eqx.Module):
@@ -34,7 +41,14 @@ class DDESolution(eqx.Module):
     - `ts`: the save times, shape `(n,)`.
     - `ys`: $y$ at `ts`, shape `(n, *y.shape)`, from the dense output.
     - `stats`: `num_accepted_steps`, `num_rejected_steps`, `num_steps` (all tried steps).
-    - `result`: `0` success, `1` `max_steps` reached before `t1`, `2` non-finite solution.
+    - `result`: a `jaxdyn.RESULTS` index: `successful` (0), `max_steps_reached` (1: `max_steps`
+      tried steps before `t1`), `nonfinite_state` (2: NaN or inf in the state, e.g. a NaN history or
+      an overflow under constant steps), `step_size_too_small` (a finite-time blow-up under an
+      adaptive controller: the step size collapsed below the rounding of $t$);
+      `jaxdyn._results.message(sol.result)` reads it.
+    - `failed_step`: the loop iteration (tried step) at which the failure appeared, `-1` if none.
+    - `failed_time`: the time $t$ reached when it appeared (NaN if none): the blow-up time to
+      within the last step.
     - `t0`, `t1`: the integration interval.
 
     `evaluate(t)` gives the dense output at any $t \le t_1$ (the history for $t \le t_0$); it accepts a
@@ -45,6 +59,8 @@ class DDESolution(eqx.Module):
     ys: Array
     stats: dict[str, Array]
     result: Array
+    failed_step: Array
+    failed_time: Array
     t0: Array
     t1: Array
     step_starts: Array
@@ -76,6 +92,9 @@ class _State(eqx.Module):
     num_rejected: Array
     num_steps: Array
     result: Array
+    history_bad: Array
+    failed_step: Array
+    failed_time: Array
     starts: Array
     ends: Array
     coeffs: Array
@@ -111,7 +130,10 @@ def _initial_state(field, history, t0, num_delays, args):
     if not hasattr(y_struct, "shape") or not jnp.issubdtype(y_struct.dtype, jnp.inexact):
         raise ValueError(f"`history` must return a floating-point array, got {y_struct}.")
     _check_field(field, t0, jax.ShapeDtypeStruct(y_struct.shape, y_struct.dtype), num_delays, args)
-    return jnp.asarray(history(t0))
+    y0 = jnp.asarray(history(t0))
+    if is_concrete(y0) and not np.all(np.isfinite(np.asarray(y0))):
+        raise ValueError("`history` returned non-finite values (NaN or inf) at t0.")
+    return y0
 
 
 def _check_field(field, t0, y0, num_delays, args):
@@ -129,6 +151,9 @@ def _check_field(field, t0, y0, num_delays, args):
         got = getattr(out, "shape", type(out).__name__)
         raise ValueError(f"`field` must return an array of the state shape {tuple(y0.shape)} set by "
                          f"`history`, got {got}.")
+    if out.dtype != y0.dtype:
+        raise TypeError(f"`field` returned {out.dtype} for a {y0.dtype} state (the dtype of `history`): "
+                        f"give `history` and `args` one floating dtype (e.g. `args` cast to {y0.dtype}).")
 
 
 def _check_delays(delays):
@@ -261,6 +286,11 @@ def solve(field: Callable, history: Any, delays: Array, t0, t1, *, dt0, args: Ar
     for name, value in (("t0", t0), ("t1", t1)):
         if jnp.ndim(value) != 0:
             raise ValueError(f"`{name}` must be a scalar, got shape {jnp.shape(value)}.")
+        if is_concrete(value) and not np.isfinite(float(value)):
+            raise ValueError(f"`{name}` must be finite, got {float(value)}.")
+    leaves = jax.tree_util.tree_leaves(args)
+    if all(is_concrete(leaf) for leaf in leaves):
+        check_finite([leaf for leaf in leaves if isinstance(leaf, jax.Array | np.ndarray | float)], "args")
     if is_concrete(t0) and is_concrete(t1) and not float(t1) > float(t0):
         raise ValueError(f"`t1` must be greater than `t0`, got t0={float(t0)}, t1={float(t1)}.")
     delays = _check_delays(delays)
@@ -329,7 +359,9 @@ def solve(field: Callable, history: Any, delays: Array, t0, t1, *, dt0, args: Ar
 
     init = _State(t=t0, y=y0, dt=dt_base, f=f_init, controller_state=controller_state0,
                   num_accepted=jnp.array(0), num_rejected=jnp.array(0), num_steps=jnp.array(0),
-                  result=jnp.array(SUCCESS), starts=starts0, ends=ends0, coeffs=coeffs0, ptr=ptr0)
+                  result=jnp.array(SUCCESS), history_bad=jnp.array(False), failed_step=jnp.array(-1),
+                  failed_time=jnp.array(jnp.nan, tdtype), starts=starts0, ends=ends0, coeffs=coeffs0,
+                  ptr=ptr0)
 
     def cond_fun(s):
         return (s.t < t1) & (s.result == SUCCESS) & (s.num_steps < max_steps)
@@ -344,8 +376,13 @@ def solve(field: Callable, history: Any, delays: Array, t0, t1, *, dt0, args: Ar
         # The delayed values of all stages at once: the stage times t + c_i h are known before the
         # stages are (their states are not needed), so one vectorised lookup per delay serves them all.
         h = t_next - s.t
-        delayed = tuple(jax.vmap(lambda u, i=i: window_lookup(windows[i], t0, history, u))(
-            s.t + stage_c * h - delays[i]) for i in range(num_delays))
+        stage_times = [s.t + stage_c * h - delays[i] for i in range(num_delays)]
+        delayed = tuple(jax.vmap(lambda u, i=i: window_lookup(windows[i], t0, history, u))(stage_times[i])
+                        for i in range(num_delays))
+        # a non-finite value read from the history (not produced by the solver) is the history's fault
+        history_bad = jnp.any(jnp.stack([
+            jnp.any(~jnp.isfinite(d) & jnp.reshape(u <= t0, (-1,) + (1,) * (d.ndim - 1)))
+            for d, u in zip(delayed, stage_times, strict=True)]))
 
         def stage_field(i, t, y):
             return field(t, y, tuple(d[i] for d in delayed), args)
@@ -373,7 +410,12 @@ def solve(field: Callable, history: Any, delays: Array, t0, t1, *, dt0, args: Ar
             keep = keep & finite
             dt_new = nt1 - nt0
             result = jnp.where(jnp.isfinite(dt_new) & (dt_new > 0), SUCCESS, NONFINITE)
+            # a proposal below the rounding of t cannot move t: a finite-time blow-up (the state grows
+            # without bound as the steps shrink), reported as such instead of running into max_steps
+            result = jnp.where((result == SUCCESS) & ~keep & (dt_new <= snap_tol), BLOWUP, result)
             dt_new = jnp.where(result == SUCCESS, dt_new, s.dt)
+        result = jnp.where(history_bad, NONFINITE, result)
+        failed = result != SUCCESS
         n = s.num_accepted
         coeffs = step_coefficients(dense, s.y, y1, ks)
         advance = jnp.stack([jnp.sum(windows[i][0][1:] <= t_next - delays[i]) for i in range(num_delays)])
@@ -391,6 +433,9 @@ def solve(field: Callable, history: Any, delays: Array, t0, t1, *, dt0, args: Ar
             num_rejected=s.num_rejected + (~keep).astype(n.dtype),
             num_steps=s.num_steps + 1,
             result=result,
+            history_bad=history_bad,
+            failed_step=jnp.where(failed, s.num_steps, s.failed_step),
+            failed_time=jnp.where(failed, s.t, s.failed_time),
             starts=put(s.starts, s.t),
             ends=put(s.ends, t_next),
             coeffs=put(s.coeffs, coeffs),
@@ -411,15 +456,21 @@ def solve(field: Callable, history: Any, delays: Array, t0, t1, *, dt0, args: Ar
     else:
         final = eqxi.while_loop(cond_fun, body_fun, init, max_steps=max_steps, kind="checkpointed",
                                 checkpoints=max_steps, buffers=buffers)
-    result = jnp.where((final.result == SUCCESS) & (final.t < t1), MAX_STEPS_REACHED, final.result)
+    out_of_steps = (final.result == SUCCESS) & (final.t < t1)
+    result = jnp.where(out_of_steps, MAX_STEPS_REACHED, final.result)
+    failed_step = jnp.where(out_of_steps, final.num_steps, final.failed_step)
+    failed_time = jnp.where(out_of_steps, final.t, final.failed_time)
     stats = {"num_accepted_steps": final.num_accepted, "num_rejected_steps": final.num_rejected,
              "num_steps": final.num_steps}
-    sol = DDESolution(ts=ts, ys=jnp.zeros(()), stats=stats, result=result, t0=t0, t1=t1,
+    sol = DDESolution(ts=ts, ys=jnp.zeros(()), stats=stats, result=result, failed_step=failed_step,
+                      failed_time=failed_time, t0=t0, t1=t1,
                       step_starts=final.starts, step_ends=final.ends, step_coeffs=final.coeffs,
                       history=history)
     ys = sol.evaluate(ts)
     if throw:
-        ys = eqx.branched_error_if(ys, result != SUCCESS, result, _MESSAGES)
+        reason = jnp.select([result == MAX_STEPS_REACHED, final.history_bad, result == NONFINITE,
+                             result == BLOWUP], [1, 4, 2, 3], 0)
+        ys = eqx.branched_error_if(ys, result != SUCCESS, reason, _REASONS)
     return eqx.tree_at(lambda s: s.ys, sol, ys)
 
 

@@ -224,11 +224,29 @@ class NeuralDDE(AbstractLiftedModel):
 
 
 class MemoryCapacity(eqx.Module):
-    r"""Output of [`memory_capacity`][]: $K$, $\tau_{\max}$, $K\tau_{\max}$, the flag $K\tau_{\max} e < 1$."""
+    r"""Output of [`memory_capacity`][].
+
+    **Attributes:**
+
+    - `lipschitz`: $K$, an upper bound on the Lipschitz constant of the field in its delayed
+      arguments.
+    - `max_delay`: $\tau_{\max}$.
+    - `capacity`: $K\tau_{\max}$.
+    - `K_tau_e_below_one`: $K\tau_{\max} e < 1$, the **hypothesis** of Kuehn & Kuntz's theorem,
+      a statement about the bound $K$. What it proves: every solution is attracted exponentially,
+      as $t \to \infty$, to an ODE-like special solution. What it does **not** prove: that the
+      trained map $\Phi$ at a finite $T$ is monotone or otherwise behaves like a non-augmented
+      neural ODE (the attraction is only asymptotic, and $K$ leaves the dependence on $h(t)$
+      free). That is a measurement: e.g. `monotone` in the `dde-memory` experiment, which finds
+      runs with `K_tau_e_below_one` whose $\Phi$ is not monotone.
+    - `ode_like`: the same value as `K_tau_e_below_one`, kept for compatibility; despite its
+      name it is the theorem's hypothesis, not a measured property of the model.
+    """
 
     lipschitz: Array
     max_delay: Array
     capacity: Array
+    K_tau_e_below_one: Array
     ode_like: Array
 
 
@@ -239,17 +257,22 @@ def memory_capacity(model: NeuralDDE, *, lipschitz=None) -> MemoryCapacity:
     (Euclidean norm of the concatenated delayed states): `lipschitz` if given, else
     `model.field.delay_lipschitz()` (for [`DelayMLPField`][]: spectral norm of the delayed columns
     of the first weight times the spectral norms of the later weights times
-    `activation_lipschitz`$^{\text{depth}}$ times $|$`scale`$|$). For $K \tau_{\max} e < 1$
-    (`ode_like`) solutions are attracted exponentially to ODE-like special solutions, so the model
-    inherits the limits of non-augmented neural ODEs; the flag is a sufficient condition only, since
-    $K$ is an upper bound.
+    `activation_lipschitz`$^{\text{depth}}$ times $|$`scale`$|$).
+
+    `K_tau_e_below_one` ($K\tau_{\max} e < 1$) is the sufficient condition of the theorem: solutions
+    are then attracted exponentially (as $t \to \infty$) to ODE-like special solutions. It is a
+    statement about the bound $K$, so it is sufficient only, and it does not certify that the map
+    $\Phi(x) = R(h(T))$ at a finite $T$ is monotone: measure that (see [`MemoryCapacity`][]).
 
     $K$ bounds **only** the Lipschitz constant in the delayed argument(s) $h(t - \tau_i)$: the
     dependence of $f_\theta$ on the current state $h(t)$ (and on $t$) is not bounded or used here,
     as in Kuehn & Kuntz's criterion.
 
     **Returns:** a [`MemoryCapacity`][] with `lipschitz` $K$, `max_delay` $\tau_{\max}$,
-    `capacity` $K\tau_{\max}$ and `ode_like` ($K\tau_{\max} e < 1$).
+    `capacity` $K\tau_{\max}$ and `K_tau_e_below_one` (`ode_like` is the same flag).
+
+    The flag is a comparison, so it has no derivative (`jax.grad` gives none for it); `capacity`
+    and `lipschitz` are differentiable in the weights and delays.
     """
     if not isinstance(model, NeuralDDE):
         raise TypeError(f"`model` must be a NeuralDDE, got {type(model).__name__}.")
@@ -265,4 +288,6 @@ def memory_capacity(model: NeuralDDE, *, lipschitz=None) -> MemoryCapacity:
             raise ValueError(f"`lipschitz` must be a non-negative scalar, got {lipschitz}.")
     tau = jnp.max(model.delays)
     capacity = K * tau
-    return MemoryCapacity(lipschitz=K, max_delay=tau, capacity=capacity, ode_like=capacity * jnp.e < 1)
+    below = capacity * jnp.e < 1
+    return MemoryCapacity(lipschitz=K, max_delay=tau, capacity=capacity, K_tau_e_below_one=below,
+                          ode_like=below)
