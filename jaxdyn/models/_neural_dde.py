@@ -129,7 +129,9 @@ class NeuralDDE(AbstractLiftedModel):
     - `delays`: the initial delays $\tau_i > 0$, a 1-D array (trained with the model).
     - `lift`, `readout`: `None` (identity), an [`Affine`][], an `eqx.nn.Linear` or a weight matrix.
     - `state_size`: $m$, only when neither the lift, the readout nor `field.size` gives it.
-    - `t1`: the final time $T > 0$.
+    - `t1`: the final time $T > 0$. A static field (a Python float, part of the compiled
+      structure): the model is **not** differentiable w.r.t. $T$ (it is not a leaf, so `jax.grad`
+      and `eqx.filter_grad` never see it), and a new $T$ recompiles.
     - `stepping`: [`FixedStep`][] (default: the fast fixed-step path for training; $\Delta t$ must
       stay $\le \tau_{\min}$ while the delays are trained, else an `eqx.error_if` fires) or
       [`AdaptiveStep`][].
