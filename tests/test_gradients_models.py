@@ -46,7 +46,7 @@ def _base(controller, adjoint, dt0=None):
     k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
     return NeuralODE(MLPField(3, 4, 1, key=k1), lift=random_affine(2, 3, key=k2),
                      readout=random_affine(3, 1, key=k3), t1=T, stepsize_controller=controller,
-                     dt0=dt0, adjoint=adjoint, max_steps=None if dt0 else 256)
+                     dt0=dt0, adjoint=adjoint, max_steps=None if dt0 else 32)
 
 
 ADAPTIVE = diffrax.PIDController(rtol=1e-12, atol=1e-12)
@@ -230,15 +230,13 @@ def test_discrete_models_and_embedding():
     _assert_matrix(fn, z, ("params", "x"), ("rev", "fwd"))
 
     psi = MLP((2, 4, 1), key=k4)
-    model = embed(psi, 2, 1, solver=diffrax.Euler(), stepsize_controller=CONSTANT, dt0=1.0,
-                  adjoint=diffrax.DirectAdjoint())
-    loss = lambda f, x: jnp.sum(jax.vmap(f)(x) ** 2)
-    g_model = eqx.filter_jit(eqx.filter_grad(loss))(model, XS)
-    g_psi = eqx.filter_grad(loss)(psi, XS)
+    model = embed(psi, 2, 1, solver=diffrax.Euler(), stepsize_controller=CONSTANT, dt0=1.0)
+    grads = lambda f: eqx.filter_grad(lambda fx: fx[0](fx[1])[0])((f, XS[0]))
+    g_model, gx_model = grads(model)
+    g_psi, gx_psi = grads(psi)
+    np.testing.assert_allclose(gx_model, gx_psi, rtol=1e-12)
     for a, b in zip(jax.tree_util.tree_leaves(g_model.field.psi), jax.tree_util.tree_leaves(g_psi)):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(eqx.filter_jit(lambda x: jax.jacfwd(model)(x))(XS[0]), jax.jacfwd(psi)(XS[0]),
-                               rtol=1e-12)
 
 
 def test_not_differentiable_entries_say_so():
