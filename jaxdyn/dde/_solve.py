@@ -17,7 +17,7 @@ from .._types import Args, Array
 from ._breakpoints import breaking_points
 from ._history import WINDOW, as_history, dense_matrix, lookup, step_coefficients, window_lookup
 
-# `result` holds `jaxdyn.RESULTS` indices (`jaxdyn._results.message(sol.result)` reads them).
+# `result` holds `jaxdyn._results.RESULTS` indices (`jaxdyn._results.message(sol.result)` reads them).
 SUCCESS = RESULTS.successful._value
 MAX_STEPS_REACHED = RESULTS.max_steps_reached._value
 NONFINITE = RESULTS.nonfinite_state._value
@@ -41,7 +41,7 @@ class DDESolution(eqx.Module):
     - `ts`: the save times, shape `(n,)`.
     - `ys`: $y$ at `ts`, shape `(n, *y.shape)`, from the dense output.
     - `stats`: `num_accepted_steps`, `num_rejected_steps`, `num_steps` (all tried steps).
-    - `result`: a `jaxdyn.RESULTS` index: `successful` (0), `max_steps_reached` (1: `max_steps`
+    - `result`: a `jaxdyn._results.RESULTS` index: `successful` (0), `max_steps_reached` (1: `max_steps`
       tried steps before `t1`), `nonfinite_state` (2: NaN or inf in the state, e.g. a NaN history or
       an overflow under constant steps), `step_size_too_small` (a finite-time blow-up under an
       adaptive controller: the step size collapsed below the rounding of $t$);
