@@ -3,8 +3,11 @@
 import os
 import pathlib
 
-import jax
-import pytest
+# Several test processes may share one accelerator: allocate memory on demand (set before JAX starts).
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 _cache = os.environ.get(
