@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         plot as plot,
         training as training,
     )
+    from ._results import RESULTS as RESULTS
 
 _SUBPACKAGES = ("curvature", "dde", "lyapunov", "meanfield", "models", "plot", "training")
 
@@ -28,11 +29,16 @@ def __getattr__(name: str):
         module = importlib.import_module(f"{__name__}.{name}")
         globals()[name] = module
         return module
+    if name == "RESULTS":  # the result codes shared by every result object
+        from ._results import RESULTS
+
+        globals()[name] = RESULTS
+        return RESULTS
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted({*globals(), *_SUBPACKAGES})
+    return sorted({*globals(), *_SUBPACKAGES, "RESULTS"})
 
 
 try:
