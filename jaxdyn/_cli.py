@@ -71,7 +71,15 @@ class _Signals:
         if self._depth:
             self._pending = self._pending or signum
             return
+        # Also held as pending: a handler's exception that lands in code which swallows it (a
+        # finaliser, a callback run by a C extension prints "Exception ignored" and goes on) is
+        # raised again when the running experiment's results are written, so the run still stops.
+        self._pending = self._pending or signum
         raise _Interrupted(signum)
+
+    def clear(self):
+        """The interruption is being handled: forget the pending signal."""
+        self._pending = None
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -373,6 +381,7 @@ def _run_all(names, stored, configs, prov, args, out: pathlib.Path, sig: _Signal
         with sig.critical():
             report, results = write()
     except KeyboardInterrupt as err:
+        sig.clear()
         signum = getattr(err, "signum", signal.SIGINT)
         finished = [r.name for r in records() if r.ok]
         not_run = [n for n in names if n not in {r.name for r in done}]

@@ -347,6 +347,28 @@ def test_interrupt_keeps_finished_and_resume_reuses_them(signal_registry, signum
     assert _results(out)["provenance"]["reused"] == []
 
 
+def test_swallowed_interrupt_still_stops_the_run(signal_registry, tmp_path, capsys):
+    """A signal whose exception is swallowed where it lands (Python prints "Exception ignored" for
+    one raised in a finaliser) still stops the run, with 130, once that experiment is written."""
+    out = tmp_path / "rep"
+    module = sys.modules[signal_registry["second"].module]
+    run = module.run
+
+    def swallowing(**kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            pass  # swallowed: the experiment goes on and finishes
+        return run(**kwargs)
+
+    module.run = swallowing
+    assert main(["reproduce", "--out", str(out), "--no-progress"]) == 130
+    assert "interrupted by SIGINT during second" in capsys.readouterr().err
+    assert list(_results(out)["experiments"]) == ["first", "second"]  # second finished: kept
+    assert _CALLS == {"first": 1, "second": 1}
+
+
 def test_failed_write_is_said(signal_registry, tmp_path, capsys, monkeypatch):
     """Writing the results can still fail after the probe (disk full): a clear line, exit code 1."""
     import jaxdyn.experiments
@@ -437,13 +459,19 @@ def test_interrupted_reproduce_resumed_equals_uninterrupted(tmp_path):
     assert cut.returncode == 130, (stdout, stderr)
     assert "interrupted by SIGINT during lyapunov" in stderr
     interrupted = _results(cut_out)
-    assert list(interrupted["experiments"]) == ["implicit-bias"]
+    # Normally lyapunov is cut short. Where the signal's exception lands in code that swallows it
+    # (seen once in CI: Python printed it and went on), the run stops with 130 when lyapunov's
+    # results are written, keeping them: then the rerun must reuse both.
+    kept = list(interrupted["experiments"])
+    assert kept in (["implicit-bias"], ["implicit-bias", "lyapunov"]), kept
 
     resumed = subprocess.run(_reproduce_cmd(cut_out, "--resume"), timeout=300, **pipes)
     assert resumed.returncode == 0, resumed.stderr
     assert str(src / "jaxdyn") in resumed.stdout  # the copy ran (see `_reproduce_cmd`)
-    assert "implicit-bias: reused from results.json" in resumed.stdout
-    assert "implicit-bias: running" not in resumed.stdout and "lyapunov: running" in resumed.stdout
+    for name in ("implicit-bias", "lyapunov"):
+        ran = f"{name}: running" in resumed.stdout
+        assert ran == (name not in kept), resumed.stdout
+        assert (f"{name}: reused from results.json" in resumed.stdout) == (name in kept)
     try:
         ref_stdout, ref_stderr = ref.communicate(timeout=300)
     finally:
@@ -452,6 +480,6 @@ def test_interrupted_reproduce_resumed_equals_uninterrupted(tmp_path):
 
     final, reference = _results(cut_out), _results(tmp_path / "ref")
     assert final["experiments"]["implicit-bias"] == interrupted["experiments"]["implicit-bias"]
-    assert final["provenance"]["reused"] == ["implicit-bias"]
+    assert final["provenance"]["reused"] == kept
     assert _numbers(final) == _numbers(reference)
     assert list(final["experiments"]) == list(reference["experiments"])
