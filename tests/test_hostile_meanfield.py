@@ -399,9 +399,18 @@ ROWS = [
         r"`theta0`",
     ),
     Hostile(
-        "vlasov: weights not summing to 1",
+        "vlasov: NaN weights",
         lambda: mf.vlasov(
-            None, jnp.zeros((2, 3)), jnp.zeros((2, 3)), TS, coupling=1.0, weights=jnp.ones((2, 3))
+            None, jnp.zeros((2, 3)), jnp.zeros((2, 3)), TS, coupling=1.0,
+            weights=jnp.full((2, 3), jnp.nan),
+        ),
+        ValueError,
+        r"`weights`",
+    ),
+    Hostile(
+        "vlasov: negative weights",
+        lambda: mf.vlasov(
+            None, jnp.zeros((2, 3)), jnp.zeros((2, 3)), TS, coupling=1.0, weights=-jnp.ones((2, 3)) / 3
         ),
         ValueError,
         r"`weights`",
