@@ -37,6 +37,18 @@ class RESULTS(eqx.Enumeration):
     finite_time_blowup = "The solution blew up in finite time: the step size collapsed before the end time."
 
 
+class AbstractResult(eqx.Module):
+    """Base of every result object that carries a [`RESULTS`][] code in its `result` field:
+    it gives them one `successful`."""
+
+    result: eqx.AbstractVar[Any]
+
+    @property
+    def successful(self) -> Any:
+        """Whether `result` is `RESULTS.successful` (a boolean array, elementwise when batched)."""
+        return is_successful(self.result)
+
+
 def codes(result: Any) -> np.ndarray:
     """The integer codes of a (possibly batched) [`RESULTS`][] item, as a NumPy array."""
     return np.asarray(getattr(result, "_value", result))

@@ -17,7 +17,7 @@ import numpy as np
 from jax import lax
 
 from .._checks import check_int
-from .._results import RESULTS
+from .._results import RESULTS, AbstractResult
 from .._types import Array, Key
 from ._operators import as_operator
 
@@ -28,7 +28,7 @@ _SMALL_T = 32  # Ritz values from a leading (32, 32) tridiagonal while the basis
 _MAX_BLOCKS = 8  # at most this many row blocks (bounds the compiled program's size)
 
 
-class EigenResult(eqx.Module):
+class EigenResult(AbstractResult):
     r"""Extreme eigenpairs of a symmetric operator.
 
     - `eigenvalues`: shape `(k,)`, **descending** (also for `which="smallest"`: then the last
@@ -69,11 +69,6 @@ class EigenResult(eqx.Module):
     ritz_values: Array
     error_bounds: Array | None = None
     result: RESULTS | None = None
-
-    @property
-    def successful(self):
-        """Whether `result` is `successful` (elementwise when batched)."""
-        return self.result == RESULTS.successful
 
     def plot(self, ax=None, **kwargs):
         """Eigenvalues with residual bars; see [`jaxdyn.plot.plot_eigenvalues`][]."""

@@ -19,7 +19,7 @@ import numpy as np
 from jaxtyping import Array
 
 from .._checks import check_finite, check_int, check_positive, is_concrete
-from .._results import RESULTS, is_successful, message
+from .._results import RESULTS, AbstractResult, is_successful, message
 from ._coupling import AbstractCoupling, Dense, Sparse, coupling_operator, degrees
 
 
@@ -256,7 +256,7 @@ class RK4(diffrax.AbstractERK):
         return 4
 
 
-class SimulationResult(eqx.Module):
+class SimulationResult(AbstractResult):
     r"""The result of [`simulate`][]: the trajectory at the save times, and whether it got there.
 
     **Fields:**
@@ -284,10 +284,6 @@ class SimulationResult(eqx.Module):
     failed_step: Array
     failed_time: Array
     stats: dict
-
-    @property
-    def successful(self) -> Array:
-        return is_successful(self.result)
 
     def summary(self) -> str:
         """One line: `simulate: successful ...` or the failure with its step, time and state size."""

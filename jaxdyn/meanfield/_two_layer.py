@@ -19,7 +19,7 @@ import numpy as np
 from jaxtyping import Array
 
 from .._checks import check_finite, check_int, is_concrete
-from .._results import RESULTS, is_successful, message
+from .._results import RESULTS, AbstractResult, is_successful, message
 
 
 class TwoLayer(eqx.Module):
@@ -63,7 +63,7 @@ class TwoLayerGradientFlow(eqx.Module):
         return jax.tree_util.tree_map(lambda g: -n * g, grads)
 
 
-class TwoLayerResult(eqx.Module):
+class TwoLayerResult(AbstractResult):
     r"""Result of [`two_layer_gd`][].
 
     **Fields:**
@@ -86,10 +86,6 @@ class TwoLayerResult(eqx.Module):
     result: RESULTS
     failed_step: Array
     failed_time: Array
-
-    @property
-    def successful(self) -> Array:
-        return is_successful(self.result)
 
     def summary(self) -> str:
         """One line: the first and last loss, or the failure with its step and time."""

@@ -10,7 +10,7 @@ import optax
 from jax import lax
 
 from .._checks import check_finite, check_int, check_positive, is_concrete
-from .._results import RESULTS, is_successful, message
+from .._results import RESULTS, AbstractResult, message
 from .._types import Array
 
 # failure kinds of one step, in the order they are looked for
@@ -18,7 +18,7 @@ _FIT_RESULTS = (RESULTS.successful, RESULTS.nonfinite_loss, RESULTS.nonfinite_gr
                 RESULTS.nonfinite_parameters)
 
 
-class FitResult(eqx.Module):
+class FitResult(AbstractResult):
     """Output of [`fit`][].
 
     - `model`: the trained model; after a failure, the model of the last step whose loss,
@@ -33,10 +33,6 @@ class FitResult(eqx.Module):
     losses: Array
     result: RESULTS = eqx.field(default_factory=lambda: RESULTS.successful)
     failed_step: int = -1
-
-    @property
-    def successful(self) -> bool:
-        return bool(is_successful(self.result))
 
     def summary(self) -> str:
         losses = np.asarray(self.losses)

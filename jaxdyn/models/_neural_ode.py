@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_finite, check_input_vector, check_int, check_positive, is_concrete
-from .._results import RESULTS, is_successful, message
+from .._results import RESULTS, AbstractResult, message
 from .._types import Args, Array
 from ._affine import AbstractLiftedModel, Affine, lift_readout_state
 
@@ -567,7 +567,7 @@ def _failure_messages(model: NeuralODE, run: _Run):
     return messages, jnp.where(run.kind == _OK, 0, index)
 
 
-class NeuralODESolution(eqx.Module):
+class NeuralODESolution(AbstractResult):
     r"""Output of [`NeuralODE.solve`][]: $\Phi(x)$ and how the solve went.
 
     - `output`: $\Phi(x)$, shape `(q,)`; NaN when the solve failed.
@@ -588,11 +588,6 @@ class NeuralODESolution(eqx.Module):
     failed_step: Array
     failed_time: Array
     num_steps: Array
-
-    @property
-    def successful(self) -> Array:
-        """Whether the solve reached $T$ (elementwise for a `vmap`ped solution)."""
-        return is_successful(self.result)
 
     def summary(self) -> str:
         """One line (per batch member): success, or the failure with its step and time."""

@@ -16,7 +16,7 @@ from jax.flatten_util import ravel_pytree
 
 from .. import curvature as _curvature
 from .._checks import check_int, check_positive, is_concrete
-from .._results import RESULTS
+from .._results import RESULTS, AbstractResult
 from .._types import Array, Key, PyTree
 from ..curvature._lanczos import check_key
 
@@ -209,7 +209,7 @@ def gd_map(loss_fn: Callable, lr, *, throw: bool = True) -> GDMap:
 # linear stability of a critical point
 
 
-class GDStability(eqx.Module):
+class GDStability(AbstractResult):
     r"""Linear stability of a critical point under gradient descent (from [`gd_stability`][]).
 
     - `regime`: `"isolated"` (no Hessian eigenvalue within the rank tolerance of zero) or
@@ -252,11 +252,6 @@ class GDStability(eqx.Module):
     critical: Array
     lr: Array
     result: RESULTS
-
-    @property
-    def successful(self):
-        """Whether `result` is `successful` (elementwise when batched)."""
-        return self.result == RESULTS.successful
 
     @property
     def regime(self):

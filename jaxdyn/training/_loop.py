@@ -34,7 +34,7 @@ from jax.flatten_util import ravel_pytree
 
 from .. import curvature as _curvature
 from .._checks import check_finite, check_int
-from .._results import RESULTS, message
+from .._results import RESULTS, AbstractResult, message
 from .._types import Array, Key, PyTree
 from ..curvature._lanczos import check_key
 from ._gd import _CombinedLoss, check_data, check_loss, check_lr, check_params, split_params
@@ -61,7 +61,7 @@ class Checkpoint(eqx.Module):
         check_int(self.every, "every")
 
 
-class TrainResult(eqx.Module):
+class TrainResult(AbstractResult):
     r"""Output of [`train`][].
 
     - `params`: the final parameters (same structure as the input); `opt_state`: the optimiser
@@ -106,11 +106,6 @@ class TrainResult(eqx.Module):
     result: RESULTS
     failed_step: Array
     failed_time: Array
-
-    @property
-    def successful(self) -> bool:
-        """Whether every step was finite."""
-        return bool(self.result == RESULTS.successful)
 
     def summary(self) -> str:
         """One paragraph: steps, final loss and sharpness, and the failure if any."""

@@ -28,7 +28,7 @@ from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
 from .._checks import check_int, check_positive, is_concrete
-from .._results import RESULTS, is_successful, message
+from .._results import RESULTS, AbstractResult, is_successful, message
 from .._types import Array
 from ..lyapunov import product_spectrum
 from ..lyapunov._result import LyapunovResult
@@ -279,7 +279,7 @@ def _mean_square_bound(space: NormalSpace, lr, batch_size, *, dense_max_dim: int
 # -- the result ------------------------------------------------------------------------------------
 
 
-class SGDLyapunovResult(eqx.Module):
+class SGDLyapunovResult(AbstractResult):
     r"""The stability of SGD at an interpolating minimum.
 
     - `exponent`: the top Lyapunov exponent $\lambda$ on the normal space (per step);
@@ -339,10 +339,6 @@ class SGDLyapunovResult(eqx.Module):
     batch_size: int = eqx.field(static=True)
     n_examples: int = eqx.field(static=True)
     rank: int = eqx.field(static=True)
-
-    @property
-    def successful(self) -> Array:
-        return is_successful(self.result)
 
     @property
     def sgd_stable(self) -> Array:
