@@ -198,9 +198,8 @@ class LyapunovResult(eqx.Module):
         rtol = 0.02 if self.accuracy is None else self.accuracy.rtol
         scale = float(np.max(np.abs(lam))) if lam.size else 0.0
         change = np.cumsum(_np(self.run_length_change))
-        tol = rtol * scale + 4 * np.nan_to_num(_np(self.partial_sum_noise), nan=0.0)
-        if np.any(np.abs(change) > tol):
-            i = int(np.argmax(np.abs(change) - tol))
+        i, tol = _exceeded(change, self.partial_sum_noise, rtol * scale)
+        if i is not None:
             flags.append(
                 f"run length: {_which(i)} moved by {change[i]:+.3g} between T/2 and T "
                 f"(tolerance {tol[i]:.3g} = {rtol:g} x scale + 4 x noise): run longer or "
@@ -208,11 +207,10 @@ class LyapunovResult(eqx.Module):
         acc = self.accuracy
         if acc is not None:
             dh = np.cumsum(_np(acc.step_halving_change))
-            tol = rtol * scale + 4 * np.nan_to_num(_np(acc.step_halving_noise), nan=0.0)
+            i, tol = _exceeded(dh, acc.step_halving_noise, rtol * scale)
             if not np.all(np.isfinite(dh)):
                 flags.append("step halving: the run at dt/2 failed")
-            elif np.any(np.abs(dh) > tol):
-                i = int(np.argmax(np.abs(dh) - tol))
+            elif i is not None:
                 flags.append(
                     f"step halving: {_which(i)} moved by {dh[i]:+.3g} from dt to dt/2 "
                     f"(tolerance {tol[i]:.3g}): the step is too large (near the method's "
@@ -287,6 +285,15 @@ def _ky_numpy(lam: np.ndarray) -> float:
     if j >= lam.size:
         return float(lam.size)
     return j + partial[j - 1] / abs(lam[j])
+
+
+def _exceeded(change, noise, floor):
+    """The index of the partial sum whose `change` most exceeds its tolerance `floor + 4 x noise`
+    (None when none does), and the tolerances."""
+    tol = floor + 4 * np.nan_to_num(_np(noise), nan=0.0)
+    if not np.any(np.abs(change) > tol):
+        return None, tol
+    return int(np.argmax(np.abs(change) - tol)), tol
 
 
 def _which(i: int) -> str:
