@@ -15,6 +15,7 @@ of the trace under `eqx.filter_jit`; under plain `jax.jit` JAX wraps the same se
 from typing import Any
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -38,8 +39,16 @@ class RESULTS(eqx.Enumeration):
 
 
 class AbstractResult(eqx.Module):
-    """Base of every result object that carries a [`RESULTS`][] code in its `result` field:
-    it gives them one `successful`."""
+    """Base of every public result object of jaxdyn.
+
+    A result carries a [`RESULTS`][] code in its `result` field (elementwise when batched), says
+    what it holds in a few lines a person reads (`summary()`), and draws itself (`plot(ax=None)`:
+    onto `ax` when given, else onto a new figure; it returns the axes, or the figure when it draws
+    several panels). `successful` is the one concrete method every result shares.
+
+    Subclasses are final (all fields in one class); solution objects that mirror
+    `diffrax.Solution` are named `*Solution`, all others `*Result`.
+    """
 
     result: eqx.AbstractVar[Any]
 
@@ -47,6 +56,41 @@ class AbstractResult(eqx.Module):
     def successful(self) -> Any:
         """Whether `result` is `RESULTS.successful` (a boolean array, elementwise when batched)."""
         return is_successful(self.result)
+
+    def summary(self) -> str:  # made abstract once every result implements it (issue 14)
+        """A few lines of text: what was computed, the headline numbers, and the result code."""
+        raise NotImplementedError(f"{type(self).__name__}.summary")
+
+    def plot(self, ax=None, **kwargs):  # made abstract once every result implements it (issue 14)
+        """Draw the result onto `ax` (a new figure when `None`); returns the axes (or figure)."""
+        raise NotImplementedError(f"{type(self).__name__}.plot")
+
+
+def check_throw(throw: Any) -> bool:
+    """Validate a `throw` argument (a `TypeError` naming it unless a bool)."""
+    if not isinstance(throw, bool):
+        raise TypeError(f"`throw` must be a bool, got {type(throw).__name__}.")
+    return throw
+
+
+def raise_if_failed(token: Any, result: Any, throw: bool, hint: str = "") -> Any:
+    """The one failure policy. With `throw=True` raise the message of `result` (through
+    `eqx.error_if`, so it also works under `jit`; eagerly when concrete) unless it is
+    `RESULTS.successful`, else return `token` unchanged; batched codes raise if any member failed.
+    `hint` (e.g. "pass `throw=False` to get the trajectory up to the failure") is appended to
+    the message when concrete."""
+    if not throw:
+        return token
+    values = jnp.asarray(getattr(result, "_value", result))
+    if all(not isinstance(x, jax.core.Tracer) for x in (values, *jax.tree_util.tree_leaves(token))):
+        text = message(values)
+        if text != "successful":
+            raise eqx.EquinoxRuntimeError(f"{text} {hint}".strip())
+        return token
+    failed = values != RESULTS.successful._value
+    worst = jnp.max(jnp.where(failed, values, 0)) if values.ndim else values
+    item = type(RESULTS.successful)(worst.astype(RESULTS.successful._value.dtype), RESULTS)
+    return item.error_if(token, jnp.any(failed))
 
 
 def codes(result: Any) -> np.ndarray:
