@@ -2,6 +2,7 @@
 extreme eigenvalues (Lanczos, power iteration), sharpness, spectral densities (stochastic
 Lanczos quadrature) and traces (Hutchinson, Hutch++)."""
 
+from .._deprecate import deprecated_names as _deprecated_names
 from ._density import DensityResult as DensityResult, spectral_density as spectral_density
 from ._lanczos import EigenResult as EigenResult, top_eigenvalues as top_eigenvalues
 from ._operators import (
@@ -15,3 +16,7 @@ from ._operators import (
 )
 from ._power import power_iteration as power_iteration, sharpness as sharpness
 from ._trace import TraceResult as TraceResult, trace as trace
+
+# Old public names served for one release, with a DeprecationWarning naming the new one.
+_RENAMED: dict[str, str] = {}
+__getattr__ = _deprecated_names(__name__, globals(), _RENAMED)

@@ -1,5 +1,6 @@
 """Lyapunov spectra of flows, maps, random products and deep networks."""
 
+from .._deprecate import deprecated_names as _deprecated_names
 from ._clv import CLVResult as CLVResult, covariant_lyapunov_vectors as covariant_lyapunov_vectors
 from ._dde import dde_spectrum as dde_spectrum
 from ._engine import Checkpoint as Checkpoint, EngineState as EngineState, qr_positive as qr_positive
@@ -23,3 +24,7 @@ from ._result import (
     kaplan_yorke_dimension as kaplan_yorke_dimension,
 )
 from ._sweep import sweep as sweep
+
+# Old public names served for one release, with a DeprecationWarning naming the new one.
+_RENAMED: dict[str, str] = {}
+__getattr__ = _deprecated_names(__name__, globals(), _RENAMED)

@@ -1,5 +1,6 @@
 """Large networks: graphons, digraph measures, Kuramoto-type particle systems and their mean-field limits."""
 
+from .._deprecate import deprecated_names as _deprecated_names
 from . import graphons as graphons
 from ._coupling import (
     AbstractCoupling as AbstractCoupling,
@@ -55,3 +56,7 @@ from ._two_layer import (
     mse as mse,
     two_layer_gd as two_layer_gd,
 )
+
+# Old public names served for one release, with a DeprecationWarning naming the new one.
+_RENAMED: dict[str, str] = {}
+__getattr__ = _deprecated_names(__name__, globals(), _RENAMED)

@@ -1,5 +1,6 @@
 """Neural networks as input-output maps built from flows ("dynamics on the network")."""
 
+from .._deprecate import deprecated_names as _deprecated_names
 from ._affine import (
     Affine as Affine,
     identity_affine as identity_affine,
@@ -35,3 +36,7 @@ from ._resnet import (
     ResNet as ResNet,
     tie as tie,
 )
+
+# Old public names served for one release, with a DeprecationWarning naming the new one.
+_RENAMED: dict[str, str] = {}
+__getattr__ = _deprecated_names(__name__, globals(), _RENAMED)

@@ -1,7 +1,7 @@
 """Training as a dynamical system: gradient descent as a map, its stability, the edge of stability,
 implicit bias, and SGD as a random dynamical system."""
 
-# --- gradient descent, training loop, gradient flow (owned by the GD/training work) ---
+from .._deprecate import deprecated_names as _deprecated_names
 from ._edge_of_stability import (
     EdgeOfStability as EdgeOfStability,
     digits_data as digits_data,
@@ -28,8 +28,6 @@ from ._implicit_bias import (
     hyperbola_loss as hyperbola_loss,
 )
 from ._loop import Checkpoint as Checkpoint, TrainResult as TrainResult, train as train
-
-# --- SGD as a random dynamical system (owned by the SGD work) ---
 from ._sgd_lyapunov import (
     SGDEscapeResult as SGDEscapeResult,
     SGDLyapunovResult as SGDLyapunovResult,
@@ -51,3 +49,7 @@ from ._sgd_normal import (
     interpolation_check as interpolation_check,
     normal_space as normal_space,
 )
+
+# Old public names served for one release, with a DeprecationWarning naming the new one.
+_RENAMED: dict[str, str] = {}
+__getattr__ = _deprecated_names(__name__, globals(), _RENAMED)
