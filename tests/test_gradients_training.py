@@ -69,17 +69,17 @@ def test_gradient_flow_endpoint_wrt_params_and_time(getkey):
 
 def test_gd_endpoints_loss_wrt_inits(getkey):
     inits = jnp.asarray([[1.2, 0.5], [0.3, 2.0]])
-    check_compiled(lambda w: gd_endpoints(hyperbola_loss, w, 0.1, steps=20).loss, inits, key=getkey())
+    check_compiled(lambda w: gd_endpoints(hyperbola_loss, w, 0.1, n_steps=20).loss, inits, key=getkey())
 
 
 def test_train_is_not_differentiable():
     with pytest.raises(TypeError, match=r"`params` is traced.*neither differentiable"):
         jax.grad(
             lambda w: train(
-                loss, {"w": w, "b": P["b"]}, X, Y, steps=5, lr=0.1, every=5, top_k=0, progress=False
+                loss, {"w": w, "b": P["b"]}, X, Y, n_steps=5, lr=0.1, every=5, top_k=0, progress=False
             ).losses[-1]
         )(P["w"])
     with pytest.raises(TypeError, match=r"`lr` is traced"):
         jax.grad(
-            lambda lr: train(loss, P, X, Y, steps=5, lr=lr, every=5, top_k=0, progress=False).losses[-1]
+            lambda lr: train(loss, P, X, Y, n_steps=5, lr=lr, every=5, top_k=0, progress=False).losses[-1]
         )(0.1)

@@ -42,7 +42,7 @@ def log_loss(p, x, y):  # NaN once w goes negative: a loss that fails with finit
 
 
 def T(**kw):
-    kw = {"steps": 10, "lr": 0.1, "every": 5, "top_k": 0, "progress": False, **kw}
+    kw = {"n_steps": 10, "lr": 0.1, "every": 5, "top_k": 0, "progress": False, **kw}
     return train(kw.pop("loss", lsq), kw.pop("params", P), kw.pop("x", X), kw.pop("y", Y), **kw)
 
 
@@ -51,7 +51,7 @@ def overflow(throw=False):
     """GD with a step size far beyond 2/lambda_max: the loss overflows after a few dozen steps."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return T(steps=200, lr=1e3, every=10, top_k=1, throw=throw)
+        return T(n_steps=200, lr=1e3, every=10, top_k=1, throw=throw)
 
 
 def _raises_at_end():
@@ -61,13 +61,14 @@ def _raises_at_end():
 
 def _warns():
     with pytest.warns(RuntimeWarning, match=r"`train`: step \d+"):
-        return T(steps=200, lr=1e3, every=10, top_k=1)
+        return T(n_steps=200, lr=1e3, every=10, top_k=1, throw=False)
 
 
 def _nan_loss():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return T(loss=log_loss, params={"w": jnp.asarray([0.2, 1.0]), "b": jnp.asarray(0.0)}, lr=50.0)
+        return T(loss=log_loss, params={"w": jnp.asarray([0.2, 1.0]), "b": jnp.asarray(0.0)}, lr=50.0,
+                 throw=False)
 
 
 def _train_failed(r, code):
@@ -85,18 +86,21 @@ def _train_failed(r, code):
     )
 
 
-def _blowup_flow():
+def _blowup_flow(throw=False):
     # theta' = 4 theta^3 (L = -theta^4) blows up at t = 1 / (8 theta0^2) = 0.5
     return gradient_flow(
         lambda th: -jnp.sum(th**4),
         jnp.asarray([0.5]),
         ts=jnp.linspace(0.0, 1.0, 5),
         flow=GradientFlow(dt_max=0.05),
+        throw=throw,
     )
 
 
-def _stability_under_jit():
-    return eqx.filter_jit(lambda w: gd_stability(hyperbola_loss, w, 0.3, k=1))(jnp.asarray([jnp.nan, 1.0]))
+def _stability_under_jit(throw=False):
+    return eqx.filter_jit(lambda w: gd_stability(hyperbola_loss, w, 0.3, k=1, throw=throw))(
+        jnp.asarray([jnp.nan, 1.0])
+    )
 
 
 ROWS = [
@@ -115,12 +119,14 @@ ROWS = [
     Hostile("train: lr inf", lambda: T(lr=float("inf")), ValueError, r"`lr`"),
     Hostile("train: lr a vector", lambda: T(lr=jnp.ones(2)), ValueError, r"`lr`"),
     Hostile("train: no lr and no optimizer", lambda: T(lr=None), ValueError, r"`lr`"),
-    Hostile("train: steps = 0", lambda: T(steps=0), ValueError, r"`steps`"),
-    Hostile("train: steps not a multiple of every", lambda: T(steps=12), ValueError, r"`steps`"),
-    Hostile("train: steps a float", lambda: T(steps=10.0), TypeError, r"`steps`"),
+    Hostile("train: n_steps = 0", lambda: T(n_steps=0), ValueError, r"`n_steps`"),
+    Hostile("train: n_steps not a multiple of every", lambda: T(n_steps=12), ValueError, r"`n_steps`"),
+    Hostile("train: n_steps a float", lambda: T(n_steps=10.0), TypeError, r"`n_steps`"),
     Hostile("train: every = 0", lambda: T(every=0), ValueError, r"`every`"),
-    Hostile("train: chunk = 0", lambda: T(chunk=0), ValueError, r"`chunk`"),
-    Hostile("train: chunk a float", lambda: T(chunk=1.5), TypeError, r"`chunk`"),
+    Hostile("train: blocks_per_call = 0", lambda: T(blocks_per_call=0), ValueError, r"`blocks_per_call`"),
+    Hostile(
+        "train: blocks_per_call a float", lambda: T(blocks_per_call=1.5), TypeError, r"`blocks_per_call`"
+    ),
     Hostile("train: top_k beyond the parameter count", lambda: T(top_k=4), ValueError, r"`top_k`"),
     Hostile("train: top_k < 0", lambda: T(top_k=-1), ValueError, r"`top_k`"),
     Hostile("train: optimizer of the wrong type", lambda: T(optimizer="adam"), TypeError, r"`optimizer`"),
@@ -130,9 +136,11 @@ ROWS = [
     ),
     Hostile("train: key is an int", lambda: T(key=0), TypeError, r"`key`"),
     Hostile("train: throw not a bool", lambda: T(throw="yes"), TypeError, r"`throw`"),
-    Hostile("Checkpoint: path not a str", lambda: Checkpoint(3), TypeError, r"`path`"),
+    # the shared jaxdyn._checkpoint.Checkpoint converts `path` with os.fspath, whose TypeError names
+    # the expected type (str or os.PathLike) rather than the argument
+    Hostile("Checkpoint: path not a str", lambda: Checkpoint(3), TypeError, r"`path`|os\.PathLike"),
     Hostile("Checkpoint: every = 0", lambda: Checkpoint("a.ckpt", every=0), ValueError, r"`every`"),
-    # train: failures at run time are flagged (default) or raised (throw=True)
+    # train: failures at run time are raised (default) or flagged (throw=False)
     Hostile(
         "train: step size that overflows",
         lambda: overflow(),
@@ -144,7 +152,7 @@ ROWS = [
         "train: overflow with throw=True",
         _raises_at_end,
         eqx.EquinoxRuntimeError,
-        r"`train`: step \d+ .*loss became non-finite",
+        r"loss became non-finite.*`train`: step \d+ .*was not taken",
     ),
     Hostile(
         "train: loss NaN from finite data",
@@ -248,13 +256,15 @@ ROWS = [
     ),
     Hostile(
         "gd_endpoints: steps = 0",
-        lambda: gd_endpoints(hyperbola_loss, jnp.ones((2, 2)), 0.1, steps=0),
+        lambda: gd_endpoints(hyperbola_loss, jnp.ones((2, 2)), 0.1, n_steps=0),
         ValueError,
-        r"`steps`",
+        r"`n_steps`",
     ),
     Hostile(
         "gd_endpoints: diverging runs",
-        lambda: gd_endpoints(hyperbola_loss, jnp.asarray([[1.0, 1.0], [3.0, 3.0]]), 1.5, steps=200),
+        lambda: gd_endpoints(
+            hyperbola_loss, jnp.asarray([[1.0, 1.0], [3.0, 3.0]]), 1.5, n_steps=200, throw=False
+        ),
         None,
         flagged=lambda e: (
             e.n_diverged == 1
@@ -301,8 +311,8 @@ ROWS = [
         _blowup_flow,
         None,
         flagged=lambda s: (
-            s.status == RESULTS.nonfinite_state
-            and int(s.result) == 1
+            s.result == RESULTS.nonfinite_state
+            and s.result != RESULTS.successful
             and 0.5 <= float(s.failed_time) <= 0.75
             and int(s.failed_step) == 3
         ),
@@ -319,7 +329,7 @@ ROWS = [
     ),
     Hostile(
         "edge_of_stability: a diverged run",
-        lambda: edge_of_stability(overflow()),
+        lambda: edge_of_stability(overflow(), throw=False),
         None,
         flagged=lambda e: (
             e.result == RESULTS.nonfinite_loss
@@ -331,6 +341,116 @@ ROWS = [
 ]
 
 
+def neg_log_loss(w):  # NaN at a finite point with w[0] < 0: a failure of gd_stability without jit
+    return jnp.log(w[0]) + 0.5 * w[1] ** 2
+
+
+SHORT_FLOW = GradientFlow(dt_max=0.01, max_steps=4)  # 0.5 / 0.01 = 50 steps needed per interval
+
+ROWS += [
+    # both modes of every throw-capable entry (throw=True: the message; throw=False: the code)
+    Hostile(
+        "gd_map: throw=False passes NaN through under jit",
+        lambda: eqx.filter_jit(lambda p: gd_map(lsq, 0.1, throw=False)(p, X, Y))(
+            {**P, "b": jnp.asarray(jnp.nan)}
+        ),
+        None,
+        flagged=lambda p: bool(jnp.isnan(p["b"])),
+    ),
+    Hostile(
+        "gradient_flow: blow-up with throw=True",
+        lambda: _blowup_flow(throw=True),
+        eqx.EquinoxRuntimeError,
+        r"state became non-finite.*`gradient_flow`: pass `throw=False`",
+    ),
+    Hostile(
+        "gradient_flow: blow-up with throw=True under jit",
+        lambda: eqx.filter_jit(lambda p: _flow_from(p, throw=True))(jnp.asarray([0.5])),
+        eqx.EquinoxRuntimeError,
+        r"state became non-finite",
+        near_top=None,
+    ),
+    Hostile(
+        "gradient_flow: max_steps reached (diffrax's code mapped), throw=False",
+        lambda: gradient_flow(lsq, P, X, Y, ts=jnp.asarray([0.0, 0.5]), flow=SHORT_FLOW, throw=False),
+        None,
+        flagged=lambda s: s.result == RESULTS.max_steps_reached and int(s.failed_step) == 1,
+    ),
+    Hostile(
+        "gradient_flow: max_steps reached, throw=True",
+        lambda: gradient_flow(lsq, P, X, Y, ts=jnp.asarray([0.0, 0.5]), flow=SHORT_FLOW),
+        eqx.EquinoxRuntimeError,
+        r"maximum number of steps",
+    ),
+    Hostile(
+        "train: flow hitting max_steps is flow_result",
+        lambda: T(flow=SHORT_FLOW, lr=0.1, n_steps=10),
+        None,
+        flagged=lambda r: r.successful and r.flow_result == RESULTS.max_steps_reached,
+    ),
+    Hostile(
+        "gd_stability: NaN loss at a finite point, throw=True",
+        lambda: gd_stability(neg_log_loss, jnp.asarray([-1.0, 1.0]), 0.3, k=1),
+        eqx.EquinoxRuntimeError,
+        r"loss became non-finite.*`gd_stability`: pass `throw=False`",
+    ),
+    Hostile(
+        "gd_stability: NaN loss at a finite point, throw=False",
+        lambda: gd_stability(neg_log_loss, jnp.asarray([-1.0, 1.0]), 0.3, k=1, throw=False),
+        None,
+        flagged=lambda r: r.result == RESULTS.nonfinite_loss and not bool(r.successful),
+    ),
+    Hostile(
+        "gd_stability: NaN params under jit, throw=True",
+        lambda: _stability_under_jit(throw=True),
+        eqx.EquinoxRuntimeError,
+        r"non-finite",
+        near_top=None,
+    ),
+    Hostile(
+        "gd_stability: throw not a bool",
+        lambda: gd_stability(hyperbola_loss, jnp.ones(2), 0.3, throw=None),
+        TypeError,
+        r"`throw`",
+    ),
+    Hostile(
+        "gd_endpoints: diverging runs, throw=True",
+        lambda: gd_endpoints(hyperbola_loss, jnp.asarray([[1.0, 1.0], [3.0, 3.0]]), 1.5, n_steps=200),
+        eqx.EquinoxRuntimeError,
+        r"loss became non-finite.*\(1 of 2\).*`gd_endpoints`: pass `throw=False`",
+    ),
+    Hostile(
+        "gd_endpoints: throw not a bool",
+        lambda: gd_endpoints(hyperbola_loss, jnp.ones((2, 2)), 0.1, throw=0),
+        TypeError,
+        r"`throw`",
+    ),
+    Hostile(
+        "edge_of_stability: a diverged run, throw=True",
+        lambda: edge_of_stability(overflow()),
+        eqx.EquinoxRuntimeError,
+        r"loss became non-finite.*`edge_of_stability`: the run failed at step \d+",
+    ),
+    Hostile(
+        "edge_of_stability: throw not a bool",
+        lambda: edge_of_stability(overflow(), throw="no"),
+        TypeError,
+        r"`throw`",
+    ),
+    Hostile(
+        "gradient_flow: throw not a bool",
+        lambda: gradient_flow(lsq, P, X, Y, ts=jnp.asarray([0.0, 1.0]), throw=1),
+        TypeError,
+        r"`throw`",
+    ),
+]
+
+
+def _flow_from(p, throw):
+    return gradient_flow(lambda th: -jnp.sum(th**4), p, ts=jnp.linspace(0.0, 1.0, 5),
+                         flow=GradientFlow(dt_max=0.05), throw=throw)
+
+
 def _adam_overflow():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -338,6 +458,7 @@ def _adam_overflow():
             loss=log_loss,
             params={"w": jnp.asarray([0.2, 1.0]), "b": jnp.asarray(0.0)},
             optimizer=optax.sgd(50.0),
+            throw=False,
         )
 
 

@@ -140,7 +140,7 @@ def test_gd_map_and_jacobian():
 def test_hyperbola_bound_from_vmapped_runs(getkey):
     w0 = jax.random.uniform(getkey(), (512, 2), minval=-3.0, maxval=3.0)
     for lr in (0.25, 0.5, 0.8, 1.25):
-        ends = gd_endpoints(hyperbola_loss, w0, lr, steps=3000, tol=1e-20)
+        ends = gd_endpoints(hyperbola_loss, w0, lr, n_steps=3000, tol=1e-20, throw=False)
         conv = np.asarray(ends.converged)
         div = np.asarray(ends.diverged)
         assert not np.any(conv & div)

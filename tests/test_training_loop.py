@@ -12,6 +12,7 @@ import optax
 import pytest
 from jax.flatten_util import ravel_pytree
 
+from jaxdyn._results import RESULTS
 from jaxdyn.training import Checkpoint, GradientFlow, gradient_flow, train
 
 N, D = 16, 3
@@ -49,9 +50,9 @@ def problem():
 
 
 def _run(problem, **kw):
-    return train(lsq, problem["params"], problem["x"], problem["y"], steps=kw.pop("steps", STEPS),
+    return train(lsq, problem["params"], problem["x"], problem["y"], n_steps=kw.pop("n_steps", STEPS),
                  lr=kw.pop("lr", LR), every=EVERY, top_k=2, accuracy_fn=sign_accuracy, flow=FLOW,
-                 chunk=2, progress=False, **kw)
+                 blocks_per_call=2, progress=False, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +85,7 @@ def test_trackers_closed_form(problem, result):
     np.testing.assert_allclose(result.flow_loss, quad(e_gf), rtol=1e-7)
     np.testing.assert_allclose(result.flow_sharpness, lams[-1], rtol=1e-9)
     np.testing.assert_allclose(ravel_pytree(result.flow_params)[0], problem["star"] + e_gf[-1], rtol=1e-7)
-    assert int(result.flow_result) == 0
+    assert result.flow_result == RESULTS.successful
     # the flow's step is min(dt_max, 1/S) = 0.05 here: at least t / 0.05 steps
     assert int(result.flow_steps) >= round(STEPS * LR / 0.05)
     final = result.params
@@ -95,7 +96,7 @@ def test_trackers_closed_form(problem, result):
 def test_checkpoint_resume_same_numbers(problem, result, tmp_path):
     path_a, path_b = str(tmp_path / "a.eqx"), str(tmp_path / "b.eqx")
     full = _run(problem, checkpoint=Checkpoint(path_a, every=2))
-    _run(problem, steps=STEPS // 2, checkpoint=Checkpoint(path_b, every=2))
+    _run(problem, n_steps=STEPS // 2, checkpoint=Checkpoint(path_b, every=2))
     resumed = _run(problem, checkpoint=Checkpoint(path_b, every=2))
     for res in (full, resumed):
         for name in ("losses", "loss", "gradient_norm", "eigenvalues", "accuracy", "flow_distance",
@@ -103,18 +104,18 @@ def test_checkpoint_resume_same_numbers(problem, result, tmp_path):
             np.testing.assert_array_equal(getattr(res, name), getattr(result, name), err_msg=name)
         np.testing.assert_array_equal(ravel_pytree(res.params)[0], ravel_pytree(result.params)[0])
     with pytest.raises(ValueError, match="other settings"):
-        train(lsq, problem["params"], problem["x"], problem["y"], steps=STEPS, lr=0.1, every=EVERY,
-              top_k=2, accuracy_fn=sign_accuracy, flow=FLOW, chunk=2, progress=False,
+        train(lsq, problem["params"], problem["x"], problem["y"], n_steps=STEPS, lr=0.1, every=EVERY,
+              top_k=2, accuracy_fn=sign_accuracy, flow=FLOW, blocks_per_call=2, progress=False,
               checkpoint=Checkpoint(path_b, every=2))
     with pytest.raises(ValueError, match="already holds"):
-        _run(problem, steps=STEPS // 2, checkpoint=Checkpoint(path_b, every=2))
+        _run(problem, n_steps=STEPS // 2, checkpoint=Checkpoint(path_b, every=2))
 
 
 def test_no_recompilation_between_step_sizes(problem, result):
     counts = []
     for lr in (0.15, 0.3):
         before = len(TRACES)
-        res = _run(problem, lr=lr, steps=10)
+        res = _run(problem, lr=lr, n_steps=10)
         counts.append(len(TRACES) - before)
         np.testing.assert_allclose(res.sharpness, np.linalg.eigvalsh(problem["H"])[-1], rtol=1e-9)
     # the first call traced the loop; later ones (other lr, fewer steps) only check the input
@@ -123,7 +124,7 @@ def test_no_recompilation_between_step_sizes(problem, result):
 
 
 def test_optax_optimizer(problem):
-    kw = dict(steps=10, every=5, top_k=0, progress=False)
+    kw = dict(n_steps=10, every=5, top_k=0, progress=False)
     plain = train(lsq, problem["params"], problem["x"], problem["y"], lr=LR, **kw)
     sgd = train(lsq, problem["params"], problem["x"], problem["y"], optimizer=optax.sgd(LR), **kw)
     np.testing.assert_allclose(sgd.losses, plain.losses, rtol=1e-12)
@@ -142,27 +143,27 @@ def test_gradient_flow_closed_form(problem):
     got = np.asarray(jax.vmap(lambda p: ravel_pytree(p)[0])(sol.params))
     np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-7)  # Tsit5, h = 0.05
     np.testing.assert_allclose(sol.sharpness[:-1], np.linalg.eigvalsh(problem["H"])[-1], rtol=1e-9)
-    assert int(sol.result) == 0
+    assert sol.result == RESULTS.successful
 
 
 def test_bad_input(problem):
     x, y, p = problem["x"], problem["y"], problem["params"]
     with pytest.raises(ValueError, match="`lr`"):
-        train(lsq, p, x, y, steps=10, lr=0.0, every=5, progress=False)
+        train(lsq, p, x, y, n_steps=10, lr=0.0, every=5, progress=False)
     with pytest.raises(ValueError, match="`lr`"):
-        train(lsq, p, x, y, steps=10, lr=-1.0, every=5, progress=False)
+        train(lsq, p, x, y, n_steps=10, lr=-1.0, every=5, progress=False)
     with pytest.raises(ValueError, match="`lr`"):
-        train(lsq, p, x, y, steps=10, every=5, progress=False)
-    with pytest.raises(ValueError, match="`steps`"):
-        train(lsq, p, x, y, steps=12, lr=0.1, every=5, progress=False)
+        train(lsq, p, x, y, n_steps=10, every=5, progress=False)
+    with pytest.raises(ValueError, match="`n_steps`"):
+        train(lsq, p, x, y, n_steps=12, lr=0.1, every=5, progress=False)
     with pytest.raises(ValueError, match="`top_k`"):
-        train(lsq, p, x, y, steps=10, lr=0.1, every=5, top_k=9, progress=False)
+        train(lsq, p, x, y, n_steps=10, lr=0.1, every=5, top_k=9, progress=False)
     with pytest.raises(ValueError, match="scalar"):
-        train(lambda p, x, y: (x @ p["w"] - y) ** 2, p, x, y, steps=10, lr=0.1, every=5, progress=False)
+        train(lambda p, x, y: (x @ p["w"] - y) ** 2, p, x, y, n_steps=10, lr=0.1, every=5, progress=False)
     with pytest.raises(ValueError, match="`data`"):
-        train(lsq, p, x, y[:-1], steps=10, lr=0.1, every=5, progress=False)
+        train(lsq, p, x, y[:-1], n_steps=10, lr=0.1, every=5, progress=False)
     with pytest.raises(ValueError, match="`lr`"):
-        train(lsq, p, x, y, steps=10, optimizer=optax.sgd(0.1), every=5, flow=True, progress=False)
+        train(lsq, p, x, y, n_steps=10, optimizer=optax.sgd(0.1), every=5, flow=True, progress=False)
     with pytest.raises(ValueError, match="`ts`"):
         gradient_flow(lsq, p, x, y, ts=jnp.array([0.0, 1.0, 0.5]))
     with pytest.raises(ValueError, match="`dt_max`"):
@@ -190,7 +191,7 @@ def interrupt_run(path, **kw):
     x = jnp.asarray(rng.normal(size=(N, D)))
     y = jnp.asarray(rng.normal(size=N))
     params = {"w": jnp.asarray([0.5, -1.0, 2.0]), "b": jnp.asarray(0.3)}
-    return train(slow_lsq, params, x, y, steps=INT_STEPS, lr=0.05, every=5, top_k=0, chunk=2,
+    return train(slow_lsq, params, x, y, n_steps=INT_STEPS, lr=0.05, every=5, top_k=0, blocks_per_call=2,
                  checkpoint=None if path is None else Checkpoint(path, every=1), **kw)
 
 
@@ -273,9 +274,7 @@ def test_failure_is_flagged_saved_and_resumed(problem, result, tmp_path):
     returns it unchanged without training again."""
     path = str(tmp_path / "diverged.eqx")
     with pytest.warns(RuntimeWarning, match=r"`train`: step \d+ \(time [\d.e+]+\) was not taken"):
-        bad = _run(problem, lr=1e30, checkpoint=Checkpoint(path, every=2))
-    from jaxdyn._results import RESULTS
-
+        bad = _run(problem, lr=1e30, checkpoint=Checkpoint(path, every=2), throw=False)
     assert bad.result == RESULTS.nonfinite_loss and not bad.successful
     k = int(bad.failed_step)
     assert 0 < k < STEPS and float(bad.failed_time) == pytest.approx(k * 1e30)
@@ -286,7 +285,7 @@ def test_failure_is_flagged_saved_and_resumed(problem, result, tmp_path):
     assert np.all(np.isfinite(bad.loss[rows < k])) and np.all(np.isnan(bad.loss[rows > k]))
     assert "FAILED at step" in bad.summary()
     with pytest.warns(RuntimeWarning):
-        again = _run(problem, lr=1e30, checkpoint=Checkpoint(path, every=2))
+        again = _run(problem, lr=1e30, checkpoint=Checkpoint(path, every=2), throw=False)
     for name in ("losses", "loss", "gradient_norm", "eigenvalues", "failed_step"):
         np.testing.assert_array_equal(getattr(again, name), getattr(bad, name), err_msg=name)
     assert again.result == bad.result

@@ -20,7 +20,9 @@ import jax
 import numpy as np
 
 from .. import training as jt
+from .._results import message
 from ..plot import plot_flow_distance, plot_sharpness, plot_training_loss
+from ._fixtures import digits_data, mse_onehot, onehot_accuracy, tanh_mlp
 from ._result import ExperimentResult
 
 NAME = "edge-of-stability"
@@ -54,15 +56,15 @@ def run(*, quick: bool, seed: int, progress: bool) -> ExperimentResult:
     cfg = QUICK if quick else FULL
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    xs, ys = jt.digits_data(cfg.n, seed=seed)
-    model = jt.tanh_mlp(64, cfg.width, cfg.depth, 10, key=jax.random.key(seed))
+    xs, ys = digits_data(cfg.n, seed=seed)
+    model = tanh_mlp(64, cfg.width, cfg.depth, 10, key=jax.random.key(seed))
     flow = jt.GradientFlow(solver=getattr(diffrax, cfg.flow_solver)(), dt_max=1.0,
                            t_max=cfg.flow_t_max, num_iters=cfg.num_iters)
     runs, stats = {}, {}
     for lr, steps in zip(cfg.lrs, cfg.steps):
         t = time.perf_counter()
-        res = jt.train(jt.mse_onehot, model, xs, ys, steps=steps, lr=lr, every=cfg.every, top_k=1,
-                       accuracy_fn=jt.onehot_accuracy, flow=flow if lr == cfg.flow_lr else None,
+        res = jt.train(mse_onehot, model, xs, ys, n_steps=steps, lr=lr, every=cfg.every, top_k=1,
+                       accuracy_fn=onehot_accuracy, flow=flow if lr == cfg.flow_lr else None,
                        num_iters=cfg.num_iters, progress=progress, desc=f"GD eta = {lr:g}")
         jax.block_until_ready(res.losses)
         timings[f"train_eta_{lr:g}"] = round(time.perf_counter() - t, 2)
@@ -87,7 +89,7 @@ def _flow_metrics(res, st) -> dict:
     steps = np.asarray(res.steps)
     d = np.asarray(res.flow_distance, dtype=float)
     ok = np.isfinite(d)
-    out = {"flow_steps": int(res.flow_steps), "flow_result": int(res.flow_result),
+    out = {"flow_steps": int(res.flow_steps), "flow_result": message(res.flow_result),
            "followed_to_step": int(steps[ok][-1])}
     cross = st.first_crossing
     if cross < 0:

@@ -52,7 +52,7 @@ def run(*, quick: bool, seed: int, progress: bool) -> ExperimentResult:
     w0 = jax.random.uniform(key, (cfg.n_inits, 2), minval=-cfg.init_range, maxval=cfg.init_range)
     ends, per = {}, {}
     for lr in cfg.lrs:
-        e = jt.gd_endpoints(jt.hyperbola_loss, w0, lr, steps=cfg.steps, tol=cfg.tol)
+        e = jt.gd_endpoints(jt.hyperbola_loss, w0, lr, n_steps=cfg.steps, tol=cfg.tol, throw=False)
         ends[lr] = e
         w = np.asarray(e.params)
         conv = np.asarray(e.converged)

@@ -128,13 +128,13 @@ def plot_implicit_bias(endpoints: Mapping, *, ax=None, title: str | None = None,
 
     **Arguments:**
 
-    - `endpoints`: step size $\eta$ -> [`jaxdyn.training.GDEndpoints`][] of 2-vector runs.
+    - `endpoints`: step size $\eta$ -> [`jaxdyn.training.GDEndpointsResult`][] of 2-vector runs.
     - `ax`, `title`; `lim`: the axes range $[-\text{lim}, \text{lim}]^2$.
 
     **Returns:** the matplotlib `Figure`.
     """
     if not isinstance(endpoints, Mapping) or not endpoints:
-        raise ValueError("`endpoints` must be a non-empty dict from a step size to GDEndpoints.")
+        raise ValueError("`endpoints` must be a non-empty dict from a step size to GDEndpointsResult.")
     fig, ax = _axes(ax, figsize=(5.5, 5.0))
     a = np.concatenate([-np.geomspace(lim, 1.0 / lim, 400), np.geomspace(1.0 / lim, lim, 400)])
     for sign in (-1, 1):
@@ -160,3 +160,115 @@ def plot_implicit_bias(endpoints: Mapping, *, ax=None, title: str | None = None,
     ax.legend(fontsize="x-small", loc="lower left")
     ax.grid(alpha=0.3)
     return fig
+
+
+# -- the `plot(ax=None)` of the training results: one axes each, returned ---------------------------
+
+
+def draw_train(result, *, ax=None, title: str | None = None):
+    r"""A [`jaxdyn.training.TrainResult`][]: the loss at every step (log scale) and, when tracked,
+    the sharpness with $2/\eta$ on a second axis. Returns the axes."""
+    _, ax = _axes(ax, figsize=(6.5, 4.0))
+    losses = np.asarray(result.losses, dtype=float)
+    ax.plot(np.arange(losses.size), losses, color="black", lw=1, label="loss")
+    if np.any(np.isfinite(losses) & (losses > 0)):
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    if result.sharpness is not None:
+        ax2 = ax.twinx()
+        ax2.plot(np.asarray(result.steps), np.asarray(result.sharpness), color="C0", lw=1.5,
+                 label="sharpness")
+        if result.lr is not None:
+            ax2.axhline(2.0 / float(result.lr), color="C0", ls="--", lw=1, label=r"$2/\eta$")
+        ax2.set_ylabel(r"sharpness $\lambda_{\max}(H)$")
+        h1, l1 = ax.get_legend_handles_labels()
+        h2, l2 = ax2.get_legend_handles_labels()
+        ax.legend(h1 + h2, l1 + l2, fontsize="small")
+    if not bool(result.successful):
+        ax.axvline(int(result.failed_step), color="red", ls=":", lw=1.2)
+    ax.set_title(title or "Training")
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def draw_gradient_flow(sol, *, ax=None, title: str | None = None):
+    r"""A [`jaxdyn.training.GradientFlowSolution`][]: the loss against time (log scale when
+    positive) and the sharpness $S$ used on each interval on a second axis. Returns the axes."""
+    _, ax = _axes(ax, figsize=(6.5, 4.0))
+    ts = np.asarray(sol.ts, dtype=float)
+    losses = np.asarray(sol.losses, dtype=float)
+    ax.plot(ts, losses, color="black", lw=1.5, marker=".", label="loss")
+    if np.all(np.isfinite(losses) & (losses > 0)):
+        ax.set_yscale("log")
+    ax.set_xlabel("time $t$")
+    ax.set_ylabel(r"$L(\theta(t))$")
+    ax2 = ax.twinx()
+    ax2.step(ts, np.asarray(sol.sharpness, dtype=float), where="post", color="C0", lw=1.2,
+             label="sharpness $S$")
+    ax2.set_ylabel("sharpness")
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize="small")
+    if not bool(sol.successful):
+        ax.axvline(float(sol.failed_time), color="red", ls=":", lw=1.2)
+    ax.set_title(title or "Gradient flow")
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def draw_gd_stability(res, *, ax=None, title: str | None = None):
+    r"""A [`jaxdyn.training.GDStabilityResult`][] (one point or a batch): the factors
+    $|1 - \eta\lambda|$ of the eigenvalues found against $\lambda$, the curve they lie on and the
+    bound 1 (stable below). Returns the axes."""
+    _, ax = _axes(ax)
+    lr = np.broadcast_to(np.asarray(res.lr, dtype=float), np.shape(res.mu)).ravel()
+    lams = np.concatenate([np.asarray(res.eigenvalues_largest, dtype=float).reshape(lr.size, -1),
+                           np.asarray(res.eigenvalues_smallest, dtype=float).reshape(lr.size, -1)],
+                          axis=1)
+    for eta in np.unique(lr):
+        grid = np.linspace(min(0.0, np.nanmin(lams)), max(2.5 / eta, np.nanmax(lams)), 200)
+        ax.plot(grid, np.abs(1 - eta * grid), color="grey", lw=0.8)
+    ax.plot(lams.ravel(), np.abs(1 - lr[:, None] * lams).ravel(), "o", color="C0", ms=4,
+            label=r"eigenvalues found: $|1 - \eta\lambda|$")
+    ax.axhline(1.0, color="red", ls="--", lw=1, label="stability bound")
+    ax.set_xlabel(r"Hessian eigenvalue $\lambda$")
+    ax.set_ylabel(r"$|1 - \eta\lambda|$")
+    ax.legend(fontsize="small")
+    ax.set_title(title or "Linear stability of gradient descent")
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def draw_edge_of_stability(stats, *, ax=None, title: str | None = None):
+    r"""A [`jaxdyn.training.EdgeOfStabilityResult`][]: the maximum, final and mean-after-crossing
+    sharpness in units of $2/\eta$, against 1. Returns the axes."""
+    _, ax = _axes(ax)
+    names = ["max", "final", "mean after crossing"]
+    values = [stats.max_sharpness / stats.threshold, stats.final_sharpness_ratio,
+              stats.mean_sharpness_after_ratio]
+    ax.bar(names, np.nan_to_num(values), color=["C0", "C1", "C2"])
+    ax.axhline(1.0, color="grey", ls="--", lw=1, label=r"$2/\eta$")
+    ax.set_ylabel(r"sharpness / $(2/\eta)$")
+    ax.legend(fontsize="small")
+    ax.set_title(title or rf"Edge of stability at $\eta$ = {stats.lr:g}")
+    ax.grid(alpha=0.3, axis="y")
+    return ax
+
+
+def draw_endpoints(ends, *, ax=None, title: str | None = None, lim: float = 3.0):
+    """A [`jaxdyn.training.GDEndpointsResult`][]: runs on 2-vectors as in [`plot_implicit_bias`][];
+    other runs: a histogram of the final losses. Returns the axes."""
+    _, ax = _axes(ax)
+    params = np.asarray(ends.params) if not isinstance(ends.params, dict | list | tuple) else None
+    if params is not None and params.ndim == 2 and params.shape[1] == 2:
+        plot_implicit_bias({float(ends.lr): ends}, ax=ax, title=title, lim=lim)
+        return ax
+    loss = np.asarray(ends.loss, dtype=float)
+    finite = loss[np.isfinite(loss)]
+    ax.hist(np.log10(np.maximum(finite, 1e-300)), bins=30, color="C0")
+    ax.set_xlabel(r"$\log_{10}$ final loss")
+    ax.set_ylabel("runs")
+    ax.set_title(title or f"GD endpoints: {ends.n_converged} converged, {ends.n_diverged} diverged")
+    ax.grid(alpha=0.3)
+    return ax

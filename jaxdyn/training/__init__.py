@@ -1,19 +1,16 @@
 """Training as a dynamical system: gradient descent as a map, its stability, the edge of stability,
 implicit bias, and SGD as a random dynamical system."""
 
+from .._checkpoint import Checkpoint as Checkpoint
 from .._deprecate import deprecated_names as _deprecated_names
 from ._edge_of_stability import (
-    EdgeOfStability as EdgeOfStability,
-    digits_data as digits_data,
+    EdgeOfStabilityResult as EdgeOfStabilityResult,
     edge_of_stability as edge_of_stability,
-    mse_onehot as mse_onehot,
-    onehot_accuracy as onehot_accuracy,
-    tanh_mlp as tanh_mlp,
 )
 from ._gd import (
     GDJacobian as GDJacobian,
     GDMap as GDMap,
-    GDStability as GDStability,
+    GDStabilityResult as GDStabilityResult,
     gd_map as gd_map,
     gd_stability as gd_stability,
 )
@@ -23,11 +20,11 @@ from ._gradient_flow import (
     gradient_flow as gradient_flow,
 )
 from ._implicit_bias import (
-    GDEndpoints as GDEndpoints,
+    GDEndpointsResult as GDEndpointsResult,
     gd_endpoints as gd_endpoints,
     hyperbola_loss as hyperbola_loss,
 )
-from ._loop import Checkpoint as Checkpoint, TrainResult as TrainResult, train as train
+from ._loop import TrainResult as TrainResult, train as train
 from ._sgd_lyapunov import (
     SGDEscapeResult as SGDEscapeResult,
     SGDLyapunovResult as SGDLyapunovResult,
@@ -51,5 +48,9 @@ from ._sgd_normal import (
 )
 
 # Old public names served for one release, with a DeprecationWarning naming the new one.
-_RENAMED: dict[str, str] = {}
+_RENAMED: dict[str, str] = {
+    "EdgeOfStability": "EdgeOfStabilityResult",
+    "GDEndpoints": "GDEndpointsResult",
+    "GDStability": "GDStabilityResult",
+}
 __getattr__ = _deprecated_names(__name__, globals(), _RENAMED)

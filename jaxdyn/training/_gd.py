@@ -12,11 +12,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
 from .. import curvature as _curvature
 from .._checks import check_int, check_positive, is_concrete
-from .._results import RESULTS, AbstractResult
+from .._kernels import flatten
+from .._results import RESULTS, AbstractResult, check_throw, message, raise_if_failed
 from .._types import Array, Key, PyTree
 from ..curvature._lanczos import check_key
 
@@ -155,6 +155,9 @@ class GDMap(eqx.Module):
     lr: Array
     throw: bool = eqx.field(static=True, default=True)
 
+    def __check_init__(self):
+        check_throw(self.throw)
+
     def __call__(self, params: PyTree, *data) -> PyTree:
         if self.throw:
             check_finite_now(params, "params")
@@ -184,8 +187,9 @@ def gd_map(loss_fn: Callable, lr, *, throw: bool = True) -> GDMap:
 
     - `loss_fn`: the mean loss, `loss_fn(params, *data) -> scalar`.
     - `lr`: the step size $\eta > 0$.
-    - `throw`: raise on non-finite input (eagerly) or output (`eqx.error_if`); `False` passes
-      NaN/inf through.
+    - `throw`: `True` (default): raise on non-finite input (eagerly) or output (`eqx.error_if`,
+      also under `jit`); `False` passes NaN/inf through (a map returns parameters, not a result:
+      check them yourself).
 
     **Returns:** a [`GDMap`][] `G` with `G(params, *data)` $= \theta - \eta\nabla L(\theta)$ and
     `G.jacobian(params, *data)` $= I - \eta H(\theta)$ as a matrix-free operator.
@@ -200,8 +204,7 @@ def gd_map(loss_fn: Callable, lr, *, throw: bool = True) -> GDMap:
     """
     if not callable(loss_fn):
         raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}.")
-    if not isinstance(throw, bool):
-        raise TypeError(f"`throw` must be a bool, got {type(throw).__name__}.")
+    check_throw(throw)
     return GDMap(loss_fn, check_lr(lr), throw)
 
 
@@ -209,7 +212,7 @@ def gd_map(loss_fn: Callable, lr, *, throw: bool = True) -> GDMap:
 # linear stability of a critical point
 
 
-class GDStability(AbstractResult):
+class GDStabilityResult(AbstractResult):
     r"""Linear stability of a critical point under gradient descent (from [`gd_stability`][]).
 
     - `regime`: `"isolated"` (no Hessian eigenvalue within the rank tolerance of zero) or
@@ -260,11 +263,36 @@ class GDStability(AbstractResult):
             return "manifold" if bool(m) else "isolated"
         return np.where(m, "manifold", "isolated")
 
+    def summary(self) -> str:
+        r"""The regime, $\mu$, stability, $\lambda_{\max}$ against $2/\eta$ and the result code
+        (the worst member of a batch, with how many are stable)."""
+        mu = np.asarray(self.mu, dtype=float)
+        stable = np.asarray(self.stable)
+        lam = np.asarray(self.lambda_max, dtype=float)
+        lr = np.asarray(self.lr, dtype=float)
+        if mu.ndim == 0:
+            text = (f"GD stability at step size {float(lr):.6g}: {self.regime} regime, mu = "
+                    f"{float(mu):.6g} ({'stable' if bool(stable) else 'unstable'}), lambda_max = "
+                    f"{float(lam):.6g}, critical step size 2/lambda_max = "
+                    f"{float(np.asarray(self.critical_lr)):.6g}")
+        else:
+            text = (f"GD stability at {mu.size} points: {int(np.sum(stable))} stable, mu from "
+                    f"{np.nanmin(mu):.6g} to {np.nanmax(mu):.6g}")
+        ok = np.all(np.asarray(self.successful))
+        return text + ("; successful." if ok else "; " + message(self.result))
+
+    def plot(self, ax=None, **kwargs):
+        r"""The factors $|1 - \eta\lambda|$ of the eigenvalues found against $\lambda$, with the
+        stability bound 1; returns `ax`."""
+        from ..plot._training import draw_gd_stability
+
+        return draw_gd_stability(self, ax=ax, **kwargs)
+
 
 @eqx.filter_jit
-def _stability(loss, arrays, data, lr, key, k, rank_tol, grad_tol, num_iters, chunk_size):
+def _stability(loss, arrays, data, lr, key, *, k, rank_tol, grad_tol, num_iters, chunk_size):
     value, grads = jax.value_and_grad(loss)(arrays, *data)
-    gnorm = jnp.linalg.norm(ravel_pytree(grads)[0])
+    gnorm = jnp.linalg.norm(flatten(grads, name="gradient")[0])
     op = _curvature.hessian_operator(loss, arrays, *data, chunk_size=chunk_size)
     if key is None:
         k_top = k_bot = None
@@ -302,7 +330,7 @@ def _stability(loss, arrays, data, lr, key, k, rank_tol, grad_tol, num_iters, ch
     nan = jnp.asarray(jnp.nan, dtype)
     bad = ~jnp.all(jnp.isfinite(allv))
     rho, mu, critical_lr = (jnp.where(bad, nan, x) for x in (rho, mu, critical_lr))
-    return GDStability(
+    return GDStabilityResult(
         manifold=manifold, spectral_radius=rho, mu=mu, stable=mu < 0, critical_lr=critical_lr,
         lambda_max=lam_max, lambda_min=lam_min, lambda_min_nonzero=lam_min_nz, resolved=resolved,
         eigenvalues_largest=lam_top, eigenvalues_smallest=lam_bot, zero_tolerance=tol, loss=value,
@@ -312,7 +340,8 @@ def _stability(loss, arrays, data, lr, key, k, rank_tol, grad_tol, num_iters, ch
 
 def gd_stability(loss_fn: Callable, params: PyTree, lr, *data, key: Key | None = None,
                  k: int = 4, rank_tol: float | None = None, grad_tol: float | None = None,
-                 num_iters: int | None = None, chunk_size: int | None = None) -> GDStability:
+                 num_iters: int | None = None, chunk_size: int | None = None,
+                 throw: bool = True) -> GDStabilityResult:
     r"""Linear stability of a critical point $\theta^*$ under gradient descent with step `lr`.
 
     Gradient descent $G(\theta) = \theta - \eta\nabla L(\theta)$ has the fixed point $\theta^*$
@@ -348,13 +377,16 @@ def gd_stability(loss_fn: Callable, params: PyTree, lr, *data, key: Key | None =
     - `rank_tol`, `grad_tol`: the relative zero band of the spectrum, and the gradient norm up to
       which `params` counts as critical (default $\sqrt{\epsilon}$).
     - `num_iters`, `chunk_size`: passed to Lanczos and to the Hessian operator.
+    - `throw`: `True` (default): a non-finite loss, gradient or eigenvalue, or Lanczos that did
+      not converge, raises `eqx.EquinoxRuntimeError` with the code's message (through
+      `eqx.error_if` under `jit`; under `vmap` if any member failed); `False`: the code is
+      returned in `.result` (with NaN `mu` for a non-finite eigenvalue).
 
-    **Returns:** a [`GDStability`][] with `.regime`, `.spectral_radius`, `.mu`, `.stable`,
-    `.critical_lr` $= 2/\lambda_{\max}$, the eigenvalues used, the gradient norm and `.result`
-    (a non-finite loss, gradient or eigenvalue is flagged there, with NaN `mu`).
+    **Returns:** a [`GDStabilityResult`][] with `.regime`, `.spectral_radius`, `.mu`, `.stable`,
+    `.critical_lr` $= 2/\lambda_{\max}$, the eigenvalues used, the gradient norm and `.result`.
 
     **Raises:** `ValueError`/`TypeError` naming the argument for bad input, non-finite `params`
-    or `data` included when concrete (under `jit` they give `result != successful` instead).
+    or `data` included when concrete (under `jit` they are a failure code instead).
 
     **Derivatives:** the eigenvalues (hence `mu`, `lambda_max`, `critical_lr`) are
     differentiable by [`jaxdyn.curvature.top_eigenvalues`][]'s eigenvalue derivative;
@@ -370,6 +402,7 @@ def gd_stability(loss_fn: Callable, params: PyTree, lr, *data, key: Key | None =
     """
     if not callable(loss_fn):
         raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}.")
+    check_throw(throw)
     lr = check_lr(lr)
     check_params(params)
     check_data(data)
@@ -390,5 +423,8 @@ def gd_stability(loss_fn: Callable, params: PyTree, lr, *data, key: Key | None =
     if grad_tol is not None and (not isinstance(grad_tol, int | float | np.number)
                                  or not np.isfinite(grad_tol) or not grad_tol >= 0):
         raise ValueError(f"`grad_tol` must be a finite number >= 0, got {grad_tol!r}.")
-    return _stability(loss, arrays, data, lr, key, k, float(rank_tol),
-                      None if grad_tol is None else float(grad_tol), num_iters, chunk_size)
+    out = _stability(loss, arrays, data, lr, key, k=k, rank_tol=float(rank_tol),
+                     grad_tol=None if grad_tol is None else float(grad_tol), num_iters=num_iters,
+                     chunk_size=chunk_size)
+    return raise_if_failed(out, out.result, throw,
+                           hint="(`gd_stability`: pass `throw=False` to get the result with its code.)")

@@ -7,6 +7,7 @@ $S = \lambda_{\max}(H)$ at the interval's start ([`jaxdyn.curvature.sharpness`][
 keeps $h\,S \le 1$, well inside the stability region of the explicit solver.
 """
 
+import warnings
 from collections.abc import Callable
 
 import diffrax
@@ -14,11 +15,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
 from .. import curvature as _curvature
 from .._checks import check_int
-from .._results import RESULTS
+from .._deprecate import REMOVED_IN
+from .._kernels import flatten
+from .._results import RESULTS, AbstractResult, check_throw, message, raise_if_failed
 from .._types import Array, Key, PyTree
 from ..curvature._lanczos import check_key
 from ._gd import check_data, check_finite_now, check_loss, check_params, split_params
@@ -32,7 +34,7 @@ class GradientFlow(eqx.Module):
     - `dt_max`: the largest step $h_{\max}$.
     - `safety`: $c$ in $h = \min(h_{\max}, c/S)$ (default 1, Cohen et al.'s choice).
     - `max_steps`: the most solver steps per output interval (a run that needs more stops there
-      and reports `result != 0`).
+      and reports `RESULTS.max_steps_reached`).
     - `num_iters`: Lanczos iterations for $S$ (`None`: the default of
       [`jaxdyn.curvature.top_eigenvalues`][]).
     - `t_max`: in [`train`][jaxdyn.training.train], follow the flow only up to this time (the
@@ -59,13 +61,35 @@ class GradientFlow(eqx.Module):
 
 class FlowState(eqx.Module):
     """The state carried along the flow: flat parameters `y`, time `t`, solver steps taken so far,
-    the sharpness `S` at the last interval start and a diffrax result code (0: fine)."""
+    the sharpness `S` at the last interval start and the first failure of the solver (a
+    [`RESULTS`][jaxdyn._results.RESULTS] item, `successful` while there is none)."""
 
     y: Array
     t: Array
     steps: Array
     sharpness: Array
-    result: Array
+    result: RESULTS
+
+
+# diffrax's result codes onto ours; anything else (a failed implicit step: singular, breakdown,
+# nonlinear divergence, ...) is `not_converged`.
+_FROM_DIFFRAX = (
+    ("successful", RESULTS.successful),
+    ("event_occurred", RESULTS.successful),
+    ("max_steps_reached", RESULTS.max_steps_reached),
+    ("max_steps_rejected", RESULTS.max_steps_reached),
+    ("nonfinite", RESULTS.nonfinite_state),
+    ("nonfinite_input", RESULTS.nonfinite_state),
+    ("dt_min_reached", RESULTS.step_size_too_small),
+)
+
+
+def from_diffrax(result) -> RESULTS:
+    """The [`RESULTS`][jaxdyn._results.RESULTS] item of a `diffrax.RESULTS` item (traceable)."""
+    out = RESULTS.not_converged
+    for name, ours in _FROM_DIFFRAX:
+        out = RESULTS.where(result == getattr(diffrax.RESULTS, name), ours, out)
+    return out
 
 
 def _flat_loss(loss, unravel):
@@ -80,7 +104,7 @@ def _field(t, y, args):
 def flow_init(y0: Array) -> FlowState:
     z = jnp.zeros((), y0.dtype)
     return FlowState(y0, z, jnp.zeros((), jnp.int32), jnp.full((), jnp.nan, y0.dtype),
-                     jnp.zeros((), jnp.int32))
+                     RESULTS.successful)
 
 
 def flow_sharpness(flow: GradientFlow, flat_loss, y: Array, data: tuple, key: Key | None) -> Array:
@@ -108,27 +132,26 @@ def flow_advance(flow: GradientFlow, flat_loss, state: FlowState, t1: Array, dat
         saveat=diffrax.SaveAt(t1=True), throw=False,
     )
     y1 = sol.ys[-1]
-    ok = sol.result == diffrax.RESULTS.successful
-    code = jnp.where(ok, 0, 1).astype(jnp.int32)
+    first = RESULTS.where(state.result == RESULTS.successful, from_diffrax(sol.result), state.result)
     return FlowState(y=y1, t=t1, steps=state.steps + sol.stats["num_steps"].astype(jnp.int32),
-                     sharpness=S, result=jnp.maximum(state.result, code))
+                     sharpness=S, result=first)
 
 
-class GradientFlowSolution(eqx.Module):
-    r"""The gradient flow sampled at `ts`.
+class GradientFlowSolution(AbstractResult):
+    r"""The gradient flow sampled at `ts` (from [`gradient_flow`][]; named like `diffrax.Solution`,
+    which it mirrors).
 
     - `ts`: shape `(n,)`; `params`: the parameters at `ts` (each leaf with a leading axis `n`).
     - `losses`: $L(\theta(t_i))$; `sharpness`: $S$ used on the interval starting at `ts[i]`
       (`nan` for the last row).
-    - `steps`: the solver steps taken in all; `result`: 0 if every interval finished, 1 if one
-      hit `max_steps` or the flow became non-finite, and the values after it are not to be
-      trusted.
-    - `status`: the same as a [`jaxdyn._results.RESULTS`][] item (`nonfinite_state`: the flow
-      blew up, `nonfinite_loss`: the loss overflowed while the state stayed finite,
-      `max_steps_reached`; `result` stays an int for compatibility); `failed_step`: the index
-      `i` of the first output time `ts[i]` at which the failure was seen (-1: none), and
-      `failed_time = ts[i]`: the blow-up happened in `(ts[i-1], ts[i]]` (`nan`: none). Rows
-      from `failed_step` on hold the NaN/inf values reached.
+    - `steps`: the solver steps taken in all.
+    - `result`: a [`jaxdyn._results.RESULTS`][] item: `successful`, `nonfinite_state` (the flow
+      blew up), `nonfinite_loss` (the loss overflowed while the state stayed finite),
+      `max_steps_reached` (an interval needed more than `GradientFlow.max_steps` steps), or
+      diffrax's other failures mapped onto ours; `failed_step`: the index `i` of the first output
+      time `ts[i]` at which the failure was seen (-1: none), and `failed_time = ts[i]`: the
+      blow-up happened in `(ts[i-1], ts[i]]` (`nan`: none). Rows from `failed_step` on hold the
+      NaN/inf values reached, not to be trusted.
     """
 
     ts: Array
@@ -136,19 +159,38 @@ class GradientFlowSolution(eqx.Module):
     losses: Array
     sharpness: Array
     steps: Array
-    result: Array
-    status: RESULTS
+    result: RESULTS
     failed_step: Array
     failed_time: Array
 
     @property
-    def successful(self) -> bool:
-        return bool(self.status == RESULTS.successful)
+    def status(self) -> RESULTS:
+        """Deprecated: `result` (the code was called `status` while `result` held a 0/1 int)."""
+        warnings.warn("`GradientFlowSolution.status` is deprecated: use `.result` (a RESULTS item; "
+                      f"the old name goes in jaxdyn {REMOVED_IN}).", DeprecationWarning, stacklevel=2)
+        return self.result
+
+    def summary(self) -> str:
+        """The time span, the loss at both ends, the solver steps and the result code."""
+        ts = np.asarray(self.ts)
+        losses = np.asarray(self.losses)
+        text = (f"gradient flow: t from {ts[0]:.6g} to {ts[-1]:.6g} ({ts.size} outputs), loss "
+                f"{losses[0]:.6g} -> {losses[-1]:.6g}, {int(self.steps)} solver steps")
+        if bool(self.successful):
+            return text + "; successful."
+        return (text + f"; FAILED at output {int(self.failed_step)} (t = {float(self.failed_time):.6g}): "
+                + message(self.result))
+
+    def plot(self, ax=None, **kwargs):
+        """The loss against time (log scale), with the sharpness on a second axis; returns `ax`."""
+        from ..plot._training import draw_gradient_flow
+
+        return draw_gradient_flow(self, ax=ax, **kwargs)
 
 
 @eqx.filter_jit
 def _solve(flow, loss, arrays, ts, data, key):
-    y0, unravel = ravel_pytree(arrays)
+    y0, unravel = flatten(arrays)
     flat_loss = _flat_loss(loss, unravel)
     state = eqx.tree_at(lambda s: s.t, flow_init(y0), ts[0].astype(y0.dtype))
 
@@ -162,14 +204,10 @@ def _solve(flow, loss, arrays, ts, data, key):
         new = flow_advance(flow, flat_loss, eqx.tree_at(lambda s: s.sharpness, state, S), t1, data)
         value = flat_loss(new.y, *data)
         now = RESULTS.where(~jnp.all(jnp.isfinite(new.y)), RESULTS.nonfinite_state,
-                            RESULTS.where(~jnp.isfinite(value), RESULTS.nonfinite_loss,
-                                          RESULTS.where(new.result == 0, RESULTS.successful,
-                                                        RESULTS.max_steps_reached)))
+                            RESULTS.where(~jnp.isfinite(value), RESULTS.nonfinite_loss, new.result))
         first = (code == RESULTS.successful) & (now != RESULTS.successful)
         code = RESULTS.where(first, now, code)
         fstep = jnp.where(first, i + 1, fstep).astype(jnp.int32)
-        legacy = jnp.where(code == RESULTS.successful, new.result, 1).astype(jnp.int32)
-        new = eqx.tree_at(lambda s: s.result, new, legacy)
         return (new, code, fstep), (new.y, value, S)
 
     code0 = RESULTS.where(jnp.isfinite(loss0), RESULTS.successful, RESULTS.nonfinite_loss)
@@ -180,11 +218,11 @@ def _solve(flow, loss, arrays, ts, data, key):
     losses = jnp.concatenate([loss0[None], losses])
     sharp = jnp.concatenate([sharp, jnp.full((1,), jnp.nan, sharp.dtype)])
     ftime = jnp.where(fstep >= 0, ts[jnp.maximum(fstep, 0)], jnp.nan)
-    return ys, losses, sharp, state.steps, state.result, code, fstep, ftime
+    return ys, losses, sharp, state.steps, code, fstep, ftime
 
 
 def gradient_flow(loss_fn: Callable, params: PyTree, *data, ts, flow: GradientFlow | None = None,
-                  key: Key | None = None) -> GradientFlowSolution:
+                  key: Key | None = None, throw: bool = True) -> GradientFlowSolution:
     r"""Solve the gradient flow $\theta' = -\nabla L(\theta)$, $\theta(t_0) = $ `params`.
 
     On each interval $[t_i, t_{i+1}]$ the step is fixed at $h = \min(h_{\max}, c/S)$ with $S$
@@ -200,10 +238,13 @@ def gradient_flow(loss_fn: Callable, params: PyTree, *data, ts, flow: GradientFl
     - `ts`: increasing output times, shape `(n,)` with `n >= 2`; `ts[0]` is the initial time.
     - `flow`: a [`GradientFlow`][] (solver, `dt_max`, `safety`, `max_steps`).
     - `key`: Lanczos start vectors (default: deterministic).
+    - `throw`: `True` (default): a blow-up (or an interval that hits `max_steps`) raises
+      `eqx.EquinoxRuntimeError` with the code's message (through `eqx.error_if` under `jit`);
+      `False`: it is a value: `result`, `failed_step` and `failed_time` say where it was first
+      seen.
 
     **Returns:** a [`GradientFlowSolution`][] (`params` combined with the non-array parts of the
-    input, each array leaf stacked over `ts`). A blow-up is a value, not an error: `status`,
-    `failed_step` and `failed_time` say where it was first seen.
+    input, each array leaf stacked over `ts`).
 
     **Derivatives:** the flow is a fixed-step explicit diffrax solve, differentiable with respect
     to `params`, the data and `ts` (the end time included); the
@@ -221,6 +262,7 @@ def gradient_flow(loss_fn: Callable, params: PyTree, *data, ts, flow: GradientFl
     # sol.params[-1] ~ exp(-A) @ ones
     ```
     """
+    check_throw(throw)
     flow = GradientFlow() if flow is None else flow
     if not isinstance(flow, GradientFlow):
         raise TypeError(f"`flow` must be a GradientFlow, got {type(flow).__name__}.")
@@ -243,10 +285,12 @@ def gradient_flow(loss_fn: Callable, params: PyTree, *data, ts, flow: GradientFl
     if key is not None:
         check_key(key)
     arrays, loss, static = split_params(loss_fn, params)
-    y0, unravel = ravel_pytree(arrays)
+    y0, unravel = flatten(arrays)
     ts = ts.astype(y0.dtype)
-    ys, losses, sharp, steps, result, code, fstep, ftime = _solve(flow, loss, arrays, ts, data, key)
+    ys, losses, sharp, steps, code, fstep, ftime = _solve(flow, loss, arrays, ts, data, key)
     stacked = jax.vmap(unravel)(ys)
-    return GradientFlowSolution(ts=ts, params=eqx.combine(stacked, static), losses=losses,
-                                sharpness=sharp, steps=steps, result=result, status=code,
-                                failed_step=fstep, failed_time=ftime)
+    sol = GradientFlowSolution(ts=ts, params=eqx.combine(stacked, static), losses=losses,
+                               sharpness=sharp, steps=steps, result=code, failed_step=fstep,
+                               failed_time=ftime)
+    return raise_if_failed(sol, code, throw, hint="(`gradient_flow`: pass `throw=False` to get the "
+                           "flow up to the failure, with `failed_step` and `failed_time`.)")

@@ -5,7 +5,7 @@ $(a, 1/a)$ the Hessian is $v v^\top$ with $v = (1/a, a)$, its only nonzero eigen
 $a^2 + 1/a^2 \ge 2$; GD with step $\eta$ is linearly stable there only if
 $a^2 + 1/a^2 \le 2/\eta$ (see [`gd_stability`][jaxdyn.training.gd_stability]), and for
 $\eta > 1$ nowhere. [`gd_endpoints`][] runs GD from many initialisations at once (`vmap`) and
-classifies every run as converged, diverged (overflow, counted, not raised) or neither.
+classifies every run as converged, diverged (overflow: counted with `throw=False`) or neither.
 """
 
 from collections.abc import Callable
@@ -17,7 +17,8 @@ import numpy as np
 from jax import lax
 
 from .._checks import check_int
-from .._results import RESULTS
+from .._deprecate import renamed_kwargs
+from .._results import RESULTS, AbstractResult, check_throw, message, raise_if_failed
 from .._types import Array, PyTree
 from ._gd import all_finite, check_data, check_finite_now, check_lr, split_params
 
@@ -27,14 +28,14 @@ def hyperbola_loss(w: Array) -> Array:
     return 0.5 * (w[0] * w[1] - 1.0) ** 2
 
 
-class GDEndpoints(eqx.Module):
+class GDEndpointsResult(AbstractResult):
     """Where a batch of gradient-descent runs ended (from [`gd_endpoints`][]).
 
     - `params`: the final parameters (leading batch axis); `loss`: the final losses.
     - `converged`: final loss `< tol` (and finite); `diverged`: the run overflowed (a non-finite
       loss or parameter); runs that are neither are still moving at the end of the budget.
     - `first_converged`: the first step with loss `< tol` (-1: never).
-    - `lr`, `tol`, `steps`: the settings.
+    - `lr`, `tol`, `n_steps`: the settings.
     - `result`: per run, a [`jaxdyn._results.RESULTS`][] item: `nonfinite_loss`,
       `nonfinite_gradient` or `nonfinite_parameters` for a diverged run (the first quantity that
       overflowed), else `successful`; `failed_step`: per run, the step at which it first
@@ -51,7 +52,7 @@ class GDEndpoints(eqx.Module):
     tol: Array
     result: RESULTS
     failed_step: Array
-    steps: int = eqx.field(static=True)
+    n_steps: int = eqx.field(static=True)
 
     @property
     def n_converged(self) -> int:
@@ -63,9 +64,27 @@ class GDEndpoints(eqx.Module):
         """How many runs overflowed."""
         return int(jnp.sum(self.diverged))
 
+    def summary(self) -> str:
+        """How many runs converged, diverged or neither, and the result codes."""
+        n = int(np.asarray(self.converged).size)
+        neither = n - self.n_converged - self.n_diverged
+        text = (f"GD endpoints at step size {float(self.lr):.6g}, {self.n_steps} steps: {n} runs, "
+                f"{self.n_converged} converged (loss < {float(self.tol):.3g}), {self.n_diverged} "
+                f"diverged, {neither} neither")
+        if bool(np.all(np.asarray(self.successful))):
+            return text + "; successful."
+        return text + "; " + message(self.result)
+
+    def plot(self, ax=None, **kwargs):
+        """Runs on 2-vectors: where they settled, against the hyperbola of minima of
+        [`hyperbola_loss`][] with its stable arcs; other runs: the final losses. Returns `ax`."""
+        from ..plot._training import draw_endpoints
+
+        return draw_endpoints(self, ax=ax, **kwargs)
+
 
 @eqx.filter_jit
-def _endpoints(loss, inits, data, lr, tol, steps):
+def _endpoints(loss, inits, data, lr, tol, n_steps):
     def one(p0):
         def step(carry, i):
             p, first, code, fstep = carry
@@ -82,19 +101,20 @@ def _endpoints(loss, inits, data, lr, tol, steps):
             return (p, first, code, fstep), None
 
         init = (p0, jnp.asarray(-1, jnp.int32), RESULTS.successful, jnp.asarray(-1, jnp.int32))
-        (p, first, code, fstep), _ = lax.scan(step, init, jnp.arange(steps, dtype=jnp.int32))
+        (p, first, code, fstep), _ = lax.scan(step, init, jnp.arange(n_steps, dtype=jnp.int32))
         value = loss(p, *data)
         finite = jnp.isfinite(value) & all_finite(p)
         code = RESULTS.where((code == RESULTS.successful) & ~finite, RESULTS.nonfinite_loss, code)
-        fstep = jnp.where((fstep < 0) & ~finite, steps, fstep)
-        first = jnp.where((first < 0) & (value < tol), steps, first)
+        fstep = jnp.where((fstep < 0) & ~finite, n_steps, fstep)
+        first = jnp.where((first < 0) & (value < tol), n_steps, first)
         return p, value, finite & (value < tol), ~finite, first, code, fstep
 
     return jax.vmap(one)(inits)
 
 
-def gd_endpoints(loss_fn: Callable, inits: PyTree, lr, *data, steps: int = 2000,
-                 tol: float = 1e-20) -> GDEndpoints:
+@renamed_kwargs(steps="n_steps")
+def gd_endpoints(loss_fn: Callable, inits: PyTree, lr, *data, n_steps: int = 2000,
+                 tol: float = 1e-20, throw: bool = True) -> GDEndpointsResult:
     r"""Run gradient descent with step `lr` from a batch of initialisations (`vmap`).
 
     **Arguments:**
@@ -103,11 +123,12 @@ def gd_endpoints(loss_fn: Callable, inits: PyTree, lr, *data, steps: int = 2000,
     - `inits`: initial parameters with a leading batch axis on every array leaf.
     - `lr`: the step size $\eta > 0$ (an array: no recompilation between step sizes).
     - `*data`: dataset arrays (shared by all runs).
-    - `steps`: the fixed step budget; `tol`: a run has converged when its final loss is below
-      `tol` (default $10^{-20}$).
-
-    Overflow is a value, not an error: a run whose loss or parameters become non-finite is
-    counted in `diverged`, with its code in `result` and the step in `failed_step`.
+    - `n_steps`: the fixed step budget (`steps` is its deprecated spelling); `tol`: a run has
+      converged when its final loss is below `tol` (default $10^{-20}$).
+    - `throw`: `True` (default): a run whose loss or parameters become non-finite raises
+      `eqx.EquinoxRuntimeError` with the code's message; `False`: overflow is a value: the run
+      is counted in `diverged`, with its code in `result` and the step in `failed_step` (what a
+      study of where GD settles wants: some step sizes make runs diverge).
 
     **Raises:** `ValueError`/`TypeError` naming the argument for bad input (non-finite `inits`
     or data included), before any compilation.
@@ -117,20 +138,21 @@ def gd_endpoints(loss_fn: Callable, inits: PyTree, lr, *data, steps: int = 2000,
     `first_converged`, `result` and `failed_step` are discrete and have no derivative (booleans
     and integers: `jax.grad` of them raises JAX's error for integer outputs).
 
-    **Returns:** a [`GDEndpoints`][].
+    **Returns:** a [`GDEndpointsResult`][].
 
     **Example:**
 
     ```python
     w0 = jax.random.uniform(key, (256, 2), minval=-2.0, maxval=2.0)
-    ends = gd_endpoints(hyperbola_loss, w0, 0.5, steps=3000)
+    ends = gd_endpoints(hyperbola_loss, w0, 0.5, n_steps=3000, throw=False)
     a = ends.params[ends.converged, 0]        # a**2 + 1/a**2 <= 2/0.5
     ```
     """
     if not callable(loss_fn):
         raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}.")
+    check_throw(throw)
     lr = check_lr(lr)
-    steps = check_int(steps, "steps")
+    n_steps = check_int(n_steps, "n_steps")
     if isinstance(tol, bool) or not isinstance(tol, int | float | np.number) or not (tol > 0) \
             or not np.isfinite(tol):
         raise ValueError(f"`tol` must be a finite positive number, got {tol!r}.")
@@ -148,7 +170,10 @@ def gd_endpoints(loss_fn: Callable, inits: PyTree, lr, *data, steps: int = 2000,
     if getattr(out, "shape", None) != ():
         raise ValueError(f"`loss_fn(params, *data)` must return a scalar, got {getattr(out, 'shape', out)}.")
     arrays, loss, static = split_params(loss_fn, inits)
-    p, value, conv, div, first, code, fstep = _endpoints(loss, arrays, data, lr, jnp.asarray(tol), steps)
-    return GDEndpoints(params=eqx.combine(p, static), loss=value, converged=conv, diverged=div,
-                       first_converged=first, lr=lr, tol=jnp.asarray(tol), result=code,
-                       failed_step=fstep, steps=steps)
+    p, value, conv, div, first, code, fstep = _endpoints(loss, arrays, data, lr, jnp.asarray(tol),
+                                                         n_steps)
+    out = GDEndpointsResult(params=eqx.combine(p, static), loss=value, converged=conv, diverged=div,
+                            first_converged=first, lr=lr, tol=jnp.asarray(tol), result=code,
+                            failed_step=fstep, n_steps=n_steps)
+    return raise_if_failed(out, code, throw, hint="(`gd_endpoints`: pass `throw=False` to count "
+                           "diverged runs instead, with `result` and `failed_step` per run.)")

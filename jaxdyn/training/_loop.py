@@ -18,7 +18,8 @@ the interpreter during its shutdown with computations and callbacks running, the
 a segmentation fault seen once after Ctrl-C. A second SIGINT interrupts at once.
 """
 
-import os
+import dataclasses
+import functools
 import signal
 import threading
 import warnings
@@ -30,35 +31,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import lax
-from jax.flatten_util import ravel_pytree
 
 from .. import curvature as _curvature
+from .._checkpoint import Checkpoint
 from .._checks import check_finite, check_int
-from .._results import RESULTS, AbstractResult, message
+from .._deprecate import renamed_kwargs
+from .._kernels import flatten
+from .._results import RESULTS, AbstractResult, check_throw, message, raise_if_failed
 from .._types import Array, Key, PyTree
 from ..curvature._lanczos import check_key
 from ._gd import _CombinedLoss, check_data, check_loss, check_lr, check_params, split_params
 from ._gradient_flow import FlowState, GradientFlow, _flat_loss, flow_advance, flow_init
-
-
-class Checkpoint(eqx.Module):
-    """Write the training state to `path` every `every` tracking blocks, and resume from it.
-
-    The file holds the settings, the step counter, the parameters, optimiser state and
-    gradient-flow state (`eqx.tree_serialise_leaves`) and every tracked history so far. With
-    `resume=True` (default) an existing file is loaded and training continues from it, also to
-    extend a finished run to more `steps`: resumed and uninterrupted runs give the same numbers.
-    The settings (`every`, `top_k`, `lr`, the flow reference, the trackers) must match.
-    """
-
-    path: str = eqx.field(static=True)
-    every: int = eqx.field(static=True, default=10)
-    resume: bool = eqx.field(static=True, default=True)
-
-    def __check_init__(self):
-        if not isinstance(self.path, str | os.PathLike):
-            raise TypeError(f"`path` must be a str, got {type(self.path).__name__}.")
-        check_int(self.every, "every")
 
 
 class TrainResult(AbstractResult):
@@ -66,8 +49,8 @@ class TrainResult(AbstractResult):
 
     - `params`: the final parameters (same structure as the input); `opt_state`: the optimiser
       state.
-    - `losses`: the loss before every optimiser step, shape `(steps,)`.
-    - `steps`: the step numbers of the tracked rows, `0, every, 2 every, ..., steps`.
+    - `losses`: the loss before every optimiser step, shape `(n_steps,)`.
+    - `steps`: the step numbers of the tracked rows, `0, every, 2 every, ..., n_steps`.
     - `times`: `steps * lr` (gradient-flow time; `None` without `lr`).
     - `loss`, `gradient_norm`: at the tracked rows.
     - `eigenvalues`: the `top_k` largest Hessian eigenvalues per row (descending), shape
@@ -75,8 +58,9 @@ class TrainResult(AbstractResult):
     - `accuracy`: `accuracy_fn(params, *data)` per row (`None` without `accuracy_fn`).
     - `flow_distance`: $\|\theta_{GD}(k) - \theta_{GF}(k\eta)\|$ per row; `flow_loss`,
       `flow_sharpness`: the loss and sharpness along the flow; `flow_params`: the flow's final
-      parameters; `flow_steps`: solver steps taken; `flow_result`: 0 if every interval finished
-      (all `None` without a flow reference).
+      parameters; `flow_steps`: solver steps taken (all `None` without a flow reference);
+      `flow_result`: a [`jaxdyn._results.RESULTS`][] item, the flow's first failure
+      (`max_steps_reached`, ...; `successful` when every interval finished or no flow ran).
     - `lr`: the step size used for the flow time (`None` if not given).
     - `result`: a [`jaxdyn._results.RESULTS`][] item: `successful`, or the first failure
       (`nonfinite_loss`, `nonfinite_gradient`, `nonfinite_parameters`); `failed_step`: the step
@@ -101,7 +85,7 @@ class TrainResult(AbstractResult):
     flow_sharpness: Array | None
     flow_params: PyTree | None
     flow_steps: Array | None
-    flow_result: Array | None
+    flow_result: RESULTS
     lr: Array | None
     result: RESULTS
     failed_step: Array
@@ -123,6 +107,13 @@ class TrainResult(AbstractResult):
         return (text + f"; FAILED at step {int(self.failed_step)} (time {float(self.failed_time):.6g}): "
                 + message(self.result))
 
+    def plot(self, ax=None, **kwargs):
+        r"""The loss at every step (log scale) and, when tracked, the sharpness against $2/\eta$ on
+        a second axis; returns `ax`."""
+        from ..plot._training import draw_train
+
+        return draw_train(self, ax=ax, **kwargs)
+
 
 class _Carry(eqx.Module):
     params: PyTree
@@ -134,21 +125,33 @@ class _Carry(eqx.Module):
 
 
 class _Config(eqx.Module):
+    """The static settings of the compiled blocks."""
+
     every: int = eqx.field(static=True)
     top_k: int = eqx.field(static=True)
     num_iters: int | None = eqx.field(static=True)
     chunk_size: int | None = eqx.field(static=True)
 
 
-def _track(cfg: _Config, loss, accuracy, flow, flat_loss, params, fstate, data, key, step_time):
+class _Problem(eqx.Module):
+    """What is trained and tracked: the loss of the array leaves, the accuracy (or `None`), the
+    gradient-flow reference (or `None`) and the optax optimiser (`None`: plain GD with `lr`)."""
+
+    loss: _CombinedLoss
+    accuracy: _CombinedLoss | None
+    flow: GradientFlow | None
+    optimizer: optax.GradientTransformation | None
+
+
+def _track(cfg: _Config, flat_loss, params, fstate, *, problem: _Problem, data, key, step_time):
     """The tracked values at `params` and, with a flow, the sharpness at the flow's point (one
     Lanczos run for both, `vmap`ped over the two points)."""
-    value, grads = jax.value_and_grad(loss)(params, *data)
-    out = {"loss": value, "gradient_norm": jnp.linalg.norm(ravel_pytree(grads)[0])}
+    value, grads = jax.value_and_grad(problem.loss)(params, *data)
+    out = {"loss": value, "gradient_norm": jnp.linalg.norm(flatten(grads, name="gradient")[0])}
     flow_s = None
     k = max(cfg.top_k, 1 if fstate is not None else 0)
+    flat = flatten(params)[0]
     if k > 0:
-        flat = ravel_pytree(params)[0]
         points = flat[None] if fstate is None else jnp.stack([flat, fstate.y])
 
         def eig(y):
@@ -160,10 +163,9 @@ def _track(cfg: _Config, loss, accuracy, flow, flat_loss, params, fstate, data, 
             out["eigenvalues"] = lams[0, : cfg.top_k]
         if fstate is not None:
             flow_s = lams[1, 0]
-    if accuracy is not None:
-        out["accuracy"] = jnp.asarray(accuracy(params, *data))
+    if problem.accuracy is not None:
+        out["accuracy"] = jnp.asarray(problem.accuracy(params, *data))
     if fstate is not None:
-        flat = ravel_pytree(params)[0]
         on = jnp.abs(fstate.t - step_time) <= 1e-6 * jnp.maximum(1.0, jnp.abs(step_time))
         nan = jnp.asarray(jnp.nan, value.dtype)
         out["flow_distance"] = jnp.where(on, jnp.linalg.norm(flat - fstate.y), nan)
@@ -177,7 +179,7 @@ def _key_at(key, block):
 
 
 # block modes: the first block of a run only tracks the initial point, padding blocks (which fill
-# the last chunk up to the common length, so that every chunk shares one compiled program) do
+# the last call up to the common length, so that every call shares one compiled program) do
 # nothing; both are `lax.cond` branches.
 _INITIAL, _BLOCK, _PAD = 0, 1, 2
 
@@ -195,18 +197,18 @@ def _select(pred, a, b):
     return jax.tree_util.tree_map(lambda x, y: jnp.where(pred, x, y) if eqx.is_array(x) else x, a, b)
 
 
-@eqx.filter_jit
-def _run_blocks(cfg, loss, accuracy, flow, optimizer, carry, modes, lr, data, key):
-    flat_loss = _flat_loss(loss, ravel_pytree(carry.params)[1])
+def _gd_step(problem: _Problem, lr, data):
+    """One optimiser step as a `lax.scan` body over the step numbers: a non-finite loss, gradient
+    or update is not taken (the last finite point is kept) and its code and step recorded."""
 
     def step(c, k):
         p, s, code, fstep = c
-        value, g = jax.value_and_grad(loss)(p, *data)
-        if optimizer is None:  # plain gradient descent; lr traced, so step sizes share one compile
+        value, g = jax.value_and_grad(problem.loss)(p, *data)
+        if problem.optimizer is None:  # plain gradient descent; lr traced: one compile for all
             new_p = jax.tree_util.tree_map(lambda a, b: a - lr.astype(a.dtype) * b, p, g)
             new_s = s
         else:
-            updates, new_s = optimizer.update(g, s, p)
+            updates, new_s = problem.optimizer.update(g, s, p)
             new_p = optax.apply_updates(p, updates)
         new_code = RESULTS.where(
             ~jnp.isfinite(value), RESULTS.nonfinite_loss,
@@ -215,12 +217,21 @@ def _run_blocks(cfg, loss, accuracy, flow, optimizer, carry, modes, lr, data, ke
                                         RESULTS.nonfinite_parameters, RESULTS.successful)))
         before = code != RESULTS.successful
         now = ~before & (new_code != RESULTS.successful)
-        # a non-finite step is not taken: the last finite point is kept (frozen)
         keep = before | now
         p, s = _select(keep, (p, s), (new_p, new_s))
         code = RESULTS.where(before, code, new_code)
         fstep = jnp.where(now, k, fstep)
         return (p, s, code, fstep), jnp.where(before, jnp.asarray(jnp.nan, value.dtype), value)
+
+    return step
+
+
+@eqx.filter_jit
+def _run_blocks(cfg: _Config, problem: _Problem, carry: _Carry, modes, *, lr, data, key):
+    """`lax.scan` over the blocks of one compiled call (`modes`: `_INITIAL`, `_BLOCK`, `_PAD`)."""
+    flat_loss = _flat_loss(problem.loss, flatten(carry.params)[1])
+    flow = problem.flow
+    step = _gd_step(problem, lr, data)
 
     def run_steps(c: _Carry):
         ks = c.step + jnp.arange(cfg.every, dtype=c.step.dtype)
@@ -235,12 +246,12 @@ def _run_blocks(cfg, loss, accuracy, flow, optimizer, carry, modes, lr, data, ke
         return _Carry(p, s, fstate, n, code, fstep), losses
 
     def no_steps(c: _Carry):
-        value = jax.eval_shape(loss, c.params, *data)
+        value = jax.eval_shape(problem.loss, c.params, *data)
         return c, jnp.full((cfg.every,), jnp.nan, value.dtype)
 
     def track(c: _Carry):
-        return _track(cfg, loss, accuracy, flow, flat_loss, c.params, c.flow, data,
-                      _key_at(key, c.step // cfg.every), c.step.astype(lr.dtype) * lr)
+        return _track(cfg, flat_loss, c.params, c.flow, problem=problem, data=data,
+                      key=_key_at(key, c.step // cfg.every), step_time=c.step.astype(lr.dtype) * lr)
 
     def block(c: _Carry, mode):
         failed = c.result != RESULTS.successful
@@ -261,47 +272,31 @@ def _run_blocks(cfg, loss, accuracy, flow, optimizer, carry, modes, lr, data, ke
     return lax.scan(block, carry, modes)
 
 
-def _config_repr(cfg: _Config, lr, flow, has_accuracy: bool, optimizer_given: bool) -> str:
-    parts = {"every": cfg.every, "top_k": cfg.top_k, "num_iters": cfg.num_iters,
-             "lr": None if lr is None else float(lr), "accuracy": has_accuracy,
-             "optimizer": "custom" if optimizer_given else "sgd",
-             "flow": None if flow is None else repr(flow), "format": 2}
-    return repr(sorted(parts.items()))
+def _settings(cfg: _Config, lr, problem: _Problem, optimizer_given: bool) -> dict:
+    """The settings a checkpoint must match to be resumed."""
+    return {"every": cfg.every, "top_k": cfg.top_k, "num_iters": cfg.num_iters,
+            "lr": None if lr is None else float(lr), "accuracy": problem.accuracy is not None,
+            "optimizer": "custom" if optimizer_given else "sgd",
+            "flow": None if problem.flow is None else repr(problem.flow), "format": 3}
 
 
-def _save(checkpoint: Checkpoint, config: str, carry: _Carry, rows: dict, losses: np.ndarray):
-    """Atomic: the device work is finished first, the file written to a temporary name, flushed
-    and synced, then renamed over the old checkpoint (a crash leaves the old or the new file,
-    never half of one)."""
-    carry = jax.block_until_ready(carry)
-    tmp = f"{checkpoint.path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        np.save(f, np.asarray(config))
-        np.save(f, np.asarray([losses.shape[0]], dtype=np.int64))
-        eqx.tree_serialise_leaves(f, carry)
-        np.save(f, losses)
-        np.save(f, np.asarray(sorted(rows)))
-        for name in sorted(rows):
-            np.save(f, rows[name])
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, checkpoint.path)
+@dataclasses.dataclass
+class _History:
+    """The host-side record of a run: the tracked rows and the per-step losses, in parts (one per
+    compiled call); `arrays()`/`from_arrays` give the checkpoint's named arrays."""
 
+    rows: dict = dataclasses.field(default_factory=dict)
+    losses: list = dataclasses.field(default_factory=list)
 
-def _load(checkpoint: Checkpoint, config: str, like: _Carry):
-    if not (checkpoint.resume and os.path.exists(checkpoint.path)):
-        return None
-    with open(checkpoint.path, "rb") as f:
-        saved = str(np.load(f))
-        if saved != config:
-            raise ValueError(f"`checkpoint`: {checkpoint.path} was written by a run with other "
-                             "settings; remove it or pass resume=False.")
-        np.load(f)
-        carry = eqx.tree_deserialise_leaves(f, like)
-        losses = np.load(f)
-        names = [str(n) for n in np.load(f)]
-        rows = {name: np.load(f) for name in names}
-    return carry, rows, losses
+    def arrays(self) -> dict:
+        out = {f"row_{k}": np.concatenate(v) for k, v in self.rows.items()}
+        out["losses"] = np.concatenate(self.losses)
+        return out
+
+    @staticmethod
+    def from_arrays(arrays: dict) -> "_History":
+        rows = {k[len("row_"):]: [v] for k, v in arrays.items() if k.startswith("row_")}
+        return _History(rows, [arrays["losses"]])
 
 
 class _DeferredInterrupt:
@@ -329,12 +324,14 @@ class _DeferredInterrupt:
         return False
 
 
-def train(loss_fn: Callable, params: PyTree, *data, steps: int, lr=None,
+@renamed_kwargs(steps="n_steps", chunk="blocks_per_call")
+def train(loss_fn: Callable, params: PyTree, *data, n_steps: int, lr=None,
           optimizer: optax.GradientTransformation | None = None, every: int = 10, top_k: int = 1,
           accuracy_fn: Callable | None = None, flow: GradientFlow | bool | None = None,
           checkpoint: Checkpoint | None = None, key: Key | None = None,
-          num_iters: int | None = None, chunk_size: int | None = None, chunk: int | None = None,
-          progress: bool = True, desc: str = "train", throw: bool = False) -> TrainResult:
+          num_iters: int | None = None, chunk_size: int | None = None,
+          blocks_per_call: int | None = None, progress: bool = True, desc: str = "train",
+          throw: bool = True) -> TrainResult:
     r"""Full-batch training of `params` on `loss_fn(params, *data)` with trackers.
 
     Every `every` steps the loop records the loss, the gradient norm $\|\nabla L\|$, the `top_k`
@@ -343,19 +340,21 @@ def train(loss_fn: Callable, params: PyTree, *data, steps: int, lr=None,
     `accuracy_fn(params, *data)` and, with a gradient-flow reference, the distance
     $\|\theta_k - \theta_{GF}(k\eta)\|$ to the flow $\theta' = -\nabla L$ started at the same
     point and integrated alongside with the step $\min(h_{\max}, c/S)$ ([`GradientFlow`][]).
-    Rows are recorded at steps $0, \text{every}, \dots, \text{steps}$.
+    Rows are recorded at steps $0, \text{every}, \dots, \text{n\_steps}$.
 
-    The steps run as `lax.scan` chunks of `chunk` blocks under one `jit`; the first block only
-    tracks the initial point and the last chunk is padded with empty blocks, so one program
+    The run is cut into blocks of `every` steps (each followed by the trackers), and the blocks
+    into compiled calls of `blocks_per_call` blocks (`lax.scan` under one `jit`); the first block
+    only tracks the initial point and the last call is padded with empty blocks, so one program
     serves the whole run (and a resumed one). The host updates the progress bar and writes the
-    checkpoint between chunks.
+    checkpoint between calls.
 
     **Arguments:**
 
     - `loss_fn`: the mean loss, `loss_fn(params, *data) -> scalar`.
     - `params`: any PyTree (an Equinox model: its floating-point arrays are trained).
     - `*data`: dataset arrays sharing their leading size (full batch).
-    - `steps`: the number of optimiser steps, a multiple of `every`.
+    - `n_steps`: the number of optimiser steps, a multiple of `every` (`steps` is its deprecated
+      spelling).
     - `lr`: the step size of plain gradient descent $\theta \leftarrow \theta - \eta\nabla L$
       (the default, compiled once for all step sizes) and the time per step of the gradient-flow
       reference.
@@ -363,23 +362,27 @@ def train(loss_fn: Callable, params: PyTree, *data, steps: int, lr=None,
     - `every`: steps per tracking block; `top_k`: eigenvalues tracked (0: none).
     - `accuracy_fn`: optional `accuracy_fn(params, *data) -> scalar`.
     - `flow`: `True` or a [`GradientFlow`][] to track the distance to gradient flow (needs `lr`).
-    - `checkpoint`: a [`Checkpoint`][] to write to and resume from.
-    - `key`: Lanczos start vectors (default: deterministic); `num_iters`, `chunk_size`: passed to
-      Lanczos and to the Hessian operator.
-    - `chunk`: blocks per compiled call (default: `checkpoint.every`, else about 1/20 of the run);
-      `progress`, `desc`: the tqdm bar.
-    - `throw`: what a non-finite step does. `False` (default): training stops there, a
-      `RuntimeWarning` names the quantity and the step, and the result carries the code
-      (`result`, `failed_step`, `failed_time`) with everything recorded up to the failure.
-      `True`: an `eqx.EquinoxRuntimeError` with the same message is raised once the checkpoint
-      (if any) is written. The default keeps the data: a long run that diverges at its end still
-      returns its history.
+    - `checkpoint`: a [`Checkpoint`][jaxdyn.training.Checkpoint] to write to (every
+      `checkpoint.every` blocks) and resume from.
+    - `key`: Lanczos start vectors (default: deterministic); `num_iters`: Lanczos iterations.
+    - `chunk_size`: examples per Hessian-vector product (a memory knob of the Hessian operator,
+      as in [`jaxdyn.curvature.hessian_operator`][]; default: the whole dataset at once).
+    - `blocks_per_call`: tracking blocks per compiled call, i.e. how often the host sees the run
+      (default: `checkpoint.every`, else about 1/20 of the run; `chunk` is its deprecated
+      spelling). Only the cadence of the progress bar and of interrupts changes, not the numbers.
+    - `progress`, `desc`: the tqdm bar.
+    - `throw`: what a non-finite step does (it is never taken: training stops at the last finite
+      point). `True` (default): an `eqx.EquinoxRuntimeError` naming the quantity and the step is
+      raised once the checkpoint (if any) is written. `False`: a `RuntimeWarning` says the same
+      and the result carries the code (`result`, `failed_step`, `failed_time`) with everything
+      recorded up to the failure: a long run that diverges at its end still returns its history.
 
     **Returns:** a [`TrainResult`][].
 
-    **Interrupts:** a first Ctrl-C (SIGINT) takes effect at the end of the chunk in flight, after
-    the checkpoint is written; `KeyboardInterrupt` is then raised with a message saying where the
-    run stopped. Rerunning with the same `checkpoint` resumes it to the same numbers.
+    **Interrupts:** a first Ctrl-C (SIGINT) takes effect at the end of the compiled call in
+    flight, after the checkpoint is written; `KeyboardInterrupt` is then raised with a message
+    saying where the run stopped. Rerunning with the same `checkpoint` resumes it to the same
+    numbers.
 
     **Raises:** `ValueError`/`TypeError` naming the argument for bad input (non-finite `params` or
     `data` included), before any compilation.
@@ -390,28 +393,78 @@ def train(loss_fn: Callable, params: PyTree, *data, steps: int, lr=None,
     **Example:**
 
     ```python
-    res = train(mse, model, xs, ys, steps=2000, lr=0.1, every=50, top_k=1, flow=True)
+    res = train(mse, model, xs, ys, n_steps=2000, lr=0.1, every=50, top_k=1, flow=True)
     res.sharpness        # against res.steps; compare with 2 / 0.1
     ```
     """
+    lr, flow = _check_arguments(loss_fn, params, data, n_steps=n_steps, every=every, top_k=top_k,
+                                lr=lr, optimizer=optimizer, flow=flow, accuracy_fn=accuracy_fn,
+                                checkpoint=checkpoint, key=key, blocks_per_call=blocks_per_call,
+                                throw=throw)
+    arrays, loss, static = split_params(loss_fn, params)
+    # strong dtypes: the carry keeps one abstract signature across calls (and after a resume)
+    arrays = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype=a.dtype), arrays)
+    flat0 = flatten(arrays)[0]
+    if top_k > flat0.size:
+        raise ValueError(f"`top_k` ({top_k}) must be at most the number of parameters ({flat0.size}).")
+    problem = _Problem(loss, None if accuracy_fn is None else _CombinedLoss(accuracy_fn, static), flow,
+                       optimizer)
+    cfg = _Config(every, top_k, num_iters, chunk_size)
+    n_blocks = n_steps // every
+    carry = _Carry(arrays, None if optimizer is None else optimizer.init(arrays),
+                   None if flow is None else flow_init(flat0), jnp.zeros((), jnp.int32),
+                   RESULTS.successful, jnp.asarray(-1, jnp.int32))
+    settings = _settings(cfg, lr, problem, optimizer is not None)
+    lr_arr = jnp.asarray(0.0 if lr is None else lr, flat0.dtype)
+
+    history, done = _History(), None
+    loaded = None if checkpoint is None else checkpoint.load(carry, settings)
+    if loaded is not None:
+        carry, saved = loaded
+        history = _History.from_arrays(saved)
+        done = int(saved["losses"].shape[0]) // every
+        if done > n_blocks:
+            raise ValueError(f"`checkpoint`: {checkpoint.path} already holds {done * every} steps, "
+                             f"more than the {n_steps} asked for.")
+    if blocks_per_call is None:
+        blocks_per_call = (checkpoint.every if checkpoint is not None
+                           else max(1, -(-(n_blocks + 1) // 20)))
+    run = functools.partial(_run_blocks, cfg, problem, lr=lr_arr, data=data, key=key)
+    carry = _drive(run, carry, history, done=done, n_blocks=n_blocks, every=every,
+                   blocks_per_call=blocks_per_call, checkpoint=checkpoint, settings=settings,
+                   progress=progress, desc=desc)
+    out = _assemble(carry, history, static=static, n_blocks=n_blocks, every=every, lr=lr,
+                    lr_arr=lr_arr, unravel=flatten(arrays)[1])
+    if out.successful:
+        return out
+    fstep = int(out.failed_step)
+    where = (f"`train`: step {fstep} (time {float(out.failed_time):.6g}) was not taken; training "
+             f"stopped there and `params` are those of step {fstep}.")
+    if not throw:
+        warnings.warn(f"{where} {message(out.result)}", RuntimeWarning, stacklevel=2)
+    return raise_if_failed(out, out.result, throw,
+                           hint=f"{where} Pass `throw=False` to get the history up to the failure.")
+
+
+def _check_arguments(loss_fn, params, data, *, n_steps, every, top_k, lr, optimizer, flow,
+                     accuracy_fn, checkpoint, key, blocks_per_call, throw):
+    """Validate the arguments of `train` before any compilation; return `(lr, flow)` (`lr` an
+    array or `None`, `flow` a `GradientFlow` or `None`)."""
     if not callable(loss_fn):
         raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}.")
-    steps = check_int(steps, "steps")
-    every = check_int(every, "every")
-    top_k = check_int(top_k, "top_k", minimum=0)
-    if steps % every:
-        raise ValueError(f"`steps` ({steps}) must be a multiple of `every` ({every}).")
+    n_steps = check_int(n_steps, "n_steps")
+    check_int(every, "every")
+    check_int(top_k, "top_k", minimum=0)
+    if n_steps % every:
+        raise ValueError(f"`n_steps` ({n_steps}) must be a multiple of `every` ({every}).")
     if lr is not None:
         lr = check_lr(lr)
     if optimizer is None:
         if lr is None:
             raise ValueError("`lr` is required when no `optimizer` is given.")
-        optimizer_given = False
-    else:
-        optimizer_given = True
-        if not isinstance(optimizer, optax.GradientTransformation):
-            raise TypeError(f"`optimizer` must be an optax GradientTransformation, got "
-                            f"{type(optimizer).__name__}.")
+    elif not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(f"`optimizer` must be an optax GradientTransformation, got "
+                        f"{type(optimizer).__name__}.")
     if flow is True:
         flow = GradientFlow()
     elif flow is False:
@@ -432,10 +485,9 @@ def train(loss_fn: Callable, params: PyTree, *data, steps: int, lr=None,
         raise TypeError(f"`{traced[0]}` is traced (under jax.grad/jit/vmap): `train` runs a host-side "
                         "loop (progress bar, checkpoints) and is neither differentiable nor traceable. "
                         "For derivatives through gradient-descent steps use `gd_map` in `lax.scan`.")
-    if chunk is not None:
-        chunk = check_int(chunk, "chunk")
-    if not isinstance(throw, bool):
-        raise TypeError(f"`throw` must be a bool, got {type(throw).__name__}.")
+    if blocks_per_call is not None:
+        check_int(blocks_per_call, "blocks_per_call")
+    check_throw(throw)
     if key is not None:
         check_key(key)
     check_params(params)
@@ -443,61 +495,37 @@ def train(loss_fn: Callable, params: PyTree, *data, steps: int, lr=None,
     check_loss(loss_fn, params, data)
     check_finite(eqx.filter(params, eqx.is_inexact_array), "params")
     check_finite(data, "data")
+    return lr, flow
 
-    arrays, loss, static = split_params(loss_fn, params)
-    # strong dtypes: the carry keeps one abstract signature across chunks (and after a resume)
-    arrays = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype=a.dtype), arrays)
-    size = ravel_pytree(arrays)[0].size
-    if top_k > size:
-        raise ValueError(f"`top_k` ({top_k}) must be at most the number of parameters ({size}).")
-    accuracy = None if accuracy_fn is None else _CombinedLoss(accuracy_fn, static)
-    cfg = _Config(every, top_k, num_iters, chunk_size)
-    n_blocks = steps // every
-    fstate = None if flow is None else flow_init(ravel_pytree(arrays)[0])
-    opt_state = None if optimizer is None else optimizer.init(arrays)
-    carry = _Carry(arrays, opt_state, fstate, jnp.zeros((), jnp.int32), RESULTS.successful,
-                   jnp.asarray(-1, jnp.int32))
-    config = _config_repr(cfg, lr, flow, accuracy is not None, optimizer_given)
-    lr_arr = jnp.asarray(0.0 if lr is None else lr, ravel_pytree(arrays)[0].dtype)
 
-    rows: dict[str, list] = {}
-    loss_parts: list[np.ndarray] = []
-    done = 0
-    initial = True
-    loaded = None if checkpoint is None else _load(checkpoint, config, carry)
-    if loaded is not None:
-        carry, saved_rows, saved_losses = loaded
-        done = int(saved_losses.shape[0]) // every
-        if done > n_blocks:
-            raise ValueError(f"`checkpoint`: {checkpoint.path} already holds {done * every} steps, "
-                             f"more than the {steps} asked for.")
-        rows = {name: [value] for name, value in saved_rows.items()}
-        loss_parts.append(saved_losses)
-        initial = False
-
-    if chunk is None:
-        chunk = checkpoint.every if checkpoint is not None else max(1, -(-(n_blocks + 1) // 20))
+def _drive(run, carry: _Carry, history: _History, *, done, n_blocks, every, blocks_per_call,
+           checkpoint, settings, progress, desc) -> _Carry:
+    """The host loop: compiled calls of `blocks_per_call` blocks until `n_blocks` are done or a
+    step fails, the progress bar, the checkpoint, and a deferred Ctrl-C. `done` is the number of
+    blocks a resumed run already holds (`None`: a fresh run, whose first block tracks the initial
+    point). Appends to `history` in place; returns the final carry."""
+    initial = done is None
+    done = 0 if done is None else done
+    n_steps = n_blocks * every
     failed = carry.result != RESULTS.successful
     with _DeferredInterrupt() as interrupt:
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=steps, initial=done * every, desc=desc, leave=False)
+            bar = tqdm(total=n_steps, initial=done * every, desc=desc, leave=False)
         try:
             since_save = 0
             while (initial or done < n_blocks) and not failed:
-                n = min(chunk - int(initial), n_blocks - done)
+                n = min(blocks_per_call - int(initial), n_blocks - done)
                 modes = [_INITIAL] * int(initial) + [_BLOCK] * n
                 used = len(modes)
-                modes = jnp.asarray(modes + [_PAD] * (chunk - used), jnp.int32)
-                carry, (losses, rec) = _run_blocks(cfg, loss, accuracy, flow, optimizer, carry, modes,
-                                                   lr_arr, data, key)
-                carry, losses, rec = jax.block_until_ready((carry, losses, rec))
+                modes = jnp.asarray(modes + [_PAD] * (blocks_per_call - used), jnp.int32)
+                carry, (losses, rec) = jax.block_until_ready(run(carry, modes))
                 failed = bool(carry.result != RESULTS.successful)
-                loss_parts.append(np.asarray(losses)[int(initial):used].reshape(-1))
+                history.losses.append(np.asarray(losses)[int(initial):used].reshape(-1))
                 for name, value in rec.items():
-                    rows.setdefault(name, []).append(np.asarray(value)[:used])
+                    history.rows.setdefault(name, []).append(np.asarray(value)[:used])
                 initial = False
                 done += n
                 since_save += n
@@ -509,54 +537,51 @@ def train(loss_fn: Callable, params: PyTree, *data, steps: int, lr=None,
                     bar.set_postfix(post)
                 if checkpoint is not None and (since_save >= checkpoint.every or done == n_blocks
                                                or failed or interrupt.pending):
-                    _save(checkpoint, config, carry, {k: np.concatenate(v) for k, v in rows.items()},
-                          np.concatenate(loss_parts))
+                    checkpoint.save(carry, history.arrays(), settings)
                     since_save = 0
                 if interrupt.pending and done < n_blocks and not failed:
                     where = (f"the checkpoint {checkpoint.path} holds it: rerun with the same "
                              "`checkpoint` to resume" if checkpoint is not None else
                              "pass `checkpoint=Checkpoint(path)` to be able to resume")
                     raise KeyboardInterrupt(f"`train` interrupted after step {done * every} of "
-                                            f"{steps}; {where}.")
+                                            f"{n_steps}; {where}.")
         finally:
             if bar is not None:
                 bar.close()
+    return carry
 
-    if failed:  # the rest of the run does not exist: nan rows and losses
-        missing = n_blocks + 1 - sum(len(v) for v in rows.get("loss", []))
-        for parts in rows.values():
+
+def _assemble(carry: _Carry, history: _History, *, static, n_blocks, every, lr, lr_arr,
+              unravel) -> TrainResult:
+    """The `TrainResult` of a finished (or failed) run; after a failure the rest of the run does
+    not exist: `nan` rows and losses."""
+    failed = bool(carry.result != RESULTS.successful)
+    n_steps = n_blocks * every
+    if failed:
+        missing = n_blocks + 1 - sum(len(v) for v in history.rows.get("loss", []))
+        for parts in history.rows.values():
             like = parts[0]
             parts.append(np.full((missing, *like.shape[1:]), np.nan, like.dtype))
-        have = sum(len(v) for v in loss_parts)
-        dtype = loss_parts[0].dtype if loss_parts else np.float64
-        loss_parts.append(np.full((steps - have,), np.nan, dtype))
+        have = sum(len(v) for v in history.losses)
+        dtype = history.losses[0].dtype if history.losses else np.float64
+        history.losses.append(np.full((n_steps - have,), np.nan, dtype))
     fstep = int(carry.failed_step)
     failed_time = jnp.asarray(fstep * float(lr) if (failed and lr is not None) else np.nan,
                               lr_arr.dtype)
-    if failed:
-        text = (f"`train`: step {fstep} (time {float(failed_time):.6g}) was not taken: "
-                f"{message(carry.result)} Training stopped there; `params` are those of step {fstep}.")
-        if throw:
-            raise eqx.EquinoxRuntimeError(text)
-        warnings.warn(text, RuntimeWarning, stacklevel=2)
-
-    hist = {name: jnp.asarray(np.concatenate(parts)) for name, parts in rows.items()}
+    hist = {name: jnp.asarray(np.concatenate(parts)) for name, parts in history.rows.items()}
     step_rows = jnp.arange(n_blocks + 1) * every
     eig = hist.get("eigenvalues")
-    flow_params = None
-    if carry.flow is not None:
-        unravel = ravel_pytree(arrays)[1]
-        flow_params = eqx.combine(unravel(carry.flow.y), static)
+    fs = carry.flow
     return TrainResult(
         params=eqx.combine(carry.params, static), opt_state=carry.opt_state,
-        losses=jnp.asarray(np.concatenate(loss_parts)), steps=step_rows,
+        losses=jnp.asarray(np.concatenate(history.losses)), steps=step_rows,
         times=None if lr is None else step_rows * lr_arr, loss=hist["loss"],
         gradient_norm=hist["gradient_norm"], sharpness=None if eig is None else eig[:, 0],
         eigenvalues=eig, accuracy=hist.get("accuracy"), flow_distance=hist.get("flow_distance"),
         flow_loss=hist.get("flow_loss"), flow_sharpness=hist.get("flow_sharpness"),
-        flow_params=flow_params, flow_steps=None if carry.flow is None else carry.flow.steps,
-        flow_result=None if carry.flow is None else carry.flow.result,
+        flow_params=None if fs is None else eqx.combine(unravel(fs.y), static),
+        flow_steps=None if fs is None else fs.steps,
+        flow_result=RESULTS.successful if fs is None else fs.result,
         lr=None if lr is None else lr_arr, result=carry.result, failed_step=carry.failed_step,
         failed_time=failed_time,
     )
-
