@@ -36,6 +36,7 @@ class RESULTS(eqx.Enumeration):
     nonfinite_input = "An input (step size, parameters or data) is non-finite (NaN or inf) under jit."
     step_size_too_small = "The step size fell below its minimum (a stiff or singular problem)."
     finite_time_blowup = "The solution blew up in finite time: the step size collapsed before the end time."
+    not_interpolating = "`params` is not an interpolating minimum (a per-example loss or gradient too large)."
 
 
 class AbstractResult(eqx.Module):

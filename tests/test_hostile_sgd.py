@@ -79,7 +79,7 @@ def escape(**kw):
 def jit_flag(params, lr):
     """sgd_lyapunov under `eqx.filter_jit`: traced `params` and `lr` are not checked before compiling,
     so non-finite values are flags (one compiled program for the rows that use it)."""
-    return lyap(params=params, lr=lr, normal_space=space(), on_not_interpolating="flag", throw=False)
+    return lyap(params=params, lr=lr, normal_space=space(), throw=False)
 
 
 
@@ -121,7 +121,7 @@ ROWS = [
     Hostile("sgd_lyapunov: not interpolating (raise)", lambda: lyap(params=THETA + 0.1), ValueError,
             r"`params` is not an interpolating minimum"),
     Hostile("sgd_lyapunov: not interpolating (flag)",  # the program of `stable_case`: no new compile
-            lambda: lyap(params=THETA + 0.1, on_not_interpolating="flag"), None,
+            lambda: lyap(params=THETA + 0.1, throw=False), None,
             flagged=lambda r: not bool(r.interpolating) and "tolerance" in r.summary()),
     Hostile("sgd_lyapunov: bad on_not_interpolating", lambda: lyap(on_not_interpolating="warn"),
             ValueError, r"`on_not_interpolating`"),
@@ -208,7 +208,7 @@ ROWS = [
     Hostile("sgd_escape: factor <= 1", lambda: escape(factor=0.5), ValueError, r"`factor`"),
     Hostile("sgd_escape: NaN data", lambda: escape(data=nan_at(DATA)), ValueError, r"`data`"),
     Hostile("sgd_escape: a run that overflows",  # |1 - 5 * 3.15| > 14 per step: inf within 300 steps
-            lambda: escape(lr=5.0, batch_size=2, n_steps=300), None,
+            lambda: escape(lr=5.0, batch_size=2, n_steps=300, throw=False), None,
             flagged=lambda r: bool(np.all(np.asarray(r.outcome) == -1))
             and bool(np.all(np.asarray(r.failed_step) > 0)) and not_successful(r.result)),
     # -- mean_square_bound ----------------------------------------------------------------------------

@@ -289,7 +289,7 @@ def test_bad_input():
 def test_not_interpolating_flagged():
     data = curvature_data([1.05, 3.15])
     r = sgd_lyapunov(lsq_loss, THETA1 + 0.1, data, lr=jnp.asarray(1.0), batch_size=1,
-                     on_not_interpolating="flag", key=KEY, **RUN)
+                     throw=False, key=KEY, **RUN)
     assert not bool(r.interpolating)
     assert float(r.check.max_example_loss) > 1e-3
     assert "tolerance" in r.summary()

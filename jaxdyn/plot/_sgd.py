@@ -44,34 +44,11 @@ def plot_sgd_lyapunov(result, ax=None, *, title: str | None = None):
     return fig
 
 
-def plot_sgd_stability(diagram, *, axes=None, relative: bool = True, title: str | None = None):
-    r"""Stability diagram of SGD over step size and batch size, against the GD boundary.
-
-    Left: $\lambda(\eta)$ for each batch size (error bars: 3 standard errors), the GD exponent
-    $\mu(\eta)$ (black) and the boundary $\eta = 2/\lambda_{\max}$ (dashed). Right: the sign map
-    over $(\eta, B)$: blue stable, red unstable, pale where $|\lambda| < 3$ stderr; crosses mark
-    the cells where SGD and GD disagree.
-
-    **Arguments:**
-
-    - `diagram`: a [`jaxdyn.training.SGDStabilityDiagram`][].
-    - `axes`: two matplotlib axes (default: a new figure).
-    - `relative`: step sizes in units of the GD boundary $2/\lambda_{\max}$ (default).
-    - `title`: the figure title.
-
-    **Returns:** the matplotlib `Figure`.
-    """
+def _draw_exponents(ax, diagram, x, relative: bool) -> None:
+    r"""$\lambda(\eta)$ per batch size (3-stderr bars), GD's $\mu(\eta)$ and the GD boundary."""
     import matplotlib.pyplot as plt
 
-    if axes is None:
-        fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.2), layout="constrained")
-    else:
-        fig = axes[0].figure
-    lrs = np.asarray(diagram.lrs)
-    scale = float(diagram.gd_boundary) if relative else 1.0
-    x = lrs / scale
     exp, se = np.asarray(diagram.exponent), np.asarray(diagram.stderr)
-    ax = axes[0]
     cmap = plt.get_cmap("viridis")
     nb = len(diagram.batch_sizes)
     for i, b in enumerate(diagram.batch_sizes):
@@ -87,7 +64,13 @@ def plot_sgd_stability(diagram, *, axes=None, relative: bool = True, title: str 
     ax.set_xlabel(r"$\eta\,\lambda_{\max}/2$" if relative else r"$\eta$")
     ax.set_ylabel(r"top exponent on the normal space")
     ax.legend(fontsize=7)
-    ax = axes[1]
+
+
+def _draw_sign_map(ax, diagram, x, relative: bool) -> None:
+    r"""The sign of $\lambda$ over $(\eta, B)$, pale where not significant; crosses where SGD and GD
+    disagree."""
+    exp, se = np.asarray(diagram.exponent), np.asarray(diagram.stderr)
+    nb = len(diagram.batch_sizes)
     sure = np.abs(exp) > 3 * np.nan_to_num(se)
     code = np.where(exp < 0, -1.0, 1.0) * np.where(sure, 1.0, 0.35)
     edges = np.sqrt(x[1:] * x[:-1]) if len(x) > 1 else np.array([])
@@ -106,6 +89,41 @@ def plot_sgd_stability(diagram, *, axes=None, relative: bool = True, title: str 
     ax.set_ylabel("batch size B")
     ax.set_xlabel(r"$\eta\,\lambda_{\max}/2$" if relative else r"$\eta$")
     ax.set_title("blue: SGD stable, red: unstable; x: disagrees with GD", fontsize=9)
+
+
+def plot_sgd_stability(diagram, *, axes=None, relative: bool = True, title: str | None = None):
+    r"""Stability diagram of SGD over step size and batch size, against the GD boundary.
+
+    Left: $\lambda(\eta)$ for each batch size (error bars: 3 standard errors), the GD exponent
+    $\mu(\eta)$ (black) and the boundary $\eta = 2/\lambda_{\max}$ (dashed). Right: the sign map
+    over $(\eta, B)$: blue stable, red unstable, pale where $|\lambda| < 3$ stderr; crosses mark
+    the cells where SGD and GD disagree.
+
+    **Arguments:**
+
+    - `diagram`: a [`jaxdyn.training.SGDStabilityDiagramResult`][].
+    - `axes`: two matplotlib axes (default: a new figure), or one axes: the left panel only.
+    - `relative`: step sizes in units of the GD boundary $2/\lambda_{\max}$ (default).
+    - `title`: the figure title (the axes title with one axes).
+
+    **Returns:** the matplotlib `Figure`.
+    """
+    import matplotlib.pyplot as plt
+
+    lrs = np.asarray(diagram.lrs)
+    scale = float(diagram.gd_boundary) if relative else 1.0
+    x = lrs / scale
+    if axes is not None and not isinstance(axes, list | tuple | np.ndarray):  # one panel
+        _draw_exponents(axes, diagram, x, relative)
+        if title:
+            axes.set_title(title)
+        return axes.figure
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.2), layout="constrained")
+    else:
+        fig = axes[0].figure
+    _draw_exponents(axes[0], diagram, x, relative)
+    _draw_sign_map(axes[1], diagram, x, relative)
     fig.suptitle(title or f"SGD stability at an interpolating minimum (normal space of dimension "
                  f"{diagram.rank})")
     return fig
@@ -138,3 +156,52 @@ def plot_sgd_escape(results, ax=None, *, title: str | None = None):
     ax.set_title(title or "SGD started next to the interpolating minimum")
     ax.legend(fontsize=7)
     return fig
+
+
+def plot_interpolation_check(check, ax=None, *, title: str | None = None):
+    r"""The largest per-example loss and gradient norm against their tolerances (log scale).
+
+    **Arguments:** `check`: a [`jaxdyn.training.InterpolationCheckResult`][]; `ax`: draw into
+    this axes (default: a new figure); `title`: the axes title.
+
+    **Returns:** the axes.
+    """
+    _, ax = _axes(ax, figsize=(5.0, 2.6))
+    tiny = np.finfo(float).tiny
+    values = [float(check.max_example_loss), float(check.max_example_grad)]
+    tols = [float(check.loss_tol), float(check.grad_tol)]
+    colors = ["C0" if v <= t else "C3" for v, t in zip(values, tols, strict=True)]
+    ax.barh([0, 1], [max(abs(v), tiny) for v in values], color=colors, label="largest over examples")
+    ax.plot(tols, [0, 1], "k|", ms=24, mew=2, label="tolerance")
+    ax.set_xscale("log")
+    ax.set_yticks([0, 1], [r"max $\ell_i$", r"max $\|\nabla \ell_i\|$"])
+    ax.set_title(title or ("interpolating" if bool(check.interpolating) else "NOT interpolating"))
+    ax.legend(fontsize=7)
+    return ax
+
+
+def plot_interpolation_fit(fit, ax=None, *, title: str | None = None):
+    r"""The mean loss over the Adam steps and then the Levenberg-Marquardt iterations (log scale),
+    with the target.
+
+    **Arguments:** `fit`: a [`jaxdyn.training.InterpolationFitResult`][]; `ax`: draw into this
+    axes (default: a new figure); `title`: the axes title.
+
+    **Returns:** the axes.
+    """
+    _, ax = _axes(ax, figsize=(5.0, 3.5))
+    adam = np.asarray(fit.adam_losses)
+    used = int(fit.lm_steps)
+    lm = np.asarray(fit.lm_losses)[:used]
+    if adam.size:
+        ax.plot(np.arange(1, adam.size + 1), adam, color="C0", label="Adam")
+    if lm.size:
+        ax.plot(adam.size + np.arange(1, lm.size + 1), lm, color="C1", marker="o", ms=3,
+                label="Levenberg-Marquardt")
+    ax.axhline(float(fit.target), color="black", ls="--", lw=1, label="target")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("mean loss")
+    ax.set_title(title or f"training to interpolation: loss {float(fit.loss):.2g}")
+    ax.legend(fontsize=7)
+    return ax

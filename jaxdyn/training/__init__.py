@@ -28,7 +28,7 @@ from ._loop import TrainResult as TrainResult, train as train
 from ._sgd_lyapunov import (
     SGDEscapeResult as SGDEscapeResult,
     SGDLyapunovResult as SGDLyapunovResult,
-    SGDStabilityDiagram as SGDStabilityDiagram,
+    SGDStabilityDiagramResult as SGDStabilityDiagramResult,
     gd_exponent as gd_exponent,
     mean_square_bound as mean_square_bound,
     sgd_escape as sgd_escape,
@@ -39,8 +39,8 @@ from ._sgd_normal import (
     AbstractCurvature as AbstractCurvature,
     GaussNewton as GaussNewton,
     Hessian as Hessian,
-    InterpolationCheck as InterpolationCheck,
-    InterpolationFit as InterpolationFit,
+    InterpolationCheckResult as InterpolationCheckResult,
+    InterpolationFitResult as InterpolationFitResult,
     NormalSpace as NormalSpace,
     find_interpolating_minimum as find_interpolating_minimum,
     interpolation_check as interpolation_check,
@@ -52,5 +52,8 @@ _RENAMED: dict[str, str] = {
     "EdgeOfStability": "EdgeOfStabilityResult",
     "GDEndpoints": "GDEndpointsResult",
     "GDStability": "GDStabilityResult",
+    "InterpolationCheck": "InterpolationCheckResult",
+    "InterpolationFit": "InterpolationFitResult",
+    "SGDStabilityDiagram": "SGDStabilityDiagramResult",
 }
 __getattr__ = _deprecated_names(__name__, globals(), _RENAMED)

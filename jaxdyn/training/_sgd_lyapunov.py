@@ -18,101 +18,55 @@ every step (rounding error in $\ker H$ is not damped by SGD, it would grow relat
 contracting normal directions and drag the estimate to 0 within tens of steps).
 """
 
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
 from .._checks import check_int, check_positive, is_concrete
-from .._results import RESULTS, AbstractResult, is_successful, message
+from .._results import RESULTS, AbstractResult, check_throw, is_successful, message, raise_if_failed
 from .._types import Array
 from ..lyapunov import product_spectrum
 from ..lyapunov._result import LyapunovResult
 from ._sgd_normal import (
     AbstractCurvature,
-    InterpolationCheck,
+    InterpolationCheckResult,
     NormalSpace,
+    batch_mask,
     check_batch_size,
     check_data,
     check_lr,
     check_params_data,
-    hvp_fn,
     interpolation_check,
     mean_loss_fn,
     normal_space,
-    take,
 )
 
-# -- one random step in normal coordinates -----------------------------------------------------------
 
+class _Problem(eqx.Module):
+    """Linearised SGD at a minimum: the per-example loss, its normal space and the examples (one
+    argument for the compiled pieces)."""
 
-def _draw(key, n: int, batch_size: int) -> Array:
-    """`batch_size` distinct indices out of `n`, uniformly (all of them, in order, when equal)."""
-    if batch_size == n:
-        return jnp.arange(n)
-    return jax.random.choice(key, n, (batch_size,), replace=False)
-
-
-def _mask(key, n: int, batch_size, dtype) -> Array:
-    """0/1 weights of a batch: the first `batch_size` entries of a random permutation (the same
-    subsets as `_draw`); `batch_size` may be an array."""
-    perm = jax.random.permutation(key, n)
-    return jnp.zeros(n, dtype).at[perm].set((jnp.arange(n) < batch_size).astype(dtype))
-
-
-class _HessianSample(eqx.Module):
-    """$v \\mapsto v - \\eta U^\\top H_\\xi U v$ by an HVP of the mini-batch mean loss."""
-
-    loss_fn: Any = eqx.field(static=True)
+    loss: Callable
     space: NormalSpace
     data: Any
-    lr: Array
-    batch_size: int = eqx.field(static=True)
-
-    def __call__(self, key):
-        s = self.space
-        batch = take(self.data, _draw(key, s.n_examples, self.batch_size))
-        hvp = hvp_fn(self.loss_fn, s.unravel, s.theta, batch)
-        U = s.basis
-
-        def matvec(v):
-            return v - self.lr * (U.T @ hvp(U @ v))
-
-        return matvec
 
 
-class _GaussNewtonSample(eqx.Module):
-    r"""$v \mapsto v - \frac{\eta}{B}\sum_{i\in\xi} G_i^\top G_i v$ (per-example factors).
+class _Run(eqx.Module):
+    """Static settings of a sampled product (one compiled program per distinct value)."""
 
-    The batch is a 0/1 mask over all $n$ examples (the first $B$ entries of a random
-    permutation: the same subsets as `jax.random.choice(..., replace=False)`), so that the batch
-    size is an array and a grid over it compiles once."""
-
-    factors: Array
-    lr: Array
-    batch_size: Array
-    n_examples: int = eqx.field(static=True)
-
-    def __call__(self, key):
-        n = self.n_examples
-        mask = _mask(key, n, self.batch_size, self.factors.dtype)
-        G = self.factors  # (n, q, r)
-        w = self.lr * mask / self.batch_size
-
-        def matvec(v):
-            return v - jnp.einsum("nqr,nq->r", G, w[:, None] * (G @ v))
-
-        return matvec
-
-
-def _sampler(space: NormalSpace, loss_fn, data, lr, batch_size: int):
-    if space.factor_kind == "gauss_newton":
-        return _GaussNewtonSample(space.factors, lr, jnp.asarray(batch_size), space.n_examples)
-    return _HessianSample(loss_fn, space, data, lr, batch_size)
+    n_steps: int = eqx.field(static=True)
+    n_chains: int = eqx.field(static=True)
+    transient_steps: int = eqx.field(static=True)
+    k: int = eqx.field(static=True, default=1)
+    mean_square: bool = eqx.field(static=True, default=True)
+    gd_control: bool = eqx.field(static=True, default=True)
+    progress: bool = eqx.field(static=True, default=False)
 
 
 # -- GD exponent and the mean-square bound ---------------------------------------------------------
@@ -134,14 +88,9 @@ def _spread(space: NormalSpace) -> Array:
     r"""$\max_i \|K_i - \bar K\|_F$ (absolute; $\infty$ when the factors are unavailable): 0 when
     every example has the same curvature on the normal space, so that every mini-batch matrix is
     the same. One $r\times r$ matrix at a time (`lax.map`), never all $n$ of them."""
-    F = space.factors
-    if F is None:
+    if space.factors is None:
         return jnp.asarray(jnp.inf, space.basis.dtype)
-    if space.factor_kind == "gauss_newton":  # K_i = G_i^T G_i
-        mean = jnp.einsum("nqr,nqs->rs", F, F) / F.shape[0]
-        return jnp.max(lax.map(lambda G: jnp.linalg.norm(G.T @ G - mean), F))
-    mean = jnp.mean(F, axis=0)
-    return jnp.max(lax.map(lambda K: jnp.linalg.norm(K - mean), F))
+    return space.curvature.spread(space.factors)
 
 
 def _deterministic(space: NormalSpace, batch_size) -> tuple[Array, Array]:
@@ -167,11 +116,7 @@ def _exact_spectrum(space: NormalSpace, lr, k: int, perturbation) -> tuple[Array
 
 def _kxk(space: NormalSpace, X: Array) -> Array:
     """$\\sum_i K_i X K_i$ with $K_i = U^\\top H_i U$."""
-    F = space.factors
-    if space.factor_kind == "gauss_newton":
-        inner = jnp.einsum("nqr,rs,nps->nqp", F, X, F)  # G_i X G_i^T
-        return jnp.einsum("nqr,nqp,nps->rs", F, inner, F)
-    return jnp.einsum("nab,bc,ncd->ad", F, X, F)
+    return space.curvature.sandwich(space.factors, X)
 
 
 def _ms_operator(space: NormalSpace, lr, batch_size: int):
@@ -197,20 +142,16 @@ def _ms_operator(space: NormalSpace, lr, batch_size: int):
     return T
 
 
-class _MeanSquareOperator(eqx.Module):
-    r"""$\mathrm{vec}(X) \mapsto \mathrm{vec}(\mathbb E[B_\xi X B_\xi])$, for Lanczos."""
+def _mean_square_operator(space: NormalSpace, lr, batch_size):
+    r"""$\mathrm{vec}(X) \mapsto \mathrm{vec}(\mathbb E[B_\xi X B_\xi])$ as a symmetric lineax
+    operator, for Lanczos (`batch_size`: an int, or an array on a grid over batch sizes)."""
+    import lineax as lx
 
-    space: NormalSpace
-    lr: Array
-    batch_size: Any  # an int, or an array on a grid over batch sizes
-
-    @property
-    def size(self) -> int:
-        return self.space.rank**2
-
-    def mv(self, v):
-        r = self.space.rank
-        return _ms_operator(self.space, self.lr, self.batch_size)(v.reshape(r, r)).ravel()
+    r = space.rank
+    T = _ms_operator(space, lr, batch_size)
+    return lx.FunctionLinearOperator(lambda v: T(v.reshape(r, r)).ravel(),
+                                     jax.ShapeDtypeStruct((r * r,), space.basis.dtype),
+                                     lx.symmetric_tag)
 
 
 def mean_square_bound(space: NormalSpace, lr, batch_size, *, dense_max_dim: int = 24,
@@ -270,13 +211,10 @@ def _mean_square_bound(space: NormalSpace, lr, batch_size, *, dense_max_dim: int
         return 0.5 * jnp.log(jnp.max(jnp.abs(ev))), zero
     from ..curvature import top_eigenvalues
 
-    op = _MeanSquareOperator(space, lr, batch_size)
-    eig = top_eigenvalues(op, 1, num_iters=min(r * r, lanczos_iters), tol=0.0)
+    eig = top_eigenvalues(_mean_square_operator(space, lr, batch_size), 1,
+                          n_steps=min(r * r, lanczos_iters), tol=0.0, throw=False)
     top = eig.eigenvalues[0] + eig.residuals[0]
     return 0.5 * jnp.log(top), eig.residuals[0] / eig.eigenvalues[0]
-
-
-# -- the result ------------------------------------------------------------------------------------
 
 
 class SGDLyapunovResult(AbstractResult):
@@ -296,7 +234,7 @@ class SGDLyapunovResult(AbstractResult):
       computed; `mean_square_accuracy`: 0 when exact (dense), else the power-iteration spread.
     - `lr`, `batch_size`, `n_examples`; `rank`: the normal-space dimension; `lambda_max`:
       $\lambda_{\max}(H)$; `gd_boundary`: $2/\lambda_{\max}$.
-    - `check`: the [`InterpolationCheck`][]; `interpolating`: its verdict.
+    - `check`: the [`InterpolationCheckResult`][]; `interpolating`: its verdict.
     - `eig_residual`, `null_residual`, `rtol`, `dropped_max`: the normal space's checks (see
       [`NormalSpace`][]).
     - `gd_control_shift`: shape `(k,)`, what was subtracted from the sampled product's estimate
@@ -309,12 +247,15 @@ class SGDLyapunovResult(AbstractResult):
     - `result`: a [`jaxdyn.RESULTS`][] code: `nonfinite_input` when the step size is non-finite,
       `nonfinite_curvature` when the normal-space curvatures are (both possible only under `jit`,
       where inputs are not checked), `nonfinite_tangent` when the product became non-finite
-      (`lyapunov.failed_step` says at which step), else `successful`. The exponents are NaN
-      whenever the code is not `successful`.
+      (`lyapunov.failed_step` says at which step), `not_interpolating` when `params` failed the
+      interpolation check (with `throw=False`; the exponents then describe the linearised map at
+      a point that SGD does not fix), else `successful`. The exponents are NaN whenever the code
+      is one of the first three.
 
     Properties: `sgd_stable` ($\lambda < 0$), `gd_stable` ($\mu < 0$), `significant`
     ($|\lambda| > 3$ stderr).
     """
+
 
     exponent: Array
     stderr: Array
@@ -326,7 +267,7 @@ class SGDLyapunovResult(AbstractResult):
     lr: Array
     lambda_max: Array
     gd_boundary: Array
-    check: InterpolationCheck
+    check: InterpolationCheckResult
     interpolating: Array
     eig_residual: Array
     null_residual: Array
@@ -360,17 +301,18 @@ class SGDLyapunovResult(AbstractResult):
                 f"{self.rank}-dim normal space: lambda = {float(self.exponent):.4g} +- "
                 f"{float(self.stderr):.2g}{exact}; GD mu = {float(self.gd_exponent):.4g} (boundary "
                 f"eta = {float(self.gd_boundary):.4g}); mean-square bound "
-                f"{float(self.mean_square_bound):.4f}; interpolation: {self.check.message()}{failure}")
+                f"{float(self.mean_square_bound):.4f}; interpolation: {self.check.numbers()}{failure}")
 
     def plot(self, ax=None, **kwargs):
-        """Running estimate with the GD exponent and the bound; see
-        [`jaxdyn.plot.plot_sgd_lyapunov`][]."""
-        from ..plot import plot_sgd_lyapunov
+        """Running estimate with the GD exponent and the bound (see
+        [`jaxdyn.plot.plot_sgd_lyapunov`][]); returns the axes."""
+        from ..plot._sgd import plot_sgd_lyapunov
 
-        return plot_sgd_lyapunov(self, ax=ax, **kwargs)
+        fig = plot_sgd_lyapunov(self, ax=ax, **kwargs)
+        return fig.axes[0] if ax is None else ax
 
 
-# -- the entry point -------------------------------------------------------------------------------
+# -- checks shared by the entry points -------------------------------------------------------------
 
 
 @jax.custom_jvp
@@ -405,21 +347,67 @@ def _check_common(per_example_loss, data, batch_size, lr):
     return n, batch_size, lr
 
 
-def _space_for(per_example_loss, params, data, space, curvature, rtol, ms_max_dim):
+def _space_for(per_example_loss, params, data, *, space, curvature, rtol, ms_max_dim) -> NormalSpace:
+    """`space` (checked against `data`), or the normal space computed here."""
     if space is None:
-        return normal_space(per_example_loss, params, data, curvature=curvature, rtol=rtol,
-                            ms_max_dim=ms_max_dim)
-    if not isinstance(space, NormalSpace):
+        space = normal_space(per_example_loss, params, data, curvature=curvature, rtol=rtol,
+                             ms_max_dim=ms_max_dim)
+    elif not isinstance(space, NormalSpace):
         raise TypeError("`normal_space` must be a NormalSpace from jaxdyn.training.normal_space.")
+    n = check_data(data)
+    if space.n_examples != n:
+        raise ValueError(f"`normal_space` was built for {space.n_examples} examples, `data` has {n}.")
     return space
 
 
-def _exponents(space, per_example_loss, data, lr, batch_size, key, n_steps, n_chains, k,
-               transient_steps, progress):
-    sample = _sampler(space, per_example_loss, data, lr, batch_size)
-    return product_spectrum(sample, key, dim=space.rank, n_steps=n_steps, k=k, n_chains=n_chains,
-                            transient_steps=transient_steps, dtype=space.basis.dtype,
-                            progress=progress)
+def _check_interpolating(per_example_loss, params, data, *, loss_tol, grad_tol,
+                         throw: bool) -> InterpolationCheckResult:
+    """The interpolation check; with `throw`, a `ValueError` naming `params` when it fails (and
+    its numbers are concrete: under `jit` the code goes into the result, see `raise_if_failed`)."""
+    check = interpolation_check(per_example_loss, params, data, loss_tol=loss_tol, grad_tol=grad_tol,
+                                throw=False)
+    if throw and is_concrete(check.interpolating) and not bool(check.interpolating):
+        raise ValueError(
+            "`params` is not an interpolating minimum: " + check.numbers() + ". Train to "
+            "interpolation (find_interpolating_minimum), loosen loss_tol/grad_tol, or pass "
+            "throw=False.")
+    return check
+
+
+def _throw_policy(throw: bool, on_not_interpolating: str | None) -> bool:
+    """`throw`, with the deprecated `on_not_interpolating` ('raise' -> True, 'flag' -> False)."""
+    check_throw(throw)
+    if on_not_interpolating is None:
+        return throw
+    if on_not_interpolating not in ("raise", "flag"):
+        raise ValueError(f"`on_not_interpolating` must be 'raise' or 'flag', got {on_not_interpolating!r}.")
+    warnings.warn("`on_not_interpolating` is deprecated: pass `throw=True` (for 'raise') or "
+                  "`throw=False` (for 'flag'); it goes in jaxdyn 0.3.", DeprecationWarning, stacklevel=3)
+    return throw and on_not_interpolating == "raise"
+
+
+def _flag_not_interpolating(code: RESULTS, interpolating) -> RESULTS:
+    """`not_interpolating` where the run itself succeeded but `params` failed the check
+    (elementwise for a batch of codes)."""
+    bad = ~jnp.asarray(interpolating)
+
+    def flag(c):
+        return RESULTS.where(is_successful(c) & bad, RESULTS.not_interpolating, c)
+
+    for _ in range(jnp.ndim(code._value)):
+        flag = jax.vmap(flag)
+    return flag(code)
+
+
+# -- the sampled product ---------------------------------------------------------------------------
+
+
+def _exponents(problem: _Problem, lr, batch_size, key, run: _Run) -> LyapunovResult:
+    space = problem.space
+    sample = space.curvature.sampler(space, problem.loss, problem.data, lr, batch_size)
+    return product_spectrum(sample, key, dim=space.rank, n_steps=run.n_steps, k=run.k,
+                            n_chains=run.n_chains, transient_steps=run.transient_steps,
+                            dtype=space.basis.dtype, progress=run.progress, throw=False)
 
 
 class _GDSample(eqx.Module):
@@ -431,7 +419,7 @@ class _GDSample(eqx.Module):
         return lambda v: self.gain * v
 
 
-def _gd_control_shift(space, lr, key, n_steps, k, transient_steps) -> Array:
+def _gd_control_shift(space: NormalSpace, lr, key, run: _Run) -> Array:
     r"""The finite-run error of the same estimator on full-batch GD: the product of
     $I - \eta\,\mathrm{diag}(h)$ run with the same start block (same `key`), the same transient and
     length, minus its exact exponents. It is the error of starting from a random tangent block
@@ -439,19 +427,79 @@ def _gd_control_shift(space, lr, key, n_steps, k, transient_steps) -> Array:
     curvatures cluster), which a mini-batch product shares where it is close to GD (small
     $\eta$ or $B$ close to $n$); it tends to 0 as $N \to \infty$."""
     gd = product_spectrum(_GDSample(1 - lr * space.eigenvalues), key, dim=space.rank,
-                          n_steps=n_steps, k=k, n_chains=1, transient_steps=transient_steps,
-                          dtype=space.basis.dtype, progress=False)
-    exact, _ = _exact_spectrum(space, lr, k, 0.0)
+                          n_steps=run.n_steps, k=run.k, n_chains=1,
+                          transient_steps=run.transient_steps, dtype=space.basis.dtype,
+                          progress=False, throw=False)
+    exact, _ = _exact_spectrum(space, lr, run.k, 0.0)
     return gd.exponents - exact
+
+
+def _select(space: NormalSpace, lr, batch_size, lyap: LyapunovResult, *, exps, stderrs):
+    """The exact exponents where the product is deterministic, the sampled ones elsewhere, and the
+    result code."""
+    det, perturbation = _deterministic(space, batch_size)
+    exact, accuracy = _exact_spectrum(space, lr, exps.shape[-1], perturbation)
+    exps = jnp.where(det, exact, exps)
+    stderrs = jnp.where(det, accuracy, stderrs)
+    bad_lr = ~jnp.isfinite(lr)
+    bad_curvature = ~jnp.all(jnp.isfinite(space.eigenvalues))
+    bad_product = jnp.any(lyap.failed_step >= 0) | ~jnp.all(jnp.isfinite(exps))
+    code = RESULTS.where(
+        bad_lr, RESULTS.nonfinite_input,
+        RESULTS.where(bad_curvature, RESULTS.nonfinite_curvature,
+                      RESULTS.where(bad_product, RESULTS.nonfinite_tangent, RESULTS.successful)))
+    ok = is_successful(code)
+    return jnp.where(ok, exps, jnp.nan), jnp.where(ok, stderrs, jnp.nan), det, code
+
+
+def _estimate(problem: _Problem, lr, batch_size, key, run: _Run):
+    """The sampled product, the GD control shift and the selected exponents:
+    `(lyap, exps, stderrs, deterministic, code, shift)`."""
+    lyap = _exponents(problem, lr, batch_size, key, run)
+    stderrs = lyap.stderr if lyap.stderr is not None else jnp.full_like(lyap.exponents, jnp.nan)
+    if run.gd_control:
+        shift = _gd_control_shift(problem.space, lr, key, run)
+    else:
+        shift = jnp.zeros_like(lyap.exponents)
+    exps, stderrs, det, code = _select(problem.space, lr, batch_size, lyap,
+                                       exps=lyap.exponents - shift, stderrs=stderrs)
+    return lyap, exps, stderrs, det, code, shift
+
+
+def _assemble(problem: _Problem, lr, batch_size, key, check: InterpolationCheckResult,
+              run: _Run) -> SGDLyapunovResult:
+    space = problem.space
+    lyap, exps, stderrs, det, code, shift = _estimate(problem, lr, batch_size, key, run)
+    dtype = space.basis.dtype
+    if run.mean_square:
+        msb, msa = _mean_square_bound(space, lr, batch_size)
+    else:
+        msb = msa = jnp.asarray(jnp.nan, dtype) + 0 * lr
+    return SGDLyapunovResult(
+        exponent=exps[0], stderr=stderrs[0], exponents=exps, stderrs=stderrs,
+        gd_exponent=gd_exponent(space, lr), mean_square_bound=msb, mean_square_accuracy=msa,
+        lr=jnp.asarray(lr, dtype), lambda_max=space.lambda_max, gd_boundary=2 / space.lambda_max,
+        check=check, interpolating=check.interpolating, eig_residual=space.eig_residual,
+        null_residual=space.null_residual, rtol=space.rtol, dropped_max=space.dropped_max,
+        lyapunov=lyap, deterministic=det, gd_control_shift=shift,
+        result=_flag_not_interpolating(code, check.interpolating), batch_size=batch_size,
+        n_examples=space.n_examples, rank=space.rank,
+    )
+
+
+_assemble_jit = eqx.filter_jit(_assemble)
+
+
+# -- the entry point -------------------------------------------------------------------------------
 
 
 def sgd_lyapunov(per_example_loss, params, data, *, lr, batch_size: int, key, n_steps: int = 2000,
                  n_chains: int = 8, k: int = 1, transient_steps: int = 100,
                  curvature: AbstractCurvature | None = None, normal_space: NormalSpace | None = None,
                  rtol: float | None = None, mean_square: bool = True, ms_max_dim: int = 64,
-                 loss_tol: float = 1e-10, grad_tol: float = 1e-6,
-                 on_not_interpolating: str = "raise", progress: bool = False,
-                 throw: bool = True, gd_control: bool = True) -> SGDLyapunovResult:
+                 loss_tol: float = 1e-10, grad_tol: float = 1e-6, progress: bool = False,
+                 throw: bool = True, gd_control: bool = True,
+                 on_not_interpolating: str | None = None) -> SGDLyapunovResult:
     r"""Top Lyapunov exponent(s) of SGD linearised at an interpolating minimum, on the normal space.
 
     $\lambda = \lim_N \frac1N\log\|B_N\cdots B_1\|$ with $B_n = U^\top(I - \eta H_{\xi_n})U$, by
@@ -475,15 +523,16 @@ def sgd_lyapunov(per_example_loss, params, data, *, lr, batch_size: int, key, n_
       [`NormalSpace`][] (reused across step sizes and batch sizes); `rtol`, `ms_max_dim`: passed
       to [`normal_space`][] when it is computed here.
     - `mean_square`: also compute the mean-square bound ([`mean_square_bound`][]).
-    - `loss_tol`, `grad_tol`, `on_not_interpolating`: the interpolation check
-      ([`interpolation_check`][]); `"raise"` (default) raises a `ValueError` when it fails,
-      `"flag"` returns the result with `interpolating=False` (the exponent then describes the
-      linearised map at a point that SGD does not fix). When `params` is traced the check is
-      always a flag.
+    - `loss_tol`, `grad_tol`: the interpolation check ([`interpolation_check`][]).
     - `progress`: a progress bar for the product.
-    - `throw`: raise (through `eqx.error_if`) when the exponent is non-finite or the product
-      failed, which can only happen under `jit` with non-finite traced inputs (concrete inputs
-      are checked first); `throw=False` returns the code in `result` instead.
+    - `throw`: with `True` (default) a `params` that fails the interpolation check is a
+      `ValueError` (before anything is run), and a failed run (a non-finite exponent, possible only
+      under `jit` with non-finite traced inputs, or an overflowing product) raises its
+      [`jaxdyn.RESULTS`][] message (through `eqx.error_if` under `jit`, where the check's verdict
+      is traced too). With `False` the code is returned in `result` (`not_interpolating`, with
+      `interpolating=False`: the exponent then describes the linearised map at a point that SGD
+      does not fix).
+    - `on_not_interpolating`: deprecated; `"raise"` is `throw=True`, `"flag"` is `throw=False`.
 
     **Deterministic products.** With `batch_size == n` (or when every example has the same
     curvature on the normal space) every step multiplies by the same $I - \eta H$: the exponents
@@ -522,88 +571,31 @@ def sgd_lyapunov(per_example_loss, params, data, *, lr, batch_size: int, key, n_
     res.exponent, res.stderr, res.gd_exponent, res.mean_square_bound
     ```
     """
+    throw = _throw_policy(throw, on_not_interpolating)
     n, batch_size, lr = _check_common(per_example_loss, data, batch_size, lr)
-    n_steps = check_int(n_steps, "n_steps")
-    n_chains = check_int(n_chains, "n_chains")
-    transient_steps = check_int(transient_steps, "transient_steps", minimum=0)
-    k = check_int(k, "k")
-    if on_not_interpolating not in ("raise", "flag"):
-        raise ValueError(f"`on_not_interpolating` must be 'raise' or 'flag', got {on_not_interpolating!r}.")
+    run = _Run(n_steps=check_int(n_steps, "n_steps"), n_chains=check_int(n_chains, "n_chains"),
+               transient_steps=check_int(transient_steps, "transient_steps", minimum=0),
+               k=check_int(k, "k"), mean_square=bool(mean_square), gd_control=bool(gd_control),
+               progress=bool(progress))
     check_params_data(params, data)
     params = _no_params_derivative(params)
-    check = interpolation_check(per_example_loss, params, data, loss_tol=loss_tol, grad_tol=grad_tol)
-    if on_not_interpolating == "raise" and is_concrete(check.interpolating) and not bool(
-            check.interpolating):
-        raise ValueError(
-            "`params` is not an interpolating minimum: " + check.message() + ". Train to "
-            "interpolation (find_interpolating_minimum), loosen loss_tol/grad_tol, or pass "
-            "on_not_interpolating='flag'."
-        )
-    space = _space_for(per_example_loss, params, data, normal_space, curvature, rtol, ms_max_dim)
-    if space.n_examples != n:
-        raise ValueError(f"`normal_space` was built for {space.n_examples} examples, `data` has {n}.")
+    check = _check_interpolating(per_example_loss, params, data, loss_tol=loss_tol,
+                                 grad_tol=grad_tol, throw=throw)
+    space = _space_for(per_example_loss, params, data, space=normal_space, curvature=curvature,
+                       rtol=rtol, ms_max_dim=ms_max_dim)
     lr = jnp.asarray(lr).astype(space.basis.dtype)  # one precision: a float64 `lr` with float32 params
-    if k > space.rank:
-        raise ValueError(f"`k` ({k}) must be at most the normal-space rank ({space.rank}).")
-    run = _assemble if progress else _assemble_jit  # one compiled program unless a bar is shown
-    return run(space, per_example_loss, data, lr, batch_size, key, n_steps, n_chains, k,
-               transient_steps, progress, mean_square, check, throw, gd_control)
-
-
-def _assemble(space, per_example_loss, data, lr, batch_size, key, n_steps, n_chains, k,
-              transient_steps, progress, mean_square, check, throw, gd_control):
-    lyap = _exponents(space, per_example_loss, data, lr, batch_size, key, n_steps, n_chains, k,
-                      transient_steps, progress)
-    dtype = space.basis.dtype
-    stderrs = lyap.stderr if lyap.stderr is not None else jnp.full_like(lyap.exponents, jnp.nan)
-    if gd_control:
-        shift = _gd_control_shift(space, lr, key, n_steps, k, transient_steps)
-    else:
-        shift = jnp.zeros_like(lyap.exponents)
-    exps, stderrs, det, code = _select(space, lr, batch_size, k, lyap, lyap.exponents - shift,
-                                       stderrs)
-    if throw:
-        exps = code.error_if(exps, ~is_successful(code))
-    if mean_square:
-        msb, msa = _mean_square_bound(space, lr, batch_size)
-    else:
-        msb = msa = jnp.asarray(jnp.nan, dtype) + 0 * lr
-    return SGDLyapunovResult(
-        exponent=exps[0], stderr=stderrs[0], exponents=exps, stderrs=stderrs,
-        gd_exponent=gd_exponent(space, lr), mean_square_bound=msb, mean_square_accuracy=msa,
-        lr=jnp.asarray(lr, dtype), lambda_max=space.lambda_max, gd_boundary=2 / space.lambda_max,
-        check=check, interpolating=check.interpolating, eig_residual=space.eig_residual,
-        null_residual=space.null_residual, rtol=space.rtol, dropped_max=space.dropped_max,
-        lyapunov=lyap, deterministic=det, gd_control_shift=shift, result=code, batch_size=batch_size,
-        n_examples=space.n_examples, rank=space.rank,
-    )
-
-
-def _select(space, lr, batch_size, k, lyap, exps, stderrs):
-    """The exact exponents where the product is deterministic, the sampled ones elsewhere, and the
-    result code."""
-    det, perturbation = _deterministic(space, batch_size)
-    exact, accuracy = _exact_spectrum(space, lr, k, perturbation)
-    exps = jnp.where(det, exact, exps)
-    stderrs = jnp.where(det, accuracy, stderrs)
-    bad_lr = ~jnp.isfinite(lr)
-    bad_curvature = ~jnp.all(jnp.isfinite(space.eigenvalues))
-    bad_product = jnp.any(lyap.failed_step >= 0) | ~jnp.all(jnp.isfinite(exps))
-    code = RESULTS.where(
-        bad_lr, RESULTS.nonfinite_input,
-        RESULTS.where(bad_curvature, RESULTS.nonfinite_curvature,
-                      RESULTS.where(bad_product, RESULTS.nonfinite_tangent, RESULTS.successful)))
-    ok = is_successful(code)
-    return jnp.where(ok, exps, jnp.nan), jnp.where(ok, stderrs, jnp.nan), det, code
-
-
-_assemble_jit = eqx.filter_jit(_assemble)
+    if run.k > space.rank:
+        raise ValueError(f"`k` ({run.k}) must be at most the normal-space rank ({space.rank}).")
+    assemble = _assemble if run.progress else _assemble_jit  # one compiled program unless a bar
+    out = assemble(_Problem(per_example_loss, space, data), lr, batch_size, key, check, run)
+    return raise_if_failed(out, out.result, throw,
+                           hint="(`sgd_lyapunov`: pass `throw=False` to get the result with its code.)")
 
 
 # -- stability diagram -----------------------------------------------------------------------------
 
 
-class SGDStabilityDiagram(eqx.Module):
+class SGDStabilityDiagramResult(AbstractResult):
     r"""Lyapunov exponents of SGD over a grid of step sizes and batch sizes.
 
     - `lrs`: shape `(m,)`; `batch_sizes`: a tuple of `nb` ints.
@@ -615,7 +607,8 @@ class SGDStabilityDiagram(eqx.Module):
     - `gd_control_shift`: shape `(m,)`, what was subtracted from the sampled estimates of every
       row at each step size (the GD control variate, see [`sgd_lyapunov`][]).
     - `result`: shape `(nb, m)`, a [`jaxdyn.RESULTS`][] code per cell (`nonfinite_tangent` where the
-      product became non-finite).
+      product became non-finite, `not_interpolating` everywhere when `params` failed the
+      interpolation check and `throw=False`).
     - `sgd_stable` / `gd_stable`: signs; `disagree`: where the two differ and $\lambda$ is
       farther than 3 standard errors from 0.
     """
@@ -647,11 +640,56 @@ class SGDStabilityDiagram(eqx.Module):
         sure = jnp.abs(self.exponent) > 3 * self.stderr
         return sure & (self.sgd_stable != self.gd_stable)
 
-    def plot(self, **kwargs):
-        """See [`jaxdyn.plot.plot_sgd_stability`][]."""
-        from ..plot import plot_sgd_stability
+    def summary(self) -> str:
+        exp, dis = np.asarray(self.exponent), np.asarray(self.disagree)
+        return (f"SGD stability diagram: {len(self.lrs)} step sizes x batch sizes "
+                f"{list(self.batch_sizes)} (n = {self.n_examples}, a {self.rank}-dim normal "
+                f"space); GD boundary eta = 2/lambda_max = {float(self.gd_boundary):.4g}. "
+                f"GD stable but SGD significantly unstable in {int(np.sum(dis & (exp > 0)))} cells, "
+                f"SGD significantly stable where GD is not in {int(np.sum(dis & (exp < 0)))}. "
+                f"Result: {message(self.result)}.")
 
-        return plot_sgd_stability(self, **kwargs)
+    def plot(self, ax=None, **kwargs):
+        """The exponents against the step size and the sign map (see
+        [`jaxdyn.plot.plot_sgd_stability`][]): `ax=None` or two axes give both panels (returns the
+        figure); one axes gets the exponents only (returns it)."""
+        from ..plot._sgd import plot_sgd_stability
+
+        fig = plot_sgd_stability(self, axes=ax, **kwargs)
+        return fig if ax is None or isinstance(ax, list | tuple | np.ndarray) else ax
+
+
+def _diagram_row_impl(problem: _Problem, lrs, batch_size, key, run: _Run):
+    space = problem.space
+
+    def one(lr):
+        lyap, exps, ses, det, code, shift = _estimate(problem, lr, batch_size, key, run)
+        msb = _mean_square_bound(space, lr, batch_size)[0] if run.mean_square else jnp.nan * lr
+        return exps[0], ses[0], msb, det, code, shift[0]
+
+    return jax.vmap(one)(lrs)
+
+
+class _DiagramRow(eqx.Module):
+    """One row of the diagram as a function of the batch size (compiled by the strategy's
+    `over_batch_sizes`: once per size, or once for all)."""
+
+    problem: _Problem
+    lrs: Array
+    key: Any
+    run: _Run
+
+    def __call__(self, batch_size):
+        return _diagram_row_impl(self.problem, self.lrs, batch_size, self.key, self.run)
+
+
+def _check_lrs(lrs) -> Array:
+    lrs = jnp.asarray(lrs)
+    if lrs.ndim != 1 or lrs.shape[0] == 0:
+        raise ValueError(f"`lrs` must be a non-empty vector, got shape {lrs.shape}.")
+    if not bool(jnp.all(jnp.isfinite(lrs) & (lrs > 0))):
+        raise ValueError("`lrs` must be finite and positive.")
+    return lrs
 
 
 def sgd_stability_diagram(per_example_loss, params, data, *, lrs, batch_sizes, key,
@@ -659,94 +697,55 @@ def sgd_stability_diagram(per_example_loss, params, data, *, lrs, batch_sizes, k
                           curvature: AbstractCurvature | None = None,
                           normal_space: NormalSpace | None = None, rtol: float | None = None,
                           mean_square: bool = True, loss_tol: float = 1e-10, grad_tol: float = 1e-6,
-                          progress: bool = False, gd_control: bool = True) -> SGDStabilityDiagram:
+                          progress: bool = False, gd_control: bool = True,
+                          throw: bool = True) -> SGDStabilityDiagramResult:
     r"""$\lambda(\eta, B)$ over `lrs` x `batch_sizes`, with the GD exponent and the GD boundary
     $\eta = 2/\lambda_{\max}$.
 
-    The normal space is computed once; for each batch size (a Python loop: the batch size sets
-    array shapes) one compiled call vmaps [`sgd_lyapunov`][]'s product over the step sizes. The
-    same `key` is used for every cell (common random numbers: differences between cells are not
-    sampling noise of the batch draws). Arguments as in [`sgd_lyapunov`][] (`gd_control` included);
-    raises if `params` is not an interpolating minimum. Rows with $B = n$ are exact and equal
+    The normal space is computed once; for each batch size one compiled call vmaps
+    [`sgd_lyapunov`][]'s product over the step sizes (with [`GaussNewton`][] one call vmaps over
+    the batch sizes too). The same `key` is used for every cell (common random numbers:
+    differences between cells are not sampling noise of the batch draws). Arguments as in
+    [`sgd_lyapunov`][] (`gd_control` included). `throw`: with `True` (default) a `params` that is
+    not an interpolating minimum is a `ValueError` and a failed cell raises its message; with
+    `False` the codes are returned in `result`. Rows with $B = n$ are exact and equal
     `gd_exponent`.
 
-    **Returns:** an [`SGDStabilityDiagram`][].
+    **Returns:** an [`SGDStabilityDiagramResult`][].
     """
+    check_throw(throw)
     if not callable(per_example_loss):
         raise TypeError("`per_example_loss` must be callable.")
     n = check_data(data)
-    lrs = jnp.asarray(lrs)
-    if lrs.ndim != 1 or lrs.shape[0] == 0:
-        raise ValueError(f"`lrs` must be a non-empty vector, got shape {lrs.shape}.")
-    if not bool(jnp.all(jnp.isfinite(lrs) & (lrs > 0))):
-        raise ValueError("`lrs` must be finite and positive.")
+    lrs = _check_lrs(lrs)
     sizes = tuple(check_batch_size(b, n) for b in batch_sizes)
     if not sizes:
         raise ValueError("`batch_sizes` is empty.")
-    n_steps = check_int(n_steps, "n_steps")
-    n_chains = check_int(n_chains, "n_chains")
-    transient_steps = check_int(transient_steps, "transient_steps", minimum=0)
+    run = _Run(n_steps=check_int(n_steps, "n_steps"), n_chains=check_int(n_chains, "n_chains"),
+               transient_steps=check_int(transient_steps, "transient_steps", minimum=0), k=1,
+               mean_square=bool(mean_square), gd_control=bool(gd_control), progress=False)
     check_params_data(params, data)
-    check = interpolation_check(per_example_loss, params, data, loss_tol=loss_tol, grad_tol=grad_tol)
-    if not bool(check.interpolating):
-        raise ValueError("`params` is not an interpolating minimum: " + check.message() + ".")
-    space = _space_for(per_example_loss, params, data, normal_space, curvature, rtol, 64)
-    if space.n_examples != n:
-        raise ValueError(f"`normal_space` was built for {space.n_examples} examples, `data` has {n}.")
+    check = _check_interpolating(per_example_loss, params, data, loss_tol=loss_tol,
+                                 grad_tol=grad_tol, throw=throw)
+    space = _space_for(per_example_loss, params, data, space=normal_space, curvature=curvature,
+                       rtol=rtol, ms_max_dim=64)
     lrs = lrs.astype(space.basis.dtype)
-    rows = []
-    it = sizes
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(sizes, desc="sgd_stability_diagram", leave=False)
-    if space.factor_kind == "gauss_newton":  # batch size as an array: one compiled grid
-        bs = jnp.asarray(sizes, lrs.dtype)
-        exp, se, msb, det, code, shift = _diagram_grid(space, per_example_loss, data, lrs, bs, key, n_steps,
-                                                n_chains, transient_steps, mean_square, gd_control)
-    else:
-        for b in it:
-            rows.append(_diagram_row(space, per_example_loss, data, lrs, b, key, n_steps, n_chains,
-                                     transient_steps, mean_square, gd_control))
-        exp, se, msb, det, code, shift = (
-            jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *[r[i] for r in rows]) for i in range(6))
-    return SGDStabilityDiagram(
+    row = _DiagramRow(_Problem(per_example_loss, space, data), lrs, key, run)
+    exp, se, msb, det, code, shift = space.curvature.over_batch_sizes(
+        row, sizes, dtype=lrs.dtype, progress=progress)
+    out = SGDStabilityDiagramResult(
         lrs=lrs, exponent=exp, stderr=se, mean_square_bound=msb, deterministic=det[:, 0],
-        gd_control_shift=shift[0], result=code,
+        gd_control_shift=shift[0], result=_flag_not_interpolating(code, check.interpolating),
         gd_exponent=jax.vmap(lambda lr: gd_exponent(space, lr))(lrs), lambda_max=space.lambda_max,
         gd_boundary=2 / space.lambda_max, batch_sizes=sizes, n_examples=n, rank=space.rank)
-
-
-def _diagram_row_impl(space, per_example_loss, data, lrs, batch_size, key, n_steps, n_chains,
-                      transient_steps, mean_square, gd_control):
-    def one(lr):
-        lyap = _exponents(space, per_example_loss, data, lr, batch_size, key, n_steps, n_chains, 1,
-                          transient_steps, False)
-        msb = _mean_square_bound(space, lr, batch_size)[0] if mean_square else jnp.nan * lr
-        se = lyap.stderr if lyap.stderr is not None else jnp.full_like(lyap.exponents, jnp.nan)
-        shift = (_gd_control_shift(space, lr, key, n_steps, 1, transient_steps) if gd_control
-                 else jnp.zeros_like(lyap.exponents))
-        exps, ses, det, code = _select(space, lr, batch_size, 1, lyap, lyap.exponents - shift, se)
-        return exps[0], ses[0], msb, det, code, shift[0]
-
-    return jax.vmap(one)(lrs)
-
-
-_diagram_row = eqx.filter_jit(_diagram_row_impl)
-
-
-@eqx.filter_jit
-def _diagram_grid(space, per_example_loss, data, lrs, sizes, key, n_steps, n_chains,
-                  transient_steps, mean_square, gd_control):
-    row = lambda b: _diagram_row_impl(space, per_example_loss, data, lrs, b, key,  # noqa: E731
-                                      n_steps, n_chains, transient_steps, mean_square, gd_control)
-    return jax.vmap(row)(sizes)
+    return raise_if_failed(out, out.result, throw, hint="(`sgd_stability_diagram`: pass "
+                           "`throw=False` to get the diagram with a code per cell.)")
 
 
 # -- simulation check ------------------------------------------------------------------------------
 
 
-class SGDEscapeResult(eqx.Module):
+class SGDEscapeResult(AbstractResult):
     r"""Nonlinear SGD started at $\theta^* + \varepsilon\, U z/\|z\|$ (a random normal direction).
 
     - `log_ratio`: $\log(d_t/d_0)$ with $d_t = \sqrt{L(\theta_t)}$ (full-batch loss; near the set
@@ -782,26 +781,71 @@ class SGDEscapeResult(eqx.Module):
     def escaped_fraction(self) -> Array:
         return jnp.mean(self.outcome == -1)
 
-    def plot(self, ax=None, **kwargs):
-        """See [`jaxdyn.plot.plot_sgd_escape`][]."""
-        from ..plot import plot_sgd_escape
+    def summary(self) -> str:
+        rate = np.asarray(self.rate)
+        finite = rate[np.isfinite(rate)]
+        mean_rate = f"{float(np.mean(finite)):+.4g}" if finite.size else "n/a"
+        return (f"Nonlinear SGD (eta={float(self.lr):.4g}, B={self.batch_size}) from "
+                f"{float(self.radius):.2g} off the minimum, {self.outcome.shape[0]} runs of "
+                f"{self.log_ratio.shape[1] - 1} steps: {float(self.returned_fraction):.0%} returned, "
+                f"{float(self.escaped_fraction):.0%} escaped (factor {float(self.factor):.3g}); "
+                f"mean rate {mean_rate} per step. Result: {message(self.result)}.")
 
-        return plot_sgd_escape(self, ax=ax, **kwargs)
+    def plot(self, ax=None, **kwargs):
+        """$\\log_{10}(d_t/d_0)$ of every run (see [`jaxdyn.plot.plot_sgd_escape`][]); returns the
+        axes."""
+        from ..plot._sgd import plot_sgd_escape
+
+        fig = plot_sgd_escape(self, ax=ax, **kwargs)
+        return fig.axes[0] if ax is None else ax
+
+
+class _Escape(eqx.Module):
+    """The settings of the escape runs: the start distance, the decisive factor, the steps and the
+    number of runs (static)."""
+
+    radius: Array
+    factor: Array
+    n_steps: int = eqx.field(static=True)
+    n_runs: int = eqx.field(static=True)
+
+
+def _outcome(logs, n_steps: int, factor):
+    """The outcome, rate and first failed step of one run from its `log(d_t/d_0)`."""
+    finite = jnp.isfinite(logs)
+    first_bad = jnp.argmin(finite)  # the first non-finite entry (0 if none)
+    all_finite = jnp.all(finite)
+    idx = jnp.arange(n_steps + 1)
+    alive = all_finite | (idx < first_bad)
+    logs = jnp.where(alive, logs, jnp.nan)
+    lf = jnp.log(factor)
+    out_ = alive & (jnp.abs(logs) > lf)
+    exit_step = jnp.where(jnp.any(out_), jnp.argmax(out_), jnp.where(all_finite, n_steps,
+                                                                      first_bad - 1))
+    escaped = ~all_finite | jnp.any(alive & (logs > lf))
+    returned = all_finite & (logs[-1] < -lf) & ~escaped
+    outcome = jnp.where(escaped, -1, jnp.where(returned, 1, 0))
+    tau = jnp.maximum(exit_step, 1)
+    rate = jnp.where(jnp.isfinite(logs[tau]), logs[tau] / tau, jnp.inf)
+    failed = jnp.where(all_finite, -1, first_bad)
+    return logs, outcome, rate, failed
 
 
 @eqx.filter_jit
-def _simulate(space, per_example_loss, data, lr, batch_size, key, n_steps, n_runs, radius, factor):
+def _simulate(problem: _Problem, lr, batch_size, key, settings: _Escape):
+    space, per_example_loss, data = problem.space, problem.loss, problem.data
     n = space.n_examples
+    n_steps = settings.n_steps
     full = mean_loss_fn(per_example_loss, space.unravel, data)
 
     def run(k):
         kz, ks = jax.random.split(k)
         z = jax.random.normal(kz, (space.rank,), space.basis.dtype)
-        theta0 = space.theta + radius * space.basis @ (z / jnp.linalg.norm(z))
+        theta0 = space.theta + settings.radius * space.basis @ (z / jnp.linalg.norm(z))
         d0 = jnp.sqrt(full(theta0))
 
         def batch_loss(theta, key):  # masked mean: the batch size is an array (one compile)
-            mask = _mask(key, n, batch_size, theta.dtype)
+            mask = batch_mask(key, n, batch_size, theta.dtype)
             vals = jax.vmap(lambda ex: per_example_loss(space.unravel(theta), ex))(data)
             return jnp.sum(mask * vals) / batch_size
 
@@ -811,33 +855,17 @@ def _simulate(space, per_example_loss, data, lr, batch_size, key, n_steps, n_run
             d = jnp.sqrt(jnp.maximum(full(theta), 0.0))
             return theta, jnp.log(d / d0)
 
-        _, logs = lax.scan(step, theta0, jnp.arange(n_steps))
+        _, logs = jax.lax.scan(step, theta0, jnp.arange(n_steps))
         logs = jnp.concatenate([jnp.zeros((1,), logs.dtype), logs])
-        finite = jnp.isfinite(logs)
-        first_bad = jnp.argmin(finite)  # the first non-finite entry (0 if none)
-        all_finite = jnp.all(finite)
-        idx = jnp.arange(n_steps + 1)
-        alive = all_finite | (idx < first_bad)
-        logs = jnp.where(alive, logs, jnp.nan)
-        lf = jnp.log(factor)
-        out_ = alive & (jnp.abs(logs) > lf)
-        exit_step = jnp.where(jnp.any(out_), jnp.argmax(out_), jnp.where(all_finite, n_steps,
-                                                                          first_bad - 1))
-        escaped = ~all_finite | jnp.any(alive & (logs > lf))
-        returned = all_finite & (logs[-1] < -lf) & ~escaped
-        outcome = jnp.where(escaped, -1, jnp.where(returned, 1, 0))
-        tau = jnp.maximum(exit_step, 1)
-        rate = jnp.where(jnp.isfinite(logs[tau]), logs[tau] / tau, jnp.inf)
-        failed = jnp.where(all_finite, -1, first_bad)
-        return logs, outcome, rate, failed
+        return _outcome(logs, n_steps, settings.factor)
 
-    return jax.vmap(run)(jax.random.split(key, n_runs))
+    return jax.vmap(run)(jax.random.split(key, settings.n_runs))
 
 
 def sgd_escape(per_example_loss, params, data, *, lr, batch_size: int, key, n_steps: int = 300,
                n_runs: int = 8, radius: float = 1e-6, factor: float = 1e3,
                curvature: AbstractCurvature | None = None,
-               normal_space: NormalSpace | None = None) -> SGDEscapeResult:
+               normal_space: NormalSpace | None = None, throw: bool = True) -> SGDEscapeResult:
     r"""Simulation check of [`sgd_lyapunov`][]: run the actual (nonlinear) SGD from
     $\theta^* + $ `radius` $\cdot Uz/\|z\|$ and see whether it returns to the set of minima or
     escapes. Away from $\lambda = 0$ the outcome follows the sign of $\lambda$ (returns for
@@ -846,10 +874,13 @@ def sgd_escape(per_example_loss, params, data, *, lr, batch_size: int, key, n_st
     Batches as in [`sgd_lyapunov`][] (the same draw rule; here as 0/1 weights over all $n$
     examples, so that batch sizes share one compiled program). Arguments: `n_steps` SGD steps in each
     of `n_runs` runs (vmapped), `factor`: the change of $d_t = \sqrt{L(\theta_t)}$ that counts
-    as returned ($1/$factor) or escaped (factor).
+    as returned ($1/$factor) or escaped (factor). `throw`: with `True` (default) a run whose
+    parameters become non-finite raises; with `False` such runs carry
+    `RESULTS.nonfinite_parameters` in `result` (and count as escaped).
 
     **Returns:** an [`SGDEscapeResult`][].
     """
+    check_throw(throw)
     n, batch_size, lr = _check_common(per_example_loss, data, batch_size, lr)
     n_steps = check_int(n_steps, "n_steps")
     n_runs = check_int(n_runs, "n_runs")
@@ -858,14 +889,15 @@ def sgd_escape(per_example_loss, params, data, *, lr, batch_size: int, key, n_st
     if is_concrete(factor) and float(factor) <= 1:
         raise ValueError(f"`factor` must be greater than 1, got {factor}.")
     check_params_data(params, data)
-    space = _space_for(per_example_loss, params, data, normal_space, curvature, None, 0)
-    if space.n_examples != n:
-        raise ValueError(f"`normal_space` was built for {space.n_examples} examples, `data` has {n}.")
+    space = _space_for(per_example_loss, params, data, space=normal_space, curvature=curvature,
+                       rtol=None, ms_max_dim=0)
     dtype = space.basis.dtype
     radius, factor = jnp.asarray(radius, dtype), jnp.asarray(factor, dtype)
-    logs, outcome, rate, failed = _simulate(space, per_example_loss, data, lr.astype(dtype),
-                                            jnp.asarray(batch_size, dtype), key, n_steps, n_runs,
-                                            radius, factor)
+    logs, outcome, rate, failed = _simulate(
+        _Problem(per_example_loss, space, data), lr.astype(dtype), jnp.asarray(batch_size, dtype),
+        key, _Escape(radius, factor, n_steps, n_runs))
     code = jax.vmap(lambda f: RESULTS.where(f >= 0, RESULTS.nonfinite_parameters,
                                             RESULTS.successful))(failed)
-    return SGDEscapeResult(logs, outcome, rate, failed, code, lr, radius, factor, batch_size)
+    out = SGDEscapeResult(logs, outcome, rate, failed, code, lr, radius, factor, batch_size)
+    return raise_if_failed(out, out.result, throw, hint="(`sgd_escape`: a run diverged; pass "
+                           "`throw=False` to count it as escaped.)")
