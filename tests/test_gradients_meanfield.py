@@ -126,11 +126,12 @@ def _fields(p):
         return mf.Kuramoto(q["omega"], q["K"], graph=graph, phase_lag=q["lag"], method=method)
 
     return (
-        kura(p["all_to_all"], graphons.constant(p["all_to_all"]["p"]), "all_to_all"),
-        kura(p["dense"], graphons.fourier(p["dense"]["coeffs"]), "dense"),
-        kura(p["fft"], graphons.small_world(0.25, p["fft"]["p"], p["fft"]["q"]), "fft"),
-        kura(p["low_rank"], graphons.stochastic_block([0.5, 0.5], p["low_rank"]["probs"]), "low_rank"),
-        kura(p["sparse"], (ROWS, COLS, p["sparse"]["weights"]), "sparse"),
+        kura(p["all_to_all"], graphons.constant(p["all_to_all"]["p"]), mf.AllToAllMethod()),
+        kura(p["dense"], graphons.fourier(p["dense"]["coeffs"]), mf.DenseMethod()),
+        kura(p["fft"], graphons.small_world(0.25, p["fft"]["p"], p["fft"]["q"]), mf.FFTMethod()),
+        kura(p["low_rank"], graphons.stochastic_block([0.5, 0.5], p["low_rank"]["probs"]),
+             mf.LowRankMethod()),
+        kura(p["sparse"], (ROWS, COLS, p["sparse"]["weights"]), mf.SparseMethod()),
     )
 
 
@@ -175,7 +176,7 @@ def test_simulate_every_coupling_path():
 def _oa_r(p, adjoint=None):
     z = mf.ott_antonsen(
         0.1 + 0.05j, jnp.array([0.0, 1.0, 20.0]), coupling=p["K"], gamma=p["gamma"], adjoint=adjoint
-    )
+    ).z
     return {"t1": jnp.abs(z[1]), "t20": jnp.abs(z[2])}
 
 
@@ -218,11 +219,11 @@ def _vlasov_r(p, adjoint=None):
         jnp.array([0.0, 0.5, 1.0]),
         coupling=p["K"],
         phase_lag=p["lag"],
-        method="dense",
+        method=mf.DenseMethod(),
         rtol=1e-12,
         atol=1e-12,
         adjoint=adjoint,
-    )
+    ).theta
     return {"r": jnp.abs(mf.order_parameter(ys[-1].ravel())), "theta": ys[-1]}
 
 
@@ -240,7 +241,7 @@ def test_vlasov():
 def _two_layer_losses(p):
     x = jnp.array([[0.3, -1.0], [1.2, 0.4], [-0.5, 0.8]])
     y = jnp.array([0.2, -0.4, 0.7])
-    out = mf.two_layer_gd(mf.TwoLayer(p["a"], p["w"]), x, y, steps=5, lr=p["lr"])
+    out = mf.two_layer_gd(mf.TwoLayer(p["a"], p["w"]), x, y, n_steps=5, lr=p["lr"])
     return {"losses": out.losses, "a": out.model.a}
 
 
@@ -276,7 +277,9 @@ def test_undefined_derivatives_raise():
     # the sparsity pattern of a graphon on the sparse path
     with pytest.raises(TypeError, match="sparsity pattern"):
         jax.grad(
-            lambda p: mf.Kuramoto(jnp.zeros(4), 1.0, graph=graphons.constant(p), method="sparse").scale[0]
+            lambda p: mf.Kuramoto(
+                jnp.zeros(4), 1.0, graph=graphons.constant(p), method=mf.SparseMethod()
+            ).scale[0]
         )(0.5)
     # NumPy routines: W1 on the circle, the Gaussian self-consistency bisection (K_c by a threshold)
     with pytest.raises(TypeError, match="`a` and `b`"):

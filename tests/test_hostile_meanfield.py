@@ -74,7 +74,7 @@ ROWS = [
     ),
     Hostile(
         "Kuramoto: non-square graph",
-        lambda: mf.Kuramoto(OMEGA, 1.0, graph=jnp.ones((N, N + 1)), method="dense"),
+        lambda: mf.Kuramoto(OMEGA, 1.0, graph=jnp.ones((N, N + 1)), method=mf.DenseMethod()),
         ValueError,
         r"`graph`",
     ),
@@ -436,45 +436,45 @@ ROWS = [
     # --- two-layer networks ---
     Hostile(
         "two_layer_gd: lr < 0 (gradient ascent)",
-        lambda: mf.two_layer_gd(_model(), X, Y, steps=2, lr=-0.1),
+        lambda: mf.two_layer_gd(_model(), X, Y, n_steps=2, lr=-0.1),
         ValueError,
         r"`lr`",
     ),
     Hostile(
         "two_layer_gd: NaN lr",
-        lambda: mf.two_layer_gd(_model(), X, Y, steps=2, lr=float("nan")),
+        lambda: mf.two_layer_gd(_model(), X, Y, n_steps=2, lr=float("nan")),
         ValueError,
         r"`lr`",
     ),
     Hostile(
         "two_layer_gd: NaN data",
-        lambda: mf.two_layer_gd(_model(), X.at[0, 0].set(jnp.nan), Y, steps=2, lr=0.1),
+        lambda: mf.two_layer_gd(_model(), X.at[0, 0].set(jnp.nan), Y, n_steps=2, lr=0.1),
         ValueError,
         r"`x`",
     ),
     Hostile(
         "two_layer_gd: inf targets",
-        lambda: mf.two_layer_gd(_model(), X, Y.at[0].set(jnp.inf), steps=2, lr=0.1),
+        lambda: mf.two_layer_gd(_model(), X, Y.at[0].set(jnp.inf), n_steps=2, lr=0.1),
         ValueError,
         r"`y`",
     ),
     Hostile(
         "two_layer_gd: NaN parameters",
         lambda: mf.two_layer_gd(
-            mf.TwoLayer(jnp.array([1.0, jnp.nan, 0.0]), jnp.ones((3, 2))), X, Y, steps=2, lr=0.1
+            mf.TwoLayer(jnp.array([1.0, jnp.nan, 0.0]), jnp.ones((3, 2))), X, Y, n_steps=2, lr=0.1
         ),
         ValueError,
         r"`model`",
     ),
     Hostile(
-        "two_layer_gd: steps = 0",
-        lambda: mf.two_layer_gd(_model(), X, Y, steps=0, lr=0.1),
+        "two_layer_gd: n_steps = 0",
+        lambda: mf.two_layer_gd(_model(), X, Y, n_steps=0, lr=0.1),
         ValueError,
-        r"`steps`",
+        r"`n_steps`",
     ),
     Hostile(
         "two_layer_gd: data of the wrong width",
-        lambda: mf.two_layer_gd(_model(), jnp.ones((4, 3)), Y, steps=2, lr=0.1),
+        lambda: mf.two_layer_gd(_model(), jnp.ones((4, 3)), Y, n_steps=2, lr=0.1),
         ValueError,
         r"`x`",
     ),
@@ -484,7 +484,7 @@ ROWS = [
             mf.TwoLayer(jnp.full(3, 3.0), jnp.ones((3, 2)), activation=_cube),
             X,
             3 * Y,
-            steps=40,
+            n_steps=40,
             lr=50.0,
             throw=False,
         ),
@@ -499,7 +499,7 @@ ROWS = [
     Hostile(
         "two_layer_gd: overflow raises by default",
         lambda: mf.two_layer_gd(
-            mf.TwoLayer(jnp.full(3, 3.0), jnp.ones((3, 2)), activation=_cube), X, 3 * Y, steps=40, lr=50.0
+            mf.TwoLayer(jnp.full(3, 3.0), jnp.ones((3, 2)), activation=_cube), X, 3 * Y, n_steps=40, lr=50.0
         ),
         eqx.EquinoxRuntimeError,
         r"`two_layer_gd` failed",
@@ -510,11 +510,112 @@ ROWS = [
             mf.TwoLayer(jnp.full(3, 3.0, jnp.float32), jnp.ones((3, 2), jnp.float32), activation=_cube),
             X,
             3 * Y,
-            steps=40,
+            n_steps=40,
             lr=1e-4,
         ),
         None,
         flagged=lambda out: bool(out.successful) and out.losses.dtype == jnp.float64,
+    ),
+    # --- failure policy of the limits (throw=True raises, throw=False returns the code) ---
+    Hostile(
+        "ott_antonsen: max_steps runs out (throw=False): code, step and time",
+        lambda: mf.ott_antonsen(0.1, TS, coupling=1.0, gamma=0.5, max_steps=2, throw=False),
+        None,
+        flagged=_fails(RESULTS.max_steps_reached),
+    ),
+    Hostile(
+        "ott_antonsen: max_steps runs out raises by default",
+        lambda: mf.ott_antonsen(0.1, TS, coupling=1.0, gamma=0.5, max_steps=2),
+        eqx.EquinoxRuntimeError,
+        r"maximum number of steps",
+    ),
+    Hostile(
+        "ott_antonsen: max_steps = 0",
+        lambda: mf.ott_antonsen(0.1, TS, coupling=1.0, gamma=0.5, max_steps=0),
+        ValueError,
+        r"`max_steps`",
+    ),
+    Hostile(
+        "vlasov: max_steps runs out (throw=False): code, step and time",
+        lambda: mf.vlasov(None, THETA.reshape(2, 3), OMEGA.reshape(2, 3), TS, coupling=1.0, max_steps=2,
+                          throw=False),
+        None,
+        flagged=_fails(RESULTS.max_steps_reached),
+    ),
+    Hostile(
+        "vlasov: max_steps runs out raises by default",
+        lambda: mf.vlasov(None, THETA.reshape(2, 3), OMEGA.reshape(2, 3), TS, coupling=1.0, max_steps=2),
+        eqx.EquinoxRuntimeError,
+        r"maximum number of steps.*`vlasov` failed at step",
+    ),
+    Hostile(
+        "simulate: throw not a bool",
+        lambda: mf.simulate(mf.Kuramoto(OMEGA, 1.0), THETA, TS, throw="yes"),
+        TypeError,
+        r"`throw`",
+    ),
+    Hostile(
+        "ott_antonsen: throw not a bool",
+        lambda: mf.ott_antonsen(0.1, TS, coupling=1.0, gamma=0.5, throw=None),
+        TypeError,
+        r"`throw`",
+    ),
+    Hostile(
+        "vlasov: throw not a bool",
+        lambda: mf.vlasov(None, jnp.zeros((2, 3)), jnp.zeros((2, 3)), TS, coupling=1.0, throw=1),
+        TypeError,
+        r"`throw`",
+    ),
+    Hostile(
+        "two_layer_gd: throw not a bool",
+        lambda: mf.two_layer_gd(_model(), X, Y, n_steps=2, lr=0.1, throw="no"),
+        TypeError,
+        r"`throw`",
+    ),
+    Hostile(
+        "two_layer_gd: both steps and n_steps",
+        lambda: mf.two_layer_gd(_model(), X, Y, steps=2, n_steps=2, lr=0.1),
+        TypeError,
+        r"`n_steps`",
+    ),
+    # --- coupling strategies ---
+    Hostile(
+        "coupling_operator: method of the wrong type",
+        lambda: mf.coupling_operator(None, N, method=3),
+        TypeError,
+        r"`method`",
+    ),
+    Hostile(
+        "Kuramoto: a coupling operator class instead of a method",
+        lambda: mf.Kuramoto(OMEGA, 1.0, method=mf.Dense),
+        TypeError,
+        r"`method`",
+    ),
+    Hostile(
+        "ott_antonsen: FFTMethod on a graphon without convolution structure",
+        lambda: mf.ott_antonsen(jnp.full(4, 0.1 + 0j), TS, coupling=1.0, gamma=0.5,
+                                graph=graphons.power_law(), method=mf.FFTMethod()),
+        ValueError,
+        r"`method=FFTMethod\(\)`",
+    ),
+    Hostile(
+        "vlasov: LowRankMethod on a plain matrix",
+        lambda: mf.vlasov(jnp.ones((2, 2)), jnp.zeros((2, 3)), jnp.zeros((2, 3)), TS, coupling=1.0,
+                          method=mf.LowRankMethod()),
+        ValueError,
+        r"`method=LowRankMethod\(\)`",
+    ),
+    Hostile(
+        "local_order_parameter: AllToAllMethod on a ring",
+        lambda: mf.local_order_parameter(THETA, radius=0.2, method=mf.AllToAllMethod()),
+        ValueError,
+        r"`method=AllToAllMethod\(\)`",
+    ),
+    Hostile(
+        "simulate: field neither a particle system nor callable",
+        lambda: mf.simulate(3.0, THETA, TS),
+        TypeError,
+        r"`field`",
     ),
     Hostile(
         "TwoLayer: a and w of different N",

@@ -37,7 +37,7 @@ def test_lorentzian_r_inf(lorentzian):
 def test_ott_antonsen_closed_form_and_particles(lorentzian):
     gamma, k, _, th0, r = lorentzian
     z0 = complex(mf.order_parameter(th0))
-    z = mf.ott_antonsen(z0, TS, coupling=k, gamma=gamma)
+    z = mf.ott_antonsen(z0, TS, coupling=k, gamma=gamma).z
     exact = mf.ott_antonsen_r(TS, abs(z0), coupling=k, gamma=gamma)
     np.testing.assert_allclose(np.abs(z), exact, atol=1e-6, rtol=0)
     assert np.max(np.abs(r - np.abs(z))) < 0.05  # N = 2000 particles follow the reduction
@@ -92,7 +92,9 @@ def test_vlasov_w1_convergence():
     th0 = mean + 0.8 * jax.random.normal(keys[0], (m * len(sizes), pmax))
     om = 0.3 * jax.random.normal(keys[1], (m * len(sizes), pmax))
     weights = jnp.concatenate([jnp.tile((jnp.arange(pmax) < p) / p, (m, 1)) for p in sizes])
-    out = np.asarray(mf.vlasov(graph, th0, om, ts, coupling=2.0, weights=weights, rtol=1e-8, atol=1e-8)[-1])
+    out = np.asarray(
+        mf.vlasov(graph, th0, om, ts, coupling=2.0, weights=weights, rtol=1e-8, atol=1e-8).theta[-1]
+    )
     blocks = [out[i * m:(i + 1) * m, :p] for i, p in enumerate(sizes)]
     w1 = {p: np.mean([mf.w1_cells(b, blocks[0]) for b, q in zip(blocks[1:], sizes[1:]) if q == p])
           for p in (16, 256)}
@@ -123,7 +125,7 @@ def test_two_layer_losses_converge_in_n():
     x = jax.random.normal(kx, (64, 3))
     teacher = mf.TwoLayer.init(4, 3, key=kt)
     y = teacher(x) * 4  # a 4-neuron teacher with O(1) output
-    losses = {n: np.asarray(mf.two_layer_gd(mf.TwoLayer.init(n, 3, key=jax.random.key(n)), x, y, steps=150,
+    losses = {n: np.asarray(mf.two_layer_gd(mf.TwoLayer.init(n, 3, key=jax.random.key(n)), x, y, n_steps=150,
                                             lr=0.5).losses) for n in (100, 1000, 10000)}
     gap = {n: np.max(np.abs(losses[n] - losses[10000])) for n in (100, 1000)}
     assert losses[10000][-1] < 0.5 * losses[10000][0]  # it trains
@@ -134,4 +136,4 @@ def test_two_layer_losses_converge_in_n():
     euler = jax.tree_util.tree_map(lambda p, v: p + 0.5 * v, m0, flow)
     np.testing.assert_allclose(mf.mse(euler, x, y), losses[100][1], rtol=1e-12)
     with pytest.raises(ValueError, match="x"):
-        mf.two_layer_gd(mf.TwoLayer.init(10, 3, key=key), x[:, :2], y, steps=2, lr=0.1)
+        mf.two_layer_gd(mf.TwoLayer.init(10, 3, key=key), x[:, :2], y, n_steps=2, lr=0.1)

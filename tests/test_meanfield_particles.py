@@ -12,7 +12,7 @@ from jaxdyn.meanfield import graphons
 from .helpers import central_directional, fd_step
 
 N = 48
-METHODS = ("dense", "fft", "low_rank", "sparse")
+METHODS = (mf.DenseMethod(), mf.FFTMethod(), mf.LowRankMethod(), mf.SparseMethod())
 TS = jnp.linspace(0.0, 5.0, 11)
 _rhs = eqx.filter_jit(lambda field, y: field(0.0, y))  # one compile per operator type
 
@@ -65,7 +65,7 @@ def test_ring_fft_and_degree_normalisation(state):
     wm = np.asarray(ring(x[:, None], x[None, :]))
     assert np.all(wm.sum(1) == 2 * 12 + 1)  # r = 12/N: 12 neighbours each side and itself
     ref = _direct(theta, omega, wm, 2.0, 1.46, scale=1.0 / wm.sum(1))
-    for method in ("fft", "dense", "sparse"):
+    for method in (mf.FFTMethod(), mf.DenseMethod(), mf.SparseMethod()):
         f = mf.Kuramoto(omega, 2.0, graph=ring, phase_lag=1.46, normalisation="degree", method=method)
         np.testing.assert_allclose(_rhs(f, theta), ref, atol=1e-12, rtol=0)
     # sparse scaling rho: K / (rho N)
@@ -82,13 +82,13 @@ def test_harmonics_and_general_g(state):
     x = mf.grid(N)
     wm = w(x[:, None], x[None, :])
     ref = _direct(theta, omega, wm, 1.3, 0.7, g=gnp)
-    for method in ("fft", "dense", "sparse"):
+    for method in (mf.FFTMethod(), mf.DenseMethod(), mf.SparseMethod()):
         f = mf.Kuramoto(omega, 1.3, graph=w, g=g, phase_lag=0.7, method=method)
         np.testing.assert_allclose(_rhs(f, theta), ref, atol=1e-12, rtol=0)
     f = mf.Kuramoto(omega, 1.3, graph=w, g=lambda p: g(p), phase_lag=0.7)  # general callable
     assert isinstance(f.operator, mf.Dense)
     np.testing.assert_allclose(_rhs(f, theta), ref, atol=1e-12, rtol=0)
-    fs = mf.Kuramoto(omega, 1.3, graph=w, g=lambda p: g(p), phase_lag=0.7, method="sparse")
+    fs = mf.Kuramoto(omega, 1.3, graph=w, g=lambda p: g(p), phase_lag=0.7, method=mf.SparseMethod())
     np.testing.assert_allclose(_rhs(fs, theta), ref, atol=1e-12, rtol=0)
 
 
@@ -119,9 +119,9 @@ def test_digraph_measure_reproduces_network_and_graphon(state, dense_solve):
                        theta, ts).ys
     np.testing.assert_allclose(meas, net, atol=1e-10, rtol=0)
     w = graphons.fourier([0.5, 0.5])
-    gra = dense_solve(mf.Kuramoto(omega, 3.0, graph=w, method="dense"), theta, ts).ys
-    den = dense_solve(mf.Kuramoto(omega, 3.0, graph=mf.DigraphMeasure(lambda x, y: w(x, y)), method="dense"),
-                      theta, ts).ys
+    gra = dense_solve(mf.Kuramoto(omega, 3.0, graph=w, method=mf.DenseMethod()), theta, ts).ys
+    measure = mf.DigraphMeasure(lambda x, y: w(x, y))
+    den = dense_solve(mf.Kuramoto(omega, 3.0, graph=measure, method=mf.DenseMethod()), theta, ts).ys
     np.testing.assert_allclose(den, gra, atol=1e-10, rtol=0)
     # a directed density plus atoms: the coupling matrix adds N * atom weights at the nearest nodes
     dm = mf.DigraphMeasure(lambda x, y: x * (1 - y) + 0 * y, jnp.array([0.26]), jnp.array([[0.5], [2.0]]))
@@ -143,7 +143,7 @@ def test_zero_coupling_is_free_rotation_and_jit_does_not_retrace(state, dense_so
     for k in (0.0, 1.0, 2.5):  # coupling is an array leaf: no retrace
         rhs(mf.Kuramoto(omega, k, graph=graphons.ring(0.2)), theta)
     for graph in (None, graphons.ring(0.2)):  # dense: shares the compiled solve of the digraph test
-        sol = dense_solve(mf.Kuramoto(omega, 0.0, graph=graph, method="dense"), theta, TS)
+        sol = dense_solve(mf.Kuramoto(omega, 0.0, graph=graph, method=mf.DenseMethod()), theta, TS)
         np.testing.assert_allclose(sol.ys, theta + TS[:, None] * omega, atol=1e-12, rtol=0)
 
 
@@ -253,7 +253,7 @@ def test_bad_input(state):
     with pytest.raises(ValueError, match="method"):
         mf.Kuramoto(omega, 1.0, method="magic")
     with pytest.raises(ValueError, match="fft"):
-        mf.Kuramoto(omega, 1.0, graph=graphons.power_law(), method="fft")
+        mf.Kuramoto(omega, 1.0, graph=graphons.power_law(), method=mf.FFTMethod())
     with pytest.raises(ValueError, match="normalisation"):
         mf.Kuramoto(omega, 1.0, normalisation="sum")
     with pytest.raises(ValueError, match="positions"):

@@ -17,7 +17,7 @@ SCRIPT = textwrap.dedent("""
     w = graphons.fourier([0.5, 0.3, 0.2])
     ts = jnp.linspace(0.0, 2.0, 5)
     for method in ("dense",):
-        field = mf.Kuramoto(omega, 2.0, graph=w, method=method, phase_lag=0.3)
+        field = mf.Kuramoto(omega, 2.0, graph=w, method=mf.DenseMethod(), phase_lag=0.3)
         one = mf.simulate(field, theta0, ts, solver=mf.RK4(), dt0=0.05).ys
         sharded = mf.shard_nodes(field)
         leaf = sharded.operator.matrix if method == "dense" else sharded.operator.u

@@ -156,7 +156,7 @@ def w1_convergence(cfg: Config, key):
     omega = 0.3 * jax.random.normal(k2, (n_rows, width))
     ts = jnp.linspace(0.0, cfg.w1_time, 3)
     out = np.asarray(mf.vlasov(graph, theta0, omega, ts, coupling=2.0, weights=weights, rtol=1e-8,
-                               atol=1e-8))
+                               atol=1e-8).theta)
 
     def phases(state, i):  # (M, P) phases of system i
         rows = system == i
@@ -185,7 +185,7 @@ def two_layer(cfg: Config, key):
     curves = {}
     for n in cfg.two_layer_sizes:
         model = mf.TwoLayer.init(n, 3, key=jax.random.fold_in(key, n))
-        curves[n] = np.asarray(mf.two_layer_gd(model, x, y, steps=cfg.two_layer_steps, lr=0.5).losses)
+        curves[n] = np.asarray(mf.two_layer_gd(model, x, y, n_steps=cfg.two_layer_steps, lr=0.5).losses)
     big = curves[max(curves)]
     gaps = {n: float(np.max(np.abs(c - big))) for n, c in curves.items() if n != max(curves)}
     return curves, gaps
@@ -223,7 +223,8 @@ def run(*, quick: bool, seed: int, progress: bool) -> ExperimentResult:
 
     t0 = time.perf_counter()
     z0 = complex(mf.order_parameter(th_l))
-    r_oa = {k: np.abs(np.asarray(mf.ott_antonsen(z0, ts_l, coupling=k, gamma=cfg.gamma))) for k in cfg.oa_ks}
+    r_oa = {k: np.abs(np.asarray(mf.ott_antonsen(z0, ts_l, coupling=k, gamma=cfg.gamma).z))
+            for k in cfg.oa_ks}
     oa_err = {str(k): float(np.max(np.abs(r_oa_runs[i] - r_oa[k]))) for i, k in enumerate(cfg.oa_ks)}
     closed = {k: np.asarray(mf.ott_antonsen_r(ts_l, abs(z0), coupling=k, gamma=cfg.gamma)) for k in cfg.oa_ks}
     oa_closed_err = max(float(np.max(np.abs(r_oa[k] - closed[k]))) for k in cfg.oa_ks)

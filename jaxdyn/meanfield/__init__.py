@@ -4,11 +4,17 @@ from .._deprecate import deprecated_names as _deprecated_names
 from . import graphons as graphons
 from ._coupling import (
     AbstractCoupling as AbstractCoupling,
+    AbstractCouplingMethod as AbstractCouplingMethod,
     AllToAll as AllToAll,
+    AllToAllMethod as AllToAllMethod,
     Circulant as Circulant,
     Dense as Dense,
+    DenseMethod as DenseMethod,
+    FFTMethod as FFTMethod,
     LowRank as LowRank,
+    LowRankMethod as LowRankMethod,
     Sparse as Sparse,
+    SparseMethod as SparseMethod,
     coupling_operator as coupling_operator,
 )
 from ._digraph_measure import DigraphMeasure as DigraphMeasure
@@ -21,7 +27,9 @@ from ._graphon import (
 )
 from ._limits import (
     OttAntonsen as OttAntonsen,
+    OttAntonsenResult as OttAntonsenResult,
     Vlasov as Vlasov,
+    VlasovResult as VlasovResult,
     ott_antonsen as ott_antonsen,
     ott_antonsen_r as ott_antonsen_r,
     vlasov as vlasov,
@@ -34,6 +42,7 @@ from ._order_parameter import (
 )
 from ._particles import (
     RK4 as RK4,
+    AbstractParticleSystem as AbstractParticleSystem,
     Harmonics as Harmonics,
     Kuramoto as Kuramoto,
     NeuralField as NeuralField,

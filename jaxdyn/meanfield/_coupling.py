@@ -12,10 +12,14 @@ fields: $\sigma(x)$). These operators compute that product in the cheapest exact
 | [`Sparse`][] | edge list / BCOO, $E$ edges | $O(E m)$ (segment sums) |
 | [`Dense`][] | anything else | $O(N^2 m)$ multiply-adds |
 
-[`coupling_operator`][] picks one from a graph description (`method="auto"`) or builds the one asked for.
+[`coupling_operator`][] picks one from a graph description (`method=None`: the cheapest exact one) or
+builds the one a strategy asks for: [`AllToAllMethod`][], [`DenseMethod`][], [`FFTMethod`][],
+[`LowRankMethod`][], [`SparseMethod`][] (subclasses of [`AbstractCouplingMethod`][]).
 """
 
 import abc
+import warnings
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -35,8 +39,6 @@ from ._graphon import (
     grid,
 )
 
-METHODS = ("auto", "all_to_all", "dense", "fft", "low_rank", "sparse")
-
 
 class AbstractCoupling(eqx.Module):
     """A linear operator $V \\mapsto W V$ on real blocks of shape `(n, m)`."""
@@ -54,6 +56,15 @@ class AbstractCoupling(eqx.Module):
     def as_matrix(self) -> Array:
         """The dense $n \\times n$ matrix (for general coupling functions and tests)."""
         return self.matvec(jnp.eye(self.n))
+
+    @abc.abstractmethod
+    def pairs(self) -> "AbstractCoupling":
+        r"""This operator in a form that evaluates pairwise sums (for a general coupling function):
+        itself for [`Dense`][] and [`Sparse`][], a [`Dense`][] copy otherwise (built once)."""
+
+    @abc.abstractmethod
+    def pairwise(self, fn: Callable, theta: Array) -> Array:
+        r"""$\sum_j W_{ij}\, \mathrm{fn}(\theta_j - \theta_i)$ for every $i$ (through [`pairs`][])."""
 
 
 def _as_2d(fn):
@@ -79,6 +90,12 @@ class AllToAll(AbstractCoupling):
     def matvec(self, v):
         return jnp.broadcast_to(self.weight * jnp.sum(v, axis=0, keepdims=True), v.shape)
 
+    def pairs(self) -> AbstractCoupling:
+        return Dense(self.as_matrix())
+
+    def pairwise(self, fn, theta) -> Array:
+        return self.pairs().pairwise(fn, theta)
+
 
 class Dense(AbstractCoupling):
     """A dense matrix: one matrix-matrix product (the matrix is read once for all `m` columns)."""
@@ -95,6 +112,12 @@ class Dense(AbstractCoupling):
     @_as_2d
     def matvec(self, v):
         return self.matrix @ v
+
+    def pairs(self) -> AbstractCoupling:
+        return self
+
+    def pairwise(self, fn, theta) -> Array:
+        return jnp.sum(self.matrix * fn(theta[None, :] - theta[:, None]), axis=1)
 
 
 class Circulant(AbstractCoupling):
@@ -125,6 +148,12 @@ class Circulant(AbstractCoupling):
         w = jnp.fft.ifft(jnp.fft.fft(z, axis=-1) * (self.hat_re + 1j * self.hat_im), axis=-1).T
         return jnp.concatenate([w.real, w.imag], axis=1)[:, :m]
 
+    def pairs(self) -> AbstractCoupling:
+        return Dense(self.as_matrix())
+
+    def pairwise(self, fn, theta) -> Array:
+        return self.pairs().pairwise(fn, theta)
+
 
 class LowRank(AbstractCoupling):
     r"""$W = U V^\top$ with $U, V$ of shape `(n, r)`: $W v = U (V^\top v)$ in $O(N r m)$."""
@@ -140,6 +169,12 @@ class LowRank(AbstractCoupling):
     @_as_2d
     def matvec(self, v):
         return self.u @ (self.v.T @ v)
+
+    def pairs(self) -> AbstractCoupling:
+        return Dense(self.as_matrix())
+
+    def pairwise(self, fn, theta) -> Array:
+        return self.pairs().pairwise(fn, theta)
 
 
 class Sparse(AbstractCoupling):
@@ -174,6 +209,9 @@ class Sparse(AbstractCoupling):
     @_as_2d
     def matvec(self, v):
         return jax.ops.segment_sum(self.weights[:, None] * v[self.cols], self.rows, num_segments=self.n)
+
+    def pairs(self) -> AbstractCoupling:
+        return self
 
     def pairwise(self, fn, theta) -> Array:
         r"""$\sum_{e: i_e = i} w_e\, \mathrm{fn}(\theta_{j_e} - \theta_i)$ in $O(E)$ evaluations."""
@@ -217,7 +255,162 @@ def _dense_to_sparse(matrix, name: str) -> Sparse:
     return Sparse(rows, cols, m[rows, cols], m.shape[0])
 
 
-def coupling_operator(graph, n: int, *, positions=None, method: str = "auto") -> AbstractCoupling:
+class AbstractCouplingMethod(eqx.Module):
+    """How a graph becomes a coupling operator: the `method` of [`coupling_operator`][] (and of
+    [`Kuramoto`][], [`NeuralField`][], [`ott_antonsen`][], [`vlasov`][], [`local_order_parameter`][]).
+
+    `method=None` picks the cheapest exact operator: a graphon asks each method in turn whether it
+    is the preferred one for it ([`AllToAllMethod`][], then [`FFTMethod`][], [`LowRankMethod`][],
+    [`DenseMethod`][]); a plain matrix is [`DenseMethod`][], an edge list or BCOO matrix
+    [`SparseMethod`][]. A method that needs structure the graph does not declare raises a
+    `ValueError` saying what it needs.
+    """
+
+    @abc.abstractmethod
+    def from_graphon(self, graphon: AbstractGraphon, x: Array, *, on_grid: bool) -> AbstractCoupling:
+        """The operator $W_{ij} = W(x_i, x_j)$ of `graphon` at the positions `x` (`on_grid`: `x` is
+        the uniform grid)."""
+
+    @abc.abstractmethod
+    def from_matrix(self, matrix: Array, *, what: str) -> AbstractCoupling:
+        """The operator of a dense coupling matrix (`what` names it in errors)."""
+
+    @abc.abstractmethod
+    def from_edges(self, edges: "Sparse") -> AbstractCoupling:
+        """The operator of an edge list (given as a [`Sparse`][] operator)."""
+
+    @abc.abstractmethod
+    def preferred_for(self, graphon: AbstractGraphon, x: Array, *, on_grid: bool) -> bool:
+        """Whether `method=None` picks this method for `graphon` (it is exact and the cheapest)."""
+
+
+def _needs_structure(method: AbstractCouplingMethod, what: str) -> ValueError:
+    return ValueError(f"`method={method!r}` needs structure that {what} does not declare; pass a graphon "
+                      "(e.g. graphons.fourier(...)) or use DenseMethod() / SparseMethod().")
+
+
+class AllToAllMethod(AbstractCouplingMethod):
+    r"""All-to-all coupling $W \equiv p$ in $O(N m)$: `graph=None` or a constant graphon."""
+
+    def from_graphon(self, graphon, x, *, on_grid):
+        if not isinstance(graphon, ConstantGraphon):
+            raise ValueError("`method=AllToAllMethod()` (all_to_all) needs `graph=None` or a "
+                             f"ConstantGraphon, got {type(graphon).__name__}.")
+        return AllToAll(x.shape[0], graphon.p)
+
+    def from_matrix(self, matrix, *, what):
+        raise _needs_structure(self, what)
+
+    def from_edges(self, edges):
+        raise _needs_structure(self, "an edge list")
+
+    def preferred_for(self, graphon, x, *, on_grid):
+        return isinstance(graphon, ConstantGraphon)
+
+
+class FFTMethod(AbstractCouplingMethod):
+    r"""A circulant operator applied by FFTs in $O(N m \log N)$: a convolution graphon on the grid."""
+
+    def from_graphon(self, graphon, x, *, on_grid):
+        if not isinstance(graphon, AbstractConvolutionGraphon):
+            raise ValueError("`method=FFTMethod()` (fft) needs a convolution graphon (ring, small world, "
+                             f"Fourier, constant), got {type(graphon).__name__}.")
+        if not on_grid:
+            raise ValueError("`method=FFTMethod()` (fft) needs grid positions (`positions=None` or 'grid').")
+        n = x.shape[0]
+        return Circulant(graphon.kernel(jnp.arange(n) / n))
+
+    def from_matrix(self, matrix, *, what):
+        raise _needs_structure(self, what)
+
+    def from_edges(self, edges):
+        raise _needs_structure(self, "an edge list")
+
+    def preferred_for(self, graphon, x, *, on_grid):
+        return isinstance(graphon, AbstractConvolutionGraphon) and on_grid
+
+
+class LowRankMethod(AbstractCouplingMethod):
+    r"""$W = U V^\top$ in $O(N r m)$: a low-rank graphon (preferred when $r \le N/4$)."""
+
+    def from_graphon(self, graphon, x, *, on_grid):
+        if not isinstance(graphon, AbstractLowRankGraphon):
+            raise ValueError("`method=LowRankMethod()` (low_rank) needs a low-rank graphon, got "
+                             f"{type(graphon).__name__}.")
+        return LowRank(*graphon.factors(x))
+
+    def from_matrix(self, matrix, *, what):
+        raise _needs_structure(self, what)
+
+    def from_edges(self, edges):
+        raise _needs_structure(self, "an edge list")
+
+    def preferred_for(self, graphon, x, *, on_grid):
+        return (isinstance(graphon, AbstractLowRankGraphon)
+                and graphon.factors(x[:1])[0].shape[1] <= x.shape[0] // 4)
+
+
+class DenseMethod(AbstractCouplingMethod):
+    r"""A dense matrix, $O(N^2 m)$ multiply-adds per product: any graph."""
+
+    def from_graphon(self, graphon, x, *, on_grid):
+        return Dense(evaluate_matrix(graphon, x))
+
+    def from_matrix(self, matrix, *, what):
+        return Dense(matrix)
+
+    def from_edges(self, edges):
+        return Dense(edges.as_matrix())
+
+    def preferred_for(self, graphon, x, *, on_grid):
+        return True
+
+
+class SparseMethod(AbstractCouplingMethod):
+    r"""An edge list applied by segment sums, $O(E m)$: the non-zero entries (a concrete pattern)."""
+
+    def from_graphon(self, graphon, x, *, on_grid):
+        return _dense_to_sparse(evaluate_matrix(graphon, x), "graph")
+
+    def from_matrix(self, matrix, *, what):
+        return _dense_to_sparse(matrix, "graph")
+
+    def from_edges(self, edges):
+        return edges
+
+    def preferred_for(self, graphon, x, *, on_grid):
+        return False
+
+
+_PREFERENCE = (AllToAllMethod(), FFTMethod(), LowRankMethod(), DenseMethod())
+_OLD_STRINGS = {"all_to_all": AllToAllMethod, "dense": DenseMethod, "fft": FFTMethod,
+                "low_rank": LowRankMethod, "sparse": SparseMethod}
+
+
+def as_method(method, *, stacklevel: int = 3) -> AbstractCouplingMethod | None:
+    """Check a `method` argument: `None` or an [`AbstractCouplingMethod`][]; the old strings
+    (`"auto"`, `"dense"`, `"fft"`, ...) still work for one release with a `DeprecationWarning`."""
+    if method is None or isinstance(method, AbstractCouplingMethod):
+        return method
+    if isinstance(method, str):
+        if method == "auto":
+            warnings.warn("`method='auto'` is deprecated: pass `method=None` (the cheapest exact coupling; "
+                          "the string goes in jaxdyn 0.3).", DeprecationWarning, stacklevel=stacklevel)
+            return None
+        if method in _OLD_STRINGS:
+            cls = _OLD_STRINGS[method]
+            warnings.warn(f"`method={method!r}` is deprecated: pass "
+                          f"`method=jaxdyn.meanfield.{cls.__name__}()` (the string goes in jaxdyn 0.3).",
+                          DeprecationWarning, stacklevel=stacklevel)
+            return cls()
+        raise ValueError(f"`method` must be None or a coupling method (AllToAllMethod(), DenseMethod(), "
+                         f"FFTMethod(), LowRankMethod(), SparseMethod()), got {method!r}.")
+    raise TypeError(f"`method` must be None or an AbstractCouplingMethod (e.g. DenseMethod()), got "
+                    f"{type(method).__name__}.")
+
+
+def coupling_operator(graph, n: int, *, positions=None, method: AbstractCouplingMethod | None = None
+                      ) -> AbstractCoupling:
     r"""The coupling operator of `graph` for `n` nodes at `positions`.
 
     **Arguments:**
@@ -229,72 +422,40 @@ def coupling_operator(graph, n: int, *, positions=None, method: str = "auto") ->
     - `n`: the number of nodes.
     - `positions`: node positions in $[0, 1]$ for graphons and digraph measures: `None`/`"grid"`
       ($x_i = (i + 1/2)/n$) or an array of shape `(n,)` (e.g. sampled uniformly).
-    - `method`: `"auto"` (the cheapest exact operator, see the module table) or one of
-      `"all_to_all"`, `"dense"`, `"fft"`, `"low_rank"`, `"sparse"`.
+    - `method`: `None` (the cheapest exact operator, see the module table and
+      [`AbstractCouplingMethod`][]) or a strategy: [`AllToAllMethod`][], [`DenseMethod`][],
+      [`FFTMethod`][], [`LowRankMethod`][], [`SparseMethod`][]. The strings `"auto"`,
+      `"all_to_all"`, `"dense"`, `"fft"`, `"low_rank"`, `"sparse"` are deprecated.
 
     **Returns:** an [`AbstractCoupling`][] with $W_{ij} = W(x_i, x_j)$ for graphons.
     """
-    if method not in METHODS:
-        raise ValueError(f"`method` must be one of {METHODS}, got {method!r}.")
+    method = as_method(method)
     if isinstance(graph, AbstractCoupling):
         if graph.n != n:
             raise ValueError(f"`graph` has {graph.n} nodes but `omega` has {n}.")
         return graph
+    if graph is None:  # the constant graphon 1 on the grid
+        return coupling_operator(ConstantGraphon(1.0), n, method=method)
     if isinstance(graph, DigraphMeasure):
         x, _ = _positions(positions, n)
         if graph.atom_positions is None and isinstance(graph.density, AbstractGraphon):
             return coupling_operator(graph.density, n, positions=positions, method=method)
         matrix = graph.coupling_matrix(x)
-        if method in ("auto", "dense"):
-            return Dense(matrix)
-        if method == "sparse":
-            return _dense_to_sparse(matrix, "graph")
-        raise ValueError(f"`method={method!r}` is not available for a DigraphMeasure with atoms or a "
-                         "general density; use 'dense' or 'sparse'.")
-    if graph is None:
-        if method in ("auto", "all_to_all", "low_rank"):
-            return AllToAll(n) if method != "low_rank" else LowRank(jnp.ones((n, 1)), jnp.ones((n, 1)))
-        if method == "dense":
-            return Dense(jnp.ones((n, n)))
-        if method == "fft":
-            return Circulant(jnp.ones(n))
-        return _dense_to_sparse(np.ones((n, n)), "graph")
+        return (DenseMethod() if method is None else method).from_matrix(
+            matrix, what="a DigraphMeasure with atoms or a general density")
     if isinstance(graph, AbstractGraphon):
         x, on_grid = _positions(positions, n)
-        if method == "auto":
-            if isinstance(graph, ConstantGraphon):
-                return AllToAll(n, graph.p)
-            if isinstance(graph, AbstractConvolutionGraphon) and on_grid:
-                method = "fft"
-            elif isinstance(graph, AbstractLowRankGraphon) and graph.factors(x[:1])[0].shape[1] <= n // 4:
-                method = "low_rank"
-            else:
-                method = "dense"
-        if method == "all_to_all":
-            if not isinstance(graph, ConstantGraphon):
-                raise ValueError("`method='all_to_all'` needs `graph=None` or a ConstantGraphon.")
-            return AllToAll(n, graph.p)
-        if method == "fft":
-            if not isinstance(graph, AbstractConvolutionGraphon):
-                raise ValueError("`method='fft'` needs a convolution graphon (ring, small world, Fourier, "
-                                 f"constant), got {type(graph).__name__}.")
-            if not on_grid:
-                raise ValueError("`method='fft'` needs grid positions (`positions=None` or 'grid').")
-            return Circulant(graph.kernel(jnp.arange(n) / n))
-        if method == "low_rank":
-            if not isinstance(graph, AbstractLowRankGraphon):
-                raise ValueError(f"`method='low_rank'` needs a low-rank graphon, got {type(graph).__name__}.")
-            return LowRank(*graph.factors(x))
-        matrix = evaluate_matrix(graph, x)
-        return Dense(matrix) if method == "dense" else _dense_to_sparse(matrix, "graph")
+        if method is None:
+            method = next(m for m in _PREFERENCE if m.preferred_for(graph, x, on_grid=on_grid))
+        return method.from_graphon(graph, x, on_grid=on_grid)
     if isinstance(graph, jsparse.BCOO):
         if graph.shape != (n, n):
             raise ValueError(f"`graph` must have shape ({n}, {n}) like `omega`, got {graph.shape}.")
         idx = graph.indices
         if is_concrete(idx) and idx.size and (int(idx.min()) < 0 or int(idx.max()) >= n):
             raise ValueError(f"`graph` (a BCOO matrix) has indices outside [0, {n}).")
-        op = Sparse(graph.indices[:, 0], graph.indices[:, 1], graph.data, n)
-        return op if method in ("auto", "sparse") else _from_matrix(graph.todense(), method)
+        edges = Sparse(graph.indices[:, 0], graph.indices[:, 1], graph.data, n)
+        return (SparseMethod() if method is None else method).from_edges(edges)
     if isinstance(graph, tuple | list):
         if len(graph) not in (2, 3):
             raise ValueError("`graph` as an edge list must be (rows, cols) or (rows, cols, weights).")
@@ -304,18 +465,9 @@ def coupling_operator(graph, n: int, *, positions=None, method: str = "auto") ->
             raise ValueError("`graph` edge list: rows and cols must be vectors of equal length.")
         if rows.size and (rows.min() < 0 or cols.min() < 0 or rows.max() >= n or cols.max() >= n):
             raise ValueError(f"`graph` edge list has node indices outside [0, {n}) (n from `omega`).")
-        op = Sparse(rows, cols, weights, n)
-        return op if method in ("auto", "sparse") else _from_matrix(op.as_matrix(), method)
+        edges = Sparse(rows, cols, weights, n)
+        return (SparseMethod() if method is None else method).from_edges(edges)
     matrix = jnp.asarray(graph)
     if matrix.shape != (n, n):
         raise ValueError(f"`graph` must have shape ({n}, {n}) to match `omega`, got {matrix.shape}.")
-    return _from_matrix(matrix, method)
-
-
-def _from_matrix(matrix, method: str) -> AbstractCoupling:
-    if method in ("auto", "dense"):
-        return Dense(matrix)
-    if method == "sparse":
-        return _dense_to_sparse(matrix, "graph")
-    raise ValueError(f"`method={method!r}` needs structure a plain matrix does not declare; pass a graphon "
-                     "(e.g. graphons.fourier(...)) or use 'dense' / 'sparse'.")
+    return (DenseMethod() if method is None else method).from_matrix(matrix, what="a plain matrix")

@@ -28,8 +28,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
 
-from .._checks import check_finite, is_concrete
-from ._coupling import AbstractCoupling, coupling_operator
+from .._checks import check_finite, check_int, is_concrete
+from .._results import RESULTS, AbstractResult, check_throw, message
+from ._coupling import AbstractCoupling, AbstractCouplingMethod, as_method, coupling_operator
+from ._order_parameter import order_parameter
+from ._solve import Settings, check_adjoint, check_ts, finish, integrate
 
 
 class OttAntonsen(eqx.Module):
@@ -54,42 +57,69 @@ class OttAntonsen(eqx.Module):
         return jnp.stack([dz.real, dz.imag])
 
 
-@eqx.filter_jit
-def _integrate(field, y0, ts, rtol, atol, progress, adjoint):
-    meter = diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter()
-    return diffrax.diffeqsolve(diffrax.ODETerm(field), diffrax.Tsit5(), ts[0], ts[-1], None, y0,
-                               saveat=diffrax.SaveAt(ts=ts),
-                               stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-                               max_steps=1_000_000, progress_meter=meter, adjoint=adjoint)
-
-
-def _common(ts, rtol, atol, adjoint, **scalars):
-    """Checks shared by the limit solvers; returns `(ts, adjoint, {name: array})`."""
-    ts = jnp.asarray(ts, dtype=float)
-    if ts.ndim != 1 or ts.shape[0] < 2:
-        raise ValueError(f"`ts` must be a vector of >= 2 save times, got shape {ts.shape}.")
-    ts = check_finite(ts, "ts")
-    if is_concrete(ts) and not bool(np.all(np.diff(np.asarray(ts)) > 0)):
-        raise ValueError("`ts` must be strictly increasing (t1 > t0).")
+def _common(ts, *, rtol, atol, adjoint, max_steps, progress, scalars):
+    """Checks shared by the limit solvers; returns `(ts, settings, {name: array})` (Tsit5, adaptive)."""
+    ts = check_ts(ts)
     for tol, name in ((rtol, "rtol"), (atol, "atol")):
         if not (isinstance(tol, int | float) and np.isfinite(tol) and tol > 0):
             raise ValueError(f"`{name}` must be a finite float > 0, got {tol!r}.")
-    adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
-    if not isinstance(adjoint, diffrax.AbstractAdjoint):
-        raise TypeError(f"`adjoint` must be a diffrax adjoint, got {type(adjoint).__name__}.")
+    settings = Settings(diffrax.Tsit5(), check_adjoint(adjoint), rtol=rtol, atol=atol,
+                        max_steps=check_int(max_steps, "max_steps"), progress=progress)
     out = {}
     for name, value in scalars.items():
         v = jnp.asarray(value, dtype=float)
         if v.shape != ():
             raise ValueError(f"`{name}` must be a scalar, got shape {v.shape}.")
         out[name] = check_finite(v, name)
-    return ts, adjoint, out
+    return ts, settings, out
+
+
+class OttAntonsenResult(AbstractResult):
+    r"""The result of [`ott_antonsen`][]: the complex order parameter $z$ at the save times.
+
+    **Fields:** `ts` (shape `(T,)`); `z` (complex, shape `(T,)`, or `(T, M)` on a graphon: the local
+    $z(t, x_m)$; NaN after a failure); `result` (a [`jaxdyn.RESULTS`][] code: `successful`,
+    `max_steps_reached`, `nonfinite_state`, ...); `failed_step` (`-1` when none), `failed_time`
+    (NaN when none); `stats` (diffrax's statistics).
+
+    `.summary()` gives $r = |z|$ at the end; `.plot(ax=None)` draws $r(t) = |z(t)|$.
+    """
+
+    ts: Array
+    z: Array
+    result: RESULTS
+    failed_step: Array
+    failed_time: Array
+    stats: dict
+
+    def summary(self) -> str:
+        """One line: the order parameter $r = |z|$ at the first and last save time, or the failure."""
+        ts, z = np.asarray(self.ts), np.abs(np.asarray(self.z))
+        where = f" (M = {z.shape[-1]} positions, mean r)" if z.ndim > 1 else ""
+        head = f"ott_antonsen{where}: {ts.shape[0]} save times on [{ts[0]:.6g}, {ts[-1]:.6g}]"
+        r = z.mean(-1) if z.ndim > 1 else z
+        if bool(np.all(np.asarray(self.successful))):
+            return f"{head}, r = {r[0]:.4g} -> {r[-1]:.4g}: successful."
+        return (f"{head}: FAILED at step {int(self.failed_step)} (t = {float(self.failed_time):.6g}): "
+                f"{message(self.result)}")
+
+    def plot(self, ax=None, **kwargs):
+        """$r(t) = |z(t)|$ (one curve per position on a graphon); returns the axes."""
+        from ..plot._meanfield import plot_order_parameter, single_axes
+
+        fig, ax = single_axes(ax)
+        z = np.asarray(self.z)
+        curves = ({"Ott-Antonsen": z} if z.ndim == 1 else
+                  {f"x = {(m + 0.5) / z.shape[1]:.3g}": z[:, m] for m in range(z.shape[1])})
+        plot_order_parameter(self.ts, curves, ax=ax, **kwargs)
+        return ax
 
 
 def ott_antonsen(z0, ts, *, coupling, gamma, omega0=0.0, phase_lag=0.0, graph=None, positions=None,
-                 method: str = "auto", rtol: float = 1e-11, atol: float = 1e-12,
-                 progress: bool = False, adjoint=None) -> Array:
-    r"""Solve the Ott-Antonsen equation (see the module docstring) and return $z$ at `ts`.
+                 method: AbstractCouplingMethod | None = None, rtol: float = 1e-11, atol: float = 1e-12,
+                 max_steps: int = 1_000_000, progress: bool = False, adjoint=None,
+                 throw: bool = True) -> OttAntonsenResult:
+    r"""Solve the Ott-Antonsen equation (see the module docstring) for $z$ at `ts`.
 
     **Arguments:**
 
@@ -99,11 +129,15 @@ def ott_antonsen(z0, ts, *, coupling, gamma, omega0=0.0, phase_lag=0.0, graph=No
       convention of [`Kuramoto`][]).
     - `graph`, `positions`, `method`: as in [`coupling_operator`][] (graphon coupling, normalised
       by $1/M$: the quadrature of $\int W(x, y) z(y)\,dy$).
-
+    - `rtol`, `atol`: the tolerances of Tsit5; `max_steps`: the step budget; `progress`: a bar.
     - `adjoint`: a diffrax adjoint; the default (checkpointed) is reverse mode only, pass
       `diffrax.ForwardMode()` for `jax.jvp`/`jax.jacfwd` (as in [`simulate`][]).
+    - `throw`: on failure (`max_steps` ran out, the state blew up) raise an
+      `eqx.EquinoxRuntimeError` naming it (`True`, the default) or return the code in `.result`
+      (`False`).
 
-    **Returns:** complex array, shape `(len(ts),)` or `(len(ts), M)`.
+    **Returns:** an [`OttAntonsenResult`][]: `.z` complex of shape `(len(ts),)` or `(len(ts), M)`,
+    `.result`, `.summary()`, `.plot()`.
 
     **Derivatives:** differentiable with respect to `z0`, `coupling`, `gamma`, `omega0`, `phase_lag`
     and graphon parameters (the derivative of the adaptive solve with its step sizes held fixed:
@@ -111,9 +145,11 @@ def ott_antonsen(z0, ts, *, coupling, gamma, omega0=0.0, phase_lag=0.0, graph=No
     $K > 2\gamma$, so $\partial r_\infty/\partial K = \gamma/(K^2 r_\infty)$ and
     $\partial r_\infty/\partial\gamma = -1/(K r_\infty)$.
     """
+    check_throw(throw)
     z0 = jnp.asarray(z0, dtype=complex)
-    ts, adjoint, p = _common(ts, rtol, atol, adjoint, coupling=coupling, gamma=gamma, omega0=omega0,
-                             phase_lag=phase_lag)
+    ts, settings, p = _common(ts, rtol=rtol, atol=atol, adjoint=adjoint, max_steps=max_steps,
+                              progress=progress, scalars=dict(coupling=coupling, gamma=gamma, omega0=omega0,
+                                                              phase_lag=phase_lag))
     if is_concrete(p["gamma"]) and float(p["gamma"]) < 0:
         raise ValueError(f"`gamma` must be >= 0, got {gamma}.")
     if is_concrete(z0) and np.any(np.abs(np.asarray(z0)) > 1):
@@ -125,11 +161,13 @@ def ott_antonsen(z0, ts, *, coupling, gamma, omega0=0.0, phase_lag=0.0, graph=No
     else:
         if z0.ndim != 1:
             raise ValueError(f"`z0` must be a vector (one z per position) with a graph, got {z0.shape}.")
-        op = coupling_operator(graph, z0.shape[0], positions=positions, method=method)
+        op = coupling_operator(graph, z0.shape[0], positions=positions, method=as_method(method))
     field = OttAntonsen(p["coupling"], p["gamma"], p["omega0"], p["phase_lag"], op)
     y0 = check_finite(jnp.stack([z0.real, z0.imag]), "z0")
-    ys = _integrate(field, y0, ts, rtol, atol, progress, adjoint).ys
-    return ys[:, 0] + 1j * ys[:, 1]
+    ys, result, failed_step, failed_time, stats = integrate(field, y0, ts, args=None, key=None,
+                                                            settings=settings)
+    out = OttAntonsenResult(ts, ys[:, 0] + 1j * ys[:, 1], result, failed_step, failed_time, stats)
+    return finish(out, throw, name="ott_antonsen", keep="z")
 
 
 def ott_antonsen_r(t, r0, *, coupling, gamma) -> Array:
@@ -169,8 +207,58 @@ class Vlasov(eqx.Module):
         return self.omega + self.coupling * (cos_t * hi - sin_t * hr)
 
 
-def vlasov(graph, theta0, omega, ts, *, coupling, phase_lag=0.0, weights=None, method: str = "auto",
-           rtol: float = 1e-8, atol: float = 1e-8, progress: bool = False, adjoint=None) -> Array:
+class VlasovResult(AbstractResult):
+    r"""The result of [`vlasov`][]: the particle phases of the $M$ cells at the save times.
+
+    **Fields:** `ts` (shape `(T,)`); `theta` (shape `(T, M, P)`: the empirical approximation of
+    $\rho(t, x_m, \cdot)$; NaN after a failure); `weights` (the particle weights, `(M, P)`, or `None`
+    for $1/P$); `result` (a [`jaxdyn.RESULTS`][] code); `failed_step`, `failed_time`; `stats`.
+
+    `.summary()` gives the cell order parameters at the end; `.plot(ax=None)` draws
+    $r_m(t) = |z_m(t)|$ of every cell against time.
+    """
+
+    ts: Array
+    theta: Array
+    weights: Array | None
+    result: RESULTS
+    failed_step: Array
+    failed_time: Array
+    stats: dict
+
+    def cell_order_parameters(self) -> Array:
+        r"""$z_m(t) = \sum_p w_{m,p} e^{i\theta_{m,p}(t)}$, shape `(T, M)` (complex)."""
+        if self.weights is None:
+            return order_parameter(self.theta)
+        return jnp.sum(self.weights * jnp.exp(1j * self.theta), axis=-1)
+
+    def summary(self) -> str:
+        """One line: cells, particles, save times, and the cell order parameters at the end."""
+        ts = np.asarray(self.ts)
+        _, m, p = np.shape(self.theta)
+        head = f"vlasov: {m} cells x {p} particles, {ts.shape[0]} save times on [{ts[0]:.6g}, {ts[-1]:.6g}]"
+        if bool(np.all(np.asarray(self.successful))):
+            r = np.abs(np.asarray(self.cell_order_parameters()))[-1]
+            return f"{head}, cell order parameters r_m(t1) in [{r.min():.4g}, {r.max():.4g}]: successful."
+        return (f"{head}: FAILED at step {int(self.failed_step)} (t = {float(self.failed_time):.6g}): "
+                f"{message(self.result)}")
+
+    def plot(self, ax=None, **kwargs):
+        """$r_m(t) = |z_m(t)|$ of every cell against time; returns the axes."""
+        from ..plot._meanfield import plot_order_parameter, single_axes
+
+        fig, ax = single_axes(ax)
+        z = np.asarray(self.cell_order_parameters())
+        m = z.shape[1]
+        plot_order_parameter(self.ts, {f"cell {i} (x = {(i + 0.5) / m:.3g})": z[:, i] for i in range(m)},
+                             ax=ax, **kwargs)
+        return ax
+
+
+def vlasov(graph, theta0, omega, ts, *, coupling, phase_lag=0.0, weights=None,
+           method: AbstractCouplingMethod | None = None, rtol: float = 1e-8, atol: float = 1e-8,
+           max_steps: int = 1_000_000, progress: bool = False, adjoint=None,
+           throw: bool = True) -> VlasovResult:
     r"""Solve the Vlasov equation on a graphon or digraph measure by $M$ cells $\times$ $P$ particles.
 
     **Arguments:**
@@ -179,7 +267,8 @@ def vlasov(graph, theta0, omega, ts, *, coupling, phase_lag=0.0, weights=None, m
       the cell centres $x_m = (m + 1/2)/M$.
     - `theta0`, `omega`: initial phases and frequencies of the particles, shape `(M, P)` (row $m$:
       samples of $\rho_0(x_m, \cdot)$ and of the frequency law at $x_m$).
-    - `ts`: save times; `coupling` $K$; `phase_lag` $\alpha$; `rtol`, `atol` of Tsit5.
+    - `ts`: save times; `coupling` $K$; `phase_lag` $\alpha$; `rtol`, `atol` of Tsit5;
+      `max_steps` the step budget; `method` as in [`coupling_operator`][].
     - `weights`: optional particle weights, shape `(M, P)`, finite and non-negative (default $1/P$).
       A row is normally the empirical measure of one cell and sums to 1; a cell may also be split over
       several rows whose weights add up to 1 together (the graph then weights each row as a cell, as
@@ -187,21 +276,27 @@ def vlasov(graph, theta0, omega, ts, *, coupling, phase_lag=0.0, weights=None, m
       passive tracer particles (e.g. to pad cells to a common size).
     - `adjoint`: a diffrax adjoint (default: checkpointed, reverse mode only; `diffrax.ForwardMode()`
       for forward mode).
+    - `throw`: on failure (`max_steps` ran out, the state blew up) raise an
+      `eqx.EquinoxRuntimeError` naming it (`True`, the default) or return the code in `.result`
+      (`False`).
 
-    **Returns:** the particle phases at `ts`, shape `(len(ts), M, P)`: the empirical approximation of
-    $\rho(t, x_m, \cdot)$ (compare with [`w1_cells`][]).
+    **Returns:** a [`VlasovResult`][]: `.theta`, the particle phases at `ts`, shape
+    `(len(ts), M, P)`: the empirical approximation of $\rho(t, x_m, \cdot)$ (compare with
+    [`w1_cells`][]); `.result`, `.summary()`, `.plot()`.
 
     **Derivatives:** differentiable with respect to `theta0`, `omega`, `coupling`, `phase_lag`,
     `weights` and graph parameters (adaptive step sizes held fixed).
     """
+    check_throw(throw)
     theta0 = check_finite(jnp.asarray(theta0, dtype=float), "theta0")
     omega = check_finite(jnp.asarray(omega, dtype=float), "omega")
     if theta0.ndim != 2 or theta0.shape[0] < 1 or theta0.shape[1] < 1:
         raise ValueError(f"`theta0` must have shape (M, P) with M, P >= 1, got {theta0.shape}.")
     if omega.shape != theta0.shape:
         raise ValueError(f"`omega` must have the shape of `theta0` {theta0.shape}, got {omega.shape}.")
-    ts, adjoint, p = _common(ts, rtol, atol, adjoint, coupling=coupling, phase_lag=phase_lag)
-    op = coupling_operator(graph, theta0.shape[0], method=method)
+    ts, settings, p = _common(ts, rtol=rtol, atol=atol, adjoint=adjoint, max_steps=max_steps,
+                              progress=progress, scalars=dict(coupling=coupling, phase_lag=phase_lag))
+    op = coupling_operator(graph, theta0.shape[0], method=as_method(method))
     if weights is not None:
         weights = jnp.asarray(weights, dtype=float)
         if weights.shape != theta0.shape:
@@ -211,7 +306,10 @@ def vlasov(graph, theta0, omega, ts, *, coupling, phase_lag=0.0, weights=None, m
             if not np.all(np.isfinite(w)) or np.any(w < 0):
                 raise ValueError("`weights` must be finite and non-negative.")
     field = Vlasov(omega, p["coupling"], p["phase_lag"], op, weights)
-    return _integrate(field, theta0, ts, rtol, atol, progress, adjoint).ys
+    ys, result, failed_step, failed_time, stats = integrate(field, theta0, ts, args=None, key=None,
+                                                            settings=settings)
+    out = VlasovResult(ts, ys, weights, result, failed_step, failed_time, stats)
+    return finish(out, throw, name="vlasov", keep="the phases")
 
 
 def w1_circle(a, b) -> float:

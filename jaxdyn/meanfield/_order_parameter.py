@@ -3,7 +3,7 @@ r"""Order parameters: the complex mean field $z = \frac1N \sum_j e^{i\theta_j}$ 
 import jax.numpy as jnp
 from jaxtyping import Array
 
-from ._coupling import coupling_operator
+from ._coupling import AbstractCouplingMethod, as_method, coupling_operator
 from ._graphon import RingGraphon
 
 
@@ -31,7 +31,7 @@ def order_parameter(theta, *, harmonic: int = 1, weights=None) -> Array:
 
 
 def local_order_parameter(theta, *, radius: float = 0.05, graph=None, positions=None,
-                          method: str = "auto") -> Array:
+                          method: AbstractCouplingMethod | None = None) -> Array:
     r"""Local order parameters $Z_i = \sum_j W_{ij} e^{i\theta_j} / \sum_j W_{ij}$ (complex).
 
     By default $W$ is a window of circle radius `radius` around each node on the grid
@@ -39,14 +39,15 @@ def local_order_parameter(theta, *, radius: float = 0.05, graph=None, positions=
     regions, which is how chimera states are seen. Pass `graph` (anything
     [`coupling_operator`][] takes) for another neighbourhood.
 
-    **Arguments:** `theta` of shape `(..., N)`; `radius`, or `graph` / `positions` / `method`.
+    **Arguments:** `theta` of shape `(..., N)`; `radius`, or `graph` / `positions` / `method` (`None`:
+    the cheapest exact coupling, or an [`AbstractCouplingMethod`][]).
 
     **Returns:** complex array of the shape of `theta`.
     """
     theta = jnp.asarray(theta)
     n = theta.shape[-1]
     op = coupling_operator(RingGraphon(radius) if graph is None else graph, n, positions=positions,
-                           method=method)
+                           method=as_method(method))
     flat = theta.reshape(-1, n).T  # (N, batch)
     c, s = jnp.cos(flat), jnp.sin(flat)
     u = op.matvec(jnp.concatenate([c, s], axis=1))

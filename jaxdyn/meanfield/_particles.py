@@ -4,9 +4,11 @@ $$\dot\theta_i = \omega_i + K s_i \sum_j W_{ij}\, g(\theta_j - \theta_i - \alpha
 
 with $s_i = 1/N$ (default), $1/d_i$ (by degree) or $1/(\rho N)$ (sparse scaling), and the neural
 field $\dot x_i = -x_i + K s_i \sum_j W_{ij} \sigma(x_j) + b_i$. Both are Equinox modules called as
-`field(t, y, args)`; [`simulate`][] integrates them (ODE, or SDE with additive noise).
+`field(t, y, args)`, subclasses of [`AbstractParticleSystem`][]; [`simulate`][] integrates them
+(ODE, or SDE with additive noise), and any plain vector field `f(t, y, args)` as an ODE.
 """
 
+import abc
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -18,9 +20,12 @@ import lineax as lx
 import numpy as np
 from jaxtyping import Array
 
-from .._checks import check_finite, check_int, check_positive, is_concrete
-from .._results import RESULTS, AbstractResult, is_successful, message
-from ._coupling import AbstractCoupling, Dense, Sparse, coupling_operator, degrees
+from .._checks import check_finite, check_int, check_positive
+from .._kernels import RK4 as _RK4
+from .._results import RESULTS, AbstractResult, check_throw, message
+from ._coupling import AbstractCoupling, AbstractCouplingMethod, as_method, coupling_operator, degrees
+from ._order_parameter import order_parameter
+from ._solve import Settings, check_adjoint, check_ts, finish, integrate
 
 
 class Harmonics(eqx.Module):
@@ -85,7 +90,57 @@ def _node_vector(x, name: str) -> Array:
     return check_finite(x, name)
 
 
-class Kuramoto(eqx.Module):
+class AbstractParticleSystem(eqx.Module):
+    r"""A particle system on $N$ nodes for [`simulate`][]: a vector field `field(t, y, args)` with
+    additive noise $\sigma\, dB$ (an SDE when `noise > 0`).
+
+    Subclasses provide `n` (the number of nodes; `None`: any state shape), `noise` (a static float
+    $\sigma \ge 0$), `nodes_from` (the argument that sets $N$, named in errors), `circular`
+    (whether the state is a phase on the circle: drawn mod $2\pi$, summarised by its order
+    parameter), `__call__` (the drift) and `diffusion` (a lineax operator).
+    """
+
+    n: eqx.AbstractVar[int | None]
+    noise: eqx.AbstractVar[float]
+    nodes_from: eqx.AbstractClassVar[str]
+    circular: eqx.AbstractClassVar[bool]
+
+    @abc.abstractmethod
+    def __call__(self, t, y, args=None) -> Array:
+        """The drift $f(t, y)$."""
+
+    @abc.abstractmethod
+    def diffusion(self, t, y, args=None) -> lx.AbstractLinearOperator:
+        """The diffusion (for a diffrax `ControlTerm`)."""
+
+
+class _VectorField(AbstractParticleSystem):
+    """A plain vector field `f(t, y, args)` as a noise-free particle system (any state shape)."""
+
+    f: Callable
+    n: int | None = eqx.field(static=True, default=None)
+    noise: float = eqx.field(static=True, default=0.0)
+    nodes_from: ClassVar[str] = "the field"
+    circular: ClassVar[bool] = False
+
+    def __call__(self, t, y, args=None):
+        return self.f(t, y, args)
+
+    def diffusion(self, t, y, args=None):
+        raise TypeError("a plain vector field has no diffusion: subclass AbstractParticleSystem for an SDE.")
+
+
+def as_system(field) -> AbstractParticleSystem:
+    """`field` as a particle system: itself, or a plain callable `f(t, y, args)` wrapped as an ODE."""
+    if isinstance(field, AbstractParticleSystem):
+        return field
+    if not callable(field):
+        raise TypeError("`field` must be an AbstractParticleSystem (e.g. Kuramoto) or a callable "
+                        f"f(t, y, args), got {type(field).__name__}.")
+    return _VectorField(field)
+
+
+class Kuramoto(AbstractParticleSystem):
     r"""Kuramoto(-Sakaguchi) oscillators on a graph: a diffrax vector field `field(t, theta, args)`.
 
     $$\dot\theta_i = \omega_i + K s_i \sum_j W_{ij}\, g(\theta_j - \theta_i - \alpha)$$
@@ -110,8 +165,9 @@ class Kuramoto(eqx.Module):
       probability $\rho W$, whose digraph-measure limit is $W$).
     - `positions`: node positions for graphons/digraph measures: `None`/`"grid"`
       ($x_i = (i + 1/2)/N$) or an array (e.g. [`sample_positions`][]).
-    - `method`: the coupling algorithm, `"auto"` (cheapest exact) or `"all_to_all"`, `"dense"`,
-      `"fft"`, `"low_rank"`, `"sparse"` ([`coupling_operator`][]).
+    - `method`: the coupling algorithm: `None` (the cheapest exact one) or an
+      [`AbstractCouplingMethod`][] ([`AllToAllMethod`][], [`DenseMethod`][], [`FFTMethod`][],
+      [`LowRankMethod`][], [`SparseMethod`][]; see [`coupling_operator`][]).
     - `noise`: $\sigma \ge 0$ (a static float); with $\sigma > 0$ [`simulate`][] solves
       $d\theta_i = \dots dt + \sigma\, dB_i$.
 
@@ -136,9 +192,11 @@ class Kuramoto(eqx.Module):
     harmonics: Harmonics | None
     fn: Callable | None = eqx.field(static=True)
     noise: float = eqx.field(static=True)
+    nodes_from: ClassVar[str] = "`omega`"
+    circular: ClassVar[bool] = True
 
     def __init__(self, omega, coupling, *, graph=None, phase_lag=0.0, g=None, normalisation="1/N",
-                 positions=None, method: str = "auto", noise=0.0):
+                 positions=None, method: AbstractCouplingMethod | None = None, noise=0.0):
         self.omega = _node_vector(omega, "omega")
         n = self.omega.shape[0]
         self.coupling = check_finite(jnp.asarray(coupling, dtype=float), "coupling")
@@ -146,15 +204,14 @@ class Kuramoto(eqx.Module):
             raise ValueError(f"`coupling` must be a scalar, got shape {self.coupling.shape}.")
         self.phase_lag = check_finite(jnp.asarray(phase_lag, dtype=float), "phase_lag")
         self.noise = _noise(noise)
-        op = coupling_operator(graph, n, positions=positions, method=method)
+        op = coupling_operator(graph, n, positions=positions, method=as_method(method, stacklevel=4))
         if g is None:
             g = Harmonics()
         if isinstance(g, Harmonics):
             self.harmonics, self.fn = g, None
         elif callable(g):
             self.harmonics, self.fn = None, g
-            if not isinstance(op, Sparse | Dense):
-                op = Dense(op.as_matrix())  # a general g needs the pairs: O(N^2) evaluations
+            op = op.pairs()  # a general g needs the pairs: O(N^2) evaluations (O(E) when sparse)
         else:
             raise TypeError(f"`g` must be None, a Harmonics or a callable g(phi), got {type(g).__name__}.")
         self.operator = op
@@ -168,10 +225,7 @@ class Kuramoto(eqx.Module):
     def interaction(self, theta) -> Array:
         r"""$\sum_j W_{ij}\, g(\theta_j - \theta_i - \alpha)$ for every $i$."""
         if self.fn is not None:
-            fn = lambda phi: self.fn(phi - self.phase_lag)
-            if isinstance(self.operator, Sparse):
-                return self.operator.pairwise(fn, theta)
-            return jnp.sum(self.operator.matrix * fn(theta[None, :] - theta[:, None]), axis=1)
+            return self.operator.pairwise(lambda phi: self.fn(phi - self.phase_lag), theta)
         h = self.harmonics
         m = h.sin.shape[0]
         k = jnp.arange(1, m + 1)
@@ -196,7 +250,7 @@ class Kuramoto(eqx.Module):
         return lx.DiagonalLinearOperator(jnp.full(theta.shape, self.noise, dtype=theta.dtype))
 
 
-class NeuralField(eqx.Module):
+class NeuralField(AbstractParticleSystem):
     r"""The neural-field particle system $\dot x_i = -x_i + K s_i \sum_j W_{ij} \sigma(x_j) + b_i$.
 
     **Arguments:** `bias` ($b$, shape `(N,)`), `coupling` ($K$, default 1), `graph`, `normalisation`,
@@ -210,9 +264,11 @@ class NeuralField(eqx.Module):
     scale: Array
     activation: Callable = eqx.field(static=True)
     noise: float = eqx.field(static=True)
+    nodes_from: ClassVar[str] = "`bias`"
+    circular: ClassVar[bool] = False
 
     def __init__(self, bias, *, coupling=1.0, graph=None, activation=jnp.tanh, normalisation="1/N",
-                 positions=None, method: str = "auto", noise=0.0):
+                 positions=None, method: AbstractCouplingMethod | None = None, noise=0.0):
         self.bias = _node_vector(bias, "bias")
         n = self.bias.shape[0]
         self.coupling = check_finite(jnp.asarray(coupling, dtype=float), "coupling")
@@ -220,6 +276,7 @@ class NeuralField(eqx.Module):
         if not callable(activation):
             raise TypeError("`activation` must be callable.")
         self.activation = activation
+        method = as_method(method, stacklevel=4)
         self.operator = coupling_operator(graph, n, positions=positions, method=method)
         self.scale = _scale(self.operator, normalisation, n)
 
@@ -238,18 +295,11 @@ class NeuralField(eqx.Module):
         return lx.DiagonalLinearOperator(jnp.full(x.shape, self.noise, dtype=x.dtype))
 
 
-_RK4_TABLEAU = diffrax.ButcherTableau(
-    c=np.array([0.5, 0.5, 1.0]),
-    b_sol=np.array([1 / 6, 1 / 3, 1 / 3, 1 / 6]),
-    b_error=np.zeros(4),
-    a_lower=(np.array([0.5]), np.array([0.0, 0.5]), np.array([0.0, 0.0, 1.0])),
-)
-
-
 class RK4(diffrax.AbstractERK):
-    """The classical fourth-order Runge-Kutta method (fixed steps only: it has no error estimate)."""
+    """The classical fourth-order Runge-Kutta method (fixed steps only: it has no error estimate);
+    its tableau is `jaxdyn._kernels.RK4`, the one every fixed-step RK4 of jaxdyn uses."""
 
-    tableau: ClassVar[diffrax.ButcherTableau] = _RK4_TABLEAU
+    tableau: ClassVar[diffrax.ButcherTableau] = _RK4.to_diffrax()
     interpolation_cls: ClassVar = diffrax.ThirdOrderHermitePolynomialInterpolation.from_k
 
     def order(self, terms):
@@ -274,8 +324,11 @@ class SimulationResult(AbstractResult):
     - `failed_time`: the time reached when the failure appeared, NaN when none.
     - `stats`: diffrax's statistics (`num_steps`, `num_accepted_steps`, `num_rejected_steps`,
       `max_steps`; counts: not differentiable) and `max_abs_y_end` ($\max|y|$ where the solve stopped).
+    - `circular`: whether the state is a phase (a [`Kuramoto`][] field; static): `.summary()` then
+      gives the order parameter $r = |z|$ at the end and `.plot()` draws phases mod $2\pi$.
 
-    `.successful` is the boolean (elementwise under `vmap`); `.summary()` says the outcome in words.
+    `.successful` is the boolean (elementwise under `vmap`); `.summary()` says the outcome in words;
+    `.plot(ax=None)` draws the states over time (space-time image: node against time).
     """
 
     ts: Array
@@ -284,15 +337,20 @@ class SimulationResult(AbstractResult):
     failed_step: Array
     failed_time: Array
     stats: dict
+    circular: bool = eqx.field(static=True, default=False)
 
     def summary(self) -> str:
-        """One line: `simulate: successful ...` or the failure with its step, time and state size."""
+        """One line: `simulate: ... successful` (with $r$ at the end for phases) or the failure with
+        its step, time and state size."""
         ts = np.asarray(self.ts)
         t0, t1 = float(np.min(ts[..., 0])), float(np.max(ts[..., -1]))
         batch = f" (batch of {ts.shape[0]})" if ts.ndim > 1 else ""
         head = (f"simulate{batch}: {ts.shape[-1]} save times on [{t0:.6g}, {t1:.6g}], "
                 f"{int(np.max(np.asarray(self.stats['num_steps'])))} steps")
         if bool(np.all(np.asarray(self.successful))):
+            if self.circular and not batch:
+                r = float(np.abs(np.asarray(order_parameter(self.ys[-1].ravel()))))
+                return f"{head}, order parameter r(t1) = {r:.4g}: successful."
             return head + ": successful."
         if np.ndim(self.failed_step) == 0:
             size = float(self.stats["max_abs_y_end"])
@@ -300,61 +358,52 @@ class SimulationResult(AbstractResult):
                     f"max |y| = {size:.3g}): {message(self.result)}")
         return f"{head}: FAILED: {message(self.result)}"
 
+    def plot(self, ax=None, **kwargs):
+        """The states against time (one column per node; phases mod $2\\pi$); returns the axes."""
+        from ..plot._meanfield import plot_states
 
-def _blew_up(t, y, args, **kwargs):
-    """The event that stops a solve at the first non-finite state (checked after every accepted step)."""
-    return jnp.logical_not(jnp.all(jnp.isfinite(y)))
+        return plot_states(self.ts, self.ys, ax=ax, circular=self.circular, **kwargs)
 
 
-@eqx.filter_jit
-def _solve(field, y0, ts, args, key, solver, dt0, rtol, atol, max_steps, adaptive, sde, progress, adjoint):
-    drift = diffrax.ODETerm(field)
+def _check_y0(system: AbstractParticleSystem, y0) -> None:
+    n = system.n
+    if n is not None and y0.shape != (n,):
+        raise ValueError(f"`y0` must have shape ({n},): {system.nodes_from} has N = {n} nodes, got shape "
+                         f"{y0.shape}.")
+
+
+def _has_error_estimate(solver) -> bool:
+    """Whether `solver` adapts its steps: an explicit Runge-Kutta method needs a non-zero error row
+    (our [`RK4`][] has none), any other solver declares it by subclassing `AbstractAdaptiveSolver`."""
+    if isinstance(solver, diffrax.AbstractERK):
+        return bool(np.any(np.asarray(solver.tableau.b_error) != 0))
+    return isinstance(solver, diffrax.AbstractAdaptiveSolver)
+
+
+def _settings(system: AbstractParticleSystem, ts, *, solver, dt0, rtol, atol, key, max_steps, progress,
+              adjoint) -> Settings:
+    """Check the solver settings of [`simulate`][] and pick the defaults (ODE or SDE)."""
+    max_steps = check_int(max_steps, "max_steps")
+    if dt0 is not None:
+        check_positive(dt0, "dt0")
+    sde = _noise(system.noise) > 0
     if sde:
-        bm = diffrax.VirtualBrownianTree(ts[0], ts[-1], tol=dt0 / 4, shape=y0.shape, key=key)
-        terms = diffrax.MultiTerm(drift, diffrax.ControlTerm(field.diffusion, bm))
+        if key is None:
+            raise ValueError("`key` is required when the field has `noise > 0` (an SDE).")
+        solver = diffrax.Euler() if solver is None else solver
+        if dt0 is None:
+            dt0 = float(ts[1] - ts[0]) / 10
+        adaptive = False
     else:
-        terms = drift
-    if adaptive:
-        controller = diffrax.PIDController(rtol=rtol, atol=atol, dtmin=_DTMIN * (ts[-1] - ts[0]),
-                                           force_dtmin=False)
-    else:
-        controller = diffrax.ConstantStepSize()
-    meter = diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter()
-    saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(t1=True)])
-    sol = diffrax.diffeqsolve(terms, solver, ts[0], ts[-1], dt0, y0, args=args, saveat=saveat,
-                              stepsize_controller=controller, max_steps=max_steps, progress_meter=meter,
-                              adjoint=adjoint, event=diffrax.Event(_blew_up), throw=False)
-    dr = diffrax.RESULTS
-    code = sol.result
-    y_end = sol.ys[1][0]
-    size_end = jnp.max(jnp.abs(y_end))
-    blowup = size_end > _BLOWUP * jnp.maximum(1.0, jnp.max(jnp.abs(y0)))
-    result = RESULTS.where(code == dr.successful, RESULTS.successful, RESULTS.not_converged)
-    result = RESULTS.where(code == dr.event_occurred, RESULTS.nonfinite_state, result)
-    result = RESULTS.where(code == dr.dt_min_reached,
-                           RESULTS.where(blowup, RESULTS.finite_time_blowup, RESULTS.step_size_too_small),
-                           result)
-    result = RESULTS.where(code == dr.max_steps_reached, RESULTS.max_steps_reached, result)
-    failed = jnp.logical_not(is_successful(result))
-    saved_ts, ys = sol.ts[0], sol.ys[0]
-    unreached = jnp.isinf(saved_ts).reshape(saved_ts.shape + (1,) * (ys.ndim - 1))
-    ys = jnp.where(unreached, jnp.nan, ys)
-    failed_time = jnp.where(failed, sol.ts[1][0], jnp.nan).astype(ts.dtype)
-    failed_step = jnp.where(failed, sol.stats["num_accepted_steps"], -1).astype(jnp.int32)
-    stats = dict(sol.stats, max_abs_y_end=size_end)
-    return SimulationResult(ts, ys, result, failed_step, failed_time, stats)
-
-
-_BLOWUP = 1e8  # a collapsed step with |y| above this (times max(1, |y0|)) is a finite-time blow-up
-_DTMIN = 1e-12  # the smallest adaptive step, relative to t1 - t0 (below it: a singularity, not a solve)
-
-
-def _check_y0(field, y0) -> None:
-    n = getattr(field, "n", None)
-    if isinstance(n, int) and y0.shape != (n,):
-        owner = ("`omega`" if isinstance(field, Kuramoto) else "`bias`" if isinstance(field, NeuralField)
-                 else "the field")
-        raise ValueError(f"`y0` must have shape ({n},): {owner} has N = {n} nodes, got shape {y0.shape}.")
+        solver = diffrax.Tsit5() if solver is None else solver
+        adaptive = _has_error_estimate(solver)
+        if not adaptive and dt0 is None:
+            raise ValueError(f"`dt0` is required for the fixed-step solver {type(solver).__name__}.")
+        if adaptive:
+            check_positive(rtol, "rtol")
+            check_positive(atol, "atol")
+    return Settings(solver, check_adjoint(adjoint), dt0=dt0, rtol=rtol, atol=atol, max_steps=max_steps,
+                    adaptive=adaptive, sde=sde, progress=progress)
 
 
 def simulate(field, y0, ts, *, args=None, solver=None, dt0=None, rtol: float = 1e-8, atol: float = 1e-8,
@@ -364,8 +413,8 @@ def simulate(field, y0, ts, *, args=None, solver=None, dt0=None, rtol: float = 1
 
     **Arguments:**
 
-    - `field`: a [`Kuramoto`][], [`NeuralField`][] or any vector field (with `.noise > 0` and a
-      `.diffusion(t, y, args)` method for an SDE).
+    - `field`: an [`AbstractParticleSystem`][] ([`Kuramoto`][], [`NeuralField`][]; an SDE when its
+      `noise > 0`) or any vector field `f(t, y, args)` (an ODE).
     - `y0`: the initial state (for a [`Kuramoto`][]/[`NeuralField`][]: shape `(N,)`, finite);
       `ts`: strictly increasing finite save times (the first is the initial time).
     - `solver`: a diffrax solver; default `Tsit5()` with a PID controller (`rtol`, `atol` > 0) for
@@ -381,12 +430,12 @@ def simulate(field, y0, ts, *, args=None, solver=None, dt0=None, rtol: float = 1
       a custom_vjp function`. For forward mode (and forward-over-reverse) pass
       `adjoint=diffrax.ForwardMode()` (forward only) or `diffrax.DirectAdjoint()` (both).
     - `throw`: on failure (the state blew up, the step size collapsed, `max_steps` ran out) raise
-      (`True`, the default: an `eqx.EquinoxRuntimeError` whose message names the failure; under
-      plain `jax.jit` JAX wraps it in a longer trace) or return the code in `.result` with the step
-      and time in `.failed_step`/`.failed_time` (`False`).
+      (`True`, the default: an `eqx.EquinoxRuntimeError` whose message names the failure, with the
+      step and time; under plain `jax.jit` JAX wraps it in a longer trace) or return the code in
+      `.result` with the step and time in `.failed_step`/`.failed_time` (`False`).
 
     **Returns:** a [`SimulationResult`][]: `.ts`, `.ys` of shape `(len(ts), N)`, `.result`,
-    `.failed_step`, `.failed_time`, `.stats`, `.summary()`.
+    `.failed_step`, `.failed_time`, `.stats`, `.summary()`, `.plot()`.
 
     **Derivatives:** `.ys` is differentiable with respect to every array of `field` (coupling $K$,
     frequencies, phase lag, the graphon parameters the coupling operator is built from), `y0` and
@@ -394,52 +443,18 @@ def simulate(field, y0, ts, *, args=None, solver=None, dt0=None, rtol: float = 1
     are not differentiated, an error of the order of the tolerances). `.result`, `.failed_step` and
     `.stats` are integers: no derivative.
     """
-    ts = jnp.asarray(ts, dtype=float)
-    if ts.ndim != 1 or ts.shape[0] < 2:
-        raise ValueError(f"`ts` must be a vector of >= 2 save times, got shape {ts.shape}.")
-    ts = check_finite(ts, "ts")
-    if is_concrete(ts) and not bool(np.all(np.diff(np.asarray(ts)) > 0)):
-        raise ValueError(f"`ts` must be strictly increasing (t1 > t0), got {np.asarray(ts)[:4]}"
-                         f"{' ...' if ts.shape[0] > 4 else ''}.")
+    check_throw(throw)
+    system = as_system(field)
+    ts = check_ts(ts)
     y0 = jnp.asarray(y0, dtype=float)  # float32 and integer states join the field's float dtype
-    _check_y0(field, y0)
+    _check_y0(system, y0)
     y0 = check_finite(y0, "y0")
-    max_steps = check_int(max_steps, "max_steps")
-    if dt0 is not None:
-        check_positive(dt0, "dt0")
-    sde = _noise(getattr(field, "noise", 0.0) or 0.0) > 0
-    if sde:
-        if key is None:
-            raise ValueError("`key` is required when the field has `noise > 0` (an SDE).")
-        solver = diffrax.Euler() if solver is None else solver
-        if dt0 is None:
-            dt0 = float(ts[1] - ts[0]) / 10
-        adaptive = False
-    else:
-        solver = diffrax.Tsit5() if solver is None else solver
-        tableau = getattr(solver, "tableau", None)
-        adaptive = (bool(np.any(np.asarray(tableau.b_error) != 0)) if tableau is not None
-                    else isinstance(solver, diffrax.AbstractAdaptiveSolver))
-        if not adaptive and dt0 is None:
-            raise ValueError(f"`dt0` is required for the fixed-step solver {type(solver).__name__}.")
-        if adaptive:
-            check_positive(rtol, "rtol")
-            check_positive(atol, "atol")
-    adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
-    if not isinstance(adjoint, diffrax.AbstractAdjoint):
-        raise TypeError(f"`adjoint` must be a diffrax adjoint (e.g. diffrax.ForwardMode()), got "
-                        f"{type(adjoint).__name__}.")
-    out = _solve(field, y0, ts, args, key, solver, dt0, rtol, atol, max_steps, adaptive, sde, progress,
-                 adjoint)
-    if throw:
-        if is_concrete(out.failed_step):
-            if not bool(np.all(np.asarray(out.successful))):
-                raise eqx.EquinoxRuntimeError(f"`simulate` failed ({out.summary().split(': ', 1)[1]}) Pass "
-                                              "`throw=False` to get the trajectory up to the failure.")
-        else:
-            ys = out.result.error_if(out.ys, jnp.logical_not(out.successful))
-            out = eqx.tree_at(lambda r: r.ys, out, ys)
-    return out
+    settings = _settings(system, ts, solver=solver, dt0=dt0, rtol=rtol, atol=atol, key=key,
+                         max_steps=max_steps, progress=progress, adjoint=adjoint)
+    ys, result, failed_step, failed_time, stats = integrate(system, y0, ts, args=args, key=key,
+                                                            settings=settings)
+    out = SimulationResult(ts, ys, result, failed_step, failed_time, stats, system.circular)
+    return finish(out, throw, name="simulate", keep="the trajectory")
 
 
 def shard_nodes(field, devices=None):
@@ -449,15 +464,16 @@ def shard_nodes(field, devices=None):
     under `jit` the rest follows from sharding propagation. The result is numerically the
     single-device computation (same operations, different placement).
 
-    **Arguments:** `field` (e.g. a [`Kuramoto`][]); `devices` (default: all `jax.devices()`); $N$ must
-    be divisible by their number.
+    **Arguments:** `field` (a [`Kuramoto`][] or other [`AbstractParticleSystem`][]; for a plain
+    vector field $N$ is the leading axis of its first array); `devices` (default: all
+    `jax.devices()`); $N$ must be divisible by their number.
 
     **Returns:** the field with its node-indexed leaves sharded.
     """
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
     devices = list(jax.devices() if devices is None else devices)
-    n = getattr(field, "n", None) or jnp.shape(jax.tree_util.tree_leaves(field)[0])[0]
+    n = as_system(field).n or jnp.shape(jax.tree_util.tree_leaves(field)[0])[0]
     if n % len(devices):
         raise ValueError(f"`field` has N = {n} nodes, not divisible by {len(devices)} devices.")
     mesh = Mesh(np.asarray(devices), ("nodes",))

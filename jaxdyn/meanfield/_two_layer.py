@@ -19,7 +19,9 @@ import numpy as np
 from jaxtyping import Array
 
 from .._checks import check_finite, check_int, is_concrete
-from .._results import RESULTS, AbstractResult, is_successful, message
+from .._deprecate import renamed_kwargs
+from .._results import RESULTS, AbstractResult, check_throw, is_successful, message
+from ._solve import finish
 
 
 class TwoLayer(eqx.Module):
@@ -68,7 +70,7 @@ class TwoLayerResult(AbstractResult):
 
     **Fields:**
 
-    - `losses`: shape `(steps + 1,)`: the loss before every step and after the last; from the
+    - `losses`: shape `(n_steps + 1,)`: the loss before every step and after the last; from the
       failed step on, NaN.
     - `model`: the trained [`TwoLayer`][] (after a failure: the last finite parameters, those
       before step `failed_step`).
@@ -78,7 +80,8 @@ class TwoLayerResult(AbstractResult):
       when none (an integer: no derivative); `failed_time`: `failed_step * lr`, the time of the
       gradient flow it approximates (NaN when none).
 
-    `.successful` is the boolean; `.summary()` says the outcome in words.
+    `.successful` is the boolean; `.summary()` says the outcome in words; `.plot(ax=None)` draws the
+    loss curve.
     """
 
     losses: Array
@@ -99,13 +102,24 @@ class TwoLayerResult(AbstractResult):
                     f"{message(self.result)}")
         return f"{head}: FAILED: {message(self.result)}"
 
+    def plot(self, ax=None, **kwargs):
+        """The loss against the GD step (log scale; one curve per batch member); returns the axes."""
+        from ..plot._meanfield import plot_loss_curves, single_axes
+
+        fig, ax = single_axes(ax)
+        losses = np.atleast_2d(np.asarray(self.losses))
+        n = self.model.a.shape[-1]
+        curves = {f"N = {n}" + (f" ({i})" if len(losses) > 1 else ""): v for i, v in enumerate(losses)}
+        plot_loss_curves(curves, ax=ax, **kwargs)
+        return ax
+
 
 def _finite(tree) -> Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]))
 
 
 @eqx.filter_jit
-def _gd(model, x, y, lr, steps):
+def _gd(model, x, y, lr, n_steps):
     n = model.a.shape[0]
 
     def step(carry, i):
@@ -125,20 +139,21 @@ def _gd(model, x, y, lr, steps):
         return (m, code, fstep), jnp.where(ok & jnp.isfinite(loss), loss, jnp.nan)
 
     init = (model, RESULTS.successful, jnp.asarray(-1, dtype=jnp.int32))
-    (model, code, fstep), losses = jax.lax.scan(step, init, jnp.arange(steps, dtype=jnp.int32))
+    (model, code, fstep), losses = jax.lax.scan(step, init, jnp.arange(n_steps, dtype=jnp.int32))
     final = jnp.where(is_successful(code), mse(model, x, y), jnp.nan)
     failed_time = jnp.where(is_successful(code), jnp.nan, fstep * lr)
     return TwoLayerResult(jnp.append(losses, final), model, code, fstep, failed_time)
 
 
-def two_layer_gd(model: TwoLayer, x, y, *, steps: int, lr: float, throw: bool = True) -> TwoLayerResult:
+@renamed_kwargs(steps="n_steps")
+def two_layer_gd(model: TwoLayer, x, y, *, n_steps: int, lr: float, throw: bool = True) -> TwoLayerResult:
     r"""Gradient descent in mean-field scaling: $\theta_i \leftarrow \theta_i - \eta N \nabla_{\theta_i} L$.
 
     **Arguments:**
 
     - `model`: a [`TwoLayer`][] (e.g. `TwoLayer.init(N, d, key=key)`), finite.
     - `x` `(n, d)`, `y` `(n,)`: finite data, $n \ge 1$.
-    - `steps`: the number of steps, $\ge 1$.
+    - `n_steps`: the number of steps, $\ge 1$ (formerly `steps`, deprecated).
     - `lr`: $\eta > 0$, the step of the limiting dynamics (independent of $N$). A negative `lr`
       would be gradient ascent: rejected.
     - `throw`: on a non-finite loss, gradient or update (e.g. `lr` too large: the iteration
@@ -152,7 +167,8 @@ def two_layer_gd(model: TwoLayer, x, y, *, steps: int, lr: float, throw: bool = 
     **Derivatives:** the losses and the trained model are differentiable (forward and reverse mode)
     with respect to the model's parameters, `x`, `y` and `lr`; `result`/`failed_step` are integers.
     """
-    steps = check_int(steps, "steps")
+    check_throw(throw)
+    n_steps = check_int(n_steps, "n_steps")
     if not isinstance(model, TwoLayer):
         raise TypeError(f"`model` must be a TwoLayer, got {type(model).__name__}.")
     x, y = jnp.asarray(x), jnp.asarray(y)
@@ -171,14 +187,5 @@ def two_layer_gd(model: TwoLayer, x, y, *, steps: int, lr: float, throw: bool = 
     model = eqx.tree_at(lambda m: (m.a, m.w), model, (check_finite(model.a, "model"),
                                                       check_finite(model.w, "model")))
     x, y = check_finite(x, "x"), check_finite(y, "y")
-    out = _gd(model, x, y, lr, steps)
-    if throw:
-        if is_concrete(out.failed_step):
-            if not bool(out.successful):
-                what = out.summary()[len("two_layer_gd: "):]
-                raise eqx.EquinoxRuntimeError(f"`two_layer_gd` failed ({what}) "
-                                              "Lower `lr`, or pass `throw=False` to get the losses up to the "
-                                              "failure.")
-        else:
-            out = eqx.tree_at(lambda r: r.losses, out, out.result.error_if(out.losses, ~out.successful))
-    return out
+    out = _gd(model, x, y, lr, n_steps)
+    return finish(out, throw, name="two_layer_gd", keep="the losses", advice="lower `lr`, or ")

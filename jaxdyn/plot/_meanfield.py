@@ -7,6 +7,38 @@ import numpy as np
 from ._plots import _axes
 
 
+def single_axes(ax):
+    """`(fig, ax)`: `ax` and its figure, or a new figure with one axes (for the `.plot()` of results)."""
+    return _axes(ax)
+
+
+def plot_states(ts, ys, *, ax=None, circular: bool = False, title: str | None = None):
+    r"""A trajectory of node states as a space-time image: node index across, time up.
+
+    **Arguments:** `ts` `(T,)`; `ys` `(T, N)` (more axes are flattened per time); `circular`: phases,
+    drawn mod $2\pi$ on a cyclic colour map (else a diverging one around 0); `ax`, `title`.
+
+    **Returns:** the axes.
+    """
+    fig, ax = _axes(ax)
+    ts = np.asarray(ts)
+    ys = np.asarray(ys).reshape(len(ts), -1)
+    if circular:
+        values, cmap, kw, label = np.mod(ys, 2 * np.pi), "twilight", {"vmin": 0, "vmax": 2 * np.pi}, \
+            r"$\theta$ mod $2\pi$"
+    else:
+        top = float(np.nanmax(np.abs(ys))) if np.any(np.isfinite(ys)) else 1.0
+        values, cmap, kw, label = ys, "RdBu_r", {"vmin": -top, "vmax": top}, "state"
+    im = ax.imshow(values, aspect="auto", origin="lower", cmap=cmap, interpolation="nearest",
+                   extent=(-0.5, ys.shape[1] - 0.5, ts[0], ts[-1]), **kw)
+    fig.colorbar(im, ax=ax, label=label)
+    ax.set_xlabel("node $i$")
+    ax.set_ylabel("$t$")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
 def plot_order_vs_coupling(curves: Mapping, *, theory: Mapping | None = None, kc: Mapping | None = None,
                            ax=None, title: str | None = None):
     r"""Stationary order parameter $r_\infty$ against the coupling $K$.
@@ -63,7 +95,7 @@ def plot_order_parameter(ts, curves: Mapping, *, ax=None, title: str | None = No
     return fig
 
 
-def plot_space_time(ts, x, theta, *, local_order=None, frequency=None, title: str | None = None):
+def plot_space_time(ts, x, theta, *, local_order=None, frequency=None, title: str | None = None, ax=None):
     r"""Space-time plot of phases on a ring (chimera states), with optional profiles.
 
     **Arguments:**
@@ -71,15 +103,23 @@ def plot_space_time(ts, x, theta, *, local_order=None, frequency=None, title: st
     - `ts`: times `(T,)`; `x`: node positions `(N,)`; `theta`: phases `(T, N)` (drawn mod $2\pi$).
     - `local_order`: optional `|Z_i|` at the final time `(N,)` (or `(T, N)`: the last row is used).
     - `frequency`: optional time-averaged phase velocities `(N,)`.
+    - `ax`: `None` (a new figure), or one axes per panel (a single axes when there is no profile).
 
     **Returns:** the `Figure` (one image panel plus one panel per profile).
     """
-    import matplotlib.pyplot as plt
-
     extra = [p for p in (local_order, frequency) if p is not None]
-    fig, axes = plt.subplots(1, 1 + len(extra), figsize=(5.0 + 3.6 * len(extra), 4.0), layout="constrained",
-                             squeeze=False)
-    axes = axes[0]
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 1 + len(extra), figsize=(5.0 + 3.6 * len(extra), 4.0),
+                                 layout="constrained", squeeze=False)
+        axes = axes[0]
+    else:
+        axes = list(np.atleast_1d(np.asarray(ax, dtype=object)))
+        if len(axes) != 1 + len(extra):
+            raise ValueError(f"`ax` must hold {1 + len(extra)} axes (the image and one per profile), got "
+                             f"{len(axes)}.")
+        fig = axes[0].figure
     ts, x = np.asarray(ts), np.asarray(x)
     th = np.mod(np.asarray(theta), 2 * np.pi)
     im = axes[0].imshow(th, aspect="auto", origin="lower", cmap="twilight", vmin=0, vmax=2 * np.pi,
