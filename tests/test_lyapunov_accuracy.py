@@ -63,11 +63,11 @@ def test_liu_chen_bad_step_flagged_good_step_not():
     stays just inside its tolerance here (0.32 + 4 x 0.14: the sum is noisy at the bad step).
     At dt = 0.01 nothing is flagged (tangent consistency 3e-10 to 0.03, paired change -9e-4)."""
     bad = _run(LIU_CHEN, 0.048)
-    assert int(bad.result) == RESULTS.successful
+    assert bool(bad.result == RESULTS.successful)
     assert bad.accuracy_flags, bad.summary()
     assert "WARNING" in bad.summary()
     good = _run(LIU_CHEN, 0.01)
-    assert int(good.result) == RESULTS.successful
+    assert bool(good.result == RESULTS.successful)
     assert good.accuracy_flags == (), good.summary()
     assert float(good.accuracy.tangent_consistency) < 0.05
     assert abs(float(np.sum(good.accuracy.local_step_halving_change))) < 0.01
@@ -81,7 +81,7 @@ def test_field_with_a_jump_flagged():
     """y' = -x - sign(z) y: jax.jvp sees -sign(z) on each side and not the jump: the tangent
     consistency is of order one."""
     res = _run(SPROTT_MORE, 0.01, y0=(1.0, 0.5, 0.1))
-    assert int(res.result) == RESULTS.successful
+    assert bool(res.result == RESULTS.successful)
     assert float(res.accuracy.tangent_consistency) > 0.3
     assert any("tangent consistency" in f for f in res.accuracy_flags), res.summary()
 
@@ -100,8 +100,8 @@ def test_divergence_in_the_transient_gives_nan_and_a_code():
     with the accuracy check)."""
     res = flow_spectrum(lambda t, y, a: y**2, jnp.array([1.0]), dt=0.01, n_steps=100,
                         transient_steps=500, progress=False,
-                        accuracy=AccuracyCheck(consistency_steps=10))
-    assert int(res.result) == RESULTS.diverged
+                        accuracy=AccuracyCheck(consistency_steps=10), throw=False)
+    assert bool(res.result == RESULTS.nonfinite_state)
     assert 90 <= int(res.failed_step) <= 110
     assert bool(jnp.all(jnp.isnan(res.exponents)))  # not the starting zeros
     assert bool(jnp.isnan(res.kaplan_yorke_dimension))

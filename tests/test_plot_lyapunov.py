@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from jaxdyn.lyapunov import LyapunovResult, PhaseDiagram, flow_spectrum, ftle_field
+from jaxdyn.lyapunov import LyapunovResult, PhaseDiagramResult, flow_spectrum, ftle_field
 from jaxdyn.plot import plot_ftle_field, plot_lyapunov_convergence, plot_phase_diagram, plot_sweep
 
 matplotlib.use("Agg")
@@ -50,7 +50,7 @@ def _diagram(sigma_w2, sigma_b2, n_seeds, key=0):
     chi = sw[None, :] / (1.761 + sb[:, None])
     noise = 0.02 * np.random.default_rng(key).normal(size=(*chi.shape, n_seeds))
     emp = 0.5 * np.log(chi)[..., None] + noise
-    return PhaseDiagram(sigma_w2=jnp.asarray(sw), sigma_b2=jnp.asarray(sb), chi_1=jnp.asarray(chi),
+    return PhaseDiagramResult(sigma_w2=jnp.asarray(sw), sigma_b2=jnp.asarray(sb), chi_1=jnp.asarray(chi),
                         q_star=jnp.ones_like(jnp.asarray(chi)), empirical=jnp.asarray(emp))
 
 
@@ -148,7 +148,7 @@ def test_phase_diagram_bad_input():
         plot_phase_diagram(_diagram([1.5], 0.05, n_seeds=1))
     good = _diagram([1.0, 2.0], 0.05, n_seeds=2)
     with pytest.raises(ValueError, match="`empirical`"):
-        plot_phase_diagram(PhaseDiagram(good.sigma_w2, good.sigma_b2, good.chi_1, good.q_star,
+        plot_phase_diagram(PhaseDiagramResult(good.sigma_w2, good.sigma_b2, good.chi_1, good.q_star,
                                         good.empirical[..., 0]))
 
 

@@ -7,9 +7,11 @@ from jax import lax
 
 from .._types import Array
 from ._engine import qr_positive
+from ._systems import AbstractFlowSystem
 
 
-def consistency_scan(system, half_system, x: Array, Q: Array, i0, n: int) -> tuple[Array, Array]:
+def consistency_scan(system: AbstractFlowSystem, half_system: AbstractFlowSystem, x: Array,
+                     Q: Array, i0, n: int) -> tuple[Array, Array]:
     r"""Over `n` steps from `x` (step index `i0`) with the tangent block `Q`:
 
     - the tangent consistency, max of

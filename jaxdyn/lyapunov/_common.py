@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_finite, check_int, is_concrete
+from .._results import raise_if_failed
 from ._engine import init_state
 
 
@@ -128,3 +129,18 @@ def float_args_to_arrays(args):
     (ints and everything else are left alone: a field may use them as static sizes)."""
     return jax.tree_util.tree_map(
         lambda a: jnp.asarray(a) if isinstance(a, float) else a, args)
+
+
+def raise_failed(res, throw: bool, what: str = "the result with its code and `failed_step`"):
+    """The failure policy of every entry point: raise the message of `res.result` unless
+    `throw=False` (through `eqx.error_if` under `jit`/`vmap`)."""
+    return raise_if_failed(res, res.result, throw, hint=f"(pass `throw=False` to get {what})")
+
+
+def elementwise_code(select, *preds):
+    """A [`jaxdyn.RESULTS`][] item per element: `select(*scalar_predicates)` (built with
+    `RESULTS.where`, which takes scalars) vmapped over the broadcast predicate arrays."""
+    preds = jnp.broadcast_arrays(*preds)
+    shape = preds[0].shape
+    flat = jax.vmap(select)(*[p.reshape(-1) for p in preds])
+    return jax.tree_util.tree_map(lambda v: v.reshape(shape), flat)

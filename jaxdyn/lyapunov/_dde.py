@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_finite, is_concrete
+from .._kernels import RK4, jvp_columns, rk_step
+from .._results import check_throw
 from .._types import Array
 from ._common import (
     check_args,
@@ -22,13 +24,14 @@ from ._common import (
     check_output,
     check_steps,
     float_args_to_arrays,
+    raise_failed,
     setup_chain,
 )
 from ._engine import benettin
 from ._result import LyapunovResult
-from ._systems import tangent_step
+from ._systems import AbstractSystem
 
-_STAGES = (0.0, 0.5, 1.0)  # RK4 stage offsets (in units of dt); k2 and k3 share 0.5
+_STAGES = tuple(sorted(set(RK4.nodes)))  # RK4 stage offsets (in units of dt): 0, 1/2, 1
 
 
 def _stencil(p: float, n_points: int, n_grid: int) -> tuple[int, np.ndarray]:
@@ -45,7 +48,7 @@ def _stencil(p: float, n_points: int, n_grid: int) -> tuple[int, np.ndarray]:
     return j0, w
 
 
-class DDEWindowRK4(eqx.Module):
+class DDEWindowRK4(AbstractSystem):
     r"""One RK4 step of a DDE as a map of history windows (a system for the QR engine).
 
     The base state `x` is the flat window $(y_{-N}, \dots, y_0)$, shape `((N + 1) * n,)`; the
@@ -72,25 +75,18 @@ class DDEWindowRK4(eqx.Module):
             out.append(self.weights[i, stage] @ seg)
         return tuple(out)
 
-    def _step(self, x, i):
-        window = x.reshape(-1, self.n)
-        dt = self.dt
-        t = i * dt
-        y = window[-1]
-        f = lambda s, yy, stage: self.field(s, yy, self._delayed(window, stage), self.args)
-        k1 = f(t, y, 0)
-        k2 = f(t + dt / 2, y + dt / 2 * k1, 1)
-        k3 = f(t + dt / 2, y + dt / 2 * k2, 1)
-        k4 = f(t + dt, y + dt * k3, 2)
-        y_new = y + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-        return jnp.concatenate([window[1:], y_new[None]]).reshape(-1)
-
     def advance(self, x, i, key):
-        return self._step(x, i)
+        window = x.reshape(-1, self.n)
+
+        def f(s, yy, c):  # the stage node c picks the interpolation weights of the delays
+            return self.field(s, yy, self._delayed(window, _STAGES.index(c)), self.args)
+
+        y_new = rk_step(f, i * self.dt, window[-1], self.dt, RK4, with_node=True)
+        return jnp.concatenate([window[1:], y_new[None]]).reshape(-1)
 
     def tangent(self, x, Q, i, key):
         s = jnp.repeat(self.sqrt_w, self.n)[:, None]
-        x_new, V = tangent_step(lambda z: self._step(z, i), x, Q / s)
+        x_new, V = jvp_columns(lambda z: self.advance(z, i, key), x, Q / s)
         return x_new, V * s
 
 
@@ -161,7 +157,8 @@ def _history_window(history, n_grid: int, dt: float, dtype) -> Array:
 
 def dde_spectrum(field: Callable, history, delays, *, dt, n_steps: int, k: int | None = None,
                  args=None, transient_steps: int = 0, renorm_every: int = 1, key=None,
-                 progress: bool = True, history_every: int | None = None) -> LyapunovResult:
+                 progress: bool = True, history_every: int | None = None,
+                 throw: bool = True) -> LyapunovResult:
     r"""The $k$ largest Lyapunov exponents of $y'(t) = f(t, y(t), (y(t - \tau_1), \dots), \text{args})$.
 
     A DDE with constant delays is a dynamical system on history segments. On the grid of step
@@ -199,7 +196,8 @@ def dde_spectrum(field: Callable, history, delays, *, dt, n_steps: int, k: int |
       orthonormalised too).
     - `k`: how many exponents (default all $(N + 1) n$: usually ask for a few).
     - `args`: passed to `field` (Python floats become arrays: a new value does not recompile).
-    - `key`, `progress`, `history_every`: as [`flow_spectrum`][].
+    - `key`, `progress`, `history_every`, `throw` (raise on a failed run, or with `False`
+      return its code in `result`): as [`flow_spectrum`][].
 
     **Returns:** a [`LyapunovResult`][] (exponents per time unit, descending). `final_state` is
     the flat window; `final_tangents` are in the $\sqrt{w}$-scaled coordinates.
@@ -215,6 +213,7 @@ def dde_spectrum(field: Callable, history, delays, *, dt, n_steps: int, k: int |
     res.exponents   # ~ [0.005]
     ```
     """
+    check_throw(throw)
     n_steps, renorm_every, transient_steps = check_steps(n_steps, renorm_every, transient_steps)
     dt = check_dt(dt)
     if not is_concrete(dt):
@@ -245,8 +244,10 @@ def dde_spectrum(field: Callable, history, delays, *, dt, n_steps: int, k: int |
     w_trap = np.full(n_grid + 1, dt_f)
     w_trap[[0, -1]] = dt_f / 2
     dt_arr = jnp.asarray(dt_f, dtype)
-    system = DDEWindowRK4(field, args, dt_arr, jnp.asarray(np.sqrt(w_trap), dtype),
-                          jnp.asarray(np.array(weights), dtype), tuple(starts), n_points, n)
+    system = DDEWindowRK4(field=field, args=args, dt=dt_arr,
+                          sqrt_w=jnp.asarray(np.sqrt(w_trap), dtype),
+                          weights=jnp.asarray(np.array(weights), dtype), stencils=tuple(starts),
+                          n_points=n_points, n=n)
 
     x0 = window.reshape(-1)
     dim = x0.shape[0]
@@ -256,7 +257,8 @@ def dde_spectrum(field: Callable, history, delays, *, dt, n_steps: int, k: int |
     state0 = setup_chain(x0, k, key)
     config = {"kind": "dde", "dim": dim, "k": k, "renorm_every": renorm_every,
               "transient_steps": transient_steps}
-    return benettin(system, state0, transient_steps=transient_steps,
-                    n_blocks=n_steps // renorm_every, renorm_every=renorm_every,
-                    time_per_step=dt_arr, progress=progress, checkpoint=None, config=config,
-                    desc="dde_spectrum", history_every=history_every)
+    res = benettin(system, state0, transient_steps=transient_steps,
+                   n_blocks=n_steps // renorm_every, renorm_every=renorm_every,
+                   time_per_step=dt_arr, progress=progress, checkpoint=None, config=config,
+                   desc="dde_spectrum", history_every=history_every)
+    return raise_failed(res, throw)

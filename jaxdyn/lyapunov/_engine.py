@@ -1,19 +1,12 @@
 """The Benettin/QR engine shared by every spectrum: state, blocks, chunks, checkpoints.
 
-A *system* is an Equinox module with two methods:
-
-- `advance(x, i, key) -> x`: one step of the base dynamics alone;
-- `tangent(x, Q, i, key) -> (x, Q)`: one step of the base dynamics with the tangent block `Q`
-  (shape `(n, k)`) propagated by the linearisation of that step.
-
-The step index `i` and the chain's `key` are the only sources of time and randomness (time
-`t = i dt`, random draws from `fold_in(key, i)`, input `u_i`), so a run can be split into chunks,
-checkpointed and resumed to the same numbers. Independent chains are a leading axis of the state
-(vmapped); a single trajectory is one chain.
+The engine runs any [`AbstractSystem`][jaxdyn.lyapunov._systems.AbstractSystem]: it calls
+`system.tangent(x, Q, i, key)` (one step with the tangent block pushed through it) and nothing
+else. Independent chains are a leading axis of the state (vmapped); a single trajectory is one
+chain. Checkpoints are [`jaxdyn._checkpoint.Checkpoint`][] files.
 """
 
 import functools
-import os
 from typing import Any
 
 import equinox as eqx
@@ -22,9 +15,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from .._checkpoint import Checkpoint
 from .._checks import check_int
+from .._results import RESULTS
 from .._types import Array
-from ._result import RESULTS, LyapunovResult
+from ._result import LyapunovResult
+from ._systems import AbstractSystem
 
 
 class EngineState(eqx.Module):
@@ -36,7 +32,7 @@ class EngineState(eqx.Module):
     step: Array         # next step index
     key: Array          # the chain's random key (raw key data, uint32)
     good_blocks: Array  # renormalisation blocks accumulated
-    result: Array       # RESULTS code
+    result: RESULTS     # the chain's result code
     failed_step: Array  # first step with a non-finite value (-1 if none)
 
 
@@ -79,8 +75,10 @@ def init_state(x0: Array, Q0: Array, key=None) -> EngineState:
     Q, _ = qr_positive(Q0)
     i32 = jnp.int32
     key = jax.random.key(0) if key is None else key
-    return EngineState(x0, Q, jnp.zeros(k, dtype), jnp.zeros((), i32), jax.random.key_data(key),
-                       jnp.zeros((), i32), jnp.zeros((), i32), jnp.full((), -1, i32))
+    return EngineState(x=x0, Q=Q, log_sums=jnp.zeros(k, dtype), step=jnp.zeros((), i32),
+                       key=jax.random.key_data(key), good_blocks=jnp.zeros((), i32),
+                       result=RESULTS.where(True, RESULTS.successful, RESULTS.successful),
+                       failed_step=jnp.full((), -1, i32))
 
 
 def _key(state_key):
@@ -91,7 +89,20 @@ def _all_finite(*xs) -> Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in xs]))
 
 
-def run_transient(system, state: EngineState, n: int) -> EngineState:
+def _failure(x: Array, Q: Array, d: Array | None = None) -> tuple[Array, RESULTS]:
+    """Whether a step failed, and its code: the state non-finite first, then the tangent block,
+    then a tangent vector of zero length (`d`, the diagonal of R, when given)."""
+    state_ok = _all_finite(x)
+    tangent_ok = _all_finite(Q) if d is None else _all_finite(Q, d)
+    nondegenerate = jnp.asarray(True) if d is None else jnp.all(d > 0)
+    code = RESULTS.where(~state_ok, RESULTS.nonfinite_state,
+                         RESULTS.where(~tangent_ok, RESULTS.nonfinite_tangent,
+                                       RESULTS.where(~nondegenerate, RESULTS.degenerate_tangent,
+                                                     RESULTS.successful)))
+    return ~(state_ok & tangent_ok & nondegenerate), code
+
+
+def run_transient(system: AbstractSystem, state: EngineState, n: int) -> EngineState:
     """`n` steps of the base dynamics *and* the tangents (orthonormalised every step, logs not
     accumulated): the state reaches the attractor and the tangent block aligns with the
     Oseledets directions before anything is counted. Finite-checked."""
@@ -100,23 +111,24 @@ def run_transient(system, state: EngineState, n: int) -> EngineState:
     key = _key(state.key)
 
     def body(carry, _):
-        x, Q, i, failed = carry
+        x, Q, i, failed, code = carry
         x_new, Q_new = system.tangent(x, Q, i, key)
         Q_new, _ = qr_positive(Q_new)
-        bad = ~_all_finite(x_new, Q_new)
-        failed = jnp.where((failed < 0) & bad, i, failed)
+        bad, new_code = _failure(x_new, Q_new)
+        first = (failed < 0) & bad
+        failed = jnp.where(first, i, failed)
+        code = RESULTS.where(first, new_code, code)
         keep = failed < 0
-        return (jnp.where(keep, x_new, x), jnp.where(keep, Q_new, Q), i + 1, failed), None
+        return (jnp.where(keep, x_new, x), jnp.where(keep, Q_new, Q), i + 1, failed, code), None
 
-    (x, Q, i, failed), _ = lax.scan(body, (state.x, state.Q, state.step, state.failed_step),
-                                    None, length=n)
-    result = jnp.where(failed >= 0, RESULTS.diverged, state.result).astype(state.result.dtype)
+    init = (state.x, state.Q, state.step, state.failed_step, state.result)
+    (x, Q, i, failed, result), _ = lax.scan(body, init, None, length=n)
     return eqx.tree_at(lambda s: (s.x, s.Q, s.step, s.failed_step, s.result), state,
                        (x, Q, i, failed, result))
 
 
-def run_blocks(system, state: EngineState, n_groups: int, history_every: int, renorm_every: int,
-               time_per_step, count_from=None) -> tuple[EngineState, Array]:
+def run_blocks(system: AbstractSystem, state: EngineState, n_groups: int, *, history_every: int,
+               renorm_every: int, time_per_step, count_from=None) -> tuple[EngineState, Array]:
     """`n_groups * history_every` renormalisation blocks of `renorm_every` tangent steps; returns
     the new state and the running estimates after every `history_every` blocks, shape
     `(n_groups, k)`. Finiteness is checked once per block (a NaN carries through the block):
@@ -137,15 +149,11 @@ def run_blocks(system, state: EngineState, n_groups: int, history_every: int, re
         else:
             (x1, Q1, i1), _ = lax.scan(inner, (s.x, s.Q, s.step), None, length=renorm_every)
         Qn, d = qr_positive(Q1)
-        finite = _all_finite(x1, Qn, d)
-        nondegenerate = jnp.all(d > 0)
+        bad, new_code = _failure(x1, Qn, d)
         running = s.result == RESULTS.successful
-        ok = finite & nondegenerate & running
+        ok = ~bad & running
         counted = ok if count_from is None else ok & (s.step >= count_from)
-        code = jnp.where(~running, s.result,
-                         jnp.where(~finite, RESULTS.diverged,
-                                   jnp.where(~nondegenerate, RESULTS.degenerate,
-                                             RESULTS.successful))).astype(s.result.dtype)
+        code = RESULTS.where(running, new_code, s.result)
         failed = jnp.where((s.failed_step < 0) & running & ~ok, s.step, s.failed_step)
         log_sums = jnp.where(counted, s.log_sums + jnp.log(jnp.where(d > 0, d, 1.0)), s.log_sums)
         good = s.good_blocks + counted.astype(s.good_blocks.dtype)
@@ -176,52 +184,17 @@ def _transient_chains(system, states, n):
     return _over_chains(fn, states, jax.tree_util.tree_map(lambda _: 0, states))
 
 
-def _blocks_chains(system, states, n_groups, history_every, renorm_every, time_per_step,
+def _blocks_chains(system, states, n_groups, *, history_every, renorm_every, time_per_step,
                    transient_steps=0):
-    fn = lambda s: run_blocks(system, s, n_groups, history_every, renorm_every, time_per_step,
-                              None if transient_steps == 0 else s.step + transient_steps)
+    fn = lambda s: run_blocks(system, s, n_groups, history_every=history_every,
+                              renorm_every=renorm_every, time_per_step=time_per_step,
+                              count_from=None if transient_steps == 0 else s.step + transient_steps)
     axes = (jax.tree_util.tree_map(lambda _: 0, states), 1)
     return _over_chains(fn, states, axes)
 
 
 _jit_transient = eqx.filter_jit(_transient_chains)
 _jit_blocks = eqx.filter_jit(_blocks_chains)
-
-
-class Checkpoint(eqx.Module):
-    """Write the run's state to `path` every `every` renormalisation blocks, and resume from it.
-
-    The file (NumPy `.npz`) holds the base state, the tangent block, the accumulated logs, the
-    step counter, the random key, the result code and the history so far. With `resume=True`
-    (default) an existing file at `path` is loaded and the run continues from it, also to extend
-    a finished run to a larger `n_steps`; resumed and uninterrupted runs agree to rounding (the
-    exponents; the histories too when both use the same `history_every`: with a checkpoint it
-    defaults to 1, a row per renormalisation, so that extended runs keep one layout).
-    The settings (method, dimension, k, renormalisation interval, transient) must match.
-    """
-
-    path: str = eqx.field(static=True)
-    every: int = eqx.field(static=True, default=1000)
-    resume: bool = eqx.field(static=True, default=True)
-
-    def save(self, state: EngineState, history: np.ndarray, config: dict) -> None:
-        tmp = self.path + ".tmp.npz"
-        np.savez(tmp, history=history, config=np.asarray(repr(sorted(config.items()))),
-                 **{f: np.asarray(getattr(state, f)) for f in EngineState.__dataclass_fields__})
-        os.replace(tmp, self.path)
-
-    def load(self, config: dict) -> tuple[EngineState, np.ndarray] | None:
-        if not (self.resume and os.path.exists(self.path)):
-            return None
-        with np.load(self.path) as data:
-            if str(data["config"]) != repr(sorted(config.items())):
-                raise ValueError(
-                    f"`checkpoint`: {self.path} was written by a run with other settings; remove "
-                    "it or pass resume=False."
-                )
-            state = EngineState(**{f: jnp.asarray(data[f])
-                                   for f in EngineState.__dataclass_fields__})  # chains batched
-            return state, np.asarray(data["history"])
 
 
 def is_traced(*trees: Any) -> bool:
@@ -270,57 +243,47 @@ def choose_history_every(n_blocks: int, requested: int | None, checkpoint) -> in
     return h
 
 
-def benettin(system, states: EngineState, *, transient_steps: int, n_blocks: int,
+def benettin(system: AbstractSystem, states: EngineState, *, transient_steps: int, n_blocks: int,
              renorm_every: int, time_per_step, progress: bool, checkpoint: Checkpoint | None,
              config: dict, desc: str, history_every: int | None = None,
              traced: bool = False) -> LyapunovResult:
     """Run the transient and `n_blocks` QR blocks on a batch of chains (leading axis of
     `states`); chunked with a progress bar and checkpoints when the inputs are concrete, one
     `lax.scan` when traced (inside jit/vmap/grad; `traced=True` when the caller knows the system
-    closes over traced values). History rows every `history_every` blocks."""
-    state = states
+    closes over traced values). History rows every `history_every` blocks. Never raises on a
+    failed run: the caller applies the failure policy."""
     h = choose_history_every(n_blocks, history_every, checkpoint)
     n_groups = n_blocks // h
-    traced = traced or is_traced(system, state, time_per_step)
+    blocks = dict(history_every=h, renorm_every=renorm_every, time_per_step=time_per_step)
+    traced = traced or is_traced(system, states, time_per_step)
     if traced:
         if checkpoint is not None:
             raise ValueError("`checkpoint` cannot be used inside jit/vmap (the inputs are traced).")
-        per_group = renorm_every * h
-        if transient_steps % per_group == 0:
-            # one loop for transient and measurement (one compiled body: faster to compile)
-            n_pre = transient_steps // per_group
-            state, history = _blocks_chains(system, state, n_pre + n_groups, h, renorm_every,
-                                            time_per_step, transient_steps)
-            history = history[n_pre:]
-        else:
-            state = _transient_chains(system, state, transient_steps)
-            state, history = _blocks_chains(system, state, n_groups, h, renorm_every,
-                                            time_per_step)
-        return _finish(state, history, renorm_every, h, time_per_step)
+        return _traced_run(system, states, transient_steps=transient_steps, n_groups=n_groups,
+                           **blocks)
 
     history_parts: list[np.ndarray] = []
     done = 0
-    loaded = None if checkpoint is None else checkpoint.load(config)
+    loaded = None if checkpoint is None else checkpoint.load(states, config)
     if loaded is not None:
-        state, hist = loaded
-        history_parts.append(hist)
-        done = hist.shape[0]
+        state, arrays = loaded
+        history_parts.append(arrays["history"])
+        done = arrays["history"].shape[0]
         if done > n_groups:
             raise ValueError(
                 f"`checkpoint`: {checkpoint.path} already holds {done * h} renormalisations, "
                 f"more than the {n_groups * h} asked for."
             )
     else:
-        state = _jit_transient(system, state, transient_steps)
+        state = _jit_transient(system, states, transient_steps)
         if is_traced(state):
             # the system closes over traced values (e.g. `sample_fn` closing over a parameter
             # under `jax.grad`): finish as one traced loop
             if checkpoint is not None:
                 raise ValueError("`checkpoint` cannot be used inside jit/vmap/grad (the inputs "
                                  "are traced).")
-            state, history = _blocks_chains(system, state, n_groups, h, renorm_every,
-                                            time_per_step)
-            return _finish(state, history, renorm_every, h, time_per_step)
+            state, history = _blocks_chains(system, state, n_groups, **blocks)
+            return _finish(state, history, **blocks)
     chunk = checkpoint.every if checkpoint is not None else max(1, -(-n_groups // 50))
     bar = None
     if progress:
@@ -329,27 +292,47 @@ def benettin(system, states: EngineState, *, transient_steps: int, n_blocks: int
         bar = tqdm(total=n_groups, initial=done, desc=desc, leave=False)
     while done < n_groups:
         n = min(chunk, n_groups - done)
-        state, hist = _jit_blocks(system, state, n, h, renorm_every, time_per_step)
+        state, hist = _jit_blocks(system, state, n, **blocks)
         history_parts.append(np.asarray(hist))
         done += n
         if bar is not None:
             bar.update(n)
         if checkpoint is not None:
-            checkpoint.save(state, np.concatenate(history_parts), config)
+            checkpoint.save(state, {"history": np.concatenate(history_parts)}, config)
     if bar is not None:
         bar.close()
     history = jnp.asarray(np.concatenate(history_parts))
-    return _jit_finish(state, history, renorm_every, h, time_per_step)
+    return _jit_finish(state, history, **blocks)
 
 
-def _finish(state: EngineState, history: Array, renorm_every: int, history_every: int,
+def _traced_run(system, states, *, transient_steps, n_groups, history_every, renorm_every,
+                time_per_step) -> LyapunovResult:
+    """The whole run as one traced loop (inside jit/vmap/grad)."""
+    blocks = dict(history_every=history_every, renorm_every=renorm_every,
+                  time_per_step=time_per_step)
+    per_group = renorm_every * history_every
+    if transient_steps % per_group == 0:
+        # one loop for transient and measurement (one compiled body: faster to compile)
+        n_pre = transient_steps // per_group
+        state, history = _blocks_chains(system, states, n_pre + n_groups,
+                                        transient_steps=transient_steps, **blocks)
+        history = history[n_pre:]
+    else:
+        state = _transient_chains(system, states, transient_steps)
+        state, history = _blocks_chains(system, state, n_groups, **blocks)
+    return _finish(state, history, **blocks)
+
+
+def _finish(state: EngineState, history: Array, *, renorm_every: int, history_every: int,
             time_per_step) -> LyapunovResult:
     """Per-chain exponents -> mean, standard error (chains > 1), descending order; NaN
-    exponents when a chain failed (diverged or degenerate, the transient included)."""
+    exponents when a chain failed (the transient included), and the code of the first chain
+    that failed."""
     elapsed = jnp.maximum(state.good_blocks, 1) * renorm_every * time_per_step
     per_chain = state.log_sums / elapsed[:, None]
     n_chains = per_chain.shape[0]
-    failed = jnp.any(state.result != RESULTS.successful)
+    chain_ok = state.result == RESULTS.successful
+    failed = ~jnp.all(chain_ok)
     per_chain = jnp.where(failed, jnp.nan, per_chain)
     exponents = jnp.mean(per_chain, axis=0)
     hist = jnp.mean(history, axis=1)
@@ -361,9 +344,11 @@ def _finish(state: EngineState, history: Array, renorm_every: int, history_every
     n = history.shape[0]
     times = (jnp.arange(1, n + 1) * (renorm_every * history_every)) * time_per_step
     squeeze = (lambda a: a[0]) if n_chains == 1 else (lambda a: a)
+    first_failed = jnp.argmax(~chain_ok)
+    result = jax.tree_util.tree_map(lambda v: v[first_failed], state.result)
     return LyapunovResult(
         exponents=exponents[order], history=hist[:, order], times=times,
-        stderr=None if stderr is None else stderr[order], result=jnp.max(state.result),
+        stderr=None if stderr is None else stderr[order], result=result,
         failed_step=squeeze(state.failed_step), steps=squeeze(state.good_blocks) * renorm_every,
         final_state=squeeze(state.x), final_tangents=squeeze(state.Q)[..., order],
     )

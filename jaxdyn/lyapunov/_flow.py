@@ -4,7 +4,9 @@ import diffrax
 import equinox as eqx
 import jax.numpy as jnp
 
+from .._checkpoint import Checkpoint
 from .._checks import check_int
+from .._results import check_throw
 from ._accuracy import _jit_consistency, consistency_scan
 from ._common import (
     check_args,
@@ -14,9 +16,10 @@ from ._common import (
     check_steps,
     flatten_state,
     float_args_to_arrays,
+    raise_failed,
     setup_chain,
 )
-from ._engine import Checkpoint, benettin, is_traced
+from ._engine import benettin, is_traced
 from ._result import AccuracyCheck, AccuracyReport, LyapunovResult, batch_stderr
 from ._systems import FlowDiffrax, FlowRK4
 
@@ -28,7 +31,7 @@ def flow_spectrum(field, y0, *, dt, n_steps: int, k: int | None = None, args=Non
                   max_steps: int = 256, key=None, progress: bool = True,
                   checkpoint: Checkpoint | None = None,
                   history_every: int | None = None,
-                  accuracy: bool | AccuracyCheck = False) -> LyapunovResult:
+                  accuracy: bool | AccuracyCheck = False, throw: bool = True) -> LyapunovResult:
     r"""The $k$ largest Lyapunov exponents of $y' = f(t, y, \text{args})$ (Benettin/QR).
 
     The variational equation is never formed: the $k$ tangent vectors are pushed through the
@@ -68,12 +71,16 @@ def flow_spectrum(field, y0, *, dt, n_steps: int, k: int | None = None, args=Non
       tolerance (by default 2% of the spectrum's scale $\max|\lambda_i|$ plus 4 standard
       errors of the change, for the partial sums $\sum_{i \le j} \lambda_i$; tangent
       consistency above 0.1).
+    - `throw`: with `True` (default) a failed run raises an `eqx.EquinoxRuntimeError` with the
+      message of its code (through `eqx.error_if` under `jit`/`vmap`: any member failing); with
+      `False` the code is returned in `result.result`.
 
     **Returns:** a [`LyapunovResult`][] (exponents per time unit, descending). A trajectory that
-    blows up (in the transient too) gives `result == RESULTS.diverged`, `failed_step` and NaN
-    exponents (the estimates before the failure stay in `history`).
+    blows up (in the transient too) gives, with `throw=False`,
+    `result == jaxdyn.RESULTS.nonfinite_state` (`nonfinite_tangent` when only the tangents blow
+    up), `failed_step` and NaN exponents (the estimates before the failure stay in `history`).
 
-    **Accuracy.** A code of 0 says the run finished, not that the numbers are right. Two ways to
+    **Accuracy.** A `successful` code says the run finished, not that the numbers are right. Two ways to
     get a wrong answer quietly: a step near the method's stability limit (RK4's real-axis limit
     is $|dt\,\lambda| \approx 2.79$ for the Jacobian's stiffest eigenvalue; e.g. a Liu-Chen
     system at $dt = 0.048$ gives a top exponent of 0.23-0.30 over $T = 100$-$200$ where small
@@ -113,6 +120,7 @@ def flow_spectrum(field, y0, *, dt, n_steps: int, k: int | None = None, args=Non
     if not callable(field) and not isinstance(field, diffrax.AbstractTerm):
         raise TypeError(f"`field` must be a callable f(t, y, args) or a diffrax term, got "
                         f"{type(field).__name__}.")
+    check_throw(throw)
     n_steps, renorm_every, transient_steps = check_steps(n_steps, renorm_every, transient_steps)
     dt = check_dt(dt)
     args = check_args(float_args_to_arrays(args))
@@ -126,8 +134,8 @@ def flow_spectrum(field, y0, *, dt, n_steps: int, k: int | None = None, args=Non
             raise ValueError("`solver`: a diffrax term needs a diffrax solver.")
         if stepsize_controller is not None:
             raise ValueError("`stepsize_controller` needs a diffrax `solver`.")
-        system = FlowRK4(field, args, dt_arr, t0_arr, unravel)
-        check_output(lambda x: system._f(t0_arr, x), "field", (dim,), x0)
+        system = FlowRK4(field=field, args=args, dt=dt_arr, t0=t0_arr, unravel=unravel)
+        check_output(lambda x: system.vector_field(t0_arr, x), "field", (dim,), x0)
         method = "rk4"
     else:
         terms = field if isinstance(field, diffrax.AbstractTerm) else diffrax.ODETerm(field)
@@ -136,7 +144,8 @@ def flow_spectrum(field, y0, *, dt, n_steps: int, k: int | None = None, args=Non
         max_steps = check_int(max_steps, "max_steps")
         if not isinstance(field, diffrax.AbstractTerm):
             check_output(lambda x: field(t0_arr, unravel(x), args), "field", (dim,), x0)
-        system = FlowDiffrax(terms, solver, controller, args, dt_arr, t0_arr, max_steps, unravel)
+        system = FlowDiffrax(terms=terms, solver=solver, controller=controller, args=args,
+                             dt=dt_arr, t0=t0_arr, max_steps=max_steps, unravel=unravel)
         method = type(solver).__name__
     if accuracy is True:
         accuracy = AccuracyCheck()
@@ -155,7 +164,7 @@ def flow_spectrum(field, y0, *, dt, n_steps: int, k: int | None = None, args=Non
                    time_per_step=dt_arr, progress=progress, checkpoint=checkpoint,
                    config=config, desc="flow_spectrum", history_every=history_every)
     if accuracy is None:
-        return res
+        return raise_failed(res, throw)
     # the same run with dt / 2: same start, time span and renormalisation times
     half_system = eqx.tree_at(lambda s: s.dt, system, dt_arr / 2)
     n_rows = res.history.shape[0]
@@ -173,4 +182,6 @@ def flow_spectrum(field, y0, *, dt, n_steps: int, k: int | None = None, args=Non
                             step_halving_noise=noise, tangent_consistency=consistency,
                             local_step_halving_change=local, rtol=accuracy.rtol,
                             consistency_tol=accuracy.consistency_tol)
-    return eqx.tree_at(lambda r: r.accuracy, res, report, is_leaf=lambda x: x is None)
+    res = eqx.tree_at(lambda r: r.accuracy, res, report, is_leaf=lambda x: x is None)
+    return raise_failed(res, throw)
+

@@ -2,55 +2,54 @@
 
 import equinox as eqx
 import jax
-import jax.flatten_util
 import jax.numpy as jnp
-from jax import lax
+import numpy as np
 
 from .._checks import check_finite, check_int, check_positive
+from .._kernels import RK4, rk_map
+from .._results import RESULTS, AbstractResult, check_throw, message
 from .._types import Array
-from ._common import check_args, check_dt, check_output
-from ._result import RESULTS
+from ._common import check_args, check_dt, check_output, elementwise_code, raise_failed
 
 
-class FTLEField(eqx.Module):
+class FTLEResult(AbstractResult):
     """Finite-time exponents at each point: `exponents` shape `(..., n)` descending,
     `ftle` = the largest, `final_points` = $\\phi_T(x)$; `result` (shape `(...)`) a
-    [`RESULTS`][jaxdyn.lyapunov.RESULTS] code per point: `diverged` where the trajectory or its
-    Jacobian became non-finite (the exponents there are NaN)."""
+    [`jaxdyn.RESULTS`][] item per point: `nonfinite_state` where the trajectory became non-finite,
+    `nonfinite_tangent` where only its Jacobian did (the exponents there are NaN)."""
 
     points: Array
     exponents: Array
     final_points: Array
     duration: Array
-    result: Array | None = None
+    result: RESULTS
 
     @property
     def ftle(self) -> Array:
         return self.exponents[..., 0]
 
+    def summary(self) -> str:
+        """How many points, the range of the largest exponent, and the result codes."""
+        ftle = np.asarray(self.ftle, dtype=float)
+        lines = [f"Finite-time Lyapunov exponents at {ftle.size} points over T = "
+                 f"{float(np.asarray(self.duration)):g} (dimension {np.shape(self.points)[-1]})"]
+        if np.any(np.isfinite(ftle)):
+            lines.append(f"largest exponent: max {np.nanmax(ftle):.6g}, mean {np.nanmean(ftle):.6g}, "
+                         f"min {np.nanmin(ftle):.6g}")
+        lines.append(f"result: {message(self.result)}")
+        return "\n".join(lines)
+
     def plot(self, ax=None, **kwargs):
-        from ..plot import plot_ftle_field
+        """The largest exponent over a 2-D grid of points; see [`jaxdyn.plot.plot_ftle_field`][]."""
+        from ..plot._lyapunov import plot_ftle_field
 
         return plot_ftle_field(self, ax=ax, **kwargs)
 
 
-def _rk4_flow(field, args, dt, n_steps, t0):
-    def step(carry, i):
-        y = carry
-        t = t0 + i * dt
-        k1 = field(t, y, args)
-        k2 = field(t + dt / 2, y + dt / 2 * k1, args)
-        k3 = field(t + dt / 2, y + dt / 2 * k2, args)
-        k4 = field(t + dt, y + dt * k3, args)
-        return y + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4), None
-
-    return lambda y0: lax.scan(step, y0, jnp.arange(n_steps))[0]
-
-
 @eqx.filter_jit
-def _ftle_points(field, args, dt, t0, t1, n_steps: int, flat):
+def _ftle_points(field, args, flat, *, dt, t0, t1, n_steps: int):
     # module-level: a new call with the same `field` object (and shapes) reuses the compilation
-    flow = _rk4_flow(field, args, dt, n_steps, t0)
+    flow = lambda y0: rk_map(lambda t, y: field(t, y, args), t0, y0, dt, n_steps, RK4)
 
     def one(y0):
         J = jax.jacfwd(flow)(y0)
@@ -60,16 +59,22 @@ def _ftle_points(field, args, dt, t0, t1, n_steps: int, flat):
     return jax.vmap(one)(flat)
 
 
-def ftle_field(field, points, *, t1, dt, args=None, t0=0.0) -> FTLEField:
+def ftle_field(field, points, *, t1, dt, args=None, t0=0.0, throw: bool = True) -> FTLEResult:
     r"""Finite-time Lyapunov exponents $\frac{1}{T}\log\sigma_i(D\phi_T(x))$ at many points.
 
     The flow map $\phi_T$ of `field(t, y, args)` (fixed-step RK4 with `dt`, $T$ = `t1`) is
     differentiated in forward mode (`jax.jacfwd`, $n$ tangents) and its singular values give all
     $n$ exponents; the points (shape `(..., n)`, e.g. a meshgrid stacked on the last axis) are
     vmapped. For a trained neural ODE pass its field (`model.field`) and lifted points.
+
+    `throw`: raise if the trajectory or its Jacobian became non-finite at any point (default),
+    or with `False` return a code per point in `result` (NaN exponents there).
+
+    **Returns:** an [`FTLEResult`][].
     """
     if not callable(field):
         raise TypeError(f"`field` must be a callable f(t, y, args), got {type(field).__name__}.")
+    check_throw(throw)
     points = jnp.asarray(points)
     if not jnp.issubdtype(points.dtype, jnp.inexact):
         points = points.astype(jnp.result_type(float))
@@ -87,12 +92,17 @@ def ftle_field(field, points, *, t1, dt, args=None, t0=0.0) -> FTLEField:
     check_output(lambda y: field(jnp.asarray(t0, points.dtype), y, args), "field", (n,),
                  points.reshape(-1, n)[0])
     flat = points.reshape(-1, n)
-    exps, finals = _ftle_points(field, args, jnp.asarray(dt, points.dtype),
-                                jnp.asarray(t0, points.dtype), jnp.asarray(t1, points.dtype),
-                                n_steps, flat)
+    exps, finals = _ftle_points(field, args, flat, dt=jnp.asarray(dt, points.dtype),
+                                t0=jnp.asarray(t0, points.dtype), t1=jnp.asarray(t1, points.dtype),
+                                n_steps=n_steps)
     exps = exps.reshape(*points.shape[:-1], n)
     finals = finals.reshape(points.shape)
-    bad = ~(jnp.all(jnp.isfinite(exps), axis=-1) & jnp.all(jnp.isfinite(finals), axis=-1))
-    return FTLEField(points=points, exponents=jnp.where(bad[..., None], jnp.nan, exps),
-                     final_points=finals, duration=jnp.asarray(t1, points.dtype),
-                     result=jnp.where(bad, RESULTS.diverged, RESULTS.successful))
+    bad_state = ~jnp.all(jnp.isfinite(finals), axis=-1)
+    bad = ~jnp.all(jnp.isfinite(exps), axis=-1) | bad_state
+    result = elementwise_code(
+        lambda s, b: RESULTS.where(s, RESULTS.nonfinite_state,
+                                   RESULTS.where(b, RESULTS.nonfinite_tangent, RESULTS.successful)),
+        bad_state, bad)
+    res = FTLEResult(points=points, exponents=jnp.where(bad[..., None], jnp.nan, exps),
+                     final_points=finals, duration=jnp.asarray(t1, points.dtype), result=result)
+    return raise_failed(res, throw, "the exponents with a code per point")

@@ -1,34 +1,21 @@
-"""Results of Lyapunov computations, result codes, accuracy diagnostics and derived quantities."""
+"""Results of Lyapunov computations, accuracy diagnostics and derived quantities.
+
+Result codes are those of [`jaxdyn.RESULTS`][]: a run whose trajectory becomes non-finite gives
+`nonfinite_state`, one whose tangent block becomes non-finite while the trajectory stays finite
+`nonfinite_tangent`, and a tangent vector that collapses to zero (a log of 0 in the QR step)
+`degenerate_tangent`; `failed_step` says where, the exponents are NaN and `history` keeps the
+running estimates accumulated before the failure.
+"""
+
+import warnings
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._results import RESULTS, AbstractResult, message
 from .._types import Array
-
-
-class RESULTS:
-    """Result codes carried in `LyapunovResult.result` (an int array, so it survives jit/vmap).
-
-    - `successful` (0): the run finished.
-    - `diverged` (1): the trajectory or a tangent vector became non-finite (during the transient
-      too); `failed_step` says where, `exponents` are NaN, and `history` keeps the running
-      estimates accumulated before the failure.
-    - `degenerate` (2): a tangent vector collapsed to zero (a log of 0 in the QR step);
-      `exponents` are NaN (`history` as for `diverged`). [`network_spectrum`][] keeps the
-      $-\\infty$ exponent of an exactly singular layer instead (a dead ReLU layer is an answer).
-    """
-
-    successful = 0
-    diverged = 1
-    degenerate = 2
-    _messages = {0: "successful", 1: "diverged: the trajectory or a tangent became non-finite",
-                 2: "degenerate: a tangent vector collapsed to zero"}
-
-    @classmethod
-    def message(cls, code) -> str:
-        return cls._messages.get(int(code), f"unknown result code {int(code)}")
 
 
 class AccuracyCheck(eqx.Module):
@@ -107,7 +94,7 @@ def batch_stderr(history, times, n_batches: int = 8) -> Array:
     return xp.std(per, axis=-2, ddof=1) / np.sqrt(b)
 
 
-class LyapunovResult(eqx.Module):
+class LyapunovResult(AbstractResult):
     r"""Lyapunov exponents with their convergence record.
 
     - `exponents`: shape `(k,)`, descending (per time unit for flows, per step for maps, per layer
@@ -116,7 +103,9 @@ class LyapunovResult(eqx.Module):
       failure: the estimates accumulated before it).
     - `times`: the elapsed time (or number of steps) of each row of `history`.
     - `stderr`: standard errors from independent chains (`None` for a single trajectory).
-    - `result`: a [`RESULTS`][] code; `failed_step`: the step at which a run diverged (-1 if not).
+    - `result`: a [`jaxdyn.RESULTS`][] item (`nonfinite_state`, `nonfinite_tangent` or
+      `degenerate_tangent` when the run failed); `failed_step`: the step at which the run failed
+      (-1 if it did not).
     - `steps`: the number of steps accumulated (after the transient).
     - `final_state`, `final_tangents`: the (flat) state and the orthonormal tangent block at the
       end (chains stacked on a leading axis when there are several).
@@ -124,7 +113,8 @@ class LyapunovResult(eqx.Module):
       (`flow_spectrum(..., accuracy=True)`), else `None`.
 
     Properties: `kaplan_yorke_dimension`, `drift`, `run_length_change` and `noise` (convergence
-    diagnostics, free), `accuracy_flags`, `message`; `summary()` prints it all.
+    diagnostics, free), `accuracy_flags`; `summary()` prints it all, `plot()` draws the running
+    estimates. `jaxdyn.message(result.result)` reads the result code.
 
     **Derivatives.** `exponents` of a run with a fixed number of steps are smooth functions of
     the parameters (away from degenerate, i.e. equal, exponents); `result`, `failed_step` and
@@ -135,7 +125,7 @@ class LyapunovResult(eqx.Module):
     history: Array
     times: Array
     stderr: Array | None
-    result: Array
+    result: RESULTS
     failed_step: Array
     steps: Array
     final_state: Array | None = None
@@ -144,7 +134,10 @@ class LyapunovResult(eqx.Module):
 
     @property
     def message(self) -> str:
-        return RESULTS.message(np.max(np.asarray(self.result)))
+        """Deprecated: use `jaxdyn.message(result.result)`."""
+        warnings.warn("`LyapunovResult.message` is deprecated: use `jaxdyn.message(res.result)` "
+                      "(it goes in jaxdyn 0.3).", DeprecationWarning, stacklevel=2)
+        return message(self.result)
 
     @property
     def kaplan_yorke_dimension(self) -> Array:
@@ -191,8 +184,9 @@ class LyapunovResult(eqx.Module):
         """The accuracy warnings of a concrete, unbatched result (empty when none); each names
         the diagnostic, the change and the tolerance it exceeded."""
         flags = []
-        if int(np.max(np.asarray(self.result))) != RESULTS.successful:
-            flags.append(f"the run failed ({self.message}) at step {int(np.max(self.failed_step))}")
+        if not bool(np.all(self.successful)):
+            flags.append(f"the run failed ({message(self.result)}) at step "
+                         f"{int(np.max(self.failed_step))}")
             return tuple(flags)
         lam = _np(self.exponents)
         rtol = 0.02 if self.accuracy is None else self.accuracy.rtol
@@ -241,7 +235,7 @@ class LyapunovResult(eqx.Module):
                  + ", ".join(f"{v:.6g}" for v in lam)]
         if self.stderr is not None:
             lines.append("standard errors (chains): " + ", ".join(f"{v:.3g}" for v in _np(self.stderr)))
-        lines.append(f"result: {self.message}; failed_step: {int(np.max(self.failed_step))}; "
+        lines.append(f"result: {message(self.result)}; failed_step: {int(np.max(self.failed_step))}; "
                      f"steps: {int(np.max(self.steps))}")
         lines.append(f"Kaplan-Yorke dimension: {_ky_numpy(lam):.6g}")
         lines.append("run-length change lambda(T) - lambda(T/2): "

@@ -8,6 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from .._results import AbstractResult, check_throw, raise_if_failed
+
 
 @eqx.filter_jit
 def _vmapped(fn, params):
@@ -15,7 +17,7 @@ def _vmapped(fn, params):
     return jax.vmap(fn)(params)
 
 
-def sweep(fn: Callable, params, *, devices=None, shard: bool | None = None):
+def sweep(fn: Callable, params, *, devices=None, shard: bool | None = None, throw: bool = True):
     r"""`jax.vmap(fn)(params)` under `jit`, the leading axis of `params` split across devices.
 
     Any entry point is vmap-able over its numeric inputs, so a sweep is
@@ -32,10 +34,27 @@ def sweep(fn: Callable, params, *, devices=None, shard: bool | None = None):
 
     **Arguments:** `fn(p)` for one parameter (any PyTree of leading-axis slices); `params` a
     PyTree whose leaves share the leading axis; `devices` (default all); `shard` (default: when
-    there is more than one device).
+    there is more than one device); `throw`: when `fn` returns results (e.g. a
+    [`LyapunovResult`][], computed with `throw=False` inside `fn` so that one failed member does
+    not stop the sweep), raise if any member of the sweep failed (default), naming how many; with
+    `False` the batched codes are returned in the results' `result` fields.
     """
     if not callable(fn):
         raise TypeError(f"`fn` must be callable, got {type(fn).__name__}.")
+    check_throw(throw)
+    return _raise_any_failed(_sweep(fn, params, devices=devices, shard=shard), throw)
+
+
+def _raise_any_failed(out, throw: bool):
+    """The failure policy on every result object in the output of a sweep."""
+    is_result = lambda x: isinstance(x, AbstractResult)  # noqa: E731
+    for res in filter(is_result, jax.tree_util.tree_leaves(out, is_leaf=is_result)):
+        out = raise_if_failed(out, res.result, throw,
+                              hint="(pass `throw=False` to `sweep` to get the batched codes)")
+    return out
+
+
+def _sweep(fn, params, *, devices, shard):
     devices = jax.devices() if devices is None else list(devices)
     if not devices:
         raise ValueError("`devices` is empty.")

@@ -1,5 +1,11 @@
-"""Systems for the QR engine: flows (RK4 or any diffrax solver), maps, random products."""
+"""Systems for the QR engine: flows (RK4 or any diffrax solver), maps, random products.
 
+Every system is a final subclass of [`AbstractSystem`][]: one step of the base dynamics
+(`advance`) and the same step with a block of tangent vectors pushed through its linearisation
+(`tangent`). The engine (`_engine.py`) only calls these two methods.
+"""
+
+import abc
 from collections.abc import Callable
 from typing import Any
 
@@ -9,18 +15,35 @@ import jax
 import jax.flatten_util
 import jax.numpy as jnp
 
+from .._kernels import RK4, jvp_columns, rk_step
 from .._types import Array
 
 
-def tangent_step(step: Callable, x: Array, Q: Array) -> tuple[Array, Array]:
-    """`step(x)` and its Jacobian applied to the columns of `Q`, matrix-free: `jax.jvp` vmapped
-    over the columns (the primal is not batched, so it is computed once)."""
-    jvp = lambda v: jax.jvp(step, (x,), (v,))
-    x_new, Q_new = jax.vmap(jvp, in_axes=1, out_axes=(None, 1))(Q)
-    return x_new, Q_new
+class AbstractSystem(eqx.Module):
+    """A discrete-time system for the Benettin/QR engine.
+
+    The step index `i` and the chain's `key` are the only sources of time and randomness (time
+    `t = t0 + i dt`, random draws from `fold_in(key, i)`, input `u_i`), so that a run can be split
+    into chunks, checkpointed and resumed to the same numbers.
+    """
+
+    @abc.abstractmethod
+    def advance(self, x: Array, i: Array, key: Any) -> Array:
+        """One step of the base dynamics alone: the flat state after step `i`."""
+
+    @abc.abstractmethod
+    def tangent(self, x: Array, Q: Array, i: Array, key: Any) -> tuple[Array, Array]:
+        """One step of the base dynamics with the tangent block `Q` (shape `(n, k)`) pushed
+        through the linearisation of that step: `(x_next, Q_next)`."""
 
 
-class FlowRK4(eqx.Module):
+class AbstractFlowSystem(AbstractSystem):
+    """A system that steps a flow by `dt` (the accuracy control halves it)."""
+
+    dt: eqx.AbstractVar[Array]
+
+
+class FlowRK4(AbstractFlowSystem):
     """Classical fixed-step RK4 on a (flattened) state; `field(t, y, args)` on the PyTree."""
 
     field: Any
@@ -29,26 +52,18 @@ class FlowRK4(eqx.Module):
     t0: Array
     unravel: Callable = eqx.field(static=True)
 
-    def _f(self, t, x):
+    def vector_field(self, t, x: Array) -> Array:
+        """The field on the flat state: `ravel(field(t, unravel(x), args))`."""
         return jax.flatten_util.ravel_pytree(self.field(t, self.unravel(x), self.args))[0]
 
-    def _step(self, x, i):
-        dt = self.dt
-        t = self.t0 + i * dt
-        k1 = self._f(t, x)
-        k2 = self._f(t + dt / 2, x + dt / 2 * k1)
-        k3 = self._f(t + dt / 2, x + dt / 2 * k2)
-        k4 = self._f(t + dt, x + dt * k3)
-        return x + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-
     def advance(self, x, i, key):
-        return self._step(x, i)
+        return rk_step(self.vector_field, self.t0 + i * self.dt, x, self.dt, RK4)
 
     def tangent(self, x, Q, i, key):
-        return tangent_step(lambda y: self._step(y, i), x, Q)
+        return jvp_columns(lambda y: self.advance(y, i, key), x, Q)
 
 
-class FlowDiffrax(eqx.Module):
+class FlowDiffrax(AbstractFlowSystem):
     """One interval `[t0 + i dt, t0 + (i + 1) dt]` of `diffrax.diffeqsolve` per step.
 
     Fixed step (one solver step of `dt`) or adaptive inside the interval; the QR grid stays
@@ -66,7 +81,7 @@ class FlowDiffrax(eqx.Module):
     max_steps: int = eqx.field(static=True)
     unravel: Callable = eqx.field(static=True)
 
-    def _step(self, x, i):
+    def advance(self, x, i, key):
         t = self.t0 + i * self.dt
         sol = diffrax.diffeqsolve(
             self.terms, self.solver, t, t + self.dt, self.dt, self.unravel(x), self.args,
@@ -75,51 +90,63 @@ class FlowDiffrax(eqx.Module):
         )
         y1 = jax.tree_util.tree_map(lambda a: a[-1], sol.ys)
         y1 = jax.flatten_util.ravel_pytree(y1)[0]
-        # a failed solve (e.g. max_steps) is a divergence, reported through non-finite values
+        # a failed solve (e.g. max_steps) ends the run: reported as a non-finite state
         return jnp.where(sol.result == diffrax.RESULTS.successful, y1, jnp.nan)
 
+    def tangent(self, x, Q, i, key):
+        return jvp_columns(lambda y: self.advance(y, i, key), x, Q)
+
+
+class MapSystem(AbstractSystem):
+    """`x_{n+1} = F(x_n, args)`."""
+
+    map_fn: Any
+    args: Any
+    unravel: Callable = eqx.field(static=True)
+
     def advance(self, x, i, key):
-        return self._step(x, i)
+        return jax.flatten_util.ravel_pytree(self.map_fn(self.unravel(x), self.args))[0]
 
     def tangent(self, x, Q, i, key):
-        return tangent_step(lambda y: self._step(y, i), x, Q)
+        return jvp_columns(lambda y: self.advance(y, i, key), x, Q)
 
 
-class MapSystem(eqx.Module):
-    """`x_{n+1} = F(x_n, args)` or, with inputs, `x_{n+1} = F(x_n, u_n, args)`."""
+class DrivenMapSystem(AbstractSystem):
+    """`x_{n+1} = F(x_n, u_n, args)`: an input-driven map (an RNN along an input sequence)."""
 
     map_fn: Any
     args: Any
     inputs: Any
     unravel: Callable = eqx.field(static=True)
 
-    def _step(self, x, i):
-        y = self.unravel(x)
-        if self.inputs is None:
-            out = self.map_fn(y, self.args)
-        else:
-            u = jax.tree_util.tree_map(lambda a: a[i], self.inputs)
-            out = self.map_fn(y, u, self.args)
-        return jax.flatten_util.ravel_pytree(out)[0]
-
     def advance(self, x, i, key):
-        return self._step(x, i)
+        u = jax.tree_util.tree_map(lambda a: a[i], self.inputs)
+        return jax.flatten_util.ravel_pytree(self.map_fn(self.unravel(x), u, self.args))[0]
 
     def tangent(self, x, Q, i, key):
-        return tangent_step(lambda y: self._step(y, i), x, Q)
+        return jvp_columns(lambda y: self.advance(y, i, key), x, Q)
 
 
-class ProductSystem(eqx.Module):
-    """i.i.d. random linear maps `A_i = sample_fn(fold_in(key, i))` (matrices or matvecs)."""
+class MatrixProductSystem(AbstractSystem):
+    """i.i.d. random matrices `A_i = sample_fn(fold_in(key, i))`; the base state never moves."""
 
     sample_fn: Any
-    matvec: bool = eqx.field(static=True)
+
+    def advance(self, x, i, key):
+        return x
+
+    def tangent(self, x, Q, i, key):
+        return x, self.sample_fn(jax.random.fold_in(key, i)) @ Q
+
+
+class MatvecProductSystem(AbstractSystem):
+    """i.i.d. random linear maps `v -> A_i v`, `A_i = sample_fn(fold_in(key, i))` (never formed)."""
+
+    sample_fn: Any
 
     def advance(self, x, i, key):
         return x
 
     def tangent(self, x, Q, i, key):
         A = self.sample_fn(jax.random.fold_in(key, i))
-        if self.matvec:
-            return x, jax.vmap(A, in_axes=1, out_axes=1)(Q)
-        return x, A @ Q
+        return x, jax.vmap(A, in_axes=1, out_axes=1)(Q)

@@ -1,4 +1,5 @@
-"""Figures for Lyapunov spectra: convergence, order-to-chaos diagrams, FTLE fields, sweeps.
+"""Figures for Lyapunov spectra: convergence, order-to-chaos diagrams, signal propagation, FTLE
+fields, covariant-vector angles, sweeps.
 
 matplotlib is imported only when a function draws.
 """
@@ -83,7 +84,7 @@ def _spread(empirical: np.ndarray) -> np.ndarray:
 
 def plot_phase_diagram(diagram, ax=None, *, title: str | None = None, cmap: str = "RdBu_r",
                        colorbar: bool = True):
-    r"""The order-to-chaos diagram of a [`jaxdyn.lyapunov.PhaseDiagram`][].
+    r"""The order-to-chaos diagram of a [`jaxdyn.lyapunov.PhaseDiagramResult`][].
 
     With one $\sigma_b^2$ row: the empirical top exponent $\lambda_1$ against $\sigma_w^2$ (mean
     $\pm$ standard deviation over the seeds), the mean-field $\frac12 \log \chi_1$, and the
@@ -162,6 +163,48 @@ def _crossing(xs: np.ndarray, ys: np.ndarray) -> float:
     return float(xs[i] - ys[i] * (xs[i + 1] - xs[i]) / (ys[i + 1] - ys[i]))
 
 
+def plot_signal_propagation(result, ax=None, *, title: str | None = None):
+    r"""Mean-field $\chi_1$ against $\sigma_w^2$ from a
+    [`jaxdyn.lyapunov.SignalPropagationResult`][] (one point, or a line for a vmapped batch),
+    with the order-to-chaos transition $\chi_1 = 1$ as a horizontal line.
+
+    **Arguments:** `result`; `ax` (default: a new figure); `title`.
+
+    **Returns:** the matplotlib `Figure`.
+    """
+    sw = np.asarray(result.sigma_w2, dtype=float).reshape(-1)
+    chi = np.asarray(result.chi_1, dtype=float).reshape(-1)
+    if sw.shape != chi.shape:
+        sw = np.broadcast_to(sw, chi.shape)
+    order = np.argsort(sw)
+    fig, ax = _axes(ax, figsize=(5.0, 3.6))
+    ax.plot(sw[order], chi[order], "o-" if sw.size > 1 else "o", ms=4, lw=1.2,
+            label=r"mean field $\chi_1$")
+    ax.axhline(1.0, color="tab:red", ls="--", lw=1, label=r"$\chi_1 = 1$ (order | chaos)")
+    _finish(ax, r"$\sigma_w^2$", r"$\chi_1$", title)
+    return fig
+
+
+def plot_clv_angles(result, ax=None, *, title: str | None = None, xlabel: str = "step"):
+    r"""The minimal angle between the first covariant Lyapunov vector and the span of the others
+    along the trajectory, from a [`jaxdyn.lyapunov.CLVResult`][] (dips towards 0 are
+    near-tangencies, the mark of a non-hyperbolic system).
+
+    **Arguments:** `result`; `ax` (default: a new figure); `title`; `xlabel`.
+
+    **Returns:** the matplotlib `Figure`.
+    """
+    angles = np.asarray(result.angles, dtype=float)
+    if angles.ndim != 1:
+        raise ValueError(f"`result.angles` must have shape (n_steps,), got {angles.shape} (plot "
+                         "the results of a vmapped batch one at a time).")
+    fig, ax = _axes(ax, figsize=(6.0, 3.6))
+    ax.plot(np.arange(angles.size), angles, lw=1, label=r"angle($v_1$, span($v_2, \dots$))")
+    ax.set_ylim(0.0, np.pi / 2 * 1.05)
+    _finish(ax, xlabel, "angle (rad)", title)
+    return fig
+
+
 def plot_ftle_field(field, ax=None, *, coords: tuple[int, int] = (0, 1), cmap: str = "magma",
                     colorbar: bool = True, title: str | None = None):
     r"""The largest finite-time Lyapunov exponent over a 2-D grid of initial points
@@ -169,7 +212,7 @@ def plot_ftle_field(field, ax=None, *, coords: tuple[int, int] = (0, 1), cmap: s
 
     **Arguments:**
 
-    - `field`: a [`jaxdyn.lyapunov.FTLEField`][] whose `points` have shape `(ny, nx, n)` (a
+    - `field`: a [`jaxdyn.lyapunov.FTLEResult`][] whose `points` have shape `(ny, nx, n)` (a
       meshgrid stacked on the last axis); `coords` picks the two coordinates drawn (for lifted
       points with $n > 2$).
     - `ax` (default: a new figure); `cmap`, `colorbar`, `title`.
