@@ -46,18 +46,19 @@ def unit_field(t, y, yd, args):
     return -yd[0]
 
 
-@pytest.mark.parametrize("method,order", [("rk4", 4), ("heun", 2), ("euler", 1)])
+@pytest.mark.parametrize("method,order", [(dde.RK4, 4), (dde.HEUN, 2), (dde.EULER, 1)])
 def test_order_against_exact(method, order):
     exact = exact_unit_delay(T1)
     ns = np.array([10, 20, 40])
     errs = []
     for n in ns:
-        ts, ys = dde.solve_fixed(unit_field, jnp.array(1.0), jnp.array([1.0]), 0.0, T1, n_steps=int(n),
-                                 method=method)
+        sol = dde.solve_fixed(unit_field, jnp.array(1.0), jnp.array([1.0]), 0.0, T1, n_steps=int(n),
+                              method=method)
+        ts, ys = sol.ts, sol.ys
         errs.append(np.max(np.abs(np.asarray(ys) - exact(np.asarray(ts)))))
     errs = np.array(errs)
     slope = -np.polyfit(np.log(ns), np.log(errs), 1)[0]
-    print(f"{method}: max errors {errs}, fitted order {slope:.3f}")
+    print(f"order {method.order}: max errors {errs}, fitted order {slope:.3f}")
     assert abs(slope - order) < 0.25
     assert np.all(np.diff(errs) < 0)
 
@@ -68,7 +69,8 @@ def test_unaligned_delay_is_second_order():
     ns = np.array([13, 26, 52])
     errs = []
     for n in ns:
-        ts, ys = dde.solve_fixed(unit_field, jnp.array(1.0), jnp.array([1.0]), 0.0, T1, n_steps=int(n))
+        sol = dde.solve_fixed(unit_field, jnp.array(1.0), jnp.array([1.0]), 0.0, T1, n_steps=int(n))
+        ts, ys = sol.ts, sol.ys
         errs.append(np.max(np.abs(np.asarray(ys) - exact(np.asarray(ts)))))
     slope = -np.polyfit(np.log(ns), np.log(errs), 1)[0]
     print(f"rk4, unaligned grid: max errors {np.array(errs)}, fitted order {slope:.3f}")
@@ -82,7 +84,12 @@ def nonlinear_field(t, y, yd, args):
 def test_agrees_with_adaptive_solver():
     history = lambda t: jnp.stack([jnp.cos(t), -jnp.sin(t)])
     delays = jnp.array([0.7, 1.3])
-    ts, ys = jax.jit(lambda d: dde.solve_fixed(nonlinear_field, history, d, 0.0, T1, n_steps=400))(delays)
+
+    def fixed(d):
+        sol = dde.solve_fixed(nonlinear_field, history, d, 0.0, T1, n_steps=400)
+        return sol.ts, sol.ys
+
+    ts, ys = jax.jit(fixed)(delays)
     sol = jax.jit(lambda d, s: dde.solve(nonlinear_field, history, d, 0.0, T1, dt0=0.01, saveat=s,
                                          stepsize_controller=diffrax.PIDController(rtol=1e-11, atol=1e-11),
                                          max_steps=1024).ys)(delays, ts[::20])
@@ -90,7 +97,7 @@ def test_agrees_with_adaptive_solver():
     print(f"nonlinear, two delays, rk4 n=400 vs adaptive Tsit5 1e-11: max difference {err:.2e}")
     assert err < 1e-7  # (solve raises when its result is not success)
     # concrete delays: a ring buffer of ceil(1.3 / dt) + 3 = 107 slots; traced (above): the whole grid
-    _, ring = dde.solve_fixed(nonlinear_field, history, delays, 0.0, T1, n_steps=400)
+    ring = dde.solve_fixed(nonlinear_field, history, delays, 0.0, T1, n_steps=400).ys
     np.testing.assert_allclose(np.asarray(ring), np.asarray(ys), rtol=1e-13, atol=1e-14)
 
 
@@ -100,7 +107,7 @@ def grad_field(t, y, yd, args):
 
 def test_gradients_match_finite_differences():
     def loss(a, tau, c):
-        _, ys = dde.solve_fixed(grad_field, c, jnp.reshape(tau, (1,)), 0.0, 3.0, n_steps=60, args=a)
+        ys = dde.solve_fixed(grad_field, c, jnp.reshape(tau, (1,)), 0.0, 3.0, n_steps=60, args=a).ys
         return jnp.sum(ys**2) / ys.shape[0]
 
     loss_jit = jax.jit(loss)
@@ -130,7 +137,7 @@ def test_jit_no_retrace_and_vmap():
     @jax.jit
     @eqx.debug.assert_max_traces(max_traces=1)
     def run(history, m, delays):
-        return dde.solve_fixed(linear_field, history, delays, 0.0, 2.0, n_steps=20, args=m)[1]
+        return dde.solve_fixed(linear_field, history, delays, 0.0, 2.0, n_steps=20, args=m).ys
 
     m = jnp.array([[0.0, 1.0], [-1.0, -0.2]])
     delays = jnp.array([0.7])
@@ -153,7 +160,7 @@ def test_solve_fixed_bad_input():
     with pytest.raises(TypeError, match="n_steps"):
         dde.solve_fixed(unit_field, y0, jnp.array([0.3]), 0.0, 1.0, n_steps=10.0)
     with pytest.raises(Exception, match="n_steps"):  # traced delays: eqx.error_if at run time
-        jax.jit(lambda d: dde.solve_fixed(unit_field, y0, d, 0.0, 1.0, n_steps=3)[1])(jnp.array([0.3]))
+        jax.jit(lambda d: dde.solve_fixed(unit_field, y0, d, 0.0, 1.0, n_steps=3).ys)(jnp.array([0.3]))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from numpy.polynomial import Polynomial
 from scipy.special import lambertw
 
 import jaxdyn.dde as dde
+from jaxdyn._results import RESULTS
 
 T1 = 5.0
 SAVE = np.linspace(0.0, T1, 501)
@@ -100,7 +101,7 @@ def test_exact_solution_adaptive(adaptive_tsit5, exact_single):
     sol = adaptive_tsit5(single_field, jnp.array([1.0]), T1, jnp.asarray(SAVE), jnp.array(1.0), 1e-10)
     err = np.max(np.abs(np.asarray(sol.ys) - exact_single))
     print(f"single delay, Tsit5 rtol=atol=1e-10: max error {err:.2e}, stats {sol.stats}")
-    assert int(sol.result) == 0
+    assert sol.result == RESULTS.successful
     assert err <= 1e-8
 
 
@@ -117,7 +118,7 @@ def test_two_delays_exact(adaptive_tsit5):
     sol = adaptive_tsit5(double_field, jnp.array([1.0, SQRT2]), T1, jnp.asarray(SAVE), None, 1e-10)
     err = np.max(np.abs(np.asarray(sol.ys) - exact))
     print(f"two delays, Tsit5 rtol=atol=1e-10: max error {err:.2e}")
-    assert int(sol.result) == 0
+    assert sol.result == RESULTS.successful
     assert err <= 1e-8
 
 
@@ -126,7 +127,7 @@ def test_growth_rate_lambert_w(adaptive_tsit5, tau):
     t1 = 60.0
     ts = np.linspace(0.0, t1, 6001)
     sol = adaptive_tsit5(single_field, jnp.array([tau]), t1, jnp.asarray(ts), jnp.array(1.0), 1e-9)
-    assert int(sol.result) == 0
+    assert sol.result == RESULTS.successful
     x = np.abs(np.asarray(sol.ys))
     late = ts >= 30.0
     t_late, x_late = ts[late], x[late]
@@ -205,7 +206,7 @@ def test_solve_batch_adaptive_exact(exact_single):
     sol = dde.solve_batch(single_field, cs, jnp.array([1.0]), 0.0, T1, dt0=0.01, args=jnp.array(1.0),
                           saveat=jnp.asarray(SAVE), max_steps=1024,
                           stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-10))
-    assert int(sol.result) == 0
+    assert sol.result == RESULTS.successful
     err = np.abs(np.asarray(sol.ys) - np.asarray(cs)[None, :] * exact_single[:, None]).max(axis=0)
     print(f"solve_batch members: max errors {err}, stats {sol.stats}")
     assert np.all(err <= 1e-8 * np.abs(np.asarray(cs)))
@@ -253,7 +254,7 @@ def test_dense_output_and_history():
 def test_max_steps_reported():
     sol = dde.solve(single_field, jnp.array(1.0), jnp.array([1.0]), 0.0, 5.0, dt0=0.1, args=jnp.array(1.0),
                     solver=diffrax.Bosh3(), max_steps=10, throw=False)
-    assert int(sol.result) == 1
+    assert sol.result == RESULTS.max_steps_reached
     assert int(sol.stats["num_accepted_steps"]) == 10
     with pytest.raises(Exception, match="max_steps"):
         dde.solve(single_field, jnp.array(1.0), jnp.array([1.0]), 0.0, 5.0, dt0=0.1, args=jnp.array(1.0),

@@ -223,8 +223,8 @@ def test_solve_fixed_gradients_jit_vmap(getkey):
 
     def fn(p):
         delays, ab, coef = p
-        _, ys = dde.solve_fixed(lambda t, y, yd, args: args[0] * yd[0] + args[1] * yd[1], TrigHistory(coef),
-                                delays, 0.0, 2.0, n_steps=50, args=ab)
+        ys = dde.solve_fixed(lambda t, y, yd, args: args[0] * yd[0] + args[1] * yd[1], TrigHistory(coef),
+                             delays, 0.0, 2.0, n_steps=50, args=ab).ys
         return ys[::5]
 
     fn = jax.jit(fn)

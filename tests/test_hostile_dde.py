@@ -1,6 +1,7 @@
 """The hostile-input table of `jaxdyn.dde` and the neural DDE (`NeuralDDE`, `memory_capacity`)."""
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -54,8 +55,22 @@ def _model(**kw):
 
 PID = diffrax.PIDController(rtol=1e-6, atol=1e-6)
 _nan_history = lambda t: jnp.where(t < -0.5, jnp.nan, 1.0)  # noqa: E731
-_blown = lambda s: (int(s.result) == RESULTS.step_size_too_small._value and int(s.failed_step) > 0  # noqa: E731
+_blown = lambda s: (bool(s.result == RESULTS.step_size_too_small) and int(s.failed_step) > 0  # noqa: E731
                     and 2.7 < float(s.failed_time) < 2.8)
+
+
+def overflow(t, y, yd, args):
+    return y**2 * yd[0]  # x' = x^2 x(t - 1/2): overflows on a grid of 50 steps on [0, 5]
+
+
+def _nan_weights():
+    model = _model()()
+    return eqx.tree_at(lambda m: m.field.mlp.layers[0].weight, model,
+                       jnp.full_like(model.field.mlp.layers[0].weight, jnp.nan))
+
+
+_overflowed = lambda s: (bool(s.result == RESULTS.nonfinite_state) and int(s.failed_step) > 0  # noqa: E731
+                         and 0.5 < float(s.failed_time) < 2.0 and not bool(np.all(np.isfinite(s.ys))))
 
 
 class _NoBound:
@@ -95,7 +110,7 @@ ROWS = [
     Hostile("dde.solve: NaN history at delayed times", _solve(history=_nan_history),
             Exception, r"`history` returned non-finite", near_top=None),
     Hostile("dde.solve: NaN history flagged (throw=False)", _solve(history=_nan_history, throw=False), None,
-            flagged=lambda s: (int(s.result) == RESULTS.nonfinite_state._value and int(s.failed_step) == 0
+            flagged=lambda s: (bool(s.result == RESULTS.nonfinite_state) and int(s.failed_step) == 0
                                and float(s.failed_time) == 0.0)),
     Hostile("dde.solve: NaN args", _solve(field=lambda t, y, yd, a: a * yd[0], args=jnp.array(jnp.nan)),
             ValueError, r"`args`"),
@@ -119,8 +134,11 @@ ROWS = [
             _solve(field=blowup, delays=jnp.array([0.5]), t1=5.0, stepsize_controller=PID),
             Exception, r"blew up in finite time", near_top=None),
     Hostile("dde.solve: max_steps reached flagged", _solve(max_steps=5, throw=False), None,
-            flagged=lambda s: (int(s.result) == RESULTS.max_steps_reached._value
+            flagged=lambda s: (bool(s.result == RESULTS.max_steps_reached)
                                and float(s.failed_time) < 2.0)),
+    Hostile("dde.solve: max_steps reached raises (throw=True)", _solve(max_steps=5), Exception,
+            r"`max_steps`", near_top=None),
+    Hostile("dde.solve: throw not a bool", _solve(throw="yes"), TypeError, r"`throw`"),
     # dde.solve_batch
     Hostile("dde.solve_batch: histories without a batch axis", _batch(histories=jnp.array(1.0)), ValueError,
             r"`histories`"),
@@ -129,6 +147,12 @@ ROWS = [
             _batch(field=lambda t, y, yd, a: -yd[0][:, None]), ValueError, r"`field`"),
     Hostile("dde.solve_batch: negative delay", _batch(delays=jnp.array([-0.5])), ValueError, r"`delays`"),
     Hostile("dde.solve_batch: histories a string", _batch(histories="ones"), TypeError, r"`history`"),
+    Hostile("dde.solve_batch: max_steps reached raises (throw=True)", _batch(max_steps=5), Exception,
+            r"`max_steps`", near_top=None),
+    Hostile("dde.solve_batch: max_steps reached flagged (throw=False)", _batch(max_steps=5, throw=False),
+            None,
+            flagged=lambda s: bool(s.result == RESULTS.max_steps_reached) and s.ys.shape == (1, 3)),
+    Hostile("dde.solve_batch: throw not a bool", _batch(throw=None), TypeError, r"`throw`"),
     # dde.solve_fixed
     Hostile("dde.solve_fixed: dt > min(delays)", _fixed(n_steps=1), ValueError, r"`n_steps`"),
     Hostile("dde.solve_fixed: n_steps = 0", _fixed(n_steps=0), ValueError, r"`n_steps`"),
@@ -137,9 +161,17 @@ ROWS = [
     Hostile("dde.solve_fixed: max_delay < 0", _fixed(max_delay=-1.0), ValueError, r"`max_delay`"),
     Hostile("dde.solve_fixed: t1 < t0", _fixed(t1=-1.0), ValueError, r"`t1`"),
     Hostile("dde.solve_fixed: NaN delay", _fixed(delays=jnp.array([jnp.nan])), ValueError, r"`delays`"),
+    Hostile("dde.solve_fixed: overflow raises (throw=True)",
+            _fixed(field=overflow, delays=jnp.array([0.5]), t1=5.0, n_steps=50), Exception, r"non-finite",
+            near_top=None),
+    Hostile("dde.solve_fixed: overflow flagged with step and time (throw=False)",
+            _fixed(field=overflow, delays=jnp.array([0.5]), t1=5.0, n_steps=50, throw=False), None,
+            flagged=_overflowed),
+    Hostile("dde.solve_fixed: throw not a bool", _fixed(throw=0), TypeError, r"`throw`"),
+    Hostile("dde.solve_fixed: method a number", _fixed(method=4), ValueError, r"`method`"),
     Hostile("dde.solve_fixed: float32 state with float64 times works",
             _fixed(history=jnp.array(1.0, jnp.float32)), None,
-            flagged=lambda out: out[1].dtype == jnp.float32 and bool(np.all(np.isfinite(out[1])))),
+            flagged=lambda out: out.ys.dtype == jnp.float32 and bool(np.all(np.isfinite(out.ys)))),
     # NeuralDDE, FixedStep, memory_capacity
     Hostile("NeuralDDE: field not callable", _model(field=3), TypeError, r"`field`"),
     Hostile("NeuralDDE: negative delay", _model(delays=jnp.array([-0.5])), ValueError, r"`delays`"),
@@ -157,7 +189,15 @@ ROWS = [
             ValueError, r"`lipschitz`"),
     Hostile("memory_capacity: NaN lipschitz", lambda: memory_capacity(_model()(), lipschitz=float("nan")),
             ValueError, r"`lipschitz`"),
-    Hostile("memory_capacity: field without a bound", lambda: memory_capacity(_model(field=_NoBound())()),
+    Hostile("memory_capacity: NaN weights raise (throw=True)", lambda: memory_capacity(_nan_weights()),
+            Exception, r"non-finite", near_top=None),
+    Hostile("memory_capacity: NaN weights flagged (throw=False)",
+            lambda: memory_capacity(_nan_weights(), throw=False), None,
+            flagged=lambda r: bool(r.result == RESULTS.nonfinite_parameters)),
+    Hostile("memory_capacity: throw not a bool", lambda: memory_capacity(_model()(), throw="no"), TypeError,
+            r"`throw`"),
+    Hostile("memory_capacity: field without a bound",
+            lambda: memory_capacity(_model(field=_NoBound(), state_size=2)()),
             TypeError, r"`lipschitz`"),
 ]
 

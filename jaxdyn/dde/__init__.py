@@ -1,6 +1,7 @@
 """Delay differential equations: the method of steps on diffrax solvers."""
 
 from .._deprecate import deprecated_names as _deprecated_names
+from .._kernels import EULER as EULER, HEUN as HEUN, RK4 as RK4, Tableau as Tableau
 from ._breakpoints import breaking_points as breaking_points
 from ._fixed import solve_fixed as solve_fixed
 from ._history import ConstantHistory as ConstantHistory

@@ -1,6 +1,12 @@
-"""Delay differential equations on a fixed grid: a `lax.scan` with a ring buffer of past states."""
+"""Delay differential equations on a fixed grid: a `lax.scan` with a ring buffer of past states.
+
+`solve_fixed` runs in named steps: `_validate` (bad input is an error naming the argument),
+`_march` (the scan of explicit Runge-Kutta steps, `jaxdyn._kernels.rk_step`) and `_assemble` (the
+solution with its cubic Hermite dense output, its result code and the failure policy).
+"""
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -10,20 +16,29 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_int, is_concrete
+from .._deprecate import REMOVED_IN
+from .._kernels import RK4, TABLEAUS, Tableau, rk_step
+from .._results import RESULTS, check_throw, raise_if_failed
 from .._types import Args, Array
-from ._history import as_history
-from ._solve import _check_delays, _initial_state
-
-# Explicit Runge-Kutta tableaus (c, a, b): name -> (nodes, stage matrix rows, weights, order).
-_TABLEAUS = {
-    "euler": ((0.0,), ((),), (1.0,), 1),
-    "heun": ((0.0, 1.0), ((), (1.0,)), (0.5, 0.5), 2),
-    "rk4": ((0.0, 0.5, 0.5, 1.0), ((), (0.5,), (0.0, 0.5), (0.0, 0.0, 1.0)),
-            (1 / 6, 1 / 3, 1 / 3, 1 / 6), 4),
-}
+from ._history import as_history, chebyshev_basis, step_coefficients
+from ._solve import DDESolution, _check_delays, _initial_state
 
 # Slots beyond ceil(tau_max / dt) + 1 (the points one interpolation can touch): rounding margin.
 _SLACK = 2
+
+
+def as_tableau(method: Any, where: str) -> Tableau:
+    """`method` as an explicit Runge-Kutta [`Tableau`][jaxdyn._kernels.Tableau]: a tableau itself,
+    or (deprecated, one release) one of the strings `"rk4"`, `"heun"`, `"euler"`."""
+    if isinstance(method, Tableau):
+        return method
+    if isinstance(method, str) and method in TABLEAUS:
+        warnings.warn(f"`{where}(method={method!r})` is deprecated: pass the tableau `jaxdyn.dde."
+                      f"{method.upper()}` (the string goes in jaxdyn {REMOVED_IN}).", DeprecationWarning,
+                      stacklevel=3)
+        return TABLEAUS[method]
+    raise ValueError(f"`method` must be an explicit Runge-Kutta tableau (jaxdyn.dde.RK4, jaxdyn.dde.HEUN or "
+                     f"jaxdyn.dde.EULER), got {method!r}.")
 
 
 def _hermite(u, dt, y0, y1, f0, f1):
@@ -35,6 +50,18 @@ def _hermite(u, dt, y0, y1, f0, f1):
     h01 = -2 * u3 + 3 * u2
     h11 = u3 - u2
     return h00 * y0 + h10 * dt * f0 + h01 * y1 + h11 * dt * f1
+
+
+def _hermite_matrix() -> np.ndarray:
+    """The cubic Hermite interpolant in the step buffer's centred monomial basis: the matrix $M$
+    with coefficients $c = M (y_0, y_1, \\Delta t f_0, \\Delta t f_1)$ (see `_history.dense_matrix`)."""
+    nodes, vinv = chebyshev_basis(3)
+    u = 0.5 * (nodes + 1)
+    table = np.stack([_hermite(u, 1.0, *np.eye(4)[j]) for j in (0, 1, 2, 3)], axis=1)
+    return vinv @ table
+
+
+_HERMITE = _hermite_matrix()
 
 
 def _capacity(n_steps: int, t0, t1, delays, max_delay) -> int:
@@ -52,8 +79,129 @@ def _capacity(n_steps: int, t0, t1, delays, max_delay) -> int:
     return min(full, math.ceil(bound / dt) + 1 + _SLACK)
 
 
+class _Grid(eqx.Module):
+    """The validated inputs of `solve_fixed` on its grid $t_j = t_0 + j \\Delta t$."""
+
+    field: Callable
+    history: Any
+    args: Any
+    delays: Array
+    t0: Array
+    t1: Array
+    dt: Array
+    y0: Array
+    n_steps: int = eqx.field(static=True)
+    capacity: int = eqx.field(static=True)
+
+
+def _check_step(delays, dt, t0, t1, n_steps: int, max_delay):
+    """$\\Delta t \\le \\tau_{\\min}$ (and the delays $\\le$ `max_delay`): a `ValueError` naming
+    `n_steps` when concrete, `eqx.error_if` when the delays are traced."""
+    if is_concrete(delays) and is_concrete(dt):
+        tau_min = float(np.min(np.asarray(delays)))
+        if float(dt) > tau_min * (1 + 1e-12):
+            needed = math.ceil(float(t1 - t0) / tau_min - 1e-9)
+            raise ValueError(
+                f"`n_steps` = {n_steps} gives dt = {float(dt):.6g} > min(delays) = {tau_min:.6g}; the "
+                f"fixed-step solver needs dt <= min(delays): use n_steps >= {needed}."
+            )
+    else:
+        delays = eqx.error_if(delays, dt > jnp.min(delays) * (1 + 1e-12),
+                              "`jaxdyn.dde.solve_fixed`: dt = (t1 - t0) / n_steps exceeds min(delays); "
+                              "increase `n_steps`.")
+    if max_delay is not None and not (is_concrete(delays) and float(np.max(np.asarray(delays))) <= max_delay):
+        delays = eqx.error_if(delays, jnp.max(delays) > max_delay,
+                              "`jaxdyn.dde.solve_fixed`: a delay exceeds `max_delay`.")
+    return delays
+
+
+def _validate(field, history, delays, t0, t1, *, n_steps: int, args, max_delay) -> _Grid:
+    """Step 1: the inputs checked, the grid, the ring buffer's length and the initial state."""
+    for name, value in (("t0", t0), ("t1", t1)):
+        if jnp.ndim(value) != 0:
+            raise ValueError(f"`{name}` must be a scalar, got shape {jnp.shape(value)}.")
+    if is_concrete(t0) and is_concrete(t1) and not float(t1) > float(t0):
+        raise ValueError(f"`t1` must be greater than `t0`, got t0={float(t0)}, t1={float(t1)}.")
+    if max_delay is not None and not (np.isfinite(float(max_delay)) and float(max_delay) > 0):
+        raise ValueError(f"`max_delay` must be a finite positive number, got {max_delay}.")
+    delays = _check_delays(delays)
+    history = as_history(history)
+    tdtype = jnp.result_type(t0, t1, delays.dtype, float)
+    capacity = _capacity(n_steps, t0, t1, delays, max_delay)
+    t0 = jnp.asarray(t0, tdtype)
+    t1 = jnp.asarray(t1, tdtype)
+    delays = delays.astype(tdtype)
+    dt = (t1 - t0) / n_steps
+    delays = _check_step(delays, dt, t0, t1, n_steps, max_delay)
+    y0 = _initial_state(field, history, t0, delays.shape[0], args)
+    return _Grid(field=field, history=history, args=args, delays=delays, t0=t0, t1=t1, dt=dt, y0=y0,
+                 n_steps=n_steps, capacity=capacity)
+
+
+def _march(grid: _Grid, tableau: Tableau) -> tuple[Array, Array]:
+    """Step 2: `n_steps` Runge-Kutta steps under one `lax.scan`, the delayed values read from a ring
+    buffer of grid values and slopes. Returns the states and slopes on the grid, `(n + 1, *y.shape)`."""
+    t0, dt, y0, capacity = grid.t0, grid.dt, grid.y0, grid.capacity
+
+    def delayed_value(ybuf, fbuf, n, s):
+        # the step [t_k, t_{k+1}] containing s; k, k + 1 in the buffer: k + 1 <= n, k >= n - capacity + 1
+        k = jnp.floor((s - t0) / dt).astype(jnp.int32)
+        k = jnp.clip(k, jnp.maximum(n - capacity + 1, 0), jnp.maximum(n - 1, 0))
+        u = (s - t0) / dt - k
+        i0, i1 = k % capacity, (k + 1) % capacity
+        y_buf = _hermite(u.astype(y0.dtype), dt.astype(y0.dtype), ybuf[i0], ybuf[i1], fbuf[i0], fbuf[i1])
+        y_hist = jnp.asarray(grid.history(jnp.minimum(s, t0)))
+        return jnp.where(s <= t0, y_hist, y_buf)
+
+    def rhs(ybuf, fbuf, n, t, y):
+        delayed = tuple(delayed_value(ybuf, fbuf, n, t - grid.delays[i]) for i in range(grid.delays.shape[0]))
+        return grid.field(t, y, delayed, grid.args)
+
+    ybuf0 = jnp.zeros((capacity,) + y0.shape, y0.dtype)
+    fbuf0 = jnp.zeros((capacity,) + y0.shape, y0.dtype)
+    f0 = rhs(ybuf0, fbuf0, jnp.array(0), t0, y0)  # every delayed time is <= t0: history only
+
+    def step(carry, n):
+        y, f, ybuf, fbuf = carry
+        slot = n % capacity
+        ybuf = ybuf.at[slot].set(y)
+        fbuf = fbuf.at[slot].set(f)
+        t = t0 + n * dt
+        # the stages' delayed times are <= t_n (dt <= tau_min): all in the buffer or the history
+        y_next = rk_step(lambda s, z: rhs(ybuf, fbuf, n, s, z), t, y, dt, tableau, first=f)
+        f_next = rhs(ybuf, fbuf, n, t + dt, y_next)
+        return (y_next, f_next, ybuf, fbuf), (y_next, f_next)
+
+    _, (ys, fs) = jax.lax.scan(step, (y0, f0, ybuf0, fbuf0), jnp.arange(grid.n_steps))
+    return jnp.concatenate([y0[None], ys]), jnp.concatenate([f0[None], fs])
+
+
+def _assemble(grid: _Grid, ys: Array, fs: Array, throw: bool) -> DDESolution:
+    """Step 3: the solution on the grid with its Hermite dense output; a non-finite state is
+    `RESULTS.nonfinite_state` at the first step that produced one."""
+    n = grid.n_steps
+    ts = grid.t0 + grid.dt * jnp.arange(n + 1, dtype=grid.t0.dtype)
+    ts = ts.at[-1].set(grid.t1)
+    bad = ~jnp.all(jnp.isfinite(jnp.reshape(ys[1:], (n, -1))), axis=1)
+    failed = jnp.any(bad)
+    first = jnp.argmax(bad)
+    result = RESULTS.where(failed, RESULTS.nonfinite_state, RESULTS.successful)
+    hdt = grid.dt.astype(ys.dtype)
+    ks = jnp.stack([hdt * fs[:-1], hdt * fs[1:]], axis=1)
+    coeffs = jax.vmap(lambda a, b, k: step_coefficients(_HERMITE, a, b, k))(ys[:-1], ys[1:], ks)
+    count = jnp.array(n)
+    sol = DDESolution(ts=ts, ys=ys, stats={"num_accepted_steps": count, "num_rejected_steps": jnp.array(0),
+                                           "num_steps": count},
+                      result=result, failed_step=jnp.where(failed, first, -1),
+                      failed_time=jnp.where(failed, ts[first], jnp.nan), t0=grid.t0, t1=grid.t1,
+                      step_starts=ts[:-1], step_ends=ts[1:], step_coeffs=coeffs, history=grid.history)
+    ys = raise_if_failed(ys, result, throw, hint="Pass `throw=False` to get the trajectory (NaN or inf from "
+                         "`failed_time` on; see `failed_step`).")
+    return eqx.tree_at(lambda s: s.ys, sol, ys)
+
+
 def solve_fixed(field: Callable, history: Any, delays: Array, t0, t1, *, n_steps: int, args: Args = None,
-                method: str = "rk4", max_delay: float | None = None) -> tuple[Array, Array]:
+                method: Tableau = RK4, max_delay: float | None = None, throw: bool = True) -> DDESolution:
     r"""Solve $y'(t) = f(t, y(t), (y(t - \tau_1), \dots, y(t - \tau_k)), \text{args})$ in equal steps.
 
     The fixed-step fast path for training neural DDEs (the adaptive, breaking-point-aware solver is
@@ -72,7 +220,7 @@ def solve_fixed(field: Callable, history: Any, delays: Array, t0, t1, *, n_steps
     - **Restriction.** Every stage time $t_j + c\,\Delta t - \tau_i$ must lie at or before $t_j$, so
       $\Delta t \le \tau_{\min}$ is required (a `ValueError` naming `n_steps`, or `eqx.error_if`
       when the delays are traced); no implicit (iterated) stages are needed.
-    - **Order.** `"rk4"` is 4th order, `"heun"` 2nd, `"euler"` 1st, provided the breaking points
+    - **Order.** `RK4` is 4th order, `HEUN` 2nd, `EULER` 1st, provided the breaking points
       $t_0 + \sum_i n_i \tau_i$ (where the solution is not smooth) lie on the grid, i.e. each
       $\tau_i$ is an integer multiple of $\Delta t$. Otherwise the step containing $t_0 + \tau_i$ sees
       a kink in the delayed value (the history's slope differs from $y'(t_0^+)$), its quadrature is
@@ -99,95 +247,32 @@ def solve_fixed(field: Callable, history: Any, delays: Array, t0, t1, *, n_steps
     - `t0`, `t1`: the interval, $t_1 > t_0$.
     - `n_steps`: the number of steps (static); needs $(t_1 - t_0)/n \le \tau_{\min}$.
     - `args`: passed to `field`.
-    - `method`: `"rk4"` (default), `"heun"` or `"euler"`.
+    - `method`: the explicit Runge-Kutta tableau, [`jaxdyn.dde.RK4`][] (default),
+      [`jaxdyn.dde.HEUN`][] or [`jaxdyn.dde.EULER`][] (the strings `"rk4"`, `"heun"`, `"euler"`
+      still work for one release, with a `DeprecationWarning`).
     - `max_delay`: an optional static upper bound on the delays, to size the ring buffer when the
       delays are traced (checked with `eqx.error_if`).
+    - `throw`: `True` (default) raises an `equinox.EquinoxRuntimeError` when the state becomes
+      non-finite (NaN or inf); `False` returns the solution with `result` =
+      `RESULTS.nonfinite_state` and the first such step in `failed_step`, `failed_time`.
 
-    **Returns:** `(ts, ys)`: the grid, shape `(n_steps + 1,)`, and $y$ on it, shape
-    `(n_steps + 1, *y.shape)`.
+    **Returns:** a [`DDESolution`][jaxdyn.dde.DDESolution]: `ts` the grid, shape `(n_steps + 1,)`,
+    `ys` $y$ on it, shape `(n_steps + 1, *y.shape)`, and `evaluate(t)` the cubic Hermite dense
+    output of the grid values and slopes (the interpolant the solver reads its delayed values
+    from). Unpacking it as `ts, ys = solve_fixed(...)` (the tuple returned before) works for one
+    release, with a `DeprecationWarning`.
 
     **Example:**
 
     ```python
-    ts, ys = solve_fixed(lambda t, y, yd, args: -yd[0], jnp.array(1.0), jnp.array([1.0]), 0.0, 5.0,
-                         n_steps=50)
-    ys.shape     # (51,)
+    sol = solve_fixed(lambda t, y, yd, args: -yd[0], jnp.array(1.0), jnp.array([1.0]), 0.0, 5.0,
+                      n_steps=50)
+    sol.ys.shape     # (51,)
     ```
     """
+    throw = check_throw(throw)
     n_steps = check_int(n_steps, "n_steps")
-    if method not in _TABLEAUS:
-        raise ValueError(f"`method` must be one of {sorted(_TABLEAUS)}, got {method!r}.")
-    for name, value in (("t0", t0), ("t1", t1)):
-        if jnp.ndim(value) != 0:
-            raise ValueError(f"`{name}` must be a scalar, got shape {jnp.shape(value)}.")
-    if is_concrete(t0) and is_concrete(t1) and not float(t1) > float(t0):
-        raise ValueError(f"`t1` must be greater than `t0`, got t0={float(t0)}, t1={float(t1)}.")
-    if max_delay is not None and not (np.isfinite(float(max_delay)) and float(max_delay) > 0):
-        raise ValueError(f"`max_delay` must be a finite positive number, got {max_delay}.")
-    delays = _check_delays(delays)
-    history = as_history(history)
-    tdtype = jnp.result_type(t0, t1, delays.dtype, float)
-    capacity = _capacity(n_steps, t0, t1, delays, max_delay)
-    t0 = jnp.asarray(t0, tdtype)
-    t1 = jnp.asarray(t1, tdtype)
-    delays = delays.astype(tdtype)
-    dt = (t1 - t0) / n_steps
-    if is_concrete(delays) and is_concrete(dt):
-        tau_min = float(np.min(np.asarray(delays)))
-        if float(dt) > tau_min * (1 + 1e-12):
-            needed = math.ceil(float(t1 - t0) / tau_min - 1e-9)
-            raise ValueError(
-                f"`n_steps` = {n_steps} gives dt = {float(dt):.6g} > min(delays) = {tau_min:.6g}; the "
-                f"fixed-step solver needs dt <= min(delays): use n_steps >= {needed}."
-            )
-    else:
-        delays = eqx.error_if(delays, dt > jnp.min(delays) * (1 + 1e-12),
-                              "`jaxdyn.dde.solve_fixed`: dt = (t1 - t0) / n_steps exceeds min(delays); "
-                              "increase `n_steps`.")
-    if max_delay is not None and not (is_concrete(delays) and float(np.max(np.asarray(delays))) <= max_delay):
-        delays = eqx.error_if(delays, jnp.max(delays) > max_delay,
-                              "`jaxdyn.dde.solve_fixed`: a delay exceeds `max_delay`.")
-    y0 = _initial_state(field, history, t0, delays.shape[0], args)
-
-    nodes, rows, weights, _ = _TABLEAUS[method]
-    num_delays = delays.shape[0]
-
-    def delayed_value(ybuf, fbuf, n, s):
-        # the step [t_k, t_{k+1}] containing s; k, k + 1 in the buffer: k + 1 <= n, k >= n - capacity + 1
-        k = jnp.floor((s - t0) / dt).astype(jnp.int32)
-        k = jnp.clip(k, jnp.maximum(n - capacity + 1, 0), jnp.maximum(n - 1, 0))
-        u = (s - t0) / dt - k
-        i0, i1 = k % capacity, (k + 1) % capacity
-        y_buf = _hermite(u.astype(y0.dtype), dt.astype(y0.dtype), ybuf[i0], ybuf[i1], fbuf[i0], fbuf[i1])
-        y_hist = jnp.asarray(history(jnp.minimum(s, t0)))
-        return jnp.where(s <= t0, y_hist, y_buf)
-
-    def rhs(ybuf, fbuf, n, t, y):
-        delayed = tuple(delayed_value(ybuf, fbuf, n, t - delays[i]) for i in range(num_delays))
-        return field(t, y, delayed, args)
-
-    ybuf0 = jnp.zeros((capacity,) + y0.shape, y0.dtype)
-    fbuf0 = jnp.zeros((capacity,) + y0.shape, y0.dtype)
-    f0 = rhs(ybuf0, fbuf0, jnp.array(0), t0, y0)  # every delayed time is <= t0: history only
-
-    dty = dt.astype(y0.dtype)  # the state keeps its dtype (a float32 state with float64 times)
-
-    def step(carry, n):
-        y, f, ybuf, fbuf = carry
-        t = t0 + n * dt
-        slot = n % capacity
-        ybuf = ybuf.at[slot].set(y)
-        fbuf = fbuf.at[slot].set(f)
-        ks = [f]
-        for c, row in zip(nodes[1:], rows[1:], strict=True):
-            yi = y + dty * sum(a * k for a, k in zip(row, ks, strict=False) if a != 0.0)
-            ks.append(rhs(ybuf, fbuf, n, t + c * dt, yi))
-        y_next = y + dty * sum(b * k for b, k in zip(weights, ks, strict=True))
-        # the slope at t_{n+1}: its delayed times are <= t_n, all in the buffer or the history
-        f_next = rhs(ybuf, fbuf, n, t + dt, y_next)
-        return (y_next, f_next, ybuf, fbuf), y_next
-
-    _, ys = jax.lax.scan(step, (y0, f0, ybuf0, fbuf0), jnp.arange(n_steps))
-    ts = t0 + dt * jnp.arange(n_steps + 1, dtype=tdtype)
-    ts = ts.at[-1].set(t1)
-    return ts, jnp.concatenate([y0[None], ys])
+    tableau = as_tableau(method, "jaxdyn.dde.solve_fixed")
+    grid = _validate(field, history, delays, t0, t1, n_steps=n_steps, args=args, max_delay=max_delay)
+    ys, fs = _march(grid, tableau)
+    return _assemble(grid, ys, fs, throw)

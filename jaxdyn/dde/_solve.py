@@ -1,6 +1,13 @@
-"""Delay differential equations on diffrax's Runge-Kutta solvers: the method of steps."""
+"""Delay differential equations on diffrax's Runge-Kutta solvers: the method of steps.
+
+`solve` runs in named steps: `_validate` (bad input is an error naming the argument), `_setup` (the
+breaking points, the step buffer and the loop's initial state), `_step` (one step of the loop:
+`_next_time`, `_stage_delays`, the Runge-Kutta stages, `_accept`), `_run` (the bounded or
+checkpointed loop) and `_assemble` (the solution, its result code and the failure policy).
+"""
 
 import dataclasses
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -12,53 +19,48 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_finite, check_int, check_positive, is_concrete
-from .._results import RESULTS
+from .._deprecate import REMOVED_IN
+from .._results import RESULTS, AbstractResult, check_throw, message, raise_if_failed
 from .._types import Args, Array
 from ._breakpoints import breaking_points
 from ._history import WINDOW, as_history, dense_matrix, lookup, step_coefficients, window_lookup
 
-# `result` holds `jaxdyn._results.RESULTS` indices (`jaxdyn._results.message(sol.result)` reads them).
-SUCCESS = RESULTS.successful._value
-MAX_STEPS_REACHED = RESULTS.max_steps_reached._value
-NONFINITE = RESULTS.nonfinite_state._value
-BLOWUP = RESULTS.step_size_too_small._value
-# The messages of `throw=True`, by reason (the history's failure is told apart from the state's).
-_REASONS = ["",
-            "`jaxdyn.dde.solve`: `max_steps` was reached before `t1` (the step buffer is full).",
-            "`jaxdyn.dde.solve`: the solution became non-finite (NaN or inf) at `failed_time` (the field "
-            "overflowed or returned NaN there).",
-            "`jaxdyn.dde.solve`: the solution blew up in finite time: the adaptive step size collapsed "
-            "below the rounding of t at `failed_time` (see `failed_step`, `failed_time` with throw=False).",
-            "`history` returned non-finite values (NaN or inf) at a delayed time t - tau: the solution "
-            "became non-finite at `failed_time`."]
+# What a failure raised eagerly says after the code's message (the `hint` of `raise_if_failed`).
+_HINT = "Pass `throw=False` to get the solution up to the failure (see `failed_step`, `failed_time`)."
+_HISTORY_HINT = ("`history` returned non-finite values (NaN or inf) at a delayed time t - tau: the "
+                 "solution became non-finite at `failed_time`.")
+_BLOWUP_HINT = ("The solution blew up in finite time: the adaptive step size collapsed below the rounding "
+                "of t at `failed_time`.")
 
 
-class DDESolution(eqx.Module):
-    r"""The solution of a delay differential equation (returned by [`jaxdyn.dde.solve`][]).
+class DDESolution(AbstractResult):
+    r"""The solution of a delay differential equation (returned by [`jaxdyn.dde.solve`][],
+    [`jaxdyn.dde.solve_batch`][] and [`jaxdyn.dde.solve_fixed`][]; named after `diffrax.Solution`).
 
     **Attributes:**
 
-    - `ts`: the save times, shape `(n,)`.
+    - `ts`: the save times, shape `(n,)` (for `solve_fixed`: the grid).
     - `ys`: $y$ at `ts`, shape `(n, *y.shape)`, from the dense output.
     - `stats`: `num_accepted_steps`, `num_rejected_steps`, `num_steps` (all tried steps).
-    - `result`: a `jaxdyn._results.RESULTS` index: `successful` (0), `max_steps_reached` (1: `max_steps`
-      tried steps before `t1`), `nonfinite_state` (2: NaN or inf in the state, e.g. a NaN history or
-      an overflow under constant steps), `step_size_too_small` (a finite-time blow-up under an
-      adaptive controller: the step size collapsed below the rounding of $t$);
-      `jaxdyn._results.message(sol.result)` reads it.
+    - `result`: a [`jaxdyn.RESULTS`][jaxdyn._results.RESULTS] item: `successful`,
+      `max_steps_reached` (`max_steps` tried steps before `t1`), `nonfinite_state` (NaN or inf in
+      the state, e.g. a NaN history or an overflow under constant steps), `step_size_too_small`
+      (a finite-time blow-up under an adaptive controller: the step size collapsed below the
+      rounding of $t$); `jaxdyn._results.message(sol.result)` reads it.
     - `failed_step`: the loop iteration (tried step) at which the failure appeared, `-1` if none.
     - `failed_time`: the time $t$ reached when it appeared (NaN if none): the blow-up time to
       within the last step.
     - `t0`, `t1`: the integration interval.
 
     `evaluate(t)` gives the dense output at any $t \le t_1$ (the history for $t \le t_0$); it accepts a
-    scalar or an array of times and is `vmap`-able.
+    scalar or an array of times and is `vmap`-able. `summary()` says what was solved and how it
+    ended; `plot(ax=None)` draws the trajectories against time.
     """
 
     ts: Array
     ys: Array
     stats: dict[str, Array]
-    result: Array
+    result: RESULTS
     failed_step: Array
     failed_time: Array
     t0: Array
@@ -81,6 +83,50 @@ class DDESolution(eqx.Module):
         flat = jax.vmap(one)(t.reshape(-1))
         return flat.reshape(t.shape + flat.shape[1:])
 
+    def summary(self) -> str:
+        """What was solved (interval, steps, saved times), the last saved state and the result."""
+        t0, t1 = np.ravel(np.asarray(self.t0)), np.ravel(np.asarray(self.t1))
+        accepted = np.ravel(np.asarray(self.stats["num_accepted_steps"]))
+        rejected = np.ravel(np.asarray(self.stats["num_rejected_steps"]))
+        ts, ys = np.asarray(self.ts), np.asarray(self.ys)
+        batch = f"{t0.size} solutions, " if t0.size > 1 else ""
+        last = ys[..., -1, :] if t0.size > 1 and ts.ndim > 1 else ys[-1]
+        lines = [f"DDE solution ({batch}t in [{t0[0]:g}, {t1[0]:g}]): {int(accepted.sum())} accepted steps, "
+                 f"{int(rejected.sum())} rejected; saved at {ts.shape[-1]} times."]
+        failed = np.ravel(np.asarray(self.failed_step)) >= 0
+        if not np.any(failed):
+            lines.append(f"y at t = {float(np.ravel(ts)[-1]):g}: "
+                         f"{np.array2string(np.ravel(last)[:6], precision=6)}"
+                         + (" ..." if np.size(last) > 6 else ""))
+        lines.append(f"result: {message(self.result)}")
+        if np.any(failed):
+            times = np.ravel(np.asarray(self.failed_time))[failed]
+            lines.append(f"failed at step {int(np.ravel(np.asarray(self.failed_step))[failed][0])}, "
+                         f"t = {float(times[0]):.6g}")
+        return "\n".join(lines)
+
+    def plot(self, ax=None, **kwargs):
+        """The trajectories against time (every component; the saved times, or the dense output
+        when only `t1` was saved), the failure time marked; returns the axes."""
+        from ..plot._dde import plot_dde_solution
+
+        return plot_dde_solution(self, ax=ax, **kwargs)
+
+    # Deprecated: `solve_fixed` returned the tuple `(ts, ys)` before it returned a `DDESolution`.
+    def __iter__(self):
+        _warn_tuple()
+        return iter((self.ts, self.ys))
+
+    def __getitem__(self, index):
+        _warn_tuple()
+        return (self.ts, self.ys)[index]
+
+
+def _warn_tuple() -> None:
+    warnings.warn("Unpacking a `DDESolution` as `(ts, ys)` (what `jaxdyn.dde.solve_fixed` returned) is "
+                  f"deprecated: read `sol.ts` and `sol.ys` (the tuple goes in jaxdyn {REMOVED_IN}).",
+                  DeprecationWarning, stacklevel=3)
+
 
 class _State(eqx.Module):
     t: Array
@@ -91,7 +137,7 @@ class _State(eqx.Module):
     num_accepted: Array
     num_rejected: Array
     num_steps: Array
-    result: Array
+    result: RESULTS
     history_bad: Array
     failed_step: Array
     failed_time: Array
@@ -100,6 +146,37 @@ class _State(eqx.Module):
     coeffs: Array
     ptr: Array
 
+
+class _Problem(eqx.Module):
+    """The validated inputs of `solve`: the equation, the interval, the initial state, the save times."""
+
+    field: Callable
+    history: Any
+    args: Any
+    delays: Array
+    t0: Array
+    t1: Array
+    y0: Array
+    ts: Array
+    dt0: Any
+
+
+class _Stepper(eqx.Module):
+    """What one step of the loop needs, built once by `_setup`."""
+
+    problem: _Problem
+    solver: diffrax.AbstractERK
+    controller: Any
+    tau_min: Array
+    dt_base: Array
+    snap_tol: Array
+    bps: Array
+    stage_c: Array
+    dense: np.ndarray
+    error_order: Any
+    constant: bool = eqx.field(static=True)
+    fsal: bool = eqx.field(static=True)
+    max_steps: int = eqx.field(static=True)
 
 def _erk_step(tableau, f, t, t_next, y, f0):
     r"""One explicit Runge-Kutta step of `tableau` (diffrax's convention: stage increments
@@ -173,6 +250,275 @@ def _check_delays(delays):
         delays = eqx.error_if(delays, jnp.any(delays <= 0) | ~jnp.all(jnp.isfinite(delays)),
                               "`delays` must all be finite and > 0.")
     return delays
+
+
+def _check_strategies(solver, controller, adjoint):
+    """The defaults, and a `TypeError` naming the argument for a solver, controller or adjoint
+    that the method of steps does not support."""
+    solver = diffrax.Tsit5() if solver is None else solver
+    controller = diffrax.ConstantStepSize() if controller is None else controller
+    adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
+    if not isinstance(solver, diffrax.AbstractERK):
+        raise TypeError("`solver` must be an explicit diffrax Runge-Kutta solver (diffrax.AbstractERK, e.g. "
+                        f"Tsit5, Bosh3, Dopri5), got {type(solver).__name__}.")
+    if not isinstance(controller, diffrax.ConstantStepSize | diffrax.PIDController):
+        raise TypeError("`stepsize_controller` must be diffrax.ConstantStepSize or diffrax.PIDController, "
+                        f"got {type(controller).__name__}.")
+    if not isinstance(adjoint, diffrax.RecursiveCheckpointAdjoint | diffrax.DirectAdjoint):
+        raise TypeError("`adjoint` must be diffrax.RecursiveCheckpointAdjoint() or diffrax.DirectAdjoint(), "
+                        f"got {type(adjoint).__name__}.")
+    return solver, controller, adjoint
+
+
+def _check_interval(t0, t1, dt0, args) -> None:
+    check_positive(dt0, "dt0")
+    for name, value in (("t0", t0), ("t1", t1)):
+        if jnp.ndim(value) != 0:
+            raise ValueError(f"`{name}` must be a scalar, got shape {jnp.shape(value)}.")
+        if is_concrete(value) and not np.isfinite(float(value)):
+            raise ValueError(f"`{name}` must be finite, got {float(value)}.")
+    leaves = jax.tree_util.tree_leaves(args)
+    if all(is_concrete(leaf) for leaf in leaves):
+        check_finite([leaf for leaf in leaves if isinstance(leaf, jax.Array | np.ndarray | float)], "args")
+    if is_concrete(t0) and is_concrete(t1) and not float(t1) > float(t0):
+        raise ValueError(f"`t1` must be greater than `t0`, got t0={float(t0)}, t1={float(t1)}.")
+
+
+def _save_times(saveat, t0, t1):
+    if saveat is None:
+        return jnp.reshape(t1, (1,))
+    ts = jnp.asarray(saveat, t0.dtype)
+    if ts.ndim != 1:
+        raise ValueError(f"`saveat` must be a 1-D array of times, got shape {ts.shape}.")
+    if is_concrete(ts) and is_concrete(t0) and is_concrete(t1):
+        if np.any(np.asarray(ts) < float(t0)) or np.any(np.asarray(ts) > float(t1)):
+            raise ValueError("`saveat` times must lie in [t0, t1].")
+    return ts
+
+
+def _validate(field, history, delays, t0, t1, *, dt0, args, saveat) -> _Problem:
+    """Step 1: the inputs checked and cast to one time dtype; `history(t0)` is the initial state."""
+    _check_interval(t0, t1, dt0, args)
+    delays = _check_delays(delays)
+    history = as_history(history)
+    tdtype = jnp.result_type(t0, t1, delays.dtype, float)
+    t0 = jnp.asarray(t0, tdtype)
+    t1 = jnp.asarray(t1, tdtype)
+    delays = delays.astype(tdtype)
+    y0 = _initial_state(field, history, t0, delays.shape[0], args)
+    return _Problem(field=field, history=history, args=args, delays=delays, t0=t0, t1=t1, y0=y0,
+                    ts=_save_times(saveat, t0, t1), dt0=dt0)
+
+
+def _field_at(problem: _Problem, t, y, windows):
+    """$f(t, y, y(t - \\tau_1), \\dots)$ with the delayed values read from the windows."""
+    delayed = tuple(window_lookup(windows[i], problem.t0, problem.history, t - problem.delays[i])
+                    for i in range(problem.delays.shape[0]))
+    return problem.field(t, y, delayed, problem.args)
+
+
+def _windows(starts, ends, coeffs, ptr, num_accepted):
+    """For each delay the `WINDOW` stored steps from its pointer: (starts, ends, coefficients)."""
+    # plain indexing: inside the loop the buffers are equinox loop buffers (read by `[]`, written
+    # by `.at[].set`), which the bounded loop updates in place instead of copying them per step.
+    # Slots not yet written (index >= num_accepted) read as +inf explicitly: the checkpointed
+    # loop's reverse pass re-runs this body against the *final* buffers, where those slots hold
+    # later steps, so a read of their stored values would see other data than the forward pass
+    # (and its cotangent would be lost). Equinox's buffer contract: read only what was written.
+    index = ptr[:, None] + jnp.arange(WINDOW + 1)
+    written = index < num_accepted
+    return tuple((jnp.where(written[i], starts[index[i]], jnp.inf), ends[index[i, :WINDOW]],
+                  coeffs[index[i, :WINDOW]]) for i in range(ptr.shape[0]))
+
+
+def _setup(problem: _Problem, solver, controller, max_steps: int) -> tuple[_Stepper, _State]:
+    """Step 2: the breaking points, the step buffer, the controller and the loop's initial state."""
+    t0, t1, y0, delays = problem.t0, problem.t1, problem.y0, problem.delays
+    tdtype = t0.dtype
+    tableau = solver.tableau
+    order = solver.order(None) or 4
+    degree = max(3, order)
+    tau_min = jnp.min(delays)
+    constant = isinstance(controller, diffrax.ConstantStepSize)
+    dt_base = jax.lax.stop_gradient(jnp.minimum(jnp.asarray(problem.dt0, tdtype), tau_min))
+    # The buffer: step intervals and the centred monomial coefficients of each step's dense output,
+    # padded by WINDOW + 1 slots (never written) so that every window slice stays inside it.
+    size = max_steps + WINDOW + 1
+    starts0 = jnp.full((size,), jnp.inf, tdtype)
+    ends0 = jnp.zeros((size,), tdtype)
+    coeffs0 = jnp.zeros((size, degree + 1) + y0.shape, y0.dtype)
+    ptr0 = jnp.zeros((delays.shape[0],), jnp.int32)
+    windows0 = _windows(starts0, ends0, coeffs0, ptr0, jnp.array(0))
+    term = diffrax.ODETerm(lambda t, y, windows: _field_at(problem, t, y, windows))
+    error_order = solver.error_order(term)
+    controller_state0 = None
+    if not constant:
+        _, controller_state0 = controller.init(term, t0, t1, y0, dt_base, windows0, solver.func, error_order)
+    fsal = bool(tableau.fsal)
+    f_init = _field_at(problem, t0, y0, windows0) if fsal else jnp.zeros_like(y0)
+    stepper = _Stepper(
+        problem=problem, solver=solver, controller=controller, tau_min=tau_min, dt_base=dt_base,
+        snap_tol=64 * jnp.finfo(tdtype).eps * jnp.maximum(jnp.maximum(jnp.abs(t0), jnp.abs(t1)), t1 - t0),
+        bps=breaking_points(t0, t1, delays, order + 1),
+        stage_c=jnp.asarray(np.concatenate([[0.0], np.asarray(tableau.c, dtype=float)]), tdtype),
+        dense=dense_matrix(solver, degree), error_order=error_order, constant=constant, fsal=fsal,
+        max_steps=max_steps)
+    init = _State(t=t0, y=y0, dt=dt_base, f=f_init, controller_state=controller_state0,
+                  num_accepted=jnp.array(0), num_rejected=jnp.array(0), num_steps=jnp.array(0),
+                  result=RESULTS.successful, history_bad=jnp.array(False), failed_step=jnp.array(-1),
+                  failed_time=jnp.array(jnp.nan, tdtype), starts=starts0, ends=ends0, coeffs=coeffs0,
+                  ptr=ptr0)
+    return stepper, init
+
+
+def _next_time(stp: _Stepper, t, dt, windows):
+    """The end of the next step: at most $\\tau_{\\min}$ and the lookup window ahead (the
+    restriction), onto the next breaking point when the step would reach it."""
+    delays = stp.problem.delays
+    limit = jnp.min(jnp.stack([windows[i][0][WINDOW] + delays[i] for i in range(delays.shape[0])]))
+    next_bp = jnp.min(jnp.where(stp.bps > t + stp.snap_tol, stp.bps, jnp.inf))
+    t_next = jnp.minimum(t + jnp.minimum(dt, stp.tau_min), limit)
+    return jnp.where(t_next >= next_bp - stp.snap_tol, next_bp, t_next)
+
+
+def _stage_delays(stp: _Stepper, t, t_next, windows):
+    """The delayed values of all stages at once, and whether the history gave a non-finite one."""
+    # The stage times t + c_i h are known before the stages are (their states are not needed), so
+    # one vectorised lookup per delay serves them all.
+    problem = stp.problem
+    h = t_next - t
+    stage_times = [t + stp.stage_c * h - problem.delays[i] for i in range(problem.delays.shape[0])]
+    delayed = tuple(
+        jax.vmap(lambda u, i=i: window_lookup(windows[i], problem.t0, problem.history, u))(stage_times[i])
+        for i in range(problem.delays.shape[0]))
+    # a non-finite value read from the history (not produced by the solver) is the history's fault
+    history_bad = jnp.any(jnp.stack([
+        jnp.any(~jnp.isfinite(d) & jnp.reshape(u <= problem.t0, (-1,) + (1,) * (d.ndim - 1)))
+        for d, u in zip(delayed, stage_times, strict=True)]))
+    return delayed, history_bad
+
+
+def _accept(stp: _Stepper, s: _State, t_next, y1, y_error):
+    """Whether the step is kept, the next step size, the controller state and the step's result."""
+    finite = jnp.all(jnp.isfinite(y1))
+    if stp.constant:
+        return (finite, stp.dt_base, s.controller_state,
+                RESULTS.where(finite, RESULTS.successful, RESULTS.nonfinite_state))
+    y_error = jnp.where(jnp.isfinite(y_error), y_error, jnp.inf)
+    # The controller's proposal is a decision, not a function of the delays: its inputs carry no
+    # derivative. (diffrax's PID controller freezes only its factor and multiplies the previous
+    # step, whose length carries the derivative of the breaking point it was clipped to, so the
+    # derivative d h / d tau of one clipped step would ride along every later step.) The grid moves
+    # with the delays only where it is pinned: at the breaking points and where a step is limited by
+    # tau_min or by the lookup window.
+    sg = jax.lax.stop_gradient
+    keep, nt0, nt1, _, controller_state, _ = stp.controller.adapt_step_size(
+        sg(s.t), sg(t_next), sg(s.y), sg(y1), None, sg(y_error), stp.error_order, sg(s.controller_state))
+    keep = keep & finite
+    dt_new = nt1 - nt0
+    proposed = jnp.isfinite(dt_new) & (dt_new > 0)
+    # a proposal below the rounding of t cannot move t: a finite-time blow-up (the state grows
+    # without bound as the steps shrink), reported as such instead of running into max_steps
+    collapsed = proposed & ~keep & (dt_new <= stp.snap_tol)
+    result = RESULTS.where(proposed, RESULTS.successful, RESULTS.nonfinite_state)
+    result = RESULTS.where(collapsed, RESULTS.step_size_too_small, result)
+    return keep, jnp.where(proposed & ~collapsed, dt_new, s.dt), controller_state, result
+
+
+def _step(stp: _Stepper, s: _State) -> _State:
+    """Step 3, the body of the loop: one tried step of the method of steps."""
+    problem = stp.problem
+    delays = problem.delays
+    windows = _windows(s.starts, s.ends, s.coeffs, s.ptr, s.num_accepted)
+    t_next = _next_time(stp, s.t, s.dt, windows)
+    delayed, history_bad = _stage_delays(stp, s.t, t_next, windows)
+
+    def stage_field(i, t, y):
+        return problem.field(t, y, tuple(d[i] for d in delayed), problem.args)
+
+    f0 = s.f if stp.fsal else stage_field(0, s.t, s.y)
+    y1, y_error, ks, f_last = _erk_step(stp.solver.tableau, stage_field, s.t, t_next, s.y, f0)
+    keep, dt_new, controller_state, result = _accept(stp, s, t_next, y1, y_error)
+    result = RESULTS.where(history_bad, RESULTS.nonfinite_state, result)
+    failed = result != RESULTS.successful
+    n = s.num_accepted
+    coeffs = step_coefficients(stp.dense, s.y, y1, ks)
+    advance = jnp.stack([jnp.sum(windows[i][0][1:] <= t_next - delays[i]) for i in range(delays.shape[0])])
+
+    def put(buf, value):
+        return buf.at[n].set(value, pred=keep)
+
+    return _State(
+        t=jnp.where(keep, t_next, s.t),
+        y=jnp.where(keep, y1, s.y),
+        dt=dt_new,
+        f=jnp.where(keep, f_last, s.f) if stp.fsal else s.f,
+        controller_state=controller_state,
+        num_accepted=n + keep.astype(n.dtype),
+        num_rejected=s.num_rejected + (~keep).astype(n.dtype),
+        num_steps=s.num_steps + 1,
+        result=result,
+        history_bad=history_bad,
+        failed_step=jnp.where(failed, s.num_steps, s.failed_step),
+        failed_time=jnp.where(failed, s.t, s.failed_time),
+        starts=put(s.starts, s.t),
+        ends=put(s.ends, t_next),
+        coeffs=put(s.coeffs, coeffs),
+        ptr=s.ptr + jnp.where(keep, advance, 0).astype(s.ptr.dtype),
+    )
+
+
+def _run(stp: _Stepper, init: _State, adjoint) -> _State:
+    """Step 4: the loop, until $t_1$, a failure or `max_steps` tried steps."""
+    max_steps = stp.max_steps
+    t1 = stp.problem.t1
+
+    def cond_fun(s):
+        return (s.t < t1) & (s.result == RESULTS.successful) & (s.num_steps < max_steps)
+
+    def body_fun(s):
+        return _step(stp, s)
+
+    buffers = lambda s: (s.starts, s.ends, s.coeffs)  # noqa: E731
+    # Reverse mode must linearise around the steps the forward pass took. A step recomputed from an
+    # earlier checkpoint is not bit-identical to the forward pass (XLA compiles it in another graph),
+    # and an adaptive controller amplifies that rounding: its factor (1/err)^(1/p) of an error
+    # estimate near rounding level moves the recomputed grid off the stored one (measured: 1e-7
+    # errors in d/d tau at rtol 1e-12). So no step is recomputed from another: every step's input
+    # state is kept (it is small; the step buffer, the large part, is never copied), and the
+    # bounded loop is one flat scan (`base=max_steps`) whose residuals are stored, not rematerialised.
+    if isinstance(adjoint, diffrax.DirectAdjoint):
+        return eqxi.while_loop(cond_fun, body_fun, init, max_steps=max_steps, kind="bounded",
+                               buffers=buffers, base=max(max_steps, 2))
+    return eqxi.while_loop(cond_fun, body_fun, init, max_steps=max_steps, kind="checkpointed",
+                           checkpoints=max_steps, buffers=buffers)
+
+
+def _hint(result, history_bad) -> str:
+    """What a failure raised eagerly adds to the code's message (the history's fault told apart)."""
+    if not (is_concrete(result._value) and is_concrete(history_bad)) or np.ndim(history_bad):
+        return _HINT
+    if bool(history_bad):
+        return f"{_HISTORY_HINT} {_HINT}"
+    if bool(result == RESULTS.step_size_too_small):
+        return f"{_BLOWUP_HINT} {_HINT}"
+    return _HINT
+
+
+def _assemble(problem: _Problem, final: _State, throw: bool) -> DDESolution:
+    """Step 5: the solution (dense output at the save times), its result code, the failure policy."""
+    out_of_steps = (final.result == RESULTS.successful) & (final.t < problem.t1)
+    result = RESULTS.where(out_of_steps, RESULTS.max_steps_reached, final.result)
+    stats = {"num_accepted_steps": final.num_accepted, "num_rejected_steps": final.num_rejected,
+             "num_steps": final.num_steps}
+    sol = DDESolution(ts=problem.ts, ys=jnp.zeros(()), stats=stats, result=result,
+                      failed_step=jnp.where(out_of_steps, final.num_steps, final.failed_step),
+                      failed_time=jnp.where(out_of_steps, final.t, final.failed_time),
+                      t0=problem.t0, t1=problem.t1, step_starts=final.starts, step_ends=final.ends,
+                      step_coeffs=final.coeffs, history=problem.history)
+    ys = sol.evaluate(problem.ts)
+    ys = raise_if_failed(ys, result, throw, hint=_hint(result, final.history_bad))
+    return eqx.tree_at(lambda s: s.ys, sol, ys)
 
 
 def solve(field: Callable, history: Any, delays: Array, t0, t1, *, dt0, args: Args = None,
@@ -253,8 +599,9 @@ def solve(field: Callable, history: Any, delays: Array, t0, t1, *, dt0, args: Ar
     - `max_steps`: the capacity of the step buffer and the bound on tried steps (static).
     - `adjoint`: `diffrax.RecursiveCheckpointAdjoint()` (default; reverse mode) or
       `diffrax.DirectAdjoint()` (forward and reverse mode, slower).
-    - `throw`: raise (via `eqx.error_if`) when `result` is not success; with `throw=False` read
-      `result` instead.
+    - `throw`: `True` (default) raises an `equinox.EquinoxRuntimeError` with the message of
+      `result` when it is not `RESULTS.successful` (eagerly, or through `eqx.error_if` under `jit`);
+      `False` returns the solution with the code in `result` (and `failed_step`, `failed_time`).
 
     **Returns:** a [`DDESolution`][].
 
@@ -267,211 +614,13 @@ def solve(field: Callable, history: Any, delays: Array, t0, t1, *, dt0, args: Ar
     sol.evaluate(2.5)       # dense output
     ```
     """
+    throw = check_throw(throw)
     max_steps = check_int(max_steps, "max_steps")
-    solver = diffrax.Tsit5() if solver is None else solver
-    if stepsize_controller is None:
-        stepsize_controller = diffrax.ConstantStepSize()
-    if not isinstance(solver, diffrax.AbstractERK):
-        raise TypeError("`solver` must be an explicit diffrax Runge-Kutta solver (diffrax.AbstractERK, e.g. "
-                        f"Tsit5, Bosh3, Dopri5), got {type(solver).__name__}.")
-    if not isinstance(stepsize_controller, diffrax.ConstantStepSize | diffrax.PIDController):
-        raise TypeError("`stepsize_controller` must be diffrax.ConstantStepSize or diffrax.PIDController, "
-                        f"got {type(stepsize_controller).__name__}.")
-    constant = isinstance(stepsize_controller, diffrax.ConstantStepSize)
-    adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
-    if not isinstance(adjoint, diffrax.RecursiveCheckpointAdjoint | diffrax.DirectAdjoint):
-        raise TypeError("`adjoint` must be diffrax.RecursiveCheckpointAdjoint() or diffrax.DirectAdjoint(), "
-                        f"got {type(adjoint).__name__}.")
-    check_positive(dt0, "dt0")
-    for name, value in (("t0", t0), ("t1", t1)):
-        if jnp.ndim(value) != 0:
-            raise ValueError(f"`{name}` must be a scalar, got shape {jnp.shape(value)}.")
-        if is_concrete(value) and not np.isfinite(float(value)):
-            raise ValueError(f"`{name}` must be finite, got {float(value)}.")
-    leaves = jax.tree_util.tree_leaves(args)
-    if all(is_concrete(leaf) for leaf in leaves):
-        check_finite([leaf for leaf in leaves if isinstance(leaf, jax.Array | np.ndarray | float)], "args")
-    if is_concrete(t0) and is_concrete(t1) and not float(t1) > float(t0):
-        raise ValueError(f"`t1` must be greater than `t0`, got t0={float(t0)}, t1={float(t1)}.")
-    delays = _check_delays(delays)
-    history = as_history(history)
-    tdtype = jnp.result_type(t0, t1, delays.dtype, float)
-    t0 = jnp.asarray(t0, tdtype)
-    t1 = jnp.asarray(t1, tdtype)
-    delays = delays.astype(tdtype)
-    y0 = _initial_state(field, history, t0, delays.shape[0], args)
-    if saveat is None:
-        ts = jnp.reshape(t1, (1,))
-    else:
-        ts = jnp.asarray(saveat, tdtype)
-        if ts.ndim != 1:
-            raise ValueError(f"`saveat` must be a 1-D array of times, got shape {ts.shape}.")
-        if is_concrete(ts) and is_concrete(t0) and is_concrete(t1):
-            if np.any(np.asarray(ts) < float(t0)) or np.any(np.asarray(ts) > float(t1)):
-                raise ValueError("`saveat` times must lie in [t0, t1].")
+    solver, controller, adjoint = _check_strategies(solver, stepsize_controller, adjoint)
+    problem = _validate(field, history, delays, t0, t1, dt0=dt0, args=args, saveat=saveat)
+    stepper, init = _setup(problem, solver, controller, max_steps)
+    return _assemble(problem, _run(stepper, init, adjoint), throw)
 
-    num_delays = delays.shape[0]
-    tau_min = jnp.min(delays)
-    tableau = solver.tableau
-    fsal = bool(tableau.fsal)
-    stage_c = jnp.asarray(np.concatenate([[0.0], np.asarray(tableau.c, dtype=float)]), tdtype)
-    order = solver.order(None) or 4
-    degree = max(3, order)
-    dense = dense_matrix(solver, degree)
-
-    def vector_field(t, y, windows):
-        delayed = tuple(window_lookup(windows[i], t0, history, t - delays[i]) for i in range(num_delays))
-        return field(t, y, delayed, args)
-
-    term = diffrax.ODETerm(vector_field)
-    bps = breaking_points(t0, t1, delays, order + 1)
-    snap_tol = 64 * jnp.finfo(tdtype).eps * jnp.maximum(jnp.maximum(jnp.abs(t0), jnp.abs(t1)), t1 - t0)
-    dt_base = jax.lax.stop_gradient(jnp.minimum(jnp.asarray(dt0, tdtype), tau_min))
-
-    # The buffer: step intervals and the centred monomial coefficients of each step's dense output,
-    # padded by WINDOW + 1 slots (never written) so that every window slice stays inside it.
-    size = max_steps + WINDOW + 1
-    starts0 = jnp.full((size,), jnp.inf, tdtype)
-    ends0 = jnp.zeros((size,), tdtype)
-    coeffs0 = jnp.zeros((size, degree + 1) + y0.shape, y0.dtype)
-
-    def windows_at(starts, ends, coeffs, ptr, num_accepted):
-        # plain indexing: inside the loop the buffers are equinox loop buffers (read by `[]`, written
-        # by `.at[].set`), which the bounded loop updates in place instead of copying them per step.
-        # Slots not yet written (index >= num_accepted) read as +inf explicitly: the checkpointed
-        # loop's reverse pass re-runs this body against the *final* buffers, where those slots hold
-        # later steps, so a read of their stored values would see other data than the forward pass
-        # (and its cotangent would be lost). Equinox's buffer contract: read only what was written.
-        index = ptr[:, None] + jnp.arange(WINDOW + 1)
-        written = index < num_accepted
-        return tuple((jnp.where(written[i], starts[index[i]], jnp.inf), ends[index[i, :WINDOW]],
-                      coeffs[index[i, :WINDOW]]) for i in range(num_delays))
-
-    ptr0 = jnp.zeros((num_delays,), jnp.int32)
-    windows0 = windows_at(starts0, ends0, coeffs0, ptr0, jnp.array(0))
-    error_order = solver.error_order(term)
-    if constant:
-        controller_state0 = None
-    else:
-        _, controller_state0 = stepsize_controller.init(term, t0, t1, y0, dt_base, windows0, solver.func,
-                                                        error_order)
-    f_init = vector_field(t0, y0, windows0) if fsal else jnp.zeros_like(y0)
-
-    init = _State(t=t0, y=y0, dt=dt_base, f=f_init, controller_state=controller_state0,
-                  num_accepted=jnp.array(0), num_rejected=jnp.array(0), num_steps=jnp.array(0),
-                  result=jnp.array(SUCCESS), history_bad=jnp.array(False), failed_step=jnp.array(-1),
-                  failed_time=jnp.array(jnp.nan, tdtype), starts=starts0, ends=ends0, coeffs=coeffs0,
-                  ptr=ptr0)
-
-    def cond_fun(s):
-        return (s.t < t1) & (s.result == SUCCESS) & (s.num_steps < max_steps)
-
-    def body_fun(s):
-        windows = windows_at(s.starts, s.ends, s.coeffs, s.ptr, s.num_accepted)
-        # Restriction: no stage reaches past the window (nor past t: steps <= tau_min).
-        limit = jnp.min(jnp.stack([windows[i][0][WINDOW] + delays[i] for i in range(num_delays)]))
-        next_bp = jnp.min(jnp.where(bps > s.t + snap_tol, bps, jnp.inf))
-        t_next = jnp.minimum(s.t + jnp.minimum(s.dt, tau_min), limit)
-        t_next = jnp.where(t_next >= next_bp - snap_tol, next_bp, t_next)
-        # The delayed values of all stages at once: the stage times t + c_i h are known before the
-        # stages are (their states are not needed), so one vectorised lookup per delay serves them all.
-        h = t_next - s.t
-        stage_times = [s.t + stage_c * h - delays[i] for i in range(num_delays)]
-        delayed = tuple(jax.vmap(lambda u, i=i: window_lookup(windows[i], t0, history, u))(stage_times[i])
-                        for i in range(num_delays))
-        # a non-finite value read from the history (not produced by the solver) is the history's fault
-        history_bad = jnp.any(jnp.stack([
-            jnp.any(~jnp.isfinite(d) & jnp.reshape(u <= t0, (-1,) + (1,) * (d.ndim - 1)))
-            for d, u in zip(delayed, stage_times, strict=True)]))
-
-        def stage_field(i, t, y):
-            return field(t, y, tuple(d[i] for d in delayed), args)
-
-        f0 = s.f if fsal else stage_field(0, s.t, s.y)
-        y1, y_error, ks, f_last = _erk_step(tableau, stage_field, s.t, t_next, s.y, f0)
-        finite = jnp.all(jnp.isfinite(y1))
-        if constant:
-            keep = finite
-            dt_new = dt_base
-            controller_state = s.controller_state
-            result = jnp.where(finite, SUCCESS, NONFINITE)
-        else:
-            y_error = jnp.where(jnp.isfinite(y_error), y_error, jnp.inf)
-            # The controller's proposal is a decision, not a function of the delays: its inputs carry
-            # no derivative. (diffrax's PID controller freezes only its factor and multiplies the
-            # previous step, whose length carries the derivative of the breaking point it was clipped
-            # to, so the derivative d h / d tau of one clipped step would ride along every later
-            # step.) The grid moves with the delays only where it is pinned: at the breaking points
-            # and where a step is limited by tau_min or by the lookup window.
-            sg = jax.lax.stop_gradient
-            keep, nt0, nt1, _, controller_state, _ = stepsize_controller.adapt_step_size(
-                sg(s.t), sg(t_next), sg(s.y), sg(y1), None, sg(y_error), error_order,
-                sg(s.controller_state))
-            keep = keep & finite
-            dt_new = nt1 - nt0
-            result = jnp.where(jnp.isfinite(dt_new) & (dt_new > 0), SUCCESS, NONFINITE)
-            # a proposal below the rounding of t cannot move t: a finite-time blow-up (the state grows
-            # without bound as the steps shrink), reported as such instead of running into max_steps
-            result = jnp.where((result == SUCCESS) & ~keep & (dt_new <= snap_tol), BLOWUP, result)
-            dt_new = jnp.where(result == SUCCESS, dt_new, s.dt)
-        result = jnp.where(history_bad, NONFINITE, result)
-        failed = result != SUCCESS
-        n = s.num_accepted
-        coeffs = step_coefficients(dense, s.y, y1, ks)
-        advance = jnp.stack([jnp.sum(windows[i][0][1:] <= t_next - delays[i]) for i in range(num_delays)])
-
-        def put(buf, value):
-            return buf.at[n].set(value, pred=keep)
-
-        return _State(
-            t=jnp.where(keep, t_next, s.t),
-            y=jnp.where(keep, y1, s.y),
-            dt=dt_new,
-            f=jnp.where(keep, f_last, s.f) if fsal else s.f,
-            controller_state=controller_state,
-            num_accepted=n + keep.astype(n.dtype),
-            num_rejected=s.num_rejected + (~keep).astype(n.dtype),
-            num_steps=s.num_steps + 1,
-            result=result,
-            history_bad=history_bad,
-            failed_step=jnp.where(failed, s.num_steps, s.failed_step),
-            failed_time=jnp.where(failed, s.t, s.failed_time),
-            starts=put(s.starts, s.t),
-            ends=put(s.ends, t_next),
-            coeffs=put(s.coeffs, coeffs),
-            ptr=s.ptr + jnp.where(keep, advance, 0).astype(s.ptr.dtype),
-        )
-
-    buffers = lambda s: (s.starts, s.ends, s.coeffs)  # noqa: E731
-    # Reverse mode must linearise around the steps the forward pass took. A step recomputed from an
-    # earlier checkpoint is not bit-identical to the forward pass (XLA compiles it in another graph),
-    # and an adaptive controller amplifies that rounding: its factor (1/err)^(1/p) of an error
-    # estimate near rounding level moves the recomputed grid off the stored one (measured: 1e-7
-    # errors in d/d tau at rtol 1e-12). So no step is recomputed from another: every step's input
-    # state is kept (it is small; the step buffer, the large part, is never copied), and the
-    # bounded loop is one flat scan (`base=max_steps`) whose residuals are stored, not rematerialised.
-    if isinstance(adjoint, diffrax.DirectAdjoint):
-        final = eqxi.while_loop(cond_fun, body_fun, init, max_steps=max_steps, kind="bounded",
-                                buffers=buffers, base=max(max_steps, 2))
-    else:
-        final = eqxi.while_loop(cond_fun, body_fun, init, max_steps=max_steps, kind="checkpointed",
-                                checkpoints=max_steps, buffers=buffers)
-    out_of_steps = (final.result == SUCCESS) & (final.t < t1)
-    result = jnp.where(out_of_steps, MAX_STEPS_REACHED, final.result)
-    failed_step = jnp.where(out_of_steps, final.num_steps, final.failed_step)
-    failed_time = jnp.where(out_of_steps, final.t, final.failed_time)
-    stats = {"num_accepted_steps": final.num_accepted, "num_rejected_steps": final.num_rejected,
-             "num_steps": final.num_steps}
-    sol = DDESolution(ts=ts, ys=jnp.zeros(()), stats=stats, result=result, failed_step=failed_step,
-                      failed_time=failed_time, t0=t0, t1=t1,
-                      step_starts=final.starts, step_ends=final.ends, step_coeffs=final.coeffs,
-                      history=history)
-    ys = sol.evaluate(ts)
-    if throw:
-        reason = jnp.select([result == MAX_STEPS_REACHED, final.history_bad, result == NONFINITE,
-                             result == BLOWUP], [1, 4, 2, 3], 0)
-        ys = eqx.branched_error_if(ys, result != SUCCESS, reason, _REASONS)
-    return eqx.tree_at(lambda s: s.ys, sol, ys)
 
 
 class _BatchedField(eqx.Module):
@@ -530,6 +679,7 @@ def solve_batch(field: Callable, histories: Any, delays: Array, t0, t1, *, dt0, 
     sol.ys.shape            # (1, 8)
     ```
     """
+    throw = check_throw(throw)
     if callable(histories):
         batched_history = histories
     else:

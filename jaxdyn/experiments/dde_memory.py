@@ -38,6 +38,7 @@ import numpy as np
 import optax
 
 from .. import models as jm
+from ..dde import RK4
 from ..plot import plot_dde_fits, plot_losses, plot_memory_sweep
 from ._result import ExperimentResult
 
@@ -70,7 +71,7 @@ FULL = Config(capacities_e=(0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0, 8.0, 16.0, 32.0
               steps=2000)
 
 
-class CappedDelayField(eqx.Module):
+class CappedDelayField(jm.AbstractDelayField):
     r"""A [`DelayMLPField`][jaxdyn.models.DelayMLPField] whose Lipschitz bound is capped at `cap`.
 
     In every call the first-layer weights are multiplied by $\min(1, \text{cap}/\text{bound})$:
@@ -129,7 +130,7 @@ def make_model(cap: float, variant: str, cfg: Config, *, key) -> jm.NeuralDDE:
     inner = jm.DelayMLPField(1, cfg.width, cfg.depth, 1, key=key)
     field = CappedDelayField(inner, cap, delay_only=(variant == "delay"))
     return jm.NeuralDDE(field, jnp.array([cfg.tau]), t1=cfg.t1,
-                        stepping=jm.FixedStep(cfg.n_steps, "rk4"))
+                        stepping=jm.FixedStep(cfg.n_steps, RK4))
 
 
 def _labels(params):
@@ -172,7 +173,7 @@ def sweep(cfg: Config, key, *, progress: bool = False, timings: dict | None = No
             cap = ce / (cfg.tau * math.e)
             model = make_model(cap, variant, cfg, key=jax.random.fold_in(key, i))
             t0 = time.perf_counter()
-            res = jm.fit(model, xs, ys, steps=cfg.steps, optimizer=optimizer, progress=progress,
+            res = jm.fit(model, xs, ys, n_steps=cfg.steps, optimizer=optimizer, progress=progress,
                          desc=f"{variant} K tau e <= {ce:g}")
             timings[f"fit_{variant}_{ce:g}"] = round(time.perf_counter() - t0, 2)
             model = res.model

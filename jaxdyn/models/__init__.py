@@ -16,10 +16,12 @@ from ._embedding import EmbeddingField as EmbeddingField, embed as embed
 from ._fields import LinearField as LinearField, MLPField as MLPField
 from ._fit import FitResult as FitResult, fit as fit, mse_loss as mse_loss
 from ._neural_dde import (
+    AbstractDelayField as AbstractDelayField,
+    AbstractStepping as AbstractStepping,
     AdaptiveStep as AdaptiveStep,
     DelayMLPField as DelayMLPField,
     FixedStep as FixedStep,
-    MemoryCapacity as MemoryCapacity,
+    MemoryCapacityResult as MemoryCapacityResult,
     NeuralDDE as NeuralDDE,
     memory_capacity as memory_capacity,
 )
@@ -38,5 +40,7 @@ from ._resnet import (
 )
 
 # Old public names served for one release, with a DeprecationWarning naming the new one.
-_RENAMED: dict[str, str] = {}
+_RENAMED: dict[str, str] = {
+    "MemoryCapacity": "MemoryCapacityResult",
+}
 __getattr__ = _deprecated_names(__name__, globals(), _RENAMED)

@@ -104,3 +104,65 @@ def plot_dde_fits(x, target, runs: Sequence[Mapping], *, axes=None, target_label
         ax.legend(fontsize="small")
         ax.grid(alpha=0.3)
     return fig
+
+
+def plot_dde_solution(sol, ax=None, *, n_points: int = 400, **kwargs):
+    r"""The trajectories of a [`DDESolution`][jaxdyn.dde.DDESolution] against time, every component
+    of the state (and every member of a `solve_batch` state) one line.
+
+    The saved times are drawn when there are at least two; otherwise (`saveat` left at $t_1$) the
+    dense output on `n_points` times of $[t_0, t_1]$ (up to the failure when there is one). A failure
+    time is marked by a dotted red line. `kwargs` go to `ax.plot`.
+
+    **Returns:** the axes.
+    """
+    ts = np.asarray(sol.ts)
+    if ts.ndim != 1:
+        raise ValueError("`plot` draws one solution: index one member of a vmapped batch first "
+                         "(`jax.tree_util.tree_map(lambda x: x[i], sol)`).")
+    _, ax = _axes(ax)
+    failed_time = float(np.asarray(sol.failed_time))
+    if ts.size >= 2:
+        times, ys = ts, np.asarray(sol.ys)
+    else:
+        t0, t1 = float(np.asarray(sol.t0)), float(np.asarray(sol.t1))
+        end = failed_time if np.isfinite(failed_time) else t1
+        times = np.linspace(t0, end, n_points)
+        ys = np.asarray(sol.evaluate(times))
+    ys = ys.reshape(times.shape[0], -1)
+    ax.plot(times, ys, **kwargs)
+    if np.isfinite(failed_time):
+        ax.axvline(failed_time, color="tab:red", ls=":", lw=1, label=f"failure at t = {failed_time:.4g}")
+        ax.legend(fontsize="small")
+    ax.set_xlabel("$t$")
+    ax.set_ylabel("$y(t)$")
+    ax.set_title("Delay equation: solution")
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def plot_memory_capacity(res, ax=None, **kwargs):
+    r"""A [`MemoryCapacityResult`][jaxdyn.models.MemoryCapacityResult]: $K\tau$ (one marker per
+    model of a batch) on a log axis, the threshold $K\tau e = 1$ dashed and the side where the
+    theorem's hypothesis holds shaded. `kwargs` go to `ax.plot`.
+
+    **Returns:** the axes.
+    """
+    _, ax = _axes(ax, figsize=(5.0, 2.2))
+    capacity = np.ravel(np.asarray(res.capacity)).astype(float)
+    threshold = 1 / math.e
+    finite = capacity[np.isfinite(capacity) & (capacity > 0)]
+    lo = min([threshold, *finite]) / 10
+    hi = max([threshold, *finite]) * 10
+    ax.axvspan(lo, threshold, color="tab:green", alpha=0.12, label=r"$K\tau e < 1$ (hypothesis holds)")
+    ax.axvline(threshold, color="black", ls="--", lw=1, label=r"$K\tau e = 1$")
+    kwargs.setdefault("marker", "o")
+    kwargs.setdefault("ls", "none")
+    ax.plot(capacity, np.zeros_like(capacity), label=r"$K\tau$", **kwargs)
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_yticks([])
+    ax.set_xlabel(r"memory capacity $K\tau_{\max}$")
+    ax.set_title("Memory capacity against the threshold $K\\tau e = 1$")
+    ax.legend(fontsize="small", loc="upper right")
+    return ax
