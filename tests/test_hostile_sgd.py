@@ -84,6 +84,13 @@ def jit_flag(params, lr):
 
 
 
+@eqx.filter_jit
+def jit_throw(params, lr):
+    """sgd_lyapunov under `eqx.filter_jit` with `throw=True`: the interpolation check is traced, so a
+    failed check raises through `eqx.error_if` (the code of the result)."""
+    return lyap(params=params, lr=lr, normal_space=space())
+
+
 def not_successful(result) -> bool:
     return not bool(np.all(np.asarray(is_successful(result))))
 
@@ -144,6 +151,13 @@ ROWS = [
     Hostile("sgd_lyapunov: jax.grad with respect to params",
             lambda: jax.grad(lambda p: lyap(params=p, normal_space=space()).exponent)(THETA), ValueError,
             r"not differentiable with respect to `params`"),
+    Hostile("sgd_lyapunov: not interpolating under jit, throw=True",  # the check is traced: a code
+            lambda: jit_throw(THETA + 0.1, jnp.asarray(1.0)), eqx.EquinoxRuntimeError,
+            r"not an interpolating minimum", near_top=None),
+    Hostile("sgd_lyapunov: not interpolating, throw=False",
+            lambda: lyap(params=THETA + 0.1, throw=False), None,
+            flagged=lambda r: RESULTS.not_interpolating == r.result and bool(jnp.isfinite(r.exponent))),
+    Hostile("sgd_lyapunov: throw not a bool", lambda: lyap(throw="yes"), TypeError, r"`throw`"),
     # -- sgd_stability_diagram ------------------------------------------------------------------------
     Hostile("sgd_stability_diagram: lrs with 0", lambda: diagram(lrs=jnp.array([0.0, 1.0])), ValueError,
             r"`lrs`"),
@@ -160,6 +174,17 @@ ROWS = [
             r"`params`"),
     Hostile("sgd_stability_diagram: not interpolating", lambda: diagram(params=THETA + 0.1), ValueError,
             r"`params` is not an interpolating minimum"),
+    Hostile("sgd_stability_diagram: not interpolating, throw=False",  # the grid of the GN test
+            lambda: diagram(params=THETA + 0.1, curvature=GaussNewton(residual), throw=False), None,
+            flagged=lambda r: bool(np.all(np.asarray(r.result._value) == RESULTS.not_interpolating._value))
+            and bool(np.all(np.isfinite(np.asarray(r.exponent))))),
+    Hostile("sgd_stability_diagram: a cell overflows, throw=True",
+            lambda: diagram(lrs=jnp.array([0.5, 1e308]), curvature=GaussNewton(residual)),
+            eqx.EquinoxRuntimeError, r"non-finite", near_top=None),
+    Hostile("sgd_stability_diagram: a cell overflows, throw=False",
+            lambda: diagram(lrs=jnp.array([0.5, 1e308]), curvature=GaussNewton(residual), throw=False),
+            None, flagged=lambda r: not_successful(r.result) and bool(np.isnan(r.exponent[0, 1]))
+            and bool(np.isfinite(r.exponent[0, 0]))),
     # -- normal_space ---------------------------------------------------------------------------------
     Hostile("normal_space: NaN params", lambda: normal_space(loss, nan_at(THETA), DATA), ValueError,
             r"`params`"),
@@ -184,6 +209,12 @@ ROWS = [
             lambda: interpolation_check(loss, THETA.astype(jnp.float32), DATA), TypeError, r"`params`"),
     Hostile("interpolation_check: empty data", lambda: interpolation_check(loss, THETA, (X[:0], X[:0, 0])),
             ValueError, r"`data`"),
+    Hostile("interpolation_check: not interpolating, throw=True",
+            lambda: interpolation_check(loss, THETA + 0.1, DATA), eqx.EquinoxRuntimeError,
+            r"not an interpolating minimum"),
+    Hostile("interpolation_check: not interpolating, throw=False",
+            lambda: interpolation_check(loss, THETA + 0.1, DATA, throw=False), None,
+            flagged=lambda r: RESULTS.not_interpolating == r.result and not bool(r.interpolating)),
     # -- find_interpolating_minimum -------------------------------------------------------------------
     Hostile("find_interpolating_minimum: NaN data",
             lambda: find_interpolating_minimum(residual, THETA, nan_at(DATA)), ValueError, r"`data`"),
@@ -200,6 +231,14 @@ ROWS = [
     Hostile("find_interpolating_minimum: float32/float64 mix",
             lambda: find_interpolating_minimum(residual, THETA.astype(jnp.float32), DATA), TypeError,
             r"`params`"),
+    Hostile("find_interpolating_minimum: not converged, throw=True",
+            lambda: find_interpolating_minimum(residual, THETA + 5.0, DATA, adam_steps=0, lm_steps=1,
+                                               target=1e-300), eqx.EquinoxRuntimeError,
+            r"did not converge"),
+    Hostile("find_interpolating_minimum: not converged, throw=False",
+            lambda: find_interpolating_minimum(residual, THETA + 5.0, DATA, adam_steps=0, lm_steps=1,
+                                               target=1e-300, throw=False), None,
+            flagged=lambda r: RESULTS.not_converged == r.result and not bool(r.converged)),
     # -- sgd_escape ------------------------------------------------------------------------------------
     Hostile("sgd_escape: batch_size > n", lambda: escape(batch_size=5), ValueError, r"`batch_size`"),
     Hostile("sgd_escape: lr NaN", lambda: escape(lr=jnp.nan), ValueError, r"`lr`"),
@@ -211,6 +250,8 @@ ROWS = [
             lambda: escape(lr=5.0, batch_size=2, n_steps=300, throw=False), None,
             flagged=lambda r: bool(np.all(np.asarray(r.outcome) == -1))
             and bool(np.all(np.asarray(r.failed_step) > 0)) and not_successful(r.result)),
+    Hostile("sgd_escape: a run that overflows, throw=True",
+            lambda: escape(lr=5.0, batch_size=2, n_steps=300), eqx.EquinoxRuntimeError, r"non-finite"),
     # -- mean_square_bound ----------------------------------------------------------------------------
     Hostile("mean_square_bound: lr = 0", lambda: mean_square_bound(space(), 0.0, 1), ValueError, r"`lr`"),
     Hostile("mean_square_bound: batch_size > n", lambda: mean_square_bound(space(), 1.0, 3), ValueError,
