@@ -128,6 +128,19 @@ def test_old_names_and_keywords_warn():
     assert ends.n_steps == 3
     with pytest.raises(TypeError, match="both"):
         gd_endpoints(hyperbola_loss, jnp.ones((2, 2)), 0.1, steps=3, n_steps=3)
+    with pytest.warns(DeprecationWarning, match="lanczos_steps"):
+        lanczos = train(lsq, P, X, Y, n_steps=10, lr=0.1, every=5, top_k=1, num_iters=5, progress=False)
+    np.testing.assert_array_equal(
+        lanczos.sharpness,
+        train(lsq, P, X, Y, n_steps=10, lr=0.1, every=5, top_k=1, lanczos_steps=5, progress=False).sharpness,
+    )
+    with pytest.warns(DeprecationWarning, match="lanczos_steps"):
+        res = gd_stability(hyperbola_loss, jnp.asarray([2.0, 0.5]), 0.3, k=1, num_iters=2)
+    assert res.result == RESULTS.successful
+    with pytest.warns(DeprecationWarning, match="lanczos_steps"):
+        assert GradientFlow(num_iters=7) == GradientFlow(lanczos_steps=7)
+    with pytest.raises(TypeError, match="both"):
+        GradientFlow(num_iters=7, lanczos_steps=7)
 
 
 def test_fixtures_left_training():

@@ -59,13 +59,13 @@ def run(*, quick: bool, seed: int, progress: bool) -> ExperimentResult:
     xs, ys = digits_data(cfg.n, seed=seed)
     model = tanh_mlp(64, cfg.width, cfg.depth, 10, key=jax.random.key(seed))
     flow = jt.GradientFlow(solver=getattr(diffrax, cfg.flow_solver)(), dt_max=1.0,
-                           t_max=cfg.flow_t_max, num_iters=cfg.num_iters)
+                           t_max=cfg.flow_t_max, lanczos_steps=cfg.num_iters)
     runs, stats = {}, {}
     for lr, steps in zip(cfg.lrs, cfg.steps):
         t = time.perf_counter()
         res = jt.train(mse_onehot, model, xs, ys, n_steps=steps, lr=lr, every=cfg.every, top_k=1,
                        accuracy_fn=onehot_accuracy, flow=flow if lr == cfg.flow_lr else None,
-                       num_iters=cfg.num_iters, progress=progress, desc=f"GD eta = {lr:g}")
+                       lanczos_steps=cfg.num_iters, progress=progress, desc=f"GD eta = {lr:g}")
         jax.block_until_ready(res.losses)
         timings[f"train_eta_{lr:g}"] = round(time.perf_counter() - t, 2)
         runs[lr] = res

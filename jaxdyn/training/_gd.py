@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import curvature as _curvature
 from .._checks import check_int, check_positive, is_concrete
+from .._deprecate import renamed_kwargs
 from .._kernels import flatten
 from .._results import RESULTS, AbstractResult, check_throw, message, raise_if_failed
 from .._types import Array, Key, PyTree
@@ -91,6 +92,12 @@ def check_finite_now(x: PyTree, name: str) -> None:
     for leaf in jax.tree_util.tree_leaves(eqx.filter(x, eqx.is_inexact_array)):
         if is_concrete(leaf) and not np.all(np.isfinite(np.asarray(leaf))):
             raise ValueError(f"`{name}` contains non-finite values (NaN or inf).")
+
+
+def top_eigenvalues(operator, k: int, *, key, lanczos_steps: int | None, which: str = "largest"):
+    """[`jaxdyn.curvature.top_eigenvalues`][] with at most `lanczos_steps` Lanczos steps (the
+    one place the training modules call it)."""
+    return _curvature.top_eigenvalues(operator, k, key=key, which=which, num_iters=lanczos_steps)
 
 
 def all_finite(tree: PyTree) -> Array:
@@ -290,7 +297,7 @@ class GDStabilityResult(AbstractResult):
 
 
 @eqx.filter_jit
-def _stability(loss, arrays, data, lr, key, *, k, rank_tol, grad_tol, num_iters, chunk_size):
+def _stability(loss, arrays, data, lr, key, *, k, rank_tol, grad_tol, lanczos_steps, chunk_size):
     value, grads = jax.value_and_grad(loss)(arrays, *data)
     gnorm = jnp.linalg.norm(flatten(grads, name="gradient")[0])
     op = _curvature.hessian_operator(loss, arrays, *data, chunk_size=chunk_size)
@@ -298,8 +305,8 @@ def _stability(loss, arrays, data, lr, key, *, k, rank_tol, grad_tol, num_iters,
         k_top = k_bot = None
     else:
         k_top, k_bot = jax.random.split(key)
-    top = _curvature.top_eigenvalues(op, k, key=k_top, which="largest", num_iters=num_iters)
-    bot = _curvature.top_eigenvalues(op, k, key=k_bot, which="smallest", num_iters=num_iters)
+    top = top_eigenvalues(op, k, key=k_top, which="largest", lanczos_steps=lanczos_steps)
+    bot = top_eigenvalues(op, k, key=k_bot, which="smallest", lanczos_steps=lanczos_steps)
     lam_top = top.eigenvalues
     lam_bot = bot.eigenvalues
     allv = jnp.concatenate([lam_top, lam_bot])
@@ -338,9 +345,10 @@ def _stability(loss, arrays, data, lr, key, *, k, rank_tol, grad_tol, num_iters,
     )
 
 
+@renamed_kwargs(num_iters="lanczos_steps")
 def gd_stability(loss_fn: Callable, params: PyTree, lr, *data, key: Key | None = None,
                  k: int = 4, rank_tol: float | None = None, grad_tol: float | None = None,
-                 num_iters: int | None = None, chunk_size: int | None = None,
+                 lanczos_steps: int | None = None, chunk_size: int | None = None,
                  throw: bool = True) -> GDStabilityResult:
     r"""Linear stability of a critical point $\theta^*$ under gradient descent with step `lr`.
 
@@ -376,7 +384,10 @@ def gd_stability(loss_fn: Callable, params: PyTree, lr, *data, key: Key | None =
     - `k`: eigenvalues from each end (capped at the parameter count).
     - `rank_tol`, `grad_tol`: the relative zero band of the spectrum, and the gradient norm up to
       which `params` counts as critical (default $\sqrt{\epsilon}$).
-    - `num_iters`, `chunk_size`: passed to Lanczos and to the Hessian operator.
+    - `lanczos_steps`: the most Lanczos steps per end of the spectrum (`None`: the default of
+      [`jaxdyn.curvature.top_eigenvalues`][]; `num_iters` is its deprecated spelling).
+    - `chunk_size`: examples per Hessian-vector product (as in
+      [`jaxdyn.curvature.hessian_operator`][]).
     - `throw`: `True` (default): a non-finite loss, gradient or eigenvalue, or Lanczos that did
       not converge, raises `eqx.EquinoxRuntimeError` with the code's message (through
       `eqx.error_if` under `jit`; under `vmap` if any member failed); `False`: the code is
@@ -424,7 +435,7 @@ def gd_stability(loss_fn: Callable, params: PyTree, lr, *data, key: Key | None =
                                  or not np.isfinite(grad_tol) or not grad_tol >= 0):
         raise ValueError(f"`grad_tol` must be a finite number >= 0, got {grad_tol!r}.")
     out = _stability(loss, arrays, data, lr, key, k=k, rank_tol=float(rank_tol),
-                     grad_tol=None if grad_tol is None else float(grad_tol), num_iters=num_iters,
+                     grad_tol=None if grad_tol is None else float(grad_tol), lanczos_steps=lanczos_steps,
                      chunk_size=chunk_size)
     return raise_if_failed(out, out.result, throw,
                            hint="(`gd_stability`: pass `throw=False` to get the result with its code.)")

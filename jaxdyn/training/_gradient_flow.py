@@ -23,7 +23,7 @@ from .._kernels import flatten
 from .._results import RESULTS, AbstractResult, check_throw, message, raise_if_failed
 from .._types import Array, Key, PyTree
 from ..curvature._lanczos import check_key
-from ._gd import check_data, check_finite_now, check_loss, check_params, split_params
+from ._gd import check_data, check_finite_now, check_loss, check_params, split_params, top_eigenvalues
 
 
 class GradientFlow(eqx.Module):
@@ -35,19 +35,38 @@ class GradientFlow(eqx.Module):
     - `safety`: $c$ in $h = \min(h_{\max}, c/S)$ (default 1, Cohen et al.'s choice).
     - `max_steps`: the most solver steps per output interval (a run that needs more stops there
       and reports `RESULTS.max_steps_reached`).
-    - `num_iters`: Lanczos iterations for $S$ (`None`: the default of
-      [`jaxdyn.curvature.top_eigenvalues`][]).
+    - `lanczos_steps`: the most Lanczos steps for $S$ (`None`: the default of
+      [`jaxdyn.curvature.top_eigenvalues`][]; `num_iters=` is its deprecated spelling).
     - `t_max`: in [`train`][jaxdyn.training.train], follow the flow only up to this time (the
       flow is the expensive part: $\ge 1$ solver step per GD step once $S > 1/h_{\max}$); later
       rows of the distance are `nan`. Default: the whole run.
     """
 
-    solver: diffrax.AbstractSolver = diffrax.Tsit5()
-    dt_max: float = eqx.field(static=True, default=1.0)
-    safety: float = eqx.field(static=True, default=1.0)
-    max_steps: int = eqx.field(static=True, default=4096)
-    num_iters: int | None = eqx.field(static=True, default=None)
-    t_max: float = eqx.field(static=True, default=float("inf"))
+    solver: diffrax.AbstractSolver
+    dt_max: float = eqx.field(static=True)
+    safety: float = eqx.field(static=True)
+    max_steps: int = eqx.field(static=True)
+    lanczos_steps: int | None = eqx.field(static=True)
+    t_max: float = eqx.field(static=True)
+
+    def __init__(self, solver: diffrax.AbstractSolver | None = None, dt_max: float = 1.0,
+                 safety: float = 1.0, max_steps: int = 4096, lanczos_steps: int | None = None,
+                 t_max: float = float("inf"), **deprecated):
+        if "num_iters" in deprecated:
+            if lanczos_steps is not None:
+                raise TypeError("`GradientFlow` got both `num_iters` (deprecated) and "
+                                "`lanczos_steps`: pass `lanczos_steps` only.")
+            warnings.warn("`GradientFlow(num_iters=...)` is deprecated: use `lanczos_steps=...` (the "
+                          f"old name goes in jaxdyn {REMOVED_IN}).", DeprecationWarning, stacklevel=2)
+            lanczos_steps = deprecated.pop("num_iters")
+        if deprecated:
+            raise TypeError(f"`GradientFlow` got unexpected arguments {sorted(deprecated)}.")
+        self.solver = diffrax.Tsit5() if solver is None else solver
+        self.dt_max = dt_max
+        self.safety = safety
+        self.max_steps = max_steps
+        self.lanczos_steps = lanczos_steps
+        self.t_max = t_max
 
     def __check_init__(self):
         if not self.t_max > 0:
@@ -110,7 +129,7 @@ def flow_init(y0: Array) -> FlowState:
 def flow_sharpness(flow: GradientFlow, flat_loss, y: Array, data: tuple, key: Key | None) -> Array:
     r"""$S = \lambda_{\max}$ of the loss Hessian at the flat point `y` (Lanczos)."""
     op = _curvature.hessian_operator(flat_loss, y, *data)
-    return _curvature.top_eigenvalues(op, 1, key=key, num_iters=flow.num_iters).eigenvalues[0]
+    return top_eigenvalues(op, 1, key=key, lanczos_steps=flow.lanczos_steps).eigenvalues[0]
 
 
 def flow_advance(flow: GradientFlow, flat_loss, state: FlowState, t1: Array, data: tuple) -> FlowState:

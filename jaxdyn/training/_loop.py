@@ -40,7 +40,15 @@ from .._kernels import flatten
 from .._results import RESULTS, AbstractResult, check_throw, message, raise_if_failed
 from .._types import Array, Key, PyTree
 from ..curvature._lanczos import check_key
-from ._gd import _CombinedLoss, check_data, check_loss, check_lr, check_params, split_params
+from ._gd import (
+    _CombinedLoss,
+    check_data,
+    check_loss,
+    check_lr,
+    check_params,
+    split_params,
+    top_eigenvalues,
+)
 from ._gradient_flow import FlowState, GradientFlow, _flat_loss, flow_advance, flow_init
 
 
@@ -129,7 +137,7 @@ class _Config(eqx.Module):
 
     every: int = eqx.field(static=True)
     top_k: int = eqx.field(static=True)
-    num_iters: int | None = eqx.field(static=True)
+    lanczos_steps: int | None = eqx.field(static=True)
     chunk_size: int | None = eqx.field(static=True)
 
 
@@ -156,7 +164,7 @@ def _track(cfg: _Config, flat_loss, params, fstate, *, problem: _Problem, data, 
 
         def eig(y):
             op = _curvature.hessian_operator(flat_loss, y, *data, chunk_size=cfg.chunk_size)
-            return _curvature.top_eigenvalues(op, k, key=key, num_iters=cfg.num_iters).eigenvalues
+            return top_eigenvalues(op, k, key=key, lanczos_steps=cfg.lanczos_steps).eigenvalues
 
         lams = eig(points[0])[None] if fstate is None else jax.vmap(eig)(points)
         if cfg.top_k > 0:
@@ -274,7 +282,7 @@ def _run_blocks(cfg: _Config, problem: _Problem, carry: _Carry, modes, *, lr, da
 
 def _settings(cfg: _Config, lr, problem: _Problem, optimizer_given: bool) -> dict:
     """The settings a checkpoint must match to be resumed."""
-    return {"every": cfg.every, "top_k": cfg.top_k, "num_iters": cfg.num_iters,
+    return {"every": cfg.every, "top_k": cfg.top_k, "lanczos_steps": cfg.lanczos_steps,
             "lr": None if lr is None else float(lr), "accuracy": problem.accuracy is not None,
             "optimizer": "custom" if optimizer_given else "sgd",
             "flow": None if problem.flow is None else repr(problem.flow), "format": 3}
@@ -324,12 +332,12 @@ class _DeferredInterrupt:
         return False
 
 
-@renamed_kwargs(steps="n_steps", chunk="blocks_per_call")
+@renamed_kwargs(steps="n_steps", chunk="blocks_per_call", num_iters="lanczos_steps")
 def train(loss_fn: Callable, params: PyTree, *data, n_steps: int, lr=None,
           optimizer: optax.GradientTransformation | None = None, every: int = 10, top_k: int = 1,
           accuracy_fn: Callable | None = None, flow: GradientFlow | bool | None = None,
           checkpoint: Checkpoint | None = None, key: Key | None = None,
-          num_iters: int | None = None, chunk_size: int | None = None,
+          lanczos_steps: int | None = None, chunk_size: int | None = None,
           blocks_per_call: int | None = None, progress: bool = True, desc: str = "train",
           throw: bool = True) -> TrainResult:
     r"""Full-batch training of `params` on `loss_fn(params, *data)` with trackers.
@@ -364,7 +372,9 @@ def train(loss_fn: Callable, params: PyTree, *data, n_steps: int, lr=None,
     - `flow`: `True` or a [`GradientFlow`][] to track the distance to gradient flow (needs `lr`).
     - `checkpoint`: a [`Checkpoint`][jaxdyn.training.Checkpoint] to write to (every
       `checkpoint.every` blocks) and resume from.
-    - `key`: Lanczos start vectors (default: deterministic); `num_iters`: Lanczos iterations.
+    - `key`: Lanczos start vectors (default: deterministic); `lanczos_steps`: the most Lanczos
+      steps per eigenvalue computation (default: that of [`jaxdyn.curvature.top_eigenvalues`][];
+      `num_iters` is its deprecated spelling).
     - `chunk_size`: examples per Hessian-vector product (a memory knob of the Hessian operator,
       as in [`jaxdyn.curvature.hessian_operator`][]; default: the whole dataset at once).
     - `blocks_per_call`: tracking blocks per compiled call, i.e. how often the host sees the run
@@ -409,7 +419,7 @@ def train(loss_fn: Callable, params: PyTree, *data, n_steps: int, lr=None,
         raise ValueError(f"`top_k` ({top_k}) must be at most the number of parameters ({flat0.size}).")
     problem = _Problem(loss, None if accuracy_fn is None else _CombinedLoss(accuracy_fn, static), flow,
                        optimizer)
-    cfg = _Config(every, top_k, num_iters, chunk_size)
+    cfg = _Config(every, top_k, lanczos_steps, chunk_size)
     n_blocks = n_steps // every
     carry = _Carry(arrays, None if optimizer is None else optimizer.init(arrays),
                    None if flow is None else flow_init(flat0), jnp.zeros((), jnp.int32),
