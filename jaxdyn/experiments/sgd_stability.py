@@ -130,7 +130,8 @@ def run(*, quick: bool, seed: int, progress: bool) -> ExperimentResult:
     for j, b in checks:
         res = sgd_escape(loss, fit.params, data, lr=float(lrs[j]), batch_size=b,
                          key=jax.random.key(seed + 2), n_steps=cfg.escape_steps,
-                         n_runs=cfg.escape_runs, radius=1e-7, factor=10.0, normal_space=space)
+                         n_runs=cfg.escape_runs, radius=1e-7, factor=10.0, normal_space=space,
+                         throw=False)  # a run to infinity is an escape (outcome -1), not a failure
         i = sizes.index(b)
         label = f"eta = {cfg.lr_fracs[j]:.2f} x 2/lmax, B = {b}"
         escapes[label] = res
