@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._results import message
 from ..lyapunov import flow_spectrum, order_to_chaos, sweep
 from ..plot import plot_lyapunov_convergence, plot_phase_diagram, plot_sweep
 from ._result import ExperimentResult
@@ -113,7 +114,7 @@ def _part_lorenz(cfg: Config, key, progress: bool, timings: dict):
         "kaplan_yorke_reference": LORENZ_KY_REFERENCE,
         "drift": float(res.drift),
         "time_units": float(np.asarray(res.times)[-1]),
-        "result": res.message,
+        "result": message(res.result),
     }
 
     import matplotlib.pyplot as plt
@@ -199,13 +200,6 @@ def _part_sweep(cfg: Config, key, timings: dict):
     return metrics, fig
 
 
-def _row(diagram, i: int):
-    """The `i`-th sigma_b^2 row of a PhaseDiagram, as a one-row diagram."""
-    return type(diagram)(sigma_w2=diagram.sigma_w2, sigma_b2=diagram.sigma_b2[i:i + 1],
-                         chi_1=diagram.chi_1[i:i + 1], q_star=diagram.q_star[i:i + 1],
-                         empirical=diagram.empirical[i:i + 1])
-
-
 def _part_chaos(cfg: Config, key, timings: dict):
     sw = jnp.asarray(np.round(np.arange(1.0, 3.0 + 1e-9, cfg.sigma_w2_step), 10))
     grid_2d = len(cfg.sigma_b2_values) > 1
@@ -216,7 +210,7 @@ def _part_chaos(cfg: Config, key, timings: dict):
     jax.block_until_ready(diagram.empirical)
     timings["order_to_chaos"] = time.perf_counter() - t0
     row = int(np.argmin(np.abs(np.asarray(sb) - SIGMA_B2)))
-    one = _row(diagram, row)
+    one = diagram.row(row)
     mf = float(one.critical_sigma_w2("mean_field")[0])
     emp = float(one.critical_sigma_w2("empirical")[0])
     gap = np.asarray(one.lambda_1 - one.lambda_mean_field)[0]

@@ -128,34 +128,10 @@ def flow_spectrum(field, y0, *, dt, n_steps: int, k: int | None = None, args=Non
     dim = x0.shape[0]
     k = check_k(k, dim)
     dt_arr = jnp.asarray(dt, x0.dtype)
-    t0_arr = jnp.asarray(t0, x0.dtype)
-    if solver is None:
-        if isinstance(field, diffrax.AbstractTerm):
-            raise ValueError("`solver`: a diffrax term needs a diffrax solver.")
-        if stepsize_controller is not None:
-            raise ValueError("`stepsize_controller` needs a diffrax `solver`.")
-        system = FlowRK4(field=field, args=args, dt=dt_arr, t0=t0_arr, unravel=unravel)
-        check_output(lambda x: system.vector_field(t0_arr, x), "field", (dim,), x0)
-        method = "rk4"
-    else:
-        terms = field if isinstance(field, diffrax.AbstractTerm) else diffrax.ODETerm(field)
-        controller = diffrax.ConstantStepSize() if stepsize_controller is None else (
-            stepsize_controller)
-        max_steps = check_int(max_steps, "max_steps")
-        if not isinstance(field, diffrax.AbstractTerm):
-            check_output(lambda x: field(t0_arr, unravel(x), args), "field", (dim,), x0)
-        system = FlowDiffrax(terms=terms, solver=solver, controller=controller, args=args,
-                             dt=dt_arr, t0=t0_arr, max_steps=max_steps, unravel=unravel)
-        method = type(solver).__name__
-    if accuracy is True:
-        accuracy = AccuracyCheck()
-    elif accuracy is False or accuracy is None:
-        accuracy = None
-    elif not isinstance(accuracy, AccuracyCheck):
-        raise TypeError(f"`accuracy` must be a bool or an AccuracyCheck, got "
-                        f"{type(accuracy).__name__}.")
-    else:
-        check_int(accuracy.consistency_steps, "accuracy.consistency_steps")
+    system, method = _flow_system(field, x0, unravel, args=args, dt=dt_arr,
+                                  t0=jnp.asarray(t0, x0.dtype), solver=solver,
+                                  stepsize_controller=stepsize_controller, max_steps=max_steps)
+    accuracy = _check_accuracy(accuracy)
     state0 = setup_chain(x0, k, key)
     config = {"kind": "flow", "method": method, "dim": dim, "k": k,
               "renorm_every": renorm_every, "transient_steps": transient_steps}
@@ -163,14 +139,56 @@ def flow_spectrum(field, y0, *, dt, n_steps: int, k: int | None = None, args=Non
                    n_blocks=n_steps // renorm_every, renorm_every=renorm_every,
                    time_per_step=dt_arr, progress=progress, checkpoint=checkpoint,
                    config=config, desc="flow_spectrum", history_every=history_every)
-    if accuracy is None:
-        return raise_failed(res, throw)
-    # the same run with dt / 2: same start, time span and renormalisation times
-    half_system = eqx.tree_at(lambda s: s.dt, system, dt_arr / 2)
+    if accuracy is not None:
+        report = _accuracy_report(res, system, state0, accuracy, config=config, n_steps=n_steps,
+                                  transient_steps=transient_steps, renorm_every=renorm_every)
+        res = eqx.tree_at(lambda r: r.accuracy, res, report, is_leaf=lambda x: x is None)
+    return raise_failed(res, throw)
+
+
+def _flow_system(field, x0, unravel, *, args, dt, t0, solver, stepsize_controller, max_steps):
+    """The system that steps the flow (built-in RK4, or a diffrax solver) and a name for it."""
+    dim = x0.shape[0]
+    if solver is None:
+        if isinstance(field, diffrax.AbstractTerm):
+            raise ValueError("`solver`: a diffrax term needs a diffrax solver.")
+        if stepsize_controller is not None:
+            raise ValueError("`stepsize_controller` needs a diffrax `solver`.")
+        system = FlowRK4(field=field, args=args, dt=dt, t0=t0, unravel=unravel)
+        check_output(lambda x: system.vector_field(t0, x), "field", (dim,), x0)
+        return system, "rk4"
+    terms = field if isinstance(field, diffrax.AbstractTerm) else diffrax.ODETerm(field)
+    controller = diffrax.ConstantStepSize() if stepsize_controller is None else (
+        stepsize_controller)
+    max_steps = check_int(max_steps, "max_steps")
+    if not isinstance(field, diffrax.AbstractTerm):
+        check_output(lambda x: field(t0, unravel(x), args), "field", (dim,), x0)
+    system = FlowDiffrax(terms=terms, solver=solver, controller=controller, args=args, dt=dt,
+                         t0=t0, max_steps=max_steps, unravel=unravel)
+    return system, type(solver).__name__
+
+
+def _check_accuracy(accuracy) -> AccuracyCheck | None:
+    if accuracy is True:
+        return AccuracyCheck()
+    if accuracy is False or accuracy is None:
+        return None
+    if not isinstance(accuracy, AccuracyCheck):
+        raise TypeError(f"`accuracy` must be a bool or an AccuracyCheck, got "
+                        f"{type(accuracy).__name__}.")
+    check_int(accuracy.consistency_steps, "accuracy.consistency_steps")
+    return accuracy
+
+
+def _accuracy_report(res: LyapunovResult, system, state0, accuracy: AccuracyCheck, *, config,
+                     n_steps, transient_steps, renorm_every) -> AccuracyReport:
+    """The same run with dt / 2 (same start, time span and renormalisation times), and the
+    tangent consistency and paired step halving over a window from the final state."""
+    half_system = eqx.tree_at(lambda s: s.dt, system, system.dt / 2)
     n_rows = res.history.shape[0]
     half = benettin(half_system, state0, transient_steps=2 * transient_steps,
                     n_blocks=n_steps // renorm_every, renorm_every=2 * renorm_every,
-                    time_per_step=dt_arr / 2, progress=False, checkpoint=None, config=config,
+                    time_per_step=system.dt / 2, progress=False, checkpoint=None, config=config,
                     desc="flow_spectrum (dt/2)",
                     history_every=(n_steps // renorm_every) // n_rows)
     noise = jnp.sqrt(batch_stderr(jnp.cumsum(res.history, axis=-1), res.times) ** 2
@@ -178,10 +196,7 @@ def flow_spectrum(field, y0, *, dt, n_steps: int, k: int | None = None, args=Non
     run = consistency_scan if is_traced(system, res.final_state) else _jit_consistency
     consistency, local = run(system, half_system, res.final_state, res.final_tangents,
                              transient_steps + n_steps, accuracy.consistency_steps)
-    report = AccuracyReport(step_halving_change=half.exponents - res.exponents,
-                            step_halving_noise=noise, tangent_consistency=consistency,
-                            local_step_halving_change=local, rtol=accuracy.rtol,
-                            consistency_tol=accuracy.consistency_tol)
-    res = eqx.tree_at(lambda r: r.accuracy, res, report, is_leaf=lambda x: x is None)
-    return raise_failed(res, throw)
-
+    return AccuracyReport(step_halving_change=half.exponents - res.exponents,
+                          step_halving_noise=noise, tangent_consistency=consistency,
+                          local_step_halving_change=local, rtol=accuracy.rtol,
+                          consistency_tol=accuracy.consistency_tol)
