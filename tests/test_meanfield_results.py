@@ -219,3 +219,11 @@ def test_rk4_is_the_shared_tableau():
     for a, b in zip(tab.a_lower, ref.a_lower):
         np.testing.assert_array_equal(a, b)
     assert isinstance(mf.RK4(), diffrax.AbstractERK)
+
+
+def test_batched_limits_summarise():
+    run = eqx.filter_vmap(lambda k: mf.ott_antonsen(0.1 + 0.05j, TS, coupling=k, gamma=0.5, max_steps=64,
+                                                    throw=False))
+    out = run(jnp.array([2.0, 3.0]))
+    assert out.z.shape == (2, 5) and "batch of 2" in out.summary()
+    assert "FAILED" in out.summary() or "successful" in out.summary()

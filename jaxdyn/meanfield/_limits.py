@@ -29,7 +29,7 @@ import numpy as np
 from jaxtyping import Array
 
 from .._checks import check_finite, check_int, is_concrete
-from .._results import RESULTS, AbstractResult, check_throw, message
+from .._results import RESULTS, AbstractResult, check_throw, is_successful, message
 from ._coupling import AbstractCoupling, AbstractCouplingMethod, as_method, coupling_operator
 from ._order_parameter import order_parameter
 from ._solve import Settings, check_adjoint, check_ts, finish, integrate
@@ -74,6 +74,13 @@ def _common(ts, *, rtol, atol, adjoint, max_steps, progress, scalars):
     return ts, settings, out
 
 
+def _batch_summary(name: str, ts, result) -> str:
+    head = f"{name} (batch of {ts.shape[0]}): {ts.shape[-1]} save times"
+    if bool(np.all(np.asarray(is_successful(result)))):
+        return head + ": successful."
+    return f"{head}: FAILED: {message(result)}"
+
+
 class OttAntonsenResult(AbstractResult):
     r"""The result of [`ott_antonsen`][]: the complex order parameter $z$ at the save times.
 
@@ -95,6 +102,8 @@ class OttAntonsenResult(AbstractResult):
     def summary(self) -> str:
         """One line: the order parameter $r = |z|$ at the first and last save time, or the failure."""
         ts, z = np.asarray(self.ts), np.abs(np.asarray(self.z))
+        if ts.ndim > 1:  # batched (vmap)
+            return _batch_summary("ott_antonsen", ts, self.result)
         where = f" (M = {z.shape[-1]} positions, mean r)" if z.ndim > 1 else ""
         head = f"ott_antonsen{where}: {ts.shape[0]} save times on [{ts[0]:.6g}, {ts[-1]:.6g}]"
         r = z.mean(-1) if z.ndim > 1 else z
@@ -235,6 +244,8 @@ class VlasovResult(AbstractResult):
     def summary(self) -> str:
         """One line: cells, particles, save times, and the cell order parameters at the end."""
         ts = np.asarray(self.ts)
+        if ts.ndim > 1:  # batched (vmap)
+            return _batch_summary("vlasov", ts, self.result)
         _, m, p = np.shape(self.theta)
         head = f"vlasov: {m} cells x {p} particles, {ts.shape[0]} save times on [{ts[0]:.6g}, {ts[-1]:.6g}]"
         if bool(np.all(np.asarray(self.successful))):
