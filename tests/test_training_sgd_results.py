@@ -124,3 +124,11 @@ def test_strategies_carry_the_behaviour():
         assert float(strategy.spread(space.factors)) == pytest.approx(1.05, rel=1e-10)
     with pytest.raises(TypeError, match="`curvature`"):
         normal_space(lsq_loss, THETA1, DATA, curvature=jax.numpy)
+
+
+def test_lanczos_iters_is_deprecated():
+    space = normal_space(lsq_loss, THETA1, DATA, curvature=GaussNewton(lsq_residual))
+    new = training.mean_square_bound(space, 1.0, 1, dense_max_dim=0, lanczos_steps=1)
+    with pytest.warns(DeprecationWarning, match="lanczos_steps"):
+        old = training.mean_square_bound(space, 1.0, 1, dense_max_dim=0, lanczos_iters=1)
+    np.testing.assert_array_equal(np.asarray(new), np.asarray(old))

@@ -29,6 +29,7 @@ import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
 from .._checks import check_int, check_positive, is_concrete
+from .._deprecate import renamed_kwargs
 from .._results import RESULTS, AbstractResult, check_throw, is_successful, message, raise_if_failed
 from .._types import Array
 from ..lyapunov import product_spectrum
@@ -154,8 +155,9 @@ def _mean_square_operator(space: NormalSpace, lr, batch_size):
                                      lx.symmetric_tag)
 
 
+@renamed_kwargs(lanczos_iters="lanczos_steps")
 def mean_square_bound(space: NormalSpace, lr, batch_size, *, dense_max_dim: int = 24,
-                      lanczos_iters: int = 100) -> tuple[Array, Array]:
+                      lanczos_steps: int = 100) -> tuple[Array, Array]:
     r"""$\tfrac12\log\rho(\mathbb E[B_\xi\otimes B_\xi])$ on the normal space, the expectation taken
     exactly over all mini-batches (closed form, see `_ms_operator`), and an accuracy figure.
 
@@ -163,13 +165,14 @@ def mean_square_bound(space: NormalSpace, lr, batch_size, *, dense_max_dim: int 
     semidefinite matrices to positive semidefinite ones, so $\rho(T)$ is its largest algebraic
     eigenvalue (Krein-Rutman). For `rank <= dense_max_dim` the $r^2\times r^2$ matrix is formed
     and diagonalised (exact; accuracy 0). Above, Lanczos with full reorthogonalisation
-    ([`jaxdyn.curvature.top_eigenvalues`][], `lanczos_iters` steps); the top Ritz value plus its
+    ([`jaxdyn.curvature.top_eigenvalues`][], `lanczos_steps` steps); the top Ritz value plus its
     residual is returned (an upper estimate, so that the bound is not understated by an
     unconverged iteration), with accuracy = residual / Ritz value. NaN when the per-example
     factors are unavailable (a [`Hessian`][] normal space with rank above its `ms_max_dim`).
 
     **Arguments:** `space`: a [`NormalSpace`][]; `lr`: $\eta > 0$; `batch_size`: $1 \le B \le n$
-    (an int, or an array under `jit`/`vmap`); `dense_max_dim`, `lanczos_iters`: as above.
+    (an int, or an array under `jit`/`vmap`); `dense_max_dim`, `lanczos_steps`: as above
+    (`lanczos_iters` is the deprecated spelling of `lanczos_steps`).
 
     **Returns:** `(bound, accuracy)`.
     """
@@ -179,9 +182,9 @@ def mean_square_bound(space: NormalSpace, lr, batch_size, *, dense_max_dim: int 
     check_lr(lr)
     _check_batch_sizes(batch_size, space.n_examples)
     dense_max_dim = check_int(dense_max_dim, "dense_max_dim", minimum=0)
-    lanczos_iters = check_int(lanczos_iters, "lanczos_iters")
+    lanczos_steps = check_int(lanczos_steps, "lanczos_steps")
     return _mean_square_bound(space, lr, batch_size, dense_max_dim=dense_max_dim,
-                              lanczos_iters=lanczos_iters)
+                              lanczos_steps=lanczos_steps)
 
 
 def _check_batch_sizes(batch_size, n: int) -> None:
@@ -197,7 +200,7 @@ def _check_batch_sizes(batch_size, n: int) -> None:
 
 @eqx.filter_jit
 def _mean_square_bound(space: NormalSpace, lr, batch_size, *, dense_max_dim: int = 24,
-                       lanczos_iters: int = 100) -> tuple[Array, Array]:
+                       lanczos_steps: int = 100) -> tuple[Array, Array]:
     r = space.rank
     dtype = space.basis.dtype
     zero = jnp.zeros((), dtype) + 0 * lr
@@ -212,7 +215,7 @@ def _mean_square_bound(space: NormalSpace, lr, batch_size, *, dense_max_dim: int
     from ..curvature import top_eigenvalues
 
     eig = top_eigenvalues(_mean_square_operator(space, lr, batch_size), 1,
-                          n_steps=min(r * r, lanczos_iters), tol=0.0, throw=False)
+                          n_steps=min(r * r, lanczos_steps), tol=0.0, throw=False)
     top = eig.eigenvalues[0] + eig.residuals[0]
     return 0.5 * jnp.log(top), eig.residuals[0] / eig.eigenvalues[0]
 
