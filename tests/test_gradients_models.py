@@ -245,7 +245,7 @@ def test_not_differentiable_entries_say_so():
     net = MLP((1, 3, 1), key=jax.random.key(5))
     xs = jnp.linspace(-1, 1, 4)[:, None]
     with pytest.raises(TypeError, match="`fit` is not differentiable"):
-        jax.grad(lambda a: fit(net, a * xs, xs, steps=1, progress=False).losses[0])(1.0)
+        jax.grad(lambda a: fit(net, a * xs, xs, n_steps=1, progress=False).losses[0])(1.0)
     with pytest.raises(TypeError, match="`critical_points` is not differentiable"):
         jax.grad(lambda a: critical_points(lambda x: jnp.sum((x - a) ** 2), -jnp.ones(1), jnp.ones(1),
                                            key=jax.random.key(0), n_starts=2).values[0])(0.1)

@@ -77,6 +77,11 @@ def _fit_flag(res):
         jax.tree_util.tree_leaves(eqx.filter(res.model, eqx.is_inexact_array))[0])))
 
 
+def _log_bowl(x):
+    """Non-finite (log of a negative number) on half of the box."""
+    return jnp.sum(x**2) + jnp.log(x[1])
+
+
 XS = jnp.linspace(-1, 1, 6)[:, None]
 NET = MLP((1, 3, 1), key=KEY)
 
@@ -160,6 +165,14 @@ ROWS = [
             lambda: _blowup(**CONSTANT).trajectory(jnp.array([1.0]), jnp.linspace(0.0, 2.0, 5)),
             eqx.EquinoxRuntimeError, r"^NeuralODE: the solution blew up: the state became non-finite "
             r"\(NaN or inf\) at t = 1\.1 \(step 22\)"),
+    Hostile("NeuralODE.solve: throw not a bool", lambda: NeuralODE(FIELD).solve(X, throw="no"), TypeError,
+            r"`throw`"),
+    Hostile("NeuralODE.variational: finite-time blow-up raises",
+            lambda: _blowup().variational(jnp.array([1.0])), eqx.EquinoxRuntimeError,
+            r"^NeuralODE: the solution blew up in finite time"),
+    Hostile("NeuralODE.variational: finite-time blow-up flagged (throw=False)",
+            lambda: _blowup().variational(jnp.array([1.0]), throw=False), None,
+            flagged=lambda v: _is(v.result, RESULTS.finite_time_blowup) and bool(np.isnan(v.jacobian).all())),
     Hostile("NeuralODE: too few max_steps is not a blow-up",
             lambda: NeuralODE(Square(jnp.array(-1.0)), state_size=1, t1=2.0, max_steps=3)(jnp.array([1.0])),
             eqx.EquinoxRuntimeError, r"^NeuralODE: the maximum number of solver steps \(`max_steps` = 3\)"),
@@ -175,14 +188,26 @@ ROWS = [
     Hostile("fit: lr <= 0", lambda: fit(NET, XS, XS, lr=0.0, progress=False), ValueError, r"`lr`"),
     Hostile("fit: lr and optimizer", lambda: fit(NET, XS, XS, lr=0.1, optimizer=optax.sgd(0.1)),
             ValueError, r"`lr`"),
-    Hostile("fit: steps 0", lambda: fit(NET, XS, XS, steps=0), ValueError, r"`steps`"),
-    Hostile("fit: diverging step raises", lambda: fit(NET, XS, XS, steps=4, chunk=2, lr=1e200,
+    Hostile("fit: n_steps 0", lambda: fit(NET, XS, XS, n_steps=0), ValueError, r"`n_steps`"),
+    Hostile("fit: diverging step raises", lambda: fit(NET, XS, XS, n_steps=4, chunk=2, lr=1e200,
                                                       optimizer=None, progress=False),
             RuntimeError, r"`lr`"),
     Hostile("fit: diverging step flagged (throw=False)",
-            lambda: fit(NET, XS, XS, steps=4, chunk=2, optimizer=optax.sgd(1e200), progress=False,
+            lambda: fit(NET, XS, XS, n_steps=4, chunk=2, optimizer=optax.sgd(1e200), progress=False,
                         throw=False), None, flagged=_fit_flag),
+    Hostile("fit: throw not a bool", lambda: fit(NET, XS, XS, progress=False, throw="yes"), TypeError,
+            r"`throw`"),
     # --- critical_points ---------------------------------------------------------------------
+    Hostile("critical_points: non-finite f raises",
+            lambda: critical_points(_log_bowl, -jnp.ones(2), jnp.ones(2), key=KEY, n_starts=4, n_steps=2),
+            eqx.EquinoxRuntimeError, r"gradient became non-finite.*`throw=False`"),
+    Hostile("critical_points: non-finite f flagged (throw=False)",
+            lambda: critical_points(_log_bowl, -jnp.ones(2), jnp.ones(2), key=KEY, n_starts=4, n_steps=2,
+                                    throw=False), None,
+            flagged=lambda r: _is(r.result, RESULTS.nonfinite_gradient) and not bool(r.successful)),
+    Hostile("critical_points: throw not a bool",
+            lambda: critical_points(jnp.sum, -jnp.ones(2), jnp.ones(2), key=KEY, throw=0), TypeError,
+            r"`throw`"),
     Hostile("critical_points: lower >= upper",
             lambda: critical_points(jnp.sum, jnp.ones(2), jnp.ones(2), key=KEY), ValueError, r"`upper`"),
     Hostile("critical_points: n_starts < 1",

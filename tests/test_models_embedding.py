@@ -47,7 +47,7 @@ def test_embed_other_solver(points):
 
 def test_critical_points_of_the_embedded_map(scalar_model):
     res = critical_points(scalar_model, -jnp.ones(2), jnp.ones(2), key=jax.random.key(0),
-                          n_starts=8, max_iter=20)
+                          n_starts=8, n_steps=20)
     assert res.n_points == 1
     np.testing.assert_allclose(res.points[0], [0.0, 0.0], atol=1e-8)
     np.testing.assert_allclose(res.hessian_eigenvalues[0], [2.0, 2.0], rtol=1e-6)
@@ -94,7 +94,7 @@ def test_rosenbrock_and_degenerate_points():
 
 def test_no_critical_points():
     res = critical_points(lambda x: x[0] + 2 * x[1], -jnp.ones(2), jnp.ones(2),
-                          key=jax.random.key(6), n_starts=8, max_iter=10)
+                          key=jax.random.key(6), n_starts=8, n_steps=10)
     assert res.n_points == 0 and res.points.shape == (0, 2)
 
 
@@ -129,4 +129,4 @@ class TestBadInput:
 def test_closure_over_first_order_model_is_explained(scalar_model):
     with pytest.raises(TypeError, match="second_order"):
         critical_points(lambda x: scalar_model(x)[0] ** 2, -jnp.ones(2), jnp.ones(2),
-                        key=jax.random.key(0), n_starts=2, max_iter=1)
+                        key=jax.random.key(0), n_starts=2, n_steps=1)

@@ -188,7 +188,7 @@ def test_trainable_with_optax(getkey):
     model = NeuralODE(MLPField(1, 8, 1, key=getkey()), state_size=1,
                       solver=diffrax.Tsit5(), stepsize_controller=diffrax.ConstantStepSize(),
                       dt0=0.25, readout=random_affine(1, 1, key=getkey()))
-    result = jd.models.fit(model, xs, ys, steps=200, progress=False)
+    result = jd.models.fit(model, xs, ys, n_steps=200, progress=False)
     assert result.losses.shape == (200,)
     assert result.losses[-1] < 1e-2 * result.losses[0]
 

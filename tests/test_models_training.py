@@ -30,7 +30,7 @@ def _train(m, seed):
                       solver=diffrax.Tsit5(), stepsize_controller=diffrax.ConstantStepSize(),
                       dt0=0.1)
     xs = jnp.linspace(-1.0, 1.0, 64)[:, None]
-    trained = fit(model, xs, xs**2, steps=STEPS, optimizer=OPTIMIZER, progress=False).model
+    trained = fit(model, xs, xs**2, n_steps=STEPS, optimizer=OPTIMIZER, progress=False).model
     sup = float(jnp.max(jnp.abs(jax.vmap(trained)(GRID)[:, 0] - GRID[:, 0] ** 2)))
     return trained, sup
 
@@ -63,7 +63,7 @@ def test_non_augmented_cannot_fit_x_squared_augmented_can():
     assert architecture_class(aug) == "augmented"
     assert min(sups) < 0.05
     res = critical_points(aug, jnp.array([-1.0]), jnp.array([1.0]), key=jax.random.key(0),
-                          n_starts=8, max_iter=30)
+                          n_starts=8, n_steps=30)
     assert res.n_points == 1 and res.morse_indices.tolist() == [0]
     assert not bool(res.degenerate[0])
     assert abs(float(res.points[0, 0])) < 0.1

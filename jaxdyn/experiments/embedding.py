@@ -134,7 +134,7 @@ def augmented(d: int, q: int, m: int, cfg: Config, *, key) -> jm.NeuralODE:
 def _train(model, xs, ys, steps: int, cfg: Config, progress: bool, desc: str):
     optimizer = optax.adam(optax.cosine_decay_schedule(cfg.lr, steps))
     t0 = time.perf_counter()
-    res = jm.fit(model, xs, ys, steps=steps, optimizer=optimizer, progress=progress, desc=desc)
+    res = jm.fit(model, xs, ys, n_steps=steps, optimizer=optimizer, progress=progress, desc=desc)
     return res.model, np.asarray(res.losses), time.perf_counter() - t0
 
 
@@ -284,11 +284,11 @@ def _part_2d(cfg: Config, key, progress: bool, timings: dict):
     cps = {}
     t0 = time.perf_counter()
     cps["target"] = jm.critical_points(bowl, lower, upper, key=k_cp, n_starts=cfg.n_starts,
-                                       max_iter=cfg.max_iter)
+                                       n_steps=cfg.max_iter)
     for kind, model in models.items():
         tk = time.perf_counter()
         cps[kind] = jm.critical_points(model, lower, upper, key=k_cp, n_starts=cfg.n_starts,
-                                       max_iter=cfg.max_iter)
+                                       n_steps=cfg.max_iter)
         timings[f"critical_points_2d_{kind}"] = time.perf_counter() - tk
         _, _, Z = grid_values(model, LOWER_2D, UPPER_2D, n=cfg.n_eval_2d)
         key_ = kind.replace("-", "_")

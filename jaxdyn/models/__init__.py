@@ -2,6 +2,7 @@
 
 from .._deprecate import deprecated_names as _deprecated_names
 from ._affine import (
+    AbstractField as AbstractField,
     Affine as Affine,
     identity_affine as identity_affine,
     random_affine as random_affine,
@@ -11,7 +12,10 @@ from ._architecture import (
     has_bottleneck as has_bottleneck,
     width_profile as width_profile,
 )
-from ._critical_points import CriticalPoints as CriticalPoints, critical_points as critical_points
+from ._critical_points import (
+    CriticalPointsResult as CriticalPointsResult,
+    critical_points as critical_points,
+)
 from ._embedding import EmbeddingField as EmbeddingField, embed as embed
 from ._fields import LinearField as LinearField, MLPField as MLPField
 from ._fit import FitResult as FitResult, fit as fit, mse_loss as mse_loss
@@ -28,7 +32,7 @@ from ._neural_dde import (
 from ._neural_ode import (
     NeuralODE as NeuralODE,
     NeuralODESolution as NeuralODESolution,
-    Variational as Variational,
+    VariationalResult as VariationalResult,
     second_order as second_order,
 )
 from ._resnet import (
@@ -41,6 +45,8 @@ from ._resnet import (
 
 # Old public names served for one release, with a DeprecationWarning naming the new one.
 _RENAMED: dict[str, str] = {
+    "CriticalPoints": "CriticalPointsResult",
+    "Variational": "VariationalResult",
     "MemoryCapacity": "MemoryCapacityResult",
 }
 __getattr__ = _deprecated_names(__name__, globals(), _RENAMED)

@@ -95,28 +95,40 @@ def as_affine(value, name: str, *, key: Key | None = None) -> Affine | None:
     )
 
 
+class AbstractField(eqx.Module):
+    r"""A vector field that declares its state dimension $m$ as `size`.
+
+    [`NeuralODE`][] and [`NeuralDDE`][] read $m$ from the `size` of a field that subclasses this
+    (as [`MLPField`][], [`LinearField`][] and [`EmbeddingField`][] do), so that neither a lift, a
+    readout nor `state_size` is needed; any other callable field works too, with the state
+    dimension given by one of those. Subclasses are final and define `size` (a field or a
+    property) and `__call__` in their own calling convention.
+    """
+
+    size: eqx.AbstractVar[int]
+
+
 def lift_readout_state(
     field, lift, readout, state_size: int | None
 ) -> tuple[Affine | None, Affine | None, int]:
     """Normalise `lift`/`readout` (see [`as_affine`][]) and infer the state dimension $m$ from
-    whichever of the lift, the readout, an integer `field.size` and `state_size` are given; a
-    `ValueError` names them all when they disagree or when none is given."""
+    whichever of the lift, the readout, the `size` of an [`AbstractField`][] and `state_size`
+    are given; a `ValueError` names them all when they disagree or when none is given."""
     lift = as_affine(lift, "lift")
     readout = as_affine(readout, "readout")
     if state_size is not None:
         state_size = check_int(state_size, "state_size")
-    field_size = getattr(field, "size", None)
     sizes = {
         "lift": None if lift is None else lift.out_size,
         "readout": None if readout is None else readout.in_size,
-        "field.size": field_size if isinstance(field_size, int) else None,
+        "field.size": int(field.size) if isinstance(field, AbstractField) else None,
         "state_size": state_size,
     }
     known = {k: v for k, v in sizes.items() if v is not None}
     if not known:
         raise ValueError(
-            "Cannot infer the state dimension m: give a lift, a readout, a field with an "
-            "integer `.size`, or `state_size`."
+            "Cannot infer the state dimension m: give a lift, a readout, a field that declares "
+            "its `size` (a subclass of jaxdyn.models.AbstractField), or `state_size`."
         )
     m = next(iter(known.values()))
     if any(value != m for value in known.values()):

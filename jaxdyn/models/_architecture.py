@@ -3,7 +3,7 @@
 import equinox as eqx
 
 from ._neural_ode import NeuralODE
-from ._resnet import MLP, DenseResNet, ResNet
+from ._resnet import MLP, AbstractResidualNetwork
 
 
 def width_profile(model) -> tuple[int, ...]:
@@ -13,7 +13,7 @@ def width_profile(model) -> tuple[int, ...]:
     - [`ResNet`][], [`DenseResNet`][]: $(d, m, \dots, m, q)$ with $L + 1$ copies of the width $m$.
     - [`NeuralODE`][]: $(d, m, q)$; the flow keeps the width $m$ throughout.
     """
-    if isinstance(model, MLP | ResNet | DenseResNet):
+    if isinstance(model, MLP | AbstractResidualNetwork):
         return tuple(model.widths)
     if isinstance(model, NeuralODE):
         return (model.in_size, model.state_size, model.out_size)

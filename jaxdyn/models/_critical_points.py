@@ -9,11 +9,13 @@ import numpy as np
 from jax import lax
 
 from .._checks import check_finite, check_int, is_concrete
+from .._deprecate import renamed_kwargs
+from .._results import RESULTS, AbstractResult, check_throw, message, raise_if_failed
 from .._types import Array, Key
 from ._neural_ode import second_order
 
 
-class CriticalPoints(eqx.Module):
+class CriticalPointsResult(AbstractResult):
     """Critical points found by [`critical_points`][], sorted by function value.
 
     - `points`: shape `(k, d)`; `values`: $f$ there; `gradient_norms`: $\\|\\nabla f\\|$ there.
@@ -22,6 +24,10 @@ class CriticalPoints(eqx.Module):
     - `degenerate`: whether the smallest $|$eigenvalue$|$ is below `degenerate_tol` times the
       largest (then the Morse index is not meaningful).
     - `n_starts`, `n_converged`: how many Newton runs started and how many met `gtol` in the box.
+    - `result`: a `RESULTS` (`jaxdyn._results`) item: `successful`, or `nonfinite_gradient` when
+      $f$ or its gradient was non-finite (NaN or inf) where a Newton run went (the search is then
+      incomplete there), or `nonfinite_curvature` when a Hessian eigenvalue at a found point was.
+    - `lower`, `upper`: the box searched (for [`plot`][]; `None` when not recorded).
     """
 
     points: Array
@@ -32,12 +38,17 @@ class CriticalPoints(eqx.Module):
     degenerate: Array
     n_starts: int = eqx.field(static=True)
     n_converged: int = eqx.field(static=True)
+    result: RESULTS = eqx.field(default_factory=lambda: RESULTS.successful)
+    lower: Array | None = None
+    upper: Array | None = None
 
     @property
     def n_points(self) -> int:
         return int(self.points.shape[0])
 
     def summary(self) -> str:
+        """The number of critical points, one line per point (where, value, Hessian spectrum,
+        kind), and the result code's message."""
         kinds = {0: "minimum"}
         d = self.points.shape[1] if self.points.ndim == 2 else 0
         lines = [f"{self.n_points} critical point(s) ({self.n_converged}/{self.n_starts} starts "
@@ -51,7 +62,23 @@ class CriticalPoints(eqx.Module):
             p = np.round(p, 12) + 0.0  # tiny values print as 0., never "-0."
             lines.append(f"  x = {np.array2string(p, precision=4, suppress_small=True)}  f = {v:.6g}  "
                          f"eig(H) = {np.array2string(eig, precision=4, suppress_small=True)}  {kind}")
+        text = message(self.result)
+        if text != "successful":
+            lines.append(text)
         return "\n".join(lines)
+
+    def plot(self, ax=None, *, fn: Callable | None = None, annotate: bool = True, **kwargs):
+        """Mark the points of a 2-D map by Morse index (see
+        [`jaxdyn.plot.plot_critical_points`][]); with `fn`, on its level sets over the box
+        searched (or `lower`/`upper` given in `kwargs`). Returns the axes."""
+        from ..plot._plots import _axes, plot_critical_points
+
+        if fn is not None:
+            kwargs.setdefault("lower", self.lower)
+            kwargs.setdefault("upper", self.upper)
+        fig, ax = _axes(ax)
+        plot_critical_points(self, fn, ax=ax, annotate=annotate, **kwargs)
+        return ax
 
 
 _NOT_TRACEABLE = (
@@ -71,14 +98,15 @@ def _scalar(fn):
     return f
 
 
+@renamed_kwargs(max_iter="n_steps")
 def critical_points(fn: Callable, lower, upper, *, key: Key, n_starts: int = 64,
-                    max_iter: int = 60, gtol: float | None = None,
+                    n_steps: int = 60, gtol: float | None = None,
                     dedup_tol: float | None = None, degenerate_tol: float = 1e-6,
-                    box_tol: float = 1e-6) -> CriticalPoints:
+                    box_tol: float = 1e-6, throw: bool = True) -> CriticalPointsResult:
     r"""All critical points of a scalar map $f: \mathbb{R}^d \to \mathbb{R}$ found on a box.
 
     Multi-start Newton iteration on $\nabla f = 0$: `n_starts` points uniform in the box
-    $[\text{lower}, \text{upper}]$, each iterated `max_iter` times with
+    $[\text{lower}, \text{upper}]$, each iterated `n_steps` times with
     $x \leftarrow x - \alpha H^{-1} \nabla f$ (a Levenberg-regularised solve where $H$ is
     singular), $\alpha$ chosen by backtracking on the merit $\|\nabla f\|^2$, all starts at once
     (`vmap` of a `lax.scan`). Newton's method converges to critical points of every index, not
@@ -93,13 +121,18 @@ def critical_points(fn: Callable, lower, upper, *, key: Key, n_starts: int = 64,
 
     - `fn`: the scalar map, taking shape `(d,)`.
     - `lower`, `upper`: the box corners, shape `(d,)`, `lower < upper`.
-    - `key`: for the start points. `n_starts`, `max_iter`: effort.
+    - `key`: for the start points. `n_starts`, `n_steps` (Newton steps per start; formerly
+      `max_iter`, deprecated): effort.
     - `gtol`: accept $\|\nabla f\| \le$ `gtol` (default $10^{-6}$ in float64, $10^{-3}$ in float32,
       times $\max(1, |f|)$ at the point).
     - `degenerate_tol`: flag a point as degenerate when
       $\min|\lambda_i| \le$ `degenerate_tol` $\cdot \max(1, \max|\lambda_i|)$.
 
-    **Returns:** a [`CriticalPoints`][].
+    - `throw`: when $f$ or its gradient is non-finite (NaN or inf) where a Newton run went, or
+      a Hessian eigenvalue at a found point is, `True` raises an `eqx.EquinoxRuntimeError` with
+      the message; `False` returns the points found with the code in `result`.
+
+    **Returns:** a [`CriticalPointsResult`][].
 
     **Not differentiable.** The output is a data-dependent set of points (its size, the
     deduplication and the Morse indices are discrete choices): `critical_points` runs on concrete
@@ -126,8 +159,9 @@ def critical_points(fn: Callable, lower, upper, *, key: Key, n_starts: int = 64,
     check_finite(upper, "upper")
     if not bool(jnp.all(upper > lower)):
         raise ValueError("`upper` must be strictly greater than `lower` in every coordinate.")
+    check_throw(throw)
     n_starts = check_int(n_starts, "n_starts")
-    max_iter = check_int(max_iter, "max_iter")
+    n_steps = check_int(n_steps, "n_steps")
     d = lower.shape[0]
     f = _scalar(second_order(fn))
     try:
@@ -145,7 +179,7 @@ def critical_points(fn: Callable, lower, upper, *, key: Key, n_starts: int = 64,
 
     starts = jax.random.uniform(key, (n_starts, d), lower.dtype, lower, upper)
     try:
-        finals, vals, grads, eigs = _newton_solve(second_order(fn), starts, max_iter)
+        finals, vals, grads, eigs = _newton_solve(second_order(fn), starts, n_steps)
     except TypeError as err:
         if "custom_vjp" not in str(err):
             raise
@@ -175,7 +209,14 @@ def critical_points(fn: Callable, lower, upper, *, key: Key, n_starts: int = 64,
     eig = eigs[idx].reshape(len(idx), d)
     scale = np.maximum(1.0, np.abs(eig).max(axis=-1, initial=0.0))
     degenerate = np.abs(eig).min(axis=-1, initial=np.inf) <= degenerate_tol * scale
-    return CriticalPoints(
+    finite = np.all(np.isfinite(finals), axis=-1) & np.isfinite(vals) & np.isfinite(gnorm)
+    if not np.all(finite):
+        result = RESULTS.nonfinite_gradient
+    elif not np.all(np.isfinite(eig)):
+        result = RESULTS.nonfinite_curvature
+    else:
+        result = RESULTS.successful
+    out = CriticalPointsResult(
         points=jnp.asarray(finals[idx].reshape(len(idx), d)),
         values=jnp.asarray(vals[idx]),
         gradient_norms=jnp.asarray(gnorm[idx]),
@@ -184,11 +225,17 @@ def critical_points(fn: Callable, lower, upper, *, key: Key, n_starts: int = 64,
         degenerate=jnp.asarray(degenerate),
         n_starts=n_starts,
         n_converged=n_converged,
+        result=result,
+        lower=lower,
+        upper=upper,
     )
+    return raise_if_failed(out, result, throw, hint=(
+        f"({int(np.sum(~finite))} of {n_starts} Newton runs met a non-finite value; pass "
+        "`throw=False` to get the critical points found elsewhere)."))
 
 
 @eqx.filter_jit
-def _newton_solve(fn, starts, max_iter):
+def _newton_solve(fn, starts, n_steps):
     """Newton from every start, then value, gradient and Hessian eigenvalues at the end points:
     one compiled function, cached across calls on models of the same structure (`fn` is data)."""
     f = _scalar(fn)
@@ -214,7 +261,7 @@ def _newton_solve(fn, starts, max_iter):
         return x_new, None
 
     def one(x0):
-        x, _ = lax.scan(newton_step, x0, None, length=max_iter)
+        x, _ = lax.scan(newton_step, x0, None, length=n_steps)
         return x, f(x), grad(x), jnp.linalg.eigvalsh(hess(x))
 
     return jax.vmap(one)(starts)

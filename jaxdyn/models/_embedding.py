@@ -9,11 +9,11 @@ import jax.numpy as jnp
 
 from .._checks import check_int
 from .._types import Args, Array, Scalar
-from ._affine import Affine
+from ._affine import AbstractField, Affine
 from ._neural_ode import NeuralODE
 
 
-class EmbeddingField(eqx.Module):
+class EmbeddingField(AbstractField):
     r"""The field $f(t, (u, v)) = (0, \psi(u))$ on $\mathbb{R}^{d + q}$ (state stored flat)."""
 
     psi: Callable
@@ -60,7 +60,7 @@ def embed(psi: Callable, in_size: int, out_size: int, *, solver=None, stepsize_c
         out = jax.eval_shape(psi, jax.ShapeDtypeStruct((d,), dtype))
     except Exception as err:  # noqa: BLE001 - re-raised with the argument named
         raise ValueError(f"`psi` failed on an input of shape ({d},): {err}") from err
-    shape = getattr(out, "shape", None)
+    shape = out.shape if isinstance(out, jax.ShapeDtypeStruct) else type(out).__name__
     if shape != (q,) and not (q == 1 and shape == ()):
         raise ValueError(f"`psi` must return shape ({q},) for inputs of shape ({d},), got {shape}.")
     lift = Affine(jnp.concatenate([jnp.eye(d, dtype=dtype), jnp.zeros((q, d), dtype)]))

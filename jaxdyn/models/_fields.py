@@ -8,13 +8,14 @@ import numpy as np
 
 from .._checks import check_int
 from .._types import Args, Array, Key, Scalar
+from ._affine import AbstractField
 
 
 def _identity(x):
     return x
 
 
-class MLPField(eqx.Module):
+class MLPField(AbstractField):
     r"""An MLP vector field $f_\theta(t, h)$ for $h' = f_\theta(t, h)$ in diffrax's convention.
 
     Autonomous by default; with `time_dependent=True` the time is an extra input,
@@ -65,7 +66,7 @@ class MLPField(eqx.Module):
         return self.scale * self.mlp(inp)
 
 
-class LinearField(eqx.Module):
+class LinearField(AbstractField):
     r"""The linear field $f(t, y) = A y$ (a known-answer case: the flow is $e^{tA}$)."""
 
     matrix: Array

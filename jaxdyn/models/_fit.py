@@ -10,12 +10,9 @@ import optax
 from jax import lax
 
 from .._checks import check_finite, check_int, check_positive, is_concrete
-from .._results import RESULTS, AbstractResult, message
+from .._deprecate import renamed_kwargs
+from .._results import RESULTS, AbstractResult, check_throw, message, raise_if_failed
 from .._types import Array
-
-# failure kinds of one step, in the order they are looked for
-_FIT_RESULTS = (RESULTS.successful, RESULTS.nonfinite_loss, RESULTS.nonfinite_gradient,
-                RESULTS.nonfinite_parameters)
 
 
 class FitResult(AbstractResult):
@@ -23,7 +20,7 @@ class FitResult(AbstractResult):
 
     - `model`: the trained model; after a failure, the model of the last step whose loss,
       gradient and update were all finite.
-    - `losses`: the loss before every step, shape `(steps,)`; NaN after a failure.
+    - `losses`: the loss before every step, shape `(n_steps,)`; NaN after a failure.
     - `result`: a `RESULTS` (`jaxdyn._results`) item: `successful`, `nonfinite_loss`,
       `nonfinite_gradient` or `nonfinite_parameters` (the update overflowed: lower the
       learning rate); `failed_step`: the first failing step (0-based), `-1` if none.
@@ -35,11 +32,27 @@ class FitResult(AbstractResult):
     failed_step: int = -1
 
     def summary(self) -> str:
+        """The number of steps, the first and final loss, and the result code's message."""
         losses = np.asarray(self.losses)
         if self.successful:
             last = losses[-1] if losses.size else float("nan")
-            return f"fit: {losses.size} steps, final loss {last:.6g}"
+            first = losses[0] if losses.size else float("nan")
+            return f"fit: {losses.size} steps, loss {first:.6g} -> final loss {last:.6g}"
         return f"fit: {message(self.result)} First seen at step {self.failed_step}."
+
+    def plot(self, ax=None, **kwargs):
+        """The loss curve (log scale; `kwargs` go to `ax.plot`), with the failing step marked.
+        Returns the axes."""
+        from ..plot._plots import _axes, _finish
+
+        _, ax = _axes(ax)
+        losses = np.asarray(self.losses, dtype=float).ravel()
+        ax.plot(np.arange(1, losses.size + 1), losses, label=kwargs.pop("label", "loss"), **kwargs)
+        if self.failed_step >= 0:
+            ax.axvline(self.failed_step + 1, color="tab:red", ls="--", lw=1, label="failure")
+        ax.set_yscale("log")
+        _finish(ax, "step", "loss", None)
+        return ax
 
 
 def mse_loss(model, xs: Array, ys: Array) -> Array:
@@ -54,17 +67,19 @@ def _all_finite(tree) -> Array:
 
 
 @eqx.filter_jit
-def _run_chunk(params, opt_state, static, optimizer, loss_fn, xs, ys, first_step, failure, n):
+def _run_chunk(params, opt_state, failure, first_step, data, *, static, optimizer, loss_fn, n):
     """`n` optimiser steps in one `lax.scan`. Module-level and `filter_jit`ted with the model's
     structure, the optimiser and the loss as static data: repeated fits of models of the same
-    structure with the same optimiser object compile once. `failure = (step, kind)` carries the
-    first failure; from it on the parameters stay at their last finite values."""
+    structure with the same optimiser object compile once. `failure = (step, result)` carries the
+    first failure (`-1` and `RESULTS.successful` when none); from it on the parameters stay at
+    their last finite values. `data` is `(xs, ys)`."""
+    xs, ys = data
 
     def loss_of(p):
         return loss_fn(eqx.combine(p, static), xs, ys)
 
     def step(carry, i):
-        p, s, (fail_step, fail_kind) = carry
+        p, s, (fail_step, fail_result) = carry
         loss, g = jax.value_and_grad(loss_of)(p)
         updates, s_new = optimizer.update(g, s, p)
         p_new = optax.apply_updates(p, updates)
@@ -72,19 +87,23 @@ def _run_chunk(params, opt_state, static, optimizer, loss_fn, xs, ys, first_step
         bad_grad = ~_all_finite(g)
         bad_params = ~_all_finite(p_new)
         first = (fail_step < 0) & (bad_loss | bad_grad | bad_params)
-        kind = jnp.where(bad_loss, 1, jnp.where(bad_grad, 2, 3))
-        fail_kind = jnp.where(first, kind, fail_kind)
+        # the failures of one step, in the order they are looked for
+        kind = RESULTS.where(bad_loss, RESULTS.nonfinite_loss,
+                             RESULTS.where(bad_grad, RESULTS.nonfinite_gradient,
+                                           RESULTS.nonfinite_parameters))
+        fail_result = RESULTS.where(first, kind, fail_result)
         fail_step = jnp.where(first, i, fail_step)
         keep = fail_step < 0
         choose = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new, old)
         p, s = choose(p_new, p), choose(s_new, s)
         loss = jnp.where(keep | first, loss, jnp.nan)
-        return (p, s, (fail_step, fail_kind)), loss
+        return (p, s, (fail_step, fail_result)), loss
 
     return lax.scan(step, (params, opt_state, failure), first_step + jnp.arange(n))
 
 
-def fit(model, xs: Array, ys: Array, *, steps: int = 1000,
+@renamed_kwargs(steps="n_steps")
+def fit(model, xs: Array, ys: Array, *, n_steps: int = 1000,
         optimizer: optax.GradientTransformation | None = None, lr: float | None = None,
         loss_fn: Callable = mse_loss, chunk: int = 100, progress: bool = True,
         desc: str = "fit", throw: bool = True) -> FitResult:
@@ -99,12 +118,13 @@ def fit(model, xs: Array, ys: Array, *, steps: int = 1000,
 
     - `model`: any Equinox model mapping shape `(d,)` to `(q,)`.
     - `xs`, `ys`: shapes `(n, d)` and `(n, q)` (or `(n,)` when `q = 1`), `n >= 1`, finite.
-    - `steps`: the number of optimiser steps.
+    - `n_steps`: the number of optimiser steps (formerly `steps`, deprecated).
     - `optimizer`: an optax optimiser, default `optax.adam(lr)`; `lr`: the learning rate of the
       default optimiser (default `1e-2`; give `lr` or `optimizer`, not both).
     - `loss_fn`: `loss_fn(model, xs, ys)`, default [`mse_loss`][].
-    - `throw`: on a non-finite loss, gradient or update, `True` raises a `RuntimeError` naming the
-      step; `False` returns the last finite model with the result code (see [`FitResult`][]).
+    - `throw`: on a non-finite loss, gradient or update, `True` raises an
+      `eqx.EquinoxRuntimeError` (a `RuntimeError`) with the result code's message and the step;
+      `False` returns the last finite model with the result code (see [`FitResult`][]).
       Training stops at the end of the chunk in which it failed.
 
     **Returns:** a [`FitResult`][] with the trained model, the per-step losses and the result code.
@@ -119,7 +139,8 @@ def fit(model, xs: Array, ys: Array, *, steps: int = 1000,
             "`fit` is not differentiable and cannot run under jit/vmap/grad (it is a host-side "
             "training loop): call it on concrete `model`, `xs` and `ys`."
         )
-    steps = check_int(steps, "steps")
+    check_throw(throw)
+    n_steps = check_int(n_steps, "n_steps")
     chunk = check_int(chunk, "chunk")
     xs = jnp.asarray(xs)
     ys = jnp.asarray(ys)
@@ -145,7 +166,7 @@ def fit(model, xs: Array, ys: Array, *, steps: int = 1000,
                 f"`model` failed on a row of `xs` (shape {tuple(xs.shape[1:])}); the error it raised "
                 "is shown above."
             ) from err
-        q = int(np.prod(getattr(out, "shape", ())))
+        q = int(np.prod(out.shape)) if isinstance(out, jax.ShapeDtypeStruct) else 1
         if ys[0].size != q:
             raise ValueError(
                 f"`ys` must have shape ({xs.shape[0]}, {q}) for a model with {q} outputs, got {ys.shape}."
@@ -157,19 +178,20 @@ def fit(model, xs: Array, ys: Array, *, steps: int = 1000,
     optimizer = optax.adam(1e-2 if lr is None else float(lr)) if optimizer is None else optimizer
     params, static = eqx.partition(model, eqx.is_inexact_array)
     opt_state = optimizer.init(params)
-    failure = (jnp.asarray(-1), jnp.asarray(0))
+    failure = (jnp.asarray(-1), RESULTS.successful)
 
     losses = []
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=steps, desc=desc, leave=False)
+        bar = tqdm(total=n_steps, desc=desc, leave=False)
     done = 0
-    while done < steps:
-        n = min(chunk, steps - done)
+    while done < n_steps:
+        n = min(chunk, n_steps - done)
         (params, opt_state, failure), chunk_losses = _run_chunk(
-            params, opt_state, static, optimizer, loss_fn, xs, ys, jnp.asarray(done), failure, n)
+            params, opt_state, failure, jnp.asarray(done), (xs, ys), static=static,
+            optimizer=optimizer, loss_fn=loss_fn, n=n)
         losses.append(np.asarray(chunk_losses))
         done += n
         if bar is not None:
@@ -180,14 +202,10 @@ def fit(model, xs: Array, ys: Array, *, steps: int = 1000,
     if bar is not None:
         bar.close()
     losses = np.concatenate(losses)
-    losses = np.concatenate([losses, np.full(steps - losses.size, np.nan, losses.dtype)])
-    fail_step, fail_kind = int(failure[0]), int(failure[1])
-    result = _FIT_RESULTS[fail_kind] if fail_step >= 0 else RESULTS.successful
-    if fail_step >= 0 and throw:
-        raise RuntimeError(
-            f"fit: training diverged at step {fail_step}: {message(result)} Lower the learning rate "
-            "(`lr`, or the optimizer's), or pass `throw=False` to get the last finite model and the "
-            "result code."
-        )
-    return FitResult(model=eqx.combine(params, static), losses=jnp.asarray(losses), result=result,
-                     failed_step=fail_step)
+    losses = np.concatenate([losses, np.full(n_steps - losses.size, np.nan, losses.dtype)])
+    fail_step, result = int(failure[0]), failure[1]
+    out = FitResult(model=eqx.combine(params, static), losses=jnp.asarray(losses), result=result,
+                    failed_step=fail_step)
+    return raise_if_failed(out, result, throw, hint=(
+        f"Training diverged at step {fail_step} of `fit`: lower the learning rate (`lr`, or the "
+        "optimizer's), or pass `throw=False` to get the last finite model and the result code."))

@@ -9,17 +9,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_finite, check_input_vector, check_int, check_positive, is_concrete
-from .._results import RESULTS, AbstractResult, message
+from .._results import RESULTS, AbstractResult, check_throw, codes, is_successful, message
 from .._types import Args, Array
 from ._affine import AbstractLiftedModel, Affine, lift_readout_state
 
 _DEFAULT_RTOL = 1e-6
 _DEFAULT_ATOL = 1e-8
 
-# Failure kinds (internal): each has its own sentence in the error raised by `throw=True`.
-_OK, _NONFINITE_STATE, _BLOWUP, _SINGULAR, _MAX_STEPS, _OTHER = range(6)
-_KIND_RESULTS = (RESULTS.successful, RESULTS.nonfinite_state, RESULTS.finite_time_blowup,
-                 RESULTS.step_size_too_small, RESULTS.max_steps_reached, RESULTS.not_converged)
+# The failures a solve can end in, each with its own sentence in the error raised by `throw=True`
+# (diffrax's codes mapped onto ours: a collapse of the step size is a blow-up or a singular field,
+# diffrax's other failures are `not_converged`).
+_FAILURES = (RESULTS.nonfinite_state, RESULTS.finite_time_blowup, RESULTS.step_size_too_small,
+             RESULTS.max_steps_reached, RESULTS.not_converged)
 # Under `jit` an error message must be a static string: the time reached is reported to within
 # t1 / _TIME_BUCKETS by choosing among one message per bucket (see `_failure_messages`).
 _TIME_BUCKETS = 100
@@ -76,7 +77,8 @@ class NeuralODE(AbstractLiftedModel):
     e.g. $h' = h^2$, $h(0) = 1$ blows up at $t = 1$), `nonfinite_state` (the state became NaN or
     inf, typically with a constant step size), `step_size_too_small` (the field returned NaN or
     inf at a finite state), `max_steps_reached` (a genuine lack of steps), with `failed_step` and
-    `failed_time`. `__call__`, `flow`, `batch`, `trajectory` and `variational` raise an
+    `failed_time` (and [`NeuralODE.variational`][] with `throw=False` returns the code in a
+    [`VariationalResult`][]). `__call__`, `flow`, `batch`, `trajectory` and `variational` raise an
     `eqx.EquinoxRuntimeError` with the same diagnosis and the time reached: exact outside `jit`;
     inside `eqx.filter_jit` (where messages are static strings) to within $T/100$, by choosing
     among one message per time bucket, when $T$ is a Python number. A non-finite state is
@@ -183,11 +185,9 @@ class NeuralODE(AbstractLiftedModel):
                 f"{tuple(h0.shape)} and dtype {h0.dtype} (and the `args` given); the error it "
                 "raised is shown above."
             ) from err
-        if getattr(out, "shape", None) != h0.shape:
-            raise ValueError(
-                f"`field` must return an array of the state's shape {h0.shape}, got "
-                f"{getattr(out, 'shape', type(out).__name__)}."
-            )
+        if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != h0.shape:
+            got = out.shape if isinstance(out, jax.ShapeDtypeStruct) else type(out).__name__
+            raise ValueError(f"`field` must return an array of the state's shape {h0.shape}, got {got}.")
         if out.dtype != h0.dtype:
             arg_dtypes = {jnp.result_type(a) for a in jax.tree_util.tree_leaves(args)
                           if eqx.is_inexact_array_like(a) and not isinstance(a, float | complex)}
@@ -202,7 +202,9 @@ class NeuralODE(AbstractLiftedModel):
                 "`x`, the lift and the field's parameters one floating dtype."
             )
 
-    def _run(self, kind: str, y0, args, ts=None, *, locate: bool = False) -> "_Run":
+    def _run(self, field, y0, args, ts=None, *, locate: bool = False) -> "_Run":
+        """Integrate `field` (the model's field, or a wrapper of it for a batch or the variational
+        system) from `y0` over $[0, T]$."""
         self._check_parameters()
         if isinstance(self.adjoint, diffrax.BacksolveAdjoint) and not _is_float_t1(self.t1):
             raise TypeError(
@@ -214,22 +216,24 @@ class NeuralODE(AbstractLiftedModel):
         # time are known; it costs about a fifth more compile time, so only `solve` and
         # `trajectory` pay it (BacksolveAdjoint does not support events: never located there)
         locate = locate and not isinstance(self.adjoint, diffrax.BacksolveAdjoint)
-        return _integrate(self, kind, y0, args, ts, locate)
+        return _integrate(self, field, y0, args, ts, locate)
 
     def _throw(self, value, run: "_Run"):
         """Raise the diagnosis of a failed run (exact time when concrete, bucketed under jit)."""
-        if is_concrete(run.kind) and is_concrete(run.t_end):
-            kinds = np.asarray(run.kind)
-            if np.any(kinds != _OK):
-                i = int(np.argmax(kinds.ravel() != _OK))
+        if all(is_concrete(a) for a in jax.tree_util.tree_leaves((run.result, run.t_end))):
+            values = codes(run.result).ravel()
+            failed = values != codes(RESULTS.successful)
+            if np.any(failed):
+                i = int(np.argmax(failed))
+                failure = next(f for f in _FAILURES if codes(f) == values[i])
                 t = float(np.ravel(np.asarray(run.t_end))[i])
                 step = int(np.ravel(np.asarray(run.accepted))[i])
                 t1 = float(np.ravel(np.asarray(self.t1))[0]) if is_concrete(self.t1) else None
                 raise eqx.EquinoxRuntimeError(_failure_text(
-                    int(kinds.ravel()[i]), t, t1, self.max_steps, step=step, located=run.located))
+                    failure, t, t1, self.max_steps, step=step, located=run.located))
             return value
         messages, index = _failure_messages(self, run)
-        return eqx.branched_error_if(value, run.kind != _OK, index, messages)
+        return eqx.branched_error_if(value, ~is_successful(run.result), index, messages)
 
     def flow(self, h0: Array, args: Args = None) -> Array:
         r"""$\phi_T(h_0)$, the time-$T$ flow of the field on the state space $\mathbb{R}^m$."""
@@ -240,7 +244,7 @@ class NeuralODE(AbstractLiftedModel):
             h0 = h0.astype(jnp.result_type(float))
         h0 = check_finite(h0, "h0")
         self._check_field(h0, args)
-        run = self._run("plain", h0, args)
+        run = self._run(self.field, h0, args)
         return self._throw(run.y_end, run)
 
     def __call__(self, x: Array, args: Args = None) -> Array:
@@ -250,7 +254,7 @@ class NeuralODE(AbstractLiftedModel):
         x = self._check_input(x)
         h0 = self.lift_input(x)
         self._check_field(h0, args)
-        run = self._run("plain", h0, args)
+        run = self._run(self.field, h0, args)
         return self.read(self._throw(run.y_end, run))
 
     def solve(self, x: Array, args: Args = None, *, ts: Array | None = None,
@@ -268,12 +272,13 @@ class NeuralODE(AbstractLiftedModel):
         **Returns:** a [`NeuralODESolution`][]; on failure `output` is NaN, `state` the last
         state reached and `hidden` NaN at the times after `failed_time`.
         """
+        check_throw(throw)
         x = self._check_input(x)
         ts = None if ts is None else self._check_ts(ts)
         h0 = self.lift_input(x)
         self._check_field(h0, args)
-        run = self._run("plain", h0, args, ts, locate=True)
-        ok = run.kind == _OK
+        run = self._run(self.field, h0, args, ts, locate=True)
+        ok = is_successful(run.result)
         output = jnp.where(ok, self.read(run.y_end), jnp.nan)
         hidden = None
         if ts is not None:
@@ -281,7 +286,7 @@ class NeuralODE(AbstractLiftedModel):
             hidden = jnp.where(reached[:, None], run.ys, jnp.nan)
         sol = NeuralODESolution(
             output=output, ts=ts, hidden=hidden, state=run.y_end, t_reached=run.t_end,
-            result=RESULTS.where(ok, RESULTS.successful, _kind_result(run.kind)),
+            result=run.result,
             failed_step=jnp.where(ok, -1, run.accepted),
             failed_time=jnp.where(ok, jnp.nan, run.t_end).astype(run.t_end.dtype),
             num_steps=run.num_steps,
@@ -310,7 +315,7 @@ class NeuralODE(AbstractLiftedModel):
         H0 = jax.vmap(self.lift_input)(xs)
         self._check_field(H0[0], args)
         # the field travels as data (a module), never closed over: every adjoint works
-        run = self._run("rowwise", H0, args)
+        run = self._run(_Rowwise(self.field), H0, args)
         return jax.vmap(self.read)(self._throw(run.y_end, run))
 
     def _check_ts(self, ts: Array) -> Array:
@@ -335,10 +340,10 @@ class NeuralODE(AbstractLiftedModel):
         ts = self._check_ts(ts)
         h0 = self.lift_input(x)
         self._check_field(h0, args)
-        run = self._run("plain", h0, args, ts, locate=True)
+        run = self._run(self.field, h0, args, ts, locate=True)
         return self._throw(run.ys, run)
 
-    def variational(self, x: Array, args: Args = None) -> "Variational":
+    def variational(self, x: Array, args: Args = None, *, throw: bool = True) -> "VariationalResult":
         r"""$\Phi(x)$ with its input Jacobian, from the variational equation.
 
         Solves $h' = f(t, h)$ together with $Y' = D_h f(t, h) Y$, $Y(0) = I$ and
@@ -348,18 +353,29 @@ class NeuralODE(AbstractLiftedModel):
         1-D neural ODE is strictly monotone and has no critical point.
 
         The result is differentiable like `__call__` (the augmented system is one more solve).
+
+        `throw`: `True` raises `eqx.EquinoxRuntimeError` when the solve fails (as `__call__`
+        does); `False` returns NaN arrays with the result code (works under `jit` and `vmap`).
+
+        **Returns:** a [`VariationalResult`][].
         """
+        check_throw(throw)
         x = self._check_input(x)
         h0 = self.lift_input(x)
         self._check_field(h0, args)
         m = h0.shape[0]
         state0 = (h0, jnp.eye(m, dtype=h0.dtype), jnp.zeros((), h0.dtype))
-        run = self._run("variational", state0, args)
-        hT, YT, logdet = self._throw(run.y_end, run)
+        run = self._run(_Augmented(self.field), state0, args)
+        hT, YT, logdet = self._throw(run.y_end, run) if throw else run.y_end
         A = jnp.eye(m, dtype=h0.dtype) if self.lift is None else self.lift.weight
         B = jnp.eye(m, dtype=h0.dtype) if self.readout is None else self.readout.weight
-        return Variational(output=self.read(hT), jacobian=B @ YT @ A, flow_jacobian=YT,
-                           log_det_flow=logdet)
+        out = VariationalResult(output=self.read(hT), jacobian=B @ YT @ A, flow_jacobian=YT,
+                                log_det_flow=logdet, result=run.result)
+        if throw:
+            return out
+        failed = ~is_successful(run.result)
+        return jax.tree_util.tree_map(
+            lambda a: jnp.where(failed, jnp.nan, a) if eqx.is_inexact_array(a) else a, out)
 
 
 def _as_t1(t1):
@@ -408,7 +424,7 @@ class _Run(eqx.Module):
     y_end: Any
     ys: Any
     t_end: Array
-    kind: Array
+    result: RESULTS
     accepted: Array
     num_steps: Array
     located: bool = eqx.field(static=True)
@@ -448,10 +464,9 @@ class _Watched(diffrax.AbstractAdaptiveStepSizeController):
 
 
 @eqx.filter_jit
-def _integrate(model: NeuralODE, kind: str, y0, args, ts, locate: bool) -> _Run:
-    """One `diffeqsolve` (throw=False) and its diagnosis; jitted so that eager calls compile once."""
-    field = {"plain": model.field, "rowwise": _Rowwise(model.field),
-             "variational": _Augmented(model.field)}[kind]
+def _integrate(model: NeuralODE, field, y0, args, ts, locate: bool) -> _Run:
+    """One `diffeqsolve` of `field` with the model's solver settings (throw=False) and its
+    diagnosis; jitted so that eager calls compile once."""
     term = diffrax.ODETerm(field)
     controller = model.stepsize_controller
     watched = isinstance(controller, diffrax.AbstractAdaptiveStepSizeController)
@@ -494,12 +509,12 @@ def _integrate(model: NeuralODE, kind: str, y0, args, ts, locate: bool) -> _Run:
     size, size0 = _max_abs(y_s), _max_abs(y0_s)
     rate = _max_abs(f_s) / jnp.maximum(size, jnp.finfo(size.dtype).tiny) * jnp.abs(model.t1)
     growing = (~_nonfinite(None, f_s, None)) & (size > 10 * jnp.maximum(size0, 1)) & (rate > 1e6)
-    code = jnp.where(~finite_state, _NONFINITE_STATE,
-           jnp.where(collapsed & growing, _BLOWUP,
-           jnp.where(collapsed, _SINGULAR,
-           jnp.where(max_steps, _MAX_STEPS,
-           jnp.where(ended, _OK, _OTHER)))))
-    return _Run(y_end=y_end, ys=ys, t_end=t_end, kind=code,
+    result = RESULTS.where(ended, RESULTS.successful, RESULTS.not_converged)
+    result = RESULTS.where(max_steps, RESULTS.max_steps_reached, result)
+    result = RESULTS.where(collapsed, RESULTS.step_size_too_small, result)
+    result = RESULTS.where(collapsed & growing, RESULTS.finite_time_blowup, result)
+    result = RESULTS.where(~finite_state, RESULTS.nonfinite_state, result)
+    return _Run(y_end=y_end, ys=ys, t_end=t_end, result=result,
                 accepted=jnp.asarray(accepted), num_steps=jnp.asarray(sol.stats["num_steps"]),
                 located=locate)
 
@@ -508,18 +523,12 @@ def _max_abs(tree) -> Array:
     return jnp.max(jnp.stack([jnp.max(jnp.abs(a)) for a in jax.tree_util.tree_leaves(tree)]))
 
 
-def _kind_result(kind):
-    out = RESULTS.successful
-    for k in range(1, len(_KIND_RESULTS)):
-        out = RESULTS.where(kind == k, _KIND_RESULTS[k], out)
-    return out
-
-
-def _failure_text(kind: int, t: float | None, t1: float | None, max_steps: int, *,
+def _failure_text(failure: RESULTS, t: float | None, t1: float | None, max_steps: int, *,
                   step: int | None = None, t_width: float | None = None, located: bool = True) -> str:
-    """The sentence for one failure kind; `t` exact (eager) or a bucket centre (`t_width` wide).
-    A non-finite state seen only at the end (`located=False`) has no time of its own."""
-    if kind == _NONFINITE_STATE and not located:
+    """The sentence for one failure (an item of `_FAILURES`); `t` exact (eager) or a bucket
+    centre (`t_width` wide). A non-finite state seen only at the end (`located=False`) has no
+    time of its own."""
+    if failure == RESULTS.nonfinite_state and not located:
         t = None
     end = "t1" if t1 is None else f"t1 = {t1:g}"
     if t is None:
@@ -530,19 +539,19 @@ def _failure_text(kind: int, t: float | None, t1: float | None, max_steps: int, 
         when = f"at t = {t:.3g} (to within {t_width:.2g}), before {end}"
     more = (" Call `model.solve(x, throw=False)` for the result code, `failed_step` and "
             "`failed_time`.")
-    if kind == _NONFINITE_STATE:
+    if failure == RESULTS.nonfinite_state:
         return (f"NeuralODE: the solution blew up: the state became non-finite (NaN or inf) "
                 f"{when} (a finite-time blow-up of the field, or too large a step `dt0`; check also the "
                 "field's parameters and `args`)." + more)
-    if kind == _BLOWUP:
+    if failure == RESULTS.finite_time_blowup:
         return (f"NeuralODE: the solution blew up in finite time {when}: the state grew "
                 "without bound and the step size collapsed (a finite-time singularity of the "
                 "field, not a lack of `max_steps`)." + more)
-    if kind == _SINGULAR:
+    if failure == RESULTS.step_size_too_small:
         return (f"NeuralODE: the step size collapsed {when} with the state still bounded: the "
                 "vector field is singular, discontinuous or non-finite (NaN or inf) there; check "
                 "the field, its parameters and `args`." + more)
-    if kind == _MAX_STEPS:
+    if failure == RESULTS.max_steps_reached:
         return (f"NeuralODE: the maximum number of solver steps (`max_steps` = {max_steps}) was "
                 f"reached {when}: raise `max_steps`." + more)
     return (f"NeuralODE: the solver failed {when} (an implicit solve did not converge or the "
@@ -551,20 +560,21 @@ def _failure_text(kind: int, t: float | None, t1: float | None, max_steps: int, 
 
 def _failure_messages(model: NeuralODE, run: _Run):
     """Static messages and a traced index into them, for `eqx.branched_error_if` under `jit`:
-    one message per failure kind and, when `t1` is a Python number, per time bucket of width
+    one message per failure and, when `t1` is a Python number, per time bucket of width
     t1 / _TIME_BUCKETS (the message can then name the time although it must be a static string)."""
-    kinds = range(len(_KIND_RESULTS))
+    position = sum(jnp.where(run.result == f, i, 0) for i, f in enumerate(_FAILURES))
     if _is_float_t1(model.t1):
         t1, n = model.t1, _TIME_BUCKETS
-        messages = [_failure_text(k, b * t1 / n, t1, model.max_steps, t_width=t1 / n,
+        messages = [_failure_text(f, b * t1 / n, t1, model.max_steps, t_width=t1 / n,
                                   located=run.located)
-                    for k in kinds for b in range(n + 1)]
+                    for f in _FAILURES for b in range(n + 1)]
         bucket = jnp.clip(jnp.round(run.t_end / t1 * n), 0, n).astype(jnp.int32)
-        index = run.kind * (n + 1) + bucket
+        index = position * (n + 1) + bucket
     else:
-        messages = [_failure_text(k, None, None, model.max_steps, located=run.located) for k in kinds]
-        index = run.kind
-    return messages, jnp.where(run.kind == _OK, 0, index)
+        messages = [_failure_text(f, None, None, model.max_steps, located=run.located)
+                    for f in _FAILURES]
+        index = position
+    return messages, jnp.where(is_successful(run.result), 0, index)
 
 
 class NeuralODESolution(AbstractResult):
@@ -594,24 +604,87 @@ class NeuralODESolution(AbstractResult):
         ok = np.atleast_1d(np.asarray(self.successful))
         steps = np.atleast_1d(np.asarray(self.failed_step))
         times = np.atleast_1d(np.asarray(self.failed_time))
-        codes = np.atleast_1d(np.asarray(self.result._value))
+        values = np.atleast_1d(codes(self.result))
         lines = []
         for i in range(ok.size):
             if ok[i]:
                 lines.append(f"successful (t = {float(np.atleast_1d(self.t_reached)[i]):.6g})")
             else:
-                lines.append(f"{message(codes[i])} First seen at step {int(steps[i])}, "
+                lines.append(f"{message(values[i])} First seen at step {int(steps[i])}, "
                              f"t = {float(times[i]):.6g}.")
         return "\n".join(lines)
 
+    def plot(self, ax=None, **kwargs):
+        """The hidden trajectories $h(t)$ at the requested `ts` (one line per coordinate and
+        batch member; `kwargs` go to `ax.plot`), or the end states at `t_reached` when no `ts`
+        were asked for; the failure time is marked. Returns the axes."""
+        from ..plot._plots import _axes
 
-class Variational(eqx.Module):
-    """Output of [`NeuralODE.variational`][]: $\\Phi(x)$, $D\\Phi(x)$, $D\\phi_T$, $\\log\\det D\\phi_T$."""
+        _, ax = _axes(ax)
+        if self.hidden is not None:
+            ts = np.asarray(self.ts, dtype=float).reshape(-1, np.shape(self.ts)[-1])
+            hidden = np.asarray(self.hidden, dtype=float)
+            hidden = hidden.reshape(-1, *hidden.shape[-2:])
+            for member in range(hidden.shape[0]):
+                t = ts[min(member, ts.shape[0] - 1)]
+                for j in range(hidden.shape[-1]):
+                    ax.plot(t, hidden[member, :, j], label=f"$h_{j + 1}$" if member == 0 else None,
+                            **kwargs)
+        else:
+            states = np.asarray(self.state, dtype=float).reshape(-1, np.shape(self.state)[-1])
+            times = np.broadcast_to(np.asarray(self.t_reached, dtype=float).ravel(), states.shape[:1])
+            for j in range(states.shape[-1]):
+                ax.plot(times, states[:, j], "o", label=f"$h_{j + 1}(t_{{end}})$", **kwargs)
+        for t in np.atleast_1d(np.asarray(self.failed_time, dtype=float)):
+            if np.isfinite(t):
+                ax.axvline(t, color="tab:red", ls="--", lw=1)
+        ax.set_xlabel("$t$")
+        ax.set_ylabel("hidden state")
+        ax.set_title(message(self.result))
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
+        return ax
+
+
+class VariationalResult(AbstractResult):
+    """Output of [`NeuralODE.variational`][]: $\\Phi(x)$, $D\\Phi(x)$, $D\\phi_T$, $\\log\\det D\\phi_T$.
+
+    - `output`: $\\Phi(x)$, shape `(q,)`; `jacobian`: $D\\Phi(x)$, shape `(q, d)`.
+    - `flow_jacobian`: $D\\phi_T(L x)$, shape `(m, m)`; `log_det_flow`: $\\log\\det D\\phi_T$.
+    - `result`: a `RESULTS` (`jaxdyn._results`) item, as in [`NeuralODESolution`][]; all the
+      arrays are NaN when the solve failed (`throw=False`).
+    """
 
     output: Array
     jacobian: Array
     flow_jacobian: Array
     log_det_flow: Array
+    result: RESULTS = eqx.field(default_factory=lambda: RESULTS.successful)
+
+    def summary(self) -> str:
+        """The output, the input Jacobian and $\\log\\det D\\phi_T$, and the result code's message."""
+        fmt = lambda a: np.array2string(np.asarray(a), precision=6, suppress_small=True)
+        return (f"variational: Phi(x) = {fmt(self.output)}, DPhi(x) = {fmt(self.jacobian)}, "
+                f"log det Dphi_T = {float(np.ravel(np.asarray(self.log_det_flow))[0]):.6g}\n"
+                f"{message(self.result)}")
+
+    def plot(self, ax=None, **kwargs):
+        """The input Jacobian $D\\Phi(x)$ as an image (`kwargs` go to `ax.imshow`), with a
+        colour bar. Returns the axes."""
+        from ..plot._plots import _axes
+
+        fig, ax = _axes(ax)
+        jac = np.asarray(self.jacobian, dtype=float)
+        jac = jac.reshape(-1, jac.shape[-1])
+        kwargs.setdefault("cmap", "RdBu_r")
+        bound = float(np.nanmax(np.abs(jac))) if np.any(np.isfinite(jac)) else 1.0
+        image = ax.imshow(jac, vmin=-bound, vmax=bound, **kwargs)
+        fig.colorbar(image, ax=ax, shrink=0.9)
+        ax.set_xlabel("input $j$")
+        ax.set_ylabel("output $i$")
+        ax.set_title(r"$D\Phi(x)$, $\log\det D\phi_T$ = "
+                     f"{float(np.ravel(np.asarray(self.log_det_flow))[0]):.4g}")
+        return ax
 
 
 def second_order(model):

@@ -1,5 +1,6 @@
 """Discrete counterparts of neural ODEs: MLP, ResNet and DenseResNet."""
 
+import abc
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -11,7 +12,7 @@ from jax import lax
 
 from .._checks import check_finite, check_input_vector, check_int, check_positive, is_concrete
 from .._types import Array, Key
-from ._affine import Affine, as_affine
+from ._affine import AbstractLiftedModel, Affine, as_affine
 
 
 def _check_vector(x, size: int) -> Array:
@@ -45,19 +46,55 @@ def _stacked_blocks(width: int, depth: int, activation: Callable, key: Key) -> R
     return eqx.filter_vmap(make)(jax.random.split(key, depth))
 
 
-def _sizes_from(lift, readout, width):
-    d = width if lift is None else lift.in_size
-    q = width if readout is None else readout.out_size
+def _lift_and_readout(width: int, key: Key | None, *, lift, readout, in_size, out_size):
+    """The lift and readout of a residual network: given, or random from `in_size`/`out_size`
+    (with the keys the networks have always used: the 2nd and 3rd of `split(key, 3)`)."""
+    keys = [None, None, None] if key is None else list(jax.random.split(key, 3))
+    lift = _make_affine(lift, in_size, width, keys[1], "lift", "in_size", into=True)
+    readout = _make_affine(readout, out_size, width, keys[2], "readout", "out_size", into=False)
     if lift is not None and lift.out_size != width:
         raise ValueError(f"`lift` must map into R^{width}, its weight has shape {lift.weight.shape}.")
     if readout is not None and readout.in_size != width:
         raise ValueError(
             f"`readout` must map from R^{width}, its weight has shape {readout.weight.shape}."
         )
-    return d, q
+    return lift, readout, keys[0]
 
 
-class ResNet(eqx.Module):
+class AbstractResidualNetwork(AbstractLiftedModel):
+    r"""A residual network with a lift and a readout, $\Phi(x) = R(h_L)$, $h_0 = L(x)$: the
+    discrete counterpart of [`NeuralODE`][] with residual stream of width $m$ (`width`), `depth`
+    layers and step $\delta$ (`delta`). Subclasses say how the layers are stacked
+    ([`states_from`][]); the lift, the readout, the width profile and the call are shared.
+    """
+
+    width: eqx.AbstractVar[int]
+    depth: eqx.AbstractVar[int]
+    delta: eqx.AbstractVar[float]
+
+    @property
+    def state_size(self) -> int:
+        """$m$, the width of the residual stream."""
+        return self.width
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return (self.in_size, *([self.width] * (self.depth + 1)), self.out_size)
+
+    @abc.abstractmethod
+    def states_from(self, h0: Array) -> Array:
+        """The states $h_0, \\dots, h_L$ from a given residual state $h_0$ (after the lift),
+        shape `(depth + 1, width)`."""
+
+    def hidden_states(self, x: Array) -> Array:
+        """All residual states $h_0, \\dots, h_L$, shape `(depth + 1, width)`."""
+        return self.states_from(self.lift_input(_check_vector(x, self.in_size)))
+
+    def __call__(self, x: Array) -> Array:
+        return self.read(self.hidden_states(x)[-1])
+
+
+class ResNet(AbstractResidualNetwork):
     r"""A residual network $h_{l+1} = h_l + \delta f(h_l, \theta_l)$, $l = 0, \dots, L-1$.
 
     The explicit Euler scheme of the neural ODE $h' = f(h, \theta(t))$ with step $\delta$, with the
@@ -96,42 +133,25 @@ class ResNet(eqx.Module):
                  layers: Any = None):
         width = check_int(width, "width")
         depth = check_int(depth, "depth")
-        keys = [None, None, None] if key is None else list(jax.random.split(key, 3))
+        self.lift, self.readout, layer_key = _lift_and_readout(
+            width, key, lift=lift, readout=readout, in_size=in_size, out_size=out_size)
         if layers is None:
             if key is None:
                 raise ValueError("`key` is required unless `layers` is given.")
-            layers = _stacked_blocks(width, depth, activation, keys[0])
+            layers = _stacked_blocks(width, depth, activation, layer_key)
         else:
             leaves = [a for a in jax.tree_util.tree_leaves(layers) if eqx.is_array(a)]
             if not leaves or any(a.ndim == 0 or a.shape[0] != depth for a in leaves):
                 raise ValueError(
                     f"`layers` must have a leading axis of length depth={depth} on every array."
                 )
-        self.lift = _make_affine(lift, in_size, width, keys[1], "lift", "in_size", into=True)
-        self.readout = _make_affine(readout, out_size, width, keys[2], "readout", "out_size",
-                                    into=False)
-        _sizes_from(self.lift, self.readout, width)
         self.layers = layers
         self.width = width
         self.depth = depth
         self.delta = _delta(delta, depth)
 
-    @property
-    def in_size(self) -> int:
-        return self.width if self.lift is None else self.lift.in_size
-
-    @property
-    def out_size(self) -> int:
-        return self.width if self.readout is None else self.readout.out_size
-
-    @property
-    def widths(self) -> tuple[int, ...]:
-        return (self.in_size, *([self.width] * (self.depth + 1)), self.out_size)
-
-    def hidden_states(self, x: Array) -> Array:
-        """All residual states $h_0, \\dots, h_L$, shape `(depth + 1, width)`."""
-        x = _check_vector(x, self.in_size)
-        h0 = x if self.lift is None else self.lift(x)
+    def states_from(self, h0: Array) -> Array:
+        """The residual states $h_0, \\dots, h_L$ from a given $h_0$ (after the lift)."""
         params, static = eqx.partition(self.layers, eqx.is_array)
 
         def step(h, p):
@@ -141,10 +161,6 @@ class ResNet(eqx.Module):
 
         _, hs = lax.scan(step, h0, params)
         return jnp.concatenate([h0[None], hs])
-
-    def __call__(self, x: Array) -> Array:
-        h = self.hidden_states(x)[-1]
-        return h if self.readout is None else self.readout(h)
 
 
 def _delta(delta, depth: int) -> float:
@@ -166,7 +182,7 @@ def _make_affine(value, size, width, key, name, size_name, *, into: bool):
     return Affine(lin.weight, lin.bias)
 
 
-class DenseResNet(eqx.Module):
+class DenseResNet(AbstractResidualNetwork):
     r"""A ResNet with shortcuts to all earlier layers,
     $h_{l+1} = h_l + \delta\,\sigma\big(\sum_{j \le l} W_{l j} h_j + b_l\big)$.
 
@@ -194,11 +210,12 @@ class DenseResNet(eqx.Module):
                  weights=None, biases=None):
         width = check_int(width, "width")
         depth = check_int(depth, "depth")
-        keys = [None, None, None] if key is None else list(jax.random.split(key, 3))
+        self.lift, self.readout, weight_key = _lift_and_readout(
+            width, key, lift=lift, readout=readout, in_size=in_size, out_size=out_size)
         if weights is None:
             if key is None:
                 raise ValueError("`key` is required unless `weights` is given.")
-            wkey, bkey = jax.random.split(keys[0])
+            wkey, bkey = jax.random.split(weight_key)
             # fan-in of layer l is (l + 1) * width: scale each layer's block accordingly
             fan_in = (jnp.arange(depth) + 1.0)[:, None, None, None] * width
             lim = 1.0 / jnp.sqrt(fan_in)
@@ -214,10 +231,6 @@ class DenseResNet(eqx.Module):
             )
         if biases.shape != (depth, width):
             raise ValueError(f"`biases` must have shape {(depth, width)}, got {biases.shape}.")
-        self.lift = _make_affine(lift, in_size, width, keys[1], "lift", "in_size", into=True)
-        self.readout = _make_affine(readout, out_size, width, keys[2], "readout", "out_size",
-                                    into=False)
-        _sizes_from(self.lift, self.readout, width)
         self.weights = weights
         self.biases = biases
         if is_concrete(weights) and is_concrete(biases):
@@ -227,23 +240,6 @@ class DenseResNet(eqx.Module):
         self.width = width
         self.depth = depth
         self.delta = _delta(delta, depth)
-
-    @property
-    def in_size(self) -> int:
-        return self.width if self.lift is None else self.lift.in_size
-
-    @property
-    def out_size(self) -> int:
-        return self.width if self.readout is None else self.readout.out_size
-
-    @property
-    def widths(self) -> tuple[int, ...]:
-        return (self.in_size, *([self.width] * (self.depth + 1)), self.out_size)
-
-    def hidden_states(self, x: Array) -> Array:
-        """All states $h_0, \\dots, h_L$, shape `(depth + 1, width)`."""
-        x = _check_vector(x, self.in_size)
-        return self.states_from(x if self.lift is None else self.lift(x))
 
     def states_from(self, h0: Array) -> Array:
         """The states $h_0, \\dots, h_L$ from a given residual state $h_0$ (after the lift)."""
@@ -260,10 +256,6 @@ class DenseResNet(eqx.Module):
 
         buffer, _ = lax.scan(step, buffer, (past, self.weights, self.biases))
         return buffer
-
-    def __call__(self, x: Array) -> Array:
-        h = self.hidden_states(x)[-1]
-        return h if self.readout is None else self.readout(h)
 
 
 class MLP(eqx.Module):

@@ -163,7 +163,7 @@ def plot_level_sets(fn, lower, upper, critical_points=None, ax=None, *, n: int =
     - `fn`: takes shape `(2,)`, returns a scalar or shape `(1,)`; evaluated jitted and vmapped
       on an `n` by `n` grid (see [`grid_values`][]).
     - `lower`, `upper`: the box corners, shape `(2,)`.
-    - `critical_points`: optional [`jaxdyn.models.CriticalPoints`][] to mark (by Morse index;
+    - `critical_points`: optional [`jaxdyn.models.CriticalPointsResult`][] to mark (by Morse index;
       see [`plot_critical_points`][]).
     - `ax`: draw into this axes (default: a new figure).
     - `levels`, `cmap`, `colorbar`, `vmin`, `vmax`: passed to `contourf`/`colorbar` (give the
@@ -199,7 +199,7 @@ def plot_level_sets(fn, lower, upper, critical_points=None, ax=None, *, n: int =
 
 def plot_critical_points(result, fn=None, lower=None, upper=None, *, ax=None,
                          annotate: bool = True, **level_set_kwargs):
-    """Draw a [`jaxdyn.models.CriticalPoints`][] result of a 2-D scalar map.
+    """Draw a [`jaxdyn.models.CriticalPointsResult`][] result of a 2-D scalar map.
 
     With `fn`, `lower` and `upper` the level sets of `fn` are drawn first ([`plot_level_sets`][],
     which takes `level_set_kwargs`); without them the points are marked on `ax` (default: a new
