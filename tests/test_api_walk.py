@@ -6,6 +6,7 @@ must be a final subclass of `jaxdyn._results.AbstractResult` with a `result` cod
 `summary()` and a `plot(ax=None, ...)`. Results are Equinox modules, so they pass through `jit`.
 """
 
+import dataclasses
 import importlib
 import inspect
 import typing
@@ -77,7 +78,7 @@ def test_every_result_follows_the_pattern(where):
     cls = RESULT_CLASSES[where]
     assert issubclass(cls, AbstractResult), f"{cls.__name__} does not subclass AbstractResult"
     assert cls.__name__.endswith(("Result", "Solution")), cls.__name__
-    assert "result" in {f.name for f in eqx.fields(cls)} or isinstance(
+    assert "result" in {f.name for f in dataclasses.fields(cls)} or isinstance(
         inspect.getattr_static(cls, "result", None), property
     ), f"{cls.__name__} has no `result`"
     assert cls.summary is not AbstractResult.summary, f"{cls.__name__} has no summary()"
