@@ -27,12 +27,12 @@ def test_hutchinson_and_hutchpp(spectrum):
     # Hutchinson's variance for Rademacher probes: 2 (||A||_F^2 - sum_i A_ii^2) / m
     var = 2 * (np.sum(A**2) - np.sum(np.diag(A) ** 2)) / 300
     assert 0.7 < float(tr.stderr) ** 2 / var < 1.4
-    pp = cv.trace(A, key=jax.random.key(1), num_probes=60, method="hutch++")
+    pp = cv.trace(A, key=jax.random.key(1), num_probes=60, method=cv.HutchPlusPlus())
     assert abs(float(pp.estimate) - lam.sum()) < 3 * float(pp.stderr)
     # Hutch++ is exact when the sketch captures the whole range (rank <= num_probes // 3)
     rng = np.random.default_rng(5)
     B = rng.normal(size=(N, 6))
-    low = cv.trace(B @ B.T, key=jax.random.key(2), num_probes=60, method="hutch++")
+    low = cv.trace(B @ B.T, key=jax.random.key(2), num_probes=60, method=cv.HutchPlusPlus())
     np.testing.assert_allclose(low.estimate, np.sum(B**2), rtol=1e-10)
     assert float(low.stderr) < 1e-8 * np.sum(B**2)
 
@@ -99,7 +99,7 @@ def test_density_bad_input(spectrum):
     with pytest.raises(ValueError, match="`num_probes`"):
         cv.trace(A, key=key, num_probes=1)
     with pytest.raises(ValueError, match="`num_probes`"):
-        cv.trace(A, key=key, num_probes=3, method="hutch++")
+        cv.trace(A, key=key, num_probes=3, method=cv.HutchPlusPlus())
     with pytest.raises(ValueError, match="`sigma`"):
         cv.spectral_density(A, key=key, sigma=-1.0)
     with pytest.raises(ValueError, match="`backend`"):

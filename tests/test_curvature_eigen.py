@@ -48,7 +48,7 @@ def test_quadratic_smallest_and_power(quadratic):
     np.testing.assert_allclose(res.eigenvalues, lam[:3][::-1], atol=1e-8, rtol=0)
     assert res.eigenvalues[-1] < 0  # negative curvature found
     # power iteration converges to the largest magnitude, 12 here, slowly (ratio 9.5/12)
-    pw = cv.power_iteration(H, tol=1e-12, num_iters=500)
+    pw = cv.power_iteration(H, tol=1e-12, n_steps=500)
     np.testing.assert_allclose(pw.eigenvalues[0], 12.0, rtol=1e-9)
     assert int(pw.num_hvp) > int(cv.top_eigenvalues(H, 3).num_hvp)
 
@@ -98,8 +98,8 @@ def test_least_squares_against_eigvalsh():
     ref = np.linalg.eigvalsh(Xa.T @ Xa / n)
     H = cv.hessian_operator(loss, params, X, y)
     assert H.size == d + 1
-    # a full Krylov space (tol=0, num_iters = size), through the lineax operator
-    res = cv.top_eigenvalues(H.as_lineax(), 4, num_iters=d + 1, tol=0.0)
+    # a full Krylov space (tol=0, n_steps = size), through the lineax operator
+    res = cv.top_eigenvalues(H.as_lineax(), 4, n_steps=d + 1, tol=0.0)
     np.testing.assert_allclose(res.eigenvalues, ref[::-1][:4], rtol=1e-10)
     np.testing.assert_allclose(np.asarray(res.ritz_values), ref, rtol=1e-9)  # smallest too
     # the eigenvector unravels to the parameter PyTree
@@ -142,8 +142,8 @@ def test_bad_input(quadratic):
         cv.top_eigenvalues(H, N + 1)
     with pytest.raises(ValueError, match="`which`"):
         cv.top_eigenvalues(H, 1, which="middle")
-    with pytest.raises(ValueError, match="`num_iters`"):
-        cv.top_eigenvalues(H, 3, num_iters=2)
+    with pytest.raises(ValueError, match="`n_steps`"):
+        cv.top_eigenvalues(H, 3, n_steps=2)
     with pytest.raises(ValueError, match="`criterion`"):
         cv.top_eigenvalues(H, 1, criterion="gradient")
     with pytest.raises(ValueError, match="`tol`"):

@@ -46,7 +46,7 @@ def test_hvp_matches_jax_hessian_and_chunks(mlp_problem):
     ref = jax.hessian(f)(flat)
     np.testing.assert_allclose(H.matrix(), ref, atol=1e-12)
     # the chunked dataset gives the eigenvalues of the one-batch Hessian (full Krylov space)
-    e2 = cv.top_eigenvalues(Hc, 3, tol=0.0, num_iters=H.size)
+    e2 = cv.top_eigenvalues(Hc, 3, tol=0.0, n_steps=H.size)
     np.testing.assert_allclose(e2.eigenvalues, np.linalg.eigvalsh(ref)[::-1][:3], atol=1e-10,
                                rtol=0)
 

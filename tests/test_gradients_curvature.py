@@ -155,7 +155,7 @@ def _eigs(m):
     return jnp.concatenate(
         [
             top_eigenvalues(m, 2, tol=TOL).eigenvalues,
-            power_iteration(m, tol=0.0, num_iters=300).eigenvalues,
+            power_iteration(m, tol=0.0, n_steps=300).eigenvalues,
         ]
     )
 

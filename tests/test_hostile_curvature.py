@@ -11,6 +11,7 @@ import pytest
 
 from jaxdyn._results import RESULTS
 from jaxdyn.curvature import (
+    HutchPlusPlus,
     gauss_newton_operator,
     hessian_operator,
     power_iteration,
@@ -44,11 +45,28 @@ def H(w=W, x=X, y=Y, **kw):
 
 def _nan_hessian_under_jit():
     # NaN parameters inside jit are not seen at the boundary: the eigen-solver's code says it
-    return eqx.filter_jit(lambda w: top_eigenvalues(H(w), 1))(W.at[0].set(jnp.nan))
+    return eqx.filter_jit(lambda w: top_eigenvalues(H(w), 1, throw=False))(W.at[0].set(jnp.nan))
 
 
 def _flag(code):
     return lambda out: bool(np.all(np.asarray(out.result == code)))
+
+
+def _overflow_loss(w, x, y):
+    return jnp.sum(jnp.exp(1e4 * w * w)) + 0 * y[0]
+
+
+# a Hessian whose products overflow at finite parameters: every estimate is non-finite
+H_INF = hessian_operator(_overflow_loss, W, X, Y)
+
+
+class _Quacks:
+    """Has `.mv` and `.size` but is no declared operator type (duck typing is not accepted)."""
+
+    size = 2
+
+    def mv(self, v):
+        return A @ v
 
 
 ROWS = [
@@ -108,10 +126,10 @@ ROWS = [
         "top_eigenvalues: tol NaN", lambda: top_eigenvalues(A, 1, tol=float("nan")), ValueError, r"`tol`"
     ),
     Hostile(
-        "top_eigenvalues: num_iters < k",
-        lambda: top_eigenvalues(A, 2, num_iters=1),
+        "top_eigenvalues: n_steps < k",
+        lambda: top_eigenvalues(A, 2, n_steps=1),
         ValueError,
-        r"`num_iters`",
+        r"`n_steps`",
     ),
     Hostile(
         "top_eigenvalues: unknown criterion",
@@ -146,8 +164,8 @@ ROWS = [
     ),
     Hostile("top_eigenvalues: NaN matrix", lambda: top_eigenvalues(NAN_A, 1), ValueError, r"`operator`"),
     Hostile(
-        "top_eigenvalues: NaN matrix under jit",
-        lambda: eqx.filter_jit(top_eigenvalues)(NAN_A, 1, num_iters=1),  # one compile with the next
+        "top_eigenvalues: NaN matrix under jit",  # one compile with "too few iterations"
+        lambda: eqx.filter_jit(top_eigenvalues)(NAN_A, 1, n_steps=1, throw=False),
         None,
         flagged=lambda r: _flag(RESULTS.nonfinite_curvature)(r) and not bool(r.converged),
     ),
@@ -159,19 +177,144 @@ ROWS = [
     ),
     Hostile(
         "top_eigenvalues: too few iterations",
-        lambda: eqx.filter_jit(top_eigenvalues)(A, 1, num_iters=1),
+        lambda: eqx.filter_jit(top_eigenvalues)(A, 1, n_steps=1, throw=False),
         None,
         flagged=lambda r: _flag(RESULTS.not_converged)(r) and not bool(r.converged),
     ),
-    Hostile(
-        "power_iteration: num_iters 0", lambda: power_iteration(A, num_iters=0), ValueError, r"`num_iters`"
-    ),
+    Hostile("power_iteration: n_steps 0", lambda: power_iteration(A, n_steps=0), ValueError, r"`n_steps`"),
     Hostile(
         "power_iteration: NaN matrix under jit",
-        lambda: eqx.filter_jit(power_iteration)(NAN_A),
+        lambda: eqx.filter_jit(power_iteration)(NAN_A, throw=False),
         None,
         flagged=_flag(RESULTS.nonfinite_curvature),
     ),
+    # the failure policy: throw=True (default) raises the code's message, throw=False returns it
+    Hostile(
+        "top_eigenvalues: too few steps, throw=True",
+        lambda: top_eigenvalues(A, 1, n_steps=1),
+        eqx.EquinoxRuntimeError,
+        r"did not converge.*`throw=False`",
+    ),
+    Hostile(
+        "top_eigenvalues: overflowing Hessian, throw=True",
+        lambda: top_eigenvalues(H_INF, 1),
+        eqx.EquinoxRuntimeError,
+        r"non-finite",
+    ),
+    Hostile(
+        "top_eigenvalues: overflowing Hessian, throw=False",
+        lambda: top_eigenvalues(H_INF, 1, throw=False),
+        None,
+        flagged=_flag(RESULTS.nonfinite_curvature),
+    ),
+    Hostile(
+        "top_eigenvalues: NaN params under jit, throw=True",
+        lambda: eqx.filter_jit(lambda w: top_eigenvalues(H(w), 1))(W.at[0].set(jnp.nan)),
+        eqx.EquinoxRuntimeError,
+        r"non-finite",
+        near_top=None,
+    ),
+    Hostile(
+        "top_eigenvalues: throw not a bool", lambda: top_eigenvalues(A, 1, throw=1), TypeError, r"`throw`"
+    ),
+    Hostile(
+        "top_eigenvalues: an object that only quacks like an operator",
+        lambda: top_eigenvalues(_Quacks(), 1),
+        TypeError,
+        r"`operator`",
+    ),
+    Hostile(
+        "power_iteration: too few steps, throw=True",
+        lambda: power_iteration(A, n_steps=1),
+        eqx.EquinoxRuntimeError,
+        r"did not converge.*`throw=False`",
+    ),
+    Hostile(
+        "power_iteration: too few steps, throw=False",
+        lambda: power_iteration(A, n_steps=1, throw=False),
+        None,
+        flagged=lambda r: _flag(RESULTS.not_converged)(r) and bool(jnp.isfinite(r.eigenvalues[0])),
+    ),
+    Hostile(
+        "power_iteration: NaN matrix under jit, throw=True",
+        lambda: eqx.filter_jit(power_iteration)(NAN_A),
+        eqx.EquinoxRuntimeError,
+        r"non-finite",
+        near_top=None,
+    ),
+    Hostile(
+        "power_iteration: throw not a bool", lambda: power_iteration(A, throw="no"), TypeError, r"`throw`"
+    ),
+    Hostile(
+        "sharpness: too few steps, throw=True",
+        lambda: sharpness(loss, W, X, Y, n_steps=1),
+        eqx.EquinoxRuntimeError,
+        r"did not converge.*`sharpness`",
+    ),
+    Hostile(
+        "sharpness: too few steps, throw=False",
+        lambda: sharpness(loss, W, X, Y, n_steps=1, throw=False),
+        None,
+        flagged=lambda s: (
+            bool(jnp.isfinite(s))
+            and float(s) == float(top_eigenvalues(H(), 1, n_steps=1, throw=False).eigenvalues[0])
+        ),
+    ),
+    Hostile(
+        "sharpness: overflowing loss, throw=False",
+        lambda: sharpness(_overflow_loss, W, X, Y, throw=False),
+        None,
+        flagged=lambda s: not bool(jnp.isfinite(s)),
+    ),
+    Hostile(
+        "sharpness: throw not a bool", lambda: sharpness(loss, W, X, Y, throw=None), TypeError, r"`throw`"
+    ),
+    Hostile(
+        "spectral_density: overflowing Hessian, throw=True",
+        lambda: spectral_density(H_INF, key=KEY, num_probes=1, order=2),
+        eqx.EquinoxRuntimeError,
+        r"non-finite.*`throw=False`",
+    ),
+    Hostile(
+        "spectral_density: overflowing Hessian, throw=False",
+        lambda: spectral_density(H_INF, key=KEY, num_probes=1, order=2, throw=False),
+        None,
+        flagged=_flag(RESULTS.nonfinite_curvature),
+    ),
+    Hostile(
+        "spectral_density: NaN matrix under jit, throw=True",
+        lambda: eqx.filter_jit(spectral_density)(NAN_A, key=KEY, num_probes=1, order=2),
+        eqx.EquinoxRuntimeError,
+        r"non-finite",
+        near_top=None,
+    ),
+    Hostile(
+        "spectral_density: throw not a bool",
+        lambda: spectral_density(A, key=KEY, throw=0),
+        TypeError,
+        r"`throw`",
+    ),
+    Hostile(
+        "trace: overflowing Hessian, throw=True",
+        lambda: trace(H_INF, key=KEY, num_probes=2),
+        eqx.EquinoxRuntimeError,
+        r"non-finite.*`throw=False`",
+    ),
+    Hostile(
+        "trace: overflowing Hessian, throw=False",
+        lambda: trace(H_INF, key=KEY, num_probes=2, throw=False),
+        None,
+        flagged=_flag(RESULTS.nonfinite_curvature),
+    ),
+    Hostile(
+        "trace: NaN matrix under jit, throw=True",
+        lambda: eqx.filter_jit(trace)(NAN_A, key=KEY, num_probes=4, method=HutchPlusPlus()),
+        eqx.EquinoxRuntimeError,
+        r"non-finite",
+        near_top=None,
+    ),
+    Hostile("trace: throw not a bool", lambda: trace(A, key=KEY, throw=1.0), TypeError, r"`throw`"),
+    Hostile("trace: method of the wrong type", lambda: trace(A, key=KEY, method=len), TypeError, r"`method`"),
     # sharpness
     Hostile(
         "sharpness: NaN params", lambda: sharpness(loss, W.at[0].set(jnp.nan), X, Y), ValueError, r"`params`"

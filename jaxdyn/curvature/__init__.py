@@ -15,7 +15,13 @@ from ._operators import (
     hessian_operator as hessian_operator,
 )
 from ._power import power_iteration as power_iteration, sharpness as sharpness
-from ._trace import TraceResult as TraceResult, trace as trace
+from ._trace import (
+    AbstractTraceEstimator as AbstractTraceEstimator,
+    Hutchinson as Hutchinson,
+    HutchPlusPlus as HutchPlusPlus,
+    TraceResult as TraceResult,
+    trace as trace,
+)
 
 # Old public names served for one release, with a DeprecationWarning naming the new one.
 _RENAMED: dict[str, str] = {}

@@ -18,8 +18,10 @@ the number of distinct eigenvalues).
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._checks import check_int
+from .._results import RESULTS, AbstractResult, check_throw, message, raise_if_failed
 from .._types import Array, Key
 from ._lanczos import _tridiagonal, check_key, lanczos
 from ._operators import as_operator, map_batched
@@ -27,16 +29,18 @@ from ._operators import as_operator, map_batched
 _BACKENDS = ("jaxdyn", "matfree")
 
 
-class DensityResult(eqx.Module):
+class DensityResult(AbstractResult):
     r"""A spectral density from stochastic Lanczos quadrature.
 
     - `nodes`, `weights`: shape `(num_probes, order)`: the Gauss quadrature of each probe's
       spectral measure (each row of `weights` sums to 1).
     - `grid`, `density`: the smoothed density $\phi$ on a grid (integrates to about 1).
     - `sigma`: the Gaussian broadening; `num_hvp`: operator applications.
+    - `result`: `RESULTS.nonfinite_curvature` when a node or the density is NaN/inf (a
+      non-finite operator), else `successful` (the default when built by hand).
 
     Methods: `moment(p)` gives the mean over probes of $\sum_j w_j\theta_j^p$ (an estimate of
-    $\operatorname{tr}(A^p)/n$) and its standard error; `plot()`.
+    $\operatorname{tr}(A^p)/n$) and its standard error; `summary()`; `plot()`.
     """
 
     nodes: Array
@@ -45,6 +49,25 @@ class DensityResult(eqx.Module):
     density: Array
     sigma: Array
     num_hvp: int = eqx.field(static=True)
+    result: RESULTS = eqx.field(default_factory=lambda: RESULTS.successful)
+
+    def summary(self) -> str:
+        """Probes, order, the spectrum's range and first moment, and the result code."""
+        nodes = np.asarray(self.nodes, dtype=float)
+        weights = np.asarray(self.weights, dtype=float)
+        lines = [f"DensityResult: spectral density by stochastic Lanczos quadrature, "
+                 f"{nodes.shape[-2]} probe(s) x order {nodes.shape[-1]} "
+                 f"({self.num_hvp} operator applications)"]
+        if nodes.ndim == 2:
+            used = nodes[weights > 1e-12]
+            lo, hi = (float(used.min()), float(used.max())) if used.size else (np.nan, np.nan)
+            mean = float(np.mean(np.sum(weights * nodes, axis=-1)))
+            lines.append(f"  nodes in [{lo:.6g}, {hi:.6g}], mean eigenvalue tr(A)/n ~ {mean:.6g}, "
+                         f"broadening sigma = {float(np.asarray(self.sigma)):.3g}")
+        else:
+            lines.append(f"  batched densities, nodes of shape {nodes.shape}")
+        lines.append(f"  result: {message(self.result)}")
+        return "\n".join(lines)
 
     def moment(self, p: int) -> tuple[Array, Array]:
         """`(mean, stderr)` over probes of $\\sum_j w_j \\theta_j^p$."""
@@ -55,9 +78,19 @@ class DensityResult(eqx.Module):
 
     def plot(self, ax=None, **kwargs):
         """The smoothed density; see [`jaxdyn.plot.plot_spectral_density`][]."""
-        from ..plot import plot_spectral_density
+        from ..plot._curvature import plot_spectral_density
 
         return plot_spectral_density(self, ax=ax, **kwargs)
+
+
+class _SLQConfig(eqx.Module):
+    """The static settings of one `spectral_density` run (validated by the caller)."""
+
+    num_probes: int
+    order: int
+    num_grid: int
+    backend: str
+    batch_size: int | None
 
 
 def _probe_jaxdyn(op, v, seed, order):
@@ -77,16 +110,17 @@ def _probe_matfree(op, v, order):
 
 
 @eqx.filter_jit
-def _slq(op, key, num_probes, order, dtype, grid, sigma, num_grid, backend, batch_size):
-    size = op.size
+def _slq(op, key, grid, sigma, cfg: _SLQConfig):
+    size, dtype = op.size, op.dtype
+    num_probes, order = cfg.num_probes, cfg.order
     kprobe, krest = jax.random.split(key)
     V = jax.random.rademacher(kprobe, (num_probes, size), dtype) / jnp.sqrt(size).astype(dtype)
     seeds = jax.random.uniform(krest, (num_probes,), dtype)
-    if backend == "jaxdyn":
+    if cfg.backend == "jaxdyn":
         nodes, weights = map_batched(lambda a: _probe_jaxdyn(op, a[0], a[1], order), (V, seeds),
-                                     batch_size)
+                                     cfg.batch_size)
     else:
-        nodes, weights = map_batched(lambda v: _probe_matfree(op, v, order), V, batch_size)
+        nodes, weights = map_batched(lambda v: _probe_matfree(op, v, order), V, cfg.batch_size)
     used = weights > 0
     big = jnp.finfo(dtype).max
     lo = jnp.min(jnp.where(used, nodes, big))
@@ -96,17 +130,19 @@ def _slq(op, key, num_probes, order, dtype, grid, sigma, num_grid, backend, batc
             + jnp.finfo(dtype).tiny
     sigma = jnp.asarray(sigma, dtype)
     if grid is None:
-        grid = jnp.linspace(lo - 5 * sigma, hi + 5 * sigma, num_grid, dtype=dtype)
+        grid = jnp.linspace(lo - 5 * sigma, hi + 5 * sigma, cfg.num_grid, dtype=dtype)
     grid = jnp.asarray(grid, dtype)
     z = (grid[:, None, None] - nodes[None]) / sigma
     kernel = jnp.exp(-0.5 * z**2) / (sigma * jnp.sqrt(2 * jnp.pi).astype(dtype))
     density = jnp.sum(kernel * weights[None], axis=(1, 2)) / num_probes
-    return DensityResult(nodes, weights, grid, density, sigma, num_probes * order)
+    finite = jnp.all(jnp.isfinite(nodes)) & jnp.all(jnp.isfinite(density))
+    code = RESULTS.where(finite, RESULTS.successful, RESULTS.nonfinite_curvature)
+    return DensityResult(nodes, weights, grid, density, sigma, num_probes * order, code)
 
 
 def spectral_density(operator, *, key: Key, num_probes: int = 8, order: int = 64, grid=None,
                      sigma=None, num_grid: int = 512, backend: str = "jaxdyn",
-                     probe_batch_size: int | None = None) -> DensityResult:
+                     probe_batch_size: int | None = None, throw: bool = True) -> DensityResult:
     r"""The eigenvalue density of a symmetric operator by stochastic Lanczos quadrature.
 
     See the module docstring for the mathematics: `num_probes` Rademacher probes (unit norm),
@@ -125,11 +161,16 @@ def spectral_density(operator, *, key: Key, num_probes: int = 8, order: int = 64
     - `backend`: `"jaxdyn"` (default, breakdown-safe) or `"matfree"`
       (`matfree.decomp.tridiag_sym`).
     - `probe_batch_size`: run this many probes at once (`lax.map` batch; default one at a time).
+    - `throw`: `True` (default) raises `eqx.EquinoxRuntimeError` when a quadrature node or the
+      density is non-finite (`RESULTS.nonfinite_curvature`: the operator overflows, or the
+      `"matfree"` backend divided by zero on an invariant Krylov space); `False` returns the
+      result with its code.
 
     **Returns:** a [`DensityResult`][].
     """
-    op, dtype = as_operator(operator)
+    op, _ = as_operator(operator)
     check_key(key)
+    check_throw(throw)
     size = int(op.size)
     num_probes = check_int(num_probes, "num_probes")
     order = min(check_int(order, "order"), size)
@@ -145,5 +186,8 @@ def spectral_density(operator, *, key: Key, num_probes: int = 8, order: int = 64
             raise ValueError(f"`grid` must be a vector, got shape {grid.shape}.")
     if probe_batch_size is not None:
         probe_batch_size = check_int(probe_batch_size, "probe_batch_size")
-    return _slq(op, key, num_probes, order, dtype, grid, sigma, num_grid, backend,
-                probe_batch_size)
+    cfg = _SLQConfig(num_probes, order, num_grid, backend, probe_batch_size)
+    out = _slq(op, key, grid, sigma, cfg)
+    return raise_if_failed(out, out.result, throw,
+                           hint="`spectral_density`: pass `throw=False` to get the quadrature "
+                                "with the code in `.result`.")

@@ -17,7 +17,8 @@ import numpy as np
 from jax import lax
 
 from .._checks import check_int
-from .._results import RESULTS, AbstractResult
+from .._deprecate import renamed_kwargs
+from .._results import RESULTS, AbstractResult, check_throw, message, raise_if_failed
 from .._types import Array, Key
 from ._operators import as_operator
 
@@ -40,8 +41,8 @@ class EigenResult(AbstractResult):
       error is at most the residual, and about residual$^2$/gap.
     - `iterations`: Lanczos steps (or power iterations) taken; `num_hvp`: operator
       applications (HVPs for a Hessian); `converged`: whether the tolerance was met.
-    - `ritz_values`: shape `(num_iters,)`: every Ritz value of the last Krylov space,
-      ascending, with `nan` in the `num_iters - iterations` unused slots (at the start for
+    - `ritz_values`: shape `(n_steps,)`: every Ritz value of the last Krylov space,
+      ascending, with `nan` in the `n_steps - iterations` unused slots (at the start for
       `which="largest"`, at the end for `"smallest"`); both ends of the spectrum at once.
     - `error_bounds`: shape `(k,)` or `None`: the eigenvalue error estimate
       $\min(r_i, r_i^2/\delta_i)$ per pair ($r_i$ the residual, $\delta_i$ the distance of
@@ -49,7 +50,7 @@ class EigenResult(AbstractResult):
       [`top_eigenvalues`][] for when it is a guarantee).
     - `result`: a [`jaxdyn._results.RESULTS`][] item: `nonfinite_curvature` when an eigenvalue
       is NaN/inf (non-finite parameters, data or operator), `not_converged` when the tolerance
-      was not met, else `successful`.
+      was not met, else `successful` (the default when the result is built by hand).
 
     **Derivatives:** `eigenvalues` are differentiable (forward and reverse mode) with respect
     to everything the operator depends on (parameters, data, matrix entries), by the
@@ -68,11 +69,26 @@ class EigenResult(AbstractResult):
     converged: Array
     ritz_values: Array
     error_bounds: Array | None = None
-    result: RESULTS | None = None
+    result: RESULTS = eqx.field(default_factory=lambda: RESULTS.successful)
+
+    def summary(self) -> str:
+        """The eigenvalues with their residuals, the work done and the result code."""
+        vals = np.atleast_1d(np.asarray(self.eigenvalues, dtype=float))
+        res = np.atleast_1d(np.asarray(self.residuals, dtype=float))
+        lines = [f"EigenResult: {vals.shape[-1]} extreme eigenvalue(s), "
+                 f"{int(np.max(np.asarray(self.num_hvp)))} operator applications, "
+                 f"{int(np.max(np.asarray(self.iterations)))} steps"]
+        if vals.ndim == 1:
+            pairs = ", ".join(f"{v:.6g} (residual {r:.1e})" for v, r in zip(vals, res, strict=True))
+            lines.append(f"  eigenvalues (descending): {pairs}")
+        else:
+            lines.append(f"  batched eigenvalues of shape {vals.shape}: largest {np.nanmax(vals):.6g}")
+        lines.append(f"  result: {message(self.result)}")
+        return "\n".join(lines)
 
     def plot(self, ax=None, **kwargs):
         """Eigenvalues with residual bars; see [`jaxdyn.plot.plot_eigenvalues`][]."""
-        from ..plot import plot_eigenvalues
+        from ..plot._curvature import plot_eigenvalues
 
         return plot_eigenvalues(self, ax=ax, **kwargs)
 
@@ -178,11 +194,11 @@ def _restart_vector(n, j, seed, dtype):
     return x - jnp.floor(x) - 0.5
 
 
-def lanczos(mv, v0, num_iters: int, *, seed=0.0, k: int = 1, which: str = "largest",
-            tol=0.0, min_iters: int = 1, criterion: str = "residual") -> _LanczosState:
+def lanczos(mv, v0, n_steps: int, *, seed=0.0, k: int = 1, which: str = "largest",
+            tol=0.0, min_steps: int = 1, criterion: str = "residual") -> _LanczosState:
     r"""Run Lanczos with full reorthogonalisation (classical Gram-Schmidt, repeated if needed) in
-    a `lax.while_loop` of at most `num_iters` steps; stop early once the `k` wanted Ritz pairs
-    have residual estimates $\le$ `tol` times the largest |Ritz value| (after `min_iters` steps;
+    a `lax.while_loop` of at most `n_steps` steps; stop early once the `k` wanted Ritz pairs
+    have residual estimates $\le$ `tol` times the largest |Ritz value| (after `min_steps` steps;
     `tol = 0` runs all steps; `criterion="eigenvalue_bound"` instead stops when
     $\min(r, r^2/\delta) \le$ `tol` $|\theta|$ for each wanted pair, $\delta$ the distance to the
     nearest other Ritz value, see [`top_eigenvalues`][]; `criterion="change"` when the wanted
@@ -194,14 +210,14 @@ def lanczos(mv, v0, num_iters: int, *, seed=0.0, k: int = 1, which: str = "large
     tridiagonal matrix becomes block diagonal).
     """
     n = v0.shape[0]
-    m = num_iters
+    m = n_steps
     dtype = v0.dtype
     eps = jnp.finfo(dtype).eps
     q0 = v0 / jnp.linalg.norm(v0)
     # The basis is stored as a tuple of row blocks (at most `_MAX_BLOCKS`), and step j
     # orthogonalises against the blocks holding rows 0..j only (rows above j are still zero):
-    # the cost grows with the basis, not with num_iters, and no slice or transposed copy of
-    # the basis is ever materialised (a single (num_iters, size) array sliced by row blocks in
+    # the cost grows with the basis, not with n_steps, and no slice or transposed copy of
+    # the basis is ever materialised (a single (n_steps, size) array sliced by row blocks in
     # nested loops cost about 3 ms per step here for size 55 210: copies of the basis).
     blk = max(_BLOCK, -(-m // _MAX_BLOCKS))
     shapes = [(min(blk, m - i), n) for i in range(0, m, blk)]
@@ -268,7 +284,7 @@ def lanczos(mv, v0, num_iters: int, *, seed=0.0, k: int = 1, which: str = "large
                 ok = jnp.all(_error_bound(res, _gaps(vals, ritz)) <= tol * jnp.abs(vals)) & (jj > k)
             else:
                 ok = jnp.all(jnp.abs(vals - s.prev) <= tol * jnp.abs(vals)) & (jj > k)
-            done = ok & (jj >= max(min_iters, k)) & ~breakdown
+            done = ok & (jj >= max(min_steps, k)) & ~breakdown
         return _LanczosState(jj, Q, alpha, beta, q_next, done, s.restarts + breakdown, vals,
                              s.q, beta[j])
 
@@ -284,7 +300,7 @@ def check_key(key, name: str = "key") -> None:
     `(2,)` (`jax.random.PRNGKey`); `TypeError` naming `name` otherwise. Tracers pass."""
     if isinstance(key, jax.core.Tracer):
         return
-    dtype = getattr(key, "dtype", None)
+    dtype = key.dtype if isinstance(key, jax.Array | np.ndarray) else None
     if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
         if jnp.shape(key) != ():
             raise TypeError(f"`{name}` must be a single key, got a batch of shape {jnp.shape(key)}.")
@@ -353,11 +369,23 @@ def _check_tol(tol, dtype):
     return tol
 
 
+class _LanczosConfig(eqx.Module):
+    """The static settings of one `top_eigenvalues` run (validated by the caller)."""
+
+    k: int
+    which: str
+    n_steps: int
+    tol: float
+    min_steps: int
+    criterion: str
+
+
 @eqx.filter_jit
-def _top_eigenvalues(op, v0, seed, k, which, num_iters, tol, min_iters, criterion):
+def _top_eigenvalues(op, v0, seed, cfg: _LanczosConfig):
     op_diff, op = op, _stop(op)
-    state = lanczos(op.mv, v0, num_iters, seed=seed, k=k, which=which, tol=tol,
-                    min_iters=min_iters, criterion=criterion)
+    k, which, tol, criterion = cfg.k, cfg.which, cfg.tol, cfg.criterion
+    state = lanczos(op.mv, v0, cfg.n_steps, seed=seed, k=k, which=which, tol=tol,
+                    min_steps=cfg.min_steps, criterion=criterion)
     vals, coeffs, res, ritz = _ritz(state.alpha, state.beta, state.j, k, which)
     vecs, start = 0.0, 0
     for rows in state.Q:  # block by block: no concatenated copy of the basis
@@ -385,9 +413,10 @@ def result_code(vals: Array, converged: Array) -> RESULTS:
                          RESULTS.where(converged, RESULTS.successful, RESULTS.not_converged))
 
 
+@renamed_kwargs(num_iters="n_steps")
 def top_eigenvalues(operator, k: int = 1, *, key: Key | None = None, which: str = "largest",
-                    num_iters: int | None = None, tol: float | None = None,
-                    criterion: str = "residual") -> EigenResult:
+                    n_steps: int | None = None, tol: float | None = None,
+                    criterion: str = "residual", throw: bool = True) -> EigenResult:
     r"""The `k` largest (or smallest) algebraic eigenvalues of a symmetric operator, by Lanczos.
 
     Lanczos builds an orthonormal basis $Q_j$ of the Krylov space
@@ -399,7 +428,7 @@ def top_eigenvalues(operator, k: int = 1, *, key: Key | None = None, which: str 
     once every wanted pair meets `criterion` (by default residual
     $|\beta_j s_{ji}| \le$ `tol` $\cdot \max_i|\theta_i|$); each step costs one operator
     application plus $O(j \cdot \text{size})$ for the orthogonalisation against the $j$ basis
-    vectors so far (not against all `num_iters` rows). `which="smallest"` finds negative
+    vectors so far (not against all `n_steps` rows). `which="smallest"` finds negative
     curvature (saddles) from the same iteration. Our own implementation (not matfree's): see
     the module docstring for why.
 
@@ -412,10 +441,10 @@ def top_eigenvalues(operator, k: int = 1, *, key: Key | None = None, which: str 
     - `key`: for the start vector (a normal draw) and the breakdown-restart seed. `None` uses the
       documented deterministic start `jax.random.normal(jax.random.key(0), (size,))`.
     - `which`: `"largest"` (algebraic, default) or `"smallest"`.
-    - `num_iters`: the most Lanczos steps (= operator applications); default
+    - `n_steps`: the most Lanczos steps (= operator applications); default
       `min(size, 3k + 60)`, capped at the size.
     - `tol`: relative residual tolerance (default $\sqrt{\epsilon}$ of the dtype: about
-      $1.5\cdot 10^{-8}$ in float64, $3.5\cdot 10^{-4}$ in float32). `0` runs all `num_iters`.
+      $1.5\cdot 10^{-8}$ in float64, $3.5\cdot 10^{-4}$ in float32). `0` runs all `n_steps`.
     - `criterion`: `"residual"` (default): every wanted pair has residual
       $\le$ `tol` $\cdot\max|\theta|$, which bounds each eigenvalue's error by the residual
       (and by about residual$^2$/gap): a guarantee that needs no spectral information.
@@ -438,10 +467,16 @@ def top_eigenvalues(operator, k: int = 1, *, key: Key | None = None, which: str 
       (power-iteration-style, PyHessian's rule: cheapest, no guarantee; the residuals are
       still reported).
 
+    - `throw`: with `True` (default) a run that fails raises `eqx.EquinoxRuntimeError` with
+      the result code's message (eagerly, or through `eqx.error_if` under `jit`/`vmap`, where
+      any batch member failing raises); with `False` the result is returned with its code.
+    - `num_iters`: the old name of `n_steps` (deprecated).
+
     **Returns:** an [`EigenResult`][] (`.eigenvalues` descending, `.eigenvectors`,
-    `.residuals`, `.iterations`, `.num_hvp`, `.converged`, `.result`). Not converging within
-    `num_iters` is reported in `.converged` and `.result` (`not_converged`), a non-finite
-    operator in `.result` (`nonfinite_curvature`, with `nan` eigenvalues), not raised.
+    `.residuals`, `.iterations`, `.num_hvp`, `.converged`, `.result`). Failures: not meeting
+    `tol` within `n_steps` is `RESULTS.not_converged` (the eigenvalues reached are kept, and
+    `.converged` is `False`); a non-finite operator is `RESULTS.nonfinite_curvature` (`nan`
+    eigenvalues). Either raises with `throw=True`; `throw=False` returns the code.
 
     **Derivatives:** the eigenvalues are differentiable in forward and reverse mode, under
     `jit` and `vmap` (see [`EigenResult`][]): the Lanczos loop itself is not differentiated.
@@ -461,17 +496,23 @@ def top_eigenvalues(operator, k: int = 1, *, key: Key | None = None, which: str 
     if k > size:
         raise ValueError(f"`k` = {k} exceeds the operator size (parameter count) {size}.")
     _check_which(which)
-    if num_iters is None:
-        num_iters = min(size, 3 * k + 60)
-    num_iters = check_int(num_iters, "num_iters")
-    if num_iters < k:
-        raise ValueError(f"`num_iters` = {num_iters} must be >= k = {k}.")
-    num_iters = min(num_iters, size)
+    check_throw(throw)
+    if n_steps is None:
+        n_steps = min(size, 3 * k + 60)
+    n_steps = check_int(n_steps, "n_steps")
+    if n_steps < k:
+        raise ValueError(f"`n_steps` = {n_steps} must be >= k = {k}.")
+    n_steps = min(n_steps, size)
     tol = _check_tol(tol, dtype)
     if key is not None:
         check_key(key)
     v0, seed = start_vector(key, size, dtype)
     if criterion not in _CRITERIA:
         raise ValueError(f"`criterion` must be one of {_CRITERIA}, got {criterion!r}.")
-    min_iters = min(num_iters, k + 5) if criterion == "residual" else min(num_iters, k + 1)
-    return _top_eigenvalues(op, v0, seed, k, which, num_iters, tol, min_iters, criterion)
+    min_steps = min(n_steps, k + 5) if criterion == "residual" else min(n_steps, k + 1)
+    cfg = _LanczosConfig(k, which, n_steps, tol, min_steps, criterion)
+    out = _top_eigenvalues(op, v0, seed, cfg)
+    return raise_if_failed(out, out.result, throw,
+                           hint="`top_eigenvalues`: pass `throw=False` to get the eigenvalues "
+                                "reached with the code in `.result` (not converged: raise "
+                                "`n_steps` or `tol`).")

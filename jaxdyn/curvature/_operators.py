@@ -3,9 +3,8 @@ generalised Gauss-Newton matrix (JVP then VJP), over any PyTree of parameters, w
 processed in chunks so that memory stays bounded."""
 
 import abc
-import math
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -13,54 +12,10 @@ import jax.numpy as jnp
 import lineax as lx
 import numpy as np
 from jax import lax
-from jax.flatten_util import ravel_pytree
 
 from .._checks import check_int, is_concrete
+from .._kernels import Flattener, flatten, hvp
 from .._types import Array, PyTree
-
-
-class _Flattener(eqx.Module):
-    """Ravel/unravel between the inexact-array leaves of a PyTree and one flat vector.
-
-    Unlike `jax.flatten_util.ravel_pytree` it keeps only hashable static data (treedef, shapes,
-    dtypes), so two operators built from equally-shaped parameters compile to the same program.
-    """
-
-    treedef: Any = eqx.field(static=True)
-    shapes: tuple = eqx.field(static=True)
-    dtypes: tuple = eqx.field(static=True)
-    dtype: Any = eqx.field(static=True)
-
-    @property
-    def size(self) -> int:
-        return int(sum(math.prod(s) for s in self.shapes))
-
-    def ravel(self, tree) -> Array:
-        leaves = jax.tree_util.tree_leaves(tree)
-        if len(leaves) != len(self.shapes):
-            raise ValueError(f"the tree has {len(leaves)} array leaves, expected {len(self.shapes)}.")
-        if not leaves:
-            return jnp.zeros((0,), self.dtype)
-        return jnp.concatenate([jnp.ravel(x).astype(self.dtype) for x in leaves])
-
-    def unravel(self, flat) -> PyTree:
-        flat = jnp.asarray(flat)
-        if flat.shape != (self.size,):
-            raise ValueError(f"`v` must have shape ({self.size},), got {flat.shape}.")
-        out, start = [], 0
-        for shape, dtype in zip(self.shapes, self.dtypes, strict=True):
-            n = math.prod(shape)
-            out.append(flat[start:start + n].reshape(shape).astype(dtype))
-            start += n
-        return jax.tree_util.tree_unflatten(self.treedef, out)
-
-
-def _flattener(dynamic) -> _Flattener:
-    leaves, treedef = jax.tree_util.tree_flatten(dynamic)
-    shapes = tuple(tuple(jnp.shape(x)) for x in leaves)
-    dtypes = tuple(jnp.result_type(x) for x in leaves)
-    dtype = jnp.result_type(*dtypes) if dtypes else jnp.result_type(float)
-    return _Flattener(treedef, shapes, dtypes, dtype)
 
 
 def _split_params(params):
@@ -153,12 +108,21 @@ def _dense(op):
 class AbstractCurvatureOperator(eqx.Module):
     """A symmetric linear operator on the flattened parameters $\\theta \\in \\mathbb{R}^p$.
 
-    Subclasses define `mv`. Shared: `size` ($p$), `dtype`, `ravel`/`unravel` between flat
-    vectors and the parameter PyTree, `as_lineax()`, `matrix()` (dense, for tests only).
+    The interface every eigen-solver, trace and density estimator of `jaxdyn.curvature` uses.
+    A final subclass provides:
+
+    - `flattener`: a `jaxdyn._kernels.Flattener` between flat vectors of length $p$ and the
+      parameter PyTree (for an operator on plain vectors, the flattener of a `(p,)` array);
+    - `positive_semidefinite`: a class variable (`True` for Gauss-Newton operators);
+    - `mv(v_flat)`: the operator applied to a flat vector of shape `(size,)`.
+
+    Shared: `size` ($p$), `dtype`, `ravel`/`unravel` between flat vectors and the parameter
+    PyTree, `as_lineax()`, `matrix()` (dense, for tests only). A matvec that is not one of
+    these is passed as a `lineax.FunctionLinearOperator` (tagged symmetric).
     """
 
-    flattener: eqx.AbstractVar[_Flattener]
-    positive_semidefinite: ClassVar[bool] = False
+    flattener: eqx.AbstractVar[Flattener]
+    positive_semidefinite: eqx.AbstractClassVar[bool]
 
     @property
     def size(self) -> int:
@@ -216,7 +180,8 @@ class HessianOperator(AbstractCurvatureOperator):
     params_static: PyTree
     data: tuple
     chunking: _Chunked
-    flattener: _Flattener
+    flattener: Flattener
+    positive_semidefinite: ClassVar[bool] = False
 
     def _loss_flat(self, theta, chunk):
         params = eqx.combine(self.flattener.unravel(theta), self.params_static)
@@ -244,8 +209,7 @@ class HessianOperator(AbstractCurvatureOperator):
         v_flat = jnp.asarray(v_flat, self.dtype)
 
         def chunk_hvp(chunk):
-            grad = jax.grad(lambda th: self._loss_flat(th, chunk))
-            return jax.jvp(grad, (theta,), (v_flat,))[1]
+            return hvp(self._loss_flat, theta, v_flat, chunk)
 
         return self.chunking.apply(chunk_hvp, self.data, jnp.zeros_like(theta))
 
@@ -277,7 +241,7 @@ class GaussNewtonOperator(AbstractCurvatureOperator):
     params_static: PyTree
     data: tuple
     chunking: _Chunked
-    flattener: _Flattener
+    flattener: Flattener
     loss: str = eqx.field(static=True)
     positive_semidefinite: ClassVar[bool] = True
 
@@ -305,6 +269,11 @@ class GaussNewtonOperator(AbstractCurvatureOperator):
             return vjp(hjv)[0] / nc
 
         return self.chunking.apply(chunk_ggn, self.data, jnp.zeros_like(theta))
+
+
+def _shape_or_type(out) -> str:
+    """The shape of an `eval_shape` output, or its type when it is not one array."""
+    return str(out.shape) if isinstance(out, jax.ShapeDtypeStruct) else type(out).__name__
 
 
 def _first_chunk(data, n, chunk_size):
@@ -347,18 +316,16 @@ def hessian_operator(loss_fn: Callable, params: PyTree, *data: PyTree,
         raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}.")
     n, chunk_size = _check_data(data, chunk_size)
     dynamic, static = _split_params(params)
-    flattener = _flattener(dynamic)
-    if flattener.size == 0:
-        raise ValueError("`params` has no inexact (floating-point) array leaves to differentiate.")
+    _, flattener = flatten(dynamic, name="params")
     _check_finite_now(dynamic, "params")
     probe = _first_chunk(data, n, chunk_size)
     try:
         out = jax.eval_shape(lambda p, d: loss_fn(eqx.combine(p, static), *d), dynamic, probe)
     except Exception as err:  # noqa: BLE001 - re-raised with context
         raise ValueError(f"`loss_fn(params, *data)` failed on the data: {err}") from err
-    if not hasattr(out, "shape") or out.shape != ():
+    if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != ():
         raise ValueError(f"`loss_fn` must return a scalar (the mean loss), got shape "
-                         f"{getattr(out, 'shape', type(out).__name__)}.")
+                         f"{_shape_or_type(out)}.")
     if not jnp.issubdtype(out.dtype, jnp.inexact):
         raise ValueError(f"`loss_fn` must return a floating-point scalar, got dtype {out.dtype}.")
     return HessianOperator(loss_fn, dynamic, static, tuple(data), _Chunked(n, chunk_size),
@@ -399,16 +366,14 @@ def gauss_newton_operator(model_fn: Callable, params: PyTree, *data: PyTree, los
     if n is None:
         raise ValueError("`data` is required: the GGN averages over examples.")
     dynamic, static = _split_params(params)
-    flattener = _flattener(dynamic)
-    if flattener.size == 0:
-        raise ValueError("`params` has no inexact (floating-point) array leaves to differentiate.")
+    _, flattener = flatten(dynamic, name="params")
     _check_finite_now(dynamic, "params")
     probe = _first_chunk(data, n, chunk_size)
     out = jax.eval_shape(lambda p, d: model_fn(eqx.combine(p, static), *d), dynamic, probe)
     expected = n if chunk_size is None else chunk_size
-    if not hasattr(out, "shape") or out.ndim not in (1, 2) or out.shape[0] != expected:
+    if not isinstance(out, jax.ShapeDtypeStruct) or out.ndim not in (1, 2) or out.shape[0] != expected:
         raise ValueError(f"`model_fn` must return outputs of shape (batch, q) or (batch,) with "
-                         f"batch = {expected}, got {getattr(out, 'shape', type(out).__name__)}.")
+                         f"batch = {expected}, got {_shape_or_type(out)}.")
     if loss == "cross_entropy" and out.ndim != 2:
         raise ValueError("`loss='cross_entropy'` needs logits of shape (batch, classes).")
     return GaussNewtonOperator(model_fn, dynamic, static, tuple(data), _Chunked(n, chunk_size),
@@ -425,69 +390,73 @@ def map_batched(fn, xs, batch_size):
 # -- accepting any operator ----------------------------------------------------------------------
 
 
-class _DenseOperator(eqx.Module):
-    matrix: Array
-
-    @property
-    def size(self) -> int:
-        return int(self.matrix.shape[0])
-
-    def mv(self, v):
-        return self.matrix @ v
+def _flat_flattener(size: int, dtype) -> Flattener:
+    """The flattener of a plain vector of length `size` (operators given as matrices or lineax)."""
+    return flatten(jnp.zeros((size,), dtype), name="operator")[1]
 
 
-class _LineaxOperator(eqx.Module):
+class _DenseOperator(AbstractCurvatureOperator):
+    """A symmetric matrix as an operator on flat vectors (`as_operator` of an array)."""
+
+    matrix_: Array
+    flattener: Flattener
+    positive_semidefinite: ClassVar[bool] = False
+
+    def mv(self, v_flat) -> Array:
+        return self.matrix_ @ v_flat
+
+
+class _LineaxOperator(AbstractCurvatureOperator):
+    """A square lineax operator; a PyTree input structure is flattened (`flattener`)."""
+
     operator: lx.AbstractLinearOperator
-    flat: bool = eqx.field(static=True)
+    flattener: Flattener
+    positive_semidefinite: ClassVar[bool] = False
 
-    @property
-    def size(self) -> int:
-        return int(self.operator.in_size())
+    def mv(self, v_flat) -> Array:
+        return self.flattener.ravel(self.operator.mv(self.flattener.unravel(v_flat)))
 
-    def mv(self, v):
-        if self.flat:
-            return self.operator.mv(v)
-        _, unravel = ravel_pytree(
-            jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype),
-                                   self.operator.in_structure()))
-        return ravel_pytree(self.operator.mv(unravel(v)))[0]
+
+def _from_lineax(operator: lx.AbstractLinearOperator, name: str) -> AbstractCurvatureOperator:
+    if operator.in_size() != operator.out_size():
+        raise ValueError(f"`{name}` must be square, got {operator.out_size()} x "
+                         f"{operator.in_size()}.")
+    zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), operator.in_structure())
+    return _LineaxOperator(operator, flatten(zeros, name=name)[1])
+
+
+def _from_matrix(matrix, name: str) -> AbstractCurvatureOperator:
+    mat = jnp.asarray(matrix)
+    if mat.ndim != 2 or mat.shape[0] != mat.shape[1]:
+        raise ValueError(f"`{name}` given as a matrix must be square, got shape {mat.shape}.")
+    if not jnp.issubdtype(mat.dtype, jnp.inexact):
+        mat = mat.astype(jnp.result_type(float))
+    if is_concrete(mat) and not bool(jnp.all(jnp.isfinite(mat))):
+        raise ValueError(f"`{name}` contains non-finite values (NaN or inf).")
+    if is_concrete(mat) and not bool(jnp.allclose(mat, mat.T, rtol=1e-6, atol=0.0)):
+        raise ValueError(f"`{name}` must be symmetric.")
+    return _DenseOperator(mat, _flat_flattener(mat.shape[0], mat.dtype))
 
 
 def as_operator(operator, name: str = "operator"):
-    """Normalise `operator` to an object with `.mv(v_flat)` and an int `.size`; return it with
-    its dtype.
+    """Convert `operator` to an [`AbstractCurvatureOperator`][]; return it with its dtype.
 
-    Accepts a [`CurvatureOperator`][] (or any object with `.mv` and an integer `.size`), a
-    lineax operator (square; PyTree input structures are flattened), or a square matrix.
+    Accepts exactly three kinds of input, told apart by type: an `AbstractCurvatureOperator`
+    (returned as it is: [`hessian_operator`][], [`gauss_newton_operator`][], or a subclass of
+    your own), a lineax operator (square; PyTree input structures are flattened; a bare matvec
+    goes in as `lineax.FunctionLinearOperator(mv, jax.ShapeDtypeStruct((n,), dtype),
+    lineax.symmetric_tag)`), or a symmetric matrix (a JAX or NumPy array, or nested lists). Any
+    other type is a `TypeError` naming `name`.
     """
+    if isinstance(operator, AbstractCurvatureOperator):
+        return operator, operator.dtype
     if isinstance(operator, lx.AbstractLinearOperator):
-        if operator.in_size() != operator.out_size():
-            raise ValueError(f"`{name}` must be square, got {operator.out_size()} x "
-                             f"{operator.in_size()}.")
-        struct = operator.in_structure()
-        flat = isinstance(struct, jax.ShapeDtypeStruct) and len(struct.shape) == 1
-        leaves = jax.tree_util.tree_leaves(struct)
-        dtype = jnp.result_type(*[s.dtype for s in leaves])
-        return _LineaxOperator(operator, flat), dtype
-    if hasattr(operator, "mv") and hasattr(operator, "size"):
-        size = operator.size
-        if isinstance(size, bool) or not isinstance(size, int | np.integer):
-            raise TypeError(f"`{name}.size` must be an int, got {type(size).__name__}.")
-        dtype = getattr(operator, "dtype", None)
-        if dtype is None:
-            dtype = jax.eval_shape(operator.mv, jax.ShapeDtypeStruct((int(size),),
-                                                                     jnp.result_type(float))).dtype
-        return operator, dtype
-    if hasattr(operator, "shape") or isinstance(operator, list | tuple):
-        mat = jnp.asarray(operator)
-        if mat.ndim != 2 or mat.shape[0] != mat.shape[1]:
-            raise ValueError(f"`{name}` given as a matrix must be square, got shape {mat.shape}.")
-        if not jnp.issubdtype(mat.dtype, jnp.inexact):
-            mat = mat.astype(jnp.result_type(float))
-        if is_concrete(mat) and not bool(jnp.all(jnp.isfinite(mat))):
-            raise ValueError(f"`{name}` contains non-finite values (NaN or inf).")
-        if is_concrete(mat) and not bool(jnp.allclose(mat, mat.T, rtol=1e-6, atol=0.0)):
-            raise ValueError(f"`{name}` must be symmetric.")
-        return _DenseOperator(mat), mat.dtype
-    raise TypeError(f"`{name}` must be a CurvatureOperator, a lineax operator, an object with "
-                    f"`.mv` and `.size`, or a square matrix; got {type(operator).__name__}.")
+        op = _from_lineax(operator, name)
+        return op, op.dtype
+    if isinstance(operator, jax.Array | np.ndarray | list | tuple):
+        op = _from_matrix(operator, name)
+        return op, op.dtype
+    raise TypeError(f"`{name}` must be a jaxdyn.curvature.AbstractCurvatureOperator, a lineax "
+                    f"operator or a square matrix; got {type(operator).__name__}. Pass a matvec "
+                    "`mv` as `lineax.FunctionLinearOperator(mv, jax.ShapeDtypeStruct((n,), dtype), "
+                    "lineax.symmetric_tag)`, or subclass `AbstractCurvatureOperator`.")

@@ -7,6 +7,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from .._checks import check_finite, check_int
+from .._deprecate import renamed_kwargs
+from .._results import check_throw, raise_if_failed
 from .._types import Array, Key, PyTree
 from ._lanczos import (
     EigenResult,
@@ -22,7 +24,7 @@ from ._operators import as_operator, hessian_operator
 
 
 @eqx.filter_jit
-def _power(op, v0, num_iters, tol):
+def _power(op, v0, n_steps, tol):
     op_diff, op = op, _stop(op)
     dtype = v0.dtype
     v = v0 / jnp.linalg.norm(v0)
@@ -31,7 +33,7 @@ def _power(op, v0, num_iters, tol):
 
     def cond(s):
         i, _, _, _, done = s
-        return (i < num_iters) & ~done
+        return (i < n_steps) & ~done
 
     def body(s):
         i, v, w, lam, _ = s
@@ -48,8 +50,9 @@ def _power(op, v0, num_iters, tol):
                        result_code(lam[None], done))
 
 
-def power_iteration(operator, *, key: Key | None = None, num_iters: int = 100,
-                    tol: float | None = 1e-3) -> EigenResult:
+@renamed_kwargs(num_iters="n_steps")
+def power_iteration(operator, *, key: Key | None = None, n_steps: int = 100,
+                    tol: float | None = 1e-3, throw: bool = True) -> EigenResult:
     r"""The dominant eigenvalue by power iteration: $v \leftarrow Av/\|Av\|$, $\lambda = v^\top Av$.
 
     Converges to the eigenvalue of largest **magnitude** (for a Hessian with a large negative
@@ -62,26 +65,36 @@ def power_iteration(operator, *, key: Key | None = None, num_iters: int = 100,
     - `operator`: as in [`top_eigenvalues`][].
     - `key`: start vector (normal draw); `None` gives the documented deterministic start
       `jax.random.normal(jax.random.key(0), (size,))`.
-    - `num_iters`: the most operator applications.
+    - `n_steps`: the most operator applications (`num_iters`: its old name, deprecated).
     - `tol`: stop when two successive Rayleigh quotients differ by at most
-      `tol * (|lambda| + 1e-6)` (PyHessian's relative criterion); `0` runs all `num_iters`.
+      `tol * (|lambda| + 1e-6)` (PyHessian's relative criterion); `0` runs all `n_steps`.
+    - `throw`: as in [`top_eigenvalues`][]: `True` raises when the Rayleigh quotients did
+      not settle within `n_steps` (`RESULTS.not_converged`) or became non-finite
+      (`RESULTS.nonfinite_curvature`); `False` returns the result with its code.
 
     **Returns:** an [`EigenResult`][] with `k = 1`; `.residuals` is the true
     $\|Av - \lambda v\|$, `.num_hvp` the number of operator applications.
     """
     op, dtype = as_operator(operator)
     size = int(op.size)
-    num_iters = check_int(num_iters, "num_iters")
+    n_steps = check_int(n_steps, "n_steps")
     tol = _check_tol(tol, dtype)
+    check_throw(throw)
     if key is not None:
         check_key(key)
     v0, _ = start_vector(key, size, dtype)
-    return _power(op, v0, num_iters, tol)
+    out = _power(op, v0, n_steps, tol)
+    return raise_if_failed(out, out.result, throw,
+                           hint="`power_iteration`: pass `throw=False` to get the estimate "
+                                "reached with the code in `.result` (not converged: raise "
+                                "`n_steps` or `tol`).")
 
 
+@renamed_kwargs(num_iters="n_steps")
 def sharpness(loss_fn: Callable, params: PyTree, *data: PyTree, key: Key | None = None,
-              chunk_size: int | None = None, num_iters: int | None = None,
-              tol: float | None = None, criterion: str = "residual") -> Array:
+              chunk_size: int | None = None, n_steps: int | None = None,
+              tol: float | None = None, criterion: str = "residual",
+              throw: bool = True) -> Array:
     r"""The sharpness $S = \lambda_{\max}(\nabla^2 L(\theta))$ of a mean loss over a dataset.
 
     [`hessian_operator`][] then [`top_eigenvalues`][] with `k = 1` (Lanczos on
@@ -97,22 +110,35 @@ def sharpness(loss_fn: Callable, params: PyTree, *data: PyTree, key: Key | None 
     the value returned is the derivative along $v$.
 
     **Arguments:** `loss_fn`, `params`, `*data`, `chunk_size` as in [`hessian_operator`][];
-    `key`, `num_iters`, `tol`, `criterion` as in [`top_eigenvalues`][] (`key=None`: the
-    deterministic start).
+    `key`, `n_steps`, `tol`, `criterion` as in [`top_eigenvalues`][] (`key=None`: the
+    deterministic start; `num_iters` is the old name of `n_steps`, deprecated).
+
+    - `throw`: `True` (default) raises `eqx.EquinoxRuntimeError` when the top eigenvalue is
+      non-finite (the loss or its Hessian-vector products overflow) or Lanczos did not meet
+      `tol` within `n_steps` (`RESULTS.not_converged`), eagerly or through `eqx.error_if`
+      under `jit`/`vmap`. `False` returns the value reached whatever happened (`nan` when
+      non-finite). The sharpness is a plain scalar, so it carries no code: for the code, call
+      [`top_eigenvalues`][] on [`hessian_operator`][] with `throw=False` (the same numbers).
 
     **Returns:** a scalar array.
 
     **Raises:** `ValueError` naming `params` or `data` when they hold NaN/inf (checked before
-    any compilation when concrete); under `jit`/`vmap` an `eqx.error_if` error with the same
-    message, and one saying that the sharpness is non-finite if the Hessian-vector products
-    overflow. (Use [`top_eigenvalues`][] on [`hessian_operator`][] for a result code instead.)
+    any compilation when concrete; under `jit`/`vmap` an `eqx.error_if` error with the same
+    message): bad input is an error with either `throw`.
     """
+    check_throw(throw)
     dynamic, static = eqx.partition(params, eqx.is_inexact_array)
     params = eqx.combine(check_finite(dynamic, "params"), static)
     data = check_finite(data, "data")
     op = hessian_operator(loss_fn, params, *data, chunk_size=chunk_size)
-    value = top_eigenvalues(op, 1, key=key, num_iters=num_iters, tol=tol,
-                            criterion=criterion).eigenvalues[0]
-    return eqx.error_if(value, ~jnp.isfinite(value),
-                        "`sharpness`: the top Hessian eigenvalue is non-finite (NaN or inf): the "
-                        "loss or its Hessian-vector products overflow at these `params`.")
+    res = top_eigenvalues(op, 1, key=key, n_steps=n_steps, tol=tol, criterion=criterion,
+                          throw=False)
+    value = res.eigenvalues[0]
+    if not throw:
+        return value
+    value = eqx.error_if(value, ~jnp.isfinite(value),
+                         "`sharpness`: the top Hessian eigenvalue is non-finite (NaN or inf): the "
+                         "loss or its Hessian-vector products overflow at these `params`.")
+    return raise_if_failed(value, res.result, throw,
+                           hint="`sharpness`: raise `n_steps` or `tol`, or pass `throw=False` to "
+                                "get the value reached.")

@@ -1,85 +1,200 @@
-r"""Stochastic trace estimation: Hutchinson (on matfree's pieces) and Hutch++.
+r"""Stochastic trace estimation: Hutchinson (on matfree's pieces) and Hutch++, as strategies.
 
 matfree provides the Rademacher sampler (`matfree.stochtrace.sampler_signs`) and the
 quadratic-form integrand (`matfree.stochtrace.monte_carlo_trace`) that Hutchinson's estimator
 averages; we apply the probes with `lax.map` (bounded memory, `probe_batch_size` HVPs at once)
 and report the sample standard error with Bessel's correction. matfree has no Hutch++ (it has
 XTrace), so Hutch++ is implemented here.
+
+An estimator is a strategy object: [`AbstractTraceEstimator`][] declares what one does (check
+its probe budget, draw and apply the probes), [`Hutchinson`][] and [`HutchPlusPlus`][] are the
+final implementations, and [`trace`][] takes one as `method=`.
 """
+
+import abc
+import warnings
+from typing import ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from matfree import stochtrace
 
 from .._checks import check_int
+from .._deprecate import REMOVED_IN
+from .._results import RESULTS, AbstractResult, check_throw, message, raise_if_failed
 from .._types import Array, Key
 from ._lanczos import check_key
-from ._operators import as_operator, map_batched
-
-_METHODS = ("hutchinson", "hutch++")
+from ._operators import AbstractCurvatureOperator, as_operator, map_batched
 
 
-class TraceResult(eqx.Module):
-    r"""A stochastic trace estimate.
+class AbstractTraceEstimator(eqx.Module):
+    """A stochastic estimator of $\\operatorname{tr}(A)$ from matrix-vector products.
 
-    - `estimate`: the estimate of $\operatorname{tr}(A)$.
-    - `stderr`: its standard error (sample standard deviation of the Monte-Carlo part over
-      $\sqrt{\text{its probe count}}$).
-    - `num_hvp`: operator applications used.
-    - `method`: `"hutchinson"` or `"hutch++"`.
+    A final subclass has a `name` (a class variable, for summaries), checks that a probe
+    budget suits it (`check_probes`, a `ValueError` naming `num_probes` otherwise) and draws
+    and applies the probes (`estimate`, traceable: it runs under `jit`). `estimate` returns
+    `(estimate, stderr, samples, offset)`: the trace estimate and its standard error, the
+    Monte-Carlo samples $z_i^\top A z_i$, and the part computed exactly that they are added to
+    (`estimate = offset + mean(samples)`).
     """
 
-    estimate: Array
-    stderr: Array
-    num_hvp: int = eqx.field(static=True)
-    method: str = eqx.field(static=True)
+    name: eqx.AbstractClassVar[str]
+
+    @abc.abstractmethod
+    def check_probes(self, num_probes: int) -> None:
+        """`ValueError` naming `num_probes` when the budget is too small for this estimator."""
+
+    @abc.abstractmethod
+    def estimate(self, op: AbstractCurvatureOperator, key: Key, num_probes: int,
+                 batch_size: int | None) -> tuple[Array, Array, Array, Array]:
+        """Spend `num_probes` operator applications (`batch_size` at once) on the estimate."""
 
 
 def _apply_many(op, V, batch_size):
     return map_batched(op.mv, V, batch_size)
 
 
-@eqx.filter_jit
-def _hutchinson(op, key, num_probes, dtype, batch_size):
-    size = op.size
-    sampler = stochtrace.sampler_signs(jnp.zeros((size,), dtype), num=num_probes)
-    integrand = stochtrace.monte_carlo_trace()
-    V = sampler(key)
-    AV = _apply_many(op, V, batch_size)
-    vals = jax.vmap(lambda v, av: integrand(lambda _: av, v))(V, AV)
-    return jnp.mean(vals), jnp.std(vals, ddof=1) / jnp.sqrt(num_probes)
+class Hutchinson(AbstractTraceEstimator):
+    r"""Hutchinson's estimator $\frac1m\sum_i z_i^\top A z_i$ with Rademacher $z_i$.
+
+    Unbiased, with variance $2(\|A\|_F^2 - \sum_i A_{ii}^2)/m$; uses matfree's sampler and
+    integrand. Needs at least 2 probes (for the standard error).
+    """
+
+    name: ClassVar[str] = "hutchinson"
+
+    def check_probes(self, num_probes: int) -> None:
+        return None  # `trace` already asks for >= 2
+
+    def estimate(self, op, key, num_probes, batch_size) -> tuple[Array, Array, Array, Array]:
+        sampler = stochtrace.sampler_signs(jnp.zeros((op.size,), op.dtype), num=num_probes)
+        integrand = stochtrace.monte_carlo_trace()
+        V = sampler(key)
+        AV = _apply_many(op, V, batch_size)
+        vals = jax.vmap(lambda v, av: integrand(lambda _: av, v))(V, AV)
+        return (jnp.mean(vals), jnp.std(vals, ddof=1) / jnp.sqrt(num_probes), vals,
+                jnp.zeros((), vals.dtype))
+
+
+class HutchPlusPlus(AbstractTraceEstimator):
+    r"""Hutch++ (Meyer, Musco, Musco, Woodruff 2021).
+
+    A third of the budget sketches the top of the spectrum ($Q = \operatorname{qr}(AS)$), whose
+    trace $\operatorname{tr}(Q^\top AQ)$ is taken exactly (another third), and Hutchinson on the
+    deflated $(I - QQ^\top)A(I - QQ^\top)$ with the rest: far lower variance when the spectrum
+    decays (Hessians of neural networks). The sketch takes `min(num_probes // 3, size)` probes
+    (twice); at least 2 must be left for the residual part.
+    """
+
+    name: ClassVar[str] = "hutch++"
+
+    def check_probes(self, num_probes: int) -> None:
+        if num_probes < 3:
+            raise ValueError(f"`num_probes` must be >= 3 for Hutch++, got {num_probes}.")
+        if num_probes - 2 * (num_probes // 3) < 2:
+            raise ValueError("`num_probes` leaves fewer than 2 probes for Hutch++'s residual part.")
+
+    def estimate(self, op, key, num_probes, batch_size) -> tuple[Array, Array, Array, Array]:
+        size, dtype = op.size, op.dtype
+        s = min(num_probes // 3, size)  # a sketch as large as the space is already exact
+        g = num_probes - 2 * s
+        k1, k2 = jax.random.split(key)
+        S = jax.random.rademacher(k1, (s, size), dtype)
+        Y = _apply_many(op, S, batch_size)  # rows: A s_i
+        Q, _ = jnp.linalg.qr(Y.T)  # (size, s)
+        AQ = _apply_many(op, Q.T, batch_size)
+        t_low = jnp.sum(Q.T * AQ)
+        G = jax.random.rademacher(k2, (g, size), dtype)
+        G = G - (G @ Q) @ Q.T
+        AG = _apply_many(op, G, batch_size)
+        vals = jnp.sum(G * AG, axis=1)
+        return t_low + jnp.mean(vals), jnp.std(vals, ddof=1) / jnp.sqrt(g), vals, t_low
+
+
+class TraceResult(AbstractResult):
+    r"""A stochastic trace estimate.
+
+    - `estimate`: the estimate of $\operatorname{tr}(A)$.
+    - `stderr`: its standard error (sample standard deviation of the Monte-Carlo part over
+      $\sqrt{\text{its probe count}}$).
+    - `samples`: the Monte-Carlo samples $z_i^\top A z_i$ (for Hutch++ those of the deflated
+      operator), in the order drawn; `offset`: the part computed exactly (Hutch++'s
+      $\operatorname{tr}(Q^\top A Q)$, 0 for Hutchinson). `estimate = offset + mean(samples)`.
+    - `num_hvp`: operator applications used.
+    - `estimator`: the [`AbstractTraceEstimator`][] used; `method` is its name
+      (`"hutchinson"` or `"hutch++"`).
+    - `result`: `RESULTS.nonfinite_curvature` when the estimate is NaN/inf, else `successful`.
+
+    `summary()` says it in words; `plot()` draws the running estimate
+    ([`jaxdyn.plot._curvature.plot_trace`][]).
+    """
+
+    estimate: Array
+    stderr: Array
+    samples: Array
+    offset: Array
+    result: RESULTS
+    estimator: AbstractTraceEstimator
+    num_hvp: int = eqx.field(static=True)
+
+    @property
+    def method(self) -> str:
+        """The estimator's name: `"hutchinson"` or `"hutch++"`."""
+        return self.estimator.name
+
+    def summary(self) -> str:
+        """The estimate with its standard error, the estimator and the result code."""
+        est = np.asarray(self.estimate, dtype=float)
+        err = np.asarray(self.stderr, dtype=float)
+        head = (f"{float(est):.6g} +/- {float(err):.2g} (standard error)" if est.ndim == 0
+                else f"batched estimates of shape {est.shape}")
+        return "\n".join([f"TraceResult: tr(A) = {head}",
+                          f"  {self.method} estimator, {self.num_hvp} operator applications",
+                          f"  result: {message(self.result)}"])
+
+    def plot(self, ax=None, **kwargs):
+        """The running estimate over the probes with its standard-error band; see
+        `jaxdyn.plot._curvature.plot_trace`."""
+        from ..plot._curvature import plot_trace
+
+        return plot_trace(self, ax=ax, **kwargs)
+
+
+_BY_NAME = {"hutchinson": Hutchinson, "hutch++": HutchPlusPlus}
+
+
+def _estimator(method) -> AbstractTraceEstimator:
+    """`method` as an estimator: `None` is Hutchinson; the old strings warn (one release)."""
+    if method is None:
+        return Hutchinson()
+    if isinstance(method, AbstractTraceEstimator):
+        return method
+    if isinstance(method, str):
+        if method not in _BY_NAME:
+            raise ValueError(f"`method` must be a trace estimator (`Hutchinson()`, "
+                             f"`HutchPlusPlus()`), got {method!r}.")
+        cls = _BY_NAME[method]
+        warnings.warn(f"`trace(method={method!r})` is deprecated: pass `method={cls.__name__}()` "
+                      f"(jaxdyn.curvature.{cls.__name__}; strings go in jaxdyn {REMOVED_IN}).",
+                      DeprecationWarning, stacklevel=3)
+        return cls()
+    raise TypeError(f"`method` must be a jaxdyn.curvature.AbstractTraceEstimator "
+                    f"(`Hutchinson()`, `HutchPlusPlus()`), got {type(method).__name__}.")
 
 
 @eqx.filter_jit
-def _hutchpp(op, key, num_probes, dtype, batch_size):
-    size = op.size
-    s = min(num_probes // 3, size)  # a sketch as large as the space is already exact
-    g = num_probes - 2 * s
-    k1, k2 = jax.random.split(key)
-    S = jax.random.rademacher(k1, (s, size), dtype)
-    Y = _apply_many(op, S, batch_size)  # rows: A s_i
-    Q, _ = jnp.linalg.qr(Y.T)  # (size, s)
-    AQ = _apply_many(op, Q.T, batch_size)
-    t_low = jnp.sum(Q.T * AQ)
-    G = jax.random.rademacher(k2, (g, size), dtype)
-    G = G - (G @ Q) @ Q.T
-    AG = _apply_many(op, G, batch_size)
-    vals = jnp.sum(G * AG, axis=1)
-    return t_low + jnp.mean(vals), jnp.std(vals, ddof=1) / jnp.sqrt(g)
+def _trace(estimator, op, key, num_probes, batch_size):
+    estimate, stderr, samples, offset = estimator.estimate(op, key, num_probes, batch_size)
+    code = RESULTS.where(jnp.isfinite(estimate), RESULTS.successful, RESULTS.nonfinite_curvature)
+    return TraceResult(estimate, stderr, samples, offset, code, estimator, num_probes)
 
 
-def trace(operator, *, key: Key, num_probes: int = 100, method: str = "hutchinson",
-          probe_batch_size: int | None = None) -> TraceResult:
+def trace(operator, *, key: Key, num_probes: int = 100,
+          method: AbstractTraceEstimator | str | None = None,
+          probe_batch_size: int | None = None, throw: bool = True) -> TraceResult:
     r"""Stochastic estimate of $\operatorname{tr}(A)$ from matrix-vector products.
-
-    - `"hutchinson"`: $\frac1m\sum_i z_i^\top A z_i$ with Rademacher $z_i$ (unbiased, variance
-      $2(\|A\|_F^2 - \sum_i A_{ii}^2)/m$), using matfree's sampler and integrand.
-    - `"hutch++"` (Meyer, Musco, Musco, Woodruff 2021): a third of the budget sketches the
-      top of the spectrum ($Q = \operatorname{qr}(AS)$), whose trace $\operatorname{tr}(Q^\top
-      AQ)$ is taken exactly (another third), and Hutchinson on the deflated
-      $(I - QQ^\top)A(I - QQ^\top)$ with the rest: far lower variance when the spectrum decays
-      (Hessians of neural networks).
 
     **Arguments:**
 
@@ -88,25 +203,36 @@ def trace(operator, *, key: Key, num_probes: int = 100, method: str = "hutchinso
     - `num_probes`: the total number of operator applications ($\ge 2$; $\ge 3$ for Hutch++,
       whose sketch takes `min(num_probes // 3, size)` of them twice and the rest go to the
       residual part).
-    - `method`: `"hutchinson"` (default) or `"hutch++"`.
+    - `method`: the estimator, a strategy object: [`Hutchinson`][]`()` (the default, `None`):
+      $\frac1m\sum_i z_i^\top A z_i$ with Rademacher $z_i$; or [`HutchPlusPlus`][]`()`: a
+      low-rank sketch taken exactly plus Hutchinson on the rest, far lower variance when the
+      spectrum decays. The strings `"hutchinson"` and `"hutch++"` still work for one release,
+      with a `DeprecationWarning` naming the object.
     - `probe_batch_size`: apply this many probes at once (`lax.map(..., batch_size=...)`;
       default one at a time, the least memory).
+    - `throw`: `True` (default) raises `eqx.EquinoxRuntimeError` when the estimate is
+      non-finite (`RESULTS.nonfinite_curvature`: the operator overflows); `False` returns the
+      result with its code.
 
-    **Returns:** a [`TraceResult`][] with `.estimate` and `.stderr`.
+    **Returns:** a [`TraceResult`][] with `.estimate`, `.stderr` and `.result`.
+
+    **Example:**
+
+    ```python
+    H = hessian_operator(loss, params, x, y)
+    tr = trace(H, key=jax.random.key(0), num_probes=90, method=HutchPlusPlus())
+    print(tr.summary())
+    ```
     """
-    op, dtype = as_operator(operator)
+    op, _ = as_operator(operator)
     check_key(key)
     num_probes = check_int(num_probes, "num_probes", minimum=2)
-    if method not in _METHODS:
-        raise ValueError(f"`method` must be one of {_METHODS}, got {method!r}.")
+    estimator = _estimator(method)
+    check_throw(throw)
     if probe_batch_size is not None:
         probe_batch_size = check_int(probe_batch_size, "probe_batch_size")
-    if method == "hutchinson":
-        est, err = _hutchinson(op, key, num_probes, dtype, probe_batch_size)
-    else:
-        if num_probes < 3:
-            raise ValueError(f"`num_probes` must be >= 3 for Hutch++, got {num_probes}.")
-        if num_probes - 2 * (num_probes // 3) < 2:
-            raise ValueError("`num_probes` leaves fewer than 2 probes for Hutch++'s residual part.")
-        est, err = _hutchpp(op, key, num_probes, dtype, probe_batch_size)
-    return TraceResult(est, err, num_probes, method)
+    estimator.check_probes(num_probes)
+    out = _trace(estimator, op, key, num_probes, probe_batch_size)
+    return raise_if_failed(out, out.result, throw,
+                           hint="`trace`: pass `throw=False` to get the estimate with the code "
+                                "in `.result`.")

@@ -1,4 +1,4 @@
-"""Figures for curvature: spectral densities (SLQ) and extreme eigenvalues.
+"""Figures for curvature: spectral densities (SLQ), extreme eigenvalues and trace estimates.
 
 matplotlib is imported only when a function draws.
 """
@@ -89,5 +89,48 @@ def plot_eigenvalues(result, ax=None, *, reference=None, title: str | None = Non
     ax.set_xlabel("index $i$")
     ax.set_ylabel(r"eigenvalue $\lambda_i$")
     ax.set_title(title or f"eigenvalues ({int(np.asarray(result.num_hvp))} operator applications)")
+    ax.legend(frameon=False)
+    return fig
+
+
+def plot_trace(result, ax=None, *, reference=None, title: str | None = None):
+    r"""The running estimate of a [`jaxdyn.curvature.TraceResult`][] over its probes.
+
+    After $m$ Monte-Carlo samples the estimate is `offset` plus their mean, drawn with a band of
+    one running standard error (from the second sample on); the final estimate is a horizontal
+    line.
+
+    **Arguments:**
+
+    - `result`: from [`jaxdyn.curvature.trace`][].
+    - `ax`: draw into this axes (default: a new figure).
+    - `reference`: an optional exact trace, drawn as a dashed line.
+    - `title`: axes title.
+
+    **Returns:** the matplotlib `Figure`.
+    """
+    samples = np.asarray(result.samples, dtype=float)
+    if samples.ndim != 1:
+        raise ValueError(f"`result.samples` must be a vector, got shape {samples.shape} (plot "
+                         "vmapped results one at a time).")
+    m = np.arange(1, samples.size + 1)
+    running = float(np.asarray(result.offset)) + np.cumsum(samples) / m
+    fig, ax = _axes(ax)
+    ax.plot(m, running, label=f"running estimate ({result.method})")
+    if samples.size > 1:
+        csum, csq = np.cumsum(samples)[1:], np.cumsum(samples**2)[1:]
+        k = m[1:]
+        var = np.maximum(csq - csum**2 / k, 0.0) / (k - 1)
+        err = np.sqrt(var / k)
+        ax.fill_between(k, running[1:] - err, running[1:] + err, alpha=0.25,
+                        label="one standard error")
+    estimate = float(np.asarray(result.estimate))
+    ax.axhline(estimate, color="black", lw=0.8,
+               label=f"estimate {estimate:.6g} +/- {float(np.asarray(result.stderr)):.2g}")
+    if reference is not None:
+        ax.axhline(float(reference), color="grey", ls="--", label="reference")
+    ax.set_xlabel("Monte-Carlo samples")
+    ax.set_ylabel(r"estimate of tr$(A)$")
+    ax.set_title(title or f"stochastic trace ({result.num_hvp} operator applications)")
     ax.legend(frameon=False)
     return fig
