@@ -1,7 +1,20 @@
-"""Shared machinery for the peer benchmarks: timing, provenance, peer checks, tables.
+"""The peer-benchmark harness: one timer, one run loop, one `Goal` record.
 
-Nothing here imports JAX or torch at module level: `run.py` must be able to set thread
-environment variables before either is imported.
+A benchmark module (`benchmarks/NAME.py`) holds only its problem, its sides and its ablations:
+
+- `NAME`, `DESCRIPTION`, `PEER` (the headline peer), `HEADLINE` (the case that decides the
+  headline goal), `STATEMENT` (the goals in one sentence), `PROBLEM` (every setting, for the JSON),
+  `X64` (whether JAX runs in float64);
+- `PEERS = {"name": Peer(modules=[...], distributions=[...])}`: what each peer needs importable;
+- `CASES = ("a", "b", ...)` and one function `case_a(ctx) -> dict` per case, which builds its
+  `Side`s, times them with `time_sides` and returns the case's record (`speedup` included);
+- `goals(cases) -> list[Goal]`; optionally `setup(ctx)`, `describe(case, rec) -> list[str]`
+  (extra lines printed under the case's table) and `extra(ctx) -> dict` (more JSON fields).
+
+`run_benchmark` (called by `run.py`) checks the peers (a peer that cannot be imported is
+*skipped*, with the reason, never a crash), runs the chosen cases, prints each case and the goals
+and returns the JSON record. Nothing here imports JAX or torch at module level: `run.py` must be
+able to set thread environment variables before either is imported.
 """
 
 from __future__ import annotations
@@ -31,27 +44,291 @@ VERSIONED = ("jaxdyn", "jax", "jaxlib", "diffrax", "equinox", "optax", "numpy", 
 
 @dataclass
 class Options:
-    """What `run.py` passes to a benchmark module's `run`."""
+    """What `run.py` passes to the run loop."""
 
     quick: bool = False
     repeats: int = 20
     threads: int = 1
     cases: list[str] | None = None  # None: every case the module defines
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # -- peers ---------------------------------------------------------------------------------------
 
 
-def missing_modules(modules: list[str]) -> list[str]:
-    """The modules of `modules` that cannot be imported."""
-    missing = []
-    for name in modules:
+@dataclass(frozen=True)
+class Peer:
+    """A peer library: the modules a side needs importable, the distributions whose versions go
+    into the JSON."""
+
+    modules: tuple[str, ...]
+    distributions: tuple[str, ...] = ()
+
+
+def peer_status(name: str, peer: Peer) -> dict[str, Any]:
+    """`{"status": "ok", "versions": ...}`, or `{"status": "skipped", "reason": ...}` (printed)
+    when a module cannot be imported (not installed, or broken on import)."""
+    missing, reasons = [], []
+    for module in peer.modules:
         try:
-            importlib.import_module(name)
-        except ImportError:
-            missing.append(name)
-    return missing
+            importlib.import_module(module)
+        except Exception as err:  # noqa: BLE001 - any import failure skips the peer
+            missing.append(module)
+            reasons.append(f"{module}: {type(err).__name__}: {err}")
+    if not missing:
+        return {"status": "ok", "versions": versions(peer.distributions or peer.modules)}
+    print(f"\n[{name}] skipped (cannot import {', '.join(missing)}).\n"
+          f"  The jaxdyn side is still timed; to time the peer as well run\n"
+          f"      {INSTALL_HINT}\n  in this environment and rerun.\n", file=sys.stderr)
+    return {"status": "skipped", "reason": "; ".join(reasons), "missing_modules": missing,
+            "install": INSTALL_HINT}
+
+
+@dataclass
+class Context:
+    """What a case function gets: the options, each peer's status, state shared by the cases."""
+
+    opts: Options
+    peers: dict[str, dict[str, Any]]
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def quick(self) -> bool:
+        return self.opts.quick
+
+    def ok(self, peer: str) -> bool:
+        return self.peers[peer]["status"] == "ok"
+
+
+# -- the one timer -------------------------------------------------------------------------------
+
+
+def block(x):
+    """Wait for JAX's asynchronous dispatch (the default `Side.sync`)."""
+    import jax
+
+    return jax.block_until_ready(x)
+
+
+def noop(x):
+    """`Side.sync` for synchronous sides (NumPy, C, torch on the CPU)."""
+    return x
+
+
+@dataclass
+class Side:
+    """One timed side of a comparison.
+
+    `call()` runs the whole computation once and returns its output; with `build`, `build()`
+    makes what `call(built)` runs (a jitted function, a compiled C object) and its time is
+    recorded as `build_s` (part of the first call). `sync(output)` blocks until the work is done.
+    `before()` runs untimed before every call (e.g. to restore weights). `fresh_builds` > 1 times
+    the first call on that many fresh builds (median). `scale(measured_s, output)` turns a
+    shortened run's time into the full problem's (the record then says `scaled` and keeps the
+    measured times under `measured`). `max_repeats` caps this side's repeats (0: the first call
+    is the only run, and it is the warm time). `info` is copied into the record.
+    """
+
+    name: str
+    call: Callable[..., Any]
+    build: Callable[[], Any] | None = None
+    sync: Callable[[Any], Any] = block
+    before: Callable[[], Any] | None = None
+    fresh_builds: int = 1
+    warmup: bool = True
+    scale: Callable[[float, Any], float] | None = None
+    max_repeats: int | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _quartiles(xs: list[float]) -> tuple[float, float]:
+    if len(xs) < 2:
+        return xs[0], xs[0]
+    q = statistics.quantiles(xs, n=4, method="inclusive")
+    return q[0], q[2]
+
+
+def summarise(first: float, times: list[float]) -> dict[str, Any]:
+    """Timing record: first call, warm median, IQR, all repeats; compile = first - warm median.
+    With no repeats the first call is the warm time (compile 0)."""
+    times = times or [first]
+    med = statistics.median(times)
+    q1, q3 = _quartiles(times)
+    return {"first_call_s": first, "compile_s": first - med, "warm_median_s": med,
+            "warm_iqr_s": [q1, q3], "warm_min_s": min(times), "warm_max_s": max(times),
+            "n_repeats": len(times), "repeats_s": times}
+
+
+def paired_ratio(slow: list[float], fast: list[float]) -> dict[str, Any]:
+    """Per-round ratios `slow[r] / fast[r]` of two interleaved timings (over the rounds both
+    ran): median, IQR, min, max. A load change between rounds cancels in each ratio."""
+    m = min(len(slow), len(fast))
+    ratios = [a / b for a, b in zip(slow[:m], fast[:m], strict=True)]
+    q1, q3 = _quartiles(ratios)
+    return {"median": statistics.median(ratios), "iqr": [q1, q3], "min": min(ratios),
+            "max": max(ratios), "n": len(ratios)}
+
+
+def time_sides(sides: list[Side], *, repeats: int, budget_s: float | None = None,
+               min_repeats: int = 1) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Time `sides` with interleaved repeats; return `(records, outputs)` by side name.
+
+    Each side: its first call(s) timed alone (compilation, lazy initialisation, builds), then one
+    untimed warm-up call (unless `warmup=False`). Then rounds, each timing every side once in a
+    rotating order, so that a load drift hits all sides alike. A side runs `repeats` rounds, or
+    with `budget_s` `min(repeats, max(min_repeats, budget_s / one run))`, at most `max_repeats`.
+    The warm time is the median of the repeats; `compile_s` = first call - warm median.
+    """
+    runs, outputs, first, build_s, scaled_first, est = {}, {}, {}, {}, {}, {}
+    for s in sides:
+        first[s.name], build_s[s.name] = [], []
+        for _ in range(s.fresh_builds):
+            if s.before:
+                s.before()
+            t0 = time.perf_counter()
+            built = s.build() if s.build else None
+            t1 = time.perf_counter()
+            run = (lambda s=s, b=built: s.call(b)) if s.build else s.call
+            out = s.sync(run())
+            t2 = time.perf_counter()
+            first[s.name].append(t2 - t0)
+            build_s[s.name].append(t1 - t0)
+            if s.scale is not None:
+                scaled_first[s.name] = (t1 - t0) + s.scale(t2 - t1, out)
+            runs[s.name], outputs[s.name], est[s.name] = run, out, t2 - t1
+        if s.warmup and s.max_repeats != 0:
+            if s.before:
+                s.before()
+            t0 = time.perf_counter()
+            s.sync(runs[s.name]())
+            est[s.name] = time.perf_counter() - t0
+        print(f"  {s.name}: first call {fmt_s(statistics.median(first[s.name]))}, one run "
+              f"{fmt_s(est[s.name])}", flush=True)
+    reps = {}
+    for s in sides:
+        n = repeats if budget_s is None else min(repeats, max(min_repeats,
+                                                              int(budget_s / max(est[s.name], 1e-9))))
+        reps[s.name] = n if s.max_repeats is None else min(n, s.max_repeats)
+    times: dict[str, list[float]] = {s.name: [] for s in sides}
+    scaled: dict[str, list[float]] = {s.name: [] for s in sides}
+    for r in range(max(reps.values(), default=0)):
+        for s in sides[r % len(sides):] + sides[: r % len(sides)]:
+            if r >= reps[s.name]:
+                continue
+            if s.before:
+                s.before()
+            t0 = time.perf_counter()
+            out = s.sync(runs[s.name]())
+            dt = time.perf_counter() - t0
+            times[s.name].append(dt)
+            if s.scale is not None:
+                scaled[s.name].append(s.scale(dt, out))
+    records = {}
+    for s in sides:
+        f = statistics.median(first[s.name])
+        if s.scale is None:
+            rec = summarise(f, times[s.name])
+        else:
+            rec = summarise(scaled_first[s.name], scaled[s.name])
+            rec["scaled"] = True
+            rec["measured"] = summarise(f, times[s.name])
+        if s.fresh_builds > 1:
+            rec["first_calls_s"] = first[s.name]
+        if s.build is not None:
+            rec["build_s"] = statistics.median(build_s[s.name])
+        if budget_s is not None:
+            rec["repeats_capped_by_budget"] = reps[s.name] < repeats
+        rec.update(s.info)
+        records[s.name] = rec
+    return records, outputs
+
+
+def speedups(recs: dict[str, dict[str, Any]], peers, base: str = "jaxdyn") -> dict[str, Any]:
+    """`{"speedup": {peer: peer warm / base warm}, "speedup_paired": {peer: paired_ratio}}` for
+    every peer of `peers` that has a record."""
+    out: dict[str, Any] = {"speedup": {}, "speedup_paired": {}}
+    for p in peers:
+        if p in recs:
+            out["speedup"][p] = recs[p]["warm_median_s"] / recs[base]["warm_median_s"]
+            out["speedup_paired"][p] = paired_ratio(recs[p]["repeats_s"], recs[base]["repeats_s"])
+    return out
+
+
+def probe_threads(side: Side, set_threads: Callable[[int], Any], threads: int,
+                  repeats: int) -> tuple[int, dict[str, dict[str, Any]]]:
+    """Time a torch side alone at 1 thread and at `threads`; set and return the faster count.
+
+    On a small or shared CPU torch's intra-op threads can make it much slower, and a goal must
+    not profit from that. Run alone (not interleaved): busy-waiting OpenMP threads of a
+    multi-threaded torch call would slow whatever runs next."""
+    probe = {}
+    for n in sorted({1, threads}):
+        before = side.before
+
+        def set_and_reset(n=n, before=before):
+            set_threads(n)
+            if before:
+                before()
+
+        s = Side(side.name, side.call, sync=side.sync, before=set_and_reset)
+        probe[n] = time_sides([s], repeats=repeats)[0][side.name]
+    best = min(probe, key=lambda n: probe[n]["warm_median_s"])
+    set_threads(best)
+    return best, {str(n): r for n, r in probe.items()}
+
+
+# -- goals ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Goal:
+    """One goal: `measured` is the ratio `ratio` defines (None: not evaluated, e.g. the peer was
+    skipped); `met` compares it with `threshold` (>= when `higher_is_better`, else <=) and needs
+    `condition` (a side condition such as an accuracy target) too."""
+
+    name: str
+    statement: str
+    ratio: str
+    threshold: float
+    measured: float | None
+    higher_is_better: bool = True
+    note: str | None = None
+    condition: bool = True
+    met: bool | None = field(init=False)
+
+    def __post_init__(self):
+        m, t = self.measured, self.threshold
+        self.met = None if m is None else bool((m >= t if self.higher_is_better else m <= t)
+                                               and self.condition)
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"name": self.name, "statement": self.statement, "ratio": self.ratio,
+               "threshold": self.threshold, "measured": self.measured, "value": self.measured,
+               "higher_is_better": self.higher_is_better, "met": self.met}
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+def ratio_of(rec: dict[str, Any] | None, side: str, key: str = "speedup") -> float | None:
+    """`rec[key][side]`, or None when the case was not run or the side was skipped."""
+    return None if not rec else (rec.get(key) or {}).get(side)
+
+
+def goal_record(module, goals: list[Goal]) -> dict[str, Any]:
+    """The JSON `goal`: the headline goal's fields (`speedup`, `threshold`, `metric`) as before,
+    `met` over every evaluated goal, and `goals` (one record each)."""
+    head = goals[0]
+    evaluated = [g.met for g in goals if g.met is not None]
+    out = {"statement": module.STATEMENT, "metric": head.ratio, "case": module.HEADLINE,
+           "peer": module.PEER, "threshold": head.threshold, "speedup": head.measured,
+           "met": None if not evaluated else all(evaluated), "goals": [g.to_json() for g in goals],
+           "all_evaluated": len(evaluated) == len(goals)}
+    if head.measured is None:
+        out["note"] = f"headline case {module.HEADLINE!r} not run or {module.PEER} skipped"
+    return out
+
+
+# -- the one run loop ----------------------------------------------------------------------------
 
 
 def select_cases(opts: Options, cases: tuple[str, ...], name: str) -> list[str]:
@@ -63,92 +340,49 @@ def select_cases(opts: Options, cases: tuple[str, ...], name: str) -> list[str]:
     return chosen
 
 
-def peer_missing_record(peer: str, missing: list[str]) -> dict[str, Any]:
-    """Print a clear message and return the JSON record of a peer that is not installed."""
-    print(
-        f"\n[{peer}] not installed (cannot import: {', '.join(missing)}).\n"
-        f"  The jaxdyn side is still timed; to time the peer as well run\n"
-        f"      {INSTALL_HINT}\n"
-        f"  in this environment and rerun.\n",
-        file=sys.stderr,
-    )
-    return {"status": "missing", "missing_modules": missing, "install": INSTALL_HINT}
+def print_case(rec: dict[str, Any]) -> None:
+    """Every side of a case with a warm time: compile, warm median, repeats, ratio to jaxdyn."""
+    sides = [k for k, r in rec.items() if isinstance(r, dict) and r.get("warm_median_s") is not None]
+    sides.sort(key=lambda k: k != "jaxdyn")
+    rows = []
+    for k in sides:
+        r, sp = rec[k], (rec.get("speedup") or {}).get(k)
+        rows.append([k + (" (scaled)" if r.get("scaled") else ""),
+                     fmt_s(r.get("compile_s")),
+                     fmt_s(r["warm_median_s"]), str(r.get("n_repeats", "-")),
+                     "-" if sp is None else f"{sp:.2f}x"])
+    for k, r in rec.items():
+        if isinstance(r, dict) and r.get("status") not in (None, "ok"):
+            rows.append([k, r["status"], "-", "-", r.get("reason", r.get("why", ""))[:60]])
+    if rows:
+        print_table(rows, ["side", "compile / first-call extra", "warm median", "n", "peer/jaxdyn"])
 
 
-# -- timing --------------------------------------------------------------------------------------
+def run_benchmark(module, opts: Options) -> dict[str, Any]:
+    """Peer status, the chosen cases (each printed), the goals: the module's JSON record."""
+    cases = select_cases(opts, module.CASES, module.NAME)
+    if module.X64:
+        import jax
 
-
-def _quartiles(xs: list[float]) -> tuple[float, float]:
-    if len(xs) < 2:
-        return xs[0], xs[0]
-    q = statistics.quantiles(xs, n=4, method="inclusive")
-    return q[0], q[2]
-
-
-def summarise(first: float, times: list[float]) -> dict[str, Any]:
-    """Timing record: first call, warm median, IQR, all repeats; compile = first - warm median."""
-    med = statistics.median(times)
-    q1, q3 = _quartiles(times)
-    return {
-        "first_call_s": first,
-        "compile_s": first - med,
-        "warm_median_s": med,
-        "warm_iqr_s": [q1, q3],
-        "warm_min_s": min(times),
-        "warm_max_s": max(times),
-        "n_repeats": len(times),
-        "repeats_s": times,
-    }
-
-
-def paired_ratio(slow: list[float], fast: list[float]) -> dict[str, Any]:
-    """Per-round ratios `slow[r] / fast[r]` of two interleaved timings: median, IQR, min, max.
-
-    Each round times both sides back to back, so a load change between rounds cancels in the
-    ratio; a robustness check on the ratio of medians, which stays the headline number.
-    """
-    ratios = [a / b for a, b in zip(slow, fast, strict=True)]
-    q1, q3 = _quartiles(ratios)
-    return {"median": statistics.median(ratios), "iqr": [q1, q3], "min": min(ratios),
-            "max": max(ratios), "n": len(ratios)}
-
-
-def time_interleaved(calls: dict[str, tuple[Callable[[], Any], Callable[[Any], Any]]], *,
-                     repeats: int, before: dict[str, Callable[[], None]] | None = None,
-                     ) -> dict[str, dict[str, Any]]:
-    """Time several callables, interleaving their repeats so that load drifts hit all alike.
-
-    `calls[name] = (fn, sync)`: `fn()` runs one step and `sync(result)` blocks until it is done
-    (`jax.block_until_ready`, `torch.cuda.synchronize`, ...). `before[name]()`, if given, runs
-    untimed before every call (e.g. to restore the weights so every repeat does the same work).
-    The first call (compilation, lazy initialisation) is timed on its own; one more untimed
-    warm-up call follows; then `repeats` rounds, each timing every callable once in a rotating
-    order.
-    """
-    before = before or {}
-    names = list(calls)
-    first: dict[str, float] = {}
-    for name in names:
-        fn, sync = calls[name]
-        if name in before:
-            before[name]()
-        t0 = time.perf_counter()
-        sync(fn())
-        first[name] = time.perf_counter() - t0
-        if name in before:
-            before[name]()
-        sync(fn())  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(repeats):
-        order = names[r % len(names):] + names[: r % len(names)]
-        for name in order:
-            fn, sync = calls[name]
-            if name in before:
-                before[name]()
-            t0 = time.perf_counter()
-            sync(fn())
-            times[name].append(time.perf_counter() - t0)
-    return {name: summarise(first[name], times[name]) for name in names}
+        jax.config.update("jax_enable_x64", True)
+    ctx = Context(opts, {name: peer_status(name, p) for name, p in module.PEERS.items()})
+    if hasattr(module, "setup"):
+        module.setup(ctx)
+    results: dict[str, Any] = {"description": module.DESCRIPTION, "problem": module.PROBLEM,
+                               "peer": ctx.peers, "cases": {}}
+    for case in cases:
+        print(f"\n== case {case!r} ==", flush=True)
+        rec = getattr(module, f"case_{case}")(ctx)
+        rec.setdefault("headline", case == module.HEADLINE)
+        results["cases"][case] = rec
+        print_case(rec)
+        for line in module.describe(case, rec) if hasattr(module, "describe") else ():
+            print("  " + line)
+    goals = module.goals(results["cases"])
+    results["goal"] = goal_record(module, goals)
+    if hasattr(module, "extra"):
+        results.update(module.extra(ctx))
+    return results
 
 
 # -- provenance ----------------------------------------------------------------------------------
@@ -161,7 +395,7 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def versions(dists: list[str] | tuple[str, ...]) -> dict[str, str | None]:
+def versions(dists) -> dict[str, str | None]:
     """Installed versions of `dists` (`None` where a distribution is missing)."""
     return {d: _version(d) for d in dists}
 
@@ -211,13 +445,10 @@ def provenance(threads: int) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "loadavg_1_5_15": loadavg(),
-        "versions": {name: _version(name) for name in VERSIONED},
-        "threads": {
-            "requested": threads,
-            "XLA_FLAGS": os.environ.get("XLA_FLAGS"),
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-            "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS"),
-        },
+        "versions": versions(VERSIONED),
+        "threads": {"requested": threads, "XLA_FLAGS": os.environ.get("XLA_FLAGS"),
+                    "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+                    "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS")},
         "git": _git_commit(),
     }
     try:

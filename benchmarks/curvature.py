@@ -38,45 +38,32 @@ Cases:
   error recorded; then it is timed with a one-line shim `torch.eig = eigh-based replacement`
   (said in the JSON).
 
-Timing: `time_interleaved` (first call on its own, one warm-up, then interleaved repeats); slow
-cases use at most 5 repeats (2 with --quick). torch is first probed at 1 thread and at --threads
-on the PyHessian call and then run at the faster count for every case (on a shared 2-core
-machine torch's intra-op threads can be many times slower when another process holds a core;
-the probe is in the JSON under `peer.pyhessian.thread_probe`).
+Timing: the harness's `time_sides` (first call on its own, one warm-up, then interleaved
+repeats); slow cases use at most 5 repeats (2 with --quick). torch is first probed at 1 thread
+and at --threads on the PyHessian call and then run at the faster count for every case (on a
+shared 2-core machine torch's intra-op threads can be many times slower when another process
+holds a core; the probe is in the JSON under `peer.pyhessian.thread_probe`).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
-from _common import (
-    Options,
-    fmt_s,
-    missing_modules,
-    paired_ratio,
-    peer_missing_record,
-    print_table,
-    select_cases,
-    time_interleaved,
-)
+from _common import Goal, Peer, Side, noop, paired_ratio, probe_threads, ratio_of, time_sides
 
 NAME = "curvature"
 DESCRIPTION = ("top Hessian eigenvalue, HVP/gradient cost and SLQ density of a 64-200-200-10 tanh "
                "MLP on 2000 digits samples vs PyHessian (torch) and matfree")
+X64 = False
 PEER = "pyhessian"
-PEER_MODULES = ["torch", "pyhessian"]
+PEERS = {"pyhessian": Peer(("torch", "pyhessian"), ("torch", "PyHessian"))}
 HEADLINE = "top_eigenvalue"
 CASES = ("top_eigenvalue", "hvp_over_grad", "density")
-GOAL = {
-    "statement": ("top Hessian eigenvalue >= 3x faster than PyHessian at the same relative "
-                  "tolerance; hvp_over_grad <= 3"),
-    "metric": "speedup = PyHessian warm median / jaxdyn warm median",
-    "case": HEADLINE,
-    "peer": PEER,
-    "threshold": 3.0,
-    "hvp_over_grad_threshold": 3.0,
-}
+STATEMENT = ("top Hessian eigenvalue >= 3x faster than PyHessian at the same relative tolerance; "
+             "hvp_over_grad <= 3")
+THRESHOLD = 3.0
 TOL = 1e-3
 ORDER = 100
 N_SAMPLES = 2000
@@ -143,6 +130,9 @@ def _jax_side(X, Y, weights):
     import jaxdyn.curvature as cv
 
     params = [(jnp.asarray(W), jnp.asarray(b)) for W, b in weights]
+    # the step count is `n_steps` (issue 14; `num_iters` before)
+    steps = ({"n_steps": 100} if "n_steps" in inspect.signature(cv.power_iteration).parameters
+             else {"num_iters": 100})
     x, y = jnp.asarray(X), jnp.asarray(Y)
 
     @eqx.filter_jit
@@ -152,8 +142,7 @@ def _jax_side(X, Y, weights):
 
     @eqx.filter_jit
     def power(p, x, y):
-        return cv.power_iteration(cv.hessian_operator(_jax_loss, p, x, y), tol=TOL,
-                                  num_iters=100)
+        return cv.power_iteration(cv.hessian_operator(_jax_loss, p, x, y), tol=TOL, **steps)
 
     @eqx.filter_jit
     def hvp(p, x, y, v):
@@ -272,91 +261,66 @@ def _torch_side(X, Y, weights, threads):
             "density": density, "torch": torch}
 
 
-def _probe_threads(ts, threads):
-    """Time PyHessian's top-eigenvalue call at 1 thread and at `threads` (3 calls each, on its
-    own) and keep the faster: on a small or shared CPU torch's intra-op threads can make it much
-    slower, and the goal must not profit from that."""
-    import time
-
-    torch = ts["torch"]
-    out = {}
-    for n in sorted({1, threads}):
-        torch.set_num_threads(n)
-        ts["top"]()  # warm-up at this thread count
-        times = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            ts["top"]()
-            times.append(time.perf_counter() - t0)
-        out[str(n)] = sorted(times)[1]
-    best = min(out, key=out.get)
-    torch.set_num_threads(int(best))
-    return {"median_of_3_s": out, "chosen_threads": int(best)}
+def setup(ctx) -> None:
+    X, Y = _data()
+    weights = _weights()
+    ctx.state["js"] = _jax_side(X, Y, weights)
+    ctx.state["ts"] = ts = _torch_side(X, Y, weights, ctx.opts.threads) if ctx.ok(PEER) else None
+    if ts is not None:
+        best, probe = probe_threads(Side(PEER, ts["top"], sync=noop), ts["torch"].set_num_threads,
+                                    ctx.opts.threads, repeats=3)
+        ctx.peers[PEER]["thread_probe"] = {
+            "warm_median_s": {n: r["warm_median_s"] for n, r in probe.items()}, "chosen_threads": best}
+        print(f"torch thread probe (PyHessian top eigenvalue): {ctx.peers[PEER]['thread_probe']}")
 
 
-def _block(x):
-    import jax
-
-    return jax.block_until_ready(x)
-
-
-def _noop(x):
-    return x
+def _slow_repeats(ctx) -> int:
+    return min(ctx.opts.repeats, 2 if ctx.quick else 5)
 
 
 # -- cases -----------------------------------------------------------------------------------------
 
 
-def _case_top(js, ts, opts, repeats):
+def _eig_record(res, lam_ref) -> dict[str, Any]:
+    lam = float(res.eigenvalues[0])
+    out = {"lambda_max": lam, "rel_err": abs(lam - lam_ref) / abs(lam_ref), "hvps": int(res.num_hvp),
+           "converged": bool(res.converged)}
+    if getattr(res, "residuals", None) is not None:
+        out["residual"] = float(res.residuals[0])
+    return out
+
+
+def case_top_eigenvalue(ctx) -> dict[str, Any]:
     import numpy as np
 
+    js, ts = ctx.state["js"], ctx.state["ts"]
     p, x, y = js["params"], js["x"], js["y"]
     ref = js["top"](p, x, y, 1e-6, "residual")
     lam_ref = float(ref.eigenvalues[0])
-    calls = {"jaxdyn": (lambda: js["top"](p, x, y, TOL), _block),
-             "jaxdyn_change": (lambda: js["top"](p, x, y, TOL, "change"), _block),
-             "jaxdyn_residual": (lambda: js["top"](p, x, y, TOL, "residual"), _block),
-             "jaxdyn_power": (lambda: js["power"](p, x, y), _block)}
+    sides = [Side("jaxdyn", lambda: js["top"](p, x, y, TOL)),
+             Side("jaxdyn_change", lambda: js["top"](p, x, y, TOL, "change")),
+             Side("jaxdyn_residual", lambda: js["top"](p, x, y, TOL, "residual")),
+             Side("jaxdyn_power", lambda: js["power"](p, x, y))]
     if ts is not None:
-        calls[PEER] = (ts["top"], _noop)
-    timing = time_interleaved(calls, repeats=repeats)
-    res = js["top"](p, x, y, TOL)
-    rc = js["top"](p, x, y, TOL, "change")
-    rr = js["top"](p, x, y, TOL, "residual")
-    pw = js["power"](p, x, y)
-    rec: dict[str, Any] = {"headline": True, "jaxdyn": timing["jaxdyn"],
-                           "jaxdyn_change": timing["jaxdyn_change"],
-                           "jaxdyn_residual": timing["jaxdyn_residual"],
-                           "jaxdyn_power": timing["jaxdyn_power"]}
+        sides.append(Side(PEER, ts["top"], sync=noop))
+    timing, outs = time_sides(sides, repeats=_slow_repeats(ctx))
+    res = outs["jaxdyn"]
+    agreement = {"reference_lambda_max": lam_ref,
+                 "reference": f"jaxdyn Lanczos, tol 1e-6 ({int(ref.num_hvp)} HVPs), float32"}
+    for side in ("jaxdyn", "jaxdyn_change", "jaxdyn_residual", "jaxdyn_power"):
+        agreement[side] = _eig_record(outs[side], lam_ref)
+    agreement["jaxdyn_power"].pop("residual", None)
     lam = float(res.eigenvalues[0])
-    agreement = {
-        "reference_lambda_max": lam_ref,
-        "reference": f"jaxdyn Lanczos, tol 1e-6 ({int(ref.num_hvp)} HVPs), float32",
-        "jaxdyn": {"lambda_max": lam, "rel_err": abs(lam - lam_ref) / abs(lam_ref),
-                   "hvps": int(res.num_hvp), "converged": bool(res.converged),
-                   "residual": float(res.residuals[0]),
-                   "criterion": "eigenvalue_bound",
-                   "certified_rel_err": float(res.error_bounds[0]) / abs(lam),
-                   "gap_estimate": float(res.eigenvalues[0]
-                                         - np.nanmax(np.asarray(res.ritz_values)[:-1]))},
-        "jaxdyn_change": {"lambda_max": float(rc.eigenvalues[0]),
-                          "rel_err": abs(float(rc.eigenvalues[0]) - lam_ref) / abs(lam_ref),
-                          "hvps": int(rc.num_hvp), "converged": bool(rc.converged),
-                          "residual": float(rc.residuals[0])},
-        "jaxdyn_residual": {"lambda_max": float(rr.eigenvalues[0]),
-                            "rel_err": abs(float(rr.eigenvalues[0]) - lam_ref) / abs(lam_ref),
-                            "hvps": int(rr.num_hvp), "converged": bool(rr.converged),
-                            "residual": float(rr.residuals[0])},
-        "jaxdyn_power": {"lambda_max": float(pw.eigenvalues[0]),
-                         "rel_err": abs(float(pw.eigenvalues[0]) - lam_ref) / abs(lam_ref),
-                         "hvps": int(pw.num_hvp), "converged": bool(pw.converged)},
-    }
+    agreement["jaxdyn"].update(
+        criterion="eigenvalue_bound", certified_rel_err=float(res.error_bounds[0]) / abs(lam),
+        gap_estimate=float(res.eigenvalues[0] - np.nanmax(np.asarray(res.ritz_values)[:-1])))
+    rec: dict[str, Any] = {"headline": True, **{k: v for k, v in timing.items() if k != PEER}}
     speedup = {side: timing[side]["warm_median_s"] / timing["jaxdyn"]["warm_median_s"]
                for side in ("jaxdyn_change", "jaxdyn_residual", "jaxdyn_power")}
+    speedup[PEER] = None
     if ts is not None:
-        lam_t, n_t = ts["top"]()
-        agreement[PEER] = {"lambda_max": float(lam_t),
-                           "rel_err": abs(float(lam_t) - lam_ref) / abs(lam_ref),
+        lam_t, n_t = outs[PEER]
+        agreement[PEER] = {"lambda_max": float(lam_t), "rel_err": abs(float(lam_t) - lam_ref) / abs(lam_ref),
                            "hvps": int(n_t),
                            "note": "plus the gradient graph built by hessian(...) (one forward + "
                                    "backward with create_graph), inside the timing"}
@@ -366,8 +330,6 @@ def _case_top(js, ts, opts, repeats):
                                                     timing["jaxdyn"]["repeats_s"])}
         rec["pyhessian_over_jaxdyn_residual"] = (timing[PEER]["warm_median_s"]
                                                  / timing["jaxdyn_residual"]["warm_median_s"])
-    else:
-        speedup[PEER] = None
     rec["speedup"] = speedup
     rec["agreement"] = agreement
     rec["hvps"] = {side: a["hvps"] for side, a in agreement.items() if isinstance(a, dict)}
@@ -391,9 +353,8 @@ def _cost_model(js, timing, hvps):
     f_grad = flops(js["grad"], p, x, y)
     a = jnp.ones((N_SAMPLES, 200), jnp.float32)
     b = jnp.ones((200, 200), jnp.float32)
-    t = time_interleaved({"matmul": (lambda: js["matmul"](a, b), _block),
-                          "hvp_loop10": (lambda: js["hvp_loop"](p, x, y, v), _block)},
-                         repeats=15)
+    t = time_sides([Side("matmul", lambda: js["matmul"](a, b)),
+                    Side("hvp_loop10", lambda: js["hvp_loop"](p, x, y, v))], repeats=15)[0]
     rate = 2 * N_SAMPLES * 200 * 200 / t["matmul"]["warm_median_s"]
     hvp_in_loop = t["hvp_loop10"]["warm_median_s"] / 10
     jd = timing["jaxdyn"]["warm_median_s"]
@@ -411,44 +372,43 @@ def _cost_model(js, timing, hvps):
         "lanczos_overhead_per_step_s": (jd - hvps * hvp_in_loop) / hvps,
     }
     if PEER in timing:
-        target = timing[PEER]["warm_median_s"] / GOAL["threshold"]
+        target = timing[PEER]["warm_median_s"] / THRESHOLD
         out["goal_time_s"] = target
         out["hvps_affordable_at_goal"] = target / hvp_in_loop
         out["hvps_affordable_at_goal_at_matmul_rate"] = target / out["hvp_in_loop_at_matmul_rate_s"]
     return out
 
 
-def _case_hvp(js, ts, opts):
+def case_hvp_over_grad(ctx) -> dict[str, Any]:
+    js, ts = ctx.state["js"], ctx.state["ts"]
     p, x, y, v = js["params"], js["x"], js["y"], js["v"]
-    calls = {"jaxdyn_hvp": (lambda: js["hvp"](p, x, y, v), _block),
-             "jaxdyn_grad": (lambda: js["grad"](p, x, y), _block)}
+    sides = [Side("jaxdyn_hvp", lambda: js["hvp"](p, x, y, v)),
+             Side("jaxdyn_grad", lambda: js["grad"](p, x, y))]
     if ts is not None:
-        calls["torch_grad"] = (ts["grad"], _noop)
-        calls["torch_hvp_full"] = (ts["hvp_full"], _noop)
-        calls["torch_hvp_pyhessian"] = (ts["hvp_pyhessian"], _noop)
-    timing = time_interleaved(calls, repeats=opts.repeats)
+        sides += [Side(name, ts[key], sync=noop) for name, key in (
+            ("torch_grad", "grad"), ("torch_hvp_full", "hvp_full"), ("torch_hvp_pyhessian", "hvp_pyhessian"))]
+    timing, _ = time_sides(sides, repeats=ctx.opts.repeats)
     med = {k: t["warm_median_s"] for k, t in timing.items()}
-    rec: dict[str, Any] = {"headline": False, "jaxdyn": timing["jaxdyn_hvp"], **timing}
-    rec["hvp_over_grad"] = med["jaxdyn_hvp"] / med["jaxdyn_grad"]
+    rec: dict[str, Any] = {"headline": False, "jaxdyn": timing["jaxdyn_hvp"], **timing,
+                           "hvp_over_grad": med["jaxdyn_hvp"] / med["jaxdyn_grad"], "speedup": {}}
     if ts is not None:
         rec["torch_hvp_full_over_grad"] = med["torch_hvp_full"] / med["torch_grad"]
         rec["torch_hvp_pyhessian_over_grad"] = med["torch_hvp_pyhessian"] / med["torch_grad"]
         rec["speedup"] = {"torch_hvp_full": med["torch_hvp_full"] / med["jaxdyn_hvp"],
                           "torch_hvp_pyhessian": med["torch_hvp_pyhessian"] / med["jaxdyn_hvp"]}
         rec["grad_speedup_vs_torch"] = med["torch_grad"] / med["jaxdyn_grad"]
-    else:
-        rec["speedup"] = {}
     return rec
 
 
-def _case_density(js, ts, opts, repeats):
+def case_density(ctx) -> dict[str, Any]:
     import jax
     import numpy as np
 
+    js, ts = ctx.state["js"], ctx.state["ts"]
     p, x, y = js["params"], js["x"], js["y"]
     key = jax.random.key(3)
-    calls = {"jaxdyn": (lambda: js["density"](p, x, y, key), _block),
-             "matfree": (lambda: js["matfree_density"](p, x, y, key), _block)}
+    sides = [Side("jaxdyn", lambda: js["density"](p, x, y, key)),
+             Side("matfree", lambda: js["matfree_density"](p, x, y, key))]
     rec: dict[str, Any] = {"headline": False}
     unpatched = None
     if ts is not None:
@@ -458,29 +418,29 @@ def _case_density(js, ts, opts, repeats):
             unpatched = {"status": "ok"}
         except Exception as err:  # noqa: BLE001 - recorded, then shimmed
             unpatched = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
-        if unpatched["status"] == "failed":
+
             def eig_shim(T, eigenvectors=True):
                 w, V = torch.linalg.eigh(T)
                 return torch.stack([w, torch.zeros_like(w)], dim=1), V
 
             torch.eig = eig_shim
-        calls[PEER] = (ts["density"], _noop)
+            rec["pyhessian_shim"] = ("torch.eig(T, eigenvectors=True) replaced by torch.linalg.eigh "
+                                     "(T is symmetric tridiagonal), returning (eigenvalues, zeros) "
+                                     "columns and eigenvectors as torch.eig did")
+        sides.append(Side(PEER, ts["density"], sync=noop))
     rec["pyhessian_unpatched"] = unpatched
-    if unpatched and unpatched["status"] == "failed":
-        rec["pyhessian_shim"] = ("torch.eig(T, eigenvectors=True) replaced by torch.linalg.eigh "
-                                 "(T is symmetric tridiagonal), returning (eigenvalues, zeros) "
-                                 "columns and eigenvectors as torch.eig did")
-    timing = time_interleaved(calls, repeats=repeats)
-    rec.update({k: t for k, t in timing.items()})
-    speedup = {"matfree": timing["matfree"]["warm_median_s"] / timing["jaxdyn"]["warm_median_s"]}
-    d = js["density"](p, x, y, key)
+    timing, outs = time_sides(sides, repeats=_slow_repeats(ctx))
+    rec.update(timing)
+    speedup = {"matfree": timing["matfree"]["warm_median_s"] / timing["jaxdyn"]["warm_median_s"],
+               PEER: None}
+    d = outs["jaxdyn"]
     nodes, weights = np.asarray(d.nodes[0], float), np.asarray(d.weights[0], float)
-    mt, mw = (np.asarray(a, float) for a in js["matfree_density"](p, x, y, key))
+    mt, mw = (np.asarray(a, float) for a in outs["matfree"])
     moments = {"jaxdyn": [float(weights @ nodes), float(weights @ nodes**2)],
                "matfree": [float(mw @ mt), float(mw @ mt**2)]}
     if ts is not None:
         speedup[PEER] = timing[PEER]["warm_median_s"] / timing["jaxdyn"]["warm_median_s"]
-        en, ew = ts["density"]()
+        en, ew = outs[PEER]
         en, ew = np.asarray(en[0], float), np.asarray(ew[0], float)
         moments[PEER] = [float(ew @ en), float(ew @ en**2)]
     rec["speedup"] = speedup
@@ -493,58 +453,18 @@ def _case_density(js, ts, opts, repeats):
     return rec
 
 
-def _print_case(case, rec):
-    rows = []
-    for side, r in rec.items():
-        if isinstance(r, dict) and "warm_median_s" in r and side != "jaxdyn":
-            rows.append([side, fmt_s(r["compile_s"]), fmt_s(r["warm_median_s"]),
-                         str(r["n_repeats"])])
-    if "warm_median_s" in rec.get("jaxdyn", {}):
-        r = rec["jaxdyn"]
-        rows.insert(0, ["jaxdyn", fmt_s(r["compile_s"]), fmt_s(r["warm_median_s"]),
-                        str(r["n_repeats"])])
-    print_table(rows, ["side", "compile / first-call extra", "warm median", "n"])
-    for side, s in rec.get("speedup", {}).items():
-        if s is not None:
-            print(f"  ratio {side} / jaxdyn: {s:.2f}x")
-    if "hvps" in rec:
-        print(f"  HVPs: {rec['hvps']}")
+def describe(case: str, rec: dict[str, Any]) -> list[str]:
+    lines = [f"HVPs: {rec['hvps']}"] if "hvps" in rec else []
     if "hvp_over_grad" in rec:
-        print(f"  hvp_over_grad (jaxdyn): {rec['hvp_over_grad']:.2f}")
+        lines.append(f"hvp_over_grad (jaxdyn): {rec['hvp_over_grad']:.2f}")
+    return lines
 
 
-def run(opts: Options) -> dict[str, Any]:
-    cases = select_cases(opts, CASES, NAME)
-    missing = missing_modules(PEER_MODULES)
-    peer_record = peer_missing_record(PEER, missing) if missing else {"status": "ok"}
-    X, Y = _data()
-    weights = _weights()
-    js = _jax_side(X, Y, weights)
-    ts = None if missing else _torch_side(X, Y, weights, opts.threads)
-    if ts is not None:
-        peer_record["thread_probe"] = _probe_threads(ts, opts.threads)
-        print(f"torch thread probe (PyHessian top eigenvalue): {peer_record['thread_probe']}")
-    slow_repeats = min(opts.repeats, 2 if opts.quick else 5)
-    results: dict[str, Any] = {"cases": {}, "peer": {PEER: peer_record}}
-    for case in cases:
-        print(f"\n== case {case!r} ==", flush=True)
-        if case == "top_eigenvalue":
-            rec = _case_top(js, ts, opts, slow_repeats)
-        elif case == "hvp_over_grad":
-            rec = _case_hvp(js, ts, opts)
-        else:
-            rec = _case_density(js, ts, opts, slow_repeats)
-        results["cases"][case] = rec
-        _print_case(case, rec)
-    head = results["cases"].get(HEADLINE)
-    speedup = None if head is None else head["speedup"].get(PEER)
-    hog = results["cases"].get("hvp_over_grad", {}).get("hvp_over_grad")
-    results["hvp_over_grad"] = hog
-    met = None if speedup is None else bool(speedup >= GOAL["threshold"])
-    results["goal"] = dict(GOAL, speedup=speedup, met=met, hvp_over_grad=hog,
-                           hvp_over_grad_met=None if hog is None else bool(hog <= 3.0))
-    results["problem"] = PROBLEM
-    results["description"] = DESCRIPTION
-    results["summary_ratios"] = {
-        case: rec.get("speedup") for case, rec in results["cases"].items()}
-    return results
+def goals(cases: dict[str, Any]) -> list[Goal]:
+    hvp = cases.get("hvp_over_grad")
+    return [Goal("top_eigenvalue_vs_pyhessian", "top Hessian eigenvalue >= 3x faster than PyHessian at "
+                 "the same relative tolerance", "PyHessian warm median / jaxdyn warm median", THRESHOLD,
+                 ratio_of(cases.get(HEADLINE), PEER)),
+            Goal("hvp_over_grad", "one HVP costs <= 3 gradients", "jaxdyn HVP warm median / jaxdyn "
+                 "gradient warm median", 3.0, hvp["hvp_over_grad"] if hvp else None,
+                 higher_is_better=False)]

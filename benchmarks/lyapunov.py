@@ -50,41 +50,22 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from _common import (
-    Options,
-    fmt_s,
-    missing_modules,
-    paired_ratio,
-    peer_missing_record,
-    print_table,
-    select_cases,
-    summarise,
-    versions,
-)
+from _common import Goal, Options, Peer, Side, noop, ratio_of, speedups, time_sides
 
 NAME = "lyapunov"
 DESCRIPTION = ("Lyapunov spectrum of Lorenz (RK4, QR) vs lyapax, jitcode_lyap (C) and lyapynov; "
                "and a 256-point rho sweep")
+X64 = True
 PEER = "lyapax"
-PEERS = ("lyapax", "jitcode_lyap", "lyapynov")
-PEER_MODULES = {"lyapax": ["lyapax"], "jitcode_lyap": ["jitcode", "symengine"],
-                "lyapynov": ["lyapynov"]}
-PEER_DISTRIBUTIONS = {"lyapax": ["lyapax"], "jitcode_lyap": ["jitcode", "jitcxde_common", "symengine"],
-                      "lyapynov": ["lyapynov"]}
+PEERS = {"lyapax": Peer(("lyapax",)),
+         "jitcode_lyap": Peer(("jitcode", "symengine"), ("jitcode", "jitcxde_common", "symengine")),
+         "lyapynov": Peer(("lyapynov",))}
 HEADLINE = "trajectory"
 CASES = ("trajectory", "trajectory_renorm10", "sweep")
-GOAL = {
-    "statement": ("one trajectory >= 2x faster than lyapax and no slower than jitcode_lyap; the sweep "
-                  ">= 10x faster than the jitcode_lyap loop; compile time no longer than lyapax's"),
-    "metric": "speedup = peer warm median / jaxdyn warm median; compile = first call - warm median",
-    "case": HEADLINE,
-    "peer": PEER,
-    "threshold": 2.0,
-}
+STATEMENT = ("one trajectory >= 2x faster than lyapax and no slower than jitcode_lyap; the sweep "
+             ">= 10x faster than the jitcode_lyap loop; compile time no longer than lyapax's")
 
 SIGMA, RHO, BETA = 10.0, 28.0, 8.0 / 3.0
 DT = 0.01
@@ -149,98 +130,13 @@ def _x0():
     return jnp.asarray(Y0, jnp.float64)
 
 
-# -- timing --------------------------------------------------------------------------------------
+def _time(opts: Options, sides: list[Side]):
+    """This module's timing policy: interleaved, each side's repeats capped by a time budget."""
+    return time_sides(sides, repeats=opts.repeats, budget_s=BUDGET_S[opts.quick],
+                      min_repeats=MIN_REPEATS[opts.quick])
 
 
-@dataclass
-class Side:
-    """One timed side. `build()` makes what `call` runs (a jitted function, a compiled jitcode
-    object, ...); `call(built)` runs the whole computation and returns `(exponents, parts)` where
-    `parts` is `None` or a dict of internal timings; `scale(measured_s, parts)`, if given, turns
-    the measured time into the time of the full problem (shortened runs)."""
-
-    name: str
-    build: Callable[[], Any]
-    call: Callable[[Any], tuple[Any, dict | None]]
-    fresh_builds: int = 1
-    warmup: bool = True
-    scale: Callable[[float, dict | None], float] | None = None
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-def _block(x):
-    import jax
-
-    return jax.block_until_ready(x)
-
-
-def _time_sides(sides: list[Side], opts: Options) -> dict[str, dict[str, Any]]:
-    """First call(s), one warm-up call, then interleaved repeats; each side gets
-    `min(repeats, max(MIN_REPEATS, budget / its run time))` repeats."""
-    built: dict[str, Any] = {}
-    first: dict[str, list[float]] = {}
-    build_s: dict[str, list[float]] = {}
-    est: dict[str, float] = {}
-    outputs: dict[str, Any] = {}
-    scaled_first: dict[str, float] = {}
-    for s in sides:
-        first[s.name], build_s[s.name] = [], []
-        for _ in range(s.fresh_builds):
-            t0 = time.perf_counter()
-            b = s.build()
-            t1 = time.perf_counter()
-            out, parts = s.call(b)
-            _block(out)
-            t2 = time.perf_counter()
-            build_s[s.name].append(t1 - t0)
-            measured = t2 - t0
-            first[s.name].append(measured)
-            if s.scale is not None:
-                scaled_first[s.name] = (t1 - t0) + s.scale(t2 - t1, parts)
-            built[s.name], outputs[s.name], est[s.name] = b, out, t2 - t1
-        if s.warmup:
-            t0 = time.perf_counter()
-            _block(s.call(built[s.name])[0])
-            est[s.name] = time.perf_counter() - t0
-        print(f"  {s.name}: first call {fmt_s(statistics.median(first[s.name]))}, "
-              f"one run {fmt_s(est[s.name])}", flush=True)
-    budget = BUDGET_S[opts.quick]
-    reps = {s.name: min(opts.repeats, max(MIN_REPEATS[opts.quick], int(budget / max(est[s.name],
-                                                                                     1e-9))))
-            for s in sides}
-    times: dict[str, list[float]] = {s.name: [] for s in sides}
-    scaled: dict[str, list[float]] = {s.name: [] for s in sides}
-    for r in range(max(reps.values())):
-        order = sides[r % len(sides):] + sides[: r % len(sides)]
-        for s in order:
-            if r >= reps[s.name]:
-                continue
-            t0 = time.perf_counter()
-            out, parts = s.call(built[s.name])
-            _block(out)
-            dt = time.perf_counter() - t0
-            times[s.name].append(dt)
-            if s.scale is not None:
-                scaled[s.name].append(s.scale(dt, parts))
-    records = {}
-    for s in sides:
-        f = statistics.median(first[s.name])
-        if s.scale is None:
-            rec = summarise(f, times[s.name])
-        else:
-            rec = summarise(scaled_first[s.name], scaled[s.name])
-            rec["scaled"] = True
-            rec["measured"] = summarise(f, times[s.name])
-        rec["first_calls_s"] = first[s.name]
-        rec["build_s"] = statistics.median(build_s[s.name])
-        rec["repeats_capped_by_budget"] = reps[s.name] < opts.repeats
-        rec.update(s.info)
-        rec["_output"] = outputs[s.name]
-        records[s.name] = rec
-    return records
-
-
-def _process_warmup() -> None:
+def setup(ctx) -> None:
     """Compile one small scan with a jvp and a QR, so no side pays JAX's one-off start-up."""
     import jax
     import jax.numpy as jnp
@@ -272,11 +168,11 @@ def _jaxdyn_trajectory(n_steps: int, renorm: int, fresh: int) -> list[Side]:
         return lambda: flow_spectrum(_lorenz, x0, **kw).exponents
 
     return [
-        Side("jaxdyn", build_jit, lambda fn: (fn(x0), None), fresh_builds=fresh,
+        Side("jaxdyn", lambda fn: fn(x0), build=build_jit, fresh_builds=fresh,
              info={"api": "jax.jit(lambda y0: flow_spectrum(lorenz, y0, dt=0.01, n_steps=N, "
                           f"transient_steps=1000, renorm_every={renorm}, progress=False).exponents)",
                    "qr_every_steps": renorm, "transient": TRANSIENT_HANDLING["jaxdyn"]}),
-        Side("jaxdyn_eager", build_eager, lambda fn: (fn(), None),
+        Side("jaxdyn_eager", lambda fn: fn(), build=build_eager,
              info={"api": "flow_spectrum(lorenz, y0, ..., progress=False) called directly (chunked "
                           "into ~50 jitted calls); its jit caches persist across calls, so only the "
                           "first call compiles", "qr_every_steps": renorm}),
@@ -295,7 +191,7 @@ def _lyapax_trajectory(n_steps: int, renorm: int, fresh: int) -> Side:
             step, y0, DT, n_steps, k=3, renorm_every=renorm,
             t_transient=PROBLEM["transient_time"]).exponents)
 
-    return Side("lyapax", build, lambda fn: (fn(x0), None), fresh_builds=fresh,
+    return Side("lyapax", lambda fn: fn(x0), build=build, fresh_builds=fresh,
                 info={"api": "jax.jit(lambda y0: lyapax.lyapunov_spectrum(lyapax.rk4_step(rhs, 0.01), "
                              f"y0, 0.01, N, k=3, renorm_every={renorm}, t_transient=10.0).exponents)",
                       "qr_every_steps": renorm, "transient": TRANSIENT_HANDLING["lyapax"]})
@@ -343,8 +239,8 @@ def _jitcode_run(ode, n_steps: int, renorm: int, rho: float | None = None):
 
 
 def _jitcode_trajectory(n_steps: int, renorm: int) -> Side:
-    return Side("jitcode_lyap", lambda: _jitcode_build(False),
-                lambda ode: (_jitcode_run(ode, n_steps, renorm), None), warmup=False,
+    return Side("jitcode_lyap", lambda ode: _jitcode_run(ode, n_steps, renorm),
+                build=lambda: _jitcode_build(False), sync=noop, warmup=False,
                 info={"api": "jitcode_lyap(f, n_lyap=3); compile_C(); set_integrator('dopri5', "
                              "rtol=1e-8, atol=1e-8); integrate(t) every "
                              f"{renorm * DT:g} time units",
@@ -363,7 +259,7 @@ def _lyapynov_trajectory(n_steps: int, run_steps: int) -> Side:
     def jac(x, t):
         return np.array([[-SIGMA, SIGMA, 0.0], [RHO - x[2], -1.0, -x[0]], [x[1], x[0], -BETA]])
 
-    def call(_):
+    def call():
         system = lyapynov.ContinuousDS(np.asarray(Y0), 0.0, f, jac, DT)
         t0 = time.perf_counter()
         system.forward(PROBLEM["transient_steps"], False)
@@ -374,10 +270,10 @@ def _lyapynov_trajectory(n_steps: int, run_steps: int) -> Side:
 
     factor = n_steps / run_steps
 
-    def scale(measured, parts):
-        return measured + parts["compute_s"] * (factor - 1.0)
+    def scale(measured, out):
+        return measured + out[1]["compute_s"] * (factor - 1.0)
 
-    return Side("lyapynov", lambda: None, call, warmup=False, scale=scale,
+    return Side("lyapynov", call, sync=noop, warmup=False, scale=scale,
                 info={"api": "lyapynov.LCE(ContinuousDS(y0, 0, f, jac, 0.01), 3, 0, n, False) after "
                              "system.forward(1000)",
                       "qr_every_steps": 1, "transient": TRANSIENT_HANDLING["lyapynov"],
@@ -419,41 +315,26 @@ def _sweep_accuracy(exps, reference, idx) -> dict[str, Any]:
 # -- the cases -----------------------------------------------------------------------------------
 
 
-def _peer_ok(peer_status: dict[str, Any], name: str) -> bool:
-    return peer_status[name]["status"] == "ok"
-
-
 def _jitcode_compile(rec: dict[str, Any]) -> None:
     """jitcode_lyap's compile time is its C generation and build, measured apart."""
     rec["first_minus_warm_s"] = rec["compile_s"]
     rec["compile_s"] = rec["build_s"]
 
 
-def _speedups(out: dict[str, Any], recs: dict[str, Any], base: str = "jaxdyn") -> None:
-    """Ratio of warm medians, and the per-round paired ratios over the rounds both sides ran."""
-    out["speedup"], out["speedup_paired"] = {}, {}
-    for p in PEERS:
-        if p in recs:
-            out["speedup"][p] = recs[p]["warm_median_s"] / recs[base]["warm_median_s"]
-            a, b = recs[p]["repeats_s"], recs[base]["repeats_s"]
-            m = min(len(a), len(b))
-            out["speedup_paired"][p] = paired_ratio(a[:m], b[:m])
-
-
-def _case_trajectory(opts: Options, renorm: int, peer_status) -> dict[str, Any]:
+def _case_trajectory(ctx, renorm: int) -> dict[str, Any]:
     n = PROBLEM["n_steps"]
-    fresh = 1 if opts.quick else 3
+    fresh = 1 if ctx.quick else 3
     sides = _jaxdyn_trajectory(n, renorm, fresh)
-    if _peer_ok(peer_status, "lyapax"):
+    if ctx.ok("lyapax"):
         sides.append(_lyapax_trajectory(n, renorm, fresh))
-    if _peer_ok(peer_status, "jitcode_lyap"):
+    if ctx.ok("jitcode_lyap"):
         sides.append(_jitcode_trajectory(n, renorm))
-    if renorm == 1 and _peer_ok(peer_status, "lyapynov"):
-        run_steps = PROBLEM["lyapynov_steps_quick" if opts.quick else "lyapynov_steps"]
+    if renorm == 1 and ctx.ok("lyapynov"):
+        run_steps = PROBLEM["lyapynov_steps_quick" if ctx.quick else "lyapynov_steps"]
         sides.append(_lyapynov_trajectory(n, run_steps))
-    recs = _time_sides(sides, opts)
-    for rec in recs.values():
-        rec["accuracy"] = _accuracy(rec.pop("_output"))
+    recs, outs = _time(ctx.opts, sides)
+    for name, rec in recs.items():
+        rec["accuracy"] = _accuracy(outs[name][0] if name == "lyapynov" else outs[name])
         rec["us_per_step"] = rec["warm_median_s"] / (n + PROBLEM["transient_steps"]) * 1e6
     out: dict[str, Any] = {"headline": renorm == 1,
                            "config": {"n_steps": n, "qr_every_steps": renorm,
@@ -462,24 +343,36 @@ def _case_trajectory(opts: Options, renorm: int, peer_status) -> dict[str, Any]:
     if "jitcode_lyap" in recs:
         _jitcode_compile(recs["jitcode_lyap"])
     out.update(recs)
-    _speedups(out, recs)
+    out.update(speedups(recs, PEERS))
     for p in PEERS:
         if p in recs:
             continue
         if renorm != 1 and p == "lyapynov":
             out[p] = {"status": "not applicable", "why": "lyapynov.LCE has QR every step hard-wired"}
         else:
-            out[p] = {"status": peer_status[p]["status"]}
+            out[p] = {"status": ctx.peers[p]["status"]}
     return out
 
 
-def _case_sweep(opts: Options, peer_status) -> dict[str, Any]:
+def case_trajectory(ctx) -> dict[str, Any]:
+    rec = _case_trajectory(ctx, 1)
+    if not ctx.quick:
+        print("  breakdown (ablations)", flush=True)
+        rec["breakdown"] = _breakdown(ctx.opts, rec)
+    return rec
+
+
+def case_trajectory_renorm10(ctx) -> dict[str, Any]:
+    return _case_trajectory(ctx, 10)
+
+
+def case_sweep(ctx) -> dict[str, Any]:
     import jax
     import numpy as np
 
     from jaxdyn.lyapunov import flow_spectrum, sweep
 
-    n_rho = PROBLEM["sweep_n_rho_quick" if opts.quick else "sweep_n_rho"]
+    n_rho = PROBLEM["sweep_n_rho_quick" if ctx.quick else "sweep_n_rho"]
     n = PROBLEM["sweep_n_steps"]
     ntr = PROBLEM["transient_steps"]
     rhos_np = np.linspace(*PROBLEM["sweep_rho"], n_rho)
@@ -487,7 +380,7 @@ def _case_sweep(opts: Options, peer_status) -> dict[str, Any]:
     stride = PROBLEM["sweep_jitcode_stride"]
     idx = np.arange(0, n_rho, stride)
     x0 = _x0()
-    fresh = 1 if opts.quick else 3
+    fresh = 1 if ctx.quick else 3
 
     def make_fn():
         def fn(rho):
@@ -496,16 +389,16 @@ def _case_sweep(opts: Options, peer_status) -> dict[str, Any]:
         return fn
 
     sides = [
-        Side("jaxdyn", make_fn, lambda fn: (sweep(fn, rhos), None), fresh_builds=fresh,
+        Side("jaxdyn", lambda fn: sweep(fn, rhos), build=make_fn, fresh_builds=fresh,
              info={"api": "sweep(fn, rhos), fn = lambda rho: flow_spectrum(lorenz, y0, args=rho, "
                           "dt=0.01, n_steps=10000, transient_steps=1000, progress=False).exponents; "
                           "the same fn object on every call"}),
-        Side("jaxdyn_jit_vmap", lambda: jax.jit(jax.vmap(make_fn())), lambda g: (g(rhos), None),
+        Side("jaxdyn_jit_vmap", lambda g: g(rhos), build=lambda: jax.jit(jax.vmap(make_fn())),
              fresh_builds=fresh,
              info={"api": "g = jax.jit(jax.vmap(fn)) built once and called repeatedly (what sweep "
                           "does inside, minus the per-call rebuild)"}),
     ]
-    if _peer_ok(peer_status, "lyapax"):
+    if ctx.ok("lyapax"):
         import lyapax
         from lyapax.sweep import sweep_lyapunov_spectrum
 
@@ -517,33 +410,30 @@ def _case_sweep(opts: Options, peer_status) -> dict[str, Any]:
                 step_p, x0, {"rho": r}, dt=DT, n_steps=n, k=3, renorm_every=1,
                 t_transient=PROBLEM["transient_time"]).exponents)
 
-        sides.append(Side("lyapax", build_lyapax, lambda g: (g(rhos), None), fresh_builds=fresh,
+        sides.append(Side("lyapax", lambda g: g(rhos), build=build_lyapax, fresh_builds=fresh,
                           info={"api": "jax.jit(lambda r: lyapax.sweep.sweep_lyapunov_spectrum(step_p, "
                                        "y0, {'rho': r}, dt=0.01, n_steps=10000, k=3, renorm_every=1,"
                                        " t_transient=10.0).exponents) -- vmapped by lyapax's API",
                                 "batching": "jax.vmap (lyapax API)"}))
-    if _peer_ok(peer_status, "jitcode_lyap"):
+    if ctx.ok("jitcode_lyap"):
         factor = n_rho / len(idx)
-
-        def call_jitcode(ode):
-            return np.stack([_jitcode_run(ode, n, 1, rho=float(r)) for r in rhos_np[idx]]), None
-
+        # the scaled first call is the C build + the first run x the rho factor
         sides.append(Side(
-            "jitcode_lyap", lambda: _jitcode_build(True), call_jitcode, warmup=False,
-            scale=lambda measured, parts: measured * factor,
+            "jitcode_lyap", lambda ode: np.stack([_jitcode_run(ode, n, 1, rho=float(r))
+                                                  for r in rhos_np[idx]]),
+            build=lambda: _jitcode_build(True), sync=noop, warmup=False,
+            scale=lambda measured, out: measured * factor,
             info={"api": "one jitcode_lyap with control_pars=[rho], compiled once; Python loop: "
                          "set_parameters(rho), set_initial_value, integrate every 0.01",
                   "batching": "Python loop", "rhos_run": len(idx), "rho_stride": stride,
                   "scaled_to_rhos": n_rho,
                   "scaling": f"warm times = measured x {n_rho}/{len(idx)} (every {stride}th rho "
                              "run); the first call's C build is not scaled"}))
-    # (the jitcode side's scaled first call is its C build + its first run x the rho factor)
-    recs = _time_sides(sides, opts)
-    ref = np.asarray(recs["jaxdyn"]["_output"])
+    recs, outs = _time(ctx.opts, sides)
+    ref = np.asarray(outs["jaxdyn"])
     for name, rec in recs.items():
-        out = rec.pop("_output")
         sel = idx if name == "jitcode_lyap" else np.arange(n_rho)
-        rec["accuracy"] = _sweep_accuracy(out, None if name == "jaxdyn" else ref, sel)
+        rec["accuracy"] = _sweep_accuracy(outs[name], None if name == "jaxdyn" else ref, sel)
         if name == "jitcode_lyap":
             rec["accuracy"]["rhos"] = rhos_np[idx].tolist()
     if "jitcode_lyap" in recs:
@@ -562,25 +452,56 @@ def _case_sweep(opts: Options, peer_status) -> dict[str, Any]:
                                       "n_steps": n, "transient_steps": ntr, "qr_every_steps": 1,
                                       "dt": DT}}
     out.update(recs)
-    if not opts.quick:
+    if not ctx.quick:
         print("  breakdown (ablations)", flush=True)
-        out["breakdown"] = _sweep_breakdown(opts, rhos, n)
-    _speedups(out, recs)
-    held_out: dict[str, Any] = {}
-    _speedups(held_out, recs, base="jaxdyn_jit_vmap")
-    out["speedup_held_jit_vmap"] = held_out["speedup"]
+        out["breakdown"] = _sweep_breakdown(ctx.opts, rhos, n)
+    out.update(speedups(recs, PEERS))
+    out["speedup_held_jit_vmap"] = speedups(recs, PEERS, base="jaxdyn_jit_vmap")["speedup"]
     for p in PEERS:
         if p not in recs and p != "lyapynov":
-            out[p] = {"status": peer_status[p]["status"]}
+            out[p] = {"status": ctx.peers[p]["status"]}
     out["lyapynov"] = {"status": "not run", "why": "pure Python per step: a 256-point sweep would take "
                                                    "hours; its per-step cost is in the trajectory case"}
     return out
 
 
-# -- where the time goes -------------------------------------------------------------------------
+# -- where the time goes (ablations) -------------------------------------------------------------
 
 
-def _ablations(n_steps: int) -> dict[str, Callable]:
+def _rk4(x, rho=None):
+    """One classical RK4 step of Lorenz (the ablations' own loop, no jaxdyn)."""
+    k1 = _lorenz(0.0, x, rho)
+    k2 = _lorenz(0.0, x + DT / 2 * k1, rho)
+    k3 = _lorenz(0.0, x + DT / 2 * k2, rho)
+    k4 = _lorenz(0.0, x + DT * k3, rho)
+    return x + DT / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+
+
+def _qr_lapack(Q):
+    """LAPACK Householder QR, sign-fixed (jaxdyn's choice above 8 columns)."""
+    import jax.numpy as jnp
+
+    q, r = jnp.linalg.qr(Q)
+    d = jnp.diagonal(r)
+    return q * jnp.where(d < 0, -1.0, 1.0)[None, :], jnp.abs(d)
+
+
+def _qr_mgs(Q):
+    """Modified Gram-Schmidt, unrolled over the columns: plain XLA ops, no LAPACK call."""
+    import jax.numpy as jnp
+
+    cols, norms = [], []
+    for j in range(Q.shape[1]):
+        v = Q[:, j]
+        for q in cols:
+            v = v - jnp.dot(q, v) * q
+        nv = jnp.sqrt(jnp.dot(v, v))
+        cols.append(v / nv)
+        norms.append(nv)
+    return jnp.stack(cols, 1), jnp.stack(norms)
+
+
+def _ablations(n_steps: int) -> dict[str, Any]:
     """Minimal Benettin loops in plain JAX, each one flat `lax.scan` over the steps (no finite
     checks, no result codes): what the tangent propagation, the QR and a per-step output cost by
     themselves. Same RK4, dt, transient, steps and float64 as the trajectory case."""
@@ -591,18 +512,11 @@ def _ablations(n_steps: int) -> dict[str, Callable]:
     def f(x):
         return _lorenz(0.0, x, None)
 
-    def step(x):
-        k1 = f(x)
-        k2 = f(x + DT / 2 * k1)
-        k3 = f(x + DT / 2 * k2)
-        k4 = f(x + DT * k3)
-        return x + DT / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-
     def jac(x):
         return jnp.array([[-SIGMA, SIGMA, 0.0], [RHO - x[2], -1.0, -x[0]], [x[1], x[0], -BETA]])
 
     def tangent_jvp(x, Q):
-        return jax.vmap(lambda v: jax.jvp(step, (x,), (v,)), in_axes=1, out_axes=(None, 1))(Q)
+        return jax.vmap(lambda v: jax.jvp(_rk4, (x,), (v,)), in_axes=1, out_axes=(None, 1))(Q)
 
     def tangent_variational(x, Q):
         """Hand-written variational RK4 (analytic Jacobian): the same linearisation as the jvp."""
@@ -615,24 +529,6 @@ def _ablations(n_steps: int) -> dict[str, Callable]:
         k4, K4 = f(x4), jac(x4) @ Q4
         return (x + DT / 6 * (k1 + 2 * k2 + 2 * k3 + k4), Q + DT / 6 * (K1 + 2 * K2 + 2 * K3 + K4))
 
-    def qr_lapack(Q):
-        q, r = jnp.linalg.qr(Q)
-        d = jnp.diagonal(r)
-        s = jnp.where(d < 0, -1.0, 1.0)
-        return q * s, jnp.abs(d)
-
-    def qr_mgs(Q):
-        """Modified Gram-Schmidt, unrolled over the k = 3 columns: plain XLA ops, no LAPACK call."""
-        cols, norms = [], []
-        for j in range(Q.shape[1]):
-            v = Q[:, j]
-            for q in cols:
-                v = v - jnp.dot(q, v) * q
-            nv = jnp.sqrt(jnp.dot(v, v))
-            cols.append(v / nv)
-            norms.append(nv)
-        return jnp.stack(cols, 1), jnp.stack(norms)
-
     def colnorm(Q):
         nv = jnp.sqrt(jnp.sum(Q * Q, 0))
         return Q / nv, nv
@@ -640,7 +536,7 @@ def _ablations(n_steps: int) -> dict[str, Callable]:
     def loop(tangent, qr, every=1, emit=False):
         def run(x0):
             def advance(x, Q):
-                return (step(x), Q) if tangent is None else tangent(x, Q)
+                return (_rk4(x), Q) if tangent is None else tangent(x, Q)
 
             def body(c, _):
                 x, Q, ls = c
@@ -652,7 +548,7 @@ def _ablations(n_steps: int) -> dict[str, Callable]:
                 Q, d = qr(Q)
                 return (x, Q, ls + jnp.log(d)), (jnp.log(d) if emit else None)
 
-            x1 = lax.scan(lambda x, _: (step(x), None), x0, None,
+            x1 = lax.scan(lambda x, _: (_rk4(x), None), x0, None,
                           length=PROBLEM["transient_steps"])[0]
             init = (x1, jnp.eye(3, dtype=x0.dtype), jnp.zeros(3, x0.dtype))
             (x, Q, ls), ys = lax.scan(body, init, None, length=n_steps // every)
@@ -665,13 +561,13 @@ def _ablations(n_steps: int) -> dict[str, Callable]:
     return {
         "rk4_state_only": loop(None, colnorm),
         "jvp_tangents_colnorm_only": loop(tangent_jvp, colnorm),
-        "jvp_tangents_lapack_qr": loop(tangent_jvp, qr_lapack),
-        "jvp_tangents_lapack_qr_per_step_output": loop(tangent_jvp, qr_lapack, emit=True),
-        "variational_rk4_lapack_qr": loop(tangent_variational, qr_lapack),
-        "jvp_tangents_mgs_qr": loop(tangent_jvp, qr_mgs),
-        "jvp_tangents_mgs_qr_per_step_output": loop(tangent_jvp, qr_mgs, emit=True),
-        "jvp_tangents_lapack_qr_every10": loop(tangent_jvp, qr_lapack, 10),
-        "jvp_tangents_mgs_qr_every10": loop(tangent_jvp, qr_mgs, 10),
+        "jvp_tangents_lapack_qr": loop(tangent_jvp, _qr_lapack),
+        "jvp_tangents_lapack_qr_per_step_output": loop(tangent_jvp, _qr_lapack, emit=True),
+        "variational_rk4_lapack_qr": loop(tangent_variational, _qr_lapack),
+        "jvp_tangents_mgs_qr": loop(tangent_jvp, _qr_mgs),
+        "jvp_tangents_mgs_qr_per_step_output": loop(tangent_jvp, _qr_mgs, emit=True),
+        "jvp_tangents_lapack_qr_every10": loop(tangent_jvp, _qr_lapack, 10),
+        "jvp_tangents_mgs_qr_every10": loop(tangent_jvp, _qr_mgs, 10),
     }
 
 
@@ -681,29 +577,12 @@ def _sweep_breakdown(opts: Options, rhos, n_steps: int) -> dict[str, Any]:
     import jax.numpy as jnp
     from jax import lax
 
-
     x0 = _x0()
     ntr = PROBLEM["transient_steps"]
 
-    def qr_mgs(Q):
-        cols, norms = [], []
-        for j in range(Q.shape[1]):
-            v = Q[:, j]
-            for q in cols:
-                v = v - jnp.dot(q, v) * q
-            nv = jnp.sqrt(jnp.dot(v, v))
-            cols.append(v / nv)
-            norms.append(nv)
-        return jnp.stack(cols, 1), jnp.stack(norms)
-
     def make(qr):
         def one(rho):
-            def step(x):
-                k1 = _lorenz(0.0, x, rho)
-                k2 = _lorenz(0.0, x + DT / 2 * k1, rho)
-                k3 = _lorenz(0.0, x + DT / 2 * k2, rho)
-                k4 = _lorenz(0.0, x + DT * k3, rho)
-                return x + DT / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+            step = lambda x: _rk4(x, rho)
 
             def body(c, _):
                 x, Q, ls = c
@@ -718,21 +597,15 @@ def _sweep_breakdown(opts: Options, rhos, n_steps: int) -> dict[str, Any]:
 
         return lambda: jax.jit(jax.vmap(one))
 
-    def qr_lapack_signed(Q):  # LAPACK Householder, sign-fixed (jaxdyn's choice above 8 columns)
-        q, r = jnp.linalg.qr(Q)
-        d = jnp.diagonal(r)
-        return q * jnp.where(d < 0, -1.0, 1.0)[None, :], jnp.abs(d)
-
-    sides = [Side("vmap_jvp_lapack_qr", make(qr_lapack_signed), lambda g: (g(rhos), None)),
-             Side("vmap_jvp_mgs_qr", make(qr_mgs), lambda g: (g(rhos), None))]
-    recs = _time_sides(sides, Options(quick=opts.quick, repeats=max(5, opts.repeats // 4),
-                                      threads=opts.threads))
+    sides = [Side("vmap_jvp_lapack_qr", lambda g: g(rhos), build=make(_qr_lapack)),
+             Side("vmap_jvp_mgs_qr", lambda g: g(rhos), build=make(_qr_mgs))]
+    recs, _ = _time(Options(quick=opts.quick, repeats=max(5, opts.repeats // 4), threads=opts.threads),
+                    sides)
     out: dict[str, Any] = {"what": "minimal vmapped Benettin loops (one flat lax.scan per rho, no finite "
                                    "checks or history), same rhos/steps/transient, LAPACK QR "
                                    "vs unrolled modified Gram-Schmidt (jaxdyn uses Gram-Schmidt "
                                    "for k <= 8)"}
     for name, r in recs.items():
-        r.pop("_output")
         out[name] = {"warm_median_s": r["warm_median_s"], "warm_iqr_s": r["warm_iqr_s"],
                      "compile_s": r["compile_s"]}
     out["mgs_speedup_over_lapack"] = (out["vmap_jvp_lapack_qr"]["warm_median_s"]
@@ -754,15 +627,13 @@ def _breakdown(opts: Options, head: dict[str, Any]) -> dict[str, Any]:
         res = flow_spectrum(_lorenz, y0, **kw)
         return res.exponents, res.history
 
-    sides = [
-        Side("jaxdyn", lambda: jax.jit(lambda y0: flow_spectrum(_lorenz, y0, **kw).exponents),
-             lambda g: (g(x0), None)),
-        Side("jaxdyn_with_history", lambda: jax.jit(jaxdyn_history), lambda g: (g(x0)[0], None)),
-    ]
-    sides += [Side(name, lambda fn=fn: jax.jit(fn), lambda g: (g(x0), None))
+    sides = [Side("jaxdyn", lambda g: g(x0),
+                  build=lambda: jax.jit(lambda y0: flow_spectrum(_lorenz, y0, **kw).exponents)),
+             Side("jaxdyn_with_history", lambda g: g(x0)[0], build=lambda: jax.jit(jaxdyn_history))]
+    sides += [Side(name, lambda g: g(x0), build=lambda fn=fn: jax.jit(fn))
               for name, fn in _ablations(n).items()]
-    sub = Options(quick=opts.quick, repeats=max(7, opts.repeats // 2), threads=opts.threads)
-    recs = _time_sides(sides, sub)
+    recs, outs = _time(Options(quick=opts.quick, repeats=max(7, opts.repeats // 2), threads=opts.threads),
+                       sides)
     out: dict[str, Any] = {
         "what": "minimal Benettin loops in plain JAX (one flat lax.scan; no finite checks, result "
                 "codes or history unless said), same RK4/dt/transient/steps/float64, timed "
@@ -775,10 +646,9 @@ def _breakdown(opts: Options, head: dict[str, Any]) -> dict[str, Any]:
         "steps_timed": total,
     }
     for name, r in recs.items():
-        exps = r.pop("_output")
         out[name] = {"warm_median_s": r["warm_median_s"], "warm_iqr_s": r["warm_iqr_s"],
                      "compile_s": r["compile_s"], "us_per_step": r["warm_median_s"] / total * 1e6,
-                     "exponents": [float(e) for e in exps]}
+                     "exponents": [float(e) for e in outs[name]]}
     us = {name: out[name]["us_per_step"] for name in recs}
     j, lap, floor = us["jaxdyn"], us["jvp_tangents_lapack_qr"], us["jvp_tangents_colnorm_only"]
     out["summary"] = {
@@ -837,135 +707,60 @@ def _compile_split(n: int, peer_lyapax: bool) -> dict[str, Any]:
     return out
 
 
-# -- entry point ---------------------------------------------------------------------------------
+# -- goals, printing, extra JSON -----------------------------------------------------------------
 
 
-def run(opts: Options) -> dict[str, Any]:
-    import jax
+def goals(cases: dict[str, Any]) -> list[Goal]:
+    t, s = cases.get("trajectory"), cases.get("sweep")
+    compile_ratio = None
+    if t and "warm_median_s" in t.get("lyapax", {}):
+        compile_ratio = t["jaxdyn"]["compile_s"] / t["lyapax"]["compile_s"]
+    held = None if not s else (s["speedup_held_jit_vmap"].get("jitcode_lyap") or float("nan"))
+    return [
+        Goal("trajectory_vs_lyapax", "one trajectory >= 2x faster than lyapax (warm)",
+             "lyapax warm median / jaxdyn warm median", 2.0, ratio_of(t, "lyapax")),
+        Goal("trajectory_vs_jitcode", "one trajectory no slower than jitcode_lyap (warm)",
+             "jitcode_lyap warm median / jaxdyn warm median", 1.0, ratio_of(t, "jitcode_lyap")),
+        Goal("sweep_vs_jitcode_loop", "the sweep (jaxdyn.lyapunov.sweep) >= 10x faster than the "
+             "jitcode_lyap loop", "jitcode_lyap loop (scaled) / jaxdyn sweep warm median", 10.0,
+             ratio_of(s, "jitcode_lyap"),
+             note=None if not s else f"with the jit(vmap(fn)) held across calls: {held:.1f}x"),
+        Goal("compile_vs_lyapax", "compile time no longer than lyapax's (ratio jaxdyn / lyapax <= 1)",
+             "jaxdyn compile / lyapax compile", 1.0, compile_ratio, higher_is_better=False,
+             note="single-trajectory case, median first call over fresh builds (first_calls_s) minus "
+                  "warm; trace/lower vs XLA split in cases.trajectory.breakdown.compile_split")]
 
-    jax.config.update("jax_enable_x64", True)
-    cases = select_cases(opts, CASES, NAME)
-    peer_status: dict[str, Any] = {}
-    for p in PEERS:
-        missing = missing_modules(PEER_MODULES[p])
-        if missing:
-            peer_status[p] = peer_missing_record(p, missing)
-        else:
-            peer_status[p] = {"status": "ok", "versions": versions(PEER_DISTRIBUTIONS[p])}
-    _process_warmup()
 
-    results: dict[str, Any] = {"cases": {}, "peer": peer_status}
-    for case in cases:
-        print(f"\n== case {case!r} ==", flush=True)
-        if case == "trajectory":
-            rec = _case_trajectory(opts, 1, peer_status)
-            if not opts.quick:
-                print("  breakdown (ablations)", flush=True)
-                rec["breakdown"] = _breakdown(opts, rec)
-        elif case == "trajectory_renorm10":
-            rec = _case_trajectory(opts, 10, peer_status)
-        else:
-            rec = _case_sweep(opts, peer_status)
-        results["cases"][case] = rec
-        _print_case(case, rec)
+def describe(case: str, rec: dict[str, Any]) -> list[str]:
+    lines = []
+    for side, r in rec.items():
+        acc = r.get("accuracy") if isinstance(r, dict) else None
+        if acc and "max_abs_error" in acc:
+            lines.append(f"{side}: [{', '.join(f'{e:.4f}' for e in acc['exponents'])}] max err "
+                         f"{acc['max_abs_error']:.1e}, sum err {acc['sum_error']:.1e}")
+        elif acc:
+            lines.append(f"{side}: max |sum + 13.667| {acc['max_abs_sum_error']:.1e}" + (
+                f", median |d lambda1| vs jaxdyn {acc['vs_jaxdyn_median_abs_diff'][0]:.1e}"
+                if "vs_jaxdyn_median_abs_diff" in acc else ""))
+    b = rec.get("breakdown")
+    if b and "mgs_speedup_over_lapack" in b:
+        lines.append(f"vmapped minimal loop: Gram-Schmidt {b['mgs_speedup_over_lapack']:.1f}x faster "
+                     "than LAPACK QR")
+    elif b:
+        lines.append("per step (us): " + ", ".join(f"{k} {v:.2f}" for k, v in b["summary"].items()))
+        for name, c in b["compile_split"].items():
+            lines.append(f"compile split {name}: trace+lower {c['trace_and_lower_s']:.2f} s, XLA "
+                         f"{c['xla_compile_s']:.2f} s, {c['optimized_hlo_lines']} optimized HLO lines")
+    return lines
 
-    results["goal"] = _goals(results["cases"])
-    print("\ngoals:")
-    for g in results["goal"]["goals"]:
-        verdict = "not evaluated" if g["met"] is None else ("MET" if g["met"] else "NOT MET")
-        value = "-" if g["value"] is None else f"{g['value']:.2f}"
-        print(f"  {g['statement']}: {value} (threshold {g['threshold']:g}): {verdict}"
-              + (f"; {g['note']}" if g.get("note") else ""))
-    results["problem"] = PROBLEM
-    results["reference"] = REFERENCE
-    results["timing_method"] = {
+
+def extra(ctx) -> dict[str, Any]:
+    q = ctx.quick
+    return {"reference": REFERENCE, "timing_method": {
         "compile_s": "first call - warm median; JAX sides: median first call over fresh jit builds "
                      "(3, or 1 with --quick); jitcode_lyap: first call = C generation and build + "
                      "one run",
-        "repeats": f"min(--repeats, max({MIN_REPEATS[opts.quick]}, {BUDGET_S[opts.quick]:g} s / one "
-                   "run)) per side, interleaved; see n_repeats and repeats_capped_by_budget",
+        "repeats": f"min(--repeats, max({MIN_REPEATS[q]}, {BUDGET_S[q]:g} s / one run)) per side, "
+                   "interleaved; see n_repeats and repeats_capped_by_budget",
         "warm-up": "one untimed warm-up call for JAX sides; none for jitcode_lyap and lyapynov "
-                   "(nothing to warm up: their first run after building is a warm run)",
-    }
-    results["description"] = DESCRIPTION
-    return results
-
-
-def _goals(cases: dict[str, Any]) -> dict[str, Any]:
-    goals = []
-
-    def add(name, statement, value, threshold, higher_is_better=True, note=None):
-        met = None if value is None else bool(value >= threshold if higher_is_better
-                                              else value <= threshold)
-        g = {"name": name, "statement": statement, "value": value, "threshold": threshold, "met": met}
-        if note:
-            g["note"] = note
-        goals.append(g)
-
-    t = cases.get("trajectory")
-    sp = t["speedup"] if t else {}
-    add("trajectory_vs_lyapax", "one trajectory >= 2x faster than lyapax (warm)", sp.get("lyapax"), 2.0)
-    add("trajectory_vs_jitcode", "one trajectory no slower than jitcode_lyap (warm)",
-        sp.get("jitcode_lyap"), 1.0)
-    s = cases.get("sweep")
-    add("sweep_vs_jitcode_loop", "the sweep (jaxdyn.lyapunov.sweep) >= 10x faster than the jitcode_lyap "
-        "loop", s["speedup"].get("jitcode_lyap") if s else None, 10.0,
-        note=None if not s else "with the jit(vmap(fn)) held across calls: "
-        f"{s['speedup_held_jit_vmap'].get('jitcode_lyap', float('nan')):.1f}x")
-    ratio = None
-    if t and "warm_median_s" in t.get("lyapax", {}):
-        ratio = t["jaxdyn"]["compile_s"] / t["lyapax"]["compile_s"]
-    add("compile_vs_lyapax", "compile time no longer than lyapax's (ratio jaxdyn / lyapax <= 1)", ratio,
-        1.0, higher_is_better=False,
-        note="single-trajectory case, median first call over fresh builds (first_calls_s) minus warm; "
-             "trace/lower vs XLA split in cases.trajectory.breakdown.compile_split")
-    evaluated = [g["met"] for g in goals if g["met"] is not None]
-    return dict(GOAL, speedup=sp.get("lyapax"),
-                met=None if not evaluated else all(evaluated), goals=goals,
-                all_evaluated=len(evaluated) == len(goals))
-
-
-def _print_case(case: str, rec: dict[str, Any]) -> None:
-    rows = []
-    for side in ("jaxdyn", "jaxdyn_eager", "jaxdyn_jit_vmap", *PEERS):
-        r = rec.get(side)
-        if r is None:
-            continue
-        if "warm_median_s" not in r:
-            rows.append([side, r.get("status", "-"), "-", "-", "-", "-"])
-            continue
-        acc = r["accuracy"]
-        if "max_abs_error" in acc:
-            a = (f"[{', '.join(f'{e:.4f}' for e in acc['exponents'])}] max err "
-                 f"{acc['max_abs_error']:.1e}, sum err {acc['sum_error']:.1e}")
-        else:
-            a = f"max |sum + 13.667| {acc['max_abs_sum_error']:.1e}"
-            if "vs_jaxdyn_median_abs_diff" in acc:
-                a += f", median |d lambda1| vs jaxdyn {acc['vs_jaxdyn_median_abs_diff'][0]:.1e}"
-        sp = rec["speedup"].get(side)
-        rows.append([side + (" (scaled)" if r.get("scaled") else ""),
-                     fmt_s(r["compile_s"]) if r["compile_s"] is not None else "in warm",
-                     fmt_s(r["warm_median_s"]), str(r["n_repeats"]),
-                     "-" if sp is None else f"{sp:.2f}x", a])
-    print_table(rows, ["side", "compile", "warm median", "n", "peer/jaxdyn", "exponents / accuracy"])
-    if rec["jaxdyn"].get("recompiles_every_call"):
-        held = rec["jaxdyn_jit_vmap"]
-        print(f"  note: sweep() recompiles on every call; held jit(vmap): warm "
-              f"{fmt_s(held['warm_median_s'])}, compile {fmt_s(held['compile_s'])}")
-    b = rec.get("breakdown")
-    if b and "mgs_speedup_over_lapack" in b:
-        print(f"  vmapped minimal loop: LAPACK QR {fmt_s(b['vmap_jvp_lapack_qr']['warm_median_s'])}, "
-              f"Gram-Schmidt {fmt_s(b['vmap_jvp_mgs_qr']['warm_median_s'])} "
-              f"({b['mgs_speedup_over_lapack']:.1f}x)")
-    elif b:
-        s = b["summary"]
-        print(f"  per step: jaxdyn {s['jaxdyn_us_per_step']:.2f} us; floor (RK4 + jvp tangents, no "
-              f"QR) {s['tangent_propagation_floor_us_per_step']:.2f}; LAPACK QR "
-              f"{s['lapack_qr_us_per_step']:.2f}; Gram-Schmidt QR {s['mgs_qr_us_per_step']:.2f}; a "
-              f"per-step output {s['per_step_output_us_per_step']:.2f}; jaxdyn's history "
-              f"{s['jaxdyn_history_us_per_step']:.2f}; jaxdyn engine overhead "
-              f"{s['jaxdyn_engine_overhead_us_per_step']:.2f} us/step (jaxdyn minus a minimal "
-              f"Gram-Schmidt loop)")
-        for name, c in b["compile_split"].items():
-            print(f"  compile split {name}: trace+lower {fmt_s(c['trace_and_lower_s'])}, XLA "
-                  f"{fmt_s(c['xla_compile_s'])}, {c['optimized_hlo_lines']} optimized HLO lines")
+                   "(nothing to warm up: their first run after building is a warm run)"}}

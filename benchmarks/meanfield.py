@@ -27,27 +27,26 @@ takes about a minute); jaxdyn's warm time is the median of repeats after a compi
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from _common import Options, missing_modules, select_cases, summarise
+from _common import Goal, Peer, Side, noop, ratio_of, time_sides
 
 NAME = "meanfield"
 DESCRIPTION = "Kuramoto N = 2000, T = 10, dense and all-to-all vs the kuramoto package; FFT ring to N = 1e6"
+X64 = True
 PEER = "kuramoto"
+PEERS = {"kuramoto": Peer(("kuramoto",), ("kuramoto", "scipy"))}
 HEADLINE = "dense_n2000"
 CASES = ("dense_n2000", "all_to_all_n2000", "fft_scaling")
-GOAL = {
-    "statement": "dense Kuramoto N = 2000, T = 10 (float64, matched tolerance) >= 50x faster than kuramoto",
-    "metric": "speedup = peer time / jaxdyn warm median",
-    "case": HEADLINE,
-    "peer": PEER,
-    "threshold": 50.0,
-}
+STATEMENT = "dense Kuramoto N = 2000, T = 10 (float64, matched tolerance) >= 50x faster than kuramoto"
 N, K, T1, N_OUT, TOL = 2000, 2.0, 10.0, 1000, 1.49012e-8
 TIGHT_TOL = 1e-9
 FFT_NS = (1_000, 10_000, 100_000, 1_000_000)
 FFT_STEPS, FFT_DT, RING = 100, 0.01, 0.35
+PROBLEM = {"n": N, "coupling": K, "normalisation": "K / N", "t1": T1,
+           "save_grid": f"linspace(0, {T1:g}, {N_OUT})", "rtol": TOL, "atol": TOL,
+           "omega": "N(0, 1), numpy default_rng(0)", "theta0": "U[0, 2 pi), same generator",
+           "reference": "jaxdyn all-to-all, Dopri8, rtol = atol = 1e-12", "fft_ns": list(FFT_NS)}
 
 
 def _problem():
@@ -57,61 +56,40 @@ def _problem():
     return rng.normal(size=N), 2 * np.pi * rng.random(N)
 
 
-def _time_jax(fn, repeats: int) -> tuple[dict[str, Any], Any]:
-    import jax
+def _peer(ctx) -> dict[str, Any]:
+    """One run of the package (about a minute; shared by the Kuramoto cases)."""
+    if "peer" not in ctx.state:
+        import numpy as np
+        from kuramoto import Kuramoto as PeerKuramoto
 
-    t0 = time.perf_counter()
-    out = jax.block_until_ready(fn())
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return summarise(first, times), out
-
-
-def _peer(omega, theta0, state: dict) -> dict[str, Any]:
-    """One run of the package (cached across cases)."""
-    if "peer" in state:
-        return state["peer"]
-    import numpy as np
-
-    missing = missing_modules(["kuramoto"])
-    if missing:
-        from _common import peer_missing_record
-
-        state["peer"] = peer_missing_record("kuramoto", missing)
-        return state["peer"]
-    from kuramoto import Kuramoto as PeerKuramoto
-
-    model = PeerKuramoto(coupling=K, dt=T1 / N_OUT, T=T1, natfreqs=np.array(omega))
-    print("  kuramoto package: one run (about a minute) ...", flush=True)
-    t0 = time.perf_counter()
-    act = model.run(adj_mat=np.ones((N, N)), angles_vec=np.array(theta0))
-    elapsed = time.perf_counter() - t0
-    print(f"  kuramoto package: {elapsed:.1f} s", flush=True)
-    state["peer"] = {"status": "ok", "warm_median_s": elapsed, "first_call_s": elapsed, "compile_s": 0.0,
-                     "n_repeats": 1, "ys": act.T,
-                     "note": "one run (NumPy/SciPy; no compilation); odeint (LSODA) rtol = atol = 1.49012e-8"}
-    return state["peer"]
+        omega, theta0 = _problem()
+        model = PeerKuramoto(coupling=K, dt=T1 / N_OUT, T=T1, natfreqs=np.array(omega))
+        print("  kuramoto package: one run (about a minute) ...", flush=True)
+        side = Side("kuramoto", lambda: model.run(adj_mat=np.ones((N, N)), angles_vec=np.array(theta0)),
+                    sync=noop, warmup=False, max_repeats=0,
+                    info={"status": "ok", "note": "one run (NumPy/SciPy; no compilation); odeint "
+                                                  "(LSODA) rtol = atol = 1.49012e-8"})
+        recs, outs = time_sides([side], repeats=1)
+        ctx.state["peer"] = recs["kuramoto"], outs["kuramoto"].T
+    return ctx.state["peer"]
 
 
-def _reference(omega, theta0, state: dict):
-    if "ref" not in state:
+def _reference(ctx):
+    if "ref" not in ctx.state:
         import diffrax
         import jax.numpy as jnp
+        import numpy as np
 
         import jaxdyn.meanfield as mf
 
-        ts = jnp.linspace(0.0, T1, N_OUT)
-        sol = mf.simulate(mf.Kuramoto(jnp.asarray(omega), K), jnp.asarray(theta0), ts,
-                          solver=diffrax.Dopri8(), rtol=1e-12, atol=1e-12)
-        state["ref"] = __import__("numpy").asarray(sol.ys)
-    return state["ref"]
+        omega, theta0 = _problem()
+        sol = mf.simulate(mf.Kuramoto(jnp.asarray(omega), K), jnp.asarray(theta0),
+                          jnp.linspace(0.0, T1, N_OUT), solver=diffrax.Dopri8(), rtol=1e-12, atol=1e-12)
+        ctx.state["ref"] = np.asarray(sol.ys)
+    return ctx.state["ref"]
 
 
-def _case_kuramoto(dense: bool, opts: Options, state: dict) -> dict[str, Any]:
+def _case_kuramoto(ctx, dense: bool) -> dict[str, Any]:
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -119,59 +97,62 @@ def _case_kuramoto(dense: bool, opts: Options, state: dict) -> dict[str, Any]:
     import jaxdyn.meanfield as mf
 
     omega, theta0 = _problem()
-    ref = _reference(omega, theta0, state)
+    ref = _reference(ctx)
     ts = jnp.linspace(0.0, T1, N_OUT)
     field = mf.Kuramoto(jnp.asarray(omega), K, graph=jnp.ones((N, N)) if dense else None)
-    run = lambda: mf.simulate(field, jnp.asarray(theta0), ts, rtol=TOL, atol=TOL)
-    rec_j, sol = _time_jax(run, max(1, min(opts.repeats, 5 if opts.quick else 10)))
+    th0 = jnp.asarray(theta0)
+    repeats = max(1, min(ctx.opts.repeats, 5 if ctx.quick else 10))
+    # the same nominal tolerance gives Tsit5 a larger global error than LSODA here; the tight run
+    # gives the time at an error no larger than the package's
+    sides = [Side("jaxdyn", lambda: mf.simulate(field, th0, ts, rtol=TOL, atol=TOL), warmup=False),
+             Side("jaxdyn_tight", lambda: mf.simulate(field, th0, ts, rtol=TIGHT_TOL, atol=TIGHT_TOL),
+                  warmup=False, info={"rtol": TIGHT_TOL, "atol": TIGHT_TOL})]
+    recs, outs = time_sides(sides, repeats=repeats)
+    rec_j, rec_t = recs["jaxdyn"], recs["jaxdyn_tight"]
+    sol, sol_t = outs["jaxdyn"], outs["jaxdyn_tight"]
     steps = int(sol.stats["num_steps"])
     rec_j.update({"operator": type(field.operator).__name__, "solver": "Tsit5 + PID", "steps": steps,
                   "rejected_steps": int(sol.stats["num_rejected_steps"]),
                   "max_abs_error_vs_reference": float(np.max(np.abs(np.asarray(sol.ys) - ref)))})
+    rec_t.update({"steps": int(sol_t.stats["num_steps"]),
+                  "max_abs_error_vs_reference": float(np.max(np.abs(np.asarray(sol_t.ys) - ref)))})
     if dense:
         # the physical limit here: the N x N product per evaluation (memory bound: 32 MB of float64)
         w = jnp.ones((N, N))
-        v = jnp.stack([jnp.cos(jnp.asarray(theta0)), jnp.sin(jnp.asarray(theta0))], 1)
+        v = jnp.stack([jnp.cos(th0), jnp.sin(th0)], 1)
         mv = jax.jit(lambda a, b: a @ b)
-        jax.block_until_ready(mv(w, v))
-        times = []
-        for _ in range(20):
-            t0 = time.perf_counter()
-            jax.block_until_ready(mv(w, v))
-            times.append(time.perf_counter() - t0)
+        mv_s = time_sides([Side("matvec", lambda: mv(w, v))], repeats=20)[0]["matvec"]["warm_min_s"]
         evals = 6 * steps + 1  # Tsit5: 6 new stages per tried step (FSAL), plus the first
-        mv_s = min(times)
-        rec_j["matvec_s"] = mv_s
-        rec_j["evaluations"] = evals
-        rec_j["matvec_share_of_warm_time"] = evals * mv_s / rec_j["warm_median_s"]
-        rec_j["matvec_bandwidth_GB_s"] = N * N * 8 / mv_s / 1e9
-    # the same nominal tolerance gives Tsit5 a larger global error than LSODA here; a tighter run
-    # gives the time at an error no larger than the package's
-    run_tight = lambda: mf.simulate(field, jnp.asarray(theta0), ts, rtol=TIGHT_TOL, atol=TIGHT_TOL)
-    rec_t, sol_t = _time_jax(run_tight, max(1, min(opts.repeats, 5 if opts.quick else 10)))
-    rec_t.update({"rtol": TIGHT_TOL, "atol": TIGHT_TOL, "steps": int(sol_t.stats["num_steps"]),
-                  "max_abs_error_vs_reference": float(np.max(np.abs(np.asarray(sol_t.ys) - ref)))})
-    peer = _peer(omega, theta0, state)
-    rec: dict[str, Any] = {"jaxdyn": rec_j, "jaxdyn_tight": rec_t, "headline": dense, "speedup": {}}
-    if peer.get("status") == "ok":
-        rec["kuramoto"] = {k: v for k, v in peer.items() if k != "ys"}
-        peer_err = float(np.max(np.abs(peer["ys"] - ref)))
-        rec["kuramoto"]["max_abs_error_vs_reference"] = peer_err
-        rec["speedup"]["kuramoto"] = peer["warm_median_s"] / rec_j["warm_median_s"]
-        rec["speedup_at_no_larger_error"] = (peer["warm_median_s"] / rec_t["warm_median_s"]
-                                             if rec_t["max_abs_error_vs_reference"] <= peer_err else None)
-        rec["max_abs_difference_jaxdyn_vs_kuramoto"] = float(np.max(np.abs(np.asarray(sol.ys) - peer["ys"])))
-    else:
-        rec["kuramoto"] = peer
-        rec["speedup"]["kuramoto"] = None
-    print(f"  jaxdyn ({rec_j['operator']}): compile {rec_j['compile_s']:.2f} s, "
-          f"warm {rec_j['warm_median_s']:.3f} s, "
-          f"{steps} steps, error {rec_j['max_abs_error_vs_reference']:.1e}; speedup "
-          f"{rec['speedup']['kuramoto']}", flush=True)
+        rec_j.update(matvec_s=mv_s, evaluations=evals,
+                     matvec_share_of_warm_time=evals * mv_s / rec_j["warm_median_s"],
+                     matvec_bandwidth_GB_s=N * N * 8 / mv_s / 1e9)
+    rec: dict[str, Any] = {"jaxdyn": rec_j, "jaxdyn_tight": rec_t, "headline": dense,
+                           "speedup": {"kuramoto": None}}
+    if not ctx.ok("kuramoto"):
+        rec["kuramoto"] = ctx.peers["kuramoto"]
+        return rec
+    peer, peer_ys = _peer(ctx)
+    peer = dict(peer)
+    peer_err = float(np.max(np.abs(peer_ys - ref)))
+    peer["max_abs_error_vs_reference"] = peer_err
+    rec["kuramoto"] = peer
+    rec["speedup"]["kuramoto"] = peer["warm_median_s"] / rec_j["warm_median_s"]
+    rec["speedup_at_no_larger_error"] = (peer["warm_median_s"] / rec_t["warm_median_s"]
+                                         if rec_t["max_abs_error_vs_reference"] <= peer_err else None)
+    rec["max_abs_difference_jaxdyn_vs_kuramoto"] = float(np.max(np.abs(np.asarray(sol.ys) - peer_ys)))
     return rec
 
 
-def _case_fft(opts: Options) -> dict[str, Any]:
+def case_dense_n2000(ctx) -> dict[str, Any]:
+    return _case_kuramoto(ctx, dense=True)
+
+
+def case_all_to_all_n2000(ctx) -> dict[str, Any]:
+    return _case_kuramoto(ctx, dense=False)
+
+
+def case_fft_scaling(ctx) -> dict[str, Any]:
+    """No peer (no library simulates graphon-coupled oscillators): time per RK4 step against N."""
     import jax.numpy as jnp
     import numpy as np
 
@@ -184,22 +165,22 @@ def _case_fft(opts: Options) -> dict[str, Any]:
         theta0 = jnp.asarray(np.random.default_rng(1).uniform(0, 2 * np.pi, n))
         field = mf.Kuramoto(omega, 1.0, graph=graphons.ring(RING), phase_lag=1.46, normalisation="degree")
         ts = jnp.asarray([0.0, FFT_STEPS * FFT_DT])
-        run = lambda field=field, theta0=theta0, ts=ts: mf.simulate(field, theta0, ts, solver=mf.RK4(),
-                                                                      dt0=FFT_DT, max_steps=FFT_STEPS + 1).ys
-        reps = (1 if opts.quick else 2) if n >= 1_000_000 else (3 if n >= 100_000 else
-                                                                 (5 if opts.quick else 10))
-        r, ys = _time_jax(run, reps)
-        assert np.all(np.isfinite(np.asarray(ys)))
+        run = lambda field=field, theta0=theta0, ts=ts: mf.simulate(
+            field, theta0, ts, solver=mf.RK4(), dt0=FFT_DT, max_steps=FFT_STEPS + 1).ys
+        reps = (1 if ctx.quick else 2) if n >= 1_000_000 else (3 if n >= 100_000 else
+                                                               (5 if ctx.quick else 10))
+        recs, outs = time_sides([Side(f"N={n}", run, warmup=False)], repeats=reps)
+        r = recs[f"N={n}"]
+        assert np.all(np.isfinite(np.asarray(outs[f"N={n}"])))
         r.pop("repeats_s")
         r.update({"n": n, "operator": type(field.operator).__name__,
                   "per_step_s": r["warm_median_s"] / FFT_STEPS})
-        print(f"  N = {n:>8d}: {r['per_step_s'] * 1e3:.3f} ms per RK4 step ({r['operator']})", flush=True)
         rows.append(r)
     ns = np.array([r["n"] for r in rows], dtype=float)
     per = np.array([r["per_step_s"] for r in rows])
-    slope = float(np.polyfit(np.log(ns), np.log(per), 1)[0])
     big = rows[-1]
-    return {"steps": FFT_STEPS, "dt": FFT_DT, "radius": RING, "rows": rows, "loglog_slope": slope,
+    return {"steps": FFT_STEPS, "dt": FFT_DT, "radius": RING, "rows": rows,
+            "loglog_slope": float(np.polyfit(np.log(ns), np.log(per), 1)[0]),
             "per_step_s_at_1e6": big["per_step_s"], "headline": False, "speedup": {},
             "jaxdyn": {"warm_median_s": big["warm_median_s"], "compile_s": big["compile_s"],
                        "note": "N = 1e6, 100 RK4 steps"},
@@ -207,37 +188,22 @@ def _case_fft(opts: Options) -> dict[str, Any]:
                     "at large N (small N is dominated by per-step overhead)"}
 
 
-def run(opts: Options) -> dict[str, Any]:
-    import jax
+def describe(case: str, rec: dict[str, Any]) -> list[str]:
+    if case == "fft_scaling":
+        return [f"N = {r['n']:>8d}: {r['per_step_s'] * 1e3:.3f} ms per RK4 step ({r['operator']})"
+                for r in rec["rows"]] + [f"log-log slope {rec['loglog_slope']:.2f}"]
+    j = rec["jaxdyn"]
+    return [f"jaxdyn ({j['operator']}): {j['steps']} steps, error {j['max_abs_error_vs_reference']:.1e}; "
+            f"tight: error {rec['jaxdyn_tight']['max_abs_error_vs_reference']:.1e}; speedup at no "
+            f"larger error {rec.get('speedup_at_no_larger_error')}"]
 
-    jax.config.update("jax_enable_x64", True)
-    cases = select_cases(opts, CASES, NAME)
-    state: dict[str, Any] = {}
-    results: dict[str, Any] = {"cases": {}}
-    for case in cases:
-        print(f"\n== case {case!r} ==", flush=True)
-        if case == "fft_scaling":
-            results["cases"][case] = _case_fft(opts)
-        else:
-            results["cases"][case] = _case_kuramoto(case == "dense_n2000", opts, state)
-    head = results["cases"].get(HEADLINE)
-    speedup = None if head is None else head["speedup"].get("kuramoto")
-    equal = None if head is None else head.get("speedup_at_no_larger_error")
-    results["goal"] = dict(GOAL, speedup=speedup, speedup_at_no_larger_error=equal,
-                           met=None if speedup is None else bool(speedup >= 50.0 and (equal or 0) >= 50.0),
-                           note="met requires >= 50x both at the same nominal tolerance and with jaxdyn "
-                                f"tightened (rtol = atol = {TIGHT_TOL:g}) to an error no larger than the "
-                                "package's")
-    results["problem"] = {"n": N, "coupling": K, "normalisation": "K / N", "t1": T1,
-                          "save_grid": f"linspace(0, {T1:g}, {N_OUT})", "rtol": TOL, "atol": TOL,
-                          "omega": "N(0, 1), numpy default_rng(0)", "theta0": "U[0, 2 pi), same generator",
-                          "reference": "jaxdyn all-to-all, Dopri8, rtol = atol = 1e-12",
-                          "fft_ns": list(FFT_NS)}
-    try:
-        import importlib.metadata as md
 
-        results["peer_versions"] = {"kuramoto": md.version("kuramoto"), "scipy": md.version("scipy")}
-    except Exception:  # noqa: BLE001 - provenance only
-        results["peer_versions"] = None
-    results["description"] = DESCRIPTION
-    return results
+def goals(cases: dict[str, Any]) -> list[Goal]:
+    head = cases.get(HEADLINE)
+    return [Goal("dense_vs_kuramoto", STATEMENT, "kuramoto time / jaxdyn warm median (same nominal "
+                 "tolerance)", 50.0, ratio_of(head, "kuramoto")),
+            Goal("dense_vs_kuramoto_at_no_larger_error", "the same with jaxdyn tightened (rtol = atol = "
+                 f"{TIGHT_TOL:g}) to an error no larger than the package's", "kuramoto time / jaxdyn "
+                 "(tight) warm median", 50.0,
+                 None if not head or ratio_of(head, "kuramoto") is None
+                 else head.get("speedup_at_no_larger_error") or 0.0)]

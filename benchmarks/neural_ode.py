@@ -34,33 +34,18 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 from typing import Any
 
-from _common import (
-    Options,
-    fmt_s,
-    missing_modules,
-    paired_ratio,
-    peer_missing_record,
-    print_table,
-    select_cases,
-    time_interleaved,
-)
+from _common import Goal, Options, Peer, Side, probe_threads, ratio_of, speedups, time_sides
 
 NAME = "neural_ode"
 DESCRIPTION = "one training step (fwd + bwd + Adam) of an MLP-field neural ODE vs torchdiffeq"
+X64 = False
 PEER = "torchdiffeq"
-PEER_MODULES = ["torch", "torchdiffeq"]
+PEERS = {"torchdiffeq": Peer(("torch", "torchdiffeq"))}
 HEADLINE = "matched"
 CASES = ("matched", "vmap", "backsolve")
-GOAL = {
-    "statement": "jaxdyn >= 2x faster than torchdiffeq per training step (headline case)",
-    "metric": "speedup = torchdiffeq warm median / jaxdyn warm median",
-    "case": HEADLINE,
-    "peer": PEER,
-    "threshold": 2.0,
-}
+STATEMENT = "jaxdyn >= 2x faster than torchdiffeq per training step (headline case)"
 
 PROBLEM = {
     "step": "forward + backward + Adam(lr=1e-3) update, MSE loss",
@@ -359,131 +344,89 @@ def _field_flops(batch: int) -> int:
     return 2 * batch * (m * w + (d - 1) * w * w + w * m)
 
 
-def _matmul_rate(repeats: int) -> float:
-    """FLOP/s of a same-size `jnp.matmul` (batch x width @ width x width) on the JAX device."""
+def _matmul_rates(repeats: int, torch_too: bool) -> dict[str, float]:
+    """FLOP/s of a chain of 200 dependent same-size matmuls (batch x width @ width x width), in
+    JAX on its device and in torch (on its device, at the threads it was timed at)."""
     import jax
     import jax.numpy as jnp
 
     p = PROBLEM
-    a = jnp.ones((p["batch"], p["mlp_width"]), jnp.float32)
-    b = jnp.full((p["mlp_width"], p["mlp_width"]), 1.0 / p["mlp_width"], jnp.float32)
-    inner = 200
+    shape_a, shape_b, inner = (p["batch"], p["mlp_width"]), (p["mlp_width"], p["mlp_width"]), 200
+    a, b = jnp.ones(shape_a, jnp.float32), jnp.full(shape_b, 1.0 / p["mlp_width"], jnp.float32)
+    many = jax.jit(lambda a, b: jax.lax.fori_loop(0, inner, lambda i, acc: acc @ b, a))
+    sides = [Side("jaxdyn", lambda: many(a, b))]
+    if torch_too:
+        import torch
 
-    @jax.jit
-    def many(a, b):  # a chain of dependent matmuls; b keeps the values at 1
-        return jax.lax.fori_loop(0, inner, lambda i, acc: acc @ b, a)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        ta = torch.ones(shape_a, device=device)
+        tb = torch.full(shape_b, 1.0 / p["mlp_width"], device=device)
 
-    jax.block_until_ready(many(a, b))
-    times = []
-    for _ in range(max(3, repeats // 2)):
-        t0 = time.perf_counter()
-        jax.block_until_ready(many(a, b))
-        times.append(time.perf_counter() - t0)
+        def torch_many():
+            acc = ta
+            with torch.no_grad():
+                for _ in range(inner):
+                    acc = acc @ tb
+            if device == "cuda":
+                torch.cuda.synchronize()
+            return acc
+
+        sides.append(Side(PEER, torch_many, sync=lambda x: x))
+    recs, _ = time_sides(sides, repeats=max(3, repeats // 2))
     flops = 2 * p["batch"] * p["mlp_width"] ** 2 * inner
-    return flops / sorted(times)[len(times) // 2]
+    return {k: flops / r["warm_median_s"] for k, r in recs.items()}
 
 
-def _torch_matmul_rate(repeats: int) -> float:
-    """FLOP/s of the same matmul chain in torch (on its device, at the threads it was timed at)."""
-    import torch
-
-    p = PROBLEM
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    a = torch.ones((p["batch"], p["mlp_width"]), device=device)
-    b = torch.full((p["mlp_width"], p["mlp_width"]), 1.0 / p["mlp_width"], device=device)
-    inner = 200
-
-    def many():
-        acc = a
-        for _ in range(inner):
-            acc = acc @ b
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return acc
-
-    with torch.no_grad():
-        many()
-        times = []
-        for _ in range(max(3, repeats // 2)):
-            t0 = time.perf_counter()
-            many()
-            times.append(time.perf_counter() - t0)
-    flops = 2 * p["batch"] * p["mlp_width"] ** 2 * inner
-    return flops / sorted(times)[len(times) // 2]
-
-
-# -- entry point ---------------------------------------------------------------------------------
-
-
-def run(opts: Options) -> dict[str, Any]:
+def _case(ctx, case: str) -> dict[str, Any]:
     import jax
 
-    cases = select_cases(opts, CASES, NAME)
-    missing = missing_modules(PEER_MODULES)
-    peer_record = peer_missing_record(PEER, missing) if missing else {"status": "ok"}
-    # torch is probed at 1 thread and at --threads and then timed at the faster: on a small or
-    # shared CPU, intra-op threads can make torch much slower, and the goal must not profit from
-    # that. The probe runs on its own (not interleaved): busy-waiting OpenMP threads of a
-    # multi-threaded torch call would slow whatever runs next.
-    peer_threads = sorted({1, opts.threads})
-    probe_repeats = max(3, opts.repeats // 4)
+    js = _jax_side(case)
+    sides = [Side("jaxdyn", lambda: js["step"](js["model"], js["opt_state"], js["x"], js["y"]),
+                  sync=jax.block_until_ready)]
+    ts = _torch_side(js["field"], js["x"], js["y"], case) if ctx.ok(PEER) else None
+    if ts is not None:
+        ctx.peers[PEER]["device"] = ts["device"]
+        peer_side = Side(PEER, ts["step"], sync=ts["sync"], before=ts["reset"])
+        best, probe = probe_threads(peer_side, ts["set_threads"], ctx.opts.threads,
+                                    repeats=max(3, ctx.opts.repeats // 4))
+        sides.append(peer_side)
+    timing, _ = time_sides(sides, repeats=ctx.opts.repeats)
+    rec: dict[str, Any] = {"jaxdyn": timing["jaxdyn"]}
+    if ts is None:
+        rec[PEER] = ctx.peers[PEER]
+        rec["speedup"] = {PEER: None}
+    else:
+        peer = dict(timing[PEER], torch_threads=best)
+        # the very first torch call was the first probe's: report its extra time
+        peer["first_call_s"] = probe[min(probe, key=int)]["first_call_s"]
+        peer["compile_s"] = peer["first_call_s"] - peer["warm_median_s"]
+        rec[PEER] = peer
+        rec[f"{PEER}_thread_probe"] = {
+            n: {k: v for k, v in r.items() if k not in ("first_call_s", "compile_s")}
+            for n, r in probe.items()}
+        rec.update(speedups(timing, [PEER]))
+        rec["agreement"] = _agreement(js, ts, case)
+    if case == HEADLINE and not ctx.quick:
+        rec["breakdown"] = _breakdown(js, ts, rec, ctx.opts)
+    return rec
 
-    results: dict[str, Any] = {"cases": {}, "peer": {PEER: peer_record}}
-    for case in cases:
-        print(f"\n== case {case!r} ==", flush=True)
-        js = _jax_side(case)
-        calls = {"jaxdyn": (lambda js=js: js["step"](js["model"], js["opt_state"], js["x"],
-                                                      js["y"]), jax.block_until_ready)}
-        before = {}
-        ts = None
-        probe: dict[int, dict[str, Any]] = {}
-        if not missing:
-            ts = _torch_side(js["field"], js["x"], js["y"], case)
-            peer_record["device"] = ts["device"]
-            for n in peer_threads:
-                probe[n] = time_interleaved(
-                    {PEER: (ts["step"], ts["sync"])}, repeats=probe_repeats,
-                    before={PEER: lambda ts=ts, n=n: (ts["set_threads"](n), ts["reset"]())},
-                )[PEER]
-            best = min(peer_threads, key=lambda n: probe[n]["warm_median_s"])
-            ts["set_threads"](best)
-            calls[PEER] = (ts["step"], ts["sync"])
-            before[PEER] = ts["reset"]
-        timing = time_interleaved(calls, repeats=opts.repeats, before=before)
-        rec: dict[str, Any] = {"headline": case == HEADLINE, "jaxdyn": timing["jaxdyn"]}
-        if ts is not None:
-            peer = dict(timing[PEER], torch_threads=best)
-            # the very first torch call was the first probe's: report its extra time
-            peer["first_call_s"] = probe[peer_threads[0]]["first_call_s"]
-            peer["compile_s"] = peer["first_call_s"] - peer["warm_median_s"]
-            rec[PEER] = peer
-            rec[f"{PEER}_thread_probe"] = {
-                str(n): {k: v for k, v in probe[n].items() if k not in ("first_call_s",
-                                                                         "compile_s")}
-                for n in peer_threads}
-            rec["speedup"] = {PEER: peer["warm_median_s"] / timing["jaxdyn"]["warm_median_s"]}
-            rec["speedup_paired"] = {PEER: paired_ratio(timing[PEER]["repeats_s"],
-                                                        timing["jaxdyn"]["repeats_s"])}
-            rec["agreement"] = _agreement(js, ts, case)
-        else:
-            rec[PEER] = {"status": "missing"}
-            rec["speedup"] = {PEER: None}
-        if case == HEADLINE and not opts.quick:
-            rec["breakdown"] = _breakdown(js, ts, rec, opts)
-        results["cases"][case] = rec
-        _print_case(case, rec)
 
-    head = results["cases"].get(HEADLINE)
-    speedup = None if head is None else head["speedup"][PEER]
-    results["goal"] = dict(GOAL, speedup=speedup,
-                           met=None if speedup is None else bool(speedup >= GOAL["threshold"]))
-    if head is None:
-        results["goal"]["note"] = f"headline case {HEADLINE!r} not run"
-    elif speedup is None:
-        results["goal"]["note"] = f"{PEER} not installed: goal not evaluated"
-    results["problem"] = PROBLEM
-    results["description"] = DESCRIPTION
-    return results
+def case_matched(ctx) -> dict[str, Any]:
+    return _case(ctx, "matched")
+
+
+def case_vmap(ctx) -> dict[str, Any]:
+    return _case(ctx, "vmap")
+
+
+def case_backsolve(ctx) -> dict[str, Any]:
+    return _case(ctx, "backsolve")
+
+
+def goals(cases: dict[str, Any]) -> list[Goal]:
+    return [Goal("training_step_vs_torchdiffeq", STATEMENT,
+                 "torchdiffeq warm median / jaxdyn warm median", 2.0,
+                 ratio_of(cases.get(HEADLINE), PEER))]
 
 
 def _breakdown(js, ts, rec, opts: Options) -> dict[str, Any]:
@@ -491,11 +434,11 @@ def _breakdown(js, ts, rec, opts: Options) -> dict[str, Any]:
     and the forward pass's FLOP rate against a same-size matmul."""
     import jax
 
-    calls = {"jaxdyn_forward": (lambda: js["forward"](js["model"], js["x"], js["y"]),
-                                jax.block_until_ready)}
+    sides = [Side("jaxdyn_forward", lambda: js["forward"](js["model"], js["x"], js["y"]),
+                  sync=jax.block_until_ready)]
     if ts is not None:
-        calls[f"{PEER}_forward"] = (ts["forward"], ts["sync"])
-    t = time_interleaved(calls, repeats=max(5, opts.repeats // 2))
+        sides.append(Side(f"{PEER}_forward", ts["forward"], sync=ts["sync"]))
+    t, _ = time_sides(sides, repeats=max(5, opts.repeats // 2))
     out: dict[str, Any] = {name: {"warm_median_s": v["warm_median_s"], "warm_iqr_s":
                                   v["warm_iqr_s"], "compile_s": v["compile_s"]}
                            for name, v in t.items()}
@@ -503,9 +446,7 @@ def _breakdown(js, ts, rec, opts: Options) -> dict[str, Any]:
     steps = stats["accepted"] + stats["rejected"]
     nfe = 6 * steps + 1  # Dopri5 is FSAL: one evaluation at t0, then six per step
     flops = nfe * _field_flops(PROBLEM["batch"])
-    rates = {"jaxdyn": _matmul_rate(opts.repeats)}
-    if ts is not None:
-        rates[PEER] = _torch_matmul_rate(opts.repeats)
+    rates = _matmul_rates(opts.repeats, torch_too=ts is not None)
     out.update(solver_steps=steps, nfe_forward=nfe, forward_flops=flops,
                matmul_shape=[PROBLEM["batch"], PROBLEM["mlp_width"], PROBLEM["mlp_width"]],
                matmul_flop_rate=rates)
@@ -529,48 +470,30 @@ def _breakdown(js, ts, rec, opts: Options) -> dict[str, Any]:
     return out
 
 
-def _print_case(case: str, rec: dict[str, Any]) -> None:
-    rows = []
-    for side in ("jaxdyn", PEER):
-        r = rec[side]
-        if r.get("status") == "missing":
-            rows.append([side, "not installed", "-", "-", "-"])
-            continue
-        q1, q3 = r["warm_iqr_s"]
-        rows.append([side, fmt_s(r["compile_s"]), fmt_s(r["warm_median_s"]),
-                     f"{fmt_s(q1)} .. {fmt_s(q3)}", str(r["n_repeats"])])
-    print_table(rows, ["side", "compile / first-call extra", "warm median", "IQR", "n"])
-    for n, r in rec.get(f"{PEER}_thread_probe", {}).items():
-        print(f"  {PEER} thread probe, {n} thread(s): warm median {fmt_s(r['warm_median_s'])} "
-              f"(n={r['n_repeats']})")
-    s = rec["speedup"][PEER]
-    if s is not None:
-        p = rec["speedup_paired"][PEER]
-        print(f"speedup ({PEER} / jaxdyn): {s:.2f}x" + ("   <- headline" if rec["headline"] else "")
-              + f"   (per-round ratios: median {p['median']:.2f}x, IQR {p['iqr'][0]:.2f}.."
-              f"{p['iqr'][1]:.2f}x)")
-        a = rec["agreement"]
-        sj, st = a["steps_jaxdyn"], a["steps_torchdiffeq"]
-        if "accepted" in sj:
-            steps = (f"jaxdyn {sj['accepted']}+{sj['rejected']}, {PEER} "
-                     f"{st['accepted']}+{st['rejected']} (accepted+rejected), same steps: "
-                     f"{a['same_steps']}")
-        else:
-            steps = (f"jaxdyn per-sample {sj['per_sample_steps_min']}..."
-                     f"{sj['per_sample_steps_max']} (mean {sj['per_sample_steps_mean']:.1f}), "
-                     f"{PEER} {st['accepted']}+{st['rejected']} shared")
-        ref = a["grad_rel_l2_err_vs_tight_reference"]
-        print(f"agreement: loss rel diff {a['loss_rel_diff']:.1e}, grad rel diff "
-              f"{a['grad_rel_l2_diff']:.1e} (vs a tight solve: jaxdyn {ref['jaxdyn']:.1e}, "
-              f"{PEER} {ref[PEER]:.1e}); steps {steps}")
-    if "breakdown" in rec and PEER in rec["breakdown"]:
-        b = rec["breakdown"]
-        for side in ("jaxdyn", PEER):
-            d = b[side]
-            print(f"  {side}: forward {fmt_s(d['forward_s'])}, backward+update "
-                  f"{fmt_s(d['backward_and_update_s'])}, per solver step "
-                  f"{fmt_s(d['step_per_solver_step_s'])}, forward at "
-                  f"{d['forward_flop_rate'] / 1e9:.1f} GFLOP/s = "
-                  f"{100 * d['forward_fraction_of_matmul_rate']:.0f}% and whole step at "
-                  f"{100 * d['step_fraction_of_matmul_rate']:.0f}% of a same-size matmul chain "
-                  f"({b['matmul_flop_rate'][side] / 1e9:.0f} GFLOP/s)")
+def describe(case: str, rec: dict[str, Any]) -> list[str]:
+    lines = [f"{PEER} thread probe, {n} thread(s): warm median {r['warm_median_s'] * 1e3:.2f} ms "
+             f"(n={r['n_repeats']})" for n, r in rec.get(f"{PEER}_thread_probe", {}).items()]
+    if rec["speedup"][PEER] is None:
+        return lines
+    p = rec["speedup_paired"][PEER]
+    lines.append(f"per-round ratios ({PEER} / jaxdyn): median {p['median']:.2f}x, IQR "
+                 f"{p['iqr'][0]:.2f}..{p['iqr'][1]:.2f}x")
+    a = rec["agreement"]
+    sj, st = a["steps_jaxdyn"], a["steps_torchdiffeq"]
+    if "accepted" in sj:
+        steps = (f"jaxdyn {sj['accepted']}+{sj['rejected']}, {PEER} {st['accepted']}+{st['rejected']} "
+                 f"(accepted+rejected), same steps: {a['same_steps']}")
+    else:
+        steps = (f"jaxdyn per-sample {sj['per_sample_steps_min']}...{sj['per_sample_steps_max']} "
+                 f"(mean {sj['per_sample_steps_mean']:.1f}), {PEER} {st['accepted']}+{st['rejected']} shared")
+    ref = a["grad_rel_l2_err_vs_tight_reference"]
+    lines.append(f"agreement: loss rel diff {a['loss_rel_diff']:.1e}, grad rel diff "
+                 f"{a['grad_rel_l2_diff']:.1e} (vs a tight solve: jaxdyn {ref['jaxdyn']:.1e}, "
+                 f"{PEER} {ref[PEER]:.1e}); steps {steps}")
+    for side in ("jaxdyn", PEER) if PEER in rec.get("breakdown", {}) else ():
+        d = rec["breakdown"][side]
+        lines.append(f"{side}: forward {d['forward_s'] * 1e3:.2f} ms, backward+update "
+                     f"{d['backward_and_update_s'] * 1e3:.2f} ms, forward at "
+                     f"{100 * d['forward_fraction_of_matmul_rate']:.0f}% and whole step at "
+                     f"{100 * d['step_fraction_of_matmul_rate']:.0f}% of a same-size matmul chain")
+    return lines

@@ -3,10 +3,10 @@
     python benchmarks/run.py --list
     python benchmarks/run.py NAME [--quick] [--repeats N] [--threads N] [--cases a,b]
 
-Each benchmark is one module next to this file; add a comparison by adding the module and one
-line to `BENCHMARKS`. A module defines `NAME`, `DESCRIPTION`, `PEER`, `GOAL`, `CASES`,
-`HEADLINE` and `run(options) -> dict`; this script adds provenance, prints the summary and
-writes `benchmarks/results/NAME.json`.
+Each benchmark is one module next to this file (its problem, sides and ablations; see
+`_common.py` for what it defines); add a comparison by adding the module and one line to
+`BENCHMARKS`. `_common.run_benchmark` runs it; this script adds provenance, prints the summary
+and writes `benchmarks/results/NAME.json`.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--threads must be >= 1")
 
     _set_threads(args.threads)
-    from _common import RESULTS_DIR, Options, fmt_s, loadavg, print_table, provenance
+    from _common import RESULTS_DIR, Options, fmt_s, loadavg, print_table, provenance, run_benchmark
 
     repeats = args.repeats if args.repeats is not None else (5 if args.quick else 20)
     if repeats < 1:
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = loadavg()
     print(f"benchmark {args.name}: {module.DESCRIPTION}")
     print(f"repeats {repeats}, threads {args.threads}, load average {load_before}")
-    result = module.run(opts)
+    result = run_benchmark(module, opts)
     prov = provenance(args.threads)
     prov["loadavg_before"] = load_before
     prov["loadavg_after"] = prov.pop("loadavg_1_5_15")
@@ -113,11 +113,14 @@ def main(argv: list[str] | None = None) -> int:
             ])
     print_table(rows, ["case", "jaxdyn compile", "jaxdyn warm", "peer", "peer first-call extra",
                        "peer warm", "speedup"])
-    goal = result.get("goal") or {}
-    met, speedup = goal.get("met"), goal.get("speedup")
-    verdict = "not evaluated" if met is None else ("MET" if met else "NOT MET")
-    shown = "-" if speedup is None else f"{speedup:.2f}x"
-    print(f"goal: {goal.get('statement', '-')}: {verdict} (speedup {shown}, * = headline case)")
+    goal = result["goal"]
+    print(f"goals (* = headline case): {goal['statement']}")
+    for g in goal["goals"]:
+        verdict = "not evaluated" if g["met"] is None else ("MET" if g["met"] else "NOT MET")
+        shown = "-" if g["measured"] is None else f"{g['measured']:.3g}"
+        print(f"  {g['name']}: {shown} ({g['ratio']}; {'>=' if g['higher_is_better'] else '<='} "
+              f"{g['threshold']:.3g}): {verdict}" + (f"; {g['note']}" if g.get("note") else ""))
+    print(f"overall: {'not evaluated' if goal['met'] is None else 'MET' if goal['met'] else 'NOT MET'}")
 
     path = Path(args.output) if args.output else RESULTS_DIR / f"{args.name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,25 +12,20 @@ for this squared loss) is timed as a third side.
 
 from __future__ import annotations
 
-import statistics
 import time
 from typing import Any
 
-from _common import Options, fmt_s, print_table
+from _common import Goal, Side, noop, ratio_of, time_sides
 
 NAME = "sgd"
 DESCRIPTION = ("SGD Lyapunov exponent (stderr <= 0.01) at an interpolating minimum of a p = 10 009 "
                "digits MLP: matrix-free HVPs vs materialised mini-batch Hessians")
+X64 = True
 PEER = "dense"
+PEERS: dict = {}  # the baseline is written here: nothing to import
 HEADLINE = "digits_p10k"
 CASES = (HEADLINE,)
-GOAL = {
-    "statement": "matrix-free path >= 10x faster than the dense baseline (materialised H_xi) at p = 1e4",
-    "metric": "speedup = dense total (extrapolated from timed steps) / matrix-free warm median",
-    "case": HEADLINE,
-    "peer": PEER,
-    "threshold": 10.0,
-}
+STATEMENT = "matrix-free path >= 10x faster than the dense baseline (materialised H_xi) at p = 1e4"
 PROBLEM = {
     "model": "eqx.nn.MLP(64, 'scalar', 72, depth 2, tanh), float64",
     "data": "n = 64 digits (sklearn bundled), standardised, target +-1 even/odd",
@@ -45,9 +40,6 @@ PROBLEM = {
 
 
 def _problem():
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
     from jaxdyn.experiments.sgd_stability import digits_problem
     from jaxdyn.training import GaussNewton, find_interpolating_minimum, normal_space
 
@@ -65,64 +57,44 @@ def _problem():
                                                "normal_space_gauss_newton_s": t_g}
 
 
-def _time_calls(fn, repeats: int) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    out = fn()
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    med = statistics.median(times)
-    return {"first_call_s": first, "compile_s": first - med, "warm_median_s": med,
-            "warm_min_s": min(times), "warm_max_s": max(times), "n_repeats": len(times),
-            "repeats_s": times}, out
-
-
-def _dense_side(fit, data, loss, space, lr, n_total_steps: int, n_timed: int) -> dict[str, Any]:
-    """Materialise H_xi (jax.hessian of the mini-batch loss: p HVPs), then one QR step."""
+def _dense_step(data, loss, space, lr):
+    """One step of the dense baseline: materialise H_xi (jax.hessian of the mini-batch loss: p
+    HVPs), then U^T (I - lr H_xi) U v and its norm. Each call takes the next mini-batch."""
     import equinox as eqx
     import jax
     import jax.numpy as jnp
 
-    from jaxdyn.training._sgd_normal import mean_loss_fn, take
-
     theta, unravel, U = space.theta, space.unravel, space.basis
     n = space.n_examples
+
+    def minibatch_loss(idx):
+        batch = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[idx], data)
+
+        def mean_loss(th):  # the mean per-example loss at the parameters th (flat)
+            return jnp.mean(jax.vmap(loss, in_axes=(None, 0))(unravel(th), batch))
+
+        return mean_loss
 
     @eqx.filter_jit
     def step(v, key):
         idx = jax.random.choice(key, n, (PROBLEM["batch_size"],), replace=False)
-        H = jax.hessian(mean_loss_fn(loss, unravel, take(data, idx)))(theta)  # (p, p)
+        H = jax.hessian(minibatch_loss(idx))(theta)  # (p, p)
         w = U @ v
         v_new = U.T @ (w - lr * (H @ w))
         nrm = jnp.linalg.norm(v_new)
         return v_new / nrm, jnp.log(nrm), H.nbytes
 
-    v = jnp.ones(space.rank) / jnp.sqrt(space.rank)
-    key = jax.random.key(0)
-    t0 = time.perf_counter()
-    v, lg, nbytes = step(v, jax.random.fold_in(key, 0))
-    jax.block_until_ready(lg)
-    first = time.perf_counter() - t0
-    times = []
-    for i in range(1, n_timed + 1):
-        t0 = time.perf_counter()
-        v, lg, _ = step(v, jax.random.fold_in(key, i))
-        jax.block_until_ready(lg)
-        times.append(time.perf_counter() - t0)
-    per_step = statistics.median(times)
-    # compile = first call minus the fastest timed step (a step takes seconds and varies with load)
-    return {"first_call_s": first, "compile_s": max(0.0, first - min(times)), "per_step_s": per_step,
-            "steps_timed": n_timed, "step_times_s": times, "hessian_bytes": int(nbytes),
-            "total_steps": n_total_steps, "warm_median_s": per_step * n_total_steps,
-            "extrapolated": True,
-            "note": f"{n_timed} steps timed after a warm-up step; total = per-step median x "
-                    f"{n_total_steps} steps (chains x (steps + transient))"}
+    state = {"v": jnp.ones(space.rank) / jnp.sqrt(space.rank), "i": 0}
+
+    def call():
+        state["v"], lg, nbytes = step(state["v"], jax.random.fold_in(jax.random.key(0), state["i"]))
+        state["i"] += 1
+        return jax.block_until_ready(lg), int(nbytes)
+
+    return call
 
 
-def run(opts: Options) -> dict[str, Any]:
+def case_digits_p10k(ctx) -> dict[str, Any]:
     import jax
     import jax.numpy as jnp
 
@@ -133,48 +105,57 @@ def run(opts: Options) -> dict[str, Any]:
     kw = dict(lr=jnp.asarray(lr), batch_size=PROBLEM["batch_size"], key=jax.random.key(0),
               n_steps=PROBLEM["n_steps"], n_chains=PROBLEM["n_chains"],
               transient_steps=PROBLEM["transient_steps"], mean_square=False)
-    repeats = max(1, min(opts.repeats, 3 if opts.quick else 5))
-
-    def mf():
-        r = sgd_lyapunov(loss, fit.params, data, normal_space=space_h, **kw)
-        return jax.block_until_ready(r)
-
-    def gn():
-        r = sgd_lyapunov(loss, fit.params, data, normal_space=space_g, **kw)
-        return jax.block_until_ready(r)
-
-    rec_mf, res_mf = _time_calls(mf, repeats)
-    rec_gn, res_gn = _time_calls(gn, repeats)
-    for rec, res in ((rec_mf, res_mf), (rec_gn, res_gn)):
-        rec["exponent"] = float(res.exponent)
-        rec["stderr"] = float(res.stderr)
-        rec["stderr_target_met"] = float(res.stderr) <= PROBLEM["target_stderr"]
-    rec_mf["method"] = "HVP of the mini-batch mean loss per step (forward-over-reverse), U^T/U matvecs"
-    rec_gn["method"] = "per-example Gauss-Newton factors G_i = J_i U, O(B r) per step"
+    repeats = max(1, min(ctx.opts.repeats, 3 if ctx.quick else 5))
+    sides = [Side("jaxdyn", lambda: sgd_lyapunov(loss, fit.params, data, normal_space=space_h, **kw),
+                  warmup=False,
+                  info={"method": "HVP of the mini-batch mean loss per step (forward-over-reverse), "
+                                  "U^T/U matvecs"}),
+             Side("jaxdyn_gauss_newton",
+                  lambda: sgd_lyapunov(loss, fit.params, data, normal_space=space_g, **kw),
+                  warmup=False,
+                  info={"method": "per-example Gauss-Newton factors G_i = J_i U, O(B r) per step"})]
+    recs, outs = time_sides(sides, repeats=repeats)
+    for name, rec in recs.items():
+        rec["exponent"] = float(outs[name].exponent)
+        rec["stderr"] = float(outs[name].stderr)
+        rec["stderr_target_met"] = float(outs[name].stderr) <= PROBLEM["target_stderr"]
+    # the dense baseline takes seconds per step: a few steps after the first, extrapolated
     total_steps = PROBLEM["n_chains"] * (PROBLEM["n_steps"] + PROBLEM["transient_steps"])
-    dense = _dense_side(fit, data, loss, space_h, jnp.asarray(lr), total_steps,
-                        2 if opts.quick else 3)
-    speed = dense["warm_median_s"] / rec_mf["warm_median_s"]
-    case = {
-        "headline": True,
-        "problem": dict(PROBLEM, n_params=int(space_h.theta.shape[0]), rank=space_h.rank,
-                        lr=lr, lambda_max=float(space_h.lambda_max), fit_loss=float(fit.loss)),
-        "setup_s": setup,
-        "jaxdyn": rec_mf,
-        "jaxdyn_gauss_newton": rec_gn,
-        "dense": dense,
-        "speedup": {"dense": speed},
-        "speedup_gauss_newton_over_dense": dense["warm_median_s"] / rec_gn["warm_median_s"],
-        "gd_exponent": float(res_mf.gd_exponent),
-    }
-    rows = [["matrix-free (HVP)", fmt_s(rec_mf["compile_s"]), fmt_s(rec_mf["warm_median_s"]),
-             f"{rec_mf['exponent']:.4f} +- {rec_mf['stderr']:.4f}"],
-            ["Gauss-Newton coords", fmt_s(rec_gn["compile_s"]), fmt_s(rec_gn["warm_median_s"]),
-             f"{rec_gn['exponent']:.4f} +- {rec_gn['stderr']:.4f}"],
-            ["dense H_xi (extrap.)", fmt_s(dense["compile_s"]), fmt_s(dense["warm_median_s"]),
-             f"{fmt_s(dense['per_step_s'])} per step x {total_steps}"]]
-    print_table(rows, ["side", "compile", "total (warm)", "exponent / note"])
-    print(f"speedup matrix-free vs dense: {speed:.0f}x; setup {setup}")
-    met = speed >= GOAL["threshold"] and rec_mf["stderr_target_met"]
-    return {"description": DESCRIPTION, "problem": PROBLEM, "cases": {HEADLINE: case},
-            "goal": dict(GOAL, speedup=speed, met=met)}
+    n_timed = 2 if ctx.quick else 3
+    drecs, douts = time_sides([Side("dense", _dense_step(data, loss, space_h, jnp.asarray(lr)),
+                                    sync=noop, warmup=False, max_repeats=n_timed)],
+                              repeats=n_timed)
+    d = drecs["dense"]
+    per_step = d["warm_median_s"]
+    # compile = first call minus the fastest timed step (a step takes seconds and varies with load)
+    dense = {"first_call_s": d["first_call_s"], "compile_s": max(0.0, d["first_call_s"] - d["warm_min_s"]),
+             "per_step_s": per_step, "steps_timed": n_timed, "n_repeats": n_timed,
+             "step_times_s": d["repeats_s"],
+             "hessian_bytes": douts["dense"][1], "total_steps": total_steps,
+             "warm_median_s": per_step * total_steps, "extrapolated": True,
+             "note": f"{n_timed} steps timed after a warm-up step; total = per-step median x "
+                     f"{total_steps} steps (chains x (steps + transient))"}
+    jd, gn = recs["jaxdyn"], recs["jaxdyn_gauss_newton"]
+    return {"headline": True,
+            "problem": dict(PROBLEM, n_params=int(space_h.theta.shape[0]), rank=space_h.rank,
+                            lr=lr, lambda_max=float(space_h.lambda_max), fit_loss=float(fit.loss)),
+            "setup_s": setup, "jaxdyn": jd, "jaxdyn_gauss_newton": gn, "dense": dense,
+            "speedup": {"dense": dense["warm_median_s"] / jd["warm_median_s"]},
+            "speedup_gauss_newton_over_dense": dense["warm_median_s"] / gn["warm_median_s"],
+            "gd_exponent": float(outs["jaxdyn"].gd_exponent)}
+
+
+def describe(case: str, rec: dict[str, Any]) -> list[str]:
+    return [f"{side}: exponent {rec[side]['exponent']:.4f} +- {rec[side]['stderr']:.4f}"
+            for side in ("jaxdyn", "jaxdyn_gauss_newton")] + [
+        f"dense: {rec['dense']['per_step_s']:.2f} s per step x {rec['dense']['total_steps']} "
+        f"(extrapolated); setup {rec['setup_s']}"]
+
+
+def goals(cases: dict[str, Any]) -> list[Goal]:
+    rec = cases.get(HEADLINE)
+    speed = ratio_of(rec, "dense")
+    return [Goal("matrix_free_vs_dense", STATEMENT,
+                 "dense total (extrapolated from timed steps) / matrix-free warm median", 10.0,
+                 speed, condition=bool(rec and rec["jaxdyn"]["stderr_target_met"]),
+                 note="met also requires the matrix-free stderr <= 0.01")]
