@@ -46,7 +46,7 @@ def qr_positive(Q: Array) -> tuple[Array, Array]:
     ("twice is enough", Giraud et al. 2005: orthogonal to working precision whenever the block is
     numerically full rank), unrolled into plain vector operations, several times faster than a
     LAPACK call on tiny blocks. For more columns: Householder (`jnp.linalg.qr`). A zero column
-    gives a zero diagonal entry (reported as degenerate by the engine), never a NaN.
+    gives a zero diagonal entry (reported as `degenerate_tangent` by the engine), never a NaN.
     """
     k = Q.shape[1]
     if k > _SMALL_K:

@@ -350,7 +350,7 @@ class PhaseDiagramResult(AbstractResult):
     def row(self, i: int) -> "PhaseDiagramResult":
         """The diagram restricted to the `i`-th `sigma_b2` value (a one-row diagram)."""
         codes = self.result
-        if jnp.ndim(codes._value) == 2:
+        if jnp.ndim(jax.tree_util.tree_leaves(codes)[0]) == 2:  # a code per cell
             codes = jax.tree_util.tree_map(lambda v: v[i : i + 1], codes)
         return PhaseDiagramResult(sigma_w2=self.sigma_w2, sigma_b2=self.sigma_b2[i : i + 1],
                                   chi_1=self.chi_1[i : i + 1], q_star=self.q_star[i : i + 1],

@@ -114,7 +114,7 @@ class LyapunovResult(AbstractResult):
 
     Properties: `kaplan_yorke_dimension`, `drift`, `run_length_change` and `noise` (convergence
     diagnostics, free), `accuracy_flags`; `summary()` prints it all, `plot()` draws the running
-    estimates. `jaxdyn.message(result.result)` reads the result code.
+    estimates. `jaxdyn._results.message(result.result)` reads the result code.
 
     **Derivatives.** `exponents` of a run with a fixed number of steps are smooth functions of
     the parameters (away from degenerate, i.e. equal, exponents); `result`, `failed_step` and
@@ -134,9 +134,10 @@ class LyapunovResult(AbstractResult):
 
     @property
     def message(self) -> str:
-        """Deprecated: use `jaxdyn.message(result.result)`."""
-        warnings.warn("`LyapunovResult.message` is deprecated: use `jaxdyn.message(res.result)` "
-                      "(it goes in jaxdyn 0.3).", DeprecationWarning, stacklevel=2)
+        """Deprecated: use `jaxdyn._results.message(result.result)`."""
+        warnings.warn("`LyapunovResult.message` is deprecated: use "
+                      "`jaxdyn._results.message(res.result)` (it goes in jaxdyn 0.3).",
+                      DeprecationWarning, stacklevel=2)
         return message(self.result)
 
     @property
