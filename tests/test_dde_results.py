@@ -26,7 +26,7 @@ def overflow(t, y, yd, args):
 def adaptive():
     return dde.solve(decay, jnp.ones(2), jnp.array([1.0]), 0.0, 3.0, dt0=0.1,
                      saveat=jnp.linspace(0.0, 3.0, 7),
-                     stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-8))
+                     stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-8), max_steps=256)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_dde_solution_summary_and_plot(adaptive):
 
 
 def test_dde_solution_plot_dense_output_and_failure():
-    only_end = dde.solve(decay, jnp.array(1.0), jnp.array([1.0]), 0.0, 3.0, dt0=0.1)
+    only_end = dde.solve(decay, jnp.array(1.0), jnp.array([1.0]), 0.0, 3.0, dt0=0.1, max_steps=64)
     ax = only_end.plot()
     assert len(ax.lines[0].get_xdata()) == 400  # the dense output, not one saved point
     plt.close(ax.figure)
@@ -60,7 +60,8 @@ def test_dde_solution_plot_dense_output_and_failure():
     ax = failed.plot()
     assert any("failure" in str(line.get_label()) for line in ax.lines)
     plt.close(ax.figure)
-    batched = jax.vmap(lambda h: dde.solve(decay, h, jnp.array([1.0]), 0.0, 1.0, dt0=0.1))(jnp.ones(2))
+    batched = jax.vmap(lambda h: dde.solve(decay, h, jnp.array([1.0]), 0.0, 1.0, dt0=0.1, max_steps=16))(
+        jnp.ones(2))
     assert "2 solutions" in batched.summary()
     with pytest.raises(ValueError, match="member"):
         batched.plot()

@@ -114,7 +114,7 @@ def window_lookup(window, t0, history, t):
     return _evaluate(starts[j], ends[j], coeffs[j], t0, history, t)
 
 
-def lookup(starts, ends, coeffs, num_accepted, t0, history, t):
+def lookup(starts, ends, coeffs, t, *, num_accepted, t0, history):
     r"""$y(t)$ from the history ($t \le t_0$) or from all accepted steps (a binary search for the
     last step starting at or before $t$; unused slots of `starts` are $+\infty$)."""
     t_buf = jnp.maximum(t, t0)

@@ -76,7 +76,8 @@ class DDESolution(AbstractResult):
         n = self.stats["num_accepted_steps"]
 
         def one(s):
-            return lookup(self.step_starts, self.step_ends, self.step_coeffs, n, self.t0, self.history, s)
+            return lookup(self.step_starts, self.step_ends, self.step_coeffs, s, num_accepted=n, t0=self.t0,
+                          history=self.history)
 
         if t.ndim == 0:
             return one(t)
@@ -90,7 +91,7 @@ class DDESolution(AbstractResult):
         rejected = np.ravel(np.asarray(self.stats["num_rejected_steps"]))
         ts, ys = np.asarray(self.ts), np.asarray(self.ys)
         batch = f"{t0.size} solutions, " if t0.size > 1 else ""
-        last = ys[..., -1, :] if t0.size > 1 and ts.ndim > 1 else ys[-1]
+        last = ys[:, -1] if t0.size > 1 and ts.ndim > 1 else ys[-1]
         lines = [f"DDE solution ({batch}t in [{t0[0]:g}, {t1[0]:g}]): {int(accepted.sum())} accepted steps, "
                  f"{int(rejected.sum())} rejected; saved at {ts.shape[-1]} times."]
         failed = np.ravel(np.asarray(self.failed_step)) >= 0
@@ -204,7 +205,7 @@ def _initial_state(field, history, t0, num_delays, args):
         y_struct = jax.eval_shape(history, t0)
     except Exception as err:  # noqa: BLE001
         raise ValueError(f"`history` could not be evaluated at t0: {type(err).__name__}: {err}") from err
-    if not hasattr(y_struct, "shape") or not jnp.issubdtype(y_struct.dtype, jnp.inexact):
+    if not isinstance(y_struct, jax.ShapeDtypeStruct) or not jnp.issubdtype(y_struct.dtype, jnp.inexact):
         raise ValueError(f"`history` must return a floating-point array, got {y_struct}.")
     _check_field(field, t0, jax.ShapeDtypeStruct(y_struct.shape, y_struct.dtype), num_delays, args)
     y0 = jnp.asarray(history(t0))
@@ -224,8 +225,8 @@ def _check_field(field, t0, y0, num_delays, args):
             f"it failed with "
             f"{type(err).__name__}: {err}"
         ) from err
-    if not hasattr(out, "shape") or tuple(out.shape) != tuple(y0.shape):
-        got = getattr(out, "shape", type(out).__name__)
+    if not isinstance(out, jax.ShapeDtypeStruct) or tuple(out.shape) != tuple(y0.shape):
+        got = out.shape if isinstance(out, jax.ShapeDtypeStruct) else type(out).__name__
         raise ValueError(f"`field` must return an array of the state shape {tuple(y0.shape)} set by "
                          f"`history`, got {got}.")
     if out.dtype != y0.dtype:
@@ -692,7 +693,8 @@ def solve_batch(field: Callable, histories: Any, delays: Array, t0, t1, *, dt0, 
         struct = jax.eval_shape(batched_history, jnp.asarray(t0, tdtype))
     except Exception as err:  # noqa: BLE001
         raise ValueError(f"`histories` could not be evaluated at t0: {type(err).__name__}: {err}") from err
-    if not hasattr(struct, "shape") or len(struct.shape) < 1 or not jnp.issubdtype(struct.dtype, jnp.inexact):
+    if (not isinstance(struct, jax.ShapeDtypeStruct) or len(struct.shape) < 1
+            or not jnp.issubdtype(struct.dtype, jnp.inexact)):
         raise ValueError("`histories` must give a floating-point array with a leading batch axis, got "
                          f"{struct}.")
     member = jax.ShapeDtypeStruct(struct.shape[1:], struct.dtype)

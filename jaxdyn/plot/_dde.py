@@ -116,6 +116,8 @@ def plot_dde_solution(sol, ax=None, *, n_points: int = 400, **kwargs):
 
     **Returns:** the axes.
     """
+    import equinox as eqx
+
     ts = np.asarray(sol.ts)
     if ts.ndim != 1:
         raise ValueError("`plot` draws one solution: index one member of a vmapped batch first "
@@ -128,7 +130,7 @@ def plot_dde_solution(sol, ax=None, *, n_points: int = 400, **kwargs):
         t0, t1 = float(np.asarray(sol.t0)), float(np.asarray(sol.t1))
         end = failed_time if np.isfinite(failed_time) else t1
         times = np.linspace(t0, end, n_points)
-        ys = np.asarray(sol.evaluate(times))
+        ys = np.asarray(eqx.filter_jit(type(sol).evaluate)(sol, times))
     ys = ys.reshape(times.shape[0], -1)
     ax.plot(times, ys, **kwargs)
     if np.isfinite(failed_time):
