@@ -260,8 +260,10 @@ def draw_endpoints(ends, *, ax=None, title: str | None = None, lim: float = 3.0)
     """A [`jaxdyn.training.GDEndpointsResult`][]: runs on 2-vectors as in [`plot_implicit_bias`][];
     other runs: a histogram of the final losses. Returns the axes."""
     _, ax = _axes(ax)
-    params = np.asarray(ends.params) if not isinstance(ends.params, dict | list | tuple) else None
-    if params is not None and params.ndim == 2 and params.shape[1] == 2:
+    import jax
+
+    leaves = jax.tree_util.tree_leaves(ends.params)
+    if len(leaves) == 1 and np.ndim(leaves[0]) == 2 and np.shape(leaves[0])[1] == 2:
         plot_implicit_bias({float(ends.lr): ends}, ax=ax, title=title, lim=lim)
         return ax
     loss = np.asarray(ends.loss, dtype=float)

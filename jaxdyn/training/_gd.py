@@ -95,9 +95,11 @@ def check_finite_now(x: PyTree, name: str) -> None:
 
 
 def top_eigenvalues(operator, k: int, *, key, lanczos_steps: int | None, which: str = "largest"):
-    """[`jaxdyn.curvature.top_eigenvalues`][] with at most `lanczos_steps` Lanczos steps (the
-    one place the training modules call it)."""
-    return _curvature.top_eigenvalues(operator, k, key=key, which=which, num_iters=lanczos_steps)
+    """[`jaxdyn.curvature.top_eigenvalues`][] with at most `lanczos_steps` Lanczos steps, its code
+    returned (`throw=False`: the training modules report or ignore Lanczos' convergence
+    themselves; the one place they call it)."""
+    return _curvature.top_eigenvalues(operator, k, key=key, which=which, n_steps=lanczos_steps,
+                                      throw=False)
 
 
 def all_finite(tree: PyTree) -> Array:
