@@ -207,3 +207,19 @@ def test_summary_and_plot(results, name):
 def test_signal_propagation_summary_scalar():
     text = signal_propagation(2.5, 0.05).summary()
     assert "chaotic" in text and "chi_1" in text
+
+
+def test_product_matvec_closing_over_a_traced_parameter():
+    """A matvec that closes over a parameter under `jax.grad` makes the run traced (detected by
+    applying it once): the same gradient as the matrix form."""
+    key = jax.random.key(3)
+
+    def exps(theta, matvec):
+        def sample(k):
+            A = theta + 0.3 * jax.random.normal(k, (2, 2))
+            return (lambda v: A @ v) if matvec else A
+        return product_spectrum(sample, key, dim=2, n_steps=20, progress=False).exponents[0]
+
+    theta = jnp.array([[1.0, 0.5], [-0.3, 0.8]])
+    np.testing.assert_allclose(jax.grad(exps)(theta, True), jax.grad(exps)(theta, False),
+                               rtol=1e-12)

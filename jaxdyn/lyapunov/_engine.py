@@ -6,7 +6,6 @@ else. Independent chains are a leading axis of the state (vmapped); a single tra
 chain. Checkpoints are [`jaxdyn._checkpoint.Checkpoint`][] files.
 """
 
-import functools
 from typing import Any
 
 import equinox as eqx
@@ -200,26 +199,6 @@ _jit_blocks = eqx.filter_jit(_blocks_chains)
 def is_traced(*trees: Any) -> bool:
     return any(isinstance(leaf, jax.core.Tracer)
                for tree in trees for leaf in jax.tree_util.tree_leaves(tree))
-
-
-def closes_over_tracer(fn: Any, depth: int = 3) -> bool:
-    """Whether a function holds traced values in its closure (or, for a `functools.partial` or
-    an Equinox module, in its arguments/fields), looking `depth` levels into nested functions."""
-    if is_traced(fn):
-        return True
-    if isinstance(fn, functools.partial):
-        return (is_traced(fn.args, fn.keywords)
-                or (depth > 0 and closes_over_tracer(fn.func, depth - 1)))
-    for cell in getattr(fn, "__closure__", None) or ():
-        try:
-            value = cell.cell_contents
-        except ValueError:  # an empty cell
-            continue
-        if is_traced(value):
-            return True
-        if depth > 0 and callable(value) and closes_over_tracer(value, depth - 1):
-            return True
-    return False
 
 
 def choose_history_every(n_blocks: int, requested: int | None, checkpoint) -> int:

@@ -7,7 +7,7 @@ from .._checkpoint import Checkpoint
 from .._checks import check_int
 from .._results import check_throw
 from ._common import check_k, check_key, check_steps, raise_failed
-from ._engine import benettin, closes_over_tracer, init_state, is_traced
+from ._engine import benettin, init_state, is_traced
 from ._result import LyapunovResult
 from ._systems import MatrixProductSystem, MatvecProductSystem
 
@@ -59,8 +59,9 @@ def product_spectrum(sample_fn, key, *, dim: int, n_steps: int, k: int | None = 
                              f"shape {shape}.")
     if matvec and shape != (dim,):
         raise ValueError(f"`sample_fn`'s matvec must map shape ({dim},) to ({dim},), got {shape}.")
-    # a draw that closes over traced values (e.g. a parameter under jax.grad) makes the run traced
-    traced = is_traced(sample) or closes_over_tracer(sample_fn)
+    # a draw that depends on traced values (e.g. a parameter under jax.grad, closed over by
+    # `sample_fn` or by the matvec it returns) makes the run traced
+    traced = is_traced(sample) or (matvec and is_traced(sample(jnp.zeros((dim,), dtype))))
     system = (MatvecProductSystem if matvec else MatrixProductSystem)(sample_fn=sample_fn)
     keys = jax.random.split(key, n_chains)
     Q0 = jax.random.normal(jax.random.fold_in(key, -1 % 2**31), (dim, k), dtype)
