@@ -1,16 +1,17 @@
 r"""A full-batch optax training loop with trackers, a progress bar and checkpoint/resume.
 
-The loop runs in jitted `lax.scan` chunks of blocks; a block is `every` optimiser steps followed
-by the trackers (loss, gradient norm, accuracy, the top Hessian eigenvalues by Lanczos and the
-distance to a gradient-flow reference integrated alongside). Between chunks the host updates a
-tqdm bar and writes the checkpoint.
+The loop runs as compiled calls (`lax.scan` under `jit`) of `blocks_per_call` blocks; a block is
+`every` optimiser steps followed by the trackers (loss, gradient norm, accuracy, the top Hessian
+eigenvalues by Lanczos and the distance to a gradient-flow reference integrated alongside).
+Between calls the host updates a tqdm bar and writes the checkpoint
+([`jaxdyn._checkpoint.Checkpoint`][]: the state and the histories so far).
 
 **Failures.** A step whose loss, gradient or new parameters are non-finite is not taken: the
 parameters (and optimiser state) stay at the last finite point, the result records the code
-([`jaxdyn._results.RESULTS`][]) and the step, and the host stops at the end of the chunk. Losses and
+([`jaxdyn._results.RESULTS`][]) and the step, and the host stops at the end of the call. Losses and
 tracked rows after the failure are `nan` (they do not exist).
 
-**Interrupts.** While the loop runs, the first SIGINT (Ctrl-C) is deferred to the end of the chunk
+**Interrupts.** While the loop runs, the first SIGINT (Ctrl-C) is deferred to the end of the call
 in flight: the device work is finished (`block_until_ready`), the checkpoint written (atomically:
 a temporary file, flushed and `fsync`ed, then renamed), and only then is `KeyboardInterrupt`
 raised. A KeyboardInterrupt arriving while XLA work was still in flight could otherwise unwind
