@@ -53,8 +53,8 @@ def test_hvp_matches_jax_hessian_and_chunks(mlp_problem):
 
 def test_ggn_is_jtj_over_n(mlp_problem):
     model, x, y, model_fn, _ = mlp_problem
-    G = cv.gauss_newton_operator(model_fn, model, x, y, loss="mse", chunk_size=3)
-    Gce = cv.gauss_newton_operator(model_fn, model, x, y, loss="cross_entropy")
+    G = cv.gauss_newton_operator(model_fn, model, x, y, loss=cv.MeanSquaredError(), chunk_size=3)
+    Gce = cv.gauss_newton_operator(model_fn, model, x, y, loss=cv.SoftmaxCrossEntropy())
     flat, f = _flat_fn(lambda m: model_fn(m, x), model)
     J = jax.jacfwd(f)(flat)  # (n, q, p)
     p = J.shape[-1]

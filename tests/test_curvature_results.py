@@ -204,3 +204,25 @@ def test_operators_are_declared_or_converted(matrix):
     for given in (_DuckModule(A), object()):
         with pytest.raises(TypeError, match="`operator`.*FunctionLinearOperator"):
             cv.as_operator(given)
+
+
+# -- Gauss-Newton output losses are strategies -----------------------------------------------------
+
+
+def _model(w, x):
+    return jnp.tanh(x @ w)
+
+
+def test_gauss_newton_losses_are_strategy_objects():
+    w = jnp.asarray([[0.3, -0.5], [0.8, 0.1], [-0.2, 0.4]])
+    x = jnp.asarray(np.random.default_rng(3).normal(size=(5, 3)))
+    default = cv.gauss_newton_operator(_model, w, x)
+    assert isinstance(default.loss, cv.MeanSquaredError)
+    for string, obj in (("mse", cv.MeanSquaredError), ("cross_entropy", cv.SoftmaxCrossEntropy)):
+        new = cv.gauss_newton_operator(_model, w, x, loss=obj())
+        with pytest.warns(DeprecationWarning, match=rf"loss={obj.__name__}\(\)"):
+            old = cv.gauss_newton_operator(_model, w, x, loss=string)
+        assert isinstance(old.loss, obj)
+        np.testing.assert_array_equal(old.matrix(), new.matrix())
+    with pytest.raises(TypeError):
+        cv.AbstractOutputLoss()

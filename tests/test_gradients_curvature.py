@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 
 from jaxdyn.curvature import (
+    MeanSquaredError,
+    SoftmaxCrossEntropy,
     gauss_newton_operator,
     hessian_operator,
     power_iteration,
@@ -77,7 +79,7 @@ def test_gauss_newton_vs_finite_difference_jacobians(kind):
     J = _jacobian_fd(P)
     if kind == "mse":
         G_ref = J.T @ J / N
-        G = gauss_newton_operator(model, P, X, loss="mse")
+        G = gauss_newton_operator(model, P, X, loss=MeanSquaredError())
     else:
         logits = np.asarray(model(P, X))
         Jl = J * 1.0
@@ -90,7 +92,7 @@ def test_gauss_newton_vs_finite_difference_jacobians(kind):
         for i, b in enumerate(blocks):
             Hout[2 * i : 2 * i + 2, 2 * i : 2 * i + 2] = b
         G_ref = Jl.T @ Hout @ Jl / N
-        G = gauss_newton_operator(model, P, X, loss="cross_entropy")
+        G = gauss_newton_operator(model, P, X, loss=SoftmaxCrossEntropy())
     assert rel_err(G.matrix(), G_ref) < 1e-6
     # at a zero-residual point the mse GGN is the Hessian: a second, independent check
     if kind == "mse":

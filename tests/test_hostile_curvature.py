@@ -12,6 +12,7 @@ import pytest
 from jaxdyn._results import RESULTS
 from jaxdyn.curvature import (
     HutchPlusPlus,
+    SoftmaxCrossEntropy,
     gauss_newton_operator,
     hessian_operator,
     power_iteration,
@@ -97,6 +98,18 @@ ROWS = [
         r"`loss`",
     ),
     Hostile("gauss_newton_operator: no data", lambda: gauss_newton_operator(model, W), ValueError, r"`data`"),
+    Hostile(
+        "gauss_newton_operator: loss of the wrong type",
+        lambda: gauss_newton_operator(model, W, X, loss=len),
+        TypeError,
+        r"`loss`",
+    ),
+    Hostile(
+        "gauss_newton_operator: cross-entropy on (batch,) outputs",
+        lambda: gauss_newton_operator(lambda w, x: x @ w, W, X, loss=SoftmaxCrossEntropy()),
+        ValueError,
+        r"`loss=SoftmaxCrossEntropy\(\)`",
+    ),
     Hostile(
         "gauss_newton_operator: outputs not (batch, q)",
         lambda: gauss_newton_operator(lambda w, x: jnp.sum(x @ w), W, X),

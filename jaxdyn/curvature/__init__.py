@@ -7,9 +7,12 @@ from ._density import DensityResult as DensityResult, spectral_density as spectr
 from ._lanczos import EigenResult as EigenResult, top_eigenvalues as top_eigenvalues
 from ._operators import (
     AbstractCurvatureOperator as AbstractCurvatureOperator,
+    AbstractOutputLoss as AbstractOutputLoss,
     CurvatureOperator as CurvatureOperator,
     GaussNewtonOperator as GaussNewtonOperator,
     HessianOperator as HessianOperator,
+    MeanSquaredError as MeanSquaredError,
+    SoftmaxCrossEntropy as SoftmaxCrossEntropy,
     as_operator as as_operator,
     gauss_newton_operator as gauss_newton_operator,
     hessian_operator as hessian_operator,

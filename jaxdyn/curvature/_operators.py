@@ -3,6 +3,7 @@ generalised Gauss-Newton matrix (JVP then VJP), over any PyTree of parameters, w
 processed in chunks so that memory stays bounded."""
 
 import abc
+import warnings
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -14,6 +15,7 @@ import numpy as np
 from jax import lax
 
 from .._checks import check_int, is_concrete
+from .._deprecate import REMOVED_IN
 from .._kernels import Flattener, flatten, hvp
 from .._types import Array, PyTree
 
@@ -224,16 +226,80 @@ class HessianOperator(AbstractCurvatureOperator):
                                    jnp.zeros_like(theta))
 
 
-_LOSSES = ("mse", "cross_entropy")
+class AbstractOutputLoss(eqx.Module):
+    """The per-example loss in the model's outputs, as the Gauss-Newton matrix needs it: its
+    Hessian $H_i$ in the outputs applied to output tangents (`hessian_mv`), and a check of the
+    outputs' shape (`check_outputs`, a `ValueError` naming `loss` when they do not suit it).
+    Final subclasses: [`MeanSquaredError`][], [`SoftmaxCrossEntropy`][]."""
+
+    name: eqx.AbstractClassVar[str]
+
+    @abc.abstractmethod
+    def check_outputs(self, outputs: jax.ShapeDtypeStruct) -> None:
+        """`ValueError` when outputs of this shape (`(batch, q)` or `(batch,)`) do not suit."""
+
+    @abc.abstractmethod
+    def hessian_mv(self, outputs: Array, tangents: Array) -> Array:
+        """$H_i t_i$ for every example $i$ (the leading axis) of a chunk."""
+
+
+class MeanSquaredError(AbstractOutputLoss):
+    r"""$\ell_i = \frac12\|f(x_i) - y_i\|^2$: $H_i = I$, so $G = \frac1n J^\top J$."""
+
+    name: ClassVar[str] = "mse"
+
+    def check_outputs(self, outputs) -> None:
+        return None
+
+    def hessian_mv(self, outputs, tangents) -> Array:
+        return tangents
+
+
+class SoftmaxCrossEntropy(AbstractOutputLoss):
+    r"""Softmax cross-entropy on logits $f$ (the last axis):
+    $H_i = \operatorname{diag}(p_i) - p_i p_i^\top$, $p_i = \operatorname{softmax}(f(x_i))$."""
+
+    name: ClassVar[str] = "cross_entropy"
+
+    def check_outputs(self, outputs) -> None:
+        if outputs.ndim != 2:
+            raise ValueError("`loss=SoftmaxCrossEntropy()` needs logits of shape (batch, classes).")
+
+    def hessian_mv(self, outputs, tangents) -> Array:
+        p = jax.nn.softmax(outputs, axis=-1)
+        return p * tangents - p * jnp.sum(p * tangents, axis=-1, keepdims=True)
+
+
+_LOSSES = {"mse": MeanSquaredError, "cross_entropy": SoftmaxCrossEntropy}
+
+
+def _output_loss(loss) -> AbstractOutputLoss:
+    """`loss` as a strategy: `None` is the squared error; the old strings warn (one release)."""
+    if loss is None:
+        return MeanSquaredError()
+    if isinstance(loss, AbstractOutputLoss):
+        return loss
+    if isinstance(loss, str):
+        if loss not in _LOSSES:
+            raise ValueError(f"`loss` must be `MeanSquaredError()` or `SoftmaxCrossEntropy()`, "
+                             f"got {loss!r}.")
+        cls = _LOSSES[loss]
+        warnings.warn(f"`gauss_newton_operator(loss={loss!r})` is deprecated: pass "
+                      f"`loss={cls.__name__}()` (jaxdyn.curvature.{cls.__name__}; strings go in "
+                      f"jaxdyn {REMOVED_IN}).", DeprecationWarning, stacklevel=3)
+        return cls()
+    raise TypeError(f"`loss` must be a jaxdyn.curvature.AbstractOutputLoss (`MeanSquaredError()`, "
+                    f"`SoftmaxCrossEntropy()`), got {type(loss).__name__}.")
 
 
 class GaussNewtonOperator(AbstractCurvatureOperator):
     r"""The generalised Gauss-Newton matrix $G = \frac1n \sum_i J_i^\top H_i J_i$.
 
     Built by [`gauss_newton_operator`][]. $J_i = \partial f(x_i) / \partial\theta$ and $H_i$ is
-    the Hessian of the per-example loss in the outputs: $I$ for `"mse"` (per-example loss
-    $\frac12\|f - y\|^2$) and $\operatorname{diag}(p) - pp^\top$, $p = \operatorname{softmax}(f)$,
-    for `"cross_entropy"`. `mv(v)` is a JVP (forward) then a VJP (reverse) per chunk.
+    the Hessian of the per-example loss in the outputs (`loss`, an [`AbstractOutputLoss`][]): $I$
+    for [`MeanSquaredError`][] (per-example loss $\frac12\|f - y\|^2$) and
+    $\operatorname{diag}(p) - pp^\top$, $p = \operatorname{softmax}(f)$, for
+    [`SoftmaxCrossEntropy`][]. `mv(v)` is a JVP (forward) then a VJP (reverse) per chunk.
     """
 
     model_fn: Callable
@@ -242,7 +308,7 @@ class GaussNewtonOperator(AbstractCurvatureOperator):
     data: tuple
     chunking: _Chunked
     flattener: Flattener
-    loss: str = eqx.field(static=True)
+    loss: AbstractOutputLoss
     positive_semidefinite: ClassVar[bool] = True
 
     def mv(self, v_flat) -> Array:
@@ -260,11 +326,7 @@ class GaussNewtonOperator(AbstractCurvatureOperator):
 
             out, jv = jax.jvp(f, (theta,), (v_flat,))
             nc = out.shape[0]
-            if self.loss == "mse":
-                hjv = jv
-            else:  # softmax cross-entropy over the last axis
-                p = jax.nn.softmax(out, axis=-1)
-                hjv = p * jv - p * jnp.sum(p * jv, axis=-1, keepdims=True)
+            hjv = self.loss.hessian_mv(out, jv)
             _, vjp = jax.vjp(f, theta)
             return vjp(hjv)[0] / nc
 
@@ -332,7 +394,8 @@ def hessian_operator(loss_fn: Callable, params: PyTree, *data: PyTree,
                              flattener)
 
 
-def gauss_newton_operator(model_fn: Callable, params: PyTree, *data: PyTree, loss: str = "mse",
+def gauss_newton_operator(model_fn: Callable, params: PyTree, *data: PyTree,
+                          loss: "AbstractOutputLoss | str | None" = None,
                           chunk_size: int | None = None) -> GaussNewtonOperator:
     r"""The generalised Gauss-Newton (GGN) matrix of a mean loss, as a matrix-free operator.
 
@@ -341,10 +404,11 @@ def gauss_newton_operator(model_fn: Callable, params: PyTree, *data: PyTree, los
     the outputs. It is the Hessian without the term $\sum_i \nabla_f \ell \cdot \nabla^2 f$, is
     positive semi-definite, and equals the Hessian where the residuals vanish.
 
-    **Normalisation.** `loss="mse"` means $L = \frac1n \sum_i \frac12 \|f(x_i) - y_i\|^2$, so
-    $H_i = I$ and $G = \frac1n J^\top J$ ($J$ the stacked $nq \times p$ Jacobian). For the mean
-    over examples of $\|f - y\|^2$ (no $\frac12$) multiply by 2; for a mean over examples *and*
-    outputs multiply by $2/q$. `loss="cross_entropy"`: softmax cross-entropy on logits $f$,
+    **Normalisation.** `loss=MeanSquaredError()` means
+    $L = \frac1n \sum_i \frac12 \|f(x_i) - y_i\|^2$, so $H_i = I$ and $G = \frac1n J^\top J$
+    ($J$ the stacked $nq \times p$ Jacobian). For the mean over examples of $\|f - y\|^2$ (no
+    $\frac12$) multiply by 2; for a mean over examples *and* outputs multiply by $2/q$.
+    `loss=SoftmaxCrossEntropy()`: softmax cross-entropy on logits $f$,
     $H_i = \operatorname{diag}(p_i) - p_i p_i^\top$. Targets do not enter $G$ for either.
 
     **Arguments:**
@@ -353,15 +417,17 @@ def gauss_newton_operator(model_fn: Callable, params: PyTree, *data: PyTree, los
       `(batch, q)` (or `(batch,)`, $q = 1$). `*data` are the arrays it needs (inputs; extra
       arrays such as targets may be passed and ignored), with a shared leading axis $n$.
     - `params`, `chunk_size`: as in [`hessian_operator`][].
-    - `loss`: `"mse"` or `"cross_entropy"`.
+    - `loss`: the per-example loss in the outputs, a strategy object:
+      [`MeanSquaredError`][]`()` (the default, `None`) or [`SoftmaxCrossEntropy`][]`()` (or a
+      subclass of [`AbstractOutputLoss`][] of your own). The strings `"mse"` and
+      `"cross_entropy"` still work for one release, with a `DeprecationWarning`.
 
     **Returns:** a `GaussNewtonOperator` (`.mv` = JVP then VJP; `.as_lineax()` is tagged
     symmetric and positive semi-definite).
     """
     if not callable(model_fn):
         raise TypeError(f"`model_fn` must be callable, got {type(model_fn).__name__}.")
-    if loss not in _LOSSES:
-        raise ValueError(f"`loss` must be one of {_LOSSES}, got {loss!r}.")
+    loss = _output_loss(loss)
     n, chunk_size = _check_data(data, chunk_size)
     if n is None:
         raise ValueError("`data` is required: the GGN averages over examples.")
@@ -374,8 +440,7 @@ def gauss_newton_operator(model_fn: Callable, params: PyTree, *data: PyTree, los
     if not isinstance(out, jax.ShapeDtypeStruct) or out.ndim not in (1, 2) or out.shape[0] != expected:
         raise ValueError(f"`model_fn` must return outputs of shape (batch, q) or (batch,) with "
                          f"batch = {expected}, got {_shape_or_type(out)}.")
-    if loss == "cross_entropy" and out.ndim != 2:
-        raise ValueError("`loss='cross_entropy'` needs logits of shape (batch, classes).")
+    loss.check_outputs(out)
     return GaussNewtonOperator(model_fn, dynamic, static, tuple(data), _Chunked(n, chunk_size),
                                flattener, loss)
 
