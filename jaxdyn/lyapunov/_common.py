@@ -47,7 +47,7 @@ def check_steps(n_steps, renorm_every, transient_steps) -> tuple[int, int, int]:
 
 def check_key(key, name: str = "key") -> None:
     """A JAX random key: typed (`jax.random.key`) or raw (`jax.random.PRNGKey`, uint32 (2,))."""
-    dtype = getattr(key, "dtype", None)
+    dtype = key.dtype if isinstance(key, jax.Array | np.ndarray) else None
     ok = dtype is not None and (
         (jnp.issubdtype(dtype, jax.dtypes.prng_key) and jnp.ndim(key) == 0)
         or (dtype == jnp.uint32 and jnp.shape(key) == (2,)))
@@ -114,7 +114,7 @@ def check_args(args, name: str = "args"):
     functions, are left alone); returns `args` (with `eqx.error_if` on those leaves when traced)."""
     leaves, treedef = jax.tree_util.tree_flatten(args)
     idx = [i for i, leaf in enumerate(leaves)
-           if isinstance(leaf, float) or (hasattr(leaf, "dtype") and hasattr(leaf, "shape")
+           if isinstance(leaf, float) or (isinstance(leaf, jax.Array | np.ndarray | np.generic)
                                           and jnp.issubdtype(leaf.dtype, jnp.inexact))]
     if not idx:
         return args

@@ -119,8 +119,9 @@ def _network_spectrum(model_or_layers, x, *, k, include_readout) -> LyapunovResu
             raise ValueError(f"`model_or_layers`: layer {l} failed on an input of shape "
                              f"{h.shape}: {err}") from err
         if not isinstance(h, jax.ShapeDtypeStruct) or len(h.shape) != 1:
+            got = f"shape {h.shape}" if isinstance(h, jax.ShapeDtypeStruct) else type(h).__name__
             raise ValueError(f"`model_or_layers`: layer {l} must map a vector to a vector, got "
-                             f"output shape {getattr(h, 'shape', type(h).__name__)}.")
+                             f"output {got}.")
         widths.append(h.shape[0])
     kmax = min(widths)
     k = kmax if k is None else check_int(k, "k")
