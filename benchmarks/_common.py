@@ -66,7 +66,10 @@ class Peer:
 
 def peer_status(name: str, peer: Peer) -> dict[str, Any]:
     """`{"status": "ok", "versions": ...}`, or `{"status": "skipped", "reason": ...}` (printed)
-    when a module cannot be imported (not installed, or broken on import)."""
+    when a module cannot be imported (not installed, or broken on import) or the peer is named in
+    the environment variable `JAXDYN_BENCH_SKIP` (comma-separated: time the jaxdyn sides only)."""
+    if name in os.environ.get("JAXDYN_BENCH_SKIP", "").split(","):
+        return {"status": "skipped", "reason": "named in JAXDYN_BENCH_SKIP"}
     missing, reasons = [], []
     for module in peer.modules:
         try:
