@@ -226,3 +226,22 @@ def test_gauss_newton_losses_are_strategy_objects():
         np.testing.assert_array_equal(old.matrix(), new.matrix())
     with pytest.raises(TypeError):
         cv.AbstractOutputLoss()
+
+
+# -- spectral-density Lanczos backends are strategies ----------------------------------------------
+
+
+def test_density_backends_are_strategy_objects(results, matrix):
+    A, _ = matrix
+    kw = dict(key=jax.random.key(0), num_probes=3, order=6, num_grid=64)
+    ours = cv.spectral_density(A, backend=cv.JaxdynLanczos(), **kw)
+    np.testing.assert_array_equal(ours.density, results["density"].density)  # the default
+    for string, obj in (("jaxdyn", cv.JaxdynLanczos), ("matfree", cv.MatfreeLanczos)):
+        new = cv.spectral_density(A, backend=obj(), **kw)
+        with pytest.warns(DeprecationWarning, match=rf"backend={obj.__name__}\(\)"):
+            old = cv.spectral_density(A, backend=string, **kw)
+        np.testing.assert_array_equal(old.density, new.density)
+    with pytest.raises(TypeError, match="`backend`"):
+        cv.spectral_density(A, backend=len, **kw)
+    with pytest.raises(TypeError):
+        cv.AbstractLanczosBackend()

@@ -3,7 +3,13 @@ extreme eigenvalues (Lanczos, power iteration), sharpness, spectral densities (s
 Lanczos quadrature) and traces (Hutchinson, Hutch++)."""
 
 from .._deprecate import deprecated_names as _deprecated_names
-from ._density import DensityResult as DensityResult, spectral_density as spectral_density
+from ._density import (
+    AbstractLanczosBackend as AbstractLanczosBackend,
+    DensityResult as DensityResult,
+    JaxdynLanczos as JaxdynLanczos,
+    MatfreeLanczos as MatfreeLanczos,
+    spectral_density as spectral_density,
+)
 from ._lanczos import EigenResult as EigenResult, top_eigenvalues as top_eigenvalues
 from ._operators import (
     AbstractCurvatureOperator as AbstractCurvatureOperator,

@@ -9,11 +9,15 @@ $\mathbb{E}\sum_j w_j\theta_j = \operatorname{tr}(A)/n$ and $\mathbb{E}\sum_j w_
 \operatorname{tr}(A^2)/n$. The smoothed density is $\phi(t) = \frac1P\sum_{p,j} w_{pj}
 \mathcal{N}(t; \theta_{pj}, \sigma^2)$ (second moment plus $\sigma^2$).
 
-The Lanczos runs use jaxdyn's own iteration (breakdown-safe; see `_lanczos.py`);
-`backend="matfree"` uses `matfree.decomp.tridiag_sym` (full reorthogonalisation) instead, as a
-cross-check (it returns NaN when the Krylov space becomes invariant, e.g. `order` larger than
-the number of distinct eigenvalues).
+The Lanczos runs are a strategy (`backend=`): [`JaxdynLanczos`][] (the default) uses jaxdyn's
+own iteration (breakdown-safe; see `_lanczos.py`); [`MatfreeLanczos`][] uses
+`matfree.decomp.tridiag_sym` (full reorthogonalisation) instead, as a cross-check (it returns NaN
+when the Krylov space becomes invariant, e.g. `order` larger than the number of distinct
+eigenvalues).
 """
+
+import abc
+import warnings
 
 import equinox as eqx
 import jax
@@ -21,12 +25,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_int
+from .._deprecate import REMOVED_IN
 from .._results import RESULTS, AbstractResult, check_throw, message, raise_if_failed
 from .._types import Array, Key
 from ._lanczos import _tridiagonal, check_key, lanczos
 from ._operators import as_operator, map_batched
-
-_BACKENDS = ("jaxdyn", "matfree")
 
 
 class DensityResult(AbstractResult):
@@ -83,30 +86,71 @@ class DensityResult(AbstractResult):
         return plot_spectral_density(self, ax=ax, **kwargs)
 
 
+class AbstractLanczosBackend(eqx.Module):
+    """How [`spectral_density`][] runs Lanczos on one probe: `quadrature(op, v, seed, order)`
+    returns the Gauss quadrature of the probe's spectral measure, nodes $\\theta_j$ and weights
+    $w_j$ (shape `(order,)` each, weights summing to 1). Traceable: it runs under `jit`."""
+
+    @abc.abstractmethod
+    def quadrature(self, op, v: Array, seed: Array, order: int) -> tuple[Array, Array]:
+        """Nodes and weights from `order` Lanczos steps started at the unit vector `v`
+        (`seed`: a scalar for restarts after a breakdown, where the backend has them)."""
+
+
+class JaxdynLanczos(AbstractLanczosBackend):
+    """jaxdyn's Lanczos (full reorthogonalisation, breakdown-safe: an invariant Krylov space
+    restarts from a fresh vector, whose extra nodes get zero weight). The default."""
+
+    def quadrature(self, op, v, seed, order):
+        s = lanczos(op.mv, v, order, seed=seed, tol=0.0)
+        T = _tridiagonal(s.alpha, s.beta, s.j, "largest")
+        theta, S = jnp.linalg.eigh(T)
+        return theta, S[0] ** 2
+
+
+class MatfreeLanczos(AbstractLanczosBackend):
+    """`matfree.decomp.tridiag_sym` with full reorthogonalisation, as an independent cross-check
+    (NaN when the Krylov space becomes invariant: no restart; `seed` is unused)."""
+
+    def quadrature(self, op, v, seed, order):
+        from matfree import decomp
+
+        tridiag = decomp.tridiag_sym(order, reortho="full", materialize=True, custom_vjp=False)
+        _, T, *_ = tridiag(op.mv, v)
+        theta, S = jnp.linalg.eigh(T)
+        return theta, S[0] ** 2
+
+
+_BACKENDS = {"jaxdyn": JaxdynLanczos, "matfree": MatfreeLanczos}
+
+
+def _backend(backend) -> AbstractLanczosBackend:
+    """`backend` as a strategy: `None` is jaxdyn's Lanczos; the old strings warn (one release)."""
+    if backend is None:
+        return JaxdynLanczos()
+    if isinstance(backend, AbstractLanczosBackend):
+        return backend
+    if isinstance(backend, str):
+        if backend not in _BACKENDS:
+            raise ValueError(f"`backend` must be `JaxdynLanczos()` or `MatfreeLanczos()`, got "
+                             f"{backend!r}.")
+        cls = _BACKENDS[backend]
+        warnings.warn(f"`spectral_density(backend={backend!r})` is deprecated: pass "
+                      f"`backend={cls.__name__}()` (jaxdyn.curvature.{cls.__name__}; strings go "
+                      f"in jaxdyn {REMOVED_IN}).", DeprecationWarning, stacklevel=3)
+        return cls()
+    raise TypeError(f"`backend` must be a jaxdyn.curvature.AbstractLanczosBackend "
+                    f"(`JaxdynLanczos()`, `MatfreeLanczos()`), got {type(backend).__name__}.")
+
+
 class _SLQConfig(eqx.Module):
     """The static settings of one `spectral_density` run (validated by the caller)."""
 
     num_probes: int
     order: int
     num_grid: int
-    backend: str
+    backend: AbstractLanczosBackend
     batch_size: int | None
-
-
-def _probe_jaxdyn(op, v, seed, order):
-    s = lanczos(op.mv, v, order, seed=seed, tol=0.0)
-    T = _tridiagonal(s.alpha, s.beta, s.j, "largest")
-    theta, S = jnp.linalg.eigh(T)
-    return theta, S[0] ** 2
-
-
-def _probe_matfree(op, v, order):
-    from matfree import decomp
-
-    tridiag = decomp.tridiag_sym(order, reortho="full", materialize=True, custom_vjp=False)
-    _, T, *_ = tridiag(op.mv, v)
-    theta, S = jnp.linalg.eigh(T)
-    return theta, S[0] ** 2
 
 
 @eqx.filter_jit
@@ -116,11 +160,8 @@ def _slq(op, key, grid, sigma, cfg: _SLQConfig):
     kprobe, krest = jax.random.split(key)
     V = jax.random.rademacher(kprobe, (num_probes, size), dtype) / jnp.sqrt(size).astype(dtype)
     seeds = jax.random.uniform(krest, (num_probes,), dtype)
-    if cfg.backend == "jaxdyn":
-        nodes, weights = map_batched(lambda a: _probe_jaxdyn(op, a[0], a[1], order), (V, seeds),
-                                     cfg.batch_size)
-    else:
-        nodes, weights = map_batched(lambda v: _probe_matfree(op, v, order), V, cfg.batch_size)
+    nodes, weights = map_batched(lambda a: cfg.backend.quadrature(op, a[0], a[1], order),
+                                 (V, seeds), cfg.batch_size)
     used = weights > 0
     big = jnp.finfo(dtype).max
     lo = jnp.min(jnp.where(used, nodes, big))
@@ -141,7 +182,8 @@ def _slq(op, key, grid, sigma, cfg: _SLQConfig):
 
 
 def spectral_density(operator, *, key: Key, num_probes: int = 8, order: int = 64, grid=None,
-                     sigma=None, num_grid: int = 512, backend: str = "jaxdyn",
+                     sigma=None, num_grid: int = 512,
+                     backend: AbstractLanczosBackend | str | None = None,
                      probe_batch_size: int | None = None, throw: bool = True) -> DensityResult:
     r"""The eigenvalue density of a symmetric operator by stochastic Lanczos quadrature.
 
@@ -158,12 +200,14 @@ def spectral_density(operator, *, key: Key, num_probes: int = 8, order: int = 64
     - `grid`: points at which to evaluate the density (default: `num_grid` points from the
       smallest node $- 5\sigma$ to the largest $+ 5\sigma$).
     - `sigma`: the broadening (default 1% of the node range).
-    - `backend`: `"jaxdyn"` (default, breakdown-safe) or `"matfree"`
-      (`matfree.decomp.tridiag_sym`).
+    - `backend`: how each probe's Lanczos runs, a strategy object: [`JaxdynLanczos`][]`()`
+      (the default, `None`; breakdown-safe) or [`MatfreeLanczos`][]`()`
+      (`matfree.decomp.tridiag_sym`, a cross-check). The strings `"jaxdyn"` and `"matfree"`
+      still work for one release, with a `DeprecationWarning` naming the object.
     - `probe_batch_size`: run this many probes at once (`lax.map` batch; default one at a time).
     - `throw`: `True` (default) raises `eqx.EquinoxRuntimeError` when a quadrature node or the
-      density is non-finite (`RESULTS.nonfinite_curvature`: the operator overflows, or the
-      `"matfree"` backend divided by zero on an invariant Krylov space); `False` returns the
+      density is non-finite (`RESULTS.nonfinite_curvature`: the operator overflows, or
+      `MatfreeLanczos()` divided by zero on an invariant Krylov space); `False` returns the
       result with its code.
 
     **Returns:** a [`DensityResult`][].
@@ -175,8 +219,7 @@ def spectral_density(operator, *, key: Key, num_probes: int = 8, order: int = 64
     num_probes = check_int(num_probes, "num_probes")
     order = min(check_int(order, "order"), size)
     num_grid = check_int(num_grid, "num_grid", minimum=2)
-    if backend not in _BACKENDS:
-        raise ValueError(f"`backend` must be one of {_BACKENDS}, got {backend!r}.")
+    backend = _backend(backend)
     if sigma is not None and not isinstance(sigma, jax.core.Tracer):
         if not float(sigma) > 0:
             raise ValueError(f"`sigma` must be positive, got {sigma}.")
