@@ -27,6 +27,12 @@ def _config_text(config: Any) -> str:
     return repr(sorted(config.items())) if isinstance(config, dict) else str(config)
 
 
+def _path(path: Any) -> str:
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"`path` must be a str or os.PathLike, got {type(path).__name__}.")
+    return os.fspath(path)
+
+
 def _is_key(x: Any) -> bool:
     return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
@@ -46,7 +52,7 @@ class Checkpoint(eqx.Module):
     - `resume`: load an existing file at `path` (`False` starts afresh and overwrites it).
     """
 
-    path: str = eqx.field(static=True, converter=os.fspath)
+    path: str = eqx.field(static=True, converter=_path)
     every: int = eqx.field(static=True, default=10)
     resume: bool = eqx.field(static=True, default=True)
 
