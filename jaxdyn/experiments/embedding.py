@@ -131,7 +131,7 @@ def augmented(d: int, q: int, m: int, cfg: Config, *, key) -> jm.NeuralODE:
                         **_ode_kwargs(cfg))
 
 
-def _train(model, xs, ys, steps: int, cfg: Config, progress: bool, desc: str):
+def _train(model, xs, ys, steps: int, cfg: Config, *, progress: bool, desc: str):
     optimizer = optax.adam(optax.cosine_decay_schedule(cfg.lr, steps))
     t0 = time.perf_counter()
     res = jm.fit(model, xs, ys, n_steps=steps, optimizer=optimizer, progress=progress, desc=desc)
@@ -177,8 +177,8 @@ def _part_1d(cfg: Config, key, progress: bool, timings: dict):
         suffix = f" #{r + 1}" if cfg.replicates_1d > 1 else ""
         for kind, model in (("non-augmented", non_augmented(1, 1, cfg, key=k_non)),
                             ("augmented", augmented(1, 1, cfg.m_1d, cfg, key=k_aug))):
-            model, losses, secs = _train(model, xs, ys, cfg.steps_1d, cfg, progress,
-                                         f"1-D {kind}{suffix}")
+            model, losses, secs = _train(model, xs, ys, cfg.steps_1d, cfg, progress=progress,
+                                         desc=f"1-D {kind}{suffix}")
             timings[f"fit_1d_{kind}{suffix.replace(' #', '_')}"] = secs
             t0 = time.perf_counter()
             pred, jac = _variational_1d(model, x)
@@ -260,13 +260,13 @@ def _part_2d(cfg: Config, key, progress: bool, timings: dict):
     ys = jax.vmap(bowl)(xs)[:, None]
     models, losses = {}, {}
     model, losses["2-D non-augmented"], timings["fit_2d_non-augmented"] = _train(
-        non_augmented(2, 1, cfg, key=k_non), xs, ys, cfg.steps_2d, cfg, progress,
-        "2-D non-augmented")
+        non_augmented(2, 1, cfg, key=k_non), xs, ys, cfg.steps_2d, cfg, progress=progress,
+        desc="2-D non-augmented")
     models["non-augmented"] = model
     if cfg.train_augmented_2d:
         model, losses["2-D augmented"], timings["fit_2d_augmented"] = _train(
-            augmented(2, 1, cfg.m_2d, cfg, key=k_aug), xs, ys, cfg.steps_2d, cfg, progress,
-            "2-D augmented")
+            augmented(2, 1, cfg.m_2d, cfg, key=k_aug), xs, ys, cfg.steps_2d, cfg,
+            progress=progress, desc="2-D augmented")
         aug_label = "trained"
     else:
         # The exact augmented model of the embedding theorem (m = d + q = 3). Its field

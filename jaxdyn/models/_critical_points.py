@@ -149,16 +149,7 @@ def critical_points(fn: Callable, lower, upper, *, key: Key, n_starts: int = 64,
         raise TypeError(f"`fn` must be callable, got {type(fn).__name__}.")
     if not all(is_concrete(leaf) for leaf in jax.tree_util.tree_leaves((fn, lower, upper))):
         raise TypeError(_NOT_TRACEABLE)
-    lower = jnp.asarray(lower, dtype=jnp.result_type(float))
-    upper = jnp.asarray(upper, dtype=jnp.result_type(float))
-    if lower.ndim != 1:
-        raise ValueError(f"`lower` must be a vector, got shape {lower.shape}.")
-    if upper.shape != lower.shape:
-        raise ValueError(f"`upper` must have the shape of `lower` {lower.shape}, got {upper.shape}.")
-    check_finite(lower, "lower")
-    check_finite(upper, "upper")
-    if not bool(jnp.all(upper > lower)):
-        raise ValueError("`upper` must be strictly greater than `lower` in every coordinate.")
+    lower, upper = _check_box(lower, upper)
     check_throw(throw)
     n_starts = check_int(n_starts, "n_starts")
     n_steps = check_int(n_steps, "n_steps")
@@ -191,7 +182,35 @@ def critical_points(fn: Callable, lower, upper, *, key: Key, n_starts: int = 64,
 
     if not all(is_concrete(a) for a in (finals, vals, grads, eigs)):  # `fn` closes over a tracer
         raise TypeError(_NOT_TRACEABLE)
-    finals, vals, grads, eigs = (np.asarray(a) for a in (finals, vals, grads, eigs))
+    out, n_bad = _classify((finals, vals, grads, eigs), lower, upper, gtol=gtol,
+                           dedup_tol=dedup_tol, box_tol=box_tol, degenerate_tol=degenerate_tol)
+    where = (f"{n_bad} of {n_starts} Newton runs met a non-finite value" if n_bad else
+             "at a critical point found")
+    return raise_if_failed(out, out.result, throw, hint=(
+        f"({where}; pass `throw=False` to get the critical points found.)"))
+
+
+def _check_box(lower, upper) -> tuple[Array, Array]:
+    """The box corners as float vectors of one shape, finite, `lower < upper`."""
+    lower = jnp.asarray(lower, dtype=jnp.result_type(float))
+    upper = jnp.asarray(upper, dtype=jnp.result_type(float))
+    if lower.ndim != 1:
+        raise ValueError(f"`lower` must be a vector, got shape {lower.shape}.")
+    if upper.shape != lower.shape:
+        raise ValueError(f"`upper` must have the shape of `lower` {lower.shape}, got {upper.shape}.")
+    check_finite(lower, "lower")
+    check_finite(upper, "upper")
+    if not bool(jnp.all(upper > lower)):
+        raise ValueError("`upper` must be strictly greater than `lower` in every coordinate.")
+    return lower, upper
+
+
+def _classify(runs, lower, upper, *, gtol, dedup_tol, box_tol, degenerate_tol):
+    """From the end points of the Newton runs `(finals, vals, grads, eigs)`: the converged points
+    inside the box, deduplicated, sorted by value and classified, with the result code; and the
+    number of runs that met a non-finite value."""
+    finals, vals, grads, eigs = (np.asarray(a) for a in runs)
+    n_starts, d = finals.shape
     gnorm = np.linalg.norm(grads, axis=-1)
     width = np.asarray(upper - lower)
     inside = np.all((finals >= np.asarray(lower) - box_tol * width)
@@ -229,9 +248,7 @@ def critical_points(fn: Callable, lower, upper, *, key: Key, n_starts: int = 64,
         lower=lower,
         upper=upper,
     )
-    return raise_if_failed(out, result, throw, hint=(
-        f"({int(np.sum(~finite))} of {n_starts} Newton runs met a non-finite value; pass "
-        "`throw=False` to get the critical points found elsewhere)."))
+    return out, int(np.sum(~finite))
 
 
 @eqx.filter_jit
