@@ -37,7 +37,7 @@ def test_quadratic_top_k(quadratic):
     np.testing.assert_allclose(res.residuals, true_res, atol=1e-9)
     assert int(res.num_hvp) == int(res.iterations) <= N
     # the power-iteration-style rule (successive Ritz values) stops no later, less accurately
-    chg = cv.top_eigenvalues(H, 3, criterion="change", tol=1e-10)
+    chg = cv.top_eigenvalues(H, 3, criterion=cv.ChangeCriterion(), tol=1e-10)
     np.testing.assert_allclose(chg.eigenvalues, lam[::-1][:3], atol=1e-6, rtol=0)
     assert bool(chg.converged) and int(chg.num_hvp) <= N
 
@@ -59,7 +59,7 @@ def test_eigenvalue_bound_criterion(quadratic):
     A, lam, H = quadratic
     tol = float(np.sqrt(np.finfo(np.float64).eps))  # the default tol (shares compilations)
     for k, which, exact in ((3, "largest", lam[::-1][:3]), (1, "smallest", lam[:1])):
-        bnd = cv.top_eigenvalues(H, k, which=which, criterion="eigenvalue_bound")
+        bnd = cv.top_eigenvalues(H, k, which=which, criterion=cv.EigenvalueBoundCriterion())
         assert bool(bnd.converged) and int(bnd.num_hvp) <= N
         err = np.abs(np.asarray(bnd.eigenvalues) - exact)
         assert np.all(err <= np.asarray(bnd.error_bounds))
@@ -68,7 +68,7 @@ def test_eigenvalue_bound_criterion(quadratic):
         # the bound is not vacuous: residuals that large would not pass the residual rule
         assert np.any(np.asarray(bnd.residuals) > tol * np.abs(exact))
     ref = cv.top_eigenvalues(H, 3)  # the residual rule (compiled in test_quadratic_top_k)
-    assert int(cv.top_eigenvalues(H, 3, criterion="eigenvalue_bound").num_hvp) < int(ref.num_hvp)
+    assert int(cv.top_eigenvalues(H, 3, criterion=cv.EigenvalueBoundCriterion()).num_hvp) < int(ref.num_hvp)
 
 
 def test_repeated_eigenvalues_and_default_start():

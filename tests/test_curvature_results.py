@@ -245,3 +245,39 @@ def test_density_backends_are_strategy_objects(results, matrix):
         cv.spectral_density(A, backend=len, **kw)
     with pytest.raises(TypeError):
         cv.AbstractLanczosBackend()
+
+
+# -- Lanczos stopping criteria are strategies ------------------------------------------------------
+
+
+class _AfterSteps(cv.AbstractLanczosCriterion):
+    """A user's criterion: stop after a fixed number of steps, whatever the residuals."""
+
+    steps: int
+
+    def min_steps(self, k):
+        return self.steps
+
+    def satisfied(self, pairs, tol):
+        return pairs.steps >= self.steps
+
+    def converged(self, pairs, tol, stopped):
+        return stopped
+
+
+def test_lanczos_criteria_are_strategy_objects(matrix):
+    A, _ = matrix
+    cases = (("residual", cv.ResidualCriterion), ("eigenvalue_bound", cv.EigenvalueBoundCriterion),
+             ("change", cv.ChangeCriterion))
+    for string, obj in cases:
+        new = cv.top_eigenvalues(A, 2, criterion=obj(), tol=1e-6)
+        with pytest.warns(DeprecationWarning, match=rf"criterion={obj.__name__}\(\)"):
+            old = cv.top_eigenvalues(A, 2, criterion=string, tol=1e-6)
+        np.testing.assert_array_equal(old.eigenvalues, new.eigenvalues)
+        assert int(old.iterations) == int(new.iterations)
+    res = cv.top_eigenvalues(A, 2, criterion=_AfterSteps(4), tol=1e-6)
+    assert int(res.iterations) == 4 and bool(res.converged)
+    with pytest.raises(TypeError, match="`criterion`"):
+        cv.top_eigenvalues(A, 2, criterion=len)
+    with pytest.raises(TypeError):
+        cv.AbstractLanczosCriterion()

@@ -10,7 +10,15 @@ from ._density import (
     MatfreeLanczos as MatfreeLanczos,
     spectral_density as spectral_density,
 )
-from ._lanczos import EigenResult as EigenResult, top_eigenvalues as top_eigenvalues
+from ._lanczos import (
+    AbstractLanczosCriterion as AbstractLanczosCriterion,
+    ChangeCriterion as ChangeCriterion,
+    EigenResult as EigenResult,
+    EigenvalueBoundCriterion as EigenvalueBoundCriterion,
+    ResidualCriterion as ResidualCriterion,
+    RitzPairs as RitzPairs,
+    top_eigenvalues as top_eigenvalues,
+)
 from ._operators import (
     AbstractCurvatureOperator as AbstractCurvatureOperator,
     AbstractOutputLoss as AbstractOutputLoss,

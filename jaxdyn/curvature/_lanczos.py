@@ -10,6 +10,9 @@ count of operator applications. matfree is used for Hutchinson trace estimation 
 independent reference in the tests and benchmark.
 """
 
+import abc
+import warnings
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -17,13 +20,12 @@ import numpy as np
 from jax import lax
 
 from .._checks import check_int
-from .._deprecate import renamed_kwargs
+from .._deprecate import REMOVED_IN, renamed_kwargs
 from .._results import RESULTS, AbstractResult, check_throw, message, raise_if_failed
 from .._types import Array, Key
 from ._operators import as_operator
 
 _WHICH = ("largest", "smallest")
-_CRITERIA = ("residual", "eigenvalue_bound", "change")
 _BLOCK = 16  # rows of the Lanczos basis orthogonalised against at a time (at least)
 _SMALL_T = 32  # Ritz values from a leading (32, 32) tridiagonal while the basis is that small
 _MAX_BLOCKS = 8  # at most this many row blocks (bounds the compiled program's size)
@@ -46,7 +48,7 @@ class EigenResult(AbstractResult):
       `which="largest"`, at the end for `"smallest"`); both ends of the spectrum at once.
     - `error_bounds`: shape `(k,)` or `None`: the eigenvalue error estimate
       $\min(r_i, r_i^2/\delta_i)$ per pair ($r_i$ the residual, $\delta_i$ the distance of
-      $\theta_i$ to the nearest other Ritz value; see `criterion="eigenvalue_bound"` of
+      $\theta_i$ to the nearest other Ritz value; see [`EigenvalueBoundCriterion`][] and
       [`top_eigenvalues`][] for when it is a guarantee).
     - `result`: a [`jaxdyn._results.RESULTS`][] item: `nonfinite_curvature` when an eigenvalue
       is NaN/inf (non-finite parameters, data or operator), `not_converged` when the tolerance
@@ -194,14 +196,140 @@ def _restart_vector(n, j, seed, dtype):
     return x - jnp.floor(x) - 0.5
 
 
+class RitzPairs(eqx.Module):
+    """The wanted Ritz pairs at a step, as a stopping criterion sees them: `values` (`(k,)`,
+    descending), their residual estimates `residuals`, all Ritz values `ritz` (ascending, `nan`
+    where inactive), the wanted values of the step before (`previous`), and the step count
+    `steps`."""
+
+    values: Array
+    residuals: Array
+    ritz: Array
+    previous: Array
+    steps: Array
+
+
+class AbstractLanczosCriterion(eqx.Module):
+    """When [`top_eigenvalues`][]'s Lanczos stops, a strategy object.
+
+    `min_steps(k)`: steps before the test may stop the iteration; `satisfied(pairs, tol)`: the
+    test inside the loop (a boolean array, traced); `converged(pairs, tol, stopped)`: whether
+    the final pairs meet `tol` (`stopped`: whether the loop's test stopped it). Final
+    subclasses: [`ResidualCriterion`][] (the default), [`EigenvalueBoundCriterion`][],
+    [`ChangeCriterion`][].
+    """
+
+    @abc.abstractmethod
+    def min_steps(self, k: int) -> int:
+        """The fewest steps before the test may stop the iteration."""
+
+    @abc.abstractmethod
+    def satisfied(self, pairs: RitzPairs, tol: float) -> Array:
+        """Whether every wanted pair passes the test at this step."""
+
+    @abc.abstractmethod
+    def converged(self, pairs: RitzPairs, tol: float, stopped: Array) -> Array:
+        """Whether the final pairs meet `tol` (reported as `.converged`)."""
+
+
+class ResidualCriterion(AbstractLanczosCriterion):
+    r"""Every wanted pair has residual $\le$ `tol` $\cdot\max|\theta|$, which bounds each
+    eigenvalue's error by the residual (and by about residual$^2$/gap): a guarantee that needs
+    no spectral information. The default."""
+
+    def min_steps(self, k: int) -> int:
+        return k + 5
+
+    def satisfied(self, pairs, tol):
+        return jnp.all(pairs.residuals <= tol * _scale(pairs.values, pairs.ritz))
+
+    def converged(self, pairs, tol, stopped):
+        return self.satisfied(pairs, tol)
+
+
+class EigenvalueBoundCriterion(AbstractLanczosCriterion):
+    r"""Every wanted pair has $\min(r_i,\ r_i^2/\delta_i) \le$ `tol` $\cdot|\theta_i|$, a
+    **relative eigenvalue** tolerance (reported as `.error_bounds`).
+
+    For a unit vector $y$ with Rayleigh quotient $\theta$ and residual $r = \|Ay - \theta y\|$
+    there is always an eigenvalue within $r$ of $\theta$, and if $\theta$'s eigenvalue $\lambda$
+    is the only one closer than $\delta$ to $\theta$ then $|\lambda - \theta| \le r^2/\delta$
+    (Kato-Temple; Parlett, *The Symmetric Eigenvalue Problem*, ch. 11). Since the error shrinks
+    like $r^2$, this certifies a relative eigenvalue tolerance after far fewer steps than
+    [`ResidualCriterion`][] at the same `tol`. **Caveat:** the true gap $\delta$ (to the rest of
+    the spectrum) is unknown; it is estimated by the distance $\delta_i$ to the nearest other
+    Ritz value. Ritz values are interior, so for the extreme eigenvalue $\lambda_1$ this
+    estimate is too large (the bound too optimistic) when $\lambda_2$ has not yet been resolved,
+    e.g. a cluster or an eigenvalue whose eigenvector the start vector nearly misses; the error
+    stays within the residual in any case. A guarantee for a well-separated, already-resolved
+    neighbour, a sound heuristic otherwise (the standard one of Lanczos eigensolvers).
+    """
+
+    def min_steps(self, k: int) -> int:
+        return k + 1
+
+    def _bounded(self, pairs, tol):
+        bounds = _error_bound(pairs.residuals, _gaps(pairs.values, pairs.ritz))
+        return jnp.all(bounds <= tol * jnp.abs(pairs.values))
+
+    def satisfied(self, pairs, tol):
+        return self._bounded(pairs, tol) & (pairs.steps > pairs.values.shape[0])
+
+    def converged(self, pairs, tol, stopped):
+        return self._bounded(pairs, tol)
+
+
+class ChangeCriterion(AbstractLanczosCriterion):
+    """The wanted Ritz values change by at most `tol` relatively between two steps
+    (power-iteration-style, PyHessian's rule: cheapest, no guarantee; the residuals are still
+    reported)."""
+
+    def min_steps(self, k: int) -> int:
+        return k + 1
+
+    def satisfied(self, pairs, tol):
+        vals = pairs.values
+        change = jnp.all(jnp.abs(vals - pairs.previous) <= tol * jnp.abs(vals))
+        return change & (pairs.steps > vals.shape[0])
+
+    def converged(self, pairs, tol, stopped):
+        return stopped
+
+
+_CRITERIA = {"residual": ResidualCriterion, "eigenvalue_bound": EigenvalueBoundCriterion,
+             "change": ChangeCriterion}
+
+
+def _criterion(criterion) -> AbstractLanczosCriterion:
+    """`criterion` as a strategy: `None` is the residual test; the old strings warn (one
+    release)."""
+    if criterion is None:
+        return ResidualCriterion()
+    if isinstance(criterion, AbstractLanczosCriterion):
+        return criterion
+    if isinstance(criterion, str):
+        if criterion not in _CRITERIA:
+            raise ValueError(f"`criterion` must be `ResidualCriterion()`, "
+                             f"`EigenvalueBoundCriterion()` or `ChangeCriterion()`, got "
+                             f"{criterion!r}.")
+        cls = _CRITERIA[criterion]
+        warnings.warn(f"`criterion={criterion!r}` is deprecated: pass `criterion={cls.__name__}()` "
+                      f"(jaxdyn.curvature.{cls.__name__}; strings go in jaxdyn {REMOVED_IN}).",
+                      DeprecationWarning, stacklevel=4)
+        return cls()
+    raise TypeError(f"`criterion` must be a jaxdyn.curvature.AbstractLanczosCriterion "
+                    f"(`ResidualCriterion()`, ...), got {type(criterion).__name__}.")
+
+
 def lanczos(mv, v0, n_steps: int, *, seed=0.0, k: int = 1, which: str = "largest",
-            tol=0.0, min_steps: int = 1, criterion: str = "residual") -> _LanczosState:
+            tol=0.0, min_steps: int = 1,
+            criterion: AbstractLanczosCriterion | None = None) -> _LanczosState:
     r"""Run Lanczos with full reorthogonalisation (classical Gram-Schmidt, repeated if needed) in
     a `lax.while_loop` of at most `n_steps` steps; stop early once the `k` wanted Ritz pairs
     have residual estimates $\le$ `tol` times the largest |Ritz value| (after `min_steps` steps;
-    `tol = 0` runs all steps; `criterion="eigenvalue_bound"` instead stops when
+    `tol = 0` runs all steps; `criterion=EigenvalueBoundCriterion()` instead stops when
     $\min(r, r^2/\delta) \le$ `tol` $|\theta|$ for each wanted pair, $\delta$ the distance to the
-    nearest other Ritz value, see [`top_eigenvalues`][]; `criterion="change"` when the wanted
+    nearest other Ritz value, see [`top_eigenvalues`][]; `criterion=ChangeCriterion()` when the wanted
     Ritz values change by at most `tol` relatively between two steps). Step j applies the
     three-term recurrence, then one classical Gram-Schmidt pass against the stored basis
     (a second where the first removed much of the norm: "twice is enough"). On breakdown
@@ -211,6 +339,7 @@ def lanczos(mv, v0, n_steps: int, *, seed=0.0, k: int = 1, which: str = "largest
     """
     n = v0.shape[0]
     m = n_steps
+    criterion = ResidualCriterion() if criterion is None else criterion
     dtype = v0.dtype
     eps = jnp.finfo(dtype).eps
     q0 = v0 / jnp.linalg.norm(v0)
@@ -278,12 +407,7 @@ def lanczos(mv, v0, n_steps: int, *, seed=0.0, k: int = 1, which: str = "largest
             done, vals = jnp.array(False), s.prev
         else:
             vals, res, ritz = _ritz_in_loop(alpha, beta, jj, k, which)
-            if criterion == "residual":
-                ok = jnp.all(res <= tol * _scale(vals, ritz))
-            elif criterion == "eigenvalue_bound":
-                ok = jnp.all(_error_bound(res, _gaps(vals, ritz)) <= tol * jnp.abs(vals)) & (jj > k)
-            else:
-                ok = jnp.all(jnp.abs(vals - s.prev) <= tol * jnp.abs(vals)) & (jj > k)
+            ok = criterion.satisfied(RitzPairs(vals, res, ritz, s.prev, jj), tol)
             done = ok & (jj >= max(min_steps, k)) & ~breakdown
         return _LanczosState(jj, Q, alpha, beta, q_next, done, s.restarts + breakdown, vals,
                              s.q, beta[j])
@@ -377,7 +501,7 @@ class _LanczosConfig(eqx.Module):
     n_steps: int
     tol: float
     min_steps: int
-    criterion: str
+    criterion: AbstractLanczosCriterion
 
 
 @eqx.filter_jit
@@ -395,12 +519,9 @@ def _top_eigenvalues(op, v0, seed, cfg: _LanczosConfig):
     bounds = _error_bound(res, _gaps(vals, ritz))
     if tol == 0.0:
         converged = jnp.array(True)
-    elif criterion == "change":
-        converged = state.done
-    elif criterion == "eigenvalue_bound":
-        converged = jnp.all(bounds <= tol * jnp.abs(vals))
     else:
-        converged = jnp.all(res <= tol * _scale(vals, ritz))
+        converged = criterion.converged(RitzPairs(vals, res, ritz, state.prev, state.j), tol,
+                                        state.done)
     code = result_code(vals, converged)
     vals = eigenvalues_with_derivative(op_diff, vals, vecs)
     return EigenResult(vals, vecs, res, state.j, state.j, converged, ritz, bounds, code)
@@ -416,7 +537,8 @@ def result_code(vals: Array, converged: Array) -> RESULTS:
 @renamed_kwargs(num_iters="n_steps")
 def top_eigenvalues(operator, k: int = 1, *, key: Key | None = None, which: str = "largest",
                     n_steps: int | None = None, tol: float | None = None,
-                    criterion: str = "residual", throw: bool = True) -> EigenResult:
+                    criterion: AbstractLanczosCriterion | str | None = None,
+                    throw: bool = True) -> EigenResult:
     r"""The `k` largest (or smallest) algebraic eigenvalues of a symmetric operator, by Lanczos.
 
     Lanczos builds an orthonormal basis $Q_j$ of the Krylov space
@@ -445,28 +567,15 @@ def top_eigenvalues(operator, k: int = 1, *, key: Key | None = None, which: str 
       `min(size, 3k + 60)`, capped at the size.
     - `tol`: relative residual tolerance (default $\sqrt{\epsilon}$ of the dtype: about
       $1.5\cdot 10^{-8}$ in float64, $3.5\cdot 10^{-4}$ in float32). `0` runs all `n_steps`.
-    - `criterion`: `"residual"` (default): every wanted pair has residual
-      $\le$ `tol` $\cdot\max|\theta|$, which bounds each eigenvalue's error by the residual
-      (and by about residual$^2$/gap): a guarantee that needs no spectral information.
-      `"eigenvalue_bound"`: every wanted pair has
-      $\min(r_i,\ r_i^2/\delta_i) \le$ `tol` $\cdot|\theta_i|$, a **relative eigenvalue**
-      tolerance (reported as `.error_bounds`). For a unit vector $y$ with Rayleigh quotient
-      $\theta$ and residual $r = \|Ay - \theta y\|$ there is always an eigenvalue within $r$
-      of $\theta$, and if $\theta$'s eigenvalue $\lambda$ is the only one closer than $\delta$
-      to $\theta$ then $|\lambda - \theta| \le r^2/\delta$ (Kato-Temple; Parlett, *The
-      Symmetric Eigenvalue Problem*, ch. 11). Since the error shrinks like $r^2$, this
-      certifies a relative eigenvalue tolerance after far fewer steps than `"residual"` at the
-      same `tol`. **Caveat:** the true gap $\delta$ (to the rest of the spectrum) is unknown;
-      it is estimated by the distance $\delta_i$ to the nearest other Ritz value. Ritz values
-      are interior, so for the extreme eigenvalue $\lambda_1$ this estimate is too large (the
-      bound too optimistic) when $\lambda_2$ has not yet been resolved, e.g. a cluster or an
-      eigenvalue whose eigenvector the start vector nearly misses; the error stays within the
-      residual in any case. A guarantee for a well-separated, already-resolved neighbour, a
-      sound heuristic otherwise (the standard one of Lanczos eigensolvers).
-      `"change"`: the wanted Ritz values change by at most `tol` relatively between two steps
-      (power-iteration-style, PyHessian's rule: cheapest, no guarantee; the residuals are
-      still reported).
-
+    - `criterion`: when to stop, a strategy object: [`ResidualCriterion`][]`()` (the default,
+      `None`): every wanted pair has residual $\le$ `tol` $\cdot\max|\theta|$, a guarantee
+      that needs no spectral information; [`EigenvalueBoundCriterion`][]`()`: every wanted pair
+      has $\min(r_i,\ r_i^2/\delta_i) \le$ `tol` $\cdot|\theta_i|$, a relative eigenvalue
+      tolerance reached after far fewer steps (see its docstring for when it is a guarantee);
+      [`ChangeCriterion`][]`()`: the wanted Ritz values change by at most `tol` relatively
+      between two steps (PyHessian's rule: cheapest, no guarantee). The strings `"residual"`,
+      `"eigenvalue_bound"` and `"change"` still work for one release, with a
+      `DeprecationWarning` naming the object.
     - `throw`: with `True` (default) a run that fails raises `eqx.EquinoxRuntimeError` with
       the result code's message (eagerly, or through `eqx.error_if` under `jit`/`vmap`, where
       any batch member failing raises); with `False` the result is returned with its code.
@@ -507,9 +616,8 @@ def top_eigenvalues(operator, k: int = 1, *, key: Key | None = None, which: str 
     if key is not None:
         check_key(key)
     v0, seed = start_vector(key, size, dtype)
-    if criterion not in _CRITERIA:
-        raise ValueError(f"`criterion` must be one of {_CRITERIA}, got {criterion!r}.")
-    min_steps = min(n_steps, k + 5) if criterion == "residual" else min(n_steps, k + 1)
+    criterion = _criterion(criterion)
+    min_steps = min(n_steps, criterion.min_steps(k))
     cfg = _LanczosConfig(k, which, n_steps, tol, min_steps, criterion)
     out = _top_eigenvalues(op, v0, seed, cfg)
     return raise_if_failed(out, out.result, throw,

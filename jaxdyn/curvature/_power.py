@@ -11,6 +11,7 @@ from .._deprecate import renamed_kwargs
 from .._results import check_throw, raise_if_failed
 from .._types import Array, Key, PyTree
 from ._lanczos import (
+    AbstractLanczosCriterion,
     EigenResult,
     _check_tol,
     _stop,
@@ -93,7 +94,8 @@ def power_iteration(operator, *, key: Key | None = None, n_steps: int = 100,
 @renamed_kwargs(num_iters="n_steps")
 def sharpness(loss_fn: Callable, params: PyTree, *data: PyTree, key: Key | None = None,
               chunk_size: int | None = None, n_steps: int | None = None,
-              tol: float | None = None, criterion: str = "residual",
+              tol: float | None = None,
+              criterion: AbstractLanczosCriterion | str | None = None,
               throw: bool = True) -> Array:
     r"""The sharpness $S = \lambda_{\max}(\nabla^2 L(\theta))$ of a mean loss over a dataset.
 
