@@ -24,7 +24,7 @@ import pytest
 import jaxdyn
 from jaxdyn._cli import main
 from jaxdyn.experiments import EXPERIMENTS, Experiment, ExperimentResult, to_jsonable
-from jaxdyn.models import CriticalPoints
+from jaxdyn.models import CriticalPointsResult
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -35,7 +35,7 @@ def _fake_run(*, quick, seed, progress):
     x = np.linspace(-1.0, 1.0, 21)
     fig1 = plot_fit(x, x**2, {"line": 0.5 + 0.0 * x}, data=(x[::4], x[::4] ** 2))
     bowl = lambda z: jnp.sum(z**2)
-    cp = CriticalPoints(
+    cp = CriticalPointsResult(
         points=jnp.zeros((1, 2)), values=jnp.zeros(1), gradient_norms=jnp.zeros(1),
         hessian_eigenvalues=jnp.full((1, 2), 2.0), morse_indices=jnp.zeros(1, jnp.int32),
         degenerate=jnp.zeros(1, bool), n_starts=4, n_converged=4,

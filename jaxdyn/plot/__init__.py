@@ -4,12 +4,19 @@ from ._curvature import (
     plot_eigenvalues as plot_eigenvalues,
     plot_spectral_density as plot_spectral_density,
 )
-from ._dde import plot_dde_fits as plot_dde_fits, plot_memory_sweep as plot_memory_sweep
+from ._dde import (
+    plot_dde_fits as plot_dde_fits,
+    plot_dde_solution as plot_dde_solution,
+    plot_memory_capacity as plot_memory_capacity,
+    plot_memory_sweep as plot_memory_sweep,
+)
 from ._grid import evaluate as evaluate, grid_values as grid_values
 from ._lyapunov import (
+    plot_clv_angles as plot_clv_angles,
     plot_ftle_field as plot_ftle_field,
     plot_lyapunov_convergence as plot_lyapunov_convergence,
     plot_phase_diagram as plot_phase_diagram,
+    plot_signal_propagation as plot_signal_propagation,
     plot_sweep as plot_sweep,
 )
 from ._meanfield import (
@@ -17,6 +24,7 @@ from ._meanfield import (
     plot_order_parameter as plot_order_parameter,
     plot_order_vs_coupling as plot_order_vs_coupling,
     plot_space_time as plot_space_time,
+    plot_states as plot_states,
     plot_w1_convergence as plot_w1_convergence,
 )
 from ._plots import (
@@ -27,6 +35,8 @@ from ._plots import (
     plot_losses as plot_losses,
 )
 from ._sgd import (
+    plot_interpolation_check as plot_interpolation_check,
+    plot_interpolation_fit as plot_interpolation_fit,
     plot_sgd_escape as plot_sgd_escape,
     plot_sgd_lyapunov as plot_sgd_lyapunov,
     plot_sgd_stability as plot_sgd_stability,
