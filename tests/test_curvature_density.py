@@ -21,18 +21,18 @@ def spectrum():
 
 def test_hutchinson_and_hutchpp(spectrum):
     A, lam = spectrum
-    tr = cv.trace(A, key=jax.random.key(0), num_probes=300)
+    tr = cv.trace(A, key=jax.random.key(0), n_probes=300)
     assert tr.num_hvp == 300 and tr.method == "hutchinson"
     assert abs(float(tr.estimate) - lam.sum()) < 3 * float(tr.stderr)
     # Hutchinson's variance for Rademacher probes: 2 (||A||_F^2 - sum_i A_ii^2) / m
     var = 2 * (np.sum(A**2) - np.sum(np.diag(A) ** 2)) / 300
     assert 0.7 < float(tr.stderr) ** 2 / var < 1.4
-    pp = cv.trace(A, key=jax.random.key(1), num_probes=60, method=cv.HutchPlusPlus())
+    pp = cv.trace(A, key=jax.random.key(1), n_probes=60, method=cv.HutchPlusPlus())
     assert abs(float(pp.estimate) - lam.sum()) < 3 * float(pp.stderr)
-    # Hutch++ is exact when the sketch captures the whole range (rank <= num_probes // 3)
+    # Hutch++ is exact when the sketch captures the whole range (rank <= n_probes // 3)
     rng = np.random.default_rng(5)
     B = rng.normal(size=(N, 6))
-    low = cv.trace(B @ B.T, key=jax.random.key(2), num_probes=60, method=cv.HutchPlusPlus())
+    low = cv.trace(B @ B.T, key=jax.random.key(2), n_probes=60, method=cv.HutchPlusPlus())
     np.testing.assert_allclose(low.estimate, np.sum(B**2), rtol=1e-10)
     assert float(low.stderr) < 1e-8 * np.sum(B**2)
 
@@ -43,7 +43,7 @@ SIGMA = 0.05
 def _slq(A, lam, backend=None):
     # one compiled program for every call: same operator type, shapes, probes, order, sigma
     grid = jnp.linspace(lam.min() - 1.0, lam.max() + 1.0, 4001)
-    return cv.spectral_density(jnp.asarray(A), key=jax.random.key(3), num_probes=30, order=20,
+    return cv.spectral_density(jnp.asarray(A), key=jax.random.key(3), n_probes=30, order=20,
                                sigma=SIGMA, grid=grid, backend=backend)
 
 
@@ -96,10 +96,10 @@ def test_density_bad_input(spectrum):
     key = jax.random.key(0)
     with pytest.raises(ValueError, match="`method`"):
         cv.trace(A, key=key, method="exact")
-    with pytest.raises(ValueError, match="`num_probes`"):
-        cv.trace(A, key=key, num_probes=1)
-    with pytest.raises(ValueError, match="`num_probes`"):
-        cv.trace(A, key=key, num_probes=3, method=cv.HutchPlusPlus())
+    with pytest.raises(ValueError, match="`n_probes`"):
+        cv.trace(A, key=key, n_probes=1)
+    with pytest.raises(ValueError, match="`n_probes`"):
+        cv.trace(A, key=key, n_probes=3, method=cv.HutchPlusPlus())
     with pytest.raises(ValueError, match="`sigma`"):
         cv.spectral_density(A, key=key, sigma=-1.0)
     with pytest.raises(ValueError, match="`backend`"):

@@ -33,9 +33,9 @@ def results(matrix):
     A, _ = matrix
     return {
         "eigen": cv.top_eigenvalues(A, 2),
-        "density": cv.spectral_density(A, key=jax.random.key(0), num_probes=3, order=6, num_grid=64),
-        "trace": cv.trace(A, key=jax.random.key(1), num_probes=30),
-        "trace++": cv.trace(A, key=jax.random.key(1), num_probes=30, method=cv.HutchPlusPlus()),
+        "density": cv.spectral_density(A, key=jax.random.key(0), n_probes=3, order=6, n_grid=64),
+        "trace": cv.trace(A, key=jax.random.key(1), n_probes=30),
+        "trace++": cv.trace(A, key=jax.random.key(1), n_probes=30, method=cv.HutchPlusPlus()),
     }
 
 
@@ -92,15 +92,15 @@ def test_results_pass_through_jit_and_vmap(matrix):
 
 
 class _Exact(cv.AbstractTraceEstimator):
-    """A user's estimator: the exact trace from unit vectors (needs num_probes >= size)."""
+    """A user's estimator: the exact trace from unit vectors (needs n_probes >= size)."""
 
     name: typing.ClassVar[str] = "exact"
 
-    def check_probes(self, num_probes):
-        if num_probes < N:
-            raise ValueError(f"`num_probes` must be >= {N} for the exact trace.")
+    def check_probes(self, n_probes):
+        if n_probes < N:
+            raise ValueError(f"`n_probes` must be >= {N} for the exact trace.")
 
-    def estimate(self, op, key, num_probes, batch_size):
+    def estimate(self, op, key, n_probes, batch_size):
         E = jnp.eye(op.size, dtype=op.dtype)
         vals = jax.vmap(lambda e: e @ op.mv(e))(E)
         return jnp.sum(vals), jnp.zeros((), op.dtype), vals * op.size, jnp.zeros((), op.dtype)
@@ -110,12 +110,12 @@ def test_trace_estimators_are_strategy_objects(matrix):
     A, lam = matrix
     with pytest.raises(TypeError):
         cv.AbstractTraceEstimator()  # abstract: declares check_probes and estimate
-    exact = cv.trace(A, key=jax.random.key(0), num_probes=N, method=_Exact())
+    exact = cv.trace(A, key=jax.random.key(0), n_probes=N, method=_Exact())
     np.testing.assert_allclose(exact.estimate, lam.sum(), rtol=1e-12)
     assert exact.method == "exact" and "exact estimator" in exact.summary()
-    with pytest.raises(ValueError, match="`num_probes`"):
-        cv.trace(A, key=jax.random.key(0), num_probes=N - 1, method=_Exact())
-    default = cv.trace(A, key=jax.random.key(1), num_probes=30, method=None)
+    with pytest.raises(ValueError, match="`n_probes`"):
+        cv.trace(A, key=jax.random.key(0), n_probes=N - 1, method=_Exact())
+    default = cv.trace(A, key=jax.random.key(1), n_probes=30, method=None)
     assert isinstance(default.estimator, cv.Hutchinson)
 
 
@@ -124,7 +124,7 @@ def test_trace_method_strings_are_deprecated(results, matrix):
     cases = (("hutchinson", cv.Hutchinson, "trace"), ("hutch++", cv.HutchPlusPlus, "trace++"))
     for string, obj, name in cases:
         with pytest.warns(DeprecationWarning, match=rf"method={obj.__name__}\(\)"):
-            old = cv.trace(A, key=jax.random.key(1), num_probes=30, method=string)
+            old = cv.trace(A, key=jax.random.key(1), n_probes=30, method=string)
         assert isinstance(old.estimator, obj)
         np.testing.assert_array_equal(old.estimate, results[name].estimate)
         np.testing.assert_array_equal(old.stderr, results[name].stderr)
@@ -149,6 +149,16 @@ def test_num_iters_is_deprecated_for_n_steps(matrix):
     with pytest.warns(DeprecationWarning, match="n_steps"):
         old = cv.sharpness(loss, jnp.zeros(N), num_iters=N)
     np.testing.assert_array_equal(old, cv.sharpness(loss, jnp.zeros(N), n_steps=N))
+
+
+def test_probe_and_grid_counts_are_spelled_n(results, matrix):
+    A, _ = matrix
+    with pytest.warns(DeprecationWarning, match="n_probes"):
+        tr = cv.trace(A, key=jax.random.key(1), num_probes=30)
+    np.testing.assert_array_equal(tr.estimate, results["trace"].estimate)
+    with pytest.warns(DeprecationWarning, match="n_grid"):
+        dens = cv.spectral_density(A, key=jax.random.key(0), n_probes=3, order=6, num_grid=64)
+    np.testing.assert_array_equal(dens.density, results["density"].density)
 
 
 # -- the operator interface ------------------------------------------------------------------------
@@ -233,7 +243,7 @@ def test_gauss_newton_losses_are_strategy_objects():
 
 def test_density_backends_are_strategy_objects(results, matrix):
     A, _ = matrix
-    kw = dict(key=jax.random.key(0), num_probes=3, order=6, num_grid=64)
+    kw = dict(key=jax.random.key(0), n_probes=3, order=6, n_grid=64)
     ours = cv.spectral_density(A, backend=cv.JaxdynLanczos(), **kw)
     np.testing.assert_array_equal(ours.density, results["density"].density)  # the default
     for string, obj in (("jaxdyn", cv.JaxdynLanczos), ("matfree", cv.MatfreeLanczos)):

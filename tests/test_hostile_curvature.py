@@ -284,19 +284,19 @@ ROWS = [
     ),
     Hostile(
         "spectral_density: overflowing Hessian, throw=True",
-        lambda: spectral_density(H_INF, key=KEY, num_probes=1, order=2),
+        lambda: spectral_density(H_INF, key=KEY, n_probes=1, order=2),
         eqx.EquinoxRuntimeError,
         r"non-finite.*`throw=False`",
     ),
     Hostile(
         "spectral_density: overflowing Hessian, throw=False",
-        lambda: spectral_density(H_INF, key=KEY, num_probes=1, order=2, throw=False),
+        lambda: spectral_density(H_INF, key=KEY, n_probes=1, order=2, throw=False),
         None,
         flagged=_flag(RESULTS.nonfinite_curvature),
     ),
     Hostile(
         "spectral_density: NaN matrix under jit, throw=True",
-        lambda: eqx.filter_jit(spectral_density)(NAN_A, key=KEY, num_probes=1, order=2),
+        lambda: eqx.filter_jit(spectral_density)(NAN_A, key=KEY, n_probes=1, order=2),
         eqx.EquinoxRuntimeError,
         r"non-finite",
         near_top=None,
@@ -309,19 +309,19 @@ ROWS = [
     ),
     Hostile(
         "trace: overflowing Hessian, throw=True",
-        lambda: trace(H_INF, key=KEY, num_probes=2),
+        lambda: trace(H_INF, key=KEY, n_probes=2),
         eqx.EquinoxRuntimeError,
         r"non-finite.*`throw=False`",
     ),
     Hostile(
         "trace: overflowing Hessian, throw=False",
-        lambda: trace(H_INF, key=KEY, num_probes=2, throw=False),
+        lambda: trace(H_INF, key=KEY, n_probes=2, throw=False),
         None,
         flagged=_flag(RESULTS.nonfinite_curvature),
     ),
     Hostile(
         "trace: NaN matrix under jit, throw=True",
-        lambda: eqx.filter_jit(trace)(NAN_A, key=KEY, num_probes=4, method=HutchPlusPlus()),
+        lambda: eqx.filter_jit(trace)(NAN_A, key=KEY, n_probes=4, method=HutchPlusPlus()),
         eqx.EquinoxRuntimeError,
         r"non-finite",
         near_top=None,
@@ -361,10 +361,10 @@ ROWS = [
     # densities and traces
     Hostile("spectral_density: key missing", lambda: spectral_density(A, key=None), TypeError, r"`key`"),
     Hostile(
-        "spectral_density: num_probes 0",
-        lambda: spectral_density(A, key=KEY, num_probes=0),
+        "spectral_density: n_probes 0",
+        lambda: spectral_density(A, key=KEY, n_probes=0),
         ValueError,
-        r"`num_probes`",
+        r"`n_probes`",
     ),
     Hostile(
         "spectral_density: order 0", lambda: spectral_density(A, key=KEY, order=0), ValueError, r"`order`"
@@ -382,7 +382,7 @@ ROWS = [
         r"`backend`",
     ),
     Hostile("trace: key missing", lambda: trace(A, key=None), TypeError, r"`key`"),
-    Hostile("trace: num_probes 1", lambda: trace(A, key=KEY, num_probes=1), ValueError, r"`num_probes`"),
+    Hostile("trace: n_probes 1", lambda: trace(A, key=KEY, n_probes=1), ValueError, r"`n_probes`"),
     Hostile("trace: unknown method", lambda: trace(A, key=KEY, method="exact"), ValueError, r"`method`"),
 ]
 

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_int
-from .._deprecate import REMOVED_IN
+from .._deprecate import REMOVED_IN, renamed_kwargs
 from .._results import RESULTS, AbstractResult, check_throw, message, raise_if_failed
 from .._types import Array, Key
 from ._lanczos import _tridiagonal, check_key, lanczos
@@ -35,7 +35,7 @@ from ._operators import as_operator, map_batched
 class DensityResult(AbstractResult):
     r"""A spectral density from stochastic Lanczos quadrature.
 
-    - `nodes`, `weights`: shape `(num_probes, order)`: the Gauss quadrature of each probe's
+    - `nodes`, `weights`: shape `(n_probes, order)`: the Gauss quadrature of each probe's
       spectral measure (each row of `weights` sums to 1).
     - `grid`, `density`: the smoothed density $\phi$ on a grid (integrates to about 1).
     - `sigma`: the Gaussian broadening; `num_hvp`: operator applications.
@@ -146,9 +146,9 @@ def _backend(backend) -> AbstractLanczosBackend:
 class _SLQConfig(eqx.Module):
     """The static settings of one `spectral_density` run (validated by the caller)."""
 
-    num_probes: int
+    n_probes: int
     order: int
-    num_grid: int
+    n_grid: int
     backend: AbstractLanczosBackend
     batch_size: int | None
 
@@ -156,10 +156,10 @@ class _SLQConfig(eqx.Module):
 @eqx.filter_jit
 def _slq(op, key, grid, sigma, cfg: _SLQConfig):
     size, dtype = op.size, op.dtype
-    num_probes, order = cfg.num_probes, cfg.order
+    n_probes, order = cfg.n_probes, cfg.order
     kprobe, krest = jax.random.split(key)
-    V = jax.random.rademacher(kprobe, (num_probes, size), dtype) / jnp.sqrt(size).astype(dtype)
-    seeds = jax.random.uniform(krest, (num_probes,), dtype)
+    V = jax.random.rademacher(kprobe, (n_probes, size), dtype) / jnp.sqrt(size).astype(dtype)
+    seeds = jax.random.uniform(krest, (n_probes,), dtype)
     nodes, weights = map_batched(lambda a: cfg.backend.quadrature(op, a[0], a[1], order),
                                  (V, seeds), cfg.batch_size)
     used = weights > 0
@@ -171,23 +171,24 @@ def _slq(op, key, grid, sigma, cfg: _SLQConfig):
             + jnp.finfo(dtype).tiny
     sigma = jnp.asarray(sigma, dtype)
     if grid is None:
-        grid = jnp.linspace(lo - 5 * sigma, hi + 5 * sigma, cfg.num_grid, dtype=dtype)
+        grid = jnp.linspace(lo - 5 * sigma, hi + 5 * sigma, cfg.n_grid, dtype=dtype)
     grid = jnp.asarray(grid, dtype)
     z = (grid[:, None, None] - nodes[None]) / sigma
     kernel = jnp.exp(-0.5 * z**2) / (sigma * jnp.sqrt(2 * jnp.pi).astype(dtype))
-    density = jnp.sum(kernel * weights[None], axis=(1, 2)) / num_probes
+    density = jnp.sum(kernel * weights[None], axis=(1, 2)) / n_probes
     finite = jnp.all(jnp.isfinite(nodes)) & jnp.all(jnp.isfinite(density))
     code = RESULTS.where(finite, RESULTS.successful, RESULTS.nonfinite_curvature)
-    return DensityResult(nodes, weights, grid, density, sigma, num_probes * order, code)
+    return DensityResult(nodes, weights, grid, density, sigma, n_probes * order, code)
 
 
-def spectral_density(operator, *, key: Key, num_probes: int = 8, order: int = 64, grid=None,
-                     sigma=None, num_grid: int = 512,
+@renamed_kwargs(num_probes="n_probes", num_grid="n_grid")
+def spectral_density(operator, *, key: Key, n_probes: int = 8, order: int = 64, grid=None,
+                     sigma=None, n_grid: int = 512,
                      backend: AbstractLanczosBackend | str | None = None,
                      probe_batch_size: int | None = None, throw: bool = True) -> DensityResult:
     r"""The eigenvalue density of a symmetric operator by stochastic Lanczos quadrature.
 
-    See the module docstring for the mathematics: `num_probes` Rademacher probes (unit norm),
+    See the module docstring for the mathematics: `n_probes` Rademacher probes (unit norm),
     `order` Lanczos steps each (full reorthogonalisation), Gauss nodes and weights per probe,
     and a Gaussian-broadened density averaged over probes.
 
@@ -195,9 +196,9 @@ def spectral_density(operator, *, key: Key, num_probes: int = 8, order: int = 64
 
     - `operator`: as in [`top_eigenvalues`][].
     - `key`: a `jax.random` key (required: the probes are random).
-    - `num_probes`: $P$ probes ($\ge 1$; $\ge 2$ for standard errors).
+    - `n_probes`: $P$ probes ($\ge 1$; $\ge 2$ for standard errors).
     - `order`: Lanczos steps per probe ($m$; capped at the operator size). Total HVPs $= Pm$.
-    - `grid`: points at which to evaluate the density (default: `num_grid` points from the
+    - `grid`: points at which to evaluate the density (default: `n_grid` points from the
       smallest node $- 5\sigma$ to the largest $+ 5\sigma$).
     - `sigma`: the broadening (default 1% of the node range).
     - `backend`: how each probe's Lanczos runs, a strategy object: [`JaxdynLanczos`][]`()`
@@ -209,6 +210,7 @@ def spectral_density(operator, *, key: Key, num_probes: int = 8, order: int = 64
       density is non-finite (`RESULTS.nonfinite_curvature`: the operator overflows, or
       `MatfreeLanczos()` divided by zero on an invariant Krylov space); `False` returns the
       result with its code.
+    - `num_probes`, `num_grid`: the old names of `n_probes`, `n_grid` (deprecated).
 
     **Returns:** a [`DensityResult`][].
     """
@@ -216,9 +218,9 @@ def spectral_density(operator, *, key: Key, num_probes: int = 8, order: int = 64
     check_key(key)
     check_throw(throw)
     size = int(op.size)
-    num_probes = check_int(num_probes, "num_probes")
+    n_probes = check_int(n_probes, "n_probes")
     order = min(check_int(order, "order"), size)
-    num_grid = check_int(num_grid, "num_grid", minimum=2)
+    n_grid = check_int(n_grid, "n_grid", minimum=2)
     backend = _backend(backend)
     if sigma is not None and not isinstance(sigma, jax.core.Tracer):
         if not float(sigma) > 0:
@@ -229,7 +231,7 @@ def spectral_density(operator, *, key: Key, num_probes: int = 8, order: int = 64
             raise ValueError(f"`grid` must be a vector, got shape {grid.shape}.")
     if probe_batch_size is not None:
         probe_batch_size = check_int(probe_batch_size, "probe_batch_size")
-    cfg = _SLQConfig(num_probes, order, num_grid, backend, probe_batch_size)
+    cfg = _SLQConfig(n_probes, order, n_grid, backend, probe_batch_size)
     out = _slq(op, key, grid, sigma, cfg)
     return raise_if_failed(out, out.result, throw,
                            hint="`spectral_density`: pass `throw=False` to get the quadrature "

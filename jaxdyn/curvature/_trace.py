@@ -22,7 +22,7 @@ import numpy as np
 from matfree import stochtrace
 
 from .._checks import check_int
-from .._deprecate import REMOVED_IN
+from .._deprecate import REMOVED_IN, renamed_kwargs
 from .._results import RESULTS, AbstractResult, check_throw, message, raise_if_failed
 from .._types import Array, Key
 from ._lanczos import check_key
@@ -33,7 +33,7 @@ class AbstractTraceEstimator(eqx.Module):
     """A stochastic estimator of $\\operatorname{tr}(A)$ from matrix-vector products.
 
     A final subclass has a `name` (a class variable, for summaries), checks that a probe
-    budget suits it (`check_probes`, a `ValueError` naming `num_probes` otherwise) and draws
+    budget suits it (`check_probes`, a `ValueError` naming `n_probes` otherwise) and draws
     and applies the probes (`estimate`, traceable: it runs under `jit`). `estimate` returns
     `(estimate, stderr, samples, offset)`: the trace estimate and its standard error, the
     Monte-Carlo samples $z_i^\top A z_i$, and the part computed exactly that they are added to
@@ -43,13 +43,13 @@ class AbstractTraceEstimator(eqx.Module):
     name: eqx.AbstractClassVar[str]
 
     @abc.abstractmethod
-    def check_probes(self, num_probes: int) -> None:
-        """`ValueError` naming `num_probes` when the budget is too small for this estimator."""
+    def check_probes(self, n_probes: int) -> None:
+        """`ValueError` naming `n_probes` when the budget is too small for this estimator."""
 
     @abc.abstractmethod
-    def estimate(self, op: AbstractCurvatureOperator, key: Key, num_probes: int,
+    def estimate(self, op: AbstractCurvatureOperator, key: Key, n_probes: int,
                  batch_size: int | None) -> tuple[Array, Array, Array, Array]:
-        """Spend `num_probes` operator applications (`batch_size` at once) on the estimate."""
+        """Spend `n_probes` operator applications (`batch_size` at once) on the estimate."""
 
 
 def _apply_many(op, V, batch_size):
@@ -65,16 +65,16 @@ class Hutchinson(AbstractTraceEstimator):
 
     name: ClassVar[str] = "hutchinson"
 
-    def check_probes(self, num_probes: int) -> None:
+    def check_probes(self, n_probes: int) -> None:
         return None  # `trace` already asks for >= 2
 
-    def estimate(self, op, key, num_probes, batch_size) -> tuple[Array, Array, Array, Array]:
-        sampler = stochtrace.sampler_signs(jnp.zeros((op.size,), op.dtype), num=num_probes)
+    def estimate(self, op, key, n_probes, batch_size) -> tuple[Array, Array, Array, Array]:
+        sampler = stochtrace.sampler_signs(jnp.zeros((op.size,), op.dtype), num=n_probes)
         integrand = stochtrace.monte_carlo_trace()
         V = sampler(key)
         AV = _apply_many(op, V, batch_size)
         vals = jax.vmap(lambda v, av: integrand(lambda _: av, v))(V, AV)
-        return (jnp.mean(vals), jnp.std(vals, ddof=1) / jnp.sqrt(num_probes), vals,
+        return (jnp.mean(vals), jnp.std(vals, ddof=1) / jnp.sqrt(n_probes), vals,
                 jnp.zeros((), vals.dtype))
 
 
@@ -84,22 +84,22 @@ class HutchPlusPlus(AbstractTraceEstimator):
     A third of the budget sketches the top of the spectrum ($Q = \operatorname{qr}(AS)$), whose
     trace $\operatorname{tr}(Q^\top AQ)$ is taken exactly (another third), and Hutchinson on the
     deflated $(I - QQ^\top)A(I - QQ^\top)$ with the rest: far lower variance when the spectrum
-    decays (Hessians of neural networks). The sketch takes `min(num_probes // 3, size)` probes
+    decays (Hessians of neural networks). The sketch takes `min(n_probes // 3, size)` probes
     (twice); at least 2 must be left for the residual part.
     """
 
     name: ClassVar[str] = "hutch++"
 
-    def check_probes(self, num_probes: int) -> None:
-        if num_probes < 3:
-            raise ValueError(f"`num_probes` must be >= 3 for Hutch++, got {num_probes}.")
-        if num_probes - 2 * (num_probes // 3) < 2:
-            raise ValueError("`num_probes` leaves fewer than 2 probes for Hutch++'s residual part.")
+    def check_probes(self, n_probes: int) -> None:
+        if n_probes < 3:
+            raise ValueError(f"`n_probes` must be >= 3 for Hutch++, got {n_probes}.")
+        if n_probes - 2 * (n_probes // 3) < 2:
+            raise ValueError("`n_probes` leaves fewer than 2 probes for Hutch++'s residual part.")
 
-    def estimate(self, op, key, num_probes, batch_size) -> tuple[Array, Array, Array, Array]:
+    def estimate(self, op, key, n_probes, batch_size) -> tuple[Array, Array, Array, Array]:
         size, dtype = op.size, op.dtype
-        s = min(num_probes // 3, size)  # a sketch as large as the space is already exact
-        g = num_probes - 2 * s
+        s = min(n_probes // 3, size)  # a sketch as large as the space is already exact
+        g = n_probes - 2 * s
         k1, k2 = jax.random.split(key)
         S = jax.random.rademacher(k1, (s, size), dtype)
         Y = _apply_many(op, S, batch_size)  # rows: A s_i
@@ -185,13 +185,14 @@ def _estimator(method) -> AbstractTraceEstimator:
 
 
 @eqx.filter_jit
-def _trace(estimator, op, key, num_probes, batch_size):
-    estimate, stderr, samples, offset = estimator.estimate(op, key, num_probes, batch_size)
+def _trace(estimator, op, key, n_probes, batch_size):
+    estimate, stderr, samples, offset = estimator.estimate(op, key, n_probes, batch_size)
     code = RESULTS.where(jnp.isfinite(estimate), RESULTS.successful, RESULTS.nonfinite_curvature)
-    return TraceResult(estimate, stderr, samples, offset, code, estimator, num_probes)
+    return TraceResult(estimate, stderr, samples, offset, code, estimator, n_probes)
 
 
-def trace(operator, *, key: Key, num_probes: int = 100,
+@renamed_kwargs(num_probes="n_probes")
+def trace(operator, *, key: Key, n_probes: int = 100,
           method: AbstractTraceEstimator | str | None = None,
           probe_batch_size: int | None = None, throw: bool = True) -> TraceResult:
     r"""Stochastic estimate of $\operatorname{tr}(A)$ from matrix-vector products.
@@ -200,8 +201,8 @@ def trace(operator, *, key: Key, num_probes: int = 100,
 
     - `operator`: as in [`top_eigenvalues`][].
     - `key`: a `jax.random` key (required).
-    - `num_probes`: the total number of operator applications ($\ge 2$; $\ge 3$ for Hutch++,
-      whose sketch takes `min(num_probes // 3, size)` of them twice and the rest go to the
+    - `n_probes`: the total number of operator applications ($\ge 2$; $\ge 3$ for Hutch++,
+      whose sketch takes `min(n_probes // 3, size)` of them twice and the rest go to the
       residual part).
     - `method`: the estimator, a strategy object: [`Hutchinson`][]`()` (the default, `None`):
       $\frac1m\sum_i z_i^\top A z_i$ with Rademacher $z_i$; or [`HutchPlusPlus`][]`()`: a
@@ -213,6 +214,7 @@ def trace(operator, *, key: Key, num_probes: int = 100,
     - `throw`: `True` (default) raises `eqx.EquinoxRuntimeError` when the estimate is
       non-finite (`RESULTS.nonfinite_curvature`: the operator overflows); `False` returns the
       result with its code.
+    - `num_probes`: the old name of `n_probes` (deprecated).
 
     **Returns:** a [`TraceResult`][] with `.estimate`, `.stderr` and `.result`.
 
@@ -220,19 +222,19 @@ def trace(operator, *, key: Key, num_probes: int = 100,
 
     ```python
     H = hessian_operator(loss, params, x, y)
-    tr = trace(H, key=jax.random.key(0), num_probes=90, method=HutchPlusPlus())
+    tr = trace(H, key=jax.random.key(0), n_probes=90, method=HutchPlusPlus())
     print(tr.summary())
     ```
     """
     op, _ = as_operator(operator)
     check_key(key)
-    num_probes = check_int(num_probes, "num_probes", minimum=2)
+    n_probes = check_int(n_probes, "n_probes", minimum=2)
     estimator = _estimator(method)
     check_throw(throw)
     if probe_batch_size is not None:
         probe_batch_size = check_int(probe_batch_size, "probe_batch_size")
-    estimator.check_probes(num_probes)
-    out = _trace(estimator, op, key, num_probes, probe_batch_size)
+    estimator.check_probes(n_probes)
+    out = _trace(estimator, op, key, n_probes, probe_batch_size)
     return raise_if_failed(out, out.result, throw,
                            hint="`trace`: pass `throw=False` to get the estimate with the code "
                                 "in `.result`.")
