@@ -556,9 +556,10 @@ def top_eigenvalues(operator, k: int = 1, *, key: Key | None = None, which: str 
 
     **Arguments:**
 
-    - `operator`: a `CurvatureOperator` (from [`hessian_operator`][] or
-      [`gauss_newton_operator`][]), a lineax operator, any object with `.mv(v)` and an integer
-      `.size`, or a symmetric matrix.
+    - `operator`: an [`AbstractCurvatureOperator`][] (from [`hessian_operator`][] or
+      [`gauss_newton_operator`][], or a subclass of your own), a square lineax operator (a bare
+      matvec as `lineax.FunctionLinearOperator(mv, jax.ShapeDtypeStruct((n,), dtype),
+      lineax.symmetric_tag)`), or a symmetric matrix; see [`as_operator`][].
     - `k`: how many eigenvalues ($1 \le k \le$ size).
     - `key`: for the start vector (a normal draw) and the breakdown-restart seed. `None` uses the
       documented deterministic start `jax.random.normal(jax.random.key(0), (size,))`.
