@@ -3,6 +3,7 @@
 from ._curvature import (
     plot_eigenvalues as plot_eigenvalues,
     plot_spectral_density as plot_spectral_density,
+    plot_trace as plot_trace,
 )
 from ._dde import (
     plot_dde_fits as plot_dde_fits,
