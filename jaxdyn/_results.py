@@ -12,6 +12,7 @@ of the trace under `eqx.filter_jit`; under plain `jax.jit` JAX wraps the same se
 `INTERNAL: CpuCallback error` trace, see the README), `throw=False` returns the code.
 """
 
+import abc
 from typing import Any
 
 import equinox as eqx
@@ -58,13 +59,13 @@ class AbstractResult(eqx.Module):
         """Whether `result` is `RESULTS.successful` (a boolean array, elementwise when batched)."""
         return is_successful(self.result)
 
-    def summary(self) -> str:  # made abstract once every result implements it (issue 14)
+    @abc.abstractmethod
+    def summary(self) -> str:
         """A few lines of text: what was computed, the headline numbers, and the result code."""
-        raise NotImplementedError(f"{type(self).__name__}.summary")
 
-    def plot(self, ax=None, **kwargs):  # made abstract once every result implements it (issue 14)
+    @abc.abstractmethod
+    def plot(self, ax=None, **kwargs):
         """Draw the result onto `ax` (a new figure when `None`); returns the axes (or figure)."""
-        raise NotImplementedError(f"{type(self).__name__}.plot")
 
 
 def check_throw(throw: Any) -> bool:
