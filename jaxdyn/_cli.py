@@ -314,7 +314,7 @@ def _start(names, stored, args, out: pathlib.Path, argv, sig: "_Signals") -> int
           f"mode, seed {args.seed}, JAX on {prov['jax_backend']}", flush=True)
     x64_before = bool(jax.config.jax_enable_x64)
     try:
-        return _run_all(names, stored, configs, prov, args, out, sig)
+        return _run_all(names, stored, configs, prov=prov, args=args, out=out, sig=sig)
     except OSError as err:  # writing the results failed after the probe passed (disk full, ...)
         print(f"jaxdyn reproduce: cannot write the results to `--out` {str(out)!r}: "
               f"{err.strerror or err}{f' ({err.filename})' if err.filename else ''}. Experiments "
@@ -324,7 +324,7 @@ def _start(names, stored, args, out: pathlib.Path, argv, sig: "_Signals") -> int
         jax.config.update("jax_enable_x64", x64_before)
 
 
-def _run_all(names, stored, configs, prov, args, out: pathlib.Path, sig: _Signals) -> int:
+def _run_all(names, stored, configs, *, prov, args, out: pathlib.Path, sig: _Signals) -> int:
     from .experiments import EXPERIMENTS, save_figures, write_report
 
     done: list = []  # this run's records, in the order of `names`

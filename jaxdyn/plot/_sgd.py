@@ -25,7 +25,7 @@ def plot_sgd_lyapunov(result, ax=None, *, title: str | None = None):
     t = np.asarray(lyap.times)
     ax.plot(t, np.asarray(lyap.history)[:, 0], color="C0", alpha=0.7,
             label="running estimate of the sampled product")
-    exact = bool(np.asarray(getattr(result, "deterministic", False)))
+    exact = bool(np.asarray(result.deterministic))
     ax.axhline(float(result.exponent), color="C0", lw=1.5,
                label=rf"SGD $\lambda$ = {float(result.exponent):.4g} $\pm$ {float(result.stderr):.2g}"
                + (" (exact)" if exact else ""))

@@ -74,8 +74,8 @@ def check_loss(loss_fn: Callable, params: PyTree, data: tuple) -> None:
     if not callable(loss_fn):
         raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}.")
     out = eqx.filter_eval_shape(loss_fn, params, *data)
-    if not hasattr(out, "shape") or out.shape != ():
-        shape = getattr(out, "shape", type(out).__name__)
+    if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != ():
+        shape = out.shape if isinstance(out, jax.ShapeDtypeStruct) else type(out).__name__
         raise ValueError(f"`loss_fn(params, *data)` must return a scalar, got {shape}.")
     if not jnp.issubdtype(out.dtype, jnp.floating):
         raise ValueError(f"`loss_fn(params, *data)` must return a real float, got dtype {out.dtype}.")

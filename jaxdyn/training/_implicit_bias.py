@@ -167,8 +167,9 @@ def gd_endpoints(loss_fn: Callable, inits: PyTree, lr, *data, n_steps: int = 200
     check_finite_now(inits, "inits")
     one = jax.tree_util.tree_map(lambda a: a[0] if eqx.is_inexact_array(a) else a, inits)
     out = eqx.filter_eval_shape(loss_fn, one, *data)
-    if getattr(out, "shape", None) != ():
-        raise ValueError(f"`loss_fn(params, *data)` must return a scalar, got {getattr(out, 'shape', out)}.")
+    if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != ():
+        shape = out.shape if isinstance(out, jax.ShapeDtypeStruct) else out
+        raise ValueError(f"`loss_fn(params, *data)` must return a scalar, got {shape}.")
     arrays, loss, static = split_params(loss_fn, inits)
     p, value, conv, div, first, code, fstep = _endpoints(loss, arrays, data, lr, jnp.asarray(tol),
                                                          n_steps)
