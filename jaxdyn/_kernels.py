@@ -30,42 +30,56 @@ from ._types import Array, PyTree
 
 
 class Tableau(NamedTuple):
-    """An explicit Runge-Kutta tableau: stage `nodes` $c_i$, the rows of the strictly lower stage
-    matrix $a_{ij}$ (row `i` has `i` entries), the `weights` $b_i$ and the classical `order`."""
+    r"""An explicit Runge-Kutta tableau: stage `nodes` $c_i$, the rows of the strictly lower stage
+    matrix $a_{ij}$ (row `i` has `i` entries), the `weights` $b_i$ and the classical `order`.
+
+    A tableau may be written over common divisors, as textbooks write RK4: stage `i` is
+    $y + (\Delta t / d_i) \sum_j a_{ij} k_j$ with `row_divisors` $d_i$, and the step
+    $y + (\Delta t / d) \sum_i b_i k_i$ with `weight_divisor` $d$ (so that `RK4` rounds exactly as
+    $y + \Delta t/6\,(k_1 + 2k_2 + 2k_3 + k_4)$). The coefficients proper are `rows[i][j] / d_i`
+    and `weights[i] / d` ([`to_diffrax`][] passes those on)."""
 
     nodes: tuple[float, ...]
     rows: tuple[tuple[float, ...], ...]
     weights: tuple[float, ...]
     order: int
+    row_divisors: tuple[float, ...] | None = None
+    weight_divisor: float = 1.0
 
     def to_diffrax(self):
         """The same tableau as a `diffrax.ButcherTableau` (no embedded error estimate)."""
         import diffrax
 
+        divisors = self.row_divisors or (1.0,) * len(self.rows)
         return diffrax.ButcherTableau(
             c=np.asarray(self.nodes[1:]),
-            b_sol=np.asarray(self.weights),
+            b_sol=np.asarray(self.weights) / self.weight_divisor,
             b_error=np.zeros(len(self.weights)),
-            a_lower=tuple(np.asarray(row) for row in self.rows[1:]),
+            a_lower=tuple(np.asarray(row) / d for row, d in zip(self.rows[1:], divisors[1:], strict=True)),
         )
 
 
 EULER = Tableau((0.0,), ((),), (1.0,), 1)
 HEUN = Tableau((0.0, 1.0), ((), (1.0,)), (0.5, 0.5), 2)
-RK4 = Tableau((0.0, 0.5, 0.5, 1.0), ((), (0.5,), (0.0, 0.5), (0.0, 0.0, 1.0)),
-              (1 / 6, 1 / 3, 1 / 3, 1 / 6), 4)
+RK4 = Tableau((0.0, 0.5, 0.5, 1.0), ((), (1.0,), (0.0, 1.0), (0.0, 0.0, 1.0)), (1.0, 2.0, 2.0, 1.0), 4,
+              row_divisors=(1.0, 2.0, 2.0, 1.0), weight_divisor=6.0)
 TABLEAUS = {"euler": EULER, "heun": HEUN, "rk4": RK4}
 
 
-def _combine(y: PyTree, dt: Any, coefficients, ks) -> PyTree:
-    """`y + dt * sum(a_j k_j)` over the nonzero coefficients, leaf by leaf."""
+def _combine(y: PyTree, dt: Any, coefficients, ks, divisor: float = 1.0) -> PyTree:
+    """`y + (dt / divisor) * sum(a_j k_j)` over the nonzero coefficients, leaf by leaf (a unit
+    coefficient multiplies nothing, a unit divisor divides nothing: the textbook rounding)."""
     terms = [(a, k) for a, k in zip(coefficients, ks, strict=False) if a != 0.0]
     if not terms:
         return y
 
     def leaf(y_leaf, *k_leaves):
-        step = sum(a * k for (a, _), k in zip(terms, k_leaves, strict=True))
-        return y_leaf + jnp.asarray(dt, jnp.result_type(y_leaf)) * step
+        parts = [k if a == 1.0 else a * k for (a, _), k in zip(terms, k_leaves, strict=True)]
+        step = parts[0]
+        for part in parts[1:]:
+            step = step + part
+        h = jnp.asarray(dt, jnp.result_type(y_leaf))
+        return y_leaf + (h if divisor == 1.0 else h / divisor) * step
 
     return jax.tree_util.tree_map(leaf, y, *[k for _, k in terms])
 
@@ -86,10 +100,11 @@ def rk_step(f: Callable, t: Any, y: PyTree, dt: Any, tableau: Tableau = RK4, *,
     **Returns:** the state after one step (same structure as `y`).
     """
     call = (lambda s, z, c: f(s, z, c)) if with_node else (lambda s, z, c: f(s, z))
+    divisors = tableau.row_divisors or (1.0,) * len(tableau.rows)
     ks = [call(t, y, tableau.nodes[0]) if first is None else first]
-    for c, row in zip(tableau.nodes[1:], tableau.rows[1:], strict=True):
-        ks.append(call(t + c * dt, _combine(y, dt, row, ks), c))
-    return _combine(y, dt, tableau.weights, ks)
+    for c, row, d in zip(tableau.nodes[1:], tableau.rows[1:], divisors[1:], strict=True):
+        ks.append(call(t + c * dt, _combine(y, dt, row, ks, d), c))
+    return _combine(y, dt, tableau.weights, ks, tableau.weight_divisor)
 
 
 def rk_map(f: Callable, t0: Any, y0: PyTree, dt: Any, n_steps: int, tableau: Tableau = RK4, *,
