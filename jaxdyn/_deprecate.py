@@ -59,3 +59,39 @@ def deprecated_names(module_name: str, namespace: dict, renames: dict[str, str])
         raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
 
     return __getattr__
+
+
+def strategy(value: Any, *, name: str, base: type, default: Any, old_strings: dict[str, Any],
+             where: str, stacklevel: int = 4) -> Any:
+    """`value` as a strategy object (an instance of the abstract class `base`).
+
+    `None` gives `default` (an instance, or `None` where "choose automatically" is decided later);
+    an instance of `base` is returned as it is; one of the `old_strings` (`name -> class or
+    instance`) still works for one release with a `DeprecationWarning` naming the object to pass
+    (`where` is the package the user imports it from, e.g. `"jaxdyn.curvature"`). Any other string
+    is a `ValueError`, any other type a `TypeError`, both naming the argument `name`.
+    """
+    if value is None:
+        return default
+    if isinstance(value, base):
+        return value
+    choices = ", ".join(f"`{_spelled(obj)}`" for obj in dict.fromkeys(old_strings.values()))
+    if isinstance(value, str):
+        if value not in old_strings:
+            raise ValueError(f"`{name}` must be one of {choices}, got {value!r}.")
+        obj = old_strings[value]
+        obj = obj() if isinstance(obj, type) else obj
+        warnings.warn(f"`{name}={value!r}` is deprecated: pass `{name}={_spelled(obj)}` "
+                      f"({where}.{type(obj).__name__}; the string goes in jaxdyn {REMOVED_IN}).",
+                      DeprecationWarning, stacklevel=stacklevel)
+        return obj
+    raise TypeError(f"`{name}` must be a {where}.{base.__name__} ({choices}), got "
+                    f"{type(value).__name__}.")
+
+
+def _spelled(obj: Any) -> str:
+    """`Hutchinson()` for a class or an instance of a field-less module; the repr otherwise."""
+    if isinstance(obj, type):
+        return f"{obj.__name__}()"
+    text = repr(obj)
+    return text if len(text) < 40 else f"{type(obj).__name__}(...)"

@@ -17,7 +17,6 @@ eigenvalues).
 """
 
 import abc
-import warnings
 
 import equinox as eqx
 import jax
@@ -25,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_int
-from .._deprecate import REMOVED_IN, renamed_kwargs
+from .._deprecate import renamed_kwargs, strategy
 from .._results import RESULTS, AbstractResult, check_throw, message, raise_if_failed
 from .._types import Array, Key
 from ._lanczos import _tridiagonal, check_key, lanczos
@@ -126,22 +125,8 @@ _BACKENDS = {"jaxdyn": JaxdynLanczos, "matfree": MatfreeLanczos}
 
 def _backend(backend) -> AbstractLanczosBackend:
     """`backend` as a strategy: `None` is jaxdyn's Lanczos; the old strings warn (one release)."""
-    if backend is None:
-        return JaxdynLanczos()
-    if isinstance(backend, AbstractLanczosBackend):
-        return backend
-    if isinstance(backend, str):
-        if backend not in _BACKENDS:
-            raise ValueError(f"`backend` must be `JaxdynLanczos()` or `MatfreeLanczos()`, got "
-                             f"{backend!r}.")
-        cls = _BACKENDS[backend]
-        warnings.warn(f"`spectral_density(backend={backend!r})` is deprecated: pass "
-                      f"`backend={cls.__name__}()` (jaxdyn.curvature.{cls.__name__}; strings go "
-                      f"in jaxdyn {REMOVED_IN}).", DeprecationWarning, stacklevel=3)
-        return cls()
-    raise TypeError(f"`backend` must be a jaxdyn.curvature.AbstractLanczosBackend "
-                    f"(`JaxdynLanczos()`, `MatfreeLanczos()`), got {type(backend).__name__}.")
-
+    return strategy(backend, name="backend", base=AbstractLanczosBackend, default=JaxdynLanczos(),
+                    old_strings=_BACKENDS, where="jaxdyn.curvature")
 
 class _SLQConfig(eqx.Module):
     """The static settings of one `spectral_density` run (validated by the caller)."""

@@ -11,7 +11,6 @@ independent reference in the tests and benchmark.
 """
 
 import abc
-import warnings
 
 import equinox as eqx
 import jax
@@ -20,7 +19,7 @@ import numpy as np
 from jax import lax
 
 from .._checks import check_int
-from .._deprecate import REMOVED_IN, renamed_kwargs
+from .._deprecate import renamed_kwargs, strategy
 from .._results import RESULTS, AbstractResult, check_throw, message, raise_if_failed
 from .._types import Array, Key
 from ._operators import as_operator
@@ -303,23 +302,9 @@ _CRITERIA = {"residual": ResidualCriterion, "eigenvalue_bound": EigenvalueBoundC
 def _criterion(criterion) -> AbstractLanczosCriterion:
     """`criterion` as a strategy: `None` is the residual test; the old strings warn (one
     release)."""
-    if criterion is None:
-        return ResidualCriterion()
-    if isinstance(criterion, AbstractLanczosCriterion):
-        return criterion
-    if isinstance(criterion, str):
-        if criterion not in _CRITERIA:
-            raise ValueError(f"`criterion` must be `ResidualCriterion()`, "
-                             f"`EigenvalueBoundCriterion()` or `ChangeCriterion()`, got "
-                             f"{criterion!r}.")
-        cls = _CRITERIA[criterion]
-        warnings.warn(f"`criterion={criterion!r}` is deprecated: pass `criterion={cls.__name__}()` "
-                      f"(jaxdyn.curvature.{cls.__name__}; strings go in jaxdyn {REMOVED_IN}).",
-                      DeprecationWarning, stacklevel=4)
-        return cls()
-    raise TypeError(f"`criterion` must be a jaxdyn.curvature.AbstractLanczosCriterion "
-                    f"(`ResidualCriterion()`, ...), got {type(criterion).__name__}.")
-
+    return strategy(criterion, name="criterion", base=AbstractLanczosCriterion,
+                    default=ResidualCriterion(), old_strings=_CRITERIA, where="jaxdyn.curvature",
+                    stacklevel=5)
 
 def lanczos(mv, v0, n_steps: int, *, seed=0.0, k: int = 1, which: str = "largest",
             tol=0.0, min_steps: int = 1,

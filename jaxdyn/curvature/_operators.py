@@ -3,7 +3,6 @@ generalised Gauss-Newton matrix (JVP then VJP), over any PyTree of parameters, w
 processed in chunks so that memory stays bounded."""
 
 import abc
-import warnings
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -15,7 +14,7 @@ import numpy as np
 from jax import lax
 
 from .._checks import check_int, is_concrete
-from .._deprecate import REMOVED_IN
+from .._deprecate import strategy
 from .._kernels import Flattener, flatten, hvp
 from .._types import Array, PyTree
 
@@ -275,22 +274,8 @@ _LOSSES = {"mse": MeanSquaredError, "cross_entropy": SoftmaxCrossEntropy}
 
 def _output_loss(loss) -> AbstractOutputLoss:
     """`loss` as a strategy: `None` is the squared error; the old strings warn (one release)."""
-    if loss is None:
-        return MeanSquaredError()
-    if isinstance(loss, AbstractOutputLoss):
-        return loss
-    if isinstance(loss, str):
-        if loss not in _LOSSES:
-            raise ValueError(f"`loss` must be `MeanSquaredError()` or `SoftmaxCrossEntropy()`, "
-                             f"got {loss!r}.")
-        cls = _LOSSES[loss]
-        warnings.warn(f"`gauss_newton_operator(loss={loss!r})` is deprecated: pass "
-                      f"`loss={cls.__name__}()` (jaxdyn.curvature.{cls.__name__}; strings go in "
-                      f"jaxdyn {REMOVED_IN}).", DeprecationWarning, stacklevel=3)
-        return cls()
-    raise TypeError(f"`loss` must be a jaxdyn.curvature.AbstractOutputLoss (`MeanSquaredError()`, "
-                    f"`SoftmaxCrossEntropy()`), got {type(loss).__name__}.")
-
+    return strategy(loss, name="loss", base=AbstractOutputLoss, default=MeanSquaredError(),
+                    old_strings=_LOSSES, where="jaxdyn.curvature")
 
 class GaussNewtonOperator(AbstractCurvatureOperator):
     r"""The generalised Gauss-Newton matrix $G = \frac1n \sum_i J_i^\top H_i J_i$.

@@ -12,7 +12,6 @@ final implementations, and [`trace`][] takes one as `method=`.
 """
 
 import abc
-import warnings
 from typing import ClassVar
 
 import equinox as eqx
@@ -22,7 +21,7 @@ import numpy as np
 from matfree import stochtrace
 
 from .._checks import check_int
-from .._deprecate import REMOVED_IN, renamed_kwargs
+from .._deprecate import renamed_kwargs, strategy
 from .._results import RESULTS, AbstractResult, check_throw, message, raise_if_failed
 from .._types import Array, Key
 from ._lanczos import check_key
@@ -167,22 +166,8 @@ _BY_NAME = {"hutchinson": Hutchinson, "hutch++": HutchPlusPlus}
 
 def _estimator(method) -> AbstractTraceEstimator:
     """`method` as an estimator: `None` is Hutchinson; the old strings warn (one release)."""
-    if method is None:
-        return Hutchinson()
-    if isinstance(method, AbstractTraceEstimator):
-        return method
-    if isinstance(method, str):
-        if method not in _BY_NAME:
-            raise ValueError(f"`method` must be a trace estimator (`Hutchinson()`, "
-                             f"`HutchPlusPlus()`), got {method!r}.")
-        cls = _BY_NAME[method]
-        warnings.warn(f"`trace(method={method!r})` is deprecated: pass `method={cls.__name__}()` "
-                      f"(jaxdyn.curvature.{cls.__name__}; strings go in jaxdyn {REMOVED_IN}).",
-                      DeprecationWarning, stacklevel=3)
-        return cls()
-    raise TypeError(f"`method` must be a jaxdyn.curvature.AbstractTraceEstimator "
-                    f"(`Hutchinson()`, `HutchPlusPlus()`), got {type(method).__name__}.")
-
+    return strategy(method, name="method", base=AbstractTraceEstimator, default=Hutchinson(),
+                    old_strings=_BY_NAME, where="jaxdyn.curvature")
 
 @eqx.filter_jit
 def _trace(estimator, op, key, n_probes, batch_size):
