@@ -122,6 +122,12 @@ def _jax_loss(params, x, y):
     return jnp.mean((h - y) ** 2)
 
 
+def _kw(fn, **new_then_old):
+    """The first of the keywords (the new spelling, then the old) that `fn` accepts."""
+    name = next(k for k in new_then_old if k in inspect.signature(fn).parameters)
+    return {name: new_then_old[name]}
+
+
 def _jax_side(X, Y, weights):
     import equinox as eqx
     import jax
@@ -130,15 +136,19 @@ def _jax_side(X, Y, weights):
     import jaxdyn.curvature as cv
 
     params = [(jnp.asarray(W), jnp.asarray(b)) for W, b in weights]
-    # the step count is `n_steps` (issue 14; `num_iters` before)
-    steps = ({"n_steps": 100} if "n_steps" in inspect.signature(cv.power_iteration).parameters
-             else {"num_iters": 100})
     x, y = jnp.asarray(X), jnp.asarray(Y)
+    # issue 14's spellings where the package has them (criteria as strategy objects, counts
+    # spelled n_*), the old ones before
+    criteria = {name: getattr(cv, cls)() if hasattr(cv, cls) else name for name, cls in (
+        ("residual", "ResidualCriterion"), ("eigenvalue_bound", "EigenvalueBoundCriterion"),
+        ("change", "ChangeCriterion"))}
+    steps = _kw(cv.power_iteration, n_steps=100, num_iters=100)
+    probes = _kw(cv.spectral_density, n_probes=1, num_probes=1)
 
     @eqx.filter_jit
     def top(p, x, y, tol, criterion="eigenvalue_bound"):
         return cv.top_eigenvalues(cv.hessian_operator(_jax_loss, p, x, y), 1, tol=tol,
-                                  criterion=criterion)
+                                  criterion=criteria[criterion])
 
     @eqx.filter_jit
     def power(p, x, y):
@@ -165,8 +175,8 @@ def _jax_side(X, Y, weights):
 
     @eqx.filter_jit
     def density(p, x, y, key):
-        return cv.spectral_density(cv.hessian_operator(_jax_loss, p, x, y), key=key,
-                                   num_probes=1, order=ORDER)
+        return cv.spectral_density(cv.hessian_operator(_jax_loss, p, x, y), key=key, order=ORDER,
+                                   **probes)
 
     @jax.jit
     def matfree_density(p, x, y, key):
