@@ -107,9 +107,7 @@ def plot_flow_distance(result, *, ax=None, title: str | None = None):
         if cross.size:
             ax.axvline(steps[cross[0]], color="red", ls=":", lw=1.2, label=r"S crosses $2/\eta$")
         ax2.set_ylabel("sharpness")
-        h1, l1 = ax.get_legend_handles_labels()
-        h2, l2 = ax2.get_legend_handles_labels()
-        ax.legend(h1 + h2, l1 + l2, fontsize="small", loc="lower right")
+        _twin_legend(ax, ax2, loc="lower right")
     else:
         ax.legend(fontsize="small")
     eta = "" if result.lr is None else rf" ($\eta$ = {float(result.lr):g})"
@@ -182,14 +180,9 @@ def draw_train(result, *, ax=None, title: str | None = None):
         if result.lr is not None:
             ax2.axhline(2.0 / float(result.lr), color="C0", ls="--", lw=1, label=r"$2/\eta$")
         ax2.set_ylabel(r"sharpness $\lambda_{\max}(H)$")
-        h1, l1 = ax.get_legend_handles_labels()
-        h2, l2 = ax2.get_legend_handles_labels()
-        ax.legend(h1 + h2, l1 + l2, fontsize="small")
-    if not bool(result.successful):
-        ax.axvline(int(result.failed_step), color="red", ls=":", lw=1.2)
-    ax.set_title(title or "Training")
-    ax.grid(alpha=0.3)
-    return ax
+        _twin_legend(ax, ax2)
+    return _finish(ax, None if bool(result.successful) else int(result.failed_step),
+                   title or "Training")
 
 
 def draw_gradient_flow(sol, *, ax=None, title: str | None = None):
@@ -207,12 +200,23 @@ def draw_gradient_flow(sol, *, ax=None, title: str | None = None):
     ax2.step(ts, np.asarray(sol.sharpness, dtype=float), where="post", color="C0", lw=1.2,
              label="sharpness $S$")
     ax2.set_ylabel("sharpness")
+    _twin_legend(ax, ax2)
+    return _finish(ax, None if bool(sol.successful) else float(sol.failed_time),
+                   title or "Gradient flow")
+
+
+def _twin_legend(ax, ax2, **kwargs) -> None:
+    """One legend for a plot with a second y axis."""
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, fontsize="small")
-    if not bool(sol.successful):
-        ax.axvline(float(sol.failed_time), color="red", ls=":", lw=1.2)
-    ax.set_title(title or "Gradient flow")
+    ax.legend(h1 + h2, l1 + l2, fontsize="small", **kwargs)
+
+
+def _finish(ax, failed_at, title: str):
+    """Mark the failure (a dotted red line at `failed_at`, unless `None`), title and grid."""
+    if failed_at is not None:
+        ax.axvline(failed_at, color="red", ls=":", lw=1.2)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     return ax
 
