@@ -25,6 +25,15 @@ def _model():
     return mf.TwoLayer(jnp.ones(3), jnp.ones((3, 2)))
 
 
+class _NoisyModule(eqx.Module):
+    """A would-be SDE written as a plain module: its noise must not be dropped silently."""
+
+    noise: float = 0.1
+
+    def __call__(self, t, y, args=None):
+        return -y
+
+
 def _blowup_field():
     # m' = -m + 2 m^2 + 1 (all-to-all, quadratic activation): a finite-time blow-up near t = 1.46
     return mf.NeuralField(jnp.ones(4), coupling=2.0, activation=jnp.square)
@@ -616,6 +625,12 @@ ROWS = [
         lambda: mf.simulate(3.0, THETA, TS),
         TypeError,
         r"`field`",
+    ),
+    Hostile(
+        "simulate: a module field with noise that is not an AbstractParticleSystem (not run as an ODE)",
+        lambda: mf.simulate(_NoisyModule(), THETA, TS),
+        TypeError,
+        r"`field`.*AbstractParticleSystem",
     ),
     Hostile(
         "TwoLayer: a and w of different N",

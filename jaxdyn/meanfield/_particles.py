@@ -9,6 +9,7 @@ field $\dot x_i = -x_i + K s_i \sum_j W_{ij} \sigma(x_j) + b_i$. Both are Equino
 """
 
 import abc
+import dataclasses
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -137,6 +138,12 @@ def as_system(field) -> AbstractParticleSystem:
     if not callable(field):
         raise TypeError("`field` must be an AbstractParticleSystem (e.g. Kuramoto) or a callable "
                         f"f(t, y, args), got {type(field).__name__}.")
+    if isinstance(field, eqx.Module) and any(f.name in ("noise", "diffusion")
+                                             for f in dataclasses.fields(field)):
+        # Refuse to guess rather than silently drop the noise of a would-be SDE.
+        raise TypeError(f"`field` ({type(field).__name__}) declares noise but is not an "
+                        "AbstractParticleSystem: subclass jaxdyn.meanfield.AbstractParticleSystem "
+                        "(its `noise` and `diffusion` make it an SDE), or pass a plain ODE field.")
     return _VectorField(field)
 
 
