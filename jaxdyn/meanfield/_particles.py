@@ -131,6 +131,10 @@ class _VectorField(AbstractParticleSystem):
         raise TypeError("a plain vector field has no diffusion: subclass AbstractParticleSystem for an SDE.")
 
 
+def _is_zero(value) -> bool:
+    return isinstance(value, int | float | np.number) and float(value) == 0.0
+
+
 def as_system(field) -> AbstractParticleSystem:
     """`field` as a particle system: itself, or a plain callable `f(t, y, args)` wrapped as an ODE."""
     if isinstance(field, AbstractParticleSystem):
@@ -138,8 +142,8 @@ def as_system(field) -> AbstractParticleSystem:
     if not callable(field):
         raise TypeError("`field` must be an AbstractParticleSystem (e.g. Kuramoto) or a callable "
                         f"f(t, y, args), got {type(field).__name__}.")
-    if isinstance(field, eqx.Module) and any(f.name in ("noise", "diffusion")
-                                             for f in dataclasses.fields(field)):
+    declared = {f.name for f in dataclasses.fields(field)} if isinstance(field, eqx.Module) else set()
+    if "diffusion" in declared or ("noise" in declared and not _is_zero(field.noise)):
         # Refuse to guess rather than silently drop the noise of a would-be SDE.
         raise TypeError(f"`field` ({type(field).__name__}) declares noise but is not an "
                         "AbstractParticleSystem: subclass jaxdyn.meanfield.AbstractParticleSystem "
