@@ -289,7 +289,18 @@ def _needs_structure(method: AbstractCouplingMethod, what: str) -> ValueError:
                       "(e.g. graphons.fourier(...)) or use DenseMethod() / SparseMethod().")
 
 
-class AllToAllMethod(AbstractCouplingMethod):
+class _AbstractGraphonMethod(AbstractCouplingMethod):
+    """A method that needs the structure only a graphon declares: a matrix or an edge list is a
+    `ValueError` naming the method and what to pass instead."""
+
+    def from_matrix(self, matrix, *, what):
+        raise _needs_structure(self, what)
+
+    def from_edges(self, edges):
+        raise _needs_structure(self, "an edge list")
+
+
+class AllToAllMethod(_AbstractGraphonMethod):
     r"""All-to-all coupling $W \equiv p$ in $O(N m)$: `graph=None` or a constant graphon."""
 
     def from_graphon(self, graphon, x, *, on_grid):
@@ -298,17 +309,11 @@ class AllToAllMethod(AbstractCouplingMethod):
                              f"ConstantGraphon, got {type(graphon).__name__}.")
         return AllToAll(x.shape[0], graphon.p)
 
-    def from_matrix(self, matrix, *, what):
-        raise _needs_structure(self, what)
-
-    def from_edges(self, edges):
-        raise _needs_structure(self, "an edge list")
-
     def preferred_for(self, graphon, x, *, on_grid):
         return isinstance(graphon, ConstantGraphon)
 
 
-class FFTMethod(AbstractCouplingMethod):
+class FFTMethod(_AbstractGraphonMethod):
     r"""A circulant operator applied by FFTs in $O(N m \log N)$: a convolution graphon on the grid."""
 
     def from_graphon(self, graphon, x, *, on_grid):
@@ -320,17 +325,11 @@ class FFTMethod(AbstractCouplingMethod):
         n = x.shape[0]
         return Circulant(graphon.kernel(jnp.arange(n) / n))
 
-    def from_matrix(self, matrix, *, what):
-        raise _needs_structure(self, what)
-
-    def from_edges(self, edges):
-        raise _needs_structure(self, "an edge list")
-
     def preferred_for(self, graphon, x, *, on_grid):
         return isinstance(graphon, AbstractConvolutionGraphon) and on_grid
 
 
-class LowRankMethod(AbstractCouplingMethod):
+class LowRankMethod(_AbstractGraphonMethod):
     r"""$W = U V^\top$ in $O(N r m)$: a low-rank graphon (preferred when $r \le N/4$)."""
 
     def from_graphon(self, graphon, x, *, on_grid):
@@ -338,12 +337,6 @@ class LowRankMethod(AbstractCouplingMethod):
             raise ValueError("`method=LowRankMethod()` (low_rank) needs a low-rank graphon, got "
                              f"{type(graphon).__name__}.")
         return LowRank(*graphon.factors(x))
-
-    def from_matrix(self, matrix, *, what):
-        raise _needs_structure(self, what)
-
-    def from_edges(self, edges):
-        raise _needs_structure(self, "an edge list")
 
     def preferred_for(self, graphon, x, *, on_grid):
         return (isinstance(graphon, AbstractLowRankGraphon)
