@@ -1,6 +1,6 @@
 """jaxdyn: neural networks as dynamical systems, in JAX.
 
-The subpackages (`jaxdyn.models`, `jaxdyn.dde`, `jaxdyn.lyapunov`, `jaxdyn.curvature`,
+The subpackages (`jaxdyn.models`, `jaxdyn.dde`, `jaxdyn.invariant`, `jaxdyn.lyapunov`, `jaxdyn.curvature`,
 `jaxdyn.training`, `jaxdyn.meanfield`, `jaxdyn.plot`) are imported on first access, so that
 `import jaxdyn` and the command line (`jaxdyn --help`, `jaxdyn list`) do not pay for importing JAX.
 """
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from . import (
         curvature as curvature,
         dde as dde,
+        invariant as invariant,
         lyapunov as lyapunov,
         meanfield as meanfield,
         models as models,
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     )
     from ._results import RESULTS as RESULTS
 
-_SUBPACKAGES = ("curvature", "dde", "lyapunov", "meanfield", "models", "plot", "training")
+_SUBPACKAGES = ("curvature", "dde", "invariant", "lyapunov", "meanfield", "models", "plot", "training")
 
 
 def __getattr__(name: str):

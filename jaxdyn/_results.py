@@ -38,6 +38,17 @@ class RESULTS(eqx.Enumeration):
     step_size_too_small = "The step size fell below its minimum (a stiff or singular problem)."
     finite_time_blowup = "The solution blew up in finite time: the step size collapsed before the end time."
     not_interpolating = "`params` is not an interpolating minimum (a per-example loss or gradient too large)."
+    none_found = "No solution was found: no Newton start converged to a zero in the search region."
+    singular_jacobian = ("The Jacobian is singular at the start point (a fold or branch point): start away "
+                         "from it or give a tangent.")
+    branch_step_too_small = ("Continuation stopped: the arclength step fell below `ds_min` (Newton failed "
+                             "to correct).")
+    location_failed = ("A special point was detected but locating it did not converge (its parameter is the "
+                       "bracket's midpoint).")
+    floquet_not_converged = ("The periodic QR iteration for the Floquet multipliers did not converge "
+                             "(multipliers of nearly equal modulus).")
+    invalid_period = ("The period became non-positive or non-finite during the Newton iteration (the orbit "
+                      "collapsed to an equilibrium).")
 
 
 class AbstractResult(eqx.Module):

@@ -1,0 +1,12 @@
+"""Invariant sets and their bifurcations: equilibria, fixed points and cycles of maps, periodic
+orbits with their Floquet multipliers, pseudo-arclength continuation with special points, and the
+characteristic roots of delay equations."""
+
+from .._deprecate import deprecated_names as _deprecated_names
+from ._problems import (
+    SPECIAL_POINTS as SPECIAL_POINTS,
+    AbstractBranchProblem as AbstractBranchProblem,
+)
+
+_RENAMED: dict[str, str] = {}
+__getattr__ = _deprecated_names(__name__, globals(), _RENAMED)
