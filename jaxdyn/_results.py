@@ -49,6 +49,8 @@ class RESULTS(eqx.Enumeration):
                              "(multipliers of nearly equal modulus).")
     invalid_period = ("The period became non-positive or non-finite during the Newton iteration (the orbit "
                       "collapsed to an equilibrium).")
+    not_a_saddle = ("The equilibrium has no one-dimensional stable or unstable manifold (not a hyperbolic "
+                    "saddle with a 1-D direction): see `eigenvalues`.")
 
 
 class AbstractResult(eqx.Module):
