@@ -51,6 +51,8 @@ class RESULTS(eqx.Enumeration):
                       "collapsed to an equilibrium).")
     not_a_saddle = ("The equilibrium has no one-dimensional stable or unstable manifold (not a hyperbolic "
                     "saddle with a 1-D direction): see `eigenvalues`.")
+    nonfinite_field = ("The field or map (or its Jacobian) was non-finite (NaN or inf) where a Newton start "
+                       "went: the search is incomplete there.")
 
 
 class AbstractResult(eqx.Module):
