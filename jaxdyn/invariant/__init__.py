@@ -3,6 +3,15 @@ orbits with their Floquet multipliers, pseudo-arclength continuation with specia
 characteristic roots of delay equations."""
 
 from .._deprecate import deprecated_names as _deprecated_names
+from ._dde_roots import (
+    CharacteristicRootsResult as CharacteristicRootsResult,
+    DDEHopfProblem as DDEHopfProblem,
+    DDEHopfResult as DDEHopfResult,
+    characteristic_roots as characteristic_roots,
+    dde_hopf as dde_hopf,
+    dde_stability as dde_stability,
+    linearise_dde as linearise_dde,
+)
 from ._problems import (
     SPECIAL_POINTS as SPECIAL_POINTS,
     AbstractBranchProblem as AbstractBranchProblem,
