@@ -12,6 +12,7 @@ from ._dde_roots import (
     dde_stability as dde_stability,
     linearise_dde as linearise_dde,
 )
+from ._manifolds import ManifoldsResult as ManifoldsResult, invariant_manifolds as invariant_manifolds
 from ._problems import (
     SPECIAL_POINTS as SPECIAL_POINTS,
     AbstractBranchProblem as AbstractBranchProblem,
