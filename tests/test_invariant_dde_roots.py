@@ -232,3 +232,18 @@ def test_summary_and_plot(lambert, hopf_tau):
     fig, ax2 = plt.subplots()
     assert hopf_tau.plot(ax=ax2) is ax2
     plt.close("all")
+
+
+def test_continuation_of_hutchinson_hopf_points_in_r(hopf_tau):
+    invariant = pytest.importorskip("jaxdyn.invariant")
+    if "continuation" not in vars(invariant):
+        pytest.skip("continuation has not landed")
+    problem = DDEHopfProblem(hutchinson, jnp.ones(1), tau_of, hopf_parameter=set_tau, parameter=set_r)
+    args = {"r": jnp.array(1.0), "tau": jnp.array(1.2)}
+    branch = invariant.continuation(problem, hopf_tau.unknowns, jnp.array(1.0), args=args, p_min=0.5,
+                                    p_max=2.0, n_steps=20, ds=0.1)
+    n = int(branch.n_points)
+    u, r = np.asarray(branch.u)[:n], np.asarray(branch.p)[:n]
+    assert n >= 5 and r.max() > 2.0
+    np.testing.assert_allclose(u[:, -1] * r, np.pi / 2, atol=1e-10)     # r tau = pi / 2 along the branch
+    np.testing.assert_allclose(u[:, -2], r, atol=1e-10)                # omega = r
