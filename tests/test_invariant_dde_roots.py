@@ -247,3 +247,23 @@ def test_continuation_of_hutchinson_hopf_points_in_r(hopf_tau):
     assert n >= 5 and r.max() > 2.0
     np.testing.assert_allclose(u[:, -1] * r, np.pi / 2, atol=1e-10)     # r tau = pi / 2 along the branch
     np.testing.assert_allclose(u[:, -2], r, atol=1e-10)                # omega = r
+
+
+class Hutchinson(eqx.Module):
+    """x' = r x (1 - x(t - tau)) with r a field parameter (a model as data); args is tau."""
+
+    r: jax.Array
+
+    def __call__(self, t, y, yd, tau):
+        return self.r * y * (1 - yd[0])
+
+
+def test_grad_of_hopf_delay_wrt_field_parameter():
+    def hopf_delay(r):
+        return dde_hopf(Hutchinson(r), jnp.ones(1), lambda tau: jnp.stack([tau]), 1.2, throw=False).parameter
+
+    r = jnp.array(1.25)
+    grad = jax.jit(jax.grad(hopf_delay))(r)
+    fd = fd_directional(jax.jit(hopf_delay), r, jnp.array(1.0))
+    assert abs(float(grad) + np.pi / (2 * 1.25**2)) < 1e-9               # tau_H = pi / (2 r)
+    assert abs(float(grad) - float(fd)) < 1e-6
