@@ -53,6 +53,8 @@ class RESULTS(eqx.Enumeration):
                     "saddle with a 1-D direction): see `eigenvalues`.")
     nonfinite_field = ("The field or map (or its Jacobian) was non-finite (NaN or inf) where a Newton start "
                        "went: the search is incomplete there.")
+    roots_unresolved = ("A characteristic root moved far under Newton refinement from its estimate by the "
+                        "discretised generator (too few nodes: roots may be missed): raise `n_nodes`.")
 
 
 class AbstractResult(eqx.Module):
