@@ -102,6 +102,9 @@ ROWS = [
     Hostile("characteristic_roots: Newton out of budget flagged (throw=False)",
             lambda: characteristic_roots(A0, A, TAU, **COARSE, throw=False), None,
             flagged=lambda r: _is(r.result, RESULTS.not_converged) and not bool(r.successful)),
+    Hostile("characteristic_roots: too few nodes flagged (throw=False)",
+            lambda: characteristic_roots(A0, A, TAU, n_roots=8, n_nodes=8, throw=False), None,
+            flagged=lambda r: _is(r.result, RESULTS.roots_unresolved) and "`n_nodes`" in r.summary()),
     # --- linearise_dde / dde_stability -------------------------------------------------------
     Hostile("linearise_dde: field not callable", lambda: linearise_dde(3.0, Y, TAU), TypeError, r"`field`"),
     Hostile("linearise_dde: field without y_delayed",

@@ -229,16 +229,24 @@ def _refine_one(A0, A, delays, lam0, v0, *, n_newton: int, tol: float):
     return lam, v, res, ok
 
 
+# A refined root further than this (relative to 1 + |estimate|) from its discretised estimate
+# says that the discretisation does not resolve it: roots may be missed or found twice.
+_MOVED = 1e-6
+
+
 def _sorted_roots(A0: Array, A: Array, delays: Array, *, n_roots: int, n_nodes: int, n_newton: int,
-                  tol: float) -> tuple[Array, Array, Array, Array]:
+                  tol: float) -> tuple[Array, Array, Array, RESULTS]:
     """The refined rightmost roots by decreasing real part (then imaginary part), their vectors
-    ($v$, normalised to unit norm), relative residuals and whether all converged."""
+    ($v$, normalised to unit norm), relative residuals and the result code."""
     lam0, v0 = _initial_roots(A0, A, delays, n_nodes=n_nodes, n_roots=n_roots)
     refine = jax.vmap(lambda lam, v: _refine_one(A0, A, delays, lam, v, n_newton=n_newton, tol=tol))
     lam, v, res, ok = refine(lam0, v0)
+    moved = jnp.abs(jax.lax.stop_gradient(lam) - lam0) > _MOVED * (1.0 + jnp.abs(lam0))
+    code = RESULTS.where(jnp.all(ok), RESULTS.where(jnp.any(moved), RESULTS.roots_unresolved,
+                                                    RESULTS.successful), RESULTS.not_converged)
     order = jnp.lexsort((-jax.lax.stop_gradient(lam.imag), -jax.lax.stop_gradient(lam.real)))
     v = v / jnp.linalg.norm(v, axis=1, keepdims=True)
-    return lam[order], v[order], res[order], jnp.all(ok)
+    return lam[order], v[order], res[order], code
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,8 +264,11 @@ class CharacteristicRootsResult(AbstractResult):
       $\|\Delta(\lambda) v\| / ((|\lambda| + \|A_0\| + \sum_k \|A_k\|) \|v\|)$.
     - `spectral_abscissa`: the largest real part; `stable`: whether it is negative (the
       equilibrium is asymptotically stable).
-    - `result`: `RESULTS.successful`, or `RESULTS.not_converged` when Newton did not converge
-      for some root (the roots are then the last iterates).
+    - `result`: `RESULTS.successful`; `RESULTS.not_converged` when Newton did not converge for
+      some root (the roots are then the last iterates); `RESULTS.roots_unresolved` when a
+      refined root moved further than $10^{-6}(1 + |\lambda_0|)$ from its discretised estimate
+      $\lambda_0$ (too few nodes: the roots solve the characteristic equation but rightmost ones
+      may be missing or repeated).
     """
 
     roots: Array
@@ -307,7 +318,8 @@ def characteristic_roots(A0: Any, A: Any, delays: Any, *, n_roots: int = 10, n_n
     - `n_nodes`: Chebyshev nodes of the discretisation (`None`: `max(32, 2 n_roots / n + 24)`;
       raise it when roots far from the origin, $|\lambda| \tau_{\max} \gtrsim N$, are wanted).
     - `n_newton`, `tol`: Newton's iteration budget and relative tolerance.
-    - `throw`: raise when Newton does not converge (else return `RESULTS.not_converged`).
+    - `throw`: raise when Newton does not converge or the discretisation does not resolve the
+      roots (else return `RESULTS.not_converged` / `RESULTS.roots_unresolved`).
 
     **Returns:** a [`CharacteristicRootsResult`][] (`roots`, `vectors`, `residuals`,
     `spectral_abscissa`, `stable`, `result`).
@@ -322,14 +334,13 @@ def characteristic_roots(A0: Any, A: Any, delays: Any, *, n_roots: int = 10, n_n
     check_throw(throw)
     A0, A, delays = _check_system(A0, A, delays)
     n_roots, n_nodes, n_newton, tol = _check_settings(A0.shape[0], n_roots, n_nodes, n_newton, tol)
-    roots, vectors, residuals, ok = _sorted_roots(A0, A, delays, n_roots=n_roots, n_nodes=n_nodes,
-                                                  n_newton=n_newton, tol=tol)
+    roots, vectors, residuals, code = _sorted_roots(A0, A, delays, n_roots=n_roots, n_nodes=n_nodes,
+                                                    n_newton=n_newton, tol=tol)
     abscissa = jnp.max(roots.real)
-    code = RESULTS.where(ok, RESULTS.successful, RESULTS.not_converged)
     out = CharacteristicRootsResult(roots=roots, vectors=vectors, residuals=residuals,
                                     spectral_abscissa=abscissa, stable=abscissa < 0, result=code)
     return raise_if_failed(out, code, throw, hint="(`characteristic_roots`: raise `n_newton` or `n_nodes`, "
-                           "or pass `throw=False` to get the last iterates with `result`.)")
+                           "or pass `throw=False` to get the roots with `result`.)")
 
 
 def _check_callable(field: Any) -> None:
