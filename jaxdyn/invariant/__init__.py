@@ -3,6 +3,12 @@ orbits with their Floquet multipliers, pseudo-arclength continuation with specia
 characteristic roots of delay equations."""
 
 from .._deprecate import deprecated_names as _deprecated_names
+from ._dde_periodic import (
+    DDEPeriodicOrbitProblem as DDEPeriodicOrbitProblem,
+    DDEPeriodicOrbitResult as DDEPeriodicOrbitResult,
+    dde_orbit_guess_from_hopf as dde_orbit_guess_from_hopf,
+    dde_periodic_orbit as dde_periodic_orbit,
+)
 from ._dde_roots import (
     CharacteristicRootsResult as CharacteristicRootsResult,
     DDEHopfProblem as DDEHopfProblem,
