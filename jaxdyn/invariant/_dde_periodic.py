@@ -441,6 +441,9 @@ def _guess_values(guess: Any, n_points: int) -> Array:
 
 
 def _check_period(period_guess: Any, dtype) -> Array:
+    if isinstance(period_guess, bool) or not isinstance(period_guess, int | float | np.number | np.ndarray
+                                                        | jax.Array):
+        raise TypeError(f"`period_guess` must be a number, got {type(period_guess).__name__}.")
     if jnp.ndim(period_guess) != 0:
         raise ValueError(f"`period_guess` must be a scalar, got shape {jnp.shape(period_guess)}.")
     try:
