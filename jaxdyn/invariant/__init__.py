@@ -3,6 +3,12 @@ orbits with their Floquet multipliers, pseudo-arclength continuation with specia
 characteristic roots of delay equations."""
 
 from .._deprecate import deprecated_names as _deprecated_names
+from ._classify import (
+    KINDS as KINDS,
+    AbstractClassification as AbstractClassification,
+    FlowClassification as FlowClassification,
+    MapClassification as MapClassification,
+)
 from ._dde_periodic import (
     DDEPeriodicOrbitProblem as DDEPeriodicOrbitProblem,
     DDEPeriodicOrbitResult as DDEPeriodicOrbitResult,
@@ -22,6 +28,13 @@ from ._manifolds import ManifoldsResult as ManifoldsResult, invariant_manifolds 
 from ._problems import (
     SPECIAL_POINTS as SPECIAL_POINTS,
     AbstractBranchProblem as AbstractBranchProblem,
+)
+from ._roots import (
+    CyclesResult as CyclesResult,
+    EquilibriaResult as EquilibriaResult,
+    cycles as cycles,
+    equilibria as equilibria,
+    fixed_points as fixed_points,
 )
 
 _RENAMED: dict[str, str] = {}

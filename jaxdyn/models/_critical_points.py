@@ -1,4 +1,10 @@
-"""Critical points of scalar maps on a box, with their Morse classification."""
+"""Critical points of scalar maps on a box, with their Morse classification.
+
+The gradient-field case of the package's one root finder, the deflated multi-start Newton search of
+`jaxdyn.invariant._roots` (which also finds the equilibria of flows and the fixed points and cycles
+of maps): here the residual is $\\nabla f$ and the classification is Morse's, by the signs of the
+Hessian's eigenvalues.
+"""
 
 from collections.abc import Callable
 
@@ -6,12 +12,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
-from .._checks import check_finite, check_int, is_concrete
+from .._checks import check_int, is_concrete
 from .._deprecate import renamed_kwargs
 from .._results import RESULTS, AbstractResult, check_throw, message, raise_if_failed
 from .._types import Array, Key
+from ..invariant._roots import _GradientZeros, _search, _Settings, check_box
 from ._neural_ode import second_order
 
 
@@ -105,14 +111,14 @@ def critical_points(fn: Callable, lower, upper, *, key: Key, n_starts: int = 64,
                     box_tol: float = 1e-6, throw: bool = True) -> CriticalPointsResult:
     r"""All critical points of a scalar map $f: \mathbb{R}^d \to \mathbb{R}$ found on a box.
 
-    Multi-start Newton iteration on $\nabla f = 0$: `n_starts` points uniform in the box
-    $[\text{lower}, \text{upper}]$, each iterated `n_steps` times with
-    $x \leftarrow x - \alpha H^{-1} \nabla f$ (a Levenberg-regularised solve where $H$ is
-    singular), $\alpha$ chosen by backtracking on the merit $\|\nabla f\|^2$, all starts at once
-    (`vmap` of a `lax.scan`). Newton's method converges to critical points of every index, not
-    only minima. Converged points inside the box (relative tolerance `box_tol`) are deduplicated
-    (distance below `dedup_tol`, default $10^{-4}$ times the box diameter) and classified by the
-    eigenvalues of the Hessian.
+    The package's root finder ([`jaxdyn.invariant.equilibria`][]'s deflated multi-start Newton on
+    optimistix) on the gradient field $\nabla f = 0$: `n_starts` points uniform in the box
+    $[\text{lower}, \text{upper}]$, run one after the other, each by Newton on the deflated
+    residual $M(x) \nabla f(x)$ (so that a critical point found is not found again), then
+    polished on $\nabla f$ itself (at most `n_steps` steps each). Newton's method converges to
+    critical points of every index, not only minima. Converged points inside the box (relative
+    tolerance `box_tol`) are deduplicated (distance below `dedup_tol`, default $10^{-4}$ times the
+    box diameter) and classified by the eigenvalues of the Hessian.
 
     A [`NeuralODE`][] (or a model containing one) is switched to the second-order adjoint first
     ([`second_order`][]); a model with a one-element output is treated as scalar.
@@ -149,7 +155,7 @@ def critical_points(fn: Callable, lower, upper, *, key: Key, n_starts: int = 64,
         raise TypeError(f"`fn` must be callable, got {type(fn).__name__}.")
     if not all(is_concrete(leaf) for leaf in jax.tree_util.tree_leaves((fn, lower, upper))):
         raise TypeError(_NOT_TRACEABLE)
-    lower, upper = _check_box(lower, upper)
+    lower, upper = check_box(lower, upper)
     check_throw(throw)
     n_starts = check_int(n_starts, "n_starts")
     n_steps = check_int(n_steps, "n_steps")
@@ -169,8 +175,15 @@ def critical_points(fn: Callable, lower, upper, *, key: Key, n_starts: int = 64,
         dedup_tol = 1e-4 * diameter
 
     starts = jax.random.uniform(key, (n_starts, d), lower.dtype, lower, upper)
+    newton_tol = 1e-10 if lower.dtype == jnp.float64 else 1e-5
+    settings = _Settings(n_steps=n_steps, rtol=newton_tol, atol=newton_tol,
+                         accept=jnp.asarray(gtol, lower.dtype), dedup_tol=jnp.asarray(dedup_tol, lower.dtype),
+                         box_tol=jnp.asarray(box_tol, lower.dtype))
     try:
-        finals, vals, grads, eigs = _newton_solve(second_order(fn), starts, n_steps)
+        model = second_order(fn)
+        found = _search(_GradientZeros(model), starts, None, lower, upper, settings)
+        k = int(found.n_found)
+        runs = _evaluate(model, found.ends, found.points[:k])
     except TypeError as err:
         if "custom_vjp" not in str(err):
             raise
@@ -179,71 +192,50 @@ def critical_points(fn: Callable, lower, upper, *, key: Key, n_starts: int = 64,
             "first-order only (the training default). Close over `jaxdyn.models.second_order(model)` "
             "instead, or pass the model itself as `fn`."
         ) from err
+    except jax.errors.ConcretizationTypeError as err:  # `fn` closes over a tracer
+        raise TypeError(_NOT_TRACEABLE) from err
 
-    if not all(is_concrete(a) for a in (finals, vals, grads, eigs)):  # `fn` closes over a tracer
+    if not all(is_concrete(a) for a in jax.tree_util.tree_leaves(runs)):  # `fn` closes over a tracer
         raise TypeError(_NOT_TRACEABLE)
-    out, n_bad = _classify((finals, vals, grads, eigs), lower, upper, gtol=gtol,
-                           dedup_tol=dedup_tol, box_tol=box_tol, degenerate_tol=degenerate_tol)
+    out, n_bad = _classify(found, runs, lower, upper, gtol=gtol, degenerate_tol=degenerate_tol)
     where = (f"{n_bad} of {n_starts} Newton runs met a non-finite value" if n_bad else
              "at a critical point found")
     return raise_if_failed(out, out.result, throw, hint=(
         f"({where}; pass `throw=False` to get the critical points found.)"))
 
 
-def _check_box(lower, upper) -> tuple[Array, Array]:
-    """The box corners as float vectors of one shape, finite, `lower < upper`."""
-    lower = jnp.asarray(lower, dtype=jnp.result_type(float))
-    upper = jnp.asarray(upper, dtype=jnp.result_type(float))
-    if lower.ndim != 1:
-        raise ValueError(f"`lower` must be a vector, got shape {lower.shape}.")
-    if upper.shape != lower.shape:
-        raise ValueError(f"`upper` must have the shape of `lower` {lower.shape}, got {upper.shape}.")
-    check_finite(lower, "lower")
-    check_finite(upper, "upper")
-    if not bool(jnp.all(upper > lower)):
-        raise ValueError("`upper` must be strictly greater than `lower` in every coordinate.")
-    return lower, upper
-
-
-def _classify(runs, lower, upper, *, gtol, dedup_tol, box_tol, degenerate_tol):
-    """From the end points of the Newton runs `(finals, vals, grads, eigs)`: the converged points
-    inside the box, deduplicated, sorted by value and classified, with the result code; and the
-    number of runs that met a non-finite value."""
-    finals, vals, grads, eigs = (np.asarray(a) for a in runs)
-    n_starts, d = finals.shape
+def _classify(found, runs, lower, upper, *, gtol, degenerate_tol):
+    """From the search (`found`) and the values at its end points and zeros (`runs`): the
+    critical points sorted by value and classified by the Hessian's eigenvalues, with the result
+    code; and the number of runs that met a non-finite value."""
+    end_vals, end_grads, vals, grads, eig = (np.asarray(a) for a in runs)
+    ends = np.asarray(found.ends)
+    n_starts, d = ends.shape
+    finite = (np.all(np.isfinite(ends), axis=-1) & np.isfinite(end_vals)
+              & np.all(np.isfinite(end_grads), axis=-1) & ~np.asarray(found.nonfinite))
     gnorm = np.linalg.norm(grads, axis=-1)
-    width = np.asarray(upper - lower)
-    inside = np.all((finals >= np.asarray(lower) - box_tol * width)
-                    & (finals <= np.asarray(upper) + box_tol * width), axis=-1)
-    ok = (np.all(np.isfinite(finals), axis=-1) & np.isfinite(vals)
-          & (gnorm <= gtol * np.maximum(1.0, np.abs(vals))) & inside)
-    n_converged = int(ok.sum())
-    order = np.argsort(np.where(ok, gnorm, np.inf))
-    kept: list[int] = []
-    for i in order[:n_converged]:
-        if all(np.linalg.norm(finals[i] - finals[j]) > dedup_tol for j in kept):
-            kept.append(int(i))
-    kept.sort(key=lambda i: vals[i])
-    idx = np.asarray(kept, dtype=int)
-    eig = eigs[idx].reshape(len(idx), d)
+    keep = np.isfinite(vals) & (gnorm <= gtol * np.maximum(1.0, np.abs(vals)))
+    idx = np.flatnonzero(keep)
+    idx = idx[np.argsort(vals[idx], kind="stable")]
+    eig = eig[idx].reshape(len(idx), d)
     scale = np.maximum(1.0, np.abs(eig).max(axis=-1, initial=0.0))
     degenerate = np.abs(eig).min(axis=-1, initial=np.inf) <= degenerate_tol * scale
-    finite = np.all(np.isfinite(finals), axis=-1) & np.isfinite(vals) & np.isfinite(gnorm)
     if not np.all(finite):
         result = RESULTS.nonfinite_gradient
     elif not np.all(np.isfinite(eig)):
         result = RESULTS.nonfinite_curvature
     else:
         result = RESULTS.successful
+    points = np.asarray(found.points)[idx].reshape(len(idx), d)
     out = CriticalPointsResult(
-        points=jnp.asarray(finals[idx].reshape(len(idx), d)),
+        points=jnp.asarray(points),
         values=jnp.asarray(vals[idx]),
         gradient_norms=jnp.asarray(gnorm[idx]),
         hessian_eigenvalues=jnp.asarray(eig),
         morse_indices=jnp.asarray((eig < 0).sum(axis=-1), dtype=jnp.int32),
         degenerate=jnp.asarray(degenerate),
         n_starts=n_starts,
-        n_converged=n_converged,
+        n_converged=int(np.sum(np.asarray(found.converged))),
         result=result,
         lower=lower,
         upper=upper,
@@ -252,33 +244,16 @@ def _classify(runs, lower, upper, *, gtol, dedup_tol, box_tol, degenerate_tol):
 
 
 @eqx.filter_jit
-def _newton_solve(fn, starts, n_steps):
-    """Newton from every start, then value, gradient and Hessian eigenvalues at the end points:
-    one compiled function, cached across calls on models of the same structure (`fn` is data)."""
+def _evaluate(fn, ends, points):
+    """Value and gradient at the end point of every Newton run, and value, gradient and Hessian
+    eigenvalues at the critical points found: one compiled function per model structure."""
     f = _scalar(fn)
     grad = jax.grad(f)
-    hess = jax.jacfwd(grad)
-    eps = jnp.finfo(starts.dtype).eps
-    alphas = 0.5 ** jnp.arange(12)
 
-    def newton_step(x, _):
-        g = grad(x)
-        H = hess(x)
-        d = x.shape[0]
-        lam = jnp.sqrt(eps) * (1.0 + jnp.max(jnp.abs(H)))
-        step = jnp.linalg.solve(H.T @ H + lam**2 * jnp.eye(d, dtype=x.dtype), H.T @ g)
-        step = jnp.where(jnp.all(jnp.isfinite(step)), step, g)
-        merit0 = jnp.sum(g**2)
-        trial = x[None, :] - alphas[:, None] * step[None, :]
-        merits = jax.vmap(lambda y: jnp.sum(grad(y) ** 2))(trial)
-        merits = jnp.where(jnp.isfinite(merits), merits, jnp.inf)
-        accept = merits < (1.0 - 1e-4 * alphas) * merit0
-        first = jnp.argmax(accept)
-        x_new = jnp.where(jnp.any(accept), trial[first], x)
-        return x_new, None
+    def at(x):
+        return f(x), grad(x)
 
-    def one(x0):
-        x, _ = lax.scan(newton_step, x0, None, length=n_steps)
-        return x, f(x), grad(x), jnp.linalg.eigvalsh(hess(x))
-
-    return jax.vmap(one)(starts)
+    end_vals, end_grads = jax.vmap(at)(ends)
+    vals, grads = jax.vmap(at)(points)
+    eigs = jax.vmap(lambda x: jnp.linalg.eigvalsh(jax.jacfwd(grad)(x)))(points)
+    return end_vals, end_grads, vals, grads, eigs
