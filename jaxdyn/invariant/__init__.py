@@ -3,12 +3,22 @@ orbits with their Floquet multipliers, pseudo-arclength continuation with specia
 characteristic roots of delay equations."""
 
 from .._deprecate import deprecated_names as _deprecated_names
+from ._branch import BranchResult as BranchResult, BranchStart as BranchStart, switch_branch as switch_branch
+from ._branch_problems import (
+    AbstractEigenvalues as AbstractEigenvalues,
+    AbstractSwitchableProblem as AbstractSwitchableProblem,
+    DenseEigenvalues as DenseEigenvalues,
+    EquilibriumProblem as EquilibriumProblem,
+    FixedPointProblem as FixedPointProblem,
+    NoEigenvalues as NoEigenvalues,
+)
 from ._classify import (
     KINDS as KINDS,
     AbstractClassification as AbstractClassification,
     FlowClassification as FlowClassification,
     MapClassification as MapClassification,
 )
+from ._continuation import continuation as continuation
 from ._dde_periodic import (
     DDEPeriodicOrbitProblem as DDEPeriodicOrbitProblem,
     DDEPeriodicOrbitResult as DDEPeriodicOrbitResult,

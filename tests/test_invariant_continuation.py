@@ -1,0 +1,236 @@
+"""Pseudo-arclength continuation: known special points, branch switching, transforms, results.
+
+Known answers: Lorenz (sigma 10, beta 8/3) has a pitchfork at rho = 1 on the origin branch and a Hopf
+point at rho = sigma (sigma + beta + 3)/(sigma - beta - 1) on C+; the logistic map flips at r = 3 and
+its period-2 cycle at r = 1 + sqrt(6); the GD map of L(x) = (x^2 - 1)^2/4 flips at eta = 1 at x = 1;
+f = p - x^2 folds at p = 0. Each problem is one module-level object so that its compiled loop is
+shared by the tests (the loop is cached per problem and static settings).
+"""
+
+import equinox as eqx
+import jax.numpy as jnp
+import matplotlib
+import numpy as np
+import pytest
+
+from jaxdyn._results import RESULTS
+from jaxdyn.invariant import (
+    BranchResult,
+    BranchStart,
+    EquilibriumProblem,
+    FixedPointProblem,
+    continuation,
+    switch_branch,
+)
+
+matplotlib.use("Agg")
+
+
+def lorenz(t, y, a):
+    return jnp.array([a["sigma"] * (y[1] - y[0]), y[0] * (a["rho"] - y[2]) - y[1],
+                      y[0] * y[1] - a["beta"] * y[2]])
+
+
+def _rho(a, p):
+    return {**a, "rho": p}
+
+
+def logistic(x, r):
+    return r * x * (1 - x)
+
+
+def gd(x, eta):
+    return x - eta * x * (x**2 - 1)
+
+
+def fold_field(t, y, p):
+    return p - y**2
+
+
+BETA = 8 / 3
+LORENZ = EquilibriumProblem(lorenz, parameter=_rho)
+ARGS = {"sigma": jnp.asarray(10.0), "beta": jnp.asarray(BETA)}
+L_SET = dict(p_min=0.0, p_max=30.0, n_steps=60, ds_max=2.0)
+LOGISTIC = FixedPointProblem(logistic)
+GD = FixedPointProblem(gd)
+M_SET = dict(n_steps=40, ds=0.02, ds_max=0.1)
+FOLD = EquilibriumProblem(fold_field)
+F_SET = dict(p_min=-1.0, p_max=2.0, n_steps=30, ds=0.1, ds_max=0.3, direction=-1)
+
+
+def _hopf_rho(sigma):
+    return sigma * (sigma + BETA + 3) / (sigma - BETA - 1)
+
+
+def _kinds(branch):
+    return [kind for kind, _, _ in branch.specials()]
+
+
+@pytest.fixture(scope="module")
+def origin():
+    return continuation(LORENZ, jnp.zeros(3), 0.5, args=ARGS, **L_SET)
+
+
+@pytest.fixture(scope="module")
+def c_plus(origin):
+    return continuation(switch_branch(origin, 0, amplitude=0.1), args=ARGS, **L_SET)
+
+
+@pytest.fixture(scope="module")
+def logistic_branches():
+    one = continuation(LOGISTIC, jnp.array([1 - 1 / 2.7]), 2.7, p_min=2.5, p_max=3.2, **M_SET)
+    two = continuation(switch_branch(one, 0, amplitude=1e-2), p_min=2.9, p_max=3.6, **M_SET)
+    return one, two
+
+
+@pytest.fixture(scope="module")
+def gd_branches():
+    one = continuation(GD, jnp.array([1.0]), 0.5, p_min=0.1, p_max=1.3, **M_SET)
+    two = continuation(switch_branch(one, 0, amplitude=1e-2), p_min=0.5, p_max=1.5, **M_SET)
+    return one, two
+
+
+@pytest.fixture(scope="module")
+def fold():
+    return continuation(FOLD, jnp.array([1.0]), 1.0, **F_SET)
+
+
+def test_lorenz_branch_point_on_the_origin(origin):
+    assert isinstance(origin, BranchResult) and origin.successful
+    # one special point: the pitchfork (the neutral saddle at rho = 4.64 is not a Hopf point)
+    assert _kinds(origin) == ["branch_point"]
+    assert abs(float(origin.special_p[0]) - 1.0) < 1e-8
+    assert float(jnp.max(jnp.abs(origin.special_u[0]))) < 1e-8
+    n = int(origin.n_points)
+    p, stable = np.asarray(origin.p[:n]), np.asarray(origin.stable[:n])
+    assert stable[p < 1].all() and not stable[p > 1].any()
+    assert np.all(np.asarray(origin.n_unstable[:n])[p > 1] == 1)
+
+
+def test_lorenz_hopf_on_c_plus_after_switching(c_plus):
+    assert c_plus.successful and _kinds(c_plus) == ["hopf"]  # the node-to-focus change is dropped
+    assert abs(float(c_plus.special_p[0]) - _hopf_rho(10.0)) < 1e-6
+    n = int(c_plus.n_points)
+    u, p = np.asarray(c_plus.u[:n]), np.asarray(c_plus.p[:n])
+    np.testing.assert_allclose(u[:, 0], np.sqrt(BETA * (p - 1)), atol=1e-8)  # C+: x = y > 0
+    np.testing.assert_allclose(u[:, 1], u[:, 0], atol=1e-8)
+    np.testing.assert_allclose(u[:, 2], p - 1, atol=1e-8)
+    stable = np.asarray(c_plus.stable[:n])
+    assert stable[p < _hopf_rho(10.0)].all() and not stable[p > _hopf_rho(10.0)].any()
+    eig = np.asarray(c_plus.special_spectrum[0])
+    critical = eig[np.argmin(np.abs(eig.real))]
+    assert abs(critical.real) < 1e-6 and abs(critical.imag) > 1.0
+
+
+def test_matrix_free_path_agrees_on_the_branch_point(origin):
+    free = continuation(LORENZ, jnp.zeros(3), 0.5, args=ARGS, dense_max_dim=0, **L_SET)
+    assert free.successful and _kinds(free) == ["branch_point"]
+    assert abs(float(free.special_p[0]) - 1.0) < 1e-8
+    assert abs(float(free.special_p[0]) - float(origin.special_p[0])) < 1e-8
+    n = int(origin.n_points)
+    assert int(free.n_points) == n
+    np.testing.assert_allclose(free.p[:n], origin.p[:n], atol=1e-8)
+
+
+def test_singular_start_both_throw_modes():
+    with pytest.raises(eqx.EquinoxRuntimeError, match="Jacobian is singular at the start"):
+        continuation(LORENZ, jnp.zeros(3), 1.0, args=ARGS, **L_SET)
+    out = continuation(LORENZ, jnp.zeros(3), 1.0, args=ARGS, throw=False, **L_SET)
+    assert out.result == RESULTS.singular_jacobian and int(out.n_points) == 0
+    assert "singular" in out.summary()
+
+
+def test_logistic_period_doublings(logistic_branches):
+    one, two = logistic_branches
+    assert _kinds(one) == ["period_doubling"] and abs(float(one.special_p[0]) - 3.0) < 1e-8
+    assert _kinds(two) == ["period_doubling"]
+    assert abs(float(two.special_p[0]) - (1 + np.sqrt(6))) < 1e-8
+    assert two.problem.period == 2
+    n = int(two.n_points)
+    x, r = np.asarray(two.u[:n, 0]), np.asarray(two.p[:n])
+    np.testing.assert_allclose(logistic(logistic(x, r), r), x, atol=1e-10)  # period-2 points...
+    assert np.all(np.abs(logistic(x, r) - x)[1:] > 1e-3)  # ... that are not fixed points
+    assert abs(complex(two.special_spectrum[0][0]) + 1) < 1e-8  # the multiplier -1 at the flip
+
+
+def test_gd_map_flip_at_eta_one_and_its_period_two_branch(gd_branches):
+    one, two = gd_branches
+    assert _kinds(one) == ["period_doubling"]
+    assert abs(float(one.special_p[0]) - 1.0) < 1e-10
+    assert abs(float(one.special_u[0, 0]) - 1.0) < 1e-12  # x = 1 is a fixed point for every eta
+    n = int(one.n_points)
+    p = np.asarray(one.p[:n])
+    assert np.asarray(one.stable[:n])[p < 1].all() and not np.asarray(one.stable[:n])[p > 1].any()
+    n2 = int(two.n_points)
+    x, eta = np.asarray(two.u[:n2, 0]), np.asarray(two.p[:n2])
+    assert n2 > 5 and eta.max() > 1.2
+    np.testing.assert_allclose(gd(gd(x, eta), eta), x, atol=1e-10)
+    assert np.all(np.abs(gd(x, eta) - x)[2:] > 1e-3)
+    assert abs(complex(two.special_spectrum[0][0]) + 1) < 1e-8  # its own flip
+
+
+def test_fold(fold):
+    assert fold.successful and _kinds(fold) == ["fold"]
+    assert abs(float(fold.special_p[0])) < 1e-10
+    assert abs(float(fold.special_u[0, 0])) < 1e-5
+    n = int(fold.n_points)
+    x, stable = np.asarray(fold.u[:n, 0]), np.asarray(fold.stable[:n])
+    assert x.min() < -0.5  # went round the fold onto the lower half
+    assert stable[x > 1e-6].all() and not stable[x < -1e-6].any()
+
+
+def test_jit_without_retrace(fold):
+    @eqx.filter_jit
+    @eqx.debug.assert_max_traces(max_traces=1)
+    def run(u0, p0):
+        return continuation(FOLD, u0, p0, **F_SET)
+
+    first = run(jnp.array([1.0]), jnp.asarray(1.0))
+    second = run(jnp.array([np.sqrt(1.2)]), jnp.asarray(1.2))
+    assert abs(float(first.special_p[0]) - float(fold.special_p[0])) < 1e-12
+    np.testing.assert_allclose(first.p[: int(first.n_points)], fold.p[: int(fold.n_points)], atol=1e-12)
+    assert abs(float(second.special_p[0])) < 1e-10
+
+
+def test_vmap_over_sigma_locates_each_hopf():
+    sigmas = jnp.array([10.0, 12.0, 16.0])
+    start = jnp.array([np.sqrt(BETA), np.sqrt(BETA), 1.0])  # C+ at rho = 2
+
+    def one(sigma):
+        return continuation(LORENZ, start, 2.0, args={"sigma": sigma, "beta": jnp.asarray(BETA)},
+                            throw=False, **L_SET)
+
+    out = eqx.filter_vmap(one)(sigmas)
+    assert np.all(np.asarray(out.successful))
+    for i, sigma in enumerate(np.asarray(sigmas)):
+        hopf = np.asarray(out.special_kind[i]) == 2
+        assert hopf.sum() == 1
+        assert abs(float(np.asarray(out.special_p[i])[hopf][0]) - _hopf_rho(sigma)) < 1e-6
+
+
+def test_branch_start_fields(origin):
+    start = switch_branch(origin, 0, amplitude=0.1)
+    assert isinstance(start, BranchStart) and start.problem is LORENZ
+    assert abs(float(jnp.linalg.norm(start.tangent)) - 1) < 1e-12
+    assert abs(float(start.tangent[-1])) < 1e-8  # the pitchfork's second branch leaves at fixed rho
+    assert float(start.u0[0]) > 0  # positive amplitude: C+
+
+
+def test_summary_names_the_special_points(origin, c_plus, logistic_branches):
+    text = origin.summary()
+    assert "BP branch_point: p = 1.0000000000" in text and "60 points" not in text
+    assert "H hopf: p = 24.7368421053" in c_plus.summary()
+    assert "PD period_doubling: p = 3.4494897428" in logistic_branches[1].summary()
+
+
+def test_plot_returns_axes(c_plus, fold):
+    import matplotlib.pyplot as plt
+
+    ax = c_plus.plot(component=0)
+    assert ax.get_xlabel() == "p"
+    styles = {line.get_linestyle() for line in ax.get_lines()}
+    assert {"-", "--"} <= styles
+    assert any(t.get_text() == "H" for t in ax.texts)
+    fig, ax2 = plt.subplots()
+    assert fold.plot(ax=ax2, component=lambda u: u[0] ** 2) is ax2
+    plt.close("all")
