@@ -16,7 +16,7 @@ import pytest
 
 from jaxdyn._results import RESULTS, AbstractResult
 
-SUBPACKAGES = ["models", "dde", "lyapunov", "curvature", "training", "meanfield"]
+SUBPACKAGES = ["models", "dde", "lyapunov", "curvature", "training", "meanfield", "invariant"]
 
 # Public classes returned by public functions that are not results: what they are instead.
 NOT_RESULTS = {
@@ -27,6 +27,9 @@ NOT_RESULTS = {
     "GaussNewtonOperator", "Affine", "MLP",
     # strategies and settings
     "AccuracyCheck", "Checkpoint",
+    # branch problems of continuation and the start of a switched branch (inputs to `continuation`)
+    "EquilibriumProblem", "FixedPointProblem", "PeriodicOrbitProblem", "DDEHopfProblem",
+    "DDEPeriodicOrbitProblem", "BranchStart",
 }
 
 
@@ -109,3 +112,16 @@ def test_init_files_list_public_names_only():
         module = importlib.import_module(f"jaxdyn.{sub}")
         for name in names:
             assert name not in module.__dict__, f"jaxdyn.{sub}.{name} is an internal"
+
+
+def test_invariant_sits_below_the_fields():
+    """`jaxdyn.invariant` takes callables and imports no later layer (models imports it)."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(importlib.import_module("jaxdyn").__file__).parent / "invariant"
+    later = ("models", "dde", "meanfield", "lyapunov", "curvature", "training", "experiments", "_cli")
+    pattern = re.compile(r"^\s*(?:from|import)\s+(?:jaxdyn)?\.*(" + "|".join(later) + r")\b", re.M)
+    for path in sorted(root.glob("*.py")):
+        hits = pattern.findall(path.read_text())
+        assert not hits, f"jaxdyn/invariant/{path.name} imports {sorted(set(hits))}"
