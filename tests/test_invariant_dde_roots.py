@@ -267,3 +267,10 @@ def test_grad_of_hopf_delay_wrt_field_parameter():
     fd = fd_directional(jax.jit(hopf_delay), r, jnp.array(1.0))
     assert abs(float(grad) + np.pi / (2 * 1.25**2)) < 1e-9               # tau_H = pi / (2 r)
     assert abs(float(grad) - float(fd)) < 1e-6
+
+
+def test_float32_inputs_get_a_float32_tolerance():
+    f32 = jnp.float32
+    res = characteristic_roots(ZERO.astype(f32), MINUS_ONE.astype(f32), jnp.array([1.0], f32), n_roots=2)
+    assert res.roots.dtype == jnp.complex64 and bool(res.successful)
+    assert abs(complex(res.roots[0]) - complex(lambertw(-1.0, 0))) < 1e-5

@@ -98,7 +98,10 @@ def _check_system(A0: Any, A: Any, delays: Any) -> tuple[Array, Array, Array]:
             _finite(delays.astype(dtype), "delays", positive=True))
 
 
-def _check_tol(tol: Any) -> float:
+def _check_tol(tol: Any, dtype: Any) -> float:
+    """`None`: 1e-12 in float64, 1e-5 in float32 (Newton's attainable relative accuracy)."""
+    if tol is None:
+        return 1e-12 if jnp.finfo(dtype).bits >= 64 else 1e-5
     if isinstance(tol, bool) or not isinstance(tol, int | float | np.floating):
         raise TypeError(f"`tol` must be a float, got {type(tol).__name__}.")
     if not math.isfinite(tol) or not 0 < tol < 1:
@@ -106,8 +109,8 @@ def _check_tol(tol: Any) -> float:
     return float(tol)
 
 
-def _check_settings(n: int, n_roots: Any, n_nodes: Any, n_newton: Any,
-                    tol: Any) -> tuple[int, int, int, float]:
+def _check_settings(n: int, n_roots: Any, n_nodes: Any, n_newton: Any, tol: Any, *,
+                    dtype: Any) -> tuple[int, int, int, float]:
     """The static settings; `n_nodes=None` picks enough Chebyshev nodes for `n_roots` roots."""
     n_roots = check_int(n_roots, "n_roots")
     if n_nodes is None:
@@ -116,7 +119,7 @@ def _check_settings(n: int, n_roots: Any, n_nodes: Any, n_newton: Any,
     if n_roots > (n_nodes + 1) * n:
         raise ValueError(f"`n_roots` ({n_roots}) must not exceed the size of the discretisation, "
                          f"(n_nodes + 1) * n = {(n_nodes + 1) * n}: raise `n_nodes`.")
-    return n_roots, n_nodes, check_int(n_newton, "n_newton"), _check_tol(tol)
+    return n_roots, n_nodes, check_int(n_newton, "n_newton"), _check_tol(tol, dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,7 +147,7 @@ def _chebyshev(n_nodes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return x, D, w
 
 
-def _lagrange(x_nodes: np.ndarray, w: np.ndarray, xq: Array) -> Array:
+def _lagrange(x_nodes: Array, w: Array, xq: Array) -> Array:
     """The Lagrange basis on the Chebyshev nodes at the points `xq`, shape `(len(xq), N + 1)`
     (barycentric formula; a point on a node gives that node's unit row)."""
     diff = xq[:, None] - x_nodes[None, :]
@@ -161,12 +164,12 @@ def generator_matrix(A0: Array, A: Array, delays: Array, n_nodes: int) -> Array:
     ($A_0 \phi(0) + \sum_k A_k \phi(-\tau_k)$, $\phi(-\tau_k)$ by interpolation), block rows
     $1..N$ the derivative $\phi'(\theta_i)$ (Breda, Maset & Vermiglio 2005)."""
     n = A0.shape[0]
-    x, D, w = _chebyshev(n_nodes)
+    x, D, w = (jnp.asarray(z, A0.dtype) for z in _chebyshev(n_nodes))
     tau_max = jnp.max(delays)
     basis = _lagrange(x, w, 1.0 - 2.0 * delays / tau_max)           # (r, N + 1)
     top = jnp.einsum("kj,kab->ajb", basis, A).reshape(n, (n_nodes + 1) * n)
     top = top.at[:, :n].add(A0)
-    rest = jnp.kron(jnp.asarray(D[1:]) * (2.0 / tau_max), jnp.eye(n, dtype=A0.dtype))
+    rest = jnp.kron(D[1:] * (2.0 / tau_max), jnp.eye(n, dtype=A0.dtype))
     return jnp.concatenate([top, rest], axis=0)
 
 
@@ -229,8 +232,9 @@ def _refine_one(A0, A, delays, lam0, v0, *, n_newton: int, tol: float):
     return lam, v, res, ok
 
 
-# A refined root further than this (relative to 1 + |estimate|) from its discretised estimate
-# says that the discretisation does not resolve it: roots may be missed or found twice.
+# A refined root further than max(_MOVED, 1000 eps) (relative to 1 + |estimate|) from its
+# discretised estimate says that the discretisation does not resolve it: roots may be missed or
+# found twice. (1000 eps: the rounding of the dense eigenvalues in float32.)
 _MOVED = 1e-6
 
 
@@ -241,7 +245,8 @@ def _sorted_roots(A0: Array, A: Array, delays: Array, *, n_roots: int, n_nodes: 
     lam0, v0 = _initial_roots(A0, A, delays, n_nodes=n_nodes, n_roots=n_roots)
     refine = jax.vmap(lambda lam, v: _refine_one(A0, A, delays, lam, v, n_newton=n_newton, tol=tol))
     lam, v, res, ok = refine(lam0, v0)
-    moved = jnp.abs(jax.lax.stop_gradient(lam) - lam0) > _MOVED * (1.0 + jnp.abs(lam0))
+    limit = max(_MOVED, 1e3 * float(jnp.finfo(lam0.real.dtype).eps))
+    moved = jnp.abs(jax.lax.stop_gradient(lam) - lam0) > limit * (1.0 + jnp.abs(lam0))
     code = RESULTS.where(jnp.all(ok), RESULTS.where(jnp.any(moved), RESULTS.roots_unresolved,
                                                     RESULTS.successful), RESULTS.not_converged)
     order = jnp.lexsort((-jax.lax.stop_gradient(lam.imag), -jax.lax.stop_gradient(lam.real)))
@@ -266,9 +271,9 @@ class CharacteristicRootsResult(AbstractResult):
       equilibrium is asymptotically stable).
     - `result`: `RESULTS.successful`; `RESULTS.not_converged` when Newton did not converge for
       some root (the roots are then the last iterates); `RESULTS.roots_unresolved` when a
-      refined root moved further than $10^{-6}(1 + |\lambda_0|)$ from its discretised estimate
-      $\lambda_0$ (too few nodes: the roots solve the characteristic equation but rightmost ones
-      may be missing or repeated).
+      refined root moved further than $10^{-6}(1 + |\lambda_0|)$ (float64; $10^{-4}$ in float32)
+      from its discretised estimate $\lambda_0$ (too few nodes: the roots solve the
+      characteristic equation but rightmost ones may be missing or repeated).
     """
 
     roots: Array
@@ -298,7 +303,7 @@ class CharacteristicRootsResult(AbstractResult):
 
 
 def characteristic_roots(A0: Any, A: Any, delays: Any, *, n_roots: int = 10, n_nodes: int | None = None,
-                         n_newton: int = 50, tol: float = 1e-12,
+                         n_newton: int = 50, tol: float | None = None,
                          throw: bool = True) -> CharacteristicRootsResult:
     r"""The rightmost characteristic roots of $x'(t) = A_0 x(t) + \sum_k A_k x(t - \tau_k)$.
 
@@ -317,7 +322,8 @@ def characteristic_roots(A0: Any, A: Any, delays: Any, *, n_roots: int = 10, n_n
     - `n_roots`: how many rightmost roots to return.
     - `n_nodes`: Chebyshev nodes of the discretisation (`None`: `max(32, 2 n_roots / n + 24)`;
       raise it when roots far from the origin, $|\lambda| \tau_{\max} \gtrsim N$, are wanted).
-    - `n_newton`, `tol`: Newton's iteration budget and relative tolerance.
+    - `n_newton`, `tol`: Newton's iteration budget and relative tolerance (`None`: 1e-12 in
+      float64, 1e-5 in float32).
     - `throw`: raise when Newton does not converge or the discretisation does not resolve the
       roots (else return `RESULTS.not_converged` / `RESULTS.roots_unresolved`).
 
@@ -333,7 +339,8 @@ def characteristic_roots(A0: Any, A: Any, delays: Any, *, n_roots: int = 10, n_n
     """
     check_throw(throw)
     A0, A, delays = _check_system(A0, A, delays)
-    n_roots, n_nodes, n_newton, tol = _check_settings(A0.shape[0], n_roots, n_nodes, n_newton, tol)
+    n_roots, n_nodes, n_newton, tol = _check_settings(A0.shape[0], n_roots, n_nodes, n_newton, tol,
+                                                      dtype=A0.dtype)
     roots, vectors, residuals, code = _sorted_roots(A0, A, delays, n_roots=n_roots, n_nodes=n_nodes,
                                                     n_newton=n_newton, tol=tol)
     abscissa = jnp.max(roots.real)
@@ -416,7 +423,7 @@ def linearise_dde(field: Callable, y_eq: Any, delays: Any, *, args: Any = None) 
 
 
 def dde_stability(field: Callable, y_eq: Any, delays: Any, *, args: Any = None, n_roots: int = 10,
-                  n_nodes: int | None = None, n_newton: int = 50, tol: float = 1e-12,
+                  n_nodes: int | None = None, n_newton: int = 50, tol: float | None = None,
                   throw: bool = True) -> CharacteristicRootsResult:
     r"""Linear stability of an equilibrium of a delay equation: the rightmost characteristic roots
     of its linearisation ([`linearise_dde`][] then [`characteristic_roots`][]).
@@ -585,15 +592,20 @@ def _hopf_start(A0, A, delays, *, n_nodes: int):
     return lam[i], v, jnp.any(complex_)
 
 
-def _solve_hopf(system: _HopfSystem, u0: Array, c: Array, args: Any, *, n_newton: int, tol: float):
-    fn = lambda u, a: system.residual(u, a, None, c)  # noqa: E731
+def _solve_hopf(system: _HopfSystem, u0: Array, c: Array, args: Any, *, scale: Array, n_newton: int,
+                tol: float):
+    """Newton on the Hopf system (the characteristic rows divided by `scale`: `tol` is relative)."""
+    def fn(u, a):
+        r = system.residual(u, a, None, c)
+        return r.at[:-2].divide(scale)
+
     sol = optx.root_find(fn, optx.Newton(rtol=tol, atol=tol), u0, args, max_steps=n_newton, throw=False)
     return sol.value, sol.result == optx.RESULTS.successful
 
 
 def dde_hopf(field: Callable, equilibrium: Any, delays: Any, p0: Any, *, args: Any = None,
              parameter: Callable | None = None, n_nodes: int | None = None, n_newton: int = 50,
-             tol: float = 1e-12, throw: bool = True) -> DDEHopfResult:
+             tol: float | None = None, throw: bool = True) -> DDEHopfResult:
     r"""The Hopf point of a delay equation's equilibrium nearest a parameter value.
 
     Solves the Hopf system $\Delta(i\omega; p) v = 0$, $c^H (v - c) = 0$ for
@@ -614,7 +626,8 @@ def dde_hopf(field: Callable, equilibrium: Any, delays: Any, p0: Any, *, args: A
     - `args`: the field's arguments; `parameter`: a callable `(args, p) -> args` that puts $p$
       into them, or `None`: `args` *is* $p$ (as in [`continuation`][]).
     - `n_nodes`: Chebyshev nodes of the starting discretisation (`None`: 32).
-    - `n_newton`, `tol`: Newton's iteration budget and tolerance.
+    - `n_newton`, `tol`: Newton's iteration budget and relative tolerance (`None`: 1e-12 in
+      float64, 1e-5 in float32).
     - `throw`: raise on failure (else return the code in `result`).
 
     **Returns:** a [`DDEHopfResult`][] (`parameter`, `omega`, `period`, `eigenvector`,
@@ -632,13 +645,14 @@ def dde_hopf(field: Callable, equilibrium: Any, delays: Any, p0: Any, *, args: A
     check_throw(throw)
     p0, y_eq, taus, at_p0 = _check_hopf_inputs(field, equilibrium, delays, p0, args=args, parameter=parameter)
     n = y_eq.shape[0]
-    _, n_nodes, n_newton, tol = _check_settings(n, 1, n_nodes, n_newton, tol)
+    _, n_nodes, n_newton, tol = _check_settings(n, 1, n_nodes, n_newton, tol, dtype=y_eq.dtype)
     system = _HopfSystem(field, equilibrium, delays, parameter)
     A0, A, _ = system.linear(at_p0)
     lam0, c, found = _hopf_start(jax.lax.stop_gradient(A0), jax.lax.stop_gradient(A),
                                  jax.lax.stop_gradient(taus), n_nodes=n_nodes)
     u0 = jnp.concatenate([_real(c), jnp.stack([lam0.imag, jax.lax.stop_gradient(p0)])])
-    u, ok = _solve_hopf(system, u0, c, args, n_newton=n_newton, tol=tol)
+    scale = _scale(jax.lax.stop_gradient(A0), jax.lax.stop_gradient(A), lam0)
+    u, ok = _solve_hopf(system, u0, c, args, scale=scale, n_newton=n_newton, tol=tol)
     v = u[:n] + 1j * u[n:2 * n]
     sign = jnp.sign(u[-2])                                    # a negative frequency: the conjugate
     omega, v = sign * u[-2], jnp.where(sign < 0, jnp.conj(v), v)
