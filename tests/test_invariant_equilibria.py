@@ -243,6 +243,32 @@ def test_grad_of_cplus_wrt_rho_implicit(lorenz_jit):
     np.testing.assert_allclose(fd, want, rtol=1e-8)
 
 
+class _AffineField(eqx.Module):
+    """y' = A y + b: one equilibrium, -A^{-1} b."""
+
+    A: jax.Array
+    b: jax.Array
+
+    def __call__(self, t, y, args):
+        return self.A @ y + self.b
+
+
+def test_grad_wrt_the_fields_parameters():
+    field = _AffineField(jnp.array([[-1.0, 2.0], [-0.5, -3.0]]), jnp.array([0.3, -0.2]))
+
+    @eqx.filter_jit
+    @eqx.filter_grad
+    def grad(f):
+        return jnp.sum(equilibria(f, -jnp.ones(2), jnp.ones(2), key=KEY, n_starts=4).points[0])
+
+    g = grad(field)
+    A = np.asarray(field.A)
+    x = -np.linalg.solve(A, np.asarray(field.b))
+    w = -np.linalg.solve(A.T, np.ones(2))  # d sum(x) / d b
+    np.testing.assert_allclose(g.b, w, rtol=1e-10)
+    np.testing.assert_allclose(g.A, np.outer(w, x), rtol=1e-10)
+
+
 # --- summary and plot ----------------------------------------------------------------------------
 def test_summary_and_plot(lorenz22):
     text = lorenz22.summary()

@@ -198,7 +198,7 @@ def _stop(tree):
 def _search(problem: _AbstractZeros, starts: Array, args: Any, lower: Array, upper: Array,
             settings: _Settings) -> _Found:
     """The deflated multi-start search (step 1 and 2 of the module docstring); not differentiated."""
-    args = _stop(args)
+    problem, args = _stop((problem, args))
     cap, n = starts.shape
     p = jax.eval_shape(problem.orbit, starts[0], args).shape[0]
     width = upper - lower
