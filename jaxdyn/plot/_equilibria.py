@@ -27,12 +27,13 @@ def _dims(n: int, dims) -> tuple[int, int | None]:
     return int(i), int(j)
 
 
-def _stream(ax, result, field, args, i, j, n_grid, density) -> None:
+def _stream(ax, result, field, args, *, dims: tuple[int, int], n_grid: int, density: float) -> None:
     """A streamplot of the flow (or the map's displacement) over the box, in the plane (i, j)
     through the box centre."""
     import jax
     import jax.numpy as jnp
 
+    i, j = dims
     lower, upper = np.asarray(result.lower, float), np.asarray(result.upper, float)
     xs = np.linspace(lower[i], upper[i], n_grid)
     ys = np.linspace(lower[j], upper[j], n_grid)
@@ -86,7 +87,7 @@ def plot_equilibria(result, ax=None, *, field=None, args: Any = None, dims=(0, 1
     n = int(np.asarray(result.points).shape[-1])
     i, j = _dims(n, dims)
     if field is not None and j is not None:
-        _stream(ax, result, field, args, i, j, n_grid, density)
+        _stream(ax, result, field, args, dims=(i, j), n_grid=n_grid, density=density)
     pts = np.asarray(result.points)[found]
     _mark(ax, pts, np.asarray(result.kinds)[found], i, j, label_kinds=True)
     _finish(ax, result, i, j, title or f"{int(found.sum())} point(s)")
@@ -115,7 +116,7 @@ def plot_cycles(result, ax=None, *, field=None, args: Any = None, dims=(0, 1), n
     n = orbits.shape[-1]
     i, j = _dims(n, dims)
     if field is not None and j is not None:
-        _stream(ax, result, field, args, i, j, n_grid, density)
+        _stream(ax, result, field, args, dims=(i, j), n_grid=n_grid, density=density)
     kinds = np.asarray(result.kinds)[found]
     for c, orbit in enumerate(orbits):
         closed = np.concatenate([orbit, orbit[:1]])
