@@ -80,7 +80,7 @@ ROWS = [
     Hostile("dde_periodic_orbit: period_guess a string", lambda: orbit(period_guess="7.5"), TypeError,
             r"`period_guess`"),
     # --- settings --------------------------------------------------------------------------------------
-    Hostile("dde_periodic_orbit: n_points odd", lambda: orbit(n_points=17), ValueError, r"`n_points`"),
+    Hostile("dde_periodic_orbit: n_points negative", lambda: orbit(n_points=-16), ValueError, r"`n_points`"),
     Hostile("dde_periodic_orbit: n_points too small", lambda: orbit(n_points=4), ValueError, r"`n_points`"),
     Hostile("dde_periodic_orbit: n_points a float", lambda: orbit(n_points=16.0), TypeError, r"`n_points`"),
     Hostile("dde_periodic_orbit: n_newton zero", lambda: orbit(n_newton=0), ValueError, r"`n_newton`"),
@@ -103,8 +103,8 @@ ROWS = [
             lambda: DDEPeriodicOrbitProblem(hutchinson, TAU, parameter=1.0), TypeError, r"`parameter`"),
     Hostile("DDEPeriodicOrbitProblem: delay negative",
             lambda: DDEPeriodicOrbitProblem(hutchinson, jnp.array([-1.0])), ValueError, r"`delays`"),
-    Hostile("DDEPeriodicOrbitProblem: n_points odd",
-            lambda: DDEPeriodicOrbitProblem(hutchinson, TAU, n_points=9), ValueError, r"`n_points`"),
+    Hostile("DDEPeriodicOrbitProblem: n_points too small",
+            lambda: DDEPeriodicOrbitProblem(hutchinson, TAU, n_points=7), ValueError, r"`n_points`"),
     Hostile("DDEPeriodicOrbitProblem: n_chebyshev too small",
             lambda: DDEPeriodicOrbitProblem(hutchinson, TAU, n_chebyshev=2), ValueError, r"`n_chebyshev`"),
     # --- dde_orbit_guess_from_hopf ---------------------------------------------------------------------
@@ -126,8 +126,8 @@ ROWS = [
     Hostile("dde_orbit_guess_from_hopf: amplitude a vector",
             lambda: dde_orbit_guess_from_hopf(jnp.ones(1), jnp.ones(1, complex), 1.0, jnp.ones(2), 16),
             ValueError, r"`amplitude`"),
-    Hostile("dde_orbit_guess_from_hopf: n_points odd",
-            lambda: dde_orbit_guess_from_hopf(jnp.ones(1), jnp.ones(1, complex), 1.0, 0.1, 15), ValueError,
+    Hostile("dde_orbit_guess_from_hopf: n_points zero",
+            lambda: dde_orbit_guess_from_hopf(jnp.ones(1), jnp.ones(1, complex), 1.0, 0.1, 0), ValueError,
             r"`n_points`"),
 ]
 

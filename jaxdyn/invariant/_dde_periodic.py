@@ -13,6 +13,11 @@ $s_j = j / N$ and the period $T$; with the discrete Fourier coefficients $c_k$ o
   the integral phase condition $\int_0^1 \langle x(s), x_{\rm ref}'(s) \rangle\, ds = 0$ against a
   reference orbit (the guess, or the last point of a branch).
 
+For even $N$ the Nyquist mode $k = N/2$ is not a free mode: the derivative annihilates it, so its
+collocation equation would degenerate to $-T \hat f_{N/2}$, whose linearisation carries the factor
+$\cos(\pi N \tau / T)$ and changes sign along a branch (a spurious branch point of the discrete
+problem). Its equation is replaced by "the Nyquist coefficient of $X$ vanishes".
+
 Why this and not DDE-BIFTOOL's piecewise polynomial collocation: a periodic orbit of a DDE with
 constant delays is as smooth as $f$ (analytic for analytic $f$), and on a periodic function the
 trigonometric interpolant converges geometrically in $N$ while needing no mesh, no mesh adaptation
@@ -97,7 +102,8 @@ def _extremes(values: Array, n_refine: int = 4) -> tuple[Array, Array]:
     n_points = values.shape[0]
     fine_n = 8 * n_points
     coeffs = jnp.fft.rfft(values, axis=0)
-    coeffs = coeffs.at[-1].multiply(0.5)                      # the Nyquist mode split into +-N/2
+    if n_points % 2 == 0:
+        coeffs = coeffs.at[-1].multiply(0.5)                  # the Nyquist mode split into +-N/2
     padded = jnp.zeros((fine_n // 2 + 1, values.shape[1]), coeffs.dtype).at[: coeffs.shape[0]].set(coeffs)
     fine = jnp.fft.irfft(padded, n=fine_n, axis=0) * 8
     grid = jnp.arange(fine_n) / fine_n
@@ -145,6 +151,13 @@ def _orbit_residual(field, delays_fn, u, args, u_ref, n_points):
     values, period = _split(u, n_points)
     delays = jnp.asarray(delays_fn(args), values.dtype)
     collocation = _derivative(values) - period * _field_values(field, values, period, delays, args)
+    if n_points % 2 == 0:
+        # the Nyquist mode: the derivative annihilates it, so its collocation equation degenerates
+        # (to -T f_Nyquist, a factor cos(pi N tau / T) that changes sign along a branch); the
+        # equation "Nyquist coefficient of X = 0" takes its place (X band-limited to |k| < N/2)
+        spectrum = jnp.fft.rfft(collocation, axis=0)
+        spectrum = spectrum.at[-1].set(jnp.fft.rfft(values, axis=0)[-1])
+        collocation = jnp.fft.irfft(spectrum, n=n_points, axis=0)
     ref_values, _ = _split(u_ref, n_points)
     phase = jnp.mean(jnp.sum(values * _derivative(ref_values), axis=1))
     return jnp.concatenate([collocation.ravel(), phase[None]])
@@ -263,10 +276,7 @@ def _as_delays(delays: Any) -> Callable:
 
 
 def _check_n_points(n_points: Any) -> int:
-    n_points = check_int(n_points, "n_points", minimum=8)
-    if n_points % 2:
-        raise ValueError(f"`n_points` must be even (the FFT grid), got {n_points}.")
-    return n_points
+    return check_int(n_points, "n_points", minimum=8)
 
 
 class DDEPeriodicOrbitProblem(AbstractBranchProblem):
@@ -282,7 +292,8 @@ class DDEPeriodicOrbitProblem(AbstractBranchProblem):
     - `delays`: a 1-D array of constant delays $\tau_i > 0$, or a callable `args -> array` (so that a
       delay can be the continuation parameter: `parameter=None`, `delays=lambda tau: jnp.array([tau])`).
     - `parameter`: how $p$ enters `args` (`(args, p) -> args`; `None`: `args` is $p$).
-    - `n_points`: $N$, the number of collocation points per period (even, $\ge 8$).
+    - `n_points`: $N$, the number of collocation points per period ($\ge 8$; FFT-friendly sizes
+      are fastest).
     - `n_multipliers`: how many Floquet multipliers `spectrum` returns (those of largest modulus,
       the trivial one included); `0` skips them (then the branch carries no stability).
     - `n_chebyshev`: $M$, the Chebyshev degree of the discretised monodromy operator.
@@ -486,6 +497,26 @@ def _result_code(sol, values, period, residual_norm, tol):
     return RESULTS.where(bad_period, RESULTS.invalid_period, code)
 
 
+@eqx.filter_jit
+def _solve(problem: DDEPeriodicOrbitProblem, u0: Array, args: Any, *, tol: float,
+           n_newton: int) -> DDEPeriodicOrbitResult:
+    """Newton from `u0` (the phase fixed against `u0`), then the diagnostics: one compiled program
+    (an eager call compiles once instead of dispatching the iteration op by op)."""
+    solver = optx.Newton(rtol=tol, atol=tol, linear_solver=lx.LU())
+    sol = optx.root_find(_newton_fn, solver, u0, args=(problem, args, u0), max_steps=n_newton, throw=False)
+    u = sol.value
+    out_values, out_period = _split(u, problem.n_points)
+    residual_norm = jnp.max(jnp.abs(_newton_fn(jax.lax.stop_gradient(u), (problem, args, u0))))
+    code = _result_code(sol, out_values, out_period, residual_norm, tol)
+    out_delays = jnp.asarray(problem.delays(args), u0.dtype)
+    multipliers = problem.spectrum(u, args, None)
+    top, bottom = _extremes(out_values)
+    out = DDEPeriodicOrbitResult(values=out_values, period=out_period, amplitude=top - bottom,
+                                 delays=out_delays, multipliers=multipliers, residual_norm=residual_norm,
+                                 n_steps=sol.stats["num_steps"], result=code)
+    return out
+
+
 def dde_periodic_orbit(field: Callable, delays: Any, guess: Any, period_guess: Any, *, args: Any = None,
                        n_points: int = 64, tol: float = 1e-10, n_newton: int = 40, n_multipliers: int = 0,
                        n_chebyshev: int = 64, throw: bool = True) -> DDEPeriodicOrbitResult:
@@ -507,7 +538,7 @@ def dde_periodic_orbit(field: Callable, delays: Any, guess: Any, period_guess: A
       on $[0, 1)$ (one period in scaled time).
     - `period_guess`: the initial period, $> 0$.
     - `args`: passed to `field` (and to `delays` when callable).
-    - `n_points`: $N$ (even, $\ge 8$); the error decays geometrically in $N$ for smooth orbits.
+    - `n_points`: $N$ ($\ge 8$); the error decays geometrically in $N$ for smooth orbits.
     - `tol`: the Newton tolerance (absolute and relative, max-norm).
     - `n_newton`: the maximum number of Newton steps.
     - `n_multipliers`: how many Floquet multipliers to compute (largest modulus; 0: none).
@@ -536,18 +567,7 @@ def dde_periodic_orbit(field: Callable, delays: Any, guess: Any, period_guess: A
     _check_field(field, values, problem, args)
     period = _check_period(period_guess, values.dtype)
     u0 = jnp.concatenate([values.ravel(), period[None]])
-    solver = optx.Newton(rtol=tol, atol=tol, linear_solver=lx.LU())
-    sol = optx.root_find(_newton_fn, solver, u0, args=(problem, args, u0), max_steps=n_newton, throw=False)
-    u = sol.value
-    out_values, out_period = _split(u, problem.n_points)
-    residual_norm = jnp.max(jnp.abs(_newton_fn(jax.lax.stop_gradient(u), (problem, args, u0))))
-    code = _result_code(sol, out_values, out_period, residual_norm, tol)
-    out_delays = jnp.asarray(problem.delays(args), values.dtype)
-    multipliers = problem.spectrum(u, args, None)
-    top, bottom = _extremes(out_values)
-    out = DDEPeriodicOrbitResult(values=out_values, period=out_period, amplitude=top - bottom,
-                                 delays=out_delays, multipliers=multipliers, residual_norm=residual_norm,
-                                 n_steps=sol.stats["num_steps"], result=code)
+    out = _solve(problem, u0, args, tol=float(tol), n_newton=n_newton)
     return raise_if_failed(out, out.result, throw, hint=_HINT)
 
 
@@ -563,7 +583,7 @@ def dde_orbit_guess_from_hopf(y_eq: Any, eigenvector: Any, omega: Any, amplitude
     - `eigenvector`: the eigenvector of the characteristic matrix at $i\omega$, complex `(n,)`.
     - `omega`: the Hopf frequency, $> 0$.
     - `amplitude`: $a$, the size of the oscillation in the guess.
-    - `n_points`: $N$ (even, $\ge 8$).
+    - `n_points`: $N$ ($\ge 8$).
 
     **Returns:** `u0 = concatenate([values.ravel(), [T]])`, the unknowns of
     [`DDEPeriodicOrbitProblem`][].
