@@ -54,6 +54,8 @@ _ALL = (
                "SGD Lyapunov exponent at an interpolating minimum vs the GD boundary (digits MLP)."),
     Experiment("kuramoto", "jaxdyn.experiments.kuramoto",
                "Kuramoto r(K) vs theory, particles vs Ott-Antonsen, ring chimera, N^(-1/2) mean-field rate."),
+    Experiment("invariant-sets", "jaxdyn.experiments.invariant_sets",
+               "GD flip at 2/lambda_max, graphon K_c branch point, delay Hopf + cycles, neural ODE saddles."),
 )
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in _ALL}
