@@ -234,3 +234,28 @@ def test_plot_returns_axes(c_plus, fold):
     fig, ax2 = plt.subplots()
     assert fold.plot(ax=ax2, component=lambda u: u[0] ** 2) is ax2
     plt.close("all")
+
+
+def hopf_normal_form(t, y, mu):
+    """r' = mu r - r^3, theta' = 1 in Cartesian coordinates: the cycle r = sqrt(mu), T = 2 pi."""
+    x, z = y
+    r2 = x * x + z * z
+    return jnp.array([mu * x - z - x * r2, x + mu * z - z * r2])
+
+
+@pytest.mark.slow
+def test_hopf_switching_onto_the_cycle_branch():
+    equilibria = continuation(EquilibriumProblem(hopf_normal_form), jnp.zeros(2), -0.5, p_min=-1.0, p_max=1.0,
+                              ds=0.1, ds_max=0.2, n_steps=30)
+    assert _kinds(equilibria) == ["hopf"] and abs(float(equilibria.special_p[0])) < 1e-10
+    start = switch_branch(equilibria, 0, amplitude=0.05)
+    cycles = continuation(start, p_min=-1.0, p_max=0.6, ds=0.05, ds_max=0.1, n_steps=30)
+    n = int(cycles.n_points)
+    mu = np.asarray(cycles.p[:n])
+    states = np.asarray(cycles.u[:n, :-1]).reshape(n, -1, 2)
+    assert n > 10 and mu.max() > 0.5
+    radius = np.linalg.norm(states, axis=2)
+    np.testing.assert_allclose(radius, np.broadcast_to(np.sqrt(mu)[:, None], radius.shape),
+                               atol=1e-8)  # amplitude sqrt(mu) along the branch
+    np.testing.assert_allclose(cycles.u[:n, -1], 2 * np.pi, atol=1e-8)  # period 2 pi
+    assert np.asarray(cycles.stable[:n]).all()

@@ -181,8 +181,10 @@ class EquilibriumProblem(AbstractSwitchableProblem):
         n_segments = 8
         orbit = PeriodicOrbitProblem(self.field, parameter=self.parameter, n_segments=n_segments)
         u0 = orbit_guess_from_hopf(u, jnp.asarray(vectors[:, i]), omega, amplitude, n_segments)
-        tangent = jnp.zeros(u0.shape[0] + 1, dtype=u0.dtype)
-        return orbit, u0, jnp.asarray(p), tangent
+        centre = orbit_guess_from_hopf(u, jnp.asarray(vectors[:, i]), omega, 0.0, n_segments)
+        # the tangent of the cycle branch at the Hopf point: growing amplitude, fixed period and p
+        tangent = jnp.concatenate([(u0 - centre).at[-1].set(0.0), jnp.zeros(1, dtype=u0.dtype)])
+        return orbit, u0, jnp.asarray(p), tangent / jnp.linalg.norm(tangent)
 
 
 class FixedPointProblem(AbstractSwitchableProblem):

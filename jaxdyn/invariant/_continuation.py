@@ -81,6 +81,7 @@ class _Eval(eqx.Module):
     singular: Array
     bp_c: Array
     bp_ref: Array
+    residual: Array
 
 
 class _State(eqx.Module):
@@ -144,11 +145,7 @@ def _correct(problem, args, solver, cfg: _Config, num: _Numbers, *, base_x, base
     newton = optx.Newton(rtol=num.newton_tol, atol=num.newton_tol, linear_solver=solver)
     sol = optx.root_find(fn, newton, guess, max_steps=cfg.max_newton, throw=False)
     ok = (sol.result == optx.RESULTS.successful) & jnp.all(jnp.isfinite(sol.value))
-    # a guess that already solves the system is kept (at a branch point itself Newton's linear
-    # solve is singular even though there is nothing to correct)
-    exact = jnp.max(jnp.abs(fn(guess, None))) <= num.newton_tol
-    x = jnp.where(ok, sol.value, guess)
-    return x, ok | exact, jnp.where(ok, sol.stats["num_steps"], 0)
+    return jnp.where(ok, sol.value, guess), ok, jnp.where(ok, sol.stats["num_steps"], 0)
 
 
 def _bordering(size: int, phase: float, dtype) -> Array:
@@ -176,16 +173,16 @@ def _tangent_and_bp(g: Callable, x: Array, row: Array, c: Array, dense: bool):
     $1/(c^T y_1)$, $y_1 = A^{-1} b$, known for free (returned as `ref`, its sign)."""
     size = x.shape[0]
     e = jnp.zeros(size, dtype=x.dtype).at[-1].set(1.0)
+    value, lin = jax.linearize(g, x)
     if dense:
-        jac = jax.jacfwd(g)(x)
+        jac = jax.vmap(lin, out_axes=1)(jnp.eye(size, dtype=x.dtype))
         raw = jnp.linalg.solve(jnp.concatenate([jac, row[None]]), e)
         unit = raw / jnp.linalg.norm(raw)
         aug = jnp.concatenate([jac, unit[None]])
         sign, logdet = jnp.linalg.slogdet(aug)
         rows = jnp.sum(jnp.log(jnp.maximum(jnp.linalg.norm(aug, axis=1), jnp.finfo(x.dtype).tiny)))
         # det / prod of row norms (Hadamard): in [-1, 1], linear through a simple zero
-        return raw, sign * jnp.exp(logdet - rows), c, jnp.ones((), x.dtype)
-    _, lin = jax.linearize(g, x)
+        return raw, sign * jnp.exp(logdet - rows), c, jnp.ones((), x.dtype), value
     struct = jax.ShapeDtypeStruct((size,), x.dtype)
     aug = lx.FunctionLinearOperator(lambda v: jnp.concatenate([lin(v), jnp.dot(row, v)[None]]), struct)
     raw = lx.linear_solve(aug, e, _gmres(size), throw=False).value
@@ -212,13 +209,13 @@ def _tangent_and_bp(g: Callable, x: Array, row: Array, c: Array, dense: bool):
                          throw=False).value
     c_next = project(y2)
     c_next = jnp.where(jnp.all(jnp.isfinite(c_next)), c_next, c)
-    return raw, -w[-1], c_next, jnp.sign(jnp.dot(c_next, y1))
+    return raw, -w[-1], c_next, jnp.sign(jnp.dot(c_next, y1)), value
 
 
 def _evaluate(problem, args, cfg: _Config, *, x, row, u_ref, c, sign) -> _Eval:
     """Tangent, test functions, spectrum and stability at a corrected point `x` (`c`, `sign`: the
     bordering vector and the sign carried from the base point, matrix-free path)."""
-    raw, bp, c_next, ref = _tangent_and_bp(_residual(problem, args, u_ref), x, row, c, cfg.dense)
+    raw, bp, c_next, ref, value = _tangent_and_bp(_residual(problem, args, u_ref), x, row, c, cfg.dense)
     bp = bp if cfg.dense else sign * bp
     norm = jnp.linalg.norm(raw)
     singular = ~jnp.all(jnp.isfinite(raw)) | (norm > _SINGULAR_NORM)
@@ -227,7 +224,8 @@ def _evaluate(problem, args, cfg: _Config, *, x, row, u_ref, c, sign) -> _Eval:
     spectrum = problem.spectrum(u, p, args)
     own = problem.test_functions(u, p, args, spectrum)
     tests = jnp.concatenate([jnp.stack([tangent[-1], bp]), own.astype(x.dtype)])
-    return _Eval(tangent, tests, spectrum, problem.n_unstable(spectrum), singular, c_next, ref)
+    return _Eval(tangent, tests, spectrum, problem.n_unstable(spectrum), singular, c_next, ref,
+                 jnp.max(jnp.abs(value)))
 
 
 def _keep_first(result, new, when):
@@ -238,7 +236,7 @@ def _record_point(state: _State, x, ev: _Eval, when) -> _State:
     i = jnp.minimum(state.n_points, state.ps.shape[0] - 1)
 
     def put(buf, value):
-        return buf.at[i].set(jnp.where(when, value, buf[i]))
+        return buf.at[i].set(jnp.where(when, value, buf[i]).astype(buf.dtype))
 
     return eqx.tree_at(
         lambda s: (s.us, s.ps, s.spectra, s.n_unst, s.tests_buf, s.n_points),
@@ -335,7 +333,7 @@ def _after_locate(cfg: _Config, num: _Numbers, state: _State, x, ok, ev: _Eval) 
     position = (state.n_points - 2).astype(x.dtype) + s / state.loc_ds
 
     def put(buf, value):
-        return buf.at[k].set(jnp.where(write, value, buf[k]))
+        return buf.at[k].set(jnp.where(write, value, buf[k]).astype(buf.dtype))
 
     state = eqx.tree_at(
         lambda st: (st.sp_kind, st.sp_u, st.sp_p, st.sp_pos, st.sp_spectrum, st.sp_tangent, st.n_special,
@@ -382,6 +380,9 @@ def _body(problem, args, solver, cfg: _Config, num: _Numbers, state: _State) -> 
     ev = _evaluate(problem, args, cfg, x=x, row=base_t, u_ref=base_x[:-1],
                    c=jnp.where(at_locate, state.loc_c, state.bp_c),
                    sign=jnp.where(at_locate, state.loc_sign, state.bp_sign))
+    # a guess that already solves G = 0 is kept (at a branch point itself Newton's linear solve is
+    # singular although there is nothing to correct); the arclength condition holds by construction
+    ok = ok | (ev.residual <= num.newton_tol)
     new = jax.lax.switch(mode, [
         lambda st: _after_init(cfg, st, x, ok, ev),
         lambda st: _after_step(cfg, num, st, x, ok, n_iter, ev),
