@@ -19,6 +19,8 @@ from jaxdyn.dde import solve
 from jaxdyn.invariant import (
     DDEPeriodicOrbitProblem,
     DDEPeriodicOrbitResult,
+    continuation,
+    dde_hopf,
     dde_orbit_guess_from_hopf,
     dde_periodic_orbit,
 )
@@ -42,6 +44,10 @@ def hutchinson_in_tau(t, y, yd, tau):
 def mackey_glass(t, y, yd, args):
     z = yd[0]
     return 0.2 * z / (1.0 + z**10) - 0.1 * y
+
+
+def mackey_glass_in_tau(t, y, yd, tau):
+    return mackey_glass(t, y, yd, None)
 
 
 def stuart_landau(t, y, yd, args):
@@ -232,8 +238,6 @@ def test_guess_from_hopf():
 def test_branch_from_the_hopf_point_in_tau():
     """Hutchinson (r = 1) continued in tau from the Hopf point tau = pi/2: the amplitude -> 0 and the
     period -> 2 pi / omega = 2 pi there (extrapolated in amplitude^2), every cycle stable."""
-    from jaxdyn.invariant._continuation import continuation
-
     n = 16
     problem = DDEPeriodicOrbitProblem(hutchinson_in_tau, lambda tau: jnp.reshape(tau, (1,)), n_points=n,
                                       n_multipliers=3, n_chebyshev=24)
@@ -254,3 +258,44 @@ def test_branch_from_the_hopf_point_in_tau():
     assert abs(fit_t[-1] - 2 * np.pi) < 1e-5
     assert bool(np.all(np.asarray(branch.stable[:k])))
     assert int(branch.n_special) == 0          # no spurious branch point (the Nyquist mode is pinned)
+
+
+def _alternation(field, tau):
+    """The last difference of consecutive periods of a long simulation: ~0 on a period-1 cycle,
+    finite on a period-2 cycle."""
+    t1 = 3000.0
+    sol = solve(field, jnp.array([1.2]), jnp.array([tau]), 0.0, t1, dt0=0.1, max_steps=20000,
+                stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-8))
+    ts = np.linspace(t1 - 200, t1, 100001)
+    z = np.asarray(sol.evaluate(ts))[:, 0] - 1.0
+    i = np.where((z[:-1] < 0) & (z[1:] >= 0))[0]
+    return abs(np.diff(np.diff(ts[i] - z[i] * (ts[i + 1] - ts[i]) / (z[i + 1] - z[i])))[-1])
+
+
+@pytest.mark.slow
+def test_mackey_glass_hopf_to_period_doubling():
+    """The issue's pipeline on Mackey-Glass in tau: the Hopf point of the equilibrium (`dde_hopf`),
+    the cycle branch from it, stable until its period doubling at tau = 13.24921526 (N = 128,
+    M = 96; N = 96, M = 64 agrees to 6e-7), confirmed by simulation on either side."""
+    delays = lambda tau: jnp.reshape(tau, (1,))  # noqa: E731
+    hopf = dde_hopf(mackey_glass_in_tau, jnp.ones(1), delays, 4.0)
+    b = 0.2 * (1 - 10 / 2) / 2
+    omega = np.sqrt(b**2 - 0.01)
+    assert abs(float(hopf.omega) - omega) < 1e-9
+    assert abs(float(hopf.parameter) - np.arccos(0.1 / b) / omega) < 1e-9
+    n = 64
+    problem = DDEPeriodicOrbitProblem(mackey_glass_in_tau, delays, n_points=n, n_multipliers=3,
+                                      n_chebyshev=48)
+    u0 = dde_orbit_guess_from_hopf(hopf.equilibrium, hopf.eigenvector, hopf.omega, 0.01, n)
+    tangent = jnp.concatenate([u0[:-1] - 1.0, jnp.zeros(2)])
+    branch = continuation(problem, u0, hopf.parameter, p_min=4.0, p_max=14.0,
+                          tangent=tangent / jnp.linalg.norm(tangent), ds=0.02, ds_max=1.0, n_steps=60,
+                          max_newton=20)
+    specials = branch.specials()
+    assert [kind for kind, _, _ in specials] == ["period_doubling"]
+    assert abs(specials[0][1] - 13.24921526) < 5e-5                   # measured 1.3e-5
+    k = int(branch.n_points)
+    ps, stable = np.asarray(branch.p[:k]), np.asarray(branch.stable[:k])
+    assert np.all(stable[ps < 13.2]) and not np.any(stable[ps > 13.3])
+    assert abs(float(branch.u[0, -1]) - 2 * np.pi / omega) < 0.1       # the period at the Hopf end
+    assert _alternation(mackey_glass, 12.8) < 1e-3 < 0.1 < _alternation(mackey_glass, 13.7)
