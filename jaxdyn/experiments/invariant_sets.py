@@ -6,7 +6,7 @@ Four results, each against a closed form or an independent computation:
 1. **GD as a map, continued in the step size.** On $L(x) = (x^2 - 1)^2/4$ the minimum $x = 1$ of
    $G_\eta(x) = x - \eta L'(x)$ flips at $\eta = 2/L''(1) = 1$; branch switching at the flip follows
    the period-2 orbit (which flips again, period 4). For a small tanh MLP at an interpolating minimum
-   (teacher-student, fewer parameters than data: an isolated minimum), the continued branch of
+   (teacher-student, 7 parameters, 24 points: an isolated minimum), the continued branch of
    fixed points in $\eta$ is trivial in $\theta$, and its flip is where the top multiplier
    $1 - \eta\lambda_{\max}$ crosses $-1$: against [`jaxdyn.training.gd_stability`][]'s
    `critical_lr` $= 2/\lambda_{\max}$.
@@ -67,7 +67,6 @@ TITLE = "Invariant sets of the mission: GD flips, graphon incoherence, delay Hop
 class Config:
     """Budgets of one run (`QUICK` for `--quick`, else `FULL`)."""
 
-    mlp_width: int = 3
     mlp_points: int = 24
     oa_cells: int = 64
     oa_gamma: float = 0.1
@@ -120,7 +119,13 @@ def _gd_step(theta, a):
     return GDMap(mlp_loss, a["eta"], throw=False)(theta, a["x"], a["y"])
 
 
-def gd_flips(cfg: Config, key):
+# A 1-2-1 tanh teacher (w1, b1, w2, b2), fixed rather than drawn: its minimum on 24 points of
+# [-3, 3] is isolated and well conditioned (lambda_min / lambda_max ~ 6e-5), while random tanh
+# teachers often give Hessians with eigenvalues ~1e-10 (nearly redundant units).
+TEACHER = (1.0, -2.0, 0.5, 0.5, 1.0, -1.0, 0.2)
+
+
+def gd_flips(cfg: Config):
     """The double well: flip at eta = 1 and the period-2 branch; the MLP: flip vs gd_stability."""
     well = FixedPointProblem(double_well_gd)
     fixed = continuation(well, jnp.ones(1), 0.2, p_min=0.1, p_max=1.35, ds=0.05, ds_max=0.1, n_steps=60)
@@ -129,9 +134,9 @@ def gd_flips(cfg: Config, key):
     eta_flip = fixed.specials()[_index_of(fixed, "period_doubling")][1]
     eta_flip2 = period2.specials()[_index_of(period2, "period_doubling")][1]
 
-    w = cfg.mlp_width
-    teacher = jax.random.normal(key, (3 * w + 1,))
-    x = jnp.linspace(-2.0, 2.0, cfg.mlp_points)
+    teacher = jnp.asarray(TEACHER)
+    w = (teacher.shape[0] - 1) // 3
+    x = jnp.linspace(-3.0, 3.0, cfg.mlp_points)
     y = mlp(teacher, x, w)
     stab = gd_stability(mlp_loss, teacher, 0.1, x, y)
     crit = float(stab.critical_lr)
@@ -367,7 +372,7 @@ def run(*, quick: bool, seed: int, progress: bool) -> ExperimentResult:
     keys = jax.random.split(jax.random.key(seed), 3)
     timings = {}
     t0 = time.perf_counter()
-    gd, gd_branches = gd_flips(cfg, keys[0])
+    gd, gd_branches = gd_flips(cfg)
     timings["gd"] = round(time.perf_counter() - t0, 2)
     t0 = time.perf_counter()
     oa, oa_parts = ott_antonsen_branch(cfg, keys[1])
@@ -393,14 +398,24 @@ def _figures(cfg, gd, gd_branches, oa, oa_parts, dde_curves, node_parts):
     fixed, period2, mlp_branch = gd_branches
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
     fixed.plot(ax=axes[0], label="fixed point x = 1")
-    period2.plot(ax=axes[0], label="period-2 orbit")
+    period2.plot(ax=axes[0], label="period-2 orbit (one of its points)")
     axes[0].set_xlabel(r"step size $\eta$")
-    axes[0].set_title(r"GD on $(x^2 - 1)^2/4$: flip at $\eta = 1$")
-    mlp_branch.plot(ax=axes[1], component=lambda u: float(jnp.linalg.norm(u)), label=r"$\|\theta^*\|$")
+    axes[0].set_ylabel("$x$")
+    axes[0].set_title(r"GD on $(x^2 - 1)^2/4$: flip at $\eta = 1$, then at $\sqrt{5} - 1$")
+    axes[0].legend(fontsize="small")
+    n = int(mlp_branch.n_points)
+    etas = np.asarray(mlp_branch.p[:n])
+    lowest = np.asarray(mlp_branch.spectrum[:n]).real.min(axis=1)
+    axes[1].plot(etas, lowest, ".-", label=r"lowest multiplier $1 - \eta\lambda_{\max}$ (continuation)")
+    axes[1].axhline(-1.0, color="k", lw=0.8)
     axes[1].axvline(gd["mlp"]["critical_lr"], color="grey", ls=":", label="gd_stability: 2 / lambda_max")
-    axes[1].legend(fontsize="small")
+    flip = gd["mlp"]["eta_flip"]
+    axes[1].plot([flip], [-1.0], "ko", label=f"PD located: eta = {flip:.8f}")
     axes[1].set_xlabel(r"step size $\eta$")
-    axes[1].set_title("MLP minimum: flip vs gd_stability's 2 / lambda_max")
+    axes[1].set_ylabel("multiplier")
+    axes[1].set_title("GD map of a 1-2-1 tanh MLP at its minimum")
+    axes[1].legend(fontsize="small")
+    axes[1].grid(alpha=0.3)
     figs["gd_flips"] = fig
 
     trivial, sync, (ks, rs) = oa_parts
@@ -462,7 +477,7 @@ def _summary(cfg: Config, mt: dict) -> str:
         "**GD flips at 2/lambda_max.** Double well: the minimum's flip located at eta = "
         f"{well['eta_flip']:.12f} (error {well['error_vs_1']:.1e} against 1); the period-2 branch from "
         f"branch switching flips again at eta = {well['eta_flip_period2']:.12f} (sqrt(5) - 1 to "
-        f"{abs(well['period2_flip_minus_sqrt5_minus_1']):.1e}). Tanh MLP 1-{cfg.mlp_width}-1 "
+        f"{abs(well['period2_flip_minus_sqrt5_minus_1']):.1e}). Tanh MLP 1-2-1 "
         f"({net['n_params']} parameters, {net['n_data']} teacher-student points, loss at the minimum "
         f"{net['loss_at_minimum']:.1e}, lambda_min = {net['lambda_min']:.1e}, gd_stability's regime "
         f"'{net['regime']}'): flip at eta = {net['eta_flip']:.10f} against gd_stability's critical step "
