@@ -9,6 +9,7 @@ import pytest
 
 from jaxdyn._results import RESULTS
 from jaxdyn.invariant import (
+    ArnoldiEigenvalues,
     EquilibriumProblem,
     FixedPointProblem,
     continuation,
@@ -107,6 +108,11 @@ ROWS = [
             lambda: EquilibriumProblem(fold_field, eigenvalues="dense"), TypeError, r"`eigenvalues`"),
     Hostile("EquilibriumProblem: parameter not callable",
             lambda: EquilibriumProblem(fold_field, parameter="rho"), TypeError, r"`parameter`"),
+    Hostile("ArnoldiEigenvalues: n_eigs 0", lambda: ArnoldiEigenvalues(n_eigs=0), ValueError, r"`n_eigs`"),
+    Hostile("ArnoldiEigenvalues: krylov_dim not above n_eigs",
+            lambda: ArnoldiEigenvalues(n_eigs=6, krylov_dim=6), ValueError, r"`krylov_dim`"),
+    Hostile("ArnoldiEigenvalues: shift negative", lambda: ArnoldiEigenvalues(shift=-1.0), ValueError,
+            r"`shift`"),
     Hostile("FixedPointProblem: map not callable", lambda: FixedPointProblem(3.0), TypeError, r"`map`"),
     Hostile("FixedPointProblem: period 0", lambda: FixedPointProblem(lambda x, r: x, period=0), ValueError,
             r"`period`"),

@@ -16,6 +16,7 @@ import pytest
 
 from jaxdyn._results import RESULTS
 from jaxdyn.invariant import (
+    ArnoldiEigenvalues,
     BranchResult,
     BranchStart,
     EquilibriumProblem,
@@ -213,6 +214,32 @@ def test_vmap_over_sigma_and_the_derivative_of_the_hopf_point():
     assert np.all(np.asarray(ok)) and np.all(np.asarray(count) == 1)
     np.testing.assert_allclose(rho, _hopf_rho(np.asarray(sigmas)), atol=1e-6)
     np.testing.assert_allclose(drho, jax.vmap(jax.grad(_hopf_rho))(sigmas), rtol=1e-6)
+
+
+RATES = jnp.linspace(0.5, 3.0, 18)
+
+
+def hopf_plus_decay(t, y, mu):
+    """A Hopf normal form (frequency 2) driving 18 decaying modes: Hopf at mu = 0, n = 20."""
+    x, z = y[0], y[1]
+    r2 = x * x + z * z
+    head = jnp.array([mu * x - 2 * z - x * r2, 2 * x + mu * z - z * r2])
+    return jnp.concatenate([head, -RATES * y[2:] + 0.1 * x * jnp.roll(y[2:], 1)])
+
+
+def test_matrix_free_hopf_with_arnoldi_eigenvalues():
+    problem = EquilibriumProblem(hopf_plus_decay, eigenvalues=ArnoldiEigenvalues(n_eigs=4, krylov_dim=12))
+    branch = continuation(problem, jnp.zeros(20), -0.5, p_min=-1.0, p_max=0.5, ds=0.1, ds_max=0.2,
+                          n_steps=20, dense_max_dim=0)
+    assert branch.successful and _kinds(branch) == ["hopf"]
+    assert abs(float(branch.special_p[0])) < 1e-10
+    n = int(branch.n_points)
+    spectrum, mu = np.asarray(branch.spectrum[:n]), np.asarray(branch.p[:n])
+    assert spectrum.shape[1] == 4
+    lead = spectrum[np.arange(n), np.argmax(spectrum.real, axis=1)]
+    np.testing.assert_allclose(lead.real, mu, atol=1e-8)  # the pair mu +- 2i, found matrix-free
+    np.testing.assert_allclose(np.abs(lead.imag), 2.0, atol=1e-8)
+    assert np.array_equal(np.asarray(branch.stable[:n]), mu < 0)
 
 
 def test_branch_start_fields(origin):

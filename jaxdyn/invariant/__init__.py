@@ -7,6 +7,7 @@ from ._branch import BranchResult as BranchResult, BranchStart as BranchStart, s
 from ._branch_problems import (
     AbstractEigenvalues as AbstractEigenvalues,
     AbstractSwitchableProblem as AbstractSwitchableProblem,
+    ArnoldiEigenvalues as ArnoldiEigenvalues,
     DenseEigenvalues as DenseEigenvalues,
     EquilibriumProblem as EquilibriumProblem,
     FixedPointProblem as FixedPointProblem,

@@ -2,7 +2,9 @@ r"""Branch problems of [`continuation`][]: equilibria of flows and fixed points/
 
 - [`EquilibriumProblem`][]: $G(u, p) = f(0, u, \mathrm{args}(p))$; its spectrum is the eigenvalues of
   $G_u$, computed by an eigenvalue strategy ([`DenseEigenvalues`][], [`NoEigenvalues`][]); its test
-  function detects Hopf points.
+  function detects Hopf points. Eigenvalue strategies: [`DenseEigenvalues`][] (all, from the
+  materialised Jacobian), [`ArnoldiEigenvalues`][] (the critical ones, matrix-free),
+  [`NoEigenvalues`][].
 - [`FixedPointProblem`][]: $G(u, p) = F^k(u, \mathrm{args}(p)) - u$ for a cycle of period $k$; its
   spectrum is the multipliers of the cycle (the eigenvalues of $DF(x_{k-1}) \cdots DF(x_0)$, from the
   Jacobians along it); its test functions detect period doubling and Neimark-Sacker points.
@@ -29,6 +31,7 @@ from typing import Any, ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import lineax as lx
 import numpy as np
 
 from .._types import Array
@@ -79,6 +82,83 @@ class NoEigenvalues(AbstractEigenvalues):
         return jnp.zeros((0,), dtype=jnp.result_type(u.dtype, jnp.complex64))
 
 
+def _start_vector(n: int, dtype) -> Array:
+    """A fixed unit vector with no special direction (the start of the Arnoldi iteration)."""
+    v = jnp.sin(0.7 + 1.3 * jnp.arange(n, dtype=dtype)) + 0.1
+    return v / jnp.linalg.norm(v)
+
+
+class ArnoldiEigenvalues(AbstractEigenvalues):
+    r"""The critical eigenvalues (unstable, or near the imaginary axis) without forming the Jacobian:
+    Arnoldi on the Cayley transform.
+
+    $C = (A - \sigma I)^{-1}(A + \sigma I)$ maps an eigenvalue $\lambda$ of $A$ to
+    $\mu = (\lambda + \sigma)/(\lambda - \sigma)$: the right half-plane goes outside the unit
+    circle, the left half-plane inside, so every eigenvalue with a positive real part comes before
+    every stable one in $|\mu|$, and among the stable ones those near the imaginary axis (relative
+    to $|\lambda| \sim \sigma$) come first: what stability and Hopf detection need (not the
+    rightmost stable ones in general: far-left eigenvalues also have $|\mu| \to 1$).
+    Each Arnoldi step is one solve with $A - \sigma I$ (lineax `GMRES` on Jacobian-vector
+    products); the `n_eigs` Ritz values of largest $|\mu|$ are mapped back by
+    $\lambda = \sigma(\mu + 1)/(\mu - 1)$.
+
+    **Arguments:**
+
+    - `n_eigs`: how many eigenvalues to return (the spectrum has `min(n_eigs, n)` entries).
+    - `krylov_dim`: the Arnoldi dimension (> `n_eigs`; `min(krylov_dim, n)` is used).
+    - `shift`: $\sigma > 0$, of the order of the frequencies of interest.
+    - `rtol`: the relative tolerance of the GMRES solves.
+    """
+
+    n_eigs: int = eqx.field(default=6, static=True)
+    krylov_dim: int = eqx.field(default=30, static=True)
+    shift: float = eqx.field(default=1.0, static=True)
+    rtol: float = eqx.field(default=1e-12, static=True)
+
+    def __check_init__(self):
+        for name, value in (("n_eigs", self.n_eigs), ("krylov_dim", self.krylov_dim)):
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
+        if self.krylov_dim <= self.n_eigs:
+            raise ValueError(f"`krylov_dim` ({self.krylov_dim}) must exceed `n_eigs` ({self.n_eigs}).")
+        if not np.isfinite(self.shift) or self.shift <= 0:
+            raise ValueError(f"`shift` must be a finite positive number, got {self.shift!r}.")
+
+    def size(self, n: int) -> int:
+        return min(self.n_eigs, n)
+
+    def eigenvalues(self, matvec: Callable[[Array], Array], u: Array) -> Array:
+        n, dtype, sigma = u.shape[0], u.dtype, self.shift
+        k = min(self.krylov_dim, n)
+        struct = jax.ShapeDtypeStruct((n,), dtype)
+        shifted = lx.FunctionLinearOperator(lambda v: matvec(v) - sigma * v, struct)
+        solver = lx.GMRES(rtol=self.rtol, atol=self.rtol * 1e-3, restart=min(n, 50),
+                          stagnation_iters=min(n, 50), max_steps=20 * n + 200)
+
+        def cayley(v):
+            return v + 2 * sigma * lx.linear_solve(shifted, v, solver, throw=False).value
+
+        def step(j, carry):
+            basis, hess = carry
+            w = cayley(basis[:, j])
+            mask = (jnp.arange(k + 1) <= j).astype(dtype)
+            for _ in range(2):  # classical Gram-Schmidt, twice
+                h = (basis.T @ w) * mask
+                w = w - basis @ h
+                hess = hess.at[:, j].add(h)
+            norm = jnp.linalg.norm(w)
+            hess = hess.at[j + 1, j].set(norm)
+            basis = basis.at[:, j + 1].set(w / jnp.where(norm > 0, norm, 1.0))
+            return basis, hess
+
+        basis = jnp.zeros((n, k + 1), dtype).at[:, 0].set(_start_vector(n, dtype))
+        hess = jnp.zeros((k + 1, k), dtype)
+        basis, hess = jax.lax.fori_loop(0, k, step, (basis, hess))
+        mu = jnp.linalg.eigvals(hess[:k, :k])
+        mu = mu[jnp.argsort(-jnp.abs(mu))][: self.size(n)]
+        return sigma * (mu + 1) / (mu - 1)
+
+
 class AbstractSwitchableProblem(AbstractBranchProblem):
     """A branch problem that can start a new branch at one of its own special points."""
 
@@ -111,7 +191,8 @@ class EquilibriumProblem(AbstractSwitchableProblem):
     - `parameter`: a callable `(args, p) -> args` that puts the continuation parameter into `args`,
       or `None` (the field's `args` is `p` itself).
     - `eigenvalues`: an [`AbstractEigenvalues`][] strategy for the spectrum of $G_u$; `None` chooses
-      [`DenseEigenvalues`][] up to `AUTO_DENSE_MAX_DIM` = 400 states and [`NoEigenvalues`][] above.
+      [`DenseEigenvalues`][] up to `AUTO_DENSE_MAX_DIM` = 400 states and [`NoEigenvalues`][] above;
+      [`ArnoldiEigenvalues`][] gives stability and Hopf detection of large systems matrix-free.
 
     The spectrum is the eigenvalues of $G_u$ (stable when every real part is negative); the one test
     function is the Hopf test of the module docstring. At a Hopf point [`switch_branch`][] starts the
