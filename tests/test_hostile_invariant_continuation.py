@@ -101,6 +101,14 @@ ROWS = [
     Hostile("continuation: singular Jacobian at the start flagged (throw=False)",
             lambda: _singular(throw=False), None,
             flagged=lambda b: b.result == RESULTS.singular_jacobian and int(b.n_points) == 0),
+    Hostile("continuation: a start with no solution at p0 flagged (throw=False)",
+            lambda: continuation(FOLD, X, -0.5, **OK, throw=False), None,
+            flagged=lambda b: b.result == RESULTS.not_converged and int(b.n_points) == 0),
+    Hostile("continuation: the step falls below ds_min: the branch so far kept (throw=False)",
+            lambda: continuation(FOLD, X, 1.0, **OK, ds=0.2, ds_min=0.1, ds_max=0.5, newton_tol=1e-300,
+                                 throw=False), None,
+            flagged=lambda b: b.result == RESULTS.branch_step_too_small and int(b.n_points) >= 1
+            and "below `ds_min`" in b.summary()),
     # --- problems ------------------------------------------------------------------------------
     Hostile("EquilibriumProblem: field not callable", lambda: EquilibriumProblem(jnp.ones(2)), TypeError,
             r"`field`"),

@@ -194,6 +194,12 @@ def test_jit_without_retrace(fold):
     assert abs(float(second.special_p[0])) < 1e-10
 
 
+def test_progress_bar(fold, capsys):
+    out = continuation(FOLD, jnp.array([1.0]), 1.0, progress=True, **F_SET)
+    assert "continuation" in capsys.readouterr().err  # the tqdm bar, on stderr
+    np.testing.assert_allclose(out.p, fold.p, atol=0, equal_nan=True)
+
+
 def test_vmap_over_sigma_and_the_derivative_of_the_hopf_point():
     """Vmapped over sigma inside `args`, each member locates its own Hopf point; forward mode
     through the loop (Newton by optimistix's implicit derivative, the location's iterations) gives

@@ -353,18 +353,19 @@ def _after_locate(cfg: _Config, num: _Numbers, state: _State, x, ok, ev: _Eval) 
 _BAR: dict[str, Any] = {}  # the open tqdm bar of a running continuation (host side)
 
 
-def _tick(count, total):
-    """Host callback: move the bar to `count` points of `total` (a new bar at the first point)."""
+def _tick(count, total, done):
+    """Host callback: move the bar to `count` points of `total` (a new bar at the first point;
+    closed when the run is done)."""
     from tqdm.auto import tqdm  # noqa: PLC0415
 
-    count, total = int(count), int(total)
+    count, total, done = int(count), int(total), bool(done)
     bar = _BAR.get("bar")
     if bar is None or count < bar.n:
         if bar is not None:
             bar.close()
         bar = _BAR["bar"] = tqdm(total=total, desc="continuation", leave=False)
     bar.update(count - bar.n)
-    if count >= total:
+    if done or count >= total:
         bar.close()
         _BAR.pop("bar", None)
 
@@ -393,7 +394,7 @@ def _body(problem, args, solver, cfg: _Config, num: _Numbers, state: _State) -> 
                       (new.iters + 1, new.done | (new.stop & (new.mode == _STEP)) | budget,
                        _keep_first(new.result, RESULTS.max_steps_reached, budget & ~new.done)))
     if cfg.progress:
-        jax.debug.callback(_tick, new.n_points, cfg.n_steps)
+        jax.debug.callback(_tick, new.n_points, cfg.n_steps, new.done)
     return new
 
 
