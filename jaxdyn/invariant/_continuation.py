@@ -266,7 +266,7 @@ def _open_bracket(state: _State, pending) -> _State:
     )
 
 
-def _after_init(cfg: _Config, state: _State, x, ok, ev: _Eval) -> _State:
+def _after_init(cfg: _Config, state: _State, *, x, ok, ev: _Eval) -> _State:
     sign = jnp.asarray(cfg.direction, x.dtype)
     # the fold test and the dense determinant flip with the tangent; the matrix-free branch-point test
     # starts positive (its sign is carried from point to point, see `_tangent_and_bp`)
@@ -282,7 +282,7 @@ def _after_init(cfg: _Config, state: _State, x, ok, ev: _Eval) -> _State:
                         ~good, _keep_first(state.result, result, True), ev.bp_c, ev.bp_ref))
 
 
-def _after_step(cfg: _Config, num: _Numbers, state: _State, x, ok, n_iter, ev: _Eval) -> _State:
+def _after_step(cfg: _Config, num: _Numbers, state: _State, *, x, ok, n_iter, ev: _Eval) -> _State:
     good = ok & ~ev.singular
     ds_used = state.ds
     ds_fail = 0.5 * ds_used
@@ -309,7 +309,7 @@ def _after_step(cfg: _Config, num: _Numbers, state: _State, x, ok, n_iter, ev: _
     return _open_bracket(new, changes)
 
 
-def _after_locate(cfg: _Config, num: _Numbers, state: _State, x, ok, ev: _Eval) -> _State:
+def _after_locate(cfg: _Config, num: _Numbers, state: _State, *, x, ok, ev: _Eval) -> _State:
     j = state.loc_j
     f = ev.tests[j]
     s = state.loc_s
@@ -385,9 +385,9 @@ def _body(problem, args, solver, cfg: _Config, num: _Numbers, state: _State) -> 
     # singular although there is nothing to correct); the arclength condition holds by construction
     ok = ok | (ev.residual <= num.newton_tol)
     new = jax.lax.switch(mode, [
-        lambda st: _after_init(cfg, st, x, ok, ev),
-        lambda st: _after_step(cfg, num, st, x, ok, n_iter, ev),
-        lambda st: _after_locate(cfg, num, st, x, ok, ev),
+        lambda st: _after_init(cfg, st, x=x, ok=ok, ev=ev),
+        lambda st: _after_step(cfg, num, st, x=x, ok=ok, n_iter=n_iter, ev=ev),
+        lambda st: _after_locate(cfg, num, st, x=x, ok=ok, ev=ev),
     ], state)
     budget = new.iters + 1 >= _budget(cfg)
     new = eqx.tree_at(lambda st: (st.iters, st.done, st.result), new,
@@ -431,7 +431,7 @@ def _initial_state(problem, args, cfg: _Config, *, x0, row, ds, dtype) -> _State
 
 
 @eqx.filter_jit
-def _run(problem, args, solver, cfg: _Config, num: _Numbers, x0, row, ds) -> _State:
+def _run(problem, args, solver, cfg: _Config, num: _Numbers, *, x0, row, ds) -> _State:
     """The compiled loop (cached per problem and static settings: a second branch of the same
     problem with new numbers does not recompile)."""
     state = _initial_state(problem, args, cfg, x0=x0, row=row, ds=ds, dtype=x0.dtype)
@@ -599,7 +599,7 @@ def continuation(problem: AbstractBranchProblem | BranchStart, u0: Any = None, p
     x0 = jnp.concatenate([u0, p0[None]])
     e_p = jnp.zeros(n + 1, dtype=x0.dtype).at[-1].set(1.0)
     row = e_p if tangent is None else tangent / jnp.linalg.norm(tangent)
-    state = _run(problem, args, linear_solver, cfg, num, x0, row, ds)
+    state = _run(problem, args, linear_solver, cfg, num, x0=x0, row=row, ds=ds)
     out = BranchResult(
         u=state.us, p=state.ps, n_points=state.n_points, spectrum=state.spectra, n_unstable=state.n_unst,
         stable=state.n_unst == 0, test_values=state.tests_buf, special_kind=state.sp_kind,
