@@ -88,6 +88,8 @@ ROWS = [
     Hostile("dde_periodic_orbit: tol NaN", lambda: orbit(tol=float("nan")), ValueError, r"`tol`"),
     Hostile("dde_periodic_orbit: n_multipliers negative", lambda: orbit(n_multipliers=-1), ValueError,
             r"`n_multipliers`"),
+    Hostile("dde_periodic_orbit: history_periods zero", lambda: orbit(history_periods=0), ValueError,
+            r"`history_periods`"),
     Hostile("dde_periodic_orbit: throw not a bool", lambda: orbit(throw="no"), TypeError, r"`throw`"),
     # --- run-time failures are result codes ------------------------------------------------------------
     Hostile("dde_periodic_orbit: Newton diverges (throw=False)",

@@ -51,9 +51,11 @@ def mackey_glass_in_tau(t, y, yd, tau):
 
 
 def stuart_landau(t, y, yd, args):
-    """r' = mu r - r^3, theta' = omega (mu = 0.5, omega = 1.3); the delayed value is not used."""
+    """r' = mu r - r^3, theta' = omega (mu = 0.5, omega = 1.3), plus the delayed feedback
+    K (x(t - tau) - x(t)) with K = args (Pyragas control: with tau = T it vanishes on the cycle)."""
     rr = jnp.sum(y**2)
-    return jnp.array([0.5 * y[0] - 1.3 * y[1] - rr * y[0], 1.3 * y[0] + 0.5 * y[1] - rr * y[1]])
+    own = jnp.array([0.5 * y[0] - 1.3 * y[1] - rr * y[0], 1.3 * y[0] + 0.5 * y[1] - rr * y[1]])
+    return own + args * (yd[0] - y)
 
 
 def sine_guess(s):
@@ -132,17 +134,32 @@ def test_mackey_glass_cycle_matches_simulation(orbit_fn):
 
 
 def test_floquet_multipliers_of_stuart_landau(orbit_fn):
-    """The delayed value unused: the multipliers are the ODE's, 1 and exp(-2 mu T) (then zeros)."""
-    res = orbit_fn(stuart_landau, jnp.array([1.0]),
-                   lambda s: 0.6 * jnp.array([jnp.cos(2 * jnp.pi * s), jnp.sin(2 * jnp.pi * s)]),
-                   jnp.array(5.0), n_points=16, n_multipliers=3, n_chebyshev=40)
+    """Stuart-Landau with delayed feedback K (x(t - tau) - x(t)). K = 0, tau = 10 > T: the ODE's
+    multipliers 1 and exp(-2 mu T), then zeros. K = 0.3, tau = T (Pyragas): the cycle is unchanged and,
+    in the co-rotating frame, each multiplier z solves z = exp(T (-2 mu - K + K / z)) (radial) or
+    z = exp(T (-K + K / z)) (phase): checked to 1e-12 for the six largest."""
     period = 2 * np.pi / 1.3
-    assert abs(float(res.period) - period) < 1e-12
-    assert abs(float(res.amplitude[0]) - 2 * np.sqrt(0.5)) < 1e-12
-    mult = np.asarray(res.multipliers)
-    assert abs(mult[0] - 1.0) < 1e-10
-    assert abs(mult[1] - np.exp(-2 * 0.5 * period)) < 1e-10
-    assert np.all(np.abs(mult[2:]) < 1e-8)
+    circle = lambda s: 0.6 * jnp.array([jnp.cos(2 * jnp.pi * s), jnp.sin(2 * jnp.pi * s)])  # noqa: E731
+    for tau, k in ((10.0, 0.0), (period, 0.3)):
+        res = orbit_fn(stuart_landau, jnp.array([tau]), circle, jnp.array(5.0), args=jnp.array(k),
+                       n_points=16, n_multipliers=6, n_chebyshev=40, history_periods=3)
+        assert abs(float(res.period) - period) < 1e-12
+        assert abs(float(res.amplitude[0]) - 2 * np.sqrt(0.5)) < 1e-12
+        z = np.asarray(res.multipliers)
+        assert abs(z[0] - 1.0) < 1e-10
+        if k == 0.0:
+            assert abs(z[1] - np.exp(-2 * 0.5 * period)) < 1e-10
+            assert np.all(np.abs(z[2:]) < 1e-8)
+        else:
+            radial = np.abs(np.exp(period * (-1.0 - k + k / z)) - z)
+            phase = np.abs(np.exp(period * (-k + k / z)) - z)
+            assert np.all(np.minimum(radial, phase) < 1e-12), (z, radial, phase)
+            assert np.all(np.abs(z[1:]) > 0.1)                       # six genuine roots, no zeros
+    # a history shorter than the delay: the multipliers are NaN, not wrong
+    short = DDEPeriodicOrbitProblem(stuart_landau, jnp.array([10.0]), n_points=16, n_multipliers=2,
+                                    n_chebyshev=8, history_periods=1)
+    u = jnp.concatenate([res.values.ravel(), res.period[None]])
+    assert np.all(np.isnan(np.asarray(eqx.filter_jit(short.spectrum)(u, jnp.array(0.0), None))))
 
 
 def test_hutchinson_multipliers_converge_in_chebyshev_degree(hutch):

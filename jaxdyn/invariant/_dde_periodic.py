@@ -194,14 +194,41 @@ def _barycentric(nodes: np.ndarray, points: Array) -> Array:
     return jnp.where(hit, exact.astype(mat.dtype), mat)
 
 
-def _monodromy(field, values, period, delays, args, n_cheb):
-    """The discretised monodromy matrix `((M + 1) n, (M + 1) n)` of the variational equation along
-    the orbit, on the state space $C([-\\tau_{\\max}, 0])$ at $M + 1$ Chebyshev points."""
+def _piece_index(n_cheb: int, n_pieces: int) -> np.ndarray:
+    r"""Global node indices `(q, M + 1)` of the history pieces $[-(j+1)T, -jT]$, their shared end
+    points counted once: piece 0 holds nodes `0..M` ($\theta = 0$ first), piece $j \ge 1$ reuses the
+    last node of piece $j - 1$ and adds `M` new ones."""
+    index = np.zeros((n_pieces, n_cheb + 1), dtype=int)
+    index[0] = np.arange(n_cheb + 1)
+    for j in range(1, n_pieces):
+        index[j, 0] = index[j - 1, -1]
+        index[j, 1:] = (n_cheb + 1) + (j - 1) * n_cheb + np.arange(n_cheb)
+    return index
+
+
+def _history_rows(x, lags, period, n_cheb, n_pieces):
+    """The interpolation rows `(p, S)` from the history nodes to the (negative) times `lags`."""
+    index = _piece_index(n_cheb, n_pieces)
+    size = n_pieces * n_cheb + 1
+    piece = jnp.clip(jnp.floor(-lags / period), 0, n_pieces - 1)
+    rows = jnp.zeros((lags.shape[0], size), lags.dtype)
+    for j in range(n_pieces):
+        local = _barycentric(x, jnp.clip(2.0 * (lags + j * period) / period + 1.0, -1.0, 1.0))
+        select = np.zeros((n_cheb + 1, size))
+        select[np.arange(n_cheb + 1), index[j]] = 1.0
+        rows = rows + jnp.where((piece == j)[:, None], local @ select, 0.0)
+    return rows
+
+
+def _monodromy(field, values, period, delays, args, n_cheb, n_pieces):
+    r"""The discretised monodromy matrix `(S n, S n)`, `S = q M + 1`, of the variational equation
+    along the orbit, on the history $[-qT, 0]$ in `q` pieces of one period (Chebyshev points of
+    degree `M` on each; the variational solution on $[0, T]$ one polynomial on the same points, so
+    that the shift of the history by one period is exact). NaN unless $\tau_{\max} \le qT$."""
     n = values.shape[1]
     m = n_cheb
     x, d = _chebyshev(m)
-    tau_max = jnp.max(delays)
-    theta = tau_max * (x - 1.0) / 2.0                      # state nodes, 0 down to -tau_max
+    size = n_pieces * m + 1
     t_nodes = period * (x + 1.0) / 2.0                     # solution nodes, T down to 0
     d_t = jnp.asarray(d) * 2.0 / period
 
@@ -214,38 +241,39 @@ def _monodromy(field, values, period, delays, args, n_cheb):
 
     colloc_t = t_nodes[:-1]                                # every node but t = 0
     a_mats, b_mats = jax.vmap(jacobians)(colloc_t)         # (m, n, n), (m, r, n, n)
-    # delayed times of the collocation nodes: in the solution part (>= 0) or the state part (< 0)
-    lag = colloc_t[:, None] - delays[None, :]              # (m, r)
+    r = delays.shape[0]
+    lag = (colloc_t[:, None] - delays[None, :]).ravel()    # (m r,): in the solution or the history
     in_sol = lag >= 0
-    sol_interp = _barycentric(x, (2.0 * jnp.clip(lag, 0.0, None) / period - 1.0).ravel())
-    state_interp = _barycentric(x, (2.0 * jnp.clip(lag, None, 0.0) / tau_max + 1.0).ravel())
-    sol_interp = sol_interp.reshape(m, -1, m + 1) * in_sol[:, :, None]
-    state_interp = state_interp.reshape(m, -1, m + 1) * (~in_sol)[:, :, None]
+    sol_rows = _barycentric(x, 2.0 * jnp.clip(lag, 0.0, None) / period - 1.0) * in_sol[:, None]
+    hist_rows = _history_rows(x, jnp.minimum(lag, 0.0), period, m, n_pieces) * (~in_sol)[:, None]
+    sol_rows, hist_rows = sol_rows.reshape(m, r, m + 1), hist_rows.reshape(m, r, size)
     eye = jnp.eye(n)
-    # unknowns: v at the solution nodes (m + 1 blocks), given phi at the state nodes (m + 1 blocks)
     lhs_rows = (jnp.kron(d_t[:-1], eye)
                 - jnp.einsum("ij,iab->iajb", jnp.eye(m + 1)[:-1], a_mats).reshape(m * n, -1)
-                - jnp.einsum("irj,irab->iajb", sol_interp, b_mats).reshape(m * n, -1))
-    rhs_rows = jnp.einsum("irj,irab->iajb", state_interp, b_mats).reshape(m * n, -1)
-    # continuity at t = 0: v(0) = phi(0)
-    start = jnp.kron(jnp.eye(m + 1)[-1:], eye)
-    lhs = jnp.concatenate([lhs_rows, start], axis=0)
-    rhs = jnp.concatenate([rhs_rows, jnp.kron(jnp.eye(m + 1)[:1], eye)], axis=0)
-    sol = jnp.linalg.solve(lhs, rhs)                       # v at the solution nodes, per phi
-    # the new state: v(T + theta_j), from the solution where T + theta >= 0, else from phi (shifted)
-    out_t = period + theta
-    in_out = out_t >= 0
-    from_sol = _barycentric(x, 2.0 * jnp.clip(out_t, 0.0, None) / period - 1.0) * in_out[:, None]
-    from_state = _barycentric(x, 2.0 * jnp.clip(out_t, None, 0.0) / tau_max + 1.0) * (~in_out)[:, None]
-    return jnp.kron(from_sol, eye) @ sol + jnp.kron(from_state, eye)
+                - jnp.einsum("irj,irab->iajb", sol_rows, b_mats).reshape(m * n, -1))
+    rhs_rows = jnp.einsum("irj,irab->iajb", hist_rows, b_mats).reshape(m * n, -1)
+    # continuity at t = 0: v(0) = phi(0) (history node 0)
+    lhs = jnp.concatenate([lhs_rows, jnp.kron(jnp.eye(m + 1)[-1:], eye)], axis=0)
+    rhs = jnp.concatenate([rhs_rows, jnp.kron(jnp.eye(size)[:1], eye)], axis=0)
+    solution = jnp.linalg.solve(lhs, rhs)                  # v at the solution nodes: the new piece 0
+    # pieces j >= 1 of the new history: piece j - 1 of the old one, node for node
+    shift = np.zeros((size, size))
+    index = _piece_index(m, n_pieces)
+    for j in range(1, n_pieces):
+        shift[index[j, 1:], index[j - 1, 1:]] = 1.0
+    mono = jnp.concatenate([solution, jnp.kron(jnp.asarray(shift[m + 1:]), eye)], axis=0)
+    covered = jnp.max(delays) <= n_pieces * period * (1 + 1e-12)
+    return jnp.where(covered, mono, jnp.nan)
 
 
-def _multipliers(field, values, period, delays, args, n_cheb, n_keep):
-    """The `n_keep` Floquet multipliers of largest modulus, by decreasing modulus."""
-    mono = _monodromy(field, values, period, delays, args, n_cheb)
-    eigs = jnp.linalg.eigvals(mono)
+def _multipliers(field, values, period, delays, args, n_cheb, n_pieces, n_keep):
+    """The `n_keep` Floquet multipliers of largest modulus, by decreasing modulus (NaN when the
+    history pieces do not cover the largest delay)."""
+    mono = _monodromy(field, values, period, delays, args, n_cheb, n_pieces)
+    bad = ~jnp.all(jnp.isfinite(mono))
+    eigs = jnp.linalg.eigvals(jnp.where(bad, 0.0, mono))
     order = jnp.argsort(-jnp.abs(eigs))
-    return eigs[order][:n_keep]
+    return jnp.where(bad, jnp.nan, eigs[order][:n_keep])
 
 
 def _trivial_index(multipliers: Array) -> Array:
@@ -296,7 +324,12 @@ class DDEPeriodicOrbitProblem(AbstractBranchProblem):
       are fastest).
     - `n_multipliers`: how many Floquet multipliers `spectrum` returns (those of largest modulus,
       the trivial one included); `0` skips them (then the branch carries no stability).
-    - `n_chebyshev`: $M$, the Chebyshev degree of the discretised monodromy operator.
+    - `n_chebyshev`: $M$, the Chebyshev degree of the discretised monodromy operator on each piece
+      of one period (the dominant multipliers converge spectrally in $M$; raise it for orbits
+      with steep fronts).
+    - `history_periods`: $q$, the history of the monodromy operator is $[-qT, 0]$ ($q$ pieces of
+      one period); it must cover the largest delay, $\tau_{\max} \le qT$, else the multipliers
+      are NaN (and no stability is detected).
 
     `test_names` are `("period_doubling", "neimark_sacker")`: $\prod_i (\mu_i + 1)$ and
     $\prod_{i<j} (\mu_i \mu_j - 1)$ over the nontrivial multipliers of `spectrum` (real parts),
@@ -310,11 +343,12 @@ class DDEPeriodicOrbitProblem(AbstractBranchProblem):
     n_points: int = eqx.field(static=True, default=64)
     n_multipliers: int = eqx.field(static=True, default=6)
     n_chebyshev: int = eqx.field(static=True, default=64)
+    history_periods: int = eqx.field(static=True, default=1)
 
     test_names = ("period_doubling", "neimark_sacker")
 
     def __init__(self, field: Callable, delays: Any, *, parameter: Callable | None = None,
-                 n_points: int = 64, n_multipliers: int = 6, n_chebyshev: int = 64):
+                 n_points: int = 64, n_multipliers: int = 6, n_chebyshev: int = 64, history_periods: int = 1):
         if not callable(field):
             raise TypeError(f"`field` must be callable as field(t, y, y_delayed, args), got "
                             f"{type(field).__name__}.")
@@ -327,6 +361,7 @@ class DDEPeriodicOrbitProblem(AbstractBranchProblem):
         self.n_points = _check_n_points(n_points)
         self.n_multipliers = check_int(n_multipliers, "n_multipliers", minimum=0)
         self.n_chebyshev = check_int(n_chebyshev, "n_chebyshev", minimum=4)
+        self.history_periods = check_int(history_periods, "history_periods")
 
     def residual(self, u: Array, p: Array, args: Any, u_ref: Array) -> Array:
         return _orbit_residual(self.field, self.delays, u, with_parameter(self.parameter, args, p), u_ref,
@@ -338,7 +373,8 @@ class DDEPeriodicOrbitProblem(AbstractBranchProblem):
         args = with_parameter(self.parameter, args, p)
         values, period = _split(u, self.n_points)
         delays = jnp.asarray(self.delays(args), values.dtype)
-        return _multipliers(self.field, values, period, delays, args, self.n_chebyshev, self.n_multipliers)
+        return _multipliers(self.field, values, period, delays, args, self.n_chebyshev, self.history_periods,
+                            self.n_multipliers)
 
     def n_unstable(self, spectrum: Array) -> Array:
         if spectrum.shape[0] == 0:
@@ -488,6 +524,14 @@ def _check_field(field, values, problem: DDEPeriodicOrbitProblem, args):
         raise ValueError(f"`field` must return an array of the state shape {y.shape}, got {got}.")
 
 
+def _auto_history(problem: DDEPeriodicOrbitProblem, args: Any, period: Array) -> int:
+    r"""$\lceil 1.5\, \tau_{\max} / T_{\rm guess} \rceil$ (at least 1) when both are concrete, else 1."""
+    delays = problem.delays(args)
+    if not (is_concrete(delays) and is_concrete(period)):
+        return 1
+    return max(1, int(np.ceil(1.5 * float(np.max(np.asarray(delays))) / float(period))))
+
+
 def _result_code(sol, values, period, residual_norm, tol):
     scale = jnp.maximum(1.0, jnp.max(jnp.abs(values)))
     amplitude = jnp.max(jnp.max(values, axis=0) - jnp.min(values, axis=0))
@@ -519,7 +563,8 @@ def _solve(problem: DDEPeriodicOrbitProblem, u0: Array, args: Any, *, tol: float
 
 def dde_periodic_orbit(field: Callable, delays: Any, guess: Any, period_guess: Any, *, args: Any = None,
                        n_points: int = 64, tol: float = 1e-10, n_newton: int = 40, n_multipliers: int = 0,
-                       n_chebyshev: int = 64, throw: bool = True) -> DDEPeriodicOrbitResult:
+                       n_chebyshev: int = 64, history_periods: int | None = None,
+                       throw: bool = True) -> DDEPeriodicOrbitResult:
     r"""A periodic orbit of $x'(t) = f(t, x(t), (x(t - \tau_1), \dots), \text{args})$: Newton
     (optimistix) on the Fourier collocation system of the module docstring, unknowns the values at
     $N$ equispaced points of one period and the period $T$, the phase fixed by
@@ -542,7 +587,10 @@ def dde_periodic_orbit(field: Callable, delays: Any, guess: Any, period_guess: A
     - `tol`: the Newton tolerance (absolute and relative, max-norm).
     - `n_newton`: the maximum number of Newton steps.
     - `n_multipliers`: how many Floquet multipliers to compute (largest modulus; 0: none).
-    - `n_chebyshev`: the Chebyshev degree of the discretised monodromy operator.
+    - `n_chebyshev`: the Chebyshev degree of the discretised monodromy operator (per period).
+    - `history_periods`: the history of the monodromy operator in periods (must cover the largest
+      delay, else the multipliers are NaN); `None`: $\lceil 1.5\, \tau_{\max} / T_{\rm guess} \rceil$
+      when both are concrete, else 1.
     - `throw`: `True` raises on failure; `False` returns the code in `result`.
 
     **Returns:** a [`DDEPeriodicOrbitResult`][].
@@ -552,20 +600,25 @@ def dde_periodic_orbit(field: Callable, delays: Any, guess: Any, period_guess: A
     ```python
     # Hutchinson's equation x' = x (1 - x(t - tau)) at tau = 1.8
     f = lambda t, y, yd, args: y * (1.0 - yd[0])
-    res = dde_periodic_orbit(f, jnp.array([1.8]), lambda s: 1.0 + 0.5 * jnp.sin(2 * jnp.pi * s)[None],
-                             4 * 1.8)
-    res.period, res.amplitude
+    res = dde_periodic_orbit(f, jnp.array([1.8]), lambda s: 1.0 + 0.8 * jnp.sin(2 * jnp.pi * s)[None],
+                             7.5, n_multipliers=3)
+    res.period, res.amplitude     # 7.5303609415, 2.1012802662
+    res.multipliers               # 1, 0.3578403, 4.6e-4 + 2.4e-4 i
     ```
     """
     throw = check_throw(throw)
-    problem = DDEPeriodicOrbitProblem(field, delays, n_points=n_points, n_multipliers=n_multipliers,
-                                      n_chebyshev=n_chebyshev)
+    settings = dict(n_points=n_points, n_multipliers=n_multipliers, n_chebyshev=n_chebyshev)
+    problem = DDEPeriodicOrbitProblem(field, delays, **settings,
+                                      history_periods=1 if history_periods is None else history_periods)
     n_newton = check_int(n_newton, "n_newton")
     if isinstance(tol, bool) or not isinstance(tol, int | float) or not np.isfinite(tol) or tol <= 0:
         raise ValueError(f"`tol` must be a finite positive float, got {tol!r}.")
     values = _guess_values(guess, problem.n_points)
     _check_field(field, values, problem, args)
     period = _check_period(period_guess, values.dtype)
+    if history_periods is None:
+        problem = DDEPeriodicOrbitProblem(field, problem.delays, **settings,
+                                          history_periods=_auto_history(problem, args, period))
     u0 = jnp.concatenate([values.ravel(), period[None]])
     out = _solve(problem, u0, args, tol=float(tol), n_newton=n_newton)
     return raise_if_failed(out, out.result, throw, hint=_HINT)
