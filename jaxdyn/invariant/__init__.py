@@ -36,6 +36,11 @@ from ._dde_roots import (
     linearise_dde as linearise_dde,
 )
 from ._manifolds import ManifoldsResult as ManifoldsResult, invariant_manifolds as invariant_manifolds
+from ._periodic import (
+    PeriodicOrbitProblem as PeriodicOrbitProblem,
+    PeriodicOrbitResult as PeriodicOrbitResult,
+    periodic_orbit as periodic_orbit,
+)
 from ._problems import (
     SPECIAL_POINTS as SPECIAL_POINTS,
     AbstractBranchProblem as AbstractBranchProblem,
