@@ -82,10 +82,12 @@ def test_summary_verdicts():
                                  "cycle_max_amplitude": 0.5},
                 "network": {"tau_hopf": 0.46, "tau_error": 0.0, "omega": 2.0, "omega_error": 0.0}},
         "neural_ode": {"final_training_loss": 1e-4, "n_equilibria": 2, "kinds": ["saddle", "unstable focus"],
-                       "saddle_error_vs_target": 0.01, "cycle_max_radius": 0.4,
+                       "saddle_error_vs_target": 0.01, "cycle_max_radius": 0.4, "cycle_period": 6.5,
+                       "cycle_multipliers": [1.0, 0.69], "cycle_stable": True,
                        "manifolds_successful": [True]},
     }
     text = ex._summary(ex.QUICK, mt)
     assert text.count("**holds**") == 3 and text.count("**fails**") == 1  # r differs by 0.5: fails
     assert "cycle branch not computed in the quick run" in text
     assert "| 0.7 | 0.4300 | 0.9300 |" in text
+    assert "period 6.500000" in text and "stable: True" in text

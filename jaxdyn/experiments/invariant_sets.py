@@ -28,14 +28,14 @@ Four results, each against a closed form or an independent computation:
 4. **A trained neural ODE.** An [`jaxdyn.models.MLPField`][] regressed on the planar field
    $x' = y$, $y' = -x - x^2 + \mu(a - x^2 - y^2)y$ (a saddle at $(-1, 0)$, an unstable focus at the
    origin inside a stable limit cycle); its equilibria ([`jaxdyn.invariant.equilibria`][]), its
-   cycle (a long integration of the trained field), and the stable and unstable manifolds of its
+   cycle with its Floquet multipliers ([`jaxdyn.invariant.periodic_orbit`][]), and the stable and
+   unstable manifolds of its
    saddle ([`jaxdyn.invariant.invariant_manifolds`][]) in a phase portrait.
 """
 
 import dataclasses
 import time
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -52,6 +52,7 @@ from ..invariant import (
     dde_orbit_guess_from_hopf,
     equilibria,
     invariant_manifolds,
+    periodic_orbit,
     switch_branch,
 )
 from ..meanfield import graphons
@@ -342,12 +343,9 @@ def neural_ode_portrait(cfg: Config, key):
     saddles = [p for p, kind in zip(points, kinds, strict=True) if kind.startswith("saddle")]
     manifolds = [invariant_manifolds(model, jnp.asarray(p), t_max=30.0, n_points=400, eps=1e-5, bound=1.5)
                  for p in saddles]
-    # the cycle: a long run of the trained field from near the unstable focus, last stretch kept
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(model), diffrax.Tsit5(), 0.0, 120.0, 0.05, jnp.array([0.05, 0.0]),
-        saveat=diffrax.SaveAt(ts=jnp.linspace(100.0, 120.0, 801)),
-        stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-8), max_steps=100000)
-    cycle = np.asarray(sol.ys)
+    # the cycle: multiple shooting from a point near it, with its Floquet multipliers
+    orbit = periodic_orbit(model, jnp.array([0.35, 0.0]), 2 * np.pi, n_segments=4, rtol=1e-8, atol=1e-10)
+    cycle = np.asarray(orbit.orbit()[1])
     radius = float(np.max(np.linalg.norm(cycle, axis=1)))
     true_saddle = np.array([-1.0, 0.0])
     saddle_error = (float(min(np.linalg.norm(s - true_saddle) for s in saddles)) if saddles
@@ -356,6 +354,8 @@ def neural_ode_portrait(cfg: Config, key):
         "final_training_loss": float(losses[-1]), "n_equilibria": k,
         "equilibria": [[float(v) for v in p] for p in points], "kinds": kinds,
         "saddle_error_vs_target": saddle_error, "cycle_max_radius": radius,
+        "cycle_period": float(orbit.period), "cycle_multipliers": np.abs(np.asarray(orbit.multipliers)),
+        "cycle_stable": bool(orbit.stable), "cycle_trivial_multiplier_error": float(orbit.trivial_error),
         "manifold_lengths": [m.arc_lengths().tolist() for m in manifolds],
         "manifolds_successful": [bool(m.successful) for m in manifolds],
     }
@@ -446,7 +446,7 @@ def _figures(cfg, gd, gd_branches, oa, oa_parts, dde_curves, node_parts):
 
     model, points, kinds, manifolds, cycle = node_parts
     ax = plot_phase_portrait(model, LOWER, UPPER, equilibria=list(zip(points, kinds, strict=True)),
-                             manifolds=manifolds, cycles=[cycle[::4]],
+                             manifolds=manifolds, cycles=[cycle],
                              title="Trained neural ODE: equilibria, cycle, saddle manifolds")
     figs["neural_ode"] = ax.figure
     return figs
@@ -473,6 +473,8 @@ def _summary(cfg: Config, mt: dict) -> str:
     mg, nw = dde["mackey_glass"], dde["network"]
     gd_ok = well["error_vs_1"] < 1e-8 and net["relative_error"] < 1e-6
     oa_ok = oa["error_vs_discrete"] < 1e-6 and oa["max_abs_r_difference"] < 0.1
+    node_ok = node["saddle_error_vs_target"] < 0.05 and node["cycle_stable"]
+    multipliers = np.array2string(np.asarray(node["cycle_multipliers"]), precision=6)
     paras = [
         "**GD flips at 2/lambda_max.** Double well: the minimum's flip located at eta = "
         f"{well['eta_flip']:.12f} (error {well['error_vs_1']:.1e} against 1); the period-2 branch from "
@@ -496,9 +498,11 @@ def _summary(cfg: Config, mt: dict) -> str:
         f"{nw['omega']:.10f} (error {nw['omega_error']:.1e}); {cycles(nw)}. Claim "
         f"{verdict(max(mg['tau_error'], nw['tau_error']) < 1e-8)}.",
         f"**A trained neural ODE.** Training loss {node['final_training_loss']:.1e}; {node['n_equilibria']} "
-        f"equilibria: {', '.join(node['kinds'])}; the learned saddle is {node['saddle_error_vs_target']:.1e} "
-        f"from the target's (-1, 0); the limit cycle reaches radius {node['cycle_max_radius']:.3f}; the "
-        f"saddle's stable and unstable manifolds are drawn in the phase portrait (traced: "
-        f"{node['manifolds_successful']}). Claim {verdict(node['saddle_error_vs_target'] < 0.05)}.",
+        f"equilibria: {', '.join(node['kinds'])}; the learned saddle is "
+        f"{node['saddle_error_vs_target']:.1e} from the target's (-1, 0). Its limit cycle (multiple "
+        f"shooting): period {node['cycle_period']:.6f}, radius up to {node['cycle_max_radius']:.3f}, "
+        f"Floquet multipliers of modulus {multipliers} (stable: {node['cycle_stable']}). The saddle's "
+        f"stable and unstable manifolds are drawn in the phase portrait (traced: "
+        f"{node['manifolds_successful']}). Claim {verdict(node_ok)}.",
     ]
     return "\n\n".join(paras) + "\n"
