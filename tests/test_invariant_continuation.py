@@ -171,6 +171,22 @@ def test_gd_map_flip_at_eta_one_and_its_period_two_branch(gd_branches):
     assert abs(complex(two.special_spectrum[0][0]) + 1) < 1e-8  # its own flip
 
 
+def delayed_logistic(x, r):
+    return jnp.array([r * x[0] * (1 - x[1]), x[0]])
+
+
+def test_neimark_sacker_of_the_delayed_logistic_map():
+    """x' = r x (1 - y), y' = x: the fixed point 1 - 1/r has multipliers of modulus sqrt(r - 1), a
+    complex pair for r > 5/4 (the real pair meeting there is dropped) crossing the circle at r = 2
+    at exp(+-i pi/3)."""
+    branch = continuation(FixedPointProblem(delayed_logistic), jnp.full(2, 1 - 1 / 1.1), 1.1, p_min=1.05,
+                          p_max=2.3, ds=0.05, ds_max=0.1, n_steps=40)
+    assert _kinds(branch) == ["neimark_sacker"]
+    assert abs(float(branch.special_p[0]) - 2.0) < 1e-10
+    np.testing.assert_allclose(np.sort_complex(np.asarray(branch.special_spectrum[0])),
+                               np.sort_complex(np.exp(np.array([-1j, 1j]) * np.pi / 3)), atol=1e-10)
+
+
 def test_fold(fold):
     assert fold.successful and _kinds(fold) == ["fold"]
     assert abs(float(fold.special_p[0])) < 1e-10
