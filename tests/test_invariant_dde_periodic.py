@@ -320,3 +320,34 @@ def test_mackey_glass_hopf_to_period_doubling():
     assert np.all(stable[ps < 13.2]) and not np.any(stable[ps > 13.3])
     assert abs(float(branch.u[0, -1]) - 2 * np.pi / omega) < 0.1       # the period at the Hopf end
     assert _alternation(mackey_glass, 12.8) < 1e-3 < 0.1 < _alternation(mackey_glass, 13.7)
+
+
+class DelayedTanh(eqx.Module):
+    """A one-neuron neural DDE, x' = -x + w_0 tanh(w_1 x(t - tau)) (odd: its cycle has the symmetry
+    x(t + T/2) = -x(t)); the weights are module leaves."""
+
+    w: jax.Array
+
+    def __call__(self, t, y, yd, args):
+        return -y + self.w[0] * jnp.tanh(self.w[1] * yd[0])
+
+
+def test_neural_delay_field_cycle_and_weight_gradient():
+    """A module field: the cycle beyond the Hopf point tau = 2 pi / (3 sqrt 3), its odd symmetry, and
+    dT/dw through `eqx.filter_grad` (the weights as leaves of the field) against finite differences."""
+
+    @eqx.filter_jit
+    def solve_for(model):
+        return dde_periodic_orbit(model, jnp.array([2.0]), lambda s: jnp.sin(2 * jnp.pi * s)[None], 5.0,
+                                  n_points=32, tol=1e-12)
+
+    model = DelayedTanh(jnp.array([-2.0, 1.0]))
+    res = solve_for(model)
+    assert abs(float(res.period) - 5.470746807595) < 1e-9
+    half = res.evaluate(jnp.arange(32) * res.period / 32 + res.period / 2)
+    assert float(jnp.max(jnp.abs(half + res.values))) < 1e-10
+    grad = eqx.filter_grad(lambda m: solve_for(m).period)(model).w
+    for i in range(2):
+        v = jnp.zeros(2).at[i].set(1.0)
+        fd = float(fd_directional(lambda w: solve_for(DelayedTanh(w)).period, model.w, v, 1e-3))
+        assert abs(float(grad[i]) - fd) < 1e-7 * abs(fd), (i, float(grad[i]), fd)

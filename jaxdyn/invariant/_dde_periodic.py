@@ -25,15 +25,24 @@ and no interpolation of the delayed argument into mesh intervals: the delay is o
 factor per Fourier mode, and every operator is an FFT. The limit: a cycle with steep fronts (very
 stiff or nearly non-smooth dynamics, e.g. Mackey-Glass with a large exponent near relaxation) has
 slowly decaying coefficients and needs many more points; piecewise collocation with an adapted mesh
-is then the better tool. The residual's `amplitude`/`residual_norm` and a comparison at two values
-of `n_points` say when that happens.
+is then the better tool. The Fourier coefficients of `values` (their tail) and a comparison at two
+values of `n_points` say when that happens.
 
-The Floquet multipliers (the `spectrum` of [`DDEPeriodicOrbitProblem`][]) are the eigenvalues of a
-pseudo-spectral discretisation of the monodromy operator (Breda, Maset and Vermiglio): the state
-$\phi$ on $[-\tau_{\max}, 0]$ at Chebyshev points, the variational solution on $[0, T]$ as one
-Chebyshev polynomial collocated at the Chebyshev points, and the map $\phi \mapsto v_T$. The
-eigenfunctions of the monodromy are smooth (segments of Floquet solutions), so the dominant
-multipliers converge spectrally in the number of Chebyshev points.
+The Floquet multipliers (the `spectrum` of [`DDEPeriodicOrbitProblem`][], `multipliers` of the
+result) are the eigenvalues of a pseudo-spectral discretisation of the monodromy operator (after
+Breda, Maset and Vermiglio): the history $\phi$ on $[-qT, 0]$ in $q$ pieces of one period
+($q T \ge \tau_{\max}$), Chebyshev points of degree $M$ on each; the variational solution on
+$[0, T]$ one Chebyshev polynomial collocated at the same points, with its delayed values
+interpolated from itself or from the history; and the map $\phi \mapsto v_T$, whose pieces after
+the first are the old pieces shifted by one period, node for node (exactly, so that a delay longer
+than the period adds exact zero multipliers, not spurious ones). The eigenfunctions of the
+monodromy are smooth (segments of Floquet solutions), so the dominant multipliers converge
+spectrally in $M$. Dense `eigvals` of an $(qM + 1) n$ square matrix: meant for small $n$ (scalar
+and low-dimensional delay equations, small neural DDEs), not for discretised fields.
+
+Derivatives: implicit (the Newton solve is an `optx.root_find` with `ImplicitAdjoint`), so the
+period, the orbit and the multipliers are differentiable with respect to `args`, the delays and
+the parameters of a module `field`.
 """
 
 from collections.abc import Callable
