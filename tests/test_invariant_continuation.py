@@ -168,7 +168,8 @@ def test_gd_map_flip_at_eta_one_and_its_period_two_branch(gd_branches):
     assert n2 > 5 and eta.max() > 1.2
     np.testing.assert_allclose(gd(gd(x, eta), eta), x, atol=1e-10)
     assert np.all(np.abs(gd(x, eta) - x)[2:] > 1e-3)
-    assert abs(complex(two.special_spectrum[0][0]) + 1) < 1e-8  # its own flip
+    assert abs(complex(two.special_spectrum[0][0]) + 1) < 1e-8  # its own flip...
+    assert abs(float(two.special_p[0]) - (np.sqrt(5) - 1)) < 1e-8  # ... at eta = sqrt(5) - 1
 
 
 def delayed_logistic(x, r):
