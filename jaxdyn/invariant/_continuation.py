@@ -559,6 +559,12 @@ def continuation(problem: AbstractBranchProblem | BranchStart, u0: Any = None, p
     **Returns:** a [`BranchResult`][] (`.u`, `.p`, `.spectrum`, `.stable`, the special points,
     `.summary()`, `.plot()`).
 
+    **Derivatives:** forward mode (`jax.jvp`, `jax.jacfwd`) with respect to arrays in `args`, `u0`,
+    `p0`: the Newton corrections differentiate implicitly (optimistix), the location iterations
+    by their iterates, so that e.g. $d\rho_H/d\sigma$ of a located Hopf point is exact to the
+    location tolerance. Reverse mode is not available (the run is a `lax.while_loop`); the branch's
+    integer fields and the step-size choices carry no derivative.
+
     **Example:**
 
     ```python
