@@ -12,7 +12,12 @@ import numpy as np
 import pytest
 
 from jaxdyn._results import RESULTS
-from jaxdyn.invariant import DDEPeriodicOrbitProblem, dde_orbit_guess_from_hopf, dde_periodic_orbit
+from jaxdyn.invariant import (
+    DDEPeriodicOrbitProblem,
+    dde_cycle_branch_start,
+    dde_orbit_guess_from_hopf,
+    dde_periodic_orbit,
+)
 
 from .helpers import Hostile, hostile_ids, run_hostile
 
@@ -131,6 +136,10 @@ ROWS = [
     Hostile("dde_orbit_guess_from_hopf: n_points zero",
             lambda: dde_orbit_guess_from_hopf(jnp.ones(1), jnp.ones(1, complex), 1.0, 0.1, 0), ValueError,
             r"`n_points`"),
+    # --- dde_cycle_branch_start ------------------------------------------------------------------------
+    Hostile("dde_cycle_branch_start: hopf not a DDEHopfResult",
+            lambda: dde_cycle_branch_start(jnp.ones(3), DDEPeriodicOrbitProblem(hutchinson, TAU)), TypeError,
+            r"`hopf`"),
 ]
 
 

@@ -20,6 +20,7 @@ from jaxdyn.invariant import (
     DDEPeriodicOrbitProblem,
     DDEPeriodicOrbitResult,
     continuation,
+    dde_cycle_branch_start,
     dde_hopf,
     dde_orbit_guess_from_hopf,
     dde_periodic_orbit,
@@ -307,11 +308,8 @@ def test_mackey_glass_hopf_to_period_doubling():
     n = 64
     problem = DDEPeriodicOrbitProblem(mackey_glass_in_tau, delays, n_points=n, n_multipliers=3,
                                       n_chebyshev=48)
-    u0 = dde_orbit_guess_from_hopf(hopf.equilibrium, hopf.eigenvector, hopf.omega, 0.01, n)
-    tangent = jnp.concatenate([u0[:-1] - 1.0, jnp.zeros(2)])
-    branch = continuation(problem, u0, hopf.parameter, p_min=4.0, p_max=14.0,
-                          tangent=tangent / jnp.linalg.norm(tangent), ds=0.02, ds_max=1.0, n_steps=60,
-                          max_newton=20)
+    branch = continuation(dde_cycle_branch_start(hopf, problem, amplitude=0.01), p_min=4.0, p_max=14.0,
+                          ds=0.02, ds_max=1.0, n_steps=60, max_newton=20)
     specials = branch.specials()
     assert [kind for kind, _, _ in specials] == ["period_doubling"]
     assert abs(specials[0][1] - 13.24921526) < 5e-5                   # measured 1.3e-5

@@ -23,6 +23,7 @@ from ._continuation import continuation as continuation
 from ._dde_periodic import (
     DDEPeriodicOrbitProblem as DDEPeriodicOrbitProblem,
     DDEPeriodicOrbitResult as DDEPeriodicOrbitResult,
+    dde_cycle_branch_start as dde_cycle_branch_start,
     dde_orbit_guess_from_hopf as dde_orbit_guess_from_hopf,
     dde_periodic_orbit as dde_periodic_orbit,
 )

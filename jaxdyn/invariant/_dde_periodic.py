@@ -58,6 +58,8 @@ import optimistix as optx
 from .._checks import check_int, is_concrete
 from .._results import RESULTS, AbstractResult, check_throw, message, raise_if_failed
 from .._types import Array
+from ._branch import BranchStart
+from ._dde_roots import DDEHopfResult
 from ._problems import AbstractBranchProblem, with_parameter
 
 _HINT = ("(`dde_periodic_orbit`: pass `throw=False` to get the last Newton iterate with `result` and "
@@ -644,7 +646,8 @@ def dde_orbit_guess_from_hopf(y_eq: Any, eigenvector: Any, omega: Any, amplitude
     - `y_eq`: the equilibrium, shape `(n,)`.
     - `eigenvector`: the eigenvector of the characteristic matrix at $i\omega$, complex `(n,)`.
     - `omega`: the Hopf frequency, $> 0$.
-    - `amplitude`: $a$, the size of the oscillation in the guess.
+    - `amplitude`: $a$, the size of the oscillation in the guess (peak to peak $2a$ in the
+      component of largest $|v_i|$).
     - `n_points`: $N$ ($\ge 8$).
 
     **Returns:** `u0 = concatenate([values.ravel(), [T]])`, the unknowns of
@@ -669,3 +672,45 @@ def dde_orbit_guess_from_hopf(y_eq: Any, eigenvector: Any, omega: Any, amplitude
     s = jnp.arange(n_points) / n_points
     values = y_eq[None, :] + amplitude * jnp.real(v[None, :] * jnp.exp(2j * jnp.pi * s)[:, None])
     return jnp.concatenate([values.astype(dtype).ravel(), jnp.asarray(2 * jnp.pi / omega, dtype)[None]])
+
+
+def dde_cycle_branch_start(hopf: DDEHopfResult, problem: DDEPeriodicOrbitProblem, *,
+                           amplitude: Any = 0.01) -> BranchStart:
+    r"""Where the cycle branch born at a Hopf point of a delay equation starts, for
+    [`continuation`][]: the guess of [`dde_orbit_guess_from_hopf`][] at the Hopf parameter, and the
+    tangent along the growing oscillation, $(x - y_*, \dot T = 0, \dot p = 0)$ normalised (at a Hopf
+    point the branch leaves the equilibrium with $dp/da = dT/da = 0$). The first point is corrected
+    in the hyperplane through the guess orthogonal to that tangent: a cycle of amplitude about $a$.
+
+    **Arguments:**
+
+    - `hopf`: a located Hopf point ([`dde_hopf`][]; its `parameter` must be the continuation
+      parameter of `problem`).
+    - `problem`: the [`DDEPeriodicOrbitProblem`][] to continue (its `n_points` sets the guess).
+    - `amplitude`: $a$ (small: the cycle is found by Newton from the linear mode).
+
+    **Returns:** a `BranchStart` to pass to [`continuation`][] in place of `(problem, u0, p0)`.
+
+    **Example:**
+
+    ```python
+    delays = lambda tau: jnp.reshape(tau, (1,))
+    hopf = dde_hopf(mackey_glass, jnp.ones(1), delays, 4.0)
+    problem = DDEPeriodicOrbitProblem(mackey_glass, delays, n_points=64)
+    branch = continuation(dde_cycle_branch_start(hopf, problem), p_min=4.0, p_max=14.0, ds_max=1.0)
+    ```
+    """
+    if not isinstance(hopf, DDEHopfResult):
+        raise TypeError(f"`hopf` must be a DDEHopfResult (from `dde_hopf`), got {type(hopf).__name__}.")
+    if not isinstance(problem, DDEPeriodicOrbitProblem):
+        raise TypeError(f"`problem` must be a DDEPeriodicOrbitProblem, got {type(problem).__name__}.")
+    if np.ndim(hopf.parameter) != 0:
+        raise ValueError("`hopf` must be one Hopf point, not a batch (index it first).")
+    if is_concrete(hopf.result._value) and not bool(hopf.successful):
+        raise ValueError(f"`hopf` is not a located Hopf point: {message(hopf.result)}")
+    u0 = dde_orbit_guess_from_hopf(hopf.equilibrium, hopf.eigenvector, hopf.omega, amplitude,
+                                   problem.n_points)
+    offsets = u0[:-1] - jnp.tile(jnp.asarray(hopf.equilibrium, u0.dtype), problem.n_points)
+    tangent = jnp.concatenate([offsets, jnp.zeros(2, u0.dtype)])
+    return BranchStart(problem=problem, u0=u0, p0=jnp.asarray(hopf.parameter, u0.dtype),
+                       tangent=tangent / jnp.linalg.norm(tangent))
