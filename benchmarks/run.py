@@ -30,6 +30,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "dde": ("dde", "Mackey-Glass DDE, batch, neural DDE step, Lyapunov vs jitcdde, ddeint, torchdde, lyapax"),
     "meanfield": ("meanfield", "Kuramoto N = 2000 (dense, all-to-all) vs kuramoto; FFT ring to N = 1e6"),
     "curvature": ("curvature", "MLP Hessian top eigenvalue, HVP/grad, SLQ density vs PyHessian, matfree"),
+    "continuation": ("continuation",
+                     "Ott-Antonsen graphon N = 2000 branch point vs pycont-lite; 100-D cycles"),
 }
 
 
