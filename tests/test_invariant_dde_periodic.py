@@ -176,17 +176,18 @@ def test_hutchinson_multipliers_converge_in_chebyshev_degree(hutch):
 
 
 def test_jit_no_retrace_and_vmap_over_tau():
-    def period(tau):
-        return dde_periodic_orbit(hutchinson, tau[None], sine_guess, 7.5, n_points=16).period
+    def orbit(tau):
+        return dde_periodic_orbit(hutchinson, tau[None], sine_guess, 7.5, n_points=16, throw=False)
 
-    jitted = eqx.filter_jit(eqx.debug.assert_max_traces(period, max_traces=1))
+    jitted = eqx.filter_jit(eqx.debug.assert_max_traces(orbit, max_traces=1))
     taus = jnp.array([1.7, 1.75, 1.8])
-    one = [float(jitted(tau)) for tau in taus]
-    batched = np.asarray(jax.vmap(period)(taus))
+    one = [float(jitted(tau).period) for tau in taus]
+    batched = jax.vmap(orbit)(taus)
     eager = float(dde_periodic_orbit(hutchinson, jnp.array([1.8]), sine_guess, 7.5, n_points=16).period)
     assert abs(one[2] - eager) < 1e-12
-    np.testing.assert_allclose(batched, one, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(batched.period), one, rtol=1e-12)
     assert one[0] < one[1] < one[2]
+    assert batched.summary().startswith("3 DDE periodic orbits (batched")
 
 
 def hutchinson_r_tau(t, y, yd, args):

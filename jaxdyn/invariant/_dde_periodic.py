@@ -446,16 +446,22 @@ class DDEPeriodicOrbitResult(AbstractResult):
 
     def summary(self) -> str:
         """The period, the amplitude, the residual, the multipliers and the result."""
+        period = np.asarray(self.period)
+        if period.ndim:
+            ok = np.ravel(np.asarray(self.successful))
+            good = np.ravel(period)[ok]
+            span = f"period from {good.min():.10g} to {good.max():.10g}" if good.size else "no orbit found"
+            return (f"{period.size} DDE periodic orbits (batched; index one for details): {int(ok.sum())} "
+                    f"successful, {span}.\nresult: {message(self.result)}")
         amp = np.atleast_1d(np.asarray(self.amplitude))
         lines = [f"DDE periodic orbit ({self.values.shape[-2]} Fourier points, state dimension "
                  f"{self.values.shape[-1]}, delays {np.array2string(np.asarray(self.delays), precision=6)}):",
-                 f"period T = {float(np.ravel(np.asarray(self.period))[0]):.10g}, amplitude (max - min) "
+                 f"period T = {float(period):.10g}, amplitude (max - min) "
                  f"{np.array2string(amp[:6], precision=6)}" + (" ..." if amp.size > 6 else ""),
-                 f"residual norm {float(np.max(np.asarray(self.residual_norm))):.3g} after "
-                 f"{int(np.max(np.asarray(self.n_steps)))} Newton steps"]
+                 f"residual norm {float(self.residual_norm):.3g} after {int(self.n_steps)} Newton steps"]
         mult = np.asarray(self.multipliers)
         if mult.size:
-            moduli = np.array2string(np.abs(np.ravel(mult))[:6], precision=6)
+            moduli = np.array2string(np.abs(mult)[:6], precision=6)
             lines.append(f"Floquet multipliers |mu|: {moduli}")
         lines.append(f"result: {message(self.result)}")
         return "\n".join(lines)
