@@ -217,9 +217,8 @@ def _search(problem: _AbstractZeros, starts: Array, args: Any, lower: Array, upp
             return jnp.where(finite, sol.value, y), finite
 
         y, finite = lax.scan(phase, x0, jnp.array([True, False]))
-        g = problem.residual(y, args)
-        nonfinite = (~jnp.all(finite) | ~jnp.all(jnp.isfinite(g))
-                     | ~jnp.all(jnp.isfinite(problem.residual(x0, args))))
+        g0, g = jax.vmap(problem.residual, (0, None))(jnp.stack([x0, y]), args)  # one copy of G
+        nonfinite = ~jnp.all(finite) | ~jnp.all(jnp.isfinite(g)) | ~jnp.all(jnp.isfinite(g0))
         inside = jnp.all((y >= lower - slack) & (y <= upper + slack))
         converged = jnp.all(jnp.isfinite(g)) & (jnp.max(jnp.abs(g)) <= settings.accept) & inside
         dist = jnp.where(mask, jnp.linalg.norm(y - roots, axis=-1), jnp.inf)

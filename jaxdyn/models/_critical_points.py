@@ -246,14 +246,18 @@ def _classify(found, runs, lower, upper, *, gtol, degenerate_tol):
 @eqx.filter_jit
 def _evaluate(fn, ends, points):
     """Value and gradient at the end point of every Newton run, and value, gradient and Hessian
-    eigenvalues at the critical points found: one compiled function per model structure."""
+    eigenvalues at the critical points found: one forward-over-reverse pass of `fn` (the value,
+    gradient and Hessian columns of one `jvp` of `value_and_grad`), compiled once per model
+    structure."""
     f = _scalar(fn)
-    grad = jax.grad(f)
+    value_and_grad = jax.value_and_grad(f)
 
     def at(x):
-        return f(x), grad(x)
+        (vals, grads), (_, columns) = jax.vmap(lambda v: jax.jvp(value_and_grad, (x,), (v,)))(
+            jnp.eye(x.shape[0], dtype=x.dtype))
+        return vals[0], grads[0], columns
 
-    end_vals, end_grads = jax.vmap(at)(ends)
-    vals, grads = jax.vmap(at)(points)
-    eigs = jax.vmap(lambda x: jnp.linalg.eigvalsh(jax.jacfwd(grad)(x)))(points)
-    return end_vals, end_grads, vals, grads, eigs
+    k = ends.shape[0]
+    all_vals, all_grads, hessians = jax.vmap(at)(jnp.concatenate([ends, points]))
+    eigs = jnp.linalg.eigvalsh(hessians[k:])
+    return all_vals[:k], all_grads[:k], all_vals[k:], all_grads[k:], eigs
