@@ -2,8 +2,11 @@
 
 import importlib
 
-# The six subpackages and the CLI; training keeps SGD's rows in a table of their own.
-AREAS = ["models", "dde", "lyapunov", "curvature", "training", "sgd", "meanfield", "cli"]
+# The seven subpackages and the CLI; training keeps SGD's rows in a table of their own, invariant
+# one table per part (roots, periodic orbits, continuation, DDE roots, DDE cycles, manifolds).
+AREAS = ["models", "dde", "lyapunov", "curvature", "training", "sgd", "meanfield", "cli",
+         "invariant_roots", "invariant_periodic", "invariant_continuation", "invariant_dde",
+         "invariant_dde_periodic", "invariant_manifolds"]
 
 
 def test_hostile_tables_cover_every_area():

@@ -1,5 +1,6 @@
 """Figures (matplotlib is imported only when a function draws)."""
 
+from ._branch import plot_branch as plot_branch
 from ._curvature import (
     plot_eigenvalues as plot_eigenvalues,
     plot_spectral_density as plot_spectral_density,
@@ -11,6 +12,12 @@ from ._dde import (
     plot_memory_capacity as plot_memory_capacity,
     plot_memory_sweep as plot_memory_sweep,
 )
+from ._dde_periodic import plot_dde_periodic_orbit as plot_dde_periodic_orbit
+from ._dde_roots import (
+    plot_characteristic_roots as plot_characteristic_roots,
+    plot_dde_hopf as plot_dde_hopf,
+)
+from ._equilibria import plot_cycles as plot_cycles, plot_equilibria as plot_equilibria
 from ._grid import evaluate as evaluate, grid_values as grid_values
 from ._lyapunov import (
     plot_clv_angles as plot_clv_angles,
@@ -20,6 +27,7 @@ from ._lyapunov import (
     plot_signal_propagation as plot_signal_propagation,
     plot_sweep as plot_sweep,
 )
+from ._manifolds import plot_manifolds as plot_manifolds, plot_phase_portrait as plot_phase_portrait
 from ._meanfield import (
     plot_loss_curves as plot_loss_curves,
     plot_order_parameter as plot_order_parameter,
@@ -28,6 +36,7 @@ from ._meanfield import (
     plot_states as plot_states,
     plot_w1_convergence as plot_w1_convergence,
 )
+from ._periodic import plot_periodic_orbit as plot_periodic_orbit
 from ._plots import (
     plot_critical_points as plot_critical_points,
     plot_fit as plot_fit,
