@@ -84,8 +84,8 @@ def _variational(cfg: _Shooting, field: Callable, x: Array, duration: Array, arg
                  n_save: int) -> tuple[Array, Array, Array]:
     """The orbit and the Jacobian of `phi_duration` at `x` from the variational equation, both
     under error control: `(samples (n_save, n) at n_save equally spaced times in [0, duration),
-    Jacobian, whether the solve succeeded)`. Not differentiated (the multipliers' derivatives come through the
-    segment Jacobians of [`_segment`][] where needed)."""
+    Jacobian, whether the solve succeeded)`. Differentiable in reverse mode (diffrax's default
+    adjoint), so `jax.grad` of a multiplier works; forward mode is refused by diffrax, loudly."""
     n = x.shape[0]
 
     def augmented(t, state, args):
@@ -403,8 +403,11 @@ def periodic_orbit(field: Callable, guess: Array, period_guess: Any, *, args: An
     - `guess`: a point `(n,)` near the orbit (the starts are then taken from integrating it over
       `period_guess`), or the segment starts `(n_segments, n)`.
     - `period_guess`: a guess of the period, `> 0`.
-    - `args`: passed to `field`; derivatives of the result with respect to it are implicit
-      (`jax.grad` of the period with respect to a parameter works).
+    - `args`: passed to `field`. Derivatives with respect to it are implicit (through the
+      shooting equations, not the Newton iterations): `jax.grad` of the period, the states or a
+      multiplier with respect to a parameter works. Reverse mode only (`jax.grad`, `jax.vjp`):
+      the variational solve of the multipliers uses diffrax's reverse-mode adjoint, so `jax.jvp`
+      raises.
     - `n_segments`: the number of shooting segments `m`.
     - `solver`, `rtol`, `atol`, `max_steps`: the adaptive diffrax solver of the segments (default
       `diffrax.Dopri8()`), its tolerances, and its step budget per segment.
@@ -456,8 +459,8 @@ def _solve(cfg: _Shooting, field: Callable, guess: Array, period: Array, args: A
     states, T = _split(u, m)
     frozen = jax.lax.stop_gradient(u)
     n_save = max(2, math.ceil(_SAMPLES / m))
-    multipliers, floquet_ok, samples, segments_ok = _multipliers(cfg, field, frozen, args, m=m,
-                                                                 n_save=n_save)
+    # from `u` itself: the multipliers' derivatives (reverse mode) include the orbit's implicit ones
+    multipliers, floquet_ok, samples, segments_ok = _multipliers(cfg, field, u, args, m=m, n_save=n_save)
     mask, trivial_error = _nontrivial(multipliers)
     stable = jnp.all(jnp.where(mask, jnp.abs(multipliers) < 1.0, True))
     speed = jnp.max(jax.vmap(lambda x: jnp.linalg.norm(field(0.0, x, args)))(_split(frozen, m)[0]))
