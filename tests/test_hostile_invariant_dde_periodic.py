@@ -136,6 +136,11 @@ ROWS = [
     Hostile("dde_orbit_guess_from_hopf: n_points zero",
             lambda: dde_orbit_guess_from_hopf(jnp.ones(1), jnp.ones(1, complex), 1.0, 0.1, 0), ValueError,
             r"`n_points`"),
+    Hostile("DDEPeriodicOrbitProblem.switch: not a period doubling",
+            lambda: DDEPeriodicOrbitProblem(hutchinson, TAU, n_points=N).switch(
+                "hopf", jnp.concatenate([GUESS.ravel(), jnp.array([7.5])]), jnp.array(1.8), None,
+                amplitude=0.1),
+            ValueError, r"period doubling only"),
     # --- dde_cycle_branch_start ------------------------------------------------------------------------
     Hostile("dde_cycle_branch_start: hopf not a DDEHopfResult",
             lambda: dde_cycle_branch_start(jnp.ones(3), DDEPeriodicOrbitProblem(hutchinson, TAU)), TypeError,

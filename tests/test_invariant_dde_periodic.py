@@ -24,6 +24,7 @@ from jaxdyn.invariant import (
     dde_hopf,
     dde_orbit_guess_from_hopf,
     dde_periodic_orbit,
+    switch_branch,
 )
 
 from .helpers import fd_directional
@@ -283,23 +284,28 @@ def test_branch_from_the_hopf_point_in_tau():
     assert int(branch.n_special) == 0          # no spurious branch point (the Nyquist mode is pinned)
 
 
-def _alternation(field, tau):
-    """The last difference of consecutive periods of a long simulation: ~0 on a period-1 cycle,
-    finite on a period-2 cycle."""
+def _upward_crossings(ts, xs):
+    z = xs - 1.0
+    i = np.where((z[:-1] < 0) & (z[1:] >= 0))[0]
+    return ts[i] - z[i] * (ts[i + 1] - ts[i]) / (z[i + 1] - z[i])
+
+
+def _last_intervals(field, tau):
+    """The last two intervals between upward crossings of x = 1 in a long simulation: equal on a
+    period-1 cycle, different on a period-2 cycle."""
     t1 = 3000.0
     sol = solve(field, jnp.array([1.2]), jnp.array([tau]), 0.0, t1, dt0=0.1, max_steps=20000,
                 stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-8))
     ts = np.linspace(t1 - 200, t1, 100001)
-    z = np.asarray(sol.evaluate(ts))[:, 0] - 1.0
-    i = np.where((z[:-1] < 0) & (z[1:] >= 0))[0]
-    return abs(np.diff(np.diff(ts[i] - z[i] * (ts[i + 1] - ts[i]) / (z[i + 1] - z[i])))[-1])
+    return np.diff(_upward_crossings(ts, np.asarray(sol.evaluate(ts))[:, 0]))[-2:]
 
 
 @pytest.mark.slow
 def test_mackey_glass_hopf_to_period_doubling():
     """The issue's pipeline on Mackey-Glass in tau: the Hopf point of the equilibrium (`dde_hopf`),
     the cycle branch from it, stable until its period doubling at tau = 13.24921526 (N = 128,
-    M = 96; N = 96, M = 64 agrees to 6e-7), confirmed by simulation on either side."""
+    M = 96; N = 96, M = 64 agrees to 6e-7), the doubled cycle by `switch_branch` up to tau = 13.7:
+    its two sub-periods against a simulation (where the period-1 cycle at tau = 12.8 is stable)."""
     delays = lambda tau: jnp.reshape(tau, (1,))  # noqa: E731
     hopf = dde_hopf(mackey_glass_in_tau, jnp.ones(1), delays, 4.0)
     b = 0.2 * (1 - 10 / 2) / 2
@@ -318,7 +324,22 @@ def test_mackey_glass_hopf_to_period_doubling():
     ps, stable = np.asarray(branch.p[:k]), np.asarray(branch.stable[:k])
     assert np.all(stable[ps < 13.2]) and not np.any(stable[ps > 13.3])
     assert abs(float(branch.u[0, -1]) - 2 * np.pi / omega) < 0.1       # the period at the Hopf end
-    assert _alternation(mackey_glass, 12.8) < 1e-3 < 0.1 < _alternation(mackey_glass, 13.7)
+    assert abs(np.diff(_last_intervals(mackey_glass, 12.8))[0]) < 1e-3   # period 1: a slow transient
+    # switch onto the doubled cycle and follow it to tau = 13.7, where it is stable
+    doubled = continuation(switch_branch(branch, 0, amplitude=0.02), p_min=13.0, p_max=13.7, ds=0.02,
+                           ds_max=0.2, n_steps=20, max_newton=20, throw=False)
+    k = int(doubled.n_points)
+    ps = np.asarray(doubled.p[:k])
+    assert type(doubled.problem).__name__ == "DDEPeriodicOrbitProblem" and doubled.problem.n_points == 2 * n
+    assert ps[0] > specials[0][1] and ps[-1] > 13.5 and bool(np.all(np.asarray(doubled.stable[:k])))
+    last = np.asarray(doubled.u[k - 1])
+    res = dde_periodic_orbit(mackey_glass, jnp.array([13.7]), last[:-1].reshape(2 * n, 1), last[-1],
+                             n_points=2 * n)
+    ts = np.linspace(0.0, 2 * float(res.period), 20001)
+    crossings = _upward_crossings(ts, np.asarray(res.evaluate(ts))[:, 0])
+    sub = np.sort(np.diff(crossings)[:2])                             # 40.6106833, 40.7575511
+    np.testing.assert_allclose(sub, np.sort(_last_intervals(mackey_glass, 13.7)), atol=1e-5)
+    assert abs(float(res.period) - sub.sum()) < 1e-6
 
 
 class DelayedTanh(eqx.Module):

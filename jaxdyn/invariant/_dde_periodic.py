@@ -59,6 +59,7 @@ from .._checks import check_int, is_concrete
 from .._results import RESULTS, AbstractResult, check_throw, message, raise_if_failed
 from .._types import Array
 from ._branch import BranchStart
+from ._branch_problems import AbstractSwitchableProblem
 from ._dde_roots import DDEHopfResult
 from ._problems import AbstractBranchProblem, with_parameter
 
@@ -287,6 +288,23 @@ def _multipliers(field, values, period, delays, args, n_cheb, n_pieces, n_keep):
     return jnp.where(bad, jnp.nan, eigs[order][:n_keep])
 
 
+def _doubling_mode(field, values, period, delays, args, n_cheb, n_pieces):
+    r"""The Floquet solution of the multiplier nearest $-1$ over $[0, 2T]$ at the $2N$ grid points,
+    real, max-modulus 1: $v(t) = \mu \phi(t - T)$ on $[0, T]$ from the monodromy's eigenvector
+    (piece 0 of the history), then $v(t + T) = -v(t)$."""
+    n_points, n = values.shape
+    mono = _monodromy(field, values, period, delays, args, n_cheb, n_pieces)
+    eigs, vecs = jnp.linalg.eig(mono)
+    i = jnp.argmin(jnp.abs(eigs + 1.0))
+    phi = vecs[:, i].reshape(-1, n)[: n_cheb + 1]          # theta from 0 down to -T, Chebyshev points
+    phi = phi * jnp.conj(phi.ravel()[jnp.argmax(jnp.abs(phi.ravel()))])
+    x, _ = _chebyshev(n_cheb)
+    t = period * jnp.arange(n_points) / n_points
+    v = -(_barycentric(x, 2.0 * (t - period) / period + 1.0) @ phi).real
+    w = jnp.concatenate([v, -v])
+    return w / jnp.max(jnp.abs(w))
+
+
 def _trivial_index(multipliers: Array) -> Array:
     return jnp.argmin(jnp.abs(multipliers - 1.0))
 
@@ -318,7 +336,7 @@ def _check_n_points(n_points: Any) -> int:
     return check_int(n_points, "n_points", minimum=8)
 
 
-class DDEPeriodicOrbitProblem(AbstractBranchProblem):
+class DDEPeriodicOrbitProblem(AbstractSwitchableProblem):
     r"""The periodic orbits of a delay equation as a branch problem for [`continuation`][]: the
     Fourier collocation residual of the module docstring, $G(u, p) = 0$ with
     $u = (X_{0}, \dots, X_{N-1}, T)$ flat (`values.ravel()` then the period).
@@ -341,6 +359,10 @@ class DDEPeriodicOrbitProblem(AbstractBranchProblem):
     - `history_periods`: $q$, the history of the monodromy operator is $[-qT, 0]$ ($q$ pieces of
       one period); it must cover the largest delay, $\tau_{\max} \le qT$, else the multipliers
       are NaN (and no stability is detected).
+
+    At a located period doubling, [`switch_branch`][] starts the doubled cycle (`switch`): the
+    orbit traversed twice on $2N$ points plus `amplitude` times the Floquet solution of the
+    multiplier $-1$ (antiperiodic over $T$, periodic over $2T$), period $2T$.
 
     `test_names` are `("period_doubling", "neimark_sacker")`: $\prod_i (\mu_i + 1)$ and
     $\prod_{i<j} (\mu_i \mu_j - 1)$ over the nontrivial multipliers of `spectrum` (real parts),
@@ -406,6 +428,24 @@ class DDEPeriodicOrbitProblem(AbstractBranchProblem):
 
     def dimension(self, u: Array) -> int:
         return int(u.size)
+
+    def switch(self, kind: str, u: Array, p: Array, args: Any, *,
+               amplitude: float) -> tuple[AbstractBranchProblem, Array, Array, Array]:
+        if kind != "period_doubling":
+            raise ValueError(f"A cycle branch of a delay equation switches at a period doubling only, not at "
+                             f"a {kind!r} point.")
+        at_p = with_parameter(self.parameter, args, p)
+        values, period = _split(u, self.n_points)
+        delays = jnp.asarray(self.delays(at_p), values.dtype)
+        w = _doubling_mode(self.field, values, period, delays, at_p, self.n_chebyshev, self.history_periods)
+        doubled = DDEPeriodicOrbitProblem(self.field, self.delays, parameter=self.parameter,
+                                          n_points=2 * self.n_points, n_multipliers=self.n_multipliers,
+                                          n_chebyshev=2 * self.n_chebyshev,
+                                          history_periods=self.history_periods)
+        start = jnp.concatenate([values, values]) + amplitude * w
+        u0 = jnp.concatenate([start.ravel(), 2 * period[None]])
+        tangent = jnp.concatenate([w.ravel(), jnp.zeros(2, u.dtype)])
+        return doubled, u0, p, tangent / jnp.linalg.norm(tangent)
 
 
 # -- the one-shot solver --------------------------------------------------------------------------
