@@ -17,16 +17,12 @@ def saddle(t, y, args):
     return jnp.stack([y[0], -y[1]])
 
 
-def source(t, y, args):
-    return y
+def no_zero(t, y, args):  # x' = x^2 + 1 has no equilibrium: Newton cannot polish
+    return jnp.stack([y[0] ** 2 + 1, -y[1]])
 
 
-def center(t, y, args):
-    return jnp.stack([y[1], -y[0]])
-
-
-def lorenz_like(t, y, args):  # a 4-D saddle with two unstable and two stable directions
-    return jnp.stack([y[0], y[1], -y[2], -y[3]])
+def linear(t, y, a):  # one field for the rows that compile: source, center, 4-D saddle
+    return a @ y
 
 
 Z = jnp.zeros(2)
@@ -68,20 +64,22 @@ ROWS = [
             TypeError, r"`solver` must be a diffrax solver"),
     Hostile("invariant_manifolds: throw not a bool", lambda: invariant_manifolds(saddle, Z, throw=1),
             TypeError, r"`throw` must be a bool"),
-    Hostile("invariant_manifolds: a source (unstable dimension 2)", lambda: invariant_manifolds(source, Z),
-            ValueError, r"unstable manifold of dimension 2 and a stable manifold of dimension 0"),
+    Hostile("invariant_manifolds: a source (unstable dimension 2)",
+            lambda: invariant_manifolds(linear, Z, args=jnp.eye(2), n_points=2), ValueError,
+            r"unstable manifold of dimension 2 and a stable manifold of dimension 0"),
     Hostile("invariant_manifolds: a 4-D saddle with 2-D manifolds",
-            lambda: invariant_manifolds(lorenz_like, jnp.zeros(4)), ValueError,
+            lambda: invariant_manifolds(linear, jnp.zeros(4), args=jnp.diag(jnp.array([1.0, 1, -1, -1])),
+                                        n_points=2), ValueError,
             r"unstable manifold of dimension 2 and a stable manifold of dimension 2"),
-    Hostile("invariant_manifolds: a center (non-hyperbolic)", lambda: invariant_manifolds(center, Z),
+    Hostile("invariant_manifolds: a center (non-hyperbolic)",
+            lambda: invariant_manifolds(linear, Z, args=jnp.array([[0.0, 1.0], [-1.0, 0.0]]), n_points=2),
             ValueError, r"`point` is a non-hyperbolic equilibrium"),
     Hostile("invariant_manifolds: a point that is no equilibrium (x^2 + 1 has no zero), throw=False",
-            lambda: invariant_manifolds(lambda t, y, a: jnp.stack([y[0] ** 2 + 1, -y[1]]), Z, n_points=2,
-                                        throw=False),
+            lambda: invariant_manifolds(no_zero, Z, n_points=2, throw=False),
             None, flagged=lambda res: bool(res.result == RESULTS.not_converged)),
     Hostile("invariant_manifolds: a point that is no equilibrium, throw=True",
-            lambda: invariant_manifolds(lambda t, y, a: jnp.stack([y[0] ** 2 + 1, -y[1]]), Z, n_points=2),
-            eqx.EquinoxRuntimeError, r"did not converge"),
+            lambda: invariant_manifolds(no_zero, Z, n_points=2), eqx.EquinoxRuntimeError,
+            r"did not converge"),
 ]
 
 assert diffrax  # the solver row names diffrax's solvers
