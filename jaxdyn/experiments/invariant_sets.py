@@ -71,9 +71,9 @@ class Config:
     mlp_points: int = 24
     oa_cells: int = 64
     oa_gamma: float = 0.1
-    oa_particles: int = 2000
+    oa_particles: int = 1000
     oa_ks: tuple = (0.6, 0.8, 1.0, 1.3)
-    oa_time: float = 300.0
+    oa_time: float = 200.0
     dde_points: int = 32
     dde_steps: int = 40
     network_cycles: bool = True
