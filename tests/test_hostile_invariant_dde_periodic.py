@@ -95,6 +95,7 @@ ROWS = [
             r"`n_multipliers`"),
     Hostile("dde_periodic_orbit: history_periods zero", lambda: orbit(history_periods=0), ValueError,
             r"`history_periods`"),
+    Hostile("dde_periodic_orbit: solver a string", lambda: orbit(solver="newton"), TypeError, r"`solver`"),
     Hostile("dde_periodic_orbit: throw not a bool", lambda: orbit(throw="no"), TypeError, r"`throw`"),
     # --- run-time failures are result codes ------------------------------------------------------------
     Hostile("dde_periodic_orbit: Newton diverges (throw=False)",

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
+import optimistix as optx
 import pytest
 
 from jaxdyn._results import RESULTS
@@ -213,6 +214,13 @@ def test_gradients_against_finite_differences():
         np.testing.assert_allclose(jac[:, i], fd, rtol=1e-7)
     # T(r, tau) = T(1, r tau) / r: r dT/dr = tau dT/dtau - T
     assert abs(jac[0, 0] - (TAU * jac[0, 1] - float(quantities(x)[0]))) < 1e-8
+
+
+def test_levenberg_marquardt_from_outside_newtons_basin(orbit_fn):
+    far = lambda s: 1.0 + 1.2 * jnp.sin(2 * jnp.pi * s)[None]  # noqa: E731 - Newton diverges from here
+    res = orbit_fn(hutchinson, jnp.array([TAU]), far, jnp.array(7.5), n_points=32,
+                   solver=optx.LevenbergMarquardt(rtol=1e-10, atol=1e-10))
+    assert res.successful and abs(float(res.period) - 7.5303609415) < 1e-9
 
 
 def test_throw_modes(orbit_fn):

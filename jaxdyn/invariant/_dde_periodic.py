@@ -599,11 +599,11 @@ def _result_code(sol, values, period, residual_norm, tol):
 
 
 @eqx.filter_jit
-def _solve(problem: DDEPeriodicOrbitProblem, u0: Array, args: Any, *, tol: float,
-           n_newton: int) -> DDEPeriodicOrbitResult:
+def _solve(problem: DDEPeriodicOrbitProblem, u0: Array, args: Any, *, tol: float, n_newton: int,
+           solver: Any) -> DDEPeriodicOrbitResult:
     """Newton from `u0` (the phase fixed against `u0`), then the diagnostics: one compiled program
     (an eager call compiles once instead of dispatching the iteration op by op)."""
-    solver = optx.Newton(rtol=tol, atol=tol, linear_solver=lx.LU())
+    solver = optx.Newton(rtol=tol, atol=tol, linear_solver=lx.LU()) if solver is None else solver
     sol = optx.root_find(_newton_fn, solver, u0, args=(problem, args, u0), max_steps=n_newton, throw=False)
     u = sol.value
     out_values, out_period = _split(u, problem.n_points)
@@ -620,7 +620,7 @@ def _solve(problem: DDEPeriodicOrbitProblem, u0: Array, args: Any, *, tol: float
 
 def dde_periodic_orbit(field: Callable, delays: Any, guess: Any, period_guess: Any, *, args: Any = None,
                        n_points: int = 64, tol: float = 1e-10, n_newton: int = 40, n_multipliers: int = 0,
-                       n_chebyshev: int = 64, history_periods: int | None = None,
+                       n_chebyshev: int = 64, history_periods: int | None = None, solver: Any = None,
                        throw: bool = True) -> DDEPeriodicOrbitResult:
     r"""A periodic orbit of $x'(t) = f(t, x(t), (x(t - \tau_1), \dots), \text{args})$: Newton
     (optimistix) on the Fourier collocation system of the module docstring, unknowns the values at
@@ -641,13 +641,18 @@ def dde_periodic_orbit(field: Callable, delays: Any, guess: Any, period_guess: A
     - `period_guess`: the initial period, $> 0$.
     - `args`: passed to `field` (and to `delays` when callable).
     - `n_points`: $N$ ($\ge 8$); the error decays geometrically in $N$ for smooth orbits.
-    - `tol`: the Newton tolerance (absolute and relative, max-norm).
+    - `tol`: the Newton tolerance (absolute and relative, max-norm); a solution is accepted when
+      its residual is below `100 tol` (relative to the state's scale), whatever the `solver`.
     - `n_newton`: the maximum number of Newton steps.
     - `n_multipliers`: how many Floquet multipliers to compute (largest modulus; 0: none).
     - `n_chebyshev`: the Chebyshev degree of the discretised monodromy operator (per period).
     - `history_periods`: the history of the monodromy operator in periods (must cover the largest
       delay, else the multipliers are NaN); `None`: $\lceil 1.5\, \tau_{\max} / T_{\rm guess} \rceil$
       when both are concrete, else 1.
+    - `solver`: an optimistix root finder or least-squares solver for the collocation system;
+      `None`: `optx.Newton` with a dense LU solve and tolerance `tol`. Newton's basin is small
+      for strongly nonlinear cycles; `optx.LevenbergMarquardt(rtol, atol)` reaches the cycle from
+      farther (but may also settle on the equilibrium, which is flagged `invalid_period`).
     - `throw`: `True` raises on failure; `False` returns the code in `result`.
 
     **Returns:** a [`DDEPeriodicOrbitResult`][].
@@ -668,6 +673,10 @@ def dde_periodic_orbit(field: Callable, delays: Any, guess: Any, period_guess: A
     problem = DDEPeriodicOrbitProblem(field, delays, **settings,
                                       history_periods=1 if history_periods is None else history_periods)
     n_newton = check_int(n_newton, "n_newton")
+    solvers = optx.AbstractRootFinder | optx.AbstractLeastSquaresSolver
+    if solver is not None and not isinstance(solver, solvers):
+        raise TypeError("`solver` must be None or an optimistix root finder or least-squares solver (e.g. "
+                        f"optx.Newton, optx.LevenbergMarquardt), got {type(solver).__name__}.")
     if isinstance(tol, bool) or not isinstance(tol, int | float) or not np.isfinite(tol) or tol <= 0:
         raise ValueError(f"`tol` must be a finite positive float, got {tol!r}.")
     values = _guess_values(guess, problem.n_points)
@@ -677,7 +686,7 @@ def dde_periodic_orbit(field: Callable, delays: Any, guess: Any, period_guess: A
         problem = DDEPeriodicOrbitProblem(field, problem.delays, **settings,
                                           history_periods=_auto_history(problem, args, period))
     u0 = jnp.concatenate([values.ravel(), period[None]])
-    out = _solve(problem, u0, args, tol=float(tol), n_newton=n_newton)
+    out = _solve(problem, u0, args, tol=float(tol), n_newton=n_newton, solver=solver)
     return raise_if_failed(out, out.result, throw, hint=_HINT)
 
 
