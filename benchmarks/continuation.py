@@ -81,12 +81,16 @@ JAXDYN_CAPACITY = 200  # points; (2.5 - 1.5) / 0.01 = 100 steps are needed
 # -- the Stuart-Landau lift ----------------------------------------------------------------------
 SL_DIM = 100
 SL_OMEGA = 1.0
-SL_RATES = (-0.5, -3.0)  # the 98 linear directions' rates, linspace
+SL_RATES = (-1.2, -3.0)  # the 98 linear directions' rates, linspace
 SL_MU0, SL_MU1 = 0.25, 0.5
 SL_SEGMENTS = 8
 SL_DS = 0.05
-SL_CAPACITY = 12
+SL_CAPACITY = 6  # points: 5 steps
 SL_RTOL, SL_ATOL = 1e-9, 1e-11
+# the dense path for the 801 unknowns: on the CPU one JVP through the adaptive segment solves costs
+# 0.22 s (latency-bound) and the whole vmapped 801-column Jacobian 0.33 s, so GMRES (restart 50,
+# ~150 JVPs a solve) would take minutes a step (measured: no step in 15 minutes)
+SL_DENSE_MAX_DIM = 1000
 
 PROBLEM = {
     "oa": {"n": N_OA, "gamma": GAMMA, "graphon": f"{W_MEAN} + {W_COS} cos(2 pi (x - y))",
@@ -97,7 +101,7 @@ PROBLEM = {
     "stuart_landau": {"dim": SL_DIM, "omega": SL_OMEGA, "rates": f"linspace{SL_RATES} x 98",
                       "rotation": "Q from QR of a N(0,1) 100 x 100 matrix, numpy default_rng(0)",
                       "mu": [SL_MU0, SL_MU1], "n_segments": SL_SEGMENTS, "ds": SL_DS,
-                      "rtol": SL_RTOL, "atol": SL_ATOL},
+                      "rtol": SL_RTOL, "atol": SL_ATOL, "dense_max_dim": SL_DENSE_MAX_DIM},
 }
 
 
@@ -320,7 +324,8 @@ def case_stuart_landau_100(ctx) -> dict[str, Any]:
     @eqx.filter_jit
     def branch_run(args):
         return inv.continuation(problem, u0, SL_MU0, args=args, p_min=SL_MU0 - 1e-9, p_max=SL_MU1,
-                                ds=SL_DS, ds_min=1e-6, ds_max=SL_DS, n_steps=SL_CAPACITY, throw=False)
+                                ds=SL_DS, ds_min=1e-6, ds_max=SL_DS, n_steps=SL_CAPACITY,
+                                dense_max_dim=SL_DENSE_MAX_DIM, throw=False)
 
     @eqx.filter_jit
     def spectrum(u, args):
