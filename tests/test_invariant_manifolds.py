@@ -68,6 +68,7 @@ def test_jit_no_retrace_and_vmap(nonlinear):
         x, y = branches[..., 0], branches[..., 1]
         np.testing.assert_allclose(y, c * x**2 / 3, atol=1e-9 * max(1, abs(c)))
     assert bool(np.all(np.asarray(batch.successful)))
+    assert batch.summary().startswith("3 saddles (batched)")
 
 
 def test_gradient_against_finite_differences():

@@ -80,18 +80,23 @@ class ManifoldsResult(AbstractResult):
     result: RESULTS
 
     def arc_lengths(self) -> np.ndarray:
-        """The lengths of the four traced branches `(unstable +, unstable -, stable +, stable -)`
-        (NumPy; NaN segments skipped)."""
-        out = []
-        for branch in (*np.asarray(self.unstable), *np.asarray(self.stable)):
-            seg = np.linalg.norm(np.diff(branch, axis=0), axis=-1)
-            out.append(float(np.nansum(seg)) if np.any(np.isfinite(seg)) else float("nan"))
-        return np.asarray(out)
+        """The lengths of the four traced branches `(unstable +, unstable -, stable +, stable -)`,
+        shape `(..., 4)` (NumPy; NaN segments skipped, NaN for a branch not traced)."""
+        branches = np.concatenate([np.asarray(self.unstable), np.asarray(self.stable)], axis=-3)
+        seg = np.linalg.norm(np.diff(branches, axis=-2), axis=-1)
+        traced = np.any(np.isfinite(seg), axis=-1)
+        return np.where(traced, np.nansum(seg, axis=-1), np.nan)
 
     def summary(self) -> str:
         """The equilibrium, its eigenvalues and saddle type, the length and end point of each
         branch, and the result code's message."""
         fmt = dict(precision=4, suppress_small=True)
+        if np.ndim(self.point) > 1:
+            lengths = self.arc_lengths()
+            return (f"{np.shape(self.point)[0]} saddles (batched): branch lengths from "
+                    f"{np.nanmin(lengths):.4g} to {np.nanmax(lengths):.4g}; use "
+                    "jax.tree_util.tree_map(lambda x: x[i], result) for one.\n"
+                    f"{message(self.result)}")
         point = np.round(np.asarray(self.point), 12) + 0.0
         lines = [f"Saddle at u* = {np.array2string(point, **fmt)}: eigenvalues "
                  f"{np.array2string(np.asarray(self.eigenvalues), **fmt)} (unstable dimension "
