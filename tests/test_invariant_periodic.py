@@ -201,3 +201,26 @@ def test_orbit_guess_from_hopf():
     v = np.array([1.0, -1j]) / np.sqrt(2)
     expected = 0.5 * np.real(np.exp(2j * np.pi * np.arange(4) / 4)[:, None] * v[None, :])
     assert np.allclose(np.asarray(states), expected, atol=1e-15)
+
+
+@pytest.mark.slow
+def test_hopf_switch_onto_the_periodic_orbit_branch():
+    """The equilibrium branch of Stuart-Landau in mu has a Hopf point at mu = 0; switching there
+    follows PeriodicOrbitProblem with radius sqrt(mu) and period 2 pi, stable."""
+    from jaxdyn.invariant import EquilibriumProblem, continuation, switch_branch
+
+    def field(t, y, mu):
+        return stuart_landau(t, y, (mu, jnp.array(1.0)))
+
+    equilibria = continuation(EquilibriumProblem(field), jnp.zeros(2), -0.5, p_min=-1.0, p_max=1.0, ds=0.1,
+                              n_steps=30)
+    assert [kind for kind, _, _ in equilibria.specials()] == ["hopf"]
+    orbits = continuation(switch_branch(equilibria, 0, amplitude=0.1), p_min=-0.1, p_max=0.5, ds=0.05,
+                          ds_max=0.1, n_steps=8)
+    p, u = np.asarray(orbits.p), np.asarray(orbits.u)
+    keep = np.isfinite(p) & (p > 0)
+    assert keep.sum() >= 6
+    radius = np.linalg.norm(u[keep].reshape(keep.sum(), -1)[:, :2], axis=1)
+    assert np.max(np.abs(radius - np.sqrt(p[keep]))) < 1e-9
+    assert np.max(np.abs(u[keep][:, -1] - TWO_PI)) < 1e-9
+    assert "stable at" in orbits.summary()
