@@ -333,7 +333,8 @@ class PeriodicOrbitResult(AbstractResult):
         shown = ", ".join(f"{complex(z).real:.6g}{complex(z).imag:+.3g}j" if abs(complex(z).imag) > 0
                           else f"{complex(z).real:.6g}" for z in mult)
         lines = [f"Periodic orbit: period T = {float(self.period):.10g} "
-                 f"({self.states.shape[0]} shooting segments, residual {float(self.residual_norm):.2e})",
+                 f"({self.states.shape[0]} shooting segment{'s' if self.states.shape[0] > 1 else ''}, "
+                 f"residual {float(self.residual_norm):.2e})",
                  f"Floquet multipliers: {shown}",
                  f"trivial multiplier 1 to {float(self.trivial_error):.1e}; "
                  f"{'stable' if bool(self.stable) else 'unstable'}"]
