@@ -256,7 +256,7 @@ def _tau(tau):
     return jnp.reshape(tau, (1,))
 
 
-def _cycle_branch(field, y_eq, hopf, cfg: Config, *, p_max: float, amplitude: float):
+def cycle_branch(field, y_eq, hopf, cfg: Config, *, p_max: float, amplitude: float):
     """The branch of periodic orbits in tau from just past the Hopf point up to `p_max` (the first
     point corrected by Newton from the Hopf eigenvector's orbit of size `amplitude`)."""
     tau0 = float(hopf.parameter) * 1.02
@@ -276,7 +276,7 @@ def delay_hopf(cfg: Config):
     out, curves = {}, {}
     mg = dde_hopf(mackey_glass, jnp.ones(1), _tau, 0.4)
     omega_mg, tau_mg = np.sqrt(15.0), np.arccos(-0.25) / np.sqrt(15.0)
-    _, curves["Mackey-Glass"] = _cycle_branch(mackey_glass, jnp.ones(1), mg, cfg, p_max=1.0, amplitude=0.1)
+    _, curves["Mackey-Glass"] = cycle_branch(mackey_glass, jnp.ones(1), mg, cfg, p_max=1.0, amplitude=0.1)
     out["mackey_glass"] = {"tau_hopf": float(mg.parameter), "omega": float(mg.omega), "tau_theory": tau_mg,
                            "omega_theory": omega_mg, "tau_error": abs(float(mg.parameter) - tau_mg),
                            "omega_error": abs(float(mg.omega) - omega_mg)}
@@ -284,7 +284,7 @@ def delay_hopf(cfg: Config):
     hn = dde_hopf(net, jnp.zeros(2), _tau, 0.4)
     tau_net = (np.pi - 2 * np.arctan(2.0)) / 2
     if cfg.network_cycles:
-        _, curves["delayed network"] = _cycle_branch(net, jnp.zeros(2), hn, cfg, p_max=1.2, amplitude=0.1)
+        _, curves["delayed network"] = cycle_branch(net, jnp.zeros(2), hn, cfg, p_max=1.2, amplitude=0.1)
     out["network"] = {"tau_hopf": float(hn.parameter), "omega": float(hn.omega), "tau_theory": tau_net,
                       "omega_theory": 2.0, "tau_error": abs(float(hn.parameter) - tau_net),
                       "omega_error": abs(float(hn.omega) - 2.0)}
