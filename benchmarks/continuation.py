@@ -211,6 +211,8 @@ def case_oa_branch_point(ctx) -> dict[str, Any]:
     import jax
     import jax.numpy as jnp
 
+    from jaxdyn._results import message
+
     w = graphon_matrix(N_OA)
     problem, model = oa_jaxdyn(w)
     run = jaxdyn_runner(problem, N_OA)
@@ -220,7 +222,7 @@ def case_oa_branch_point(ctx) -> dict[str, Any]:
     branch = outs["jaxdyn"]
     bps = branch_points(branch)
     k_j = bps[0] if bps else None
-    rec_j.update({"result": str(branch.result), "n_points": int(branch.n_points),
+    rec_j.update({"result": message(branch.result), "n_points": int(branch.n_points),
                   "p_last": float(branch.p[int(branch.n_points) - 1]),
                   "specials": [[kind, p] for kind, p, _ in branch.specials()],
                   "k_located": k_j, "k_error": None if k_j is None else abs(k_j - K_C),
@@ -311,6 +313,7 @@ def case_stuart_landau_100(ctx) -> dict[str, Any]:
     import numpy as np
 
     import jaxdyn.invariant as inv
+    from jaxdyn._results import message
     from jaxdyn.invariant._floquet import product_eigenvalues
     from jaxdyn.invariant._periodic import _split, _variational
 
@@ -360,7 +363,7 @@ def case_stuart_landau_100(ctx) -> dict[str, Any]:
     start_rel = np.abs(np.abs(start_mults[np.argsort(-np.abs(start_mults))])
                        - sl_expected_multipliers(SL_MU0, rates)) / sl_expected_multipliers(SL_MU0, rates)
     steps = max(n_pts - 1, 1)
-    rec_b.update({"result": str(branch.result), "n_points": n_pts, "mu_last": mu_last,
+    rec_b.update({"result": message(branch.result), "n_points": n_pts, "mu_last": mu_last,
                   "per_step_s": rec_b["warm_median_s"] / steps, "unknowns": SL_SEGMENTS * SL_DIM + 1,
                   "period_error": abs(float(T) - 2 * np.pi / SL_OMEGA),
                   "radius_error": float(np.max(np.abs(radius - np.sqrt(mu_last)))),
