@@ -136,3 +136,27 @@ def message(result: Any) -> str:
         parts.append(text if values.size == 1 else f"{text} ({count} of {values.size})")
     return " ".join(parts)
 
+
+
+# diffrax's result codes onto ours (by name); anything else (a failed implicit step: singular,
+# breakdown, nonlinear divergence, ...) is `not_converged`. A terminating event is a success.
+_FROM_DIFFRAX = (
+    ("successful", "successful"),
+    ("event_occurred", "successful"),
+    ("max_steps_reached", "max_steps_reached"),
+    ("max_steps_rejected", "max_steps_reached"),
+    ("nonfinite", "nonfinite_state"),
+    ("nonfinite_input", "nonfinite_state"),
+    ("dt_min_reached", "step_size_too_small"),
+)
+
+
+def from_diffrax(result: Any) -> RESULTS:
+    """The [`RESULTS`][] item of a `diffrax.RESULTS` item (traceable, elementwise): the one map of
+    diffrax's codes onto ours, used wherever a diffrax solve's code is reported."""
+    import diffrax
+
+    out = RESULTS.not_converged
+    for name, ours in _FROM_DIFFRAX:
+        out = RESULTS.where(result == getattr(diffrax.RESULTS, name), getattr(RESULTS, ours), out)
+    return out

@@ -27,26 +27,8 @@ import numpy as np
 import optimistix as optx
 
 from .._checks import check_finite, check_int, check_positive, is_concrete
-from .._results import RESULTS, AbstractResult, check_throw, message, raise_if_failed
+from .._results import RESULTS, AbstractResult, check_throw, from_diffrax, message, raise_if_failed
 from .._types import Array
-
-# diffrax's result codes onto ours; a terminating `bound` event is a success.
-_FROM_DIFFRAX = (
-    ("successful", RESULTS.successful),
-    ("event_occurred", RESULTS.successful),
-    ("max_steps_reached", RESULTS.max_steps_reached),
-    ("max_steps_rejected", RESULTS.max_steps_reached),
-    ("nonfinite", RESULTS.nonfinite_state),
-    ("nonfinite_input", RESULTS.nonfinite_state),
-    ("dt_min_reached", RESULTS.step_size_too_small),
-)
-
-
-def _from_diffrax(result) -> RESULTS:
-    out = RESULTS.not_converged
-    for name, ours in _FROM_DIFFRAX:
-        out = RESULTS.where(result == getattr(diffrax.RESULTS, name), ours, out)
-    return out
 
 
 class ManifoldsResult(AbstractResult):
@@ -345,7 +327,7 @@ def _trace(cfg: _Config, field, u, directions, *, args, ts, solver, settings):
         return sol.ys, sol.result
 
     ys, results = jax.vmap(one)(starts, sigmas)
-    return ys, jax.vmap(lambda r: _from_diffrax(r)._value)(results)
+    return ys, jax.vmap(lambda r: from_diffrax(r)._value)(results)
 
 
 def _item(value) -> RESULTS:

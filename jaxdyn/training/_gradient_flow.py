@@ -20,7 +20,7 @@ from .. import curvature as _curvature
 from .._checks import check_int
 from .._deprecate import REMOVED_IN
 from .._kernels import flatten
-from .._results import RESULTS, AbstractResult, check_throw, message, raise_if_failed
+from .._results import RESULTS, AbstractResult, check_throw, from_diffrax, message, raise_if_failed
 from .._types import Array, Key, PyTree
 from ..curvature._lanczos import check_key
 from ._gd import check_data, check_finite_now, check_loss, check_params, split_params, top_eigenvalues
@@ -88,27 +88,6 @@ class FlowState(eqx.Module):
     steps: Array
     sharpness: Array
     result: RESULTS
-
-
-# diffrax's result codes onto ours; anything else (a failed implicit step: singular, breakdown,
-# nonlinear divergence, ...) is `not_converged`.
-_FROM_DIFFRAX = (
-    ("successful", RESULTS.successful),
-    ("event_occurred", RESULTS.successful),
-    ("max_steps_reached", RESULTS.max_steps_reached),
-    ("max_steps_rejected", RESULTS.max_steps_reached),
-    ("nonfinite", RESULTS.nonfinite_state),
-    ("nonfinite_input", RESULTS.nonfinite_state),
-    ("dt_min_reached", RESULTS.step_size_too_small),
-)
-
-
-def from_diffrax(result) -> RESULTS:
-    """The [`RESULTS`][jaxdyn._results.RESULTS] item of a `diffrax.RESULTS` item (traceable)."""
-    out = RESULTS.not_converged
-    for name, ours in _FROM_DIFFRAX:
-        out = RESULTS.where(result == getattr(diffrax.RESULTS, name), ours, out)
-    return out
 
 
 def _flat_loss(loss, unravel):
