@@ -293,26 +293,23 @@ def test_plot_returns_axes(c_plus, fold):
     plt.close("all")
 
 
-def hopf_normal_form(t, y, mu):
-    """r' = mu r - r^3, theta' = 1 in Cartesian coordinates: the cycle r = sqrt(mu), T = 2 pi."""
-    x, z = y
-    r2 = x * x + z * z
-    return jnp.array([mu * x - z - x * r2, x + mu * z - z * r2])
+def oa_graphon(t, z, args):
+    """The real Ott-Antonsen reduction on the cosine graphon W = 0.6 + 0.4 cos(2 pi (x - y)):
+    z' = -gamma z + (K / 2)(h - h z^2), h = W z / N (W / N circulant, top eigenvalue 0.6 exactly,
+    constant eigenvector)."""
+    h = args["w"] @ z / z.shape[0]
+    return -args["gamma"] * z + 0.5 * args["k"] * (h - h * z * z)
 
 
-@pytest.mark.slow
-def test_hopf_switching_onto_the_cycle_branch():
-    equilibria = continuation(EquilibriumProblem(hopf_normal_form), jnp.zeros(2), -0.5, p_min=-1.0, p_max=1.0,
-                              ds=0.1, ds_max=0.2, n_steps=30)
-    assert _kinds(equilibria) == ["hopf"] and abs(float(equilibria.special_p[0])) < 1e-10
-    start = switch_branch(equilibria, 0, amplitude=0.05)
-    cycles = continuation(start, p_min=-1.0, p_max=0.6, ds=0.05, ds_max=0.1, n_steps=30)
-    n = int(cycles.n_points)
-    mu = np.asarray(cycles.p[:n])
-    states = np.asarray(cycles.u[:n, :-1]).reshape(n, -1, 2)
-    assert n > 10 and mu.max() > 0.5
-    radius = np.linalg.norm(states, axis=2)
-    np.testing.assert_allclose(radius, np.broadcast_to(np.sqrt(mu)[:, None], radius.shape),
-                               atol=1e-8)  # amplitude sqrt(mu) along the branch
-    np.testing.assert_allclose(cycles.u[:n, -1], 2 * np.pi, atol=1e-8)  # period 2 pi
-    assert np.asarray(cycles.stable[:n]).all()
+def test_matrix_free_branch_point_with_a_constant_null_vector():
+    """The synchronisation branch point of incoherence at K_c = 2 gamma / 0.6 = 5 / 3 (closed form),
+    matrix-free: the null vector there is constant, which a zero-mean bordering vector misses."""
+    n = 60
+    x = np.arange(n) / n
+    w = jnp.asarray(0.6 + 0.4 * np.cos(2 * np.pi * (x[:, None] - x[None, :])))
+    problem = EquilibriumProblem(oa_graphon, parameter=lambda a, k: {**a, "k": k})
+    branch = continuation(problem, jnp.zeros(n), 2.5, args={"w": w, "gamma": 0.5, "k": 2.5}, p_min=1.5,
+                          p_max=2.5, direction=-1, dense_max_dim=0, n_steps=40)
+    assert branch.successful and _kinds(branch) == ["branch_point"]
+    assert abs(float(branch.special_p[0]) - 5 / 3) < 1e-8
+    assert float(branch.p[int(branch.n_points) - 1]) < 1.5  # on through the branch point to the end

@@ -82,6 +82,7 @@ class _Eval(eqx.Module):
     bp_c: Array
     bp_ref: Array
     residual: Array
+    bp_w: Array
 
 
 class _State(eqx.Module):
@@ -103,11 +104,13 @@ class _State(eqx.Module):
     iters: Array
     bp_c: Array
     bp_sign: Array
+    bp_w: Array
     # the location of a sign change between (loc_x, loc_t) and x
     loc_x: Array
     loc_t: Array
     loc_c: Array
     loc_sign: Array
+    loc_w: Array
     loc_ds: Array
     loc_tests_a: Array
     loc_tests_b: Array
@@ -136,41 +139,71 @@ def _residual(problem: AbstractBranchProblem, args: Any, u_ref: Array) -> Callab
 
 
 def _correct(problem, args, solver, cfg: _Config, num: _Numbers, *, base_x, base_t, s, guess):
-    """Newton on $G(x) = 0$, $t^T(x - x_b) = s$ from `guess`: (x, converged, iterations)."""
+    """Newton on $G(x) = 0$, $t^T(x - x_b) = s$ from `guess`: (x, converged, iterations).
+
+    A guess that already solves $G = 0$ to `newton_tol` (a straight branch: the predictor lands on
+    it) is returned without a Newton step (no linear solve), still through optimistix (with
+    `max_steps=0`) so that it carries the implicit derivative."""
     g = _residual(problem, args, base_x[:-1])
 
     def fn(x, _):
         return jnp.concatenate([g(x), (jnp.dot(base_t, x - base_x) - s)[None]])
 
     newton = optx.Newton(rtol=num.newton_tol, atol=num.newton_tol, linear_solver=solver)
-    sol = optx.root_find(fn, newton, guess, max_steps=cfg.max_newton, throw=False)
-    ok = (sol.result == optx.RESULTS.successful) & jnp.all(jnp.isfinite(sol.value))
-    return jnp.where(ok, sol.value, guess), ok, jnp.where(ok, sol.stats["num_steps"], 0)
+    solved = jnp.max(jnp.abs(g(guess))) <= num.newton_tol
+
+    def kept():
+        return optx.root_find(fn, newton, guess, max_steps=0, throw=False).value, jnp.asarray(True), \
+            jnp.zeros((), jnp.int32)
+
+    def newton_run():
+        sol = optx.root_find(fn, newton, guess, max_steps=cfg.max_newton, throw=False)
+        ok = (sol.result == optx.RESULTS.successful) & jnp.all(jnp.isfinite(sol.value))
+        return sol.value, ok, sol.stats["num_steps"].astype(jnp.int32)
+
+    value, ok, steps = jax.lax.cond(solved, kept, newton_run)
+    return jnp.where(ok, value, guess), ok, jnp.where(ok, steps, 0)
 
 
 def _bordering(size: int, phase: float, dtype) -> Array:
-    """A fixed unit vector with no special direction (the bordering of the matrix-free BP test)."""
-    v = jnp.sin(phase + 2.3 * jnp.arange(size, dtype=dtype))
+    """A fixed unit vector of the matrix-free BP test with no special direction and a nonzero mean:
+    `1 + sin(...)` has positive entries, so it is never orthogonal to a constant (or any
+    one-signed) null vector, the usual null vector at a synchronisation bifurcation (a zero-mean
+    bordering makes the bordered system itself singular there: a pole instead of a zero)."""
+    v = 1.0 + jnp.sin(phase + 2.3 * jnp.arange(size, dtype=dtype))
     return v / jnp.linalg.norm(v)
 
 
-def _gmres(size: int) -> lx.GMRES:
-    return lx.GMRES(rtol=1e-12, atol=1e-14, restart=min(size, 50), stagnation_iters=min(size, 50),
+_RESTART = 20  # GMRES restart of the Newton steps (cold starts)
+# The warm-started tangent and branch-point solves start near their solution: short cycles suffice.
+# lineax builds the whole basis of every cycle (measured on the N = 2000 Ott-Antonsen benchmark:
+# restart 50 ~150 products a solve, 20 s a branch; restart 5, 1 s)
+_WARM_RESTART = 5
+_BP_TOL = (1e-8, 1e-10)  # (rtol, atol) of the bordered branch-point solve: its sign and its zero
+
+
+def _gmres(size: int, rtol: float = 1e-10, atol: float = 1e-12, restart: int = _RESTART) -> lx.GMRES:
+    """The Krylov solver of the matrix-free path (lineax's test is elementwise, atol + rtol |b_i|)."""
+    return lx.GMRES(rtol=rtol, atol=atol, restart=min(size, restart), stagnation_iters=20,
                     max_steps=20 * size + 200)
 
 
-def _tangent_and_bp(g: Callable, x: Array, row: Array, c: Array, dense: bool):
+def _tangent_and_bp(g: Callable, x: Array, row: Array, c: Array, dense: bool, *, w0: Array):
     """The unnormalised tangent solving $[G_x;\\ r^T]\\,t = e_{n+1}$, the branch-point test $f$, and
-    (matrix-free) the bordering vector $c$ for the next point with the sign of $f$ there.
+    (matrix-free) the bordering vector $c$ for the next point with the sign of $f$ there, and the
+    bordered solution $w$ (the warm start of the next point's solve).
 
     Matrix-free, $f = -s$ from $[A\\ b;\\ c^T\\ 0](v, s) = (0, 1)$, $A = [G_x;\\ t^T]$, that is
-    $f = 1/(c^T A^{-1} b) = \\det A / \\det[A\\ b;\\ c^T\\ 0]$ ($b$ fixed). For a fixed $c$, $f$
-    changes sign where $\\det A$ does (a branch point) and at the poles where $c^T A^{-1} b = 0$.
-    Both are kept away from a step by renewing $c$ at every point to two inverse iterations
-    $c \\propto P A^{-1} P A^{-1} b$ ($P$ projects out the tangent; at a branch point the null vector of
-    $A$ is orthogonal to it), so that $c$ is close to the null vector near a branch point, and by
-    comparing signs with the same $c$: the value at the previous point with the new $c$ is
-    $1/(c^T y_1)$, $y_1 = A^{-1} b$, known for free (returned as `ref`, its sign)."""
+    $f = 1/(c^T A^{-1} b) = \\det A / \\det[A\\ b;\\ c^T\\ 0]$ ($b$ fixed, with a nonzero mean: see
+    `_bordering`). For a fixed $c$, $f$ changes sign where $\\det A$ does (a branch point) and at the
+    poles where $c^T A^{-1} b = 0$. Both are kept away from a step by renewing $c$ at every point by
+    one inverse iteration, $c \\propto P A^{-1} b = P y_1$ ($P$ projects out the tangent; at a branch
+    point the null vector of $A$ is orthogonal to it), which the bordered solve gives for free
+    ($y_1 = -v/s$), so that $c$ is close to the null vector near a branch point, and by comparing
+    signs with the same $c$: the value at the previous point with the new $c$ is $1/(c^T y_1)$, known
+    for free (returned as `ref`, its sign). The Krylov solves start from the previous point's
+    solutions (the previous tangent, the previous bordered solution): consecutive points have
+    nearly the same ones."""
     size = x.shape[0]
     e = jnp.zeros(size, dtype=x.dtype).at[-1].set(1.0)
     value, lin = jax.linearize(g, x)
@@ -182,10 +215,15 @@ def _tangent_and_bp(g: Callable, x: Array, row: Array, c: Array, dense: bool):
         sign, logdet = jnp.linalg.slogdet(aug)
         rows = jnp.sum(jnp.log(jnp.maximum(jnp.linalg.norm(aug, axis=1), jnp.finfo(x.dtype).tiny)))
         # det / prod of row norms (Hadamard): in [-1, 1], linear through a simple zero
-        return raw, sign * jnp.exp(logdet - rows), c, jnp.ones((), x.dtype), value
+        return raw, sign * jnp.exp(logdet - rows), c, jnp.ones((), x.dtype), value, w0
     struct = jax.ShapeDtypeStruct((size,), x.dtype)
     aug = lx.FunctionLinearOperator(lambda v: jnp.concatenate([lin(v), jnp.dot(row, v)[None]]), struct)
-    raw = lx.linear_solve(aug, e, _gmres(size), throw=False).value
+    # the previous tangent solves the new system to tolerance on a straight stretch: then no Krylov
+    # solve (lineax's GMRES would still run a full cycle to confirm the correction is small)
+    warm = _gmres(size, restart=_WARM_RESTART)
+    exact = jnp.max(jnp.abs(aug.mv(row) - e)) <= warm.atol
+    raw = jax.lax.cond(exact, lambda: row,
+                       lambda: lx.linear_solve(aug, e, warm, options={"y0": row}, throw=False).value)
     unit = raw / jnp.linalg.norm(raw)
     b = _bordering(size, 1.0, x.dtype)
     big = jax.ShapeDtypeStruct((size + 1,), x.dtype)
@@ -195,27 +233,27 @@ def _tangent_and_bp(g: Callable, x: Array, row: Array, c: Array, dense: bool):
         return jnp.concatenate([jnp.concatenate([lin(v), jnp.dot(unit, v)[None]]) + s * b,
                                 jnp.dot(c, v)[None]])
 
-    def a_matvec(v):
-        return jnp.concatenate([lin(v), jnp.dot(unit, v)[None]])
-
     def project(v):
         v = v - jnp.dot(unit, v) * unit
         return v / jnp.linalg.norm(v)
 
     rhs = jnp.zeros(size + 1, dtype=x.dtype).at[-1].set(1.0)
-    w = lx.linear_solve(lx.FunctionLinearOperator(bordered, big), rhs, _gmres(size + 1), throw=False).value
+    solver = _gmres(size + 1, *_BP_TOL, restart=_WARM_RESTART)
+    w = lx.linear_solve(lx.FunctionLinearOperator(bordered, big), rhs, solver, options={"y0": w0},
+                        throw=False).value
     y1 = -w[:-1] / w[-1]  # A^{-1} b
-    y2 = lx.linear_solve(lx.FunctionLinearOperator(a_matvec, struct), project(y1), _gmres(size),
-                         throw=False).value
-    c_next = project(y2)
-    c_next = jnp.where(jnp.all(jnp.isfinite(c_next)), c_next, c)
-    return raw, -w[-1], c_next, jnp.sign(jnp.dot(c_next, y1)), value
+    c_next = project(y1)
+    fine = jnp.all(jnp.isfinite(c_next)) & jnp.all(jnp.isfinite(w))
+    c_next = jnp.where(fine, c_next, c)
+    return raw, -w[-1], c_next, jnp.sign(jnp.dot(c_next, y1)), value, jnp.where(fine, w, w0)
 
 
-def _evaluate(problem, args, cfg: _Config, *, x, row, u_ref, c, sign) -> _Eval:
-    """Tangent, test functions, spectrum and stability at a corrected point `x` (`c`, `sign`: the
-    bordering vector and the sign carried from the base point, matrix-free path)."""
-    raw, bp, c_next, ref, value = _tangent_and_bp(_residual(problem, args, u_ref), x, row, c, cfg.dense)
+def _evaluate(problem, args, cfg: _Config, *, x, row, u_ref, c, sign, w0) -> _Eval:
+    """Tangent, test functions, spectrum and stability at a corrected point `x` (`c`, `sign`, `w0`:
+    the bordering vector, the sign and the bordered solution carried from the base point,
+    matrix-free path)."""
+    raw, bp, c_next, ref, value, w = _tangent_and_bp(_residual(problem, args, u_ref), x, row, c, cfg.dense,
+                                                     w0=w0)
     bp = bp if cfg.dense else sign * bp
     norm = jnp.linalg.norm(raw)
     singular = ~jnp.all(jnp.isfinite(raw)) | (norm > _SINGULAR_NORM)
@@ -225,7 +263,7 @@ def _evaluate(problem, args, cfg: _Config, *, x, row, u_ref, c, sign) -> _Eval:
     own = problem.test_functions(u, p, args, spectrum)
     tests = jnp.concatenate([jnp.stack([tangent[-1], bp]), own.astype(x.dtype)])
     return _Eval(tangent, tests, spectrum, problem.n_unstable(spectrum), singular, c_next, ref,
-                 jnp.max(jnp.abs(value)))
+                 jnp.max(jnp.abs(value)), w)
 
 
 def _keep_first(result, new, when):
@@ -277,9 +315,10 @@ def _after_init(cfg: _Config, state: _State, *, x, ok, ev: _Eval) -> _State:
                            RESULTS.where(ok, RESULTS.successful, RESULTS.not_converged))
     good = ok & ~ev.singular
     state = _record_point(state, x, ev, good)
-    return eqx.tree_at(lambda s: (s.x, s.t, s.tests, s.mode, s.done, s.result, s.bp_c, s.bp_sign), state,
+    return eqx.tree_at(lambda s: (s.x, s.t, s.tests, s.mode, s.done, s.result, s.bp_c, s.bp_sign, s.bp_w),
+                       state,
                        (jnp.where(good, x, state.x), ev.tangent, ev.tests, jnp.asarray(_STEP),
-                        ~good, _keep_first(state.result, result, True), ev.bp_c, ev.bp_ref))
+                        ~good, _keep_first(state.result, result, True), ev.bp_c, ev.bp_ref, ev.bp_w))
 
 
 def _after_step(cfg: _Config, num: _Numbers, state: _State, *, x, ok, n_iter, ev: _Eval) -> _State:
@@ -295,13 +334,14 @@ def _after_step(cfg: _Config, num: _Numbers, state: _State, *, x, ok, n_iter, ev
     stop = state.stop | too_small | (good & (outside | full))
     new = eqx.tree_at(
         lambda s: (s.x, s.t, s.tests, s.ds, s.stop, s.result, s.loc_x, s.loc_t, s.loc_ds, s.loc_tests_a,
-                   s.loc_tests_b, s.bp_c, s.bp_sign, s.loc_c, s.loc_sign),
+                   s.loc_tests_b, s.bp_c, s.bp_sign, s.loc_c, s.loc_sign, s.bp_w, s.loc_w),
         recorded,
         (jnp.where(good, x, state.x), jnp.where(good, ev.tangent, state.t),
          jnp.where(good, ev.tests, state.tests), ds_next, stop,
          _keep_first(state.result, RESULTS.branch_step_too_small, too_small), state.x, state.t, ds_used,
          state.tests, ev.tests, jnp.where(good, ev.bp_c, state.bp_c),
-         jnp.where(good, jnp.sign(ev.tests[1]) * ev.bp_ref, state.bp_sign), state.bp_c, state.bp_sign),
+         jnp.where(good, jnp.sign(ev.tests[1]) * ev.bp_ref, state.bp_sign), state.bp_c, state.bp_sign,
+         jnp.where(good, ev.bp_w, state.bp_w), state.bp_w),
     )
     changes = good & (state.tests * ev.tests < 0)
     if not cfg.detect:
@@ -380,7 +420,8 @@ def _body(problem, args, solver, cfg: _Config, num: _Numbers, state: _State) -> 
     x, ok, n_iter = _correct(problem, args, solver, cfg, num, base_x=base_x, base_t=base_t, s=s, guess=guess)
     ev = _evaluate(problem, args, cfg, x=x, row=base_t, u_ref=base_x[:-1],
                    c=jnp.where(at_locate, state.loc_c, state.bp_c),
-                   sign=jnp.where(at_locate, state.loc_sign, state.bp_sign))
+                   sign=jnp.where(at_locate, state.loc_sign, state.bp_sign),
+                   w0=jnp.where(at_locate, state.loc_w, state.bp_w))
     # a guess that already solves G = 0 is kept (at a branch point itself Newton's linear solve is
     # singular although there is nothing to correct); the arclength condition holds by construction
     ok = ok | (ev.residual <= num.newton_tol)
@@ -417,8 +458,9 @@ def _initial_state(problem, args, cfg: _Config, *, x0, row, ds, dtype) -> _State
         tests_buf=jnp.full((N, m), nan), n_points=jnp.zeros((), jnp.int32), x=x0, t=row,
         tests=jnp.zeros(m, dtype), ds=jnp.asarray(ds, dtype), stop=jnp.asarray(False),
         done=jnp.asarray(False), iters=jnp.zeros((), jnp.int32),
-        bp_c=_bordering(n + 1, 0.3, dtype), bp_sign=jnp.ones((), dtype), loc_x=x0, loc_t=row,
-        loc_c=_bordering(n + 1, 0.3, dtype), loc_sign=jnp.ones((), dtype), loc_ds=jnp.asarray(ds, dtype),
+        bp_c=_bordering(n + 1, 0.3, dtype), bp_sign=jnp.ones((), dtype), bp_w=jnp.zeros(n + 2, dtype),
+        loc_x=x0, loc_t=row, loc_c=_bordering(n + 1, 0.3, dtype), loc_sign=jnp.ones((), dtype),
+        loc_w=jnp.zeros(n + 2, dtype), loc_ds=jnp.asarray(ds, dtype),
         loc_tests_a=jnp.zeros(m, dtype),
         loc_tests_b=jnp.zeros(m, dtype), pending=jnp.zeros(m, bool), loc_j=jnp.zeros((), jnp.int32),
         loc_sa=zero, loc_fa=zero, loc_sb=zero, loc_fb=zero, loc_s=zero, loc_prev=nan,
