@@ -30,8 +30,17 @@ absolute, of the size of its largest entries. [`product_eigenvalues`][] works on
    window of at most `max_cluster` rows), so a $10^{-12}$ multiplier is resolved to the relative
    accuracy of the factors whatever sits next to it; its modulus is the product of the
    $|R_{k,jj}|$, never a difference.
-3. *Stopping.* Sweeps (`lax.while_loop`) stop when the clusters' mean log-moduli (from the
-   diagonal of $R$ alone: no eigenvalue problem inside the loop) settle to `rtol` between sweeps.
+   A split is made where the coupling is at the rounding level ($10 n \varepsilon$), or where it
+   has stopped decreasing below $10^{-10}$ (its rounding floor, above $n \varepsilon$ for
+   ill-conditioned factors). A coupling that still decreases is never taken for a floor however
+   slowly it does (tens of multipliers graded evenly: neighbours in a ratio of $0.9$ need a few
+   hundred sweeps to split).
+3. *Stopping.* Sweeps (`lax.while_loop`) stop when every cluster fits the window and the clusters'
+   mean log-moduli (from the diagonal of $R$ alone: no eigenvalue problem inside the loop) settle
+   to `rtol` between sweeps. (The mean log-modulus of a cluster is its determinant's: it settles at
+   once for a cluster that has not split yet, which is why the size of the clusters is part of the
+   test.) A cluster larger than the window whose couplings have all stopped decreasing (a genuine
+   cluster: many multipliers of one modulus) ends the sweeps as not converged.
    Then one more sweep is made outside the loop, from the final basis held constant:
    since $Q_0^\top P Q_0$ is similar to $P$ for any fixed orthogonal $Q_0$, differentiating that
    last sweep (QR and small eigenvalue problems are differentiable) gives the derivatives of the
@@ -57,6 +66,11 @@ _MAX_EXPONENT = 600.0
 # A coupling that has stopped shrinking below this is at its rounding floor (ill-conditioned factors
 # put it above `n eps`): it is dropped. Above it, a stalled coupling is a genuine cluster.
 _FLOOR = 1e-10
+# Sweeps without a new smallest coupling after which a coupling below `_FLOOR` counts as stalled.
+_PATIENCE = 4
+# Sweeps without a new smallest coupling at any unsplit point after which no further split is coming:
+# the sweeps stop (not converged if a cluster is still larger than `max_cluster`).
+_GIVE_UP = 25
 
 
 class _Sweep(eqx.Module):
@@ -69,8 +83,9 @@ class _Sweep(eqx.Module):
     L: Array
 
 
-def _sweep(mats: Array, Q0: Array) -> _Sweep:
-    """Push `Q0` around the loop: `M_k Q_k = Q_{k+1} R_k`, accumulating `R_{m-1} ... R_0` graded."""
+def _sweep(mats: Array, Q0: Array, *, with_T: bool = True) -> _Sweep:
+    """Push `Q0` around the loop: `M_k Q_k = Q_{k+1} R_k`, accumulating `R_{m-1} ... R_0` graded
+    (without `T`, the identity then, when only the log-moduli `L` are needed: inside the loop)."""
     n = Q0.shape[0]
     upper = jnp.triu(jnp.ones((n, n), dtype=bool))
     tiny = jnp.finfo(Q0.dtype).tiny
@@ -80,6 +95,8 @@ def _sweep(mats: Array, Q0: Array) -> _Sweep:
         Qn, R = jnp.linalg.qr(M @ Q)
         d = jnp.diagonal(R)
         absd = jnp.maximum(jnp.abs(d), tiny)
+        if not with_T:
+            return (Qn, T, L + jnp.log(absd)), None
         # row j of the new normalised product: sum_l (R_jl / |R_jj|) e^{L_l - L_j} T_l
         expo = jnp.where(upper, jnp.minimum(L[None, :] - L[:, None], _MAX_EXPONENT), 0.0)
         A = jnp.where(upper, R / absd[:, None] * jnp.exp(expo), 0.0)
@@ -100,20 +117,40 @@ def _couplings(C: Array) -> Array:
     return jnp.max(jnp.where(idx[None, :] <= idx[:, None], below, 0.0), axis=1)[:-1]
 
 
-def _blocks(coupling: Array, previous: Array) -> tuple[Array, Array]:
-    """The clusters: for each index its block start, and for each index (as a start) the size of
-    the block beginning there. A split is made where the coupling is at the rounding level
-    (`10 n eps`), or where it has stopped shrinking (less than halved in a sweep) below
-    `_FLOOR`: its rounding floor, set by the conditioning of the factors."""
-    n = coupling.shape[0] + 1
+def _blocks(split: Array) -> tuple[Array, Array]:
+    """The clusters from the split points (`split[i]`: a split between `i` and `i+1`): for each index
+    its block start, and for each index (as a start) the size of the block beginning there."""
+    n = split.shape[0] + 1
     idx = jnp.arange(n)
-    tol = 10.0 * n * jnp.finfo(coupling.dtype).eps
-    split = (coupling <= tol) | ((coupling <= _FLOOR) & (coupling >= 0.5 * previous))
     starts = jnp.concatenate([jnp.array([True]), split])
     start_of = lax.cummax(jnp.where(starts, idx, 0))
     nxt = lax.cummin(jnp.where(starts, idx, n), reverse=True)  # nxt[i] = first start >= i
     end = jnp.concatenate([nxt[1:], jnp.array([n])])
     return start_of, end - idx
+
+
+class _Splits(eqx.Module):
+    """The deflation state of the sweeps, per split point: the smallest coupling seen (`best`), the
+    sweeps since it last decreased (`age`), and the points split for good because their coupling
+    stalled below `_FLOOR` (`stalled`)."""
+
+    best: Array
+    age: Array
+    stalled: Array
+
+
+def _update_splits(coupling: Array, state: _Splits) -> tuple[Array, _Splits]:
+    """`(split, new state)`. A split is made where the coupling is at the rounding level (`10 n eps`),
+    or, for good, where it is below `_FLOOR` and has not decreased for `_PATIENCE` sweeps: its
+    rounding floor, set by the conditioning of the factors. A coupling that still decreases, however
+    slowly (near-equal moduli), is never split early: it is a rate, not a floor."""
+    n = coupling.shape[0] + 1
+    tol = 10.0 * n * jnp.finfo(coupling.dtype).eps
+    improved = coupling < state.best
+    best = jnp.minimum(coupling, state.best)
+    age = jnp.where(improved, 0, state.age + 1)
+    stalled = state.stalled | ((best <= _FLOOR) & (age >= _PATIENCE))
+    return (coupling <= tol) | stalled, _Splits(best, age, stalled)
 
 
 def _window_eigenvalues(C: Array, T: Array, L: Array, start: Array, size: Array, K: int):
@@ -136,12 +173,11 @@ def _window_eigenvalues(C: Array, T: Array, L: Array, start: Array, size: Array,
     return values[order], log_scale
 
 
-def _estimates(s: _Sweep, previous: Array, K: int) -> tuple[Array, Array, Array]:
-    """The eigenvalues of `C diag(e^L) T` by deflation: `(scaled values, log-scales, ok)` per
-    index (value = scaled * e^{log-scale}); `ok` is False where a cluster exceeds `K` rows.
-    `previous`: the couplings of the sweep before."""
+def _estimates(s: _Sweep, split: Array, K: int) -> tuple[Array, Array, Array]:
+    """The eigenvalues of `C diag(e^L) T` by deflation at `split`: `(scaled values, log-scales, ok)`
+    per index (value = scaled * e^{log-scale}); `ok` is False where a cluster exceeds `K` rows."""
     n = s.C.shape[0]
-    start_of, sizes = _blocks(_couplings(s.C), previous)
+    start_of, sizes = _blocks(split)
     padC = jnp.pad(s.C, ((0, K), (0, K)))
     padT = jnp.pad(s.T, ((0, K), (0, K)))
     padL = jnp.pad(s.L, (0, K))
@@ -154,12 +190,12 @@ def _estimates(s: _Sweep, previous: Array, K: int) -> tuple[Array, Array, Array]
     return mine, scale, ok
 
 
-def _block_log_moduli(L: Array, coupling: Array, previous: Array) -> Array:
+def _block_log_moduli(L: Array, split: Array) -> Array:
     """The mean log-modulus of each index's cluster (the log-modulus of the cluster's determinant
     over its size): invariant under the rotation of a basis inside a cluster, so it settles when the
     clusters have (cheap: no eigenvalue problem inside the loop)."""
     n = L.shape[0]
-    start_of, sizes = _blocks(coupling, previous)
+    start_of, sizes = _blocks(split)
     member = (jnp.arange(n)[None, :] >= start_of[:, None]) & (
         jnp.arange(n)[None, :] < (start_of + sizes[start_of])[:, None])
     return jnp.sum(jnp.where(member, L[None, :], 0.0), axis=1) / sizes[start_of]
@@ -177,7 +213,7 @@ def _sorted(values: Array, scale: Array, ok: Array) -> tuple[Array, Array]:
     return full[order], logmod[order]
 
 
-def product_eigenvalues(mats: Array, *, max_sweeps: int = 200, rtol: float = 1e-12,
+def product_eigenvalues(mats: Array, *, max_sweeps: int = 1000, rtol: float = 1e-12,
                         max_cluster: int | None = None) -> tuple[Array, Array]:
     r"""The eigenvalues of the product $P = M_{m-1} \cdots M_1 M_0$ of `mats` (`mats[0]` applied
     first), computed from the factors without forming $P$ (a periodic QR iteration with graded
@@ -191,7 +227,10 @@ def product_eigenvalues(mats: Array, *, max_sweeps: int = 200, rtol: float = 1e-
     **Arguments:**
 
     - `mats`: the factors, shape `(m, n, n)`, real.
-    - `max_sweeps`: the most sweeps around the loop (each sweep: `m` QR factorisations).
+    - `max_sweeps`: the most sweeps around the loop (each sweep: `m` QR factorisations). The
+      sweeps needed grow like $\log \varepsilon / \log \rho$, $\rho < 1$ the largest ratio of
+      neighbouring moduli that must be split apart (about 300 for 200 multipliers graded evenly
+      over eight decades).
     - `rtol`: the sweeps stop when the clusters' log-moduli change by less than this between sweeps
       (or by less than `sqrt(rtol)` and no longer shrinking: the rounding noise of ill-conditioned
       factors).
@@ -246,21 +285,29 @@ def _solve(mats: Array, rtol: Array, *, max_sweeps: int, K: int) -> tuple[Array,
         return (carry[0] < max_sweeps) & ~carry[-1]
 
     def body(carry):
-        k, Q0, prev, previous, last_change, _ = carry
-        s = _sweep(frozen, Q0)
-        coupling = _couplings(s.C)
-        logmod = jnp.sort(_block_log_moduli(s.L, coupling, previous))
+        k, Q0, prev, splits, _, last_change, _, _ = carry
+        s = _sweep(frozen, Q0, with_T=False)
+        split, splits = _update_splits(_couplings(s.C), splits)
+        logmod = jnp.sort(_block_log_moduli(s.L, split))
         change = jnp.max(jnp.abs(logmod - prev))
         # settled, or stalled at the rounding noise of ill-conditioned factors
         stalled = (change <= rtol**0.5) & (change >= 0.5 * last_change)
-        done = (k >= 1) & jnp.all(jnp.isfinite(logmod)) & ((change <= rtol) | stalled)
-        return k + 1, s.Qm, logmod, coupling, change, done
+        _, sizes = _blocks(split)
+        # a cluster larger than the window keeps the sweeps going while its couplings still shrink
+        fits = jnp.max(sizes) <= K
+        settled = (k >= 1) & jnp.all(jnp.isfinite(logmod)) & ((change <= rtol) | stalled) & fits
+        hopeless = (k >= _GIVE_UP) & ~fits & jnp.all(split | (splits.age >= _GIVE_UP))
+        return k + 1, s.Qm, logmod, splits, split, change, settled, settled | hopeless
 
     inf = jnp.asarray(jnp.inf, mats.dtype)
-    init = (jnp.array(0), Q_init, jnp.full((n,), inf), jnp.full((n - 1,), inf), inf, jnp.array(False))
-    _, Q0, _, previous, _, done = lax.while_loop(cond, body, init)
+    splits = _Splits(jnp.full((n - 1,), inf), jnp.zeros((n - 1,), int), jnp.zeros((n - 1,), bool))
+    no = jnp.array(False)
+    init = (jnp.array(0), Q_init, jnp.full((n,), inf), splits, jnp.zeros((n - 1,), bool), inf, no, no)
+    _, Q0, _, splits, split, _, settled, _ = lax.while_loop(cond, body, init)
     final = _sweep(mats, lax.stop_gradient(Q0))
-    values, scale, ok = _estimates(final, previous, K)
+    # the loop's last splits, and the final sweep's own couplings at the rounding level
+    split = split | _update_splits(lax.stop_gradient(_couplings(final.C)), splits)[0]
+    values, scale, ok = _estimates(final, split, K)
     eigenvalues, _ = _sorted(values, scale, ok)
-    converged = done & jnp.all(ok)
+    converged = settled & jnp.all(ok)
     return eigenvalues, converged
