@@ -141,16 +141,15 @@ def _residual(problem: AbstractBranchProblem, args: Any, u_ref: Array) -> Callab
 def _correct(problem, args, solver, cfg: _Config, num: _Numbers, *, base_x, base_t, s, guess):
     """Newton on $G(x) = 0$, $t^T(x - x_b) = s$ from `guess`: (x, converged, iterations).
 
-    A guess that already solves $G = 0$ to `newton_tol` (a straight branch: the predictor lands on
-    it) is returned without a Newton step (no linear solve), still through optimistix (with
-    `max_steps=0`) so that it carries the implicit derivative."""
+    Matrix-free, a guess that already solves $G = 0$ to `newton_tol` (a straight branch: the
+    predictor lands on it) is returned without a Newton step (no Krylov solve), still through
+    optimistix (with `max_steps=0`) so that it carries the implicit derivative."""
     g = _residual(problem, args, base_x[:-1])
 
     def fn(x, _):
         return jnp.concatenate([g(x), (jnp.dot(base_t, x - base_x) - s)[None]])
 
     newton = optx.Newton(rtol=num.newton_tol, atol=num.newton_tol, linear_solver=solver)
-    solved = jnp.max(jnp.abs(g(guess))) <= num.newton_tol
 
     def kept():
         return optx.root_find(fn, newton, guess, max_steps=0, throw=False).value, jnp.asarray(True), \
@@ -161,7 +160,11 @@ def _correct(problem, args, solver, cfg: _Config, num: _Numbers, *, base_x, base
         ok = (sol.result == optx.RESULTS.successful) & jnp.all(jnp.isfinite(sol.value))
         return sol.value, ok, sol.stats["num_steps"].astype(jnp.int32)
 
-    value, ok, steps = jax.lax.cond(solved, kept, newton_run)
+    if cfg.dense:  # a dense Newton step is cheap next to a second compilation of the solve
+        value, ok, steps = newton_run()
+    else:
+        solved = jnp.max(jnp.abs(g(guess))) <= num.newton_tol
+        value, ok, steps = jax.lax.cond(solved, kept, newton_run)
     return jnp.where(ok, value, guess), ok, jnp.where(ok, steps, 0)
 
 
