@@ -381,12 +381,13 @@ def _after_locate(cfg: _Config, num: _Numbers, state: _State, *, x, ok, ev: _Eva
     state = eqx.tree_at(
         lambda st: (st.sp_kind, st.sp_u, st.sp_p, st.sp_pos, st.sp_spectrum, st.sp_tangent, st.n_special,
                     st.result, st.loc_sa, st.loc_fa, st.loc_sb, st.loc_fb, st.loc_prev, st.loc_iter,
-                    st.loc_s),
+                    st.loc_s, st.loc_w),
         state,
         (put(state.sp_kind, kind), put(state.sp_u, x_sp[:-1]), put(state.sp_p, x_sp[-1]),
          put(state.sp_pos, position), put(state.sp_spectrum, ev.spectrum), put(state.sp_tangent, t_sp),
          state.n_special + record, _keep_first(state.result, RESULTS.location_failed, failed),
-         sa, fa, s, f, s, state.loc_iter + 1, _secant(sa, fa, s, f)),
+         sa, fa, s, f, s, state.loc_iter + 1, _secant(sa, fa, s, f),
+         jnp.where(ok, ev.bp_w, state.loc_w)),  # the next trial starts from this one's bordered solution
     )
     pending = state.pending.at[j].set(state.pending[j] & ~finish)
     reopened = _open_bracket(state, pending)
