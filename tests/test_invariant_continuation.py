@@ -313,3 +313,22 @@ def test_matrix_free_branch_point_with_a_constant_null_vector():
     assert branch.successful and _kinds(branch) == ["branch_point"]
     assert abs(float(branch.special_p[0]) - 5 / 3) < 1e-8
     assert float(branch.p[int(branch.n_points) - 1]) < 1.5  # on through the branch point to the end
+
+
+def test_matrix_free_vmap_and_forward_derivative_of_the_branch_point():
+    """Matrix-free (warm-started Krylov solves): vmapped over gamma, K_c = 2 gamma / 0.6, and
+    dK_c / dgamma = 1 / 0.6 x 2 by forward mode (implicit derivatives through the skipped solves)."""
+    n = 30
+    x = np.arange(n) / n
+    w = jnp.asarray(0.6 + 0.4 * np.cos(2 * np.pi * (x[:, None] - x[None, :])))
+    problem = EquilibriumProblem(oa_graphon, parameter=lambda a, k: {**a, "k": k})
+
+    def run(gamma):
+        return continuation(problem, jnp.zeros(n), 2.5, args={"w": w, "gamma": gamma, "k": 2.5}, p_min=1.0,
+                            p_max=2.5, direction=-1, dense_max_dim=0, n_steps=40, throw=False)
+
+    gammas = jnp.array([0.5, 0.6])
+    out = eqx.filter_vmap(run)(gammas)
+    np.testing.assert_allclose(out.special_p[:, 0], 2 * np.asarray(gammas) / 0.6, atol=1e-8)
+    slope = jax.jacfwd(lambda g: run(g).special_p[0])(0.5)
+    assert abs(float(slope) - 2 / 0.6) < 1e-6

@@ -222,11 +222,21 @@ def _tangent_and_bp(g: Callable, x: Array, row: Array, c: Array, dense: bool, *,
     struct = jax.ShapeDtypeStruct((size,), x.dtype)
     aug = lx.FunctionLinearOperator(lambda v: jnp.concatenate([lin(v), jnp.dot(row, v)[None]]), struct)
     # the previous tangent solves the new system to tolerance on a straight stretch: then no Krylov
-    # solve (lineax's GMRES would still run a full cycle to confirm the correction is small)
+    # solve (lineax's GMRES would still run a full cycle to confirm the correction is small). The
+    # correction solve of a right-hand side that is exactly zero in value (no Krylov step) keeps the
+    # implicit derivative of the solution (forward mode). Warm starts carry no derivative.
     warm = _gmres(size, restart=_WARM_RESTART)
-    exact = jnp.max(jnp.abs(aug.mv(row) - e)) <= warm.atol
-    raw = jax.lax.cond(exact, lambda: row,
-                       lambda: lx.linear_solve(aug, e, warm, options={"y0": row}, throw=False).value)
+    residual = e - aug.mv(row)
+    exact = jnp.max(jnp.abs(residual)) <= warm.atol
+
+    def keep():
+        zero = residual - jax.lax.stop_gradient(residual)
+        return row + lx.linear_solve(aug, zero, warm, throw=False).value
+
+    def solve():
+        return lx.linear_solve(aug, e, warm, options={"y0": jax.lax.stop_gradient(row)}, throw=False).value
+
+    raw = jax.lax.cond(exact, keep, solve)
     unit = raw / jnp.linalg.norm(raw)
     b = _bordering(size, 1.0, x.dtype)
     big = jax.ShapeDtypeStruct((size + 1,), x.dtype)
@@ -242,8 +252,8 @@ def _tangent_and_bp(g: Callable, x: Array, row: Array, c: Array, dense: bool, *,
 
     rhs = jnp.zeros(size + 1, dtype=x.dtype).at[-1].set(1.0)
     solver = _gmres(size + 1, *_BP_TOL, restart=_WARM_RESTART)
-    w = lx.linear_solve(lx.FunctionLinearOperator(bordered, big), rhs, solver, options={"y0": w0},
-                        throw=False).value
+    w = lx.linear_solve(lx.FunctionLinearOperator(bordered, big), rhs, solver,
+                        options={"y0": jax.lax.stop_gradient(w0)}, throw=False).value
     y1 = -w[:-1] / w[-1]  # A^{-1} b
     c_next = project(y1)
     fine = jnp.all(jnp.isfinite(c_next)) & jnp.all(jnp.isfinite(w))
