@@ -414,7 +414,35 @@ def _summary(what: str, result, *, orbits, found, spectra, kinds, indices, n_sta
     return "\n".join(lines)
 
 
-class EquilibriaResult(AbstractResult):
+class _AbstractFound(AbstractResult):
+    """What [`EquilibriaResult`][] and [`CyclesResult`][] share: the fixed-capacity bookkeeping of
+    the search (`found`, `n_found`, `n_converged`, `n_starts`, the box) and the classification of
+    each zero (`kinds`, `indices`, `non_hyperbolic` with `hyperbolic_tol`, `residuals`)."""
+
+    found: Array
+    n_found: Array
+    kinds: Array
+    indices: Array
+    non_hyperbolic: Array
+    residuals: Array
+    n_converged: Array
+    hyperbolic_tol: Array
+    classification: AbstractClassification
+    lower: Array
+    upper: Array
+    n_starts: int = eqx.field(static=True)
+
+    @property
+    def stable(self) -> Array:
+        """Whether each point (or cycle) is asymptotically stable (a stable node or focus)."""
+        return (self.kinds == 0) | (self.kinds == 1)
+
+    def kind_names(self) -> list[str]:
+        """The kinds of the found points (or cycles), as words (unbatched results)."""
+        return [KINDS[int(k)] for k, f in zip(np.asarray(self.kinds), np.asarray(self.found)) if f]
+
+
+class EquilibriaResult(_AbstractFound):
     """Equilibria of a flow ([`equilibria`][]) or fixed points of a map ([`fixed_points`][]) found
     in a box. Fixed-size, capacity `n_starts` (one zero at most per start): entries beyond
     `n_found` are padding (NaN points and spectra, kind `-1`), marked by `found`. Sorted
@@ -436,29 +464,8 @@ class EquilibriaResult(AbstractResult):
     """
 
     points: Array
-    found: Array
-    n_found: Array
     spectra: Array
-    kinds: Array
-    indices: Array
-    non_hyperbolic: Array
-    residuals: Array
-    n_converged: Array
-    hyperbolic_tol: Array
-    classification: AbstractClassification
-    lower: Array
-    upper: Array
-    n_starts: int = eqx.field(static=True)
     result: RESULTS = eqx.field(default_factory=lambda: RESULTS.successful)
-
-    @property
-    def stable(self) -> Array:
-        """Whether each point is asymptotically stable (a stable node or focus)."""
-        return (self.kinds == 0) | (self.kinds == 1)
-
-    def kind_names(self) -> list[str]:
-        """The kinds of the found points, as words (unbatched results)."""
-        return [KINDS[int(k)] for k, f in zip(np.asarray(self.kinds), np.asarray(self.found)) if f]
 
     def summary(self) -> str:
         """How many points, one line per point (where, spectrum, kind), and the result code."""
@@ -475,7 +482,7 @@ class EquilibriaResult(AbstractResult):
         return plot_equilibria(self, ax=ax, field=field, args=args, **kwargs)
 
 
-class CyclesResult(AbstractResult):
+class CyclesResult(_AbstractFound):
     """Cycles of minimal period `period` of a map, found in a box by [`cycles`][]: one orbit per
     cycle, started at its point of smallest first coordinate. Fixed-size like
     [`EquilibriaResult`][] (capacity `n_starts`, `found` marks the cycles).
@@ -488,19 +495,7 @@ class CyclesResult(AbstractResult):
     """
 
     orbits: Array
-    found: Array
-    n_found: Array
     multipliers: Array
-    kinds: Array
-    indices: Array
-    non_hyperbolic: Array
-    residuals: Array
-    n_converged: Array
-    hyperbolic_tol: Array
-    classification: AbstractClassification
-    lower: Array
-    upper: Array
-    n_starts: int = eqx.field(static=True)
     period: int = eqx.field(static=True)
     result: RESULTS = eqx.field(default_factory=lambda: RESULTS.successful)
 
@@ -508,15 +503,6 @@ class CyclesResult(AbstractResult):
     def points(self) -> Array:
         """The first point of each orbit, shape `(n_starts, n)`."""
         return self.orbits[..., 0, :]
-
-    @property
-    def stable(self) -> Array:
-        """Whether each cycle is asymptotically stable."""
-        return (self.kinds == 0) | (self.kinds == 1)
-
-    def kind_names(self) -> list[str]:
-        """The kinds of the found cycles, as words (unbatched results)."""
-        return [KINDS[int(k)] for k, f in zip(np.asarray(self.kinds), np.asarray(self.found)) if f]
 
     def summary(self) -> str:
         """How many cycles, one line per cycle (first point, multipliers, kind), the result code."""
