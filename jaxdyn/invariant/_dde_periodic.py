@@ -60,7 +60,7 @@ from .._results import RESULTS, AbstractResult, check_throw, message, raise_if_f
 from .._types import Array
 from ._branch import BranchStart
 from ._branch_problems import AbstractSwitchableProblem
-from ._dde_roots import DDEHopfResult
+from ._dde_roots import DDEHopfResult, _check_field as _check_delay_field
 from ._problems import AbstractBranchProblem, with_parameter
 
 _HINT = ("(`dde_periodic_orbit`: pass `throw=False` to get the last Newton iterate with `result` and "
@@ -569,16 +569,7 @@ def _check_field(field, values, problem: DDEPeriodicOrbitProblem, args):
     if len(n_delays.shape) != 1 or n_delays.shape[0] == 0:
         raise ValueError(f"`delays` must give a non-empty 1-D array, got shape {n_delays.shape}.")
     y = jax.ShapeDtypeStruct(values.shape[1:], values.dtype)
-    delayed = tuple(y for _ in range(n_delays.shape[0]))
-    try:
-        out = jax.eval_shape(field, jnp.zeros((), values.dtype), y, delayed, args)
-    except Exception as err:  # noqa: BLE001
-        raise ValueError(f"`field` must be callable as field(t, y, y_delayed, args) with y of shape "
-                         f"{y.shape} and a tuple of {n_delays.shape[0]} delayed states; calling it failed "
-                         f"with {type(err).__name__}: {err}") from err
-    if not isinstance(out, jax.ShapeDtypeStruct) or tuple(out.shape) != tuple(y.shape):
-        got = out.shape if isinstance(out, jax.ShapeDtypeStruct) else type(out).__name__
-        raise ValueError(f"`field` must return an array of the state shape {y.shape}, got {got}.")
+    _check_delay_field(field, y, n_delays.shape[0], args)
 
 
 def _auto_history(problem: DDEPeriodicOrbitProblem, args: Any, period: Array) -> int:
