@@ -371,18 +371,17 @@ def run(*, quick: bool, seed: int, progress: bool) -> ExperimentResult:
     cfg = QUICK if quick else FULL
     keys = jax.random.split(jax.random.key(seed), 3)
     timings = {}
-    t0 = time.perf_counter()
-    gd, gd_branches = gd_flips(cfg)
-    timings["gd"] = round(time.perf_counter() - t0, 2)
-    t0 = time.perf_counter()
-    oa, oa_parts = ott_antonsen_branch(cfg, keys[1])
-    timings["ott_antonsen"] = round(time.perf_counter() - t0, 2)
-    t0 = time.perf_counter()
-    dde, dde_curves = delay_hopf(cfg)
-    timings["dde"] = round(time.perf_counter() - t0, 2)
-    t0 = time.perf_counter()
-    node, node_parts = neural_ode_portrait(cfg, keys[2])
-    timings["neural_ode"] = round(time.perf_counter() - t0, 2)
+
+    def timed(name, part, *part_args):
+        t0 = time.perf_counter()
+        out = part(*part_args)
+        timings[name] = round(time.perf_counter() - t0, 2)
+        return out
+
+    gd, gd_branches = timed("gd", gd_flips, cfg)
+    oa, oa_parts = timed("ott_antonsen", ott_antonsen_branch, cfg, keys[1])
+    dde, dde_curves = timed("dde", delay_hopf, cfg)
+    node, node_parts = timed("neural_ode", neural_ode_portrait, cfg, keys[2])
     metrics = {"quick": quick, "seed": seed, "config": dataclasses.asdict(cfg), "timings_s": timings,
                "gd": gd, "ott_antonsen": oa, "dde": dde, "neural_ode": node}
     figures = _figures(cfg, gd, gd_branches, oa, oa_parts, dde_curves, node_parts)
