@@ -55,6 +55,8 @@ class RESULTS(eqx.Enumeration):
                        "went: the search is incomplete there.")
     roots_unresolved = ("A characteristic root moved far under Newton refinement from its estimate by the "
                         "discretised generator (too few nodes: roots may be missed): raise `n_nodes`.")
+    complementarity_not_solved = ("The semidefinite complementarity problem for the oscillation covariance "
+                                  "Sigma was not solved to tolerance (residual above `tol`).")
 
 
 class AbstractResult(eqx.Module):
