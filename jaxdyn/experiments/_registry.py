@@ -56,6 +56,9 @@ _ALL = (
                "Kuramoto r(K) vs theory, particles vs Ott-Antonsen, ring chimera, N^(-1/2) mean-field rate."),
     Experiment("invariant-sets", "jaxdyn.experiments.invariant_sets",
                "GD flip at 2/lambda_max, graphon K_c branch point, delay Hopf + cycles, neural ODE saddles."),
+    Experiment("central-flow", "jaxdyn.experiments.central_flow",
+               "Central flows on digits: GD's smoothed loss and path follow the central flow at 2/eta.",
+               x64=False),
 )
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in _ALL}

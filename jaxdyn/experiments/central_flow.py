@@ -1,0 +1,420 @@
+r"""Central flows at the edge of stability on real data (Cohen, Damian et al., ICLR 2025, arXiv
+2410.24206), on the digits problem of `edge-of-stability`.
+
+Gradient descent at the edge of stability oscillates around a smooth path, the *central flow*
+$\frac{dw}{dt} = -\eta\,[\nabla L(w) + \tfrac12 \nabla\langle\Sigma(t), H(w)\rangle]$ (time in
+steps), whose covariance $\Sigma \succeq 0$ on the top eigenspace is chosen so that the effective
+sharpness stays at the edge ([`jaxdyn.training.central_flow`][]). The flow predicts GD's
+*time-averaged* loss by $L(w) + \tfrac12\langle\Sigma, H(w)\rangle$, and GD stays close to it in
+parameter space, while the gradient flow $w' = -\eta\nabla L$ (the stable flow, $\Sigma = 0$)
+keeps sharpening and drifts away.
+
+Setup: $n$ standardised digits, MSE on one-hot targets, tanh MLP 64-200-200-10 (the fixtures of
+`edge-of-stability`), float32. For two step sizes $\eta$:
+
+- GD (every step's loss; sharpness by Lanczos every `every` steps) and the gradient flow
+  alongside (fixed step $\min(1, 1/S)$ in flow time, [`jaxdyn.training.train`][] with `flow=`),
+  giving $\|w_{GD}(t) - w_{GF}(t)\|$ and the flow's loss at matched times $t$ (in steps);
+- the central flow with `compare=True`, giving its predicted loss and
+  $\|w_{GD}(t) - w_{CF}(t)\|$.
+
+**Definitions** (the metrics of the report):
+
+- GD's loss *smoothed* over a window of $W$ steps ($W$ even, centred): the average over
+  $[t - W/2, t + W/2]$ by the trapezoid rule, weights $\tfrac12, 1, \dots, 1, \tfrac12$ over
+  $W + 1$ steps divided by $W$ ([`smooth_loss`][]; a period-2 oscillation averages out exactly).
+- The *edge-of-stability phase*: the save times $t$ from GD's first tracked step with
+  $S \ge 2/\eta$ up to $n_{\text{steps}} - W/2$ (where the smoothed loss is defined).
+- `median_rel_error_cf`: the median over the phase of
+  $|L_{\text{pred}}(t) - \bar L_{GD}(t)| / \bar L_{GD}(t)$; `median_rel_error_gf` the same with
+  the gradient flow's loss $L(w_{GF}(t))$ in place of the prediction.
+- `distance_ratio_median`: the median over the phase of
+  $\|w_{GD} - w_{GF}\| / \|w_{GD} - w_{CF}\|$; `distance_ratio_end` the same at the last save.
+
+Claims checked: `median_rel_error_cf` $\le 0.10$, `median_rel_error_gf` at least `gf_factor`
+times larger, and the distance ratio $> 1$ (GD is closer to the central flow), at both step sizes.
+One RMSProp run (the paper's preconditioned central flow): the same loss metric against the
+discrete RMSProp, with the phase starting where the central flow first holds an eigenvalue of the
+effective Hessian $P^{-1}H$ at the edge 2, and the distances of RMSProp to the central flow and of
+the stable flow to the central flow.
+"""
+
+import dataclasses
+import time
+
+import diffrax
+import jax
+import numpy as np
+
+from .. import training as jt
+from .._results import message
+from ._fixtures import digits_data, mse_onehot, tanh_mlp
+from ._result import ExperimentResult
+
+NAME = "central-flow"
+TITLE = "Central flows on digits: GD's time-averaged loss and path at the edge of stability"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Budgets of one run (`QUICK` for `--quick`, else `FULL`)."""
+
+    lrs: tuple = (0.4, 0.3)  # the two GD step sizes
+    steps: tuple = (200, 300)  # per step size
+    every: int = 5  # save interval of the flows and tracking rows (steps)
+    n: int = 1000
+    width: int = 200
+    depth: int = 2
+    k: int = 2  # eigenpairs in the central flow's complementarity problem
+    dt: float = 0.5  # the central flow's step (in optimizer steps)
+    lanczos_steps: int = 20  # GD's sharpness tracker
+    window: int = 10  # smoothing window of GD's loss (steps, even)
+    gf_factor: float = 2.0  # "off by much more": gradient flow's error at least this many times larger
+    rms_lr: float = 1e-3
+    rms_steps: int = 200
+    rms_beta2: float = 0.99
+    rms_eps: float = 1e-8
+
+
+QUICK = Config(steps=(150, 250), n=500, rms_steps=150)
+FULL = Config(lrs=(0.4, 0.25), steps=(300, 450), rms_steps=300)
+
+
+# -- smoothing and metrics (plain NumPy: they read finished runs) ---------------------------------
+
+
+def smooth_loss(losses, window: int) -> np.ndarray:
+    r"""GD's loss averaged over a centred window of `window` steps (even): at step $t$,
+    $\frac{1}{W}[\tfrac12 L_{t - W/2} + L_{t - W/2 + 1} + \dots + L_{t + W/2 - 1} + \tfrac12 L_{t + W/2}]$
+    (the trapezoid rule over $[t - W/2, t + W/2]$), `nan` within $W/2$ of either end.
+
+    **Arguments:** `losses`: the loss at steps $0, 1, \dots$; `window`: $W$, even and $\ge 2$.
+
+    **Returns:** an array of the same length.
+    """
+    losses = np.asarray(losses, dtype=float)
+    if isinstance(window, bool) or not isinstance(window, int) or window < 2 or window % 2:
+        raise ValueError(f"`window` must be an even int >= 2, got {window!r}.")
+    half = window // 2
+    out = np.full(losses.shape, np.nan)
+    if losses.size > window:
+        weights = np.r_[0.5, np.ones(window - 1), 0.5] / window
+        out[half:losses.size - half] = np.convolve(losses, weights, mode="valid")
+    return out
+
+
+def eos_phase(ts, start: float, n_steps: int, window: int) -> np.ndarray:
+    """The save times of the edge-of-stability phase: from `start` (GD's first crossing of
+    2/eta; negative: never, an empty phase) to `n_steps - window / 2`, as a boolean mask."""
+    ts = np.asarray(ts, dtype=float)
+    if start < 0:
+        return np.zeros(ts.shape, bool)
+    return (ts >= start) & (ts <= n_steps - window // 2)
+
+
+def loss_metrics(ts, smoothed, predicted, flow_loss, phase) -> dict:
+    """Relative errors of the central flow's prediction and of the gradient flow's loss against
+    GD's smoothed loss at the save times `ts` (medians and maxima over the `phase` mask)."""
+    idx = np.asarray(ts).astype(int)
+    ref = np.asarray(smoothed, dtype=float)[idx]
+    err_cf = np.abs(np.asarray(predicted, dtype=float) - ref) / ref
+    err_gf = np.abs(np.asarray(flow_loss, dtype=float) - ref) / ref
+    phase = np.asarray(phase, bool) & np.isfinite(err_cf) & np.isfinite(err_gf)
+    if not phase.any():
+        return {"phase_points": 0, "median_rel_error_cf": float("nan"),
+                "median_rel_error_gf": float("nan"), "max_rel_error_cf": float("nan"),
+                "gf_over_cf_error": float("nan")}
+    med_cf, med_gf = float(np.median(err_cf[phase])), float(np.median(err_gf[phase]))
+    return {"phase_points": int(phase.sum()), "median_rel_error_cf": med_cf,
+            "median_rel_error_gf": med_gf, "max_rel_error_cf": float(err_cf[phase].max()),
+            "gf_over_cf_error": med_gf / max(med_cf, 1e-30)}
+
+
+def distance_metrics(gd_to_cf, gd_to_gf, phase) -> dict:
+    """The ratio `gd_to_gf / gd_to_cf` over the `phase` mask: median and at its last point."""
+    a, b = np.asarray(gd_to_cf, dtype=float), np.asarray(gd_to_gf, dtype=float)
+    phase = np.asarray(phase, bool) & np.isfinite(a) & np.isfinite(b) & (a > 0)
+    if not phase.any():
+        return {"distance_ratio_median": float("nan"), "distance_ratio_end": float("nan"),
+                "gd_to_cf_end": float("nan"), "gd_to_gf_end": float("nan")}
+    ratio = b[phase] / a[phase]
+    return {"distance_ratio_median": float(np.median(ratio)), "distance_ratio_end": float(ratio[-1]),
+            "gd_to_cf_end": float(a[phase][-1]), "gd_to_gf_end": float(b[phase][-1])}
+
+
+# -- the runs -------------------------------------------------------------------------------------
+
+
+def _problem(cfg: Config, seed: int):
+    xs, ys = digits_data(cfg.n, seed=seed)
+    model = tanh_mlp(64, cfg.width, cfg.depth, 10, key=jax.random.key(seed))
+    return model, xs, ys
+
+
+def _gd_run(cfg: Config, problem, lr: float, n_steps: int, progress: bool):
+    """GD with its sharpness and the gradient flow alongside ([`jaxdyn.training.train`][])."""
+    model, xs, ys = problem
+    flow = jt.GradientFlow(solver=diffrax.Bosh3(), dt_max=1.0, t_max=n_steps * lr,
+                           lanczos_steps=cfg.lanczos_steps)
+    res = jt.train(mse_onehot, model, xs, ys, n_steps=n_steps, lr=lr, every=cfg.every, top_k=1,
+                   flow=flow, lanczos_steps=cfg.lanczos_steps, progress=progress,
+                   desc=f"GD eta = {lr:g}")
+    jax.block_until_ready(res.losses)
+    return res
+
+
+def _cf_run(cfg: Config, problem, lr: float, n_steps: int, optimizer, progress: bool):
+    model, xs, ys = problem
+    res = jt.central_flow(mse_onehot, model, xs, ys, lr=lr, optimizer=optimizer, k=cfg.k,
+                          n_steps=n_steps, every=cfg.every, dt=cfg.dt, compare=True,
+                          progress=progress)
+    jax.block_until_ready(res.predicted_loss)
+    return res
+
+
+def _gd_metrics(cfg: Config, lr: float, n_steps: int, gd, cf) -> tuple[dict, dict]:
+    """The metrics of one step size, and the curves its figure draws."""
+    thr = 2.0 / lr
+    rows = np.asarray(gd.steps)
+    sharp = np.asarray(gd.sharpness, dtype=float)
+    crossed = np.flatnonzero(sharp >= thr)
+    cross = int(rows[crossed[0]]) if crossed.size else -1
+    gd_loss = np.asarray(cf.gd_loss, dtype=float)
+    smoothed = smooth_loss(gd_loss, cfg.window)
+    ts = np.asarray(cf.ts, dtype=float)
+    phase = eos_phase(ts, cross, n_steps, cfg.window)
+    # the tracked rows of `train` are the flow's save times (same `every`)
+    flow_loss = np.asarray(gd.flow_loss, dtype=float)
+    gd_to_gf = np.asarray(gd.flow_distance, dtype=float)
+    m = {"lr": lr, "threshold": thr, "n_steps": n_steps, "first_crossing": cross}
+    m.update(loss_metrics(ts, smoothed, cf.predicted_loss, flow_loss, phase))
+    m.update(distance_metrics(cf.gd_distance, gd_to_gf, phase))
+    cf_sharp = np.asarray(cf.sharpness, dtype=float)
+    active = np.asarray(cf.n_active) > 0
+    m["cf_first_active"] = int(ts[active][0]) if active.any() else -1
+    m["cf_sharpness_max_rel_dev"] = (float(np.max(np.abs(cf_sharp[phase] - thr)) / thr)
+                                     if phase.any() else float("nan"))
+    m["gd_mean_sharpness_ratio"] = (float(np.mean(sharp[rows >= cross]) / thr) if cross >= 0
+                                    else float("nan"))
+    m["gf_sharpness_end"] = float(np.asarray(gd.flow_sharpness, dtype=float)[-1])
+    m["cf_max_n_active"] = int(np.max(np.asarray(cf.n_active)))
+    m["sigma_max"] = float(np.max(np.asarray(cf.sigma)))
+    m["gf_result"] = message(gd.flow_result)
+    m["claims"] = {
+        "cf_within_10pct": bool(m["median_rel_error_cf"] <= 0.10),
+        "gf_much_worse": bool(m["gf_over_cf_error"] >= cfg.gf_factor),
+        "gd_closer_to_cf": bool(m["distance_ratio_median"] > 1.0),
+    }
+    curves = {"steps": np.arange(gd_loss.size), "gd_loss": gd_loss, "smoothed": smoothed, "ts": ts,
+              "predicted": np.asarray(cf.predicted_loss, dtype=float), "flow_loss": flow_loss,
+              "rows": rows, "gd_sharpness": sharp, "cf_sharpness": cf_sharp,
+              "gf_sharpness": np.asarray(gd.flow_sharpness, dtype=float),
+              "gd_to_cf": np.asarray(cf.gd_distance, dtype=float), "gd_to_gf": gd_to_gf,
+              "cross": cross, "threshold": thr, "lr": lr, "phase": phase}
+    return m, curves
+
+
+def _rms_metrics(cfg: Config, cf) -> tuple[dict, dict]:
+    """The RMSProp run: the phase starts at the central flow's first active eigenvalue."""
+    ts = np.asarray(cf.ts, dtype=float)
+    active = np.asarray(cf.n_active) > 0
+    start = int(ts[active][0]) if active.any() else -1
+    gd_loss = np.asarray(cf.gd_loss, dtype=float)
+    smoothed = smooth_loss(gd_loss, cfg.window)
+    phase = eos_phase(ts, start, cfg.rms_steps, cfg.window)
+    eff = np.asarray(cf.eigenvalues, dtype=float)[:, 0]
+    m = {"lr": cfg.rms_lr, "beta2": cfg.rms_beta2, "eps": cfg.rms_eps, "n_steps": cfg.rms_steps,
+         "cf_first_active": start}
+    m.update(loss_metrics(ts, smoothed, cf.predicted_loss, cf.flow_loss, phase))
+    m.update(distance_metrics(cf.gd_distance, cf.flow_distance, phase))
+    m["distance_ratio_median_note"] = "stable flow to CF over RMSProp to CF"
+    m["cf_effective_sharpness_max_dev"] = (float(np.max(np.abs(eff[phase] - 2.0))) if phase.any()
+                                           else float("nan"))
+    m["claims"] = {"cf_within_10pct": bool(m["median_rel_error_cf"] <= 0.10),
+                   "gf_much_worse": bool(m["gf_over_cf_error"] >= cfg.gf_factor)}
+    curves = {"steps": np.arange(gd_loss.size), "gd_loss": gd_loss, "smoothed": smoothed, "ts": ts,
+              "predicted": np.asarray(cf.predicted_loss, dtype=float),
+              "flow_loss": np.asarray(cf.flow_loss, dtype=float), "eff": eff,
+              "gd_to_cf": np.asarray(cf.gd_distance, dtype=float),
+              "gf_to_cf": np.asarray(cf.flow_distance, dtype=float), "cross": start, "phase": phase}
+    return m, curves
+
+
+def run(*, quick: bool, seed: int, progress: bool) -> ExperimentResult:
+    """Run the experiment (see the module docstring); `quick` selects `QUICK` budgets."""
+    cfg = QUICK if quick else FULL
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    problem = _problem(cfg, seed)
+    per, curves = {}, {}
+    for lr, n_steps in zip(cfg.lrs, cfg.steps, strict=True):
+        t = time.perf_counter()
+        gd = _gd_run(cfg, problem, lr, n_steps, progress)
+        timings[f"gd_eta_{lr:g}"] = round(time.perf_counter() - t, 2)
+        t = time.perf_counter()
+        cf = _cf_run(cfg, problem, lr, n_steps, "gd", progress)
+        timings[f"central_flow_eta_{lr:g}"] = round(time.perf_counter() - t, 2)
+        per[f"{lr:g}"], curves[lr] = _gd_metrics(cfg, lr, n_steps, gd, cf)
+        per[f"{lr:g}"]["seconds_per_step"] = timings[f"central_flow_eta_{lr:g}"] / n_steps
+    t = time.perf_counter()
+    rms_opt = jt.RMSPropOptimizer(beta2=cfg.rms_beta2, eps=cfg.rms_eps)
+    rms = _cf_run(cfg, problem, cfg.rms_lr, cfg.rms_steps, rms_opt, progress)
+    timings["central_flow_rmsprop"] = round(time.perf_counter() - t, 2)
+    rms_m, rms_curves = _rms_metrics(cfg, rms)
+    rms_m["seconds_per_step"] = timings["central_flow_rmsprop"] / cfg.rms_steps
+    timings["total"] = round(time.perf_counter() - t0, 2)
+    metrics = {"runs": per, "rmsprop": rms_m,
+               "all_claims_hold": bool(all(all(r["claims"].values()) for r in per.values())),
+               "quick": quick, "seed": seed, "dtype": str(problem[1].dtype),
+               "config": dataclasses.asdict(cfg), "timings_s": timings}
+    figures = {f"eta_{lr:g}".replace(".", "_"): _gd_figure(c) for lr, c in curves.items()}
+    figures["rmsprop"] = _rms_figure(rms_curves)
+    return ExperimentResult(NAME, TITLE, _summary(cfg, metrics), metrics, figures)
+
+
+# -- figures ----------------------------------------------------------------------------------------
+
+
+def _legend(ax):
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+
+
+def _mark_phase(ax, start):
+    if start >= 0:
+        ax.axvline(start, color="grey", ls=":", lw=1)
+
+
+def _loss_panel(ax, c, *, label_opt: str):
+    ax.plot(c["steps"], c["gd_loss"], color="C0", lw=0.6, alpha=0.45, label=f"{label_opt}, raw")
+    ax.plot(c["steps"], c["smoothed"], color="C0", lw=1.8, label=f"{label_opt}, smoothed")
+    ax.plot(c["ts"], c["predicted"], color="k", lw=1.6, ls="--",
+            label=r"central flow $L + \frac{1}{2}\langle\Sigma, H\rangle$")
+    ax.plot(c["ts"], c["flow_loss"], color="C3", lw=1.4, ls="-.", label="stable (gradient) flow $L$")
+    _mark_phase(ax, c["cross"])
+    ax.set_yscale("log")
+    ax.set_xlabel("step $t$")
+    ax.set_ylabel(r"training loss $L$ (MSE)")
+    ax.grid(alpha=0.3)
+    _legend(ax)
+
+
+def _gd_figure(c):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, 1, figsize=(9, 10), layout="constrained", sharex=True)
+    _loss_panel(axes[0], c, label_opt="GD")
+    axes[0].set_title(rf"GD at $\eta$ = {c['lr']:g}: loss, sharpness and distances (dotted: GD's "
+                      r"first crossing of $2/\eta$)")
+    ax = axes[1]
+    ax.plot(c["rows"], c["gd_sharpness"], color="C0", lw=1.2, label="GD")
+    ax.plot(c["ts"], c["cf_sharpness"], color="k", lw=1.6, ls="--", label="central flow")
+    ok = np.isfinite(c["gf_sharpness"])
+    ax.plot(c["rows"][ok], c["gf_sharpness"][ok], color="C3", lw=1.4, ls="-.", label="gradient flow")
+    ax.axhline(c["threshold"], color="grey", lw=1)
+    ax.annotate(rf"$2/\eta$ = {c['threshold']:.3g}", (0.01, c["threshold"]),
+                xycoords=("axes fraction", "data"), textcoords="offset points", xytext=(0, 4),
+                fontsize="small", color="grey")
+    _mark_phase(ax, c["cross"])
+    ax.set_ylabel(r"sharpness $\lambda_{\max}(H)$")
+    ax.grid(alpha=0.3)
+    _legend(ax)
+    ax = axes[2]
+    ax.plot(c["ts"], c["gd_to_cf"], color="k", lw=1.6, label=r"$\|w_{GD} - w_{CF}\|$")
+    ok = np.isfinite(c["gd_to_gf"])
+    ax.plot(c["rows"][ok], c["gd_to_gf"][ok], color="C3", lw=1.4, ls="-.",
+            label=r"$\|w_{GD} - w_{GF}\|$")
+    _mark_phase(ax, c["cross"])
+    ax.set_xlabel("step $t$ (flows at matched time $t$)")
+    ax.set_ylabel(r"parameter distance $\|\Delta w\|_2$")
+    ax.grid(alpha=0.3)
+    _legend(ax)
+    return fig
+
+
+def _rms_figure(c):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, 1, figsize=(9, 10), layout="constrained", sharex=True)
+    _loss_panel(axes[0], c, label_opt="RMSProp")
+    axes[0].set_title("RMSProp: loss, effective sharpness and distances (dotted: the central "
+                      "flow reaches the edge)")
+    ax = axes[1]
+    ax.plot(c["ts"], c["eff"], color="k", lw=1.6, ls="--", label="central flow")
+    ax.axhline(2.0, color="grey", lw=1)
+    ax.annotate("edge: 2", (0.01, 2.0), xycoords=("axes fraction", "data"),
+                textcoords="offset points", xytext=(0, 4), fontsize="small", color="grey")
+    _mark_phase(ax, c["cross"])
+    ax.set_ylabel(r"effective sharpness $\lambda_{\max}(P^{-1}H)$")
+    ax.grid(alpha=0.3)
+    _legend(ax)
+    ax = axes[2]
+    ax.plot(c["ts"], c["gd_to_cf"], color="k", lw=1.6, label=r"$\|w_{RMSProp} - w_{CF}\|$")
+    ax.plot(c["ts"], c["gf_to_cf"], color="C3", lw=1.4, ls="-.", label=r"$\|w_{stable} - w_{CF}\|$")
+    _mark_phase(ax, c["cross"])
+    ax.set_xlabel("step $t$ (flows at matched time $t$)")
+    ax.set_ylabel(r"parameter distance $\|\Delta w\|_2$")
+    ax.grid(alpha=0.3)
+    _legend(ax)
+    return fig
+
+
+# -- report text ------------------------------------------------------------------------------------
+
+
+def _verdict(flag: bool) -> str:
+    return "**holds**" if flag else "**fails**"
+
+
+def _summary(cfg: Config, m: dict) -> str:
+    rows = ["| eta | 2/eta | GD first crossing | phase points | median rel. error CF | median rel. error GF "
+            "| GF / CF error | distance ratio GD-GF / GD-CF (median, end) | CF sharpness max dev. "
+            "| s per CF step |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for lr in cfg.lrs:
+        r = m["runs"][f"{lr:g}"]
+        rows.append(
+            f"| {lr:g} | {r['threshold']:.3g} | {r['first_crossing']} | {r['phase_points']} | "
+            f"{r['median_rel_error_cf']:.3f} | {r['median_rel_error_gf']:.3f} | "
+            f"{r['gf_over_cf_error']:.2f} | {r['distance_ratio_median']:.2f}, "
+            f"{r['distance_ratio_end']:.2f} | {100 * r['cf_sharpness_max_rel_dev']:.2g}% | "
+            f"{r['seconds_per_step']:.3f} |")
+    q = m["rmsprop"]
+    claims = " ".join(
+        f"At $\\eta = {lr:g}$: prediction within 10% {_verdict(r['claims']['cf_within_10pct'])}, "
+        f"gradient flow at least {cfg.gf_factor:g}x worse {_verdict(r['claims']['gf_much_worse'])}, "
+        f"GD closer to the central flow {_verdict(r['claims']['gd_closer_to_cf'])}."
+        for lr, r in ((lr, m["runs"][f"{lr:g}"]) for lr in cfg.lrs))
+    paras = [
+        "**Question.** Does the central flow of Cohen, Damian et al. (ICLR 2025, arXiv 2410.24206) "
+        "predict the time-averaged loss of full-batch GD at the edge of stability on real data, and "
+        "does GD stay closer to it than to the gradient flow?",
+        "**Claim (the paper's).** At the edge of stability GD's loss, averaged over its oscillations, "
+        "follows the central flow's predicted loss $L(w) + \\frac12\\langle\\Sigma, H(w)\\rangle$, and "
+        "GD's iterates stay near the central flow's path; the gradient flow, which keeps sharpening, "
+        "does not.",
+        f"**Setup.** scikit-learn digits, $n = {cfg.n}$, MSE on one-hot targets, tanh MLP 64-"
+        f"{'-'.join([str(cfg.width)] * cfg.depth)}-10, float32, GD at $\\eta$ = "
+        f"{', '.join(f'{lr:g}' for lr in cfg.lrs)} for {', '.join(str(s) for s in cfg.steps)} steps. "
+        f"Central flow with $k = {cfg.k}$ eigenpairs, step $dt = {cfg.dt:g}$ (optimizer steps), saved "
+        f"every {cfg.every} steps. Gradient flow alongside GD (`train(flow=...)`, Bosh3 at step "
+        "$\\min(1, 1/S)$).",
+        f"**Criterion.** GD's loss smoothed over a centred window of {cfg.window} steps (trapezoid "
+        "weights: a period-2 oscillation averages out). The edge-of-stability phase runs from GD's "
+        f"first tracked step with $S \\ge 2/\\eta$ to {cfg.window // 2} steps before the end. Over it: "
+        "the median relative error of the central flow's predicted loss against the smoothed loss "
+        f"must be at most 10%, the gradient flow's loss at least {cfg.gf_factor:g} times further off, "
+        "and the median ratio $\\|w_{GD} - w_{GF}\\| / \\|w_{GD} - w_{CF}\\|$ above 1.",
+        "\n".join(rows),
+        f"**Reading.** {claims}",
+        f"**RMSProp** ($\\eta = {q['lr']:g}$, $\\beta_2 = {q['beta2']:g}$, {q['n_steps']} steps; the "
+        f"phase starts where the central flow first holds an eigenvalue of $P^{{-1}}H$ at 2, step "
+        f"{q['cf_first_active']}): median relative error of the prediction "
+        f"{q['median_rel_error_cf']:.3f} ({_verdict(q['claims']['cf_within_10pct'])} within 10%), "
+        f"of the stable flow's loss {q['median_rel_error_gf']:.3f}; the central flow's effective "
+        f"sharpness stays within {q['cf_effective_sharpness_max_dev']:.2g} of 2; RMSProp to the "
+        f"central flow {q['gd_to_cf_end']:.3g} at the end of the phase, the stable flow to it "
+        f"{q['gd_to_gf_end']:.3g}.",
+    ]
+    if cfg is QUICK:
+        paras.append(f"Quick mode: $n = {cfg.n}$ digits and shorter runs; the full mode runs "
+                     f"$n = {FULL.n}$ at $\\eta$ = {', '.join(f'{lr:g}' for lr in FULL.lrs)}.")
+    return "\n\n".join(paras) + "\n"
