@@ -520,8 +520,8 @@ def result_code(vals: Array, converged: Array) -> RESULTS:
 
 
 @renamed_kwargs(num_iters="n_steps")
-def top_eigenvalues(operator, k: int = 1, *, key: Key | None = None, which: str = "largest",
-                    n_steps: int | None = None, tol: float | None = None,
+def top_eigenvalues(operator, k: int = 1, *, v0: Array | None = None, key: Key | None = None,
+                    which: str = "largest", n_steps: int | None = None, tol: float | None = None,
                     criterion: AbstractLanczosCriterion | str | None = None,
                     throw: bool = True) -> EigenResult:
     r"""The `k` largest (or smallest) algebraic eigenvalues of a symmetric operator, by Lanczos.
@@ -546,11 +546,26 @@ def top_eigenvalues(operator, k: int = 1, *, key: Key | None = None, which: str 
       matvec as `lineax.FunctionLinearOperator(mv, jax.ShapeDtypeStruct((n,), dtype),
       lineax.symmetric_tag)`), or a symmetric matrix; see [`as_operator`][].
     - `k`: how many eigenvalues ($1 \le k \le$ size).
+    - `v0`: a warm start. `None` (default): Lanczos from a random vector (see `key`). A start
+      vector of shape `(size,)`, or a block of `m >= 1` start vectors `(m, size)` (any `m`
+      relative to `k`; typically the previous result's `.eigenvectors`, e.g. those at the
+      previous training step): the band (block) Lanczos method is run from their span instead
+      (`jaxdyn/curvature/_block.py`: one operator application per step, the same criterion and
+      `tol`, the test after every application), which resolves eigenvalues of multiplicity up
+      to `m` without restarts. The test may then stop after `k` applications (a block of exact
+      eigenvectors converges after `k + 1`: the breakdown of the first `k` is not a stop)
+      instead of the cold `criterion.min_steps(k)`. A warm start finds the eigenpairs its
+      Krylov space reaches: an eigenvalue that rises into the top `k` from far below, nearly
+      orthogonal to the block, can be found later than from a random vector; pass a few extra
+      rows (`m > k`) as a guard. Real floating point, finite, no zero row; traced values work
+      (under `jit`, `lax.scan`, `vmap`; the checks of values then do not run) and carry no
+      derivative (the start of an iteration).
     - `key`: for the start vector (a normal draw) and the breakdown-restart seed. `None` uses the
       documented deterministic start `jax.random.normal(jax.random.key(0), (size,))`.
     - `which`: `"largest"` (algebraic, default) or `"smallest"`.
     - `n_steps`: the most Lanczos steps (= operator applications); default
-      `min(size, 3k + 60)`, capped at the size.
+      `min(size, 3k + 60)` (with a block `v0` of `m` rows `min(size, 3 max(k, m) + 60)`), capped
+      at the size.
     - `tol`: relative residual tolerance (default $\sqrt{\epsilon}$ of the dtype: about
       $1.5\cdot 10^{-8}$ in float64, $3.5\cdot 10^{-4}$ in float32). `0` runs all `n_steps`.
     - `criterion`: when to stop, a strategy object: [`ResidualCriterion`][]`()` (the default,
@@ -583,6 +598,8 @@ def top_eigenvalues(operator, k: int = 1, *, key: Key | None = None, which: str 
     res = top_eigenvalues(H, 5)
     res.eigenvalues            # the 5 largest Hessian eigenvalues
     top_eigenvalues(H, 1, which="smallest").eigenvalues[0]   # < 0 at a saddle
+    H2 = hessian_operator(loss, params_after_a_step, x, y)
+    top_eigenvalues(H2, 5, v0=res.eigenvectors).num_hvp        # a few, from the warm start
     ```
     """
     op, dtype = as_operator(operator)
@@ -592,8 +609,13 @@ def top_eigenvalues(operator, k: int = 1, *, key: Key | None = None, which: str 
         raise ValueError(f"`k` = {k} exceeds the operator size (parameter count) {size}.")
     _check_which(which)
     check_throw(throw)
+    block = None
+    if v0 is not None:
+        from ._block import check_start_block  # _block builds on this module's pieces
+
+        block = check_start_block(v0, size, dtype)
     if n_steps is None:
-        n_steps = min(size, 3 * k + 60)
+        n_steps = min(size, 3 * max(k, 1 if block is None else block.shape[0]) + 60)
     n_steps = check_int(n_steps, "n_steps")
     if n_steps < k:
         raise ValueError(f"`n_steps` = {n_steps} must be >= k = {k}.")
@@ -601,11 +623,16 @@ def top_eigenvalues(operator, k: int = 1, *, key: Key | None = None, which: str 
     tol = _check_tol(tol, dtype)
     if key is not None:
         check_key(key)
-    v0, seed = start_vector(key, size, dtype)
+    start, seed = start_vector(key, size, dtype)
     criterion = _criterion(criterion)
-    min_steps = min(n_steps, criterion.min_steps(k))
-    cfg = _LanczosConfig(k, which, n_steps, tol, min_steps, criterion)
-    out = _top_eigenvalues(op, v0, seed, cfg)
+    if block is None:
+        min_steps = min(n_steps, criterion.min_steps(k))
+        out = _top_eigenvalues(op, start, seed, _LanczosConfig(k, which, n_steps, tol, min_steps,
+                                                               criterion))
+    else:
+        from ._block import BandConfig, block_top_eigenvalues
+
+        out = block_top_eigenvalues(op, block, seed, BandConfig(k, which, n_steps, tol, k, criterion))
     return raise_if_failed(out, out.result, throw,
                            hint="`top_eigenvalues`: pass `throw=False` to get the eigenvalues "
                                 "reached with the code in `.result` (not converged: raise "
