@@ -1,6 +1,7 @@
 """Figures (matplotlib is imported only when a function draws)."""
 
 from ._branch import plot_branch as plot_branch
+from ._central_flow import plot_central_flow as plot_central_flow
 from ._curvature import (
     plot_eigenvalues as plot_eigenvalues,
     plot_spectral_density as plot_spectral_density,

@@ -3,6 +3,17 @@ implicit bias, and SGD as a random dynamical system."""
 
 from .._checkpoint import Checkpoint as Checkpoint
 from .._deprecate import deprecated_names as _deprecated_names
+from ._central_flow import (
+    AbstractCentralFlowEigen as AbstractCentralFlowEigen,
+    AbstractCentralFlowOptimizer as AbstractCentralFlowOptimizer,
+    CentralFlowResult as CentralFlowResult,
+    DenseEigen as DenseEigen,
+    GDOptimizer as GDOptimizer,
+    LanczosEigen as LanczosEigen,
+    RMSPropOptimizer as RMSPropOptimizer,
+    ScalarRMSPropOptimizer as ScalarRMSPropOptimizer,
+    central_flow as central_flow,
+)
 from ._edge_of_stability import (
     EdgeOfStabilityResult as EdgeOfStabilityResult,
     edge_of_stability as edge_of_stability,
