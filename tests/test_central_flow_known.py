@@ -37,10 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-try:
-    from jaxdyn.training import central_flow
-except ImportError:  # TEMP until H2 exports it
-    from jaxdyn.training._central_flow import central_flow
+from jaxdyn.training import central_flow
 from jaxdyn.training._central_flow import _RESTORING_RATE  # gamma, the documented restoring rate
 
 # ------------------------------------------------------------------------------------------------
