@@ -45,8 +45,12 @@ from ._lanczos import (
     _restart_vector,
     _stop,
     eigenvalues_with_derivative,
+    lanczos,
+    lanczos_pairs,
     result_code,
 )
+
+_SWITCH = 8.0  # a first coupling above this many tolerances: the start is far, hand over to Lanczos
 
 
 def check_start_block(v0, size: int, dtype) -> Array:
@@ -149,10 +153,13 @@ class _BandState(eqx.Module):
     restarts: Array
     prev: Array
     anorm: Array  # the largest |A v_j| so far (the breakdown scale)
+    switch: Array  # stopped at `switch_at` to continue with single-vector Lanczos
 
 
 class BandConfig(eqx.Module):
-    """The static settings of one warm-started run (validated by the caller)."""
+    """The static settings of one warm-started run (validated by the caller): those of Lanczos,
+    and `switch`: whether a start found far at the first application (see [`band_lanczos`][])
+    hands over to single-vector Lanczos."""
 
     k: int
     which: str
@@ -160,6 +167,31 @@ class BandConfig(eqx.Module):
     tol: float
     min_steps: int
     criterion: AbstractLanczosCriterion
+    switch: bool
+
+
+def band_config(k: int, which: str, n_steps: int, tol: float, criterion, m: int) -> BandConfig:
+    """The settings of a run from `m` start vectors: the test may stop once every start vector
+    has been applied and at least `k` applications made; with `m >= 2` and a tolerance the run
+    may switch to Lanczos after its first application (when that keeps more than `k` steps)."""
+    at = max(m, k)
+    switch = m >= 2 and tol > 0.0 and n_steps - 1 > k
+    return BandConfig(k, which, n_steps, tol, min(at, n_steps), criterion, switch)
+
+
+def _start_basis(block):
+    """An orthonormal basis of the block's span (rows), rotated so that its first row is the
+    normalised sum of the QR basis (equal weight on every direction): the vector the test for
+    a far start is made with, and single-vector Lanczos starts from."""
+    m = block.shape[0]
+    Q = jnp.linalg.qr(block.T)[0]  # (size, m), orthonormal (Householder: any rank)
+    if m == 1:
+        return Q.T
+    c = jnp.full((m,), 1.0 / np.sqrt(m), Q.dtype)
+    u = jnp.zeros((m,), Q.dtype).at[0].set(1.0) - c
+    u = u / jnp.linalg.norm(u)
+    G = jnp.eye(m, dtype=Q.dtype) - 2.0 * jnp.outer(u, u)  # G e_1 = c
+    return (Q @ G).T
 
 
 def band_lanczos(mv, block, seed, cfg: BandConfig) -> _BandState:
@@ -173,8 +205,7 @@ def band_lanczos(mv, block, seed, cfg: BandConfig) -> _BandState:
     eps = jnp.finfo(dtype).eps
     cap = min(n + m, size)  # basis rows ever needed (beyond `size` they would all be zero)
     blk = max(_BLOCK, -(-cap // _MAX_BLOCKS))
-    start = jnp.linalg.qr(block.T)[0].T  # orthonormal, spans the block (Householder: any rank)
-    basis = jnp.zeros((cap, size), dtype).at[:m].set(start)
+    basis = jnp.zeros((cap, size), dtype).at[:m].set(_start_basis(block))
     Q = tuple(basis[i:i + blk] for i in range(0, cap, blk))
     k, which, tol, criterion = cfg.k, cfg.which, cfg.tol, cfg.criterion
 
@@ -197,25 +228,27 @@ def band_lanczos(mv, block, seed, cfg: BandConfig) -> _BandState:
         col = h + jnp.where((jnp.arange(cap) == new) & ~breakdown, b, 0.0)
         H = s.H.at[:, j].set(col)
         p = j + 1
+        switch = jnp.array(False)
         if tol == 0.0:
             done, vals = jnp.array(False), s.prev
         else:
             vals, _, res, ritz = band_ritz(H, p, k, which)
             ok = criterion.satisfied(RitzPairs(vals, res, ritz, s.prev, p), tol)
             done = ok & (p >= cfg.min_steps) & ~breakdown
-        return _BandState(p, Q, H, done, s.restarts + breakdown, vals, anorm)
+            if cfg.switch:
+                # the block's span is far from invariant along A v_1: Lanczos from v_1 instead
+                switch = (p == 1) & (b > _SWITCH * tol * anorm) & ~done
+                done = done | switch
+        return _BandState(p, Q, H, done, s.restarts + breakdown, vals, anorm, switch)
 
     init = _BandState(jnp.array(0), Q, jnp.zeros((cap, n), dtype), jnp.array(False), jnp.array(0),
-                      jnp.full((k,), jnp.inf, dtype), jnp.zeros((), dtype))
+                      jnp.full((k,), jnp.inf, dtype), jnp.zeros((), dtype), jnp.array(False))
     return lax.while_loop(lambda s: (s.p < n) & ~s.done, body, init)
 
 
-@eqx.filter_jit
-def block_top_eigenvalues(op, block, seed, cfg: BandConfig) -> EigenResult:
-    """[`top_eigenvalues`][] from the start block `block` (`(m, size)`), band Lanczos."""
-    op_diff, op = op, _stop(op)
-    block = lax.stop_gradient(block)
-    state = band_lanczos(op.mv, block, seed, cfg)
+def _band_pairs(state: _BandState, cfg: BandConfig):
+    """The wanted pairs of a finished band run: values, unit vectors, residuals, all Ritz
+    values (`(n_steps,)`), converged."""
     vals, coeffs, res, ritz = band_ritz(state.H, state.p, cfg.k, cfg.which)
     vecs, start = 0.0, 0
     for rows in state.Q:  # block by block: no concatenated copy of the basis
@@ -224,12 +257,40 @@ def block_top_eigenvalues(op, block, seed, cfg: BandConfig) -> EigenResult:
             vecs = vecs + part.T @ rows[:part.shape[0]]
         start += rows.shape[0]
     vecs = vecs / jnp.linalg.norm(vecs, axis=1, keepdims=True)
-    bounds = _error_bound(res, _gaps(vals, ritz))
     if cfg.tol == 0.0:
         converged = jnp.array(True)
     else:
         converged = cfg.criterion.converged(RitzPairs(vals, res, ritz, state.prev, state.p), cfg.tol,
                                             state.done)
+    return vals, vecs, res, ritz, converged, state.p
+
+
+def _chain_pairs(mv, state: _BandState, seed, cfg: BandConfig):
+    """Single-vector Lanczos from the band run's first basis vector, with the rest of the
+    budget; its pairs as `_band_pairs` gives them (the count includes the band's one)."""
+    n = cfg.n_steps - 1
+    st = lanczos(mv, state.Q[0][0], n, seed=seed, k=cfg.k, which=cfg.which, tol=cfg.tol,
+                 min_steps=cfg.k, criterion=cfg.criterion)
+    vals, vecs, res, ritz, converged = lanczos_pairs(st, cfg.k, cfg.which, cfg.tol, cfg.criterion)
+    pad = (cfg.n_steps - n, 0) if cfg.which == "largest" else (0, cfg.n_steps - n)
+    ritz = jnp.pad(ritz, pad, constant_values=jnp.nan)
+    return vals, vecs, res, ritz, converged, state.p + st.j
+
+
+@eqx.filter_jit
+def block_top_eigenvalues(op, block, seed, cfg: BandConfig) -> EigenResult:
+    """[`top_eigenvalues`][] from the start block `block` (`(m, size)`): band Lanczos, handing
+    over to single-vector Lanczos when the block is found far (`BandConfig.switch`)."""
+    op_diff, op = op, _stop(op)
+    block = lax.stop_gradient(block)
+    state = band_lanczos(op.mv, block, seed, cfg)
+    if cfg.switch:
+        out = lax.cond(state.switch, lambda s: _chain_pairs(op.mv, s, seed, cfg),
+                       lambda s: _band_pairs(s, cfg), state)
+    else:
+        out = _band_pairs(state, cfg)
+    vals, vecs, res, ritz, converged, p = out
+    bounds = _error_bound(res, _gaps(vals, ritz))
     code = result_code(vals, converged)
     vals = eigenvalues_with_derivative(op_diff, vals, vecs)
-    return EigenResult(vals, vecs, res, state.p, state.p, converged, ritz, bounds, code)
+    return EigenResult(vals, vecs, res, p, p, converged, ritz, bounds, code)

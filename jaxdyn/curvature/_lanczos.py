@@ -495,21 +495,29 @@ def _top_eigenvalues(op, v0, seed, cfg: _LanczosConfig):
     k, which, tol, criterion = cfg.k, cfg.which, cfg.tol, cfg.criterion
     state = lanczos(op.mv, v0, cfg.n_steps, seed=seed, k=k, which=which, tol=tol,
                     min_steps=cfg.min_steps, criterion=criterion)
+    vals, vecs, res, ritz, converged = lanczos_pairs(state, k, which, tol, criterion)
+    bounds = _error_bound(res, _gaps(vals, ritz))
+    code = result_code(vals, converged)
+    vals = eigenvalues_with_derivative(op_diff, vals, vecs)
+    return EigenResult(vals, vecs, res, state.j, state.j, converged, ritz, bounds, code)
+
+
+def lanczos_pairs(state: _LanczosState, k: int, which: str, tol: float,
+                  criterion: AbstractLanczosCriterion):
+    """The wanted Ritz pairs of a finished [`lanczos`][] run: values (descending), unit vectors
+    `(k, size)`, residuals, all Ritz values, and whether `criterion` holds at `tol`."""
     vals, coeffs, res, ritz = _ritz(state.alpha, state.beta, state.j, k, which)
     vecs, start = 0.0, 0
     for rows in state.Q:  # block by block: no concatenated copy of the basis
         vecs = vecs + coeffs[start:start + rows.shape[0]].T @ rows
         start += rows.shape[0]
     vecs = vecs / jnp.linalg.norm(vecs, axis=1, keepdims=True)
-    bounds = _error_bound(res, _gaps(vals, ritz))
     if tol == 0.0:
         converged = jnp.array(True)
     else:
         converged = criterion.converged(RitzPairs(vals, res, ritz, state.prev, state.j), tol,
                                         state.done)
-    code = result_code(vals, converged)
-    vals = eigenvalues_with_derivative(op_diff, vals, vecs)
-    return EigenResult(vals, vecs, res, state.j, state.j, converged, ritz, bounds, code)
+    return vals, vecs, res, ritz, converged
 
 
 def result_code(vals: Array, converged: Array) -> RESULTS:
@@ -630,9 +638,10 @@ def top_eigenvalues(operator, k: int = 1, *, v0: Array | None = None, key: Key |
         out = _top_eigenvalues(op, start, seed, _LanczosConfig(k, which, n_steps, tol, min_steps,
                                                                criterion))
     else:
-        from ._block import BandConfig, block_top_eigenvalues
+        from ._block import band_config, block_top_eigenvalues
 
-        out = block_top_eigenvalues(op, block, seed, BandConfig(k, which, n_steps, tol, k, criterion))
+        cfg = band_config(k, which, n_steps, tol, criterion, block.shape[0])
+        out = block_top_eigenvalues(op, block, seed, cfg)
     return raise_if_failed(out, out.result, throw,
                            hint="`top_eigenvalues`: pass `throw=False` to get the eigenvalues "
                                 "reached with the code in `.result` (not converged: raise "
