@@ -313,6 +313,12 @@ def test_gd_two_step_averages_follow_the_flow(rate_runs):
     for lr, run in rate_runs.items():
         tail = two_step_average(run["gd"])[-20:, 0]
         assert np.max(np.abs(tail - edge_x(lr))) / edge_x(lr) < 0.2 * (C_FACTOR - 1), lr
+    # and GD's loss, averaged over the last 20 steps, is the flow's predicted loss (on the exact
+    # period-2 orbit they are equal), not the stable flow's (-> 0): closest where GD has settled
+    for lr, tol in ((0.2, 1e-3), (0.1, 3e-2)):
+        run = rate_runs[lr]
+        gd_loss = np.mean([_loss(w, run["c"]) for w in run["gd"][-20:]])
+        np.testing.assert_allclose(gd_loss, float(run["res"].predicted_loss[-1]), rtol=tol)
 
 
 def test_before_edge_equals_gradient_flow():
@@ -381,3 +387,29 @@ def test_predicted_loss_at_rest_closed_form():
         res = run_toy(np.array([4.0, 0.1]), c, lr, dt=0.125)  # the rate runs' compiled function
         np.testing.assert_allclose(float(res.predicted_loss[-1]), predicted_at_rest(lr, c), rtol=1e-9)
         np.testing.assert_allclose(float(res.sigma[-1, 0]), (c - edge_x(lr)) / edge_x(lr), rtol=1e-9)
+
+
+def test_comparison_fields_against_numpy():
+    """`compare=True`: `gd_loss` is GD's loss at every step (NumPy GD to 1e-12), `gd_distance` is
+    |w_GD(t) - w_CF(t)| and `flow_distance` / `flow_loss` are those of gradient flow (the NumPy
+    RK4 flow at 1/64 step, which never stops at the edge)."""
+    lr, n = 0.2, 40
+    w0, c = rate_start(lr)
+    res = central_flow(toy_loss, jnp.asarray(w0), jnp.array([c]), lr=lr, n_steps=n, every=2)
+    assert bool(res.successful)
+    gd = gd_reference(w0, c, lr, n)
+    np.testing.assert_allclose(np.asarray(res.gd_loss), [_loss(w, c) for w in gd], rtol=1e-12)
+    cf_w = np.asarray(res.params)
+    np.testing.assert_allclose(np.asarray(res.gd_distance), np.linalg.norm(gd[::2] - cf_w, axis=1),
+                               rtol=1e-10, atol=1e-12)
+    edge = 2.0 / lr
+    w, gf = np.array(w0, float), [np.array(w0, float)]
+    for _ in range(n):
+        for _ in range(64):
+            w = _rk4(lambda v: -lr * _grad(v, c), w, 1.0 / 64)
+        gf.append(w.copy())
+    gf = np.array(gf)[::2]
+    assert _sharpness(gf[-1]) > 1.02 * edge  # gradient flow runs past the edge
+    np.testing.assert_allclose(np.asarray(res.flow_distance), np.linalg.norm(gf - cf_w, axis=1),
+                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.asarray(res.flow_loss), [_loss(v, c) for v in gf], rtol=1e-6, atol=1e-9)
