@@ -15,8 +15,10 @@ Setup: $n$ standardised digits, MSE on one-hot targets, tanh MLP 64-200-200-10 (
 - GD (every step's loss; sharpness by Lanczos every `every` steps) and the gradient flow
   alongside (fixed step $\min(1, 1/S)$ in flow time, [`jaxdyn.training.train`][] with `flow=`),
   giving $\|w_{GD}(t) - w_{GF}(t)\|$ and the flow's loss at matched times $t$ (in steps);
-- the central flow with `compare=True`, giving its predicted loss and
-  $\|w_{GD}(t) - w_{CF}(t)\|$.
+- the central flow (`compare=False`: the gradient flow above is the stable-flow reference, with
+  its adaptive step $\min(1, 1/S)$, robust while its sharpness keeps growing), giving the
+  predicted loss; GD's parameters at the save times ([`jaxdyn.training.GDMap`][] in a
+  `lax.scan`) give $\|w_{GD}(t) - w_{CF}(t)\|$.
 
 **Definitions** (the metrics of the report):
 
@@ -43,10 +45,14 @@ import dataclasses
 import time
 
 import diffrax
+import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from .. import training as jt
+from .._kernels import flatten
 from .._results import message
 from ._fixtures import digits_data, mse_onehot, tanh_mlp
 from ._result import ExperimentResult
@@ -66,7 +72,9 @@ class Config:
     width: int = 200
     depth: int = 2
     k: int = 2  # eigenpairs in the central flow's complementarity problem
-    dt: float = 0.5  # the central flow's step (in optimizer steps)
+    dt: float = 1.0  # the central flow's step (in optimizer steps; RK4)
+    cf_lanczos_steps: int = 20  # Lanczos steps per eigen-solve of the central flow
+    cf_lanczos_tol: float = 1e-3  # and its relative residual tolerance (float32)
     lanczos_steps: int = 20  # GD's sharpness tracker
     window: int = 10  # smoothing window of GD's loss (steps, even)
     gf_factor: float = 2.0  # "off by much more": gradient flow's error at least this many times larger
@@ -163,23 +171,49 @@ def _gd_run(cfg: Config, problem, lr: float, n_steps: int, progress: bool):
     return res
 
 
-def _cf_run(cfg: Config, problem, lr: float, n_steps: int, optimizer, progress: bool):
+def _cf_run(cfg: Config, problem, lr: float, n_steps: int, optimizer, *, compare: bool,
+            progress: bool):
+    """The central flow (`throw=False`: a failure is reported in the metrics, with the flow up
+    to it)."""
     model, xs, ys = problem
+    eigen = jt.LanczosEigen(n_steps=cfg.cf_lanczos_steps, tol=cfg.cf_lanczos_tol)
     res = jt.central_flow(mse_onehot, model, xs, ys, lr=lr, optimizer=optimizer, k=cfg.k,
-                          n_steps=n_steps, every=cfg.every, dt=cfg.dt, compare=True,
-                          progress=progress)
+                          n_steps=n_steps, every=cfg.every, dt=cfg.dt, eigen=eigen,
+                          compare=compare, progress=progress, throw=False)
     jax.block_until_ready(res.predicted_loss)
     return res
 
 
-def _gd_metrics(cfg: Config, lr: float, n_steps: int, gd, cf) -> tuple[dict, dict]:
-    """The metrics of one step size, and the curves its figure draws."""
+@eqx.filter_jit
+def _gd_path(model, xs, ys, lr, n_steps: int, every: int):
+    """GD's parameters at steps 0, every, ..., n_steps (flat), by [`jaxdyn.training.GDMap`][]."""
+    step = jt.GDMap(mse_onehot, jnp.asarray(lr), throw=False)
+    arrays, static = eqx.partition(model, eqx.is_inexact_array)
+
+    def block(arr, _):
+        arr = lax.fori_loop(0, every, lambda _, a: eqx.filter(step(eqx.combine(a, static), xs, ys),
+                                                              eqx.is_inexact_array), arr)
+        return arr, flatten(arr)[0]
+
+    _, path = lax.scan(block, arrays, None, length=n_steps // every)
+    return jnp.concatenate([flatten(arrays)[0][None], path])
+
+
+def _distance(params_path, flat_path) -> np.ndarray:
+    """`|w(t) - w'(t)|` per save point: a PyTree with leading axis T against flat `(T, size)`."""
+    flat = jax.vmap(lambda a: flatten(a)[0])(eqx.filter(params_path, eqx.is_inexact_array))
+    return np.asarray(jnp.linalg.norm(flat - flat_path, axis=1), dtype=float)
+
+
+def _gd_metrics(cfg: Config, lr: float, n_steps: int, gd, cf, gd_to_cf) -> tuple[dict, dict]:
+    """The metrics of one step size, and the curves its figure draws: `gd` from `train` (with
+    the gradient flow), `cf` the central flow, `gd_to_cf` the distance at its save points."""
     thr = 2.0 / lr
     rows = np.asarray(gd.steps)
     sharp = np.asarray(gd.sharpness, dtype=float)
     crossed = np.flatnonzero(sharp >= thr)
     cross = int(rows[crossed[0]]) if crossed.size else -1
-    gd_loss = np.asarray(cf.gd_loss, dtype=float)
+    gd_loss = np.r_[np.asarray(gd.losses, dtype=float), float(np.asarray(gd.loss)[-1])]  # steps 0..n
     smoothed = smooth_loss(gd_loss, cfg.window)
     ts = np.asarray(cf.ts, dtype=float)
     phase = eos_phase(ts, cross, n_steps, cfg.window)
@@ -188,7 +222,7 @@ def _gd_metrics(cfg: Config, lr: float, n_steps: int, gd, cf) -> tuple[dict, dic
     gd_to_gf = np.asarray(gd.flow_distance, dtype=float)
     m = {"lr": lr, "threshold": thr, "n_steps": n_steps, "first_crossing": cross}
     m.update(loss_metrics(ts, smoothed, cf.predicted_loss, flow_loss, phase))
-    m.update(distance_metrics(cf.gd_distance, gd_to_gf, phase))
+    m.update(distance_metrics(gd_to_cf, gd_to_gf, phase))
     cf_sharp = np.asarray(cf.sharpness, dtype=float)
     active = np.asarray(cf.n_active) > 0
     m["cf_first_active"] = int(ts[active][0]) if active.any() else -1
@@ -200,6 +234,7 @@ def _gd_metrics(cfg: Config, lr: float, n_steps: int, gd, cf) -> tuple[dict, dic
     m["cf_max_n_active"] = int(np.max(np.asarray(cf.n_active)))
     m["sigma_max"] = float(np.max(np.asarray(cf.sigma)))
     m["gf_result"] = message(gd.flow_result)
+    m["cf_result"] = message(cf.result)
     m["claims"] = {
         "cf_within_10pct": bool(m["median_rel_error_cf"] <= 0.10),
         "gf_much_worse": bool(m["gf_over_cf_error"] >= cfg.gf_factor),
@@ -209,7 +244,7 @@ def _gd_metrics(cfg: Config, lr: float, n_steps: int, gd, cf) -> tuple[dict, dic
               "predicted": np.asarray(cf.predicted_loss, dtype=float), "flow_loss": flow_loss,
               "rows": rows, "gd_sharpness": sharp, "cf_sharpness": cf_sharp,
               "gf_sharpness": np.asarray(gd.flow_sharpness, dtype=float),
-              "gd_to_cf": np.asarray(cf.gd_distance, dtype=float), "gd_to_gf": gd_to_gf,
+              "gd_to_cf": gd_to_cf, "gd_to_gf": gd_to_gf,
               "cross": cross, "threshold": thr, "lr": lr, "phase": phase}
     return m, curves
 
@@ -228,6 +263,7 @@ def _rms_metrics(cfg: Config, cf) -> tuple[dict, dict]:
     m.update(loss_metrics(ts, smoothed, cf.predicted_loss, cf.flow_loss, phase))
     m.update(distance_metrics(cf.gd_distance, cf.flow_distance, phase))
     m["distance_ratio_median_note"] = "stable flow to CF over RMSProp to CF"
+    m["cf_result"] = message(cf.result)
     m["cf_effective_sharpness_max_dev"] = (float(np.max(np.abs(eff[phase] - 2.0))) if phase.any()
                                            else float("nan"))
     m["claims"] = {"cf_within_10pct": bool(m["median_rel_error_cf"] <= 0.10),
@@ -252,13 +288,14 @@ def run(*, quick: bool, seed: int, progress: bool) -> ExperimentResult:
         gd = _gd_run(cfg, problem, lr, n_steps, progress)
         timings[f"gd_eta_{lr:g}"] = round(time.perf_counter() - t, 2)
         t = time.perf_counter()
-        cf = _cf_run(cfg, problem, lr, n_steps, "gd", progress)
+        cf = _cf_run(cfg, problem, lr, n_steps, "gd", compare=False, progress=progress)
         timings[f"central_flow_eta_{lr:g}"] = round(time.perf_counter() - t, 2)
-        per[f"{lr:g}"], curves[lr] = _gd_metrics(cfg, lr, n_steps, gd, cf)
+        gd_to_cf = _distance(cf.params, _gd_path(*problem, jnp.asarray(lr), n_steps, cfg.every))
+        per[f"{lr:g}"], curves[lr] = _gd_metrics(cfg, lr, n_steps, gd, cf, gd_to_cf)
         per[f"{lr:g}"]["seconds_per_step"] = timings[f"central_flow_eta_{lr:g}"] / n_steps
     t = time.perf_counter()
     rms_opt = jt.RMSPropOptimizer(beta2=cfg.rms_beta2, eps=cfg.rms_eps)
-    rms = _cf_run(cfg, problem, cfg.rms_lr, cfg.rms_steps, rms_opt, progress)
+    rms = _cf_run(cfg, problem, cfg.rms_lr, cfg.rms_steps, rms_opt, compare=True, progress=progress)
     timings["central_flow_rmsprop"] = round(time.perf_counter() - t, 2)
     rms_m, rms_curves = _rms_metrics(cfg, rms)
     rms_m["seconds_per_step"] = timings["central_flow_rmsprop"] / cfg.rms_steps
