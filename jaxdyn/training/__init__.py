@@ -36,6 +36,12 @@ from ._implicit_bias import (
     hyperbola_loss as hyperbola_loss,
 )
 from ._loop import TrainResult as TrainResult, train as train
+from ._sdcp import (
+    AbstractComplementaritySolver as AbstractComplementaritySolver,
+    PSDComplementarityResult as PSDComplementarityResult,
+    SemismoothNewton as SemismoothNewton,
+    psd_complementarity as psd_complementarity,
+)
 from ._sgd_lyapunov import (
     SGDEscapeResult as SGDEscapeResult,
     SGDLyapunovResult as SGDLyapunovResult,
