@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "curvature": ("curvature", "MLP Hessian top eigenvalue, HVP/grad, SLQ density vs PyHessian, matfree"),
     "continuation": ("continuation",
                      "Ott-Antonsen graphon N = 2000 branch point vs pycont-lite; 100-D cycles"),
+    "central_flow": ("central_flow", "central flow per step: native SDCP vs a host cvxpy reference"),
 }
 
 
