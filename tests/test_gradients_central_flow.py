@@ -114,8 +114,6 @@ def test_grad_wrt_params_through_arrival():
     assert float(jnp.linalg.norm(grad_w)) > 1e-3
 
 
-@pytest.mark.xfail(strict=True, reason="H2: forward mode through the diffrax solve (default "
-                   "RecursiveCheckpointAdjoint, a custom_vjp) raises; docstring says forward and reverse")
 def test_jvp_predicted_loss_wrt_lr():
     """Forward mode (`jax.jvp`) agrees with the closed form."""
     lr = _f64(0.1)

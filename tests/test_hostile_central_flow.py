@@ -162,16 +162,14 @@ ROWS = [
             (eqx.EquinoxRuntimeError, ValueError), r"lr|non-finite", near_top=None),
 ]
 
-# Rows whose validation is missing in `central_flow` (reported to its owner, H2); strict: they
-# start failing loudly once the check lands, and the mark is then removed.
+# Rows whose validation is missing in the shared helpers `central_flow` calls (`check_lr`,
+# `check_loss` of jaxdyn/training/_gd.py; reported); strict: they fail loudly once the check
+# lands, and the mark is then removed.
 MISSING = {
     "central_flow: lr a string": "jaxdyn/training/_gd.py check_lr: a string reaches np.isfinite (obscure "
                                  "numpy TypeError, no `lr`)",
     "central_flow: loss_fn fails on the data": "jaxdyn/training/_gd.py check_loss: the eval_shape error "
                                                "of a loss that fails on (params, *data) is not wrapped",
-    "central_flow: threshold 0": "H2: threshold is only checked for finiteness (want 0 < threshold <= 2)",
-    "central_flow: threshold negative": "H2: threshold is only checked for finiteness",
-    "central_flow: threshold above the edge 2": "H2: threshold > 2 makes the flow cross the edge silently",
 }
 
 
