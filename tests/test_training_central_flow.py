@@ -127,9 +127,10 @@ def test_rmsprop_holds_effective_sharpness(optimizer):
                           stable=True, compare=False)
     assert np.all(np.asarray(stable.sigma) == 0.0)
     np.testing.assert_allclose(stable.predicted_loss, stable.loss)
-    # the stable flow is the central flow before the edge
+    # the stable flow (adaptive Tsit5 by default) is the central flow (RK4, dt = 0.5) before the
+    # edge, up to RK4's discretisation error
     first = int(np.argmax(at_edge))
-    np.testing.assert_allclose(stable.params[:first], res.params[:first], atol=1e-6)
+    np.testing.assert_allclose(stable.params[:first], res.params[:first], atol=1e-4)
 
 
 def test_summary_and_plot(gd_run):

@@ -51,10 +51,20 @@ from .._kernels import RK4 as _RK4_TABLEAU, Flattener, flatten, hvp
 from .._results import RESULTS, AbstractResult, check_throw, from_diffrax, message, raise_if_failed
 from .._types import Array, PyTree
 from ._gd import check_data, check_finite_now, check_loss, check_lr, check_params, split_params
-from ._sdcp import AbstractComplementaritySolver
+from ._sdcp import AbstractComplementaritySolver, SemismoothNewton
 
 _RESTORING_RATE = 2.0  # gamma: per optimiser step (see the module docstring)
 _DENSE_MAX = 256  # `eigen=None`: dense eigh up to this many parameters, warm-started Lanczos above
+_STABLE_CONTROLLER = diffrax.PIDController(rtol=1e-8, atol=1e-10)  # the stable flow's default
+_BAR: dict = {}  # the progress bar of the run in flight (updated by a host callback)
+
+
+def _tick(done) -> None:
+    bar = _BAR.get("bar")
+    if bar is not None:
+        done = int(np.max(np.asarray(done)))  # batched under vmap: the furthest member
+        if done > bar.n:
+            bar.update(done - bar.n)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -90,6 +100,10 @@ class AbstractCentralFlowOptimizer(eqx.Module):
     def edge(self, s: Array, lr: Array) -> Array:
         r"""The raw-sharpness edge of stability $2p$ when $P = pI$ is isotropic, else `nan`."""
 
+    @abc.abstractmethod
+    def isotropic(self) -> bool:
+        """Whether $P = pI$ (then the raw sharpness is the effective one times $p$)."""
+
 
 class GDOptimizer(AbstractCentralFlowOptimizer):
     r"""Gradient descent $w \leftarrow w - \eta \nabla L$: $P = I/\eta$, no state (`"gd"`)."""
@@ -108,6 +122,9 @@ class GDOptimizer(AbstractCentralFlowOptimizer):
 
     def edge(self, s, lr):
         return 2.0 / lr
+
+    def isotropic(self):
+        return True
 
 
 def _check_beta2_eps(beta2, eps, name):
@@ -150,6 +167,9 @@ class ScalarRMSPropOptimizer(AbstractCentralFlowOptimizer):
     def edge(self, s, lr):
         return 2.0 * (jnp.sqrt(s[0]) + self.eps) / lr
 
+    def isotropic(self):
+        return True
+
 
 class RMSPropOptimizer(AbstractCentralFlowOptimizer):
     r"""RMSProp (`"rmsprop"`): $\nu \leftarrow \nu + (1-\beta_2)(g^2 - \nu)$ elementwise, then
@@ -178,6 +198,9 @@ class RMSPropOptimizer(AbstractCentralFlowOptimizer):
     def edge(self, s, lr):
         return jnp.full((), jnp.nan, s.dtype)
 
+    def isotropic(self):
+        return False
+
 
 _OPTIMIZERS = {"gd": GDOptimizer, "rmsprop_scalar": ScalarRMSPropOptimizer, "rmsprop": RMSPropOptimizer}
 
@@ -203,14 +226,16 @@ class AbstractCentralFlowEigen(eqx.Module):
     $A = D H D$, $D = P^{-1/2}$ (a strategy object).
 
     `top(fn, w, d, k, v0)` takes the flat loss `fn(w)`, the point `w`, the diagonal `d` of $D$,
-    `k` and a warm start `v0` (shape `(k, n)`: the previous eigenvectors) and returns
+    `k` and a warm start `v0` (shape `(k, n)`: the previous eigenvectors; `None` at the start:
+    a cold start) and returns
     `(lam, V, result)`: `lam` the `(k, k)` matrix $V^\top A V$ (diagonal, descending), `V` the
     `(n, k)` orthonormal eigenvectors, `result` a [`RESULTS`][] item. The derivatives of `lam`
     and `V` must be right (see [`DenseEigen`][]) or raise.
     """
 
     @abc.abstractmethod
-    def top(self, fn: Callable, w: Array, d: Array, k: int, v0: Array) -> tuple[Array, Array, RESULTS]:
+    def top(self, fn: Callable, w: Array, d: Array, k: int,
+            v0: Array | None) -> tuple[Array, Array, RESULTS]:
         """`(lam (k, k), V (n, k), result)` for $A = \\operatorname{diag}(d) H(w) \\operatorname{diag}(d)$."""
 
 
@@ -287,7 +312,8 @@ class LanczosEigen(AbstractCentralFlowEigen):
     def top(self, fn, w, d, k, v0):
         mv = lambda v: d * hvp(fn, w, d * v)  # noqa: E731
         op = lx.FunctionLinearOperator(mv, jax.ShapeDtypeStruct(w.shape, w.dtype), lx.symmetric_tag)
-        res = _curvature.top_eigenvalues(op, k, n_steps=self.n_steps, tol=self.tol, throw=False)
+        res = _curvature.top_eigenvalues(op, k, v0=v0, n_steps=self.n_steps, tol=self.tol,
+                                         throw=False)
         lam = lax.stop_gradient(jnp.diag(res.eigenvalues))
         V = lax.stop_gradient(res.eigenvectors.T)
         lam, V = _no_derivative((lam, V), (w, d))
@@ -305,49 +331,11 @@ def _eigen(value, size: int) -> AbstractCentralFlowEigen:
 
 def _sdcp(value) -> AbstractComplementaritySolver:
     if value is None:
-        from . import _sdcp as sdcp_module
-
-        default = getattr(sdcp_module, "SemismoothNewton", None)  # lands with H1's solver
-        return default() if default is not None else _ProjectedIteration()
+        return SemismoothNewton()
     if isinstance(value, AbstractComplementaritySolver):
         return value
     raise TypeError("`sdcp` must be None or an AbstractComplementaritySolver (e.g. "
                     f"SemismoothNewton()), got {type(value).__name__}.")
-
-
-class _ProjectedIteration(AbstractComplementaritySolver):
-    """TEMPORARY fallback until `SemismoothNewton` lands: the projected fixed point
-    $S \\leftarrow \\Pi_{\\succeq 0}(S - \\tau W(S))$ (no derivative: a while loop)."""
-
-    max_steps: int = 2000
-
-    def solve(self, q, M, init):
-        k = q.shape[0]
-        if k == 1:  # S = max(0, -q/M): differentiable
-            m = M.reshape(1, 1)
-            safe = jnp.where(m > 0, m, 1.0)
-            S = jnp.where((q < 0) & (m > 0), -q / safe, 0.0)
-            ok = (q >= 0) | (m > 0)
-            return S, RESULTS.where(ok[0, 0], RESULTS.successful, RESULTS.complementarity_not_solved)
-        Mm = M.reshape(k * k, k * k)
-        tau = 1.0 / (jnp.linalg.norm(Mm, 2) + 1e-30)
-        tol = 1e-12 * (1.0 + jnp.max(jnp.abs(q)))
-
-        def proj(X):
-            X = 0.5 * (X + X.T)
-            vals, vecs = jnp.linalg.eigh(X)
-            return (vecs * jnp.maximum(vals, 0.0)) @ vecs.T
-
-        def body(c):
-            S, _, i = c
-            W = q + (Mm @ S.ravel()).reshape(k, k)
-            new = proj(S - tau * W)
-            return new, jnp.max(jnp.abs(new - S)), i + 1
-
-        S, err, _ = lax.while_loop(lambda c: (c[1] > tol) & (c[2] < self.max_steps), body,
-                                   (proj(init), jnp.asarray(jnp.inf, q.dtype), 0))
-        return S, RESULTS.where(err <= 1e3 * tol, RESULTS.successful,
-                                RESULTS.complementarity_not_solved)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -371,6 +359,7 @@ class _Problem(eqx.Module):
     sdcp: AbstractComplementaritySolver
     k: int = eqx.field(static=True)
     threshold: float = eqx.field(static=True)
+    gamma: float = eqx.field(static=True)
 
 
 class _Parts(eqx.Module):
@@ -379,6 +368,7 @@ class _Parts(eqx.Module):
     dw: Array
     ds: Array
     loss: Array
+    p: Array  # (n,) the preconditioner's diagonal
     lam: Array  # (k, k) effective eigenvalue block
     V: Array  # (n, k)
     U: Array  # (n, k), P-orthonormal
@@ -413,23 +403,27 @@ def _state_second(rate, s, g, HU):
     return F.at[ib, ia].set(upper)
 
 
+def _stable_velocity(problem: _Problem, w, s, lr, data):
+    """The stable flow's velocity $(-P^{-1} g, f(s, g))$, with the loss, gradient and $p$."""
+    loss, g = jax.value_and_grad(problem.loss)(w, data)
+    p = problem.opt.preconditioner(s, lr, w)
+    return loss, g, p, -g / p, problem.opt.rate(s, g)
+
+
 def _field_parts(problem: _Problem, w, s, lr, data, warm, *, stable: bool) -> _Parts:
     """The velocity `(dw, ds)` at `(w, s)` and the pieces of the outputs. `warm = (V0, S0)`: the
     previous eigenvectors `(n, k)` and `S` (warm starts, no derivative flows through them)."""
-    V0, S0 = jax.tree_util.tree_map(lax.stop_gradient, warm)
+    V0, S0 = jax.tree_util.tree_map(lax.stop_gradient, warm)  # V0: None for a cold start
     opt, k = problem.opt, problem.k
     fn = lambda z: problem.loss(z, data)  # noqa: E731
-    loss, g = jax.value_and_grad(fn)(w)
-    p = opt.preconditioner(s, lr, w)
+    loss, g, p, dw0, f0 = _stable_velocity(problem, w, s, lr, data)
     pinv = 1.0 / p
     d = jnp.sqrt(pinv)
-    lam, V, code = problem.eigen.top(fn, w, d, k, V0.T)
+    lam, V, code = problem.eigen.top(fn, w, d, k, None if V0 is None else V0.T)
     U = d[:, None] * V
-    dw0 = -pinv * g
-    f0 = opt.rate(s, g)
     zero = jnp.zeros((k, k), w.dtype)
     if stable:
-        return _Parts(dw0, f0, loss, lam, V, U, zero, jnp.zeros((k,), bool), code)
+        return _Parts(dw0, f0, loss, p, lam, V, U, zero, jnp.zeros((k,), bool), code)
     diag = jnp.diagonal(lam)
     active = diag >= problem.threshold
     T = _third(fn, w, U)  # (k, k, n)
@@ -442,7 +436,7 @@ def _field_parts(problem: _Problem, w, s, lr, data, warm, *, stable: bool) -> _P
     a = 2.0 * jnp.einsum("na,nb,n->ab", U, U, dp0) - jnp.einsum("abn,n->ab", T, dw0)
     B = (2.0 * jnp.einsum("na,nb,ijn->abij", U, U, dpF)
          + 0.5 * jnp.einsum("abn,ijn->abij", T, pinv * T))
-    q = _RESTORING_RATE * (2.0 * jnp.eye(k, dtype=w.dtype) - lam) + a
+    q = problem.gamma * (2.0 * jnp.eye(k, dtype=w.dtype) - lam) + a
     both = active[:, None] & active[None, :]
     eye = jnp.eye(k, dtype=w.dtype)
     q = jnp.where(both, q, eye)
@@ -452,7 +446,7 @@ def _field_parts(problem: _Problem, w, s, lr, data, warm, *, stable: bool) -> _P
     code = RESULTS.where(code == RESULTS.successful, sdcp_code, code)
     dw = dw0 - 0.5 * pinv * jnp.einsum("ij,ijn->n", S, T)
     ds = f0 + jnp.einsum("ij,ijm->m", S, F)
-    return _Parts(dw, ds, loss, lam, V, U, S, active, code)
+    return _Parts(dw, ds, loss, p, lam, V, U, S, active, code)
 
 
 class _Field(eqx.Module):
@@ -462,6 +456,8 @@ class _Field(eqx.Module):
     def __call__(self, t, y, args):
         w, s = y
         lr, data, warm = args
+        if self.stable:
+            return _stable_velocity(self.problem, w, s, lr, data)[3:]
         parts = _field_parts(self.problem, w, s, lr, data, warm, stable=self.stable)
         return parts.dw, parts.ds
 
@@ -489,11 +485,13 @@ class _Config(eqx.Module):
     max_steps: int = eqx.field(static=True)
     stable: bool = eqx.field(static=True)
     compare: bool = eqx.field(static=True)
+    progress: bool = eqx.field(static=True)
 
 
 class _Integrator(eqx.Module):
     solver: Any
     controller: Any
+    adjoint: Any
 
 
 class _Save(eqx.Module):
@@ -521,10 +519,14 @@ def _save_point(problem: _Problem, parts: _Parts, w, s, lr, sharp) -> _Save:
                  problem.opt.edge(s, lr))
 
 
-def _sharpness(problem: _Problem, w, data, v0):
+def _sharpness(problem: _Problem, parts: _Parts, w, data, v0):
+    """The raw sharpness: the effective one times $p$ for an isotropic preconditioner, else one
+    more eigen-solve on the raw Hessian (warm-started from `v0`, `(1, n)` or `None`)."""
+    if problem.opt.isotropic():
+        return parts.lam[0, 0] * parts.p[0], v0, RESULTS.successful
     fn = lambda z: problem.loss(z, data)  # noqa: E731
     lam, V, code = problem.eigen.top(fn, w, jnp.ones_like(w), 1, v0)
-    return lam[0, 0], V, code
+    return lam[0, 0], V.T, code
 
 
 def _check_state(loss, w, code):
@@ -538,31 +540,33 @@ def _run_flow(cfg: _Config, problem: _Problem, integ: _Integrator, w0, s0, lr, d
     `diffeqsolve` warm-started from the previous save point's eigenvectors and `S`."""
     stable = cfg.stable
     term = diffrax.ODETerm(_Field(problem, stable))
-    k, n = problem.k, w0.shape[0]
+    k = problem.k
 
     def at_point(w, s, warm, vraw):
         parts = _field_parts(problem, w, s, lr, data, warm, stable=stable)
-        sharp, vraw, scode = _sharpness(problem, w, data, vraw)
+        sharp, vraw, scode = _sharpness(problem, parts, w, data, vraw)
         save = _save_point(problem, parts, w, s, lr, sharp)
         code = RESULTS.where(parts.code == RESULTS.successful, scode, parts.code)
         return save, (parts.V, parts.S), vraw, _check_state(parts.loss, w, code)
 
-    V_init = jnp.eye(n, k, dtype=w0.dtype)
-    save0, warm0, vraw0, code0 = at_point(w0, s0, (V_init, jnp.zeros((k, k), w0.dtype)),
-                                          jnp.eye(1, n, dtype=w0.dtype))
+    save0, warm0, vraw0, code0 = at_point(w0, s0, (None, jnp.zeros((k, k), w0.dtype)), None)
+    if vraw0 is None:  # isotropic: no raw eigenvector carried
+        vraw0 = jnp.zeros((0,), w0.dtype)
 
     def interval(carry, i):
         w, s, warm, vraw, code = carry
         t0 = (i * cfg.every).astype(w.dtype)
         sol = diffrax.diffeqsolve(term, integ.solver, t0, t0 + cfg.every, cfg.dt, (w, s),
                                   args=(lr, data, warm), stepsize_controller=integ.controller,
-                                  max_steps=cfg.max_steps, throw=False,
+                                  max_steps=cfg.max_steps, throw=False, adjoint=integ.adjoint,
                                   saveat=diffrax.SaveAt(t1=True))
         w1, s1 = sol.ys[0][-1], sol.ys[1][-1]
         save, warm1, vraw1, code1 = at_point(w1, s1, warm, vraw)
         dcode = from_diffrax(sol.result)
         code1 = RESULTS.where(dcode == RESULTS.successful, code1, dcode)
         code = RESULTS.where(code == RESULTS.successful, code1, code)
+        if cfg.progress:
+            jax.debug.callback(_tick, i + 1)
         return (w1, s1, warm1, vraw1, code), save
 
     n_int = cfg.n_steps // cfg.every
@@ -597,12 +601,10 @@ def _run_stable_reference(cfg: _Config, problem: _Problem, w0, s0, lr, data):
     """The stable flow (Sigma = 0) for the comparison: adaptive Tsit5 (it stiffens as the
     sharpness grows past the edge), saved at the save times."""
     term = diffrax.ODETerm(_Field(problem, True))
-    n = w0.shape[0]
-    warm = (jnp.eye(n, problem.k, dtype=w0.dtype), jnp.zeros((problem.k, problem.k), w0.dtype))
     ts = jnp.arange(cfg.n_steps // cfg.every + 1, dtype=w0.dtype) * cfg.every
     sol = diffrax.diffeqsolve(term, diffrax.Tsit5(), 0.0, float(cfg.n_steps), 0.1, (w0, s0),
-                              args=(lr, data, warm),
-                              stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-10),
+                              args=(lr, data, None),
+                              stepsize_controller=_STABLE_CONTROLLER,
                               max_steps=64 * cfg.n_steps + 4096, throw=False,
                               saveat=diffrax.SaveAt(ts=ts))
     ws = sol.ys[0]
@@ -703,6 +705,23 @@ class CentralFlowResult(AbstractResult):
         return plot_central_flow(self, axes=ax, **kwargs)
 
 
+def _integrator(solver, controller, dt, *, every: int, stable: bool):
+    r"""The solver, controller, first step and step budget per save interval. Defaults: RK4 with
+    `dt = 0.5` for the central flow; adaptive `Tsit5` for the stable flow (it stiffens past the
+    edge: $\lambda_{\max}(P^{-1}H)$ grows without bound)."""
+    if stable and solver is None and controller is None:
+        solver, controller = diffrax.Tsit5(), _STABLE_CONTROLLER
+    dt = 0.5 if dt is None else float(dt)
+    controller = diffrax.ConstantStepSize() if controller is None else controller
+    n_sub = math.ceil(every / dt)
+    if isinstance(controller, diffrax.ConstantStepSize):  # forward and reverse mode
+        max_steps, adjoint = n_sub + 2, diffrax.DirectAdjoint()
+    else:  # reverse mode only (a bounded while loop)
+        max_steps = 16 * n_sub + 64 if not stable else 64 * every + 4096
+        adjoint = diffrax.RecursiveCheckpointAdjoint()
+    return _Integrator(_RK4() if solver is None else solver, controller, adjoint), dt, max_steps
+
+
 def _check_settings(loss_fn, params, data, *, lr, k, n_steps, every, dt, threshold, solver,
                     stepsize_controller):
     check_params(params)
@@ -719,8 +738,10 @@ def _check_settings(loss_fn, params, data, *, lr, k, n_steps, every, dt, thresho
     if dt is not None:
         if isinstance(dt, bool) or not isinstance(dt, int | float) or not (np.isfinite(dt) and dt > 0):
             raise ValueError(f"`dt` must be a positive finite number or None, got {dt!r}.")
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not np.isfinite(threshold):
-        raise ValueError(f"`threshold` must be a finite number, got {threshold!r}.")
+    if (isinstance(threshold, bool) or not isinstance(threshold, int | float)
+            or not (np.isfinite(threshold) and 0.0 < threshold <= 2.0)):
+        raise ValueError(f"`threshold` must be a number in (0, 2] (the edge of stability is at 2), "
+                         f"got {threshold!r}.")
     if solver is not None and not isinstance(solver, diffrax.AbstractSolver):
         raise TypeError(f"`solver` must be a diffrax solver, got {type(solver).__name__}.")
     if stepsize_controller is not None and not isinstance(stepsize_controller,
@@ -770,7 +791,8 @@ def central_flow(loss_fn: Callable, params: PyTree, *data, lr, optimizer="gd", k
     - `threshold`: effective eigenvalues at or above it enter the complementarity problem.
     - `compare`: also run the discrete optimiser and the stable flow from the same point.
     - `stable`: run the stable flow ($\Sigma = 0$: gradient flow for GD) instead.
-    - `progress`: a progress bar (not yet: accepted and ignored).
+    - `progress`: a tqdm bar over the save intervals (a host callback from the compiled loop;
+      under an outer `jit` the bar is created when `central_flow` is traced).
     - `throw`: raise on failure (`True`) or return the code in `.result` (`False`).
 
     **Returns:** a [`CentralFlowResult`][].
@@ -804,17 +826,23 @@ def central_flow(loss_fn: Callable, params: PyTree, *data, lr, optimizer="gd", k
     if k > w0.shape[0]:
         raise ValueError(f"`k` ({k}) must be at most the number of parameters ({w0.shape[0]}).")
     problem = _Problem(_FlatLoss(loss, flattener), opt, _eigen(eigen, w0.shape[0]), _sdcp(sdcp), k,
-                       float(threshold))
-    dt = 0.5 if dt is None else float(dt)
-    controller = diffrax.ConstantStepSize() if stepsize_controller is None else stepsize_controller
-    adaptive = not isinstance(controller, diffrax.ConstantStepSize)
-    n_sub = math.ceil(every / dt)
-    max_steps = 16 * n_sub + 64 if adaptive else n_sub + 2
-    cfg = _Config(n_steps, every, dt, max_steps, stable, compare)
-    integ = _Integrator(_RK4() if solver is None else solver, controller)
+                       float(threshold), _RESTORING_RATE)
+    integ, dt, max_steps = _integrator(solver, stepsize_controller, dt, every=every, stable=stable)
+    cfg = _Config(n_steps, every, dt, max_steps, stable, compare, progress)
     lr_arr = jnp.asarray(lr, w0.dtype)
-    saves, code, gd_loss, gd_dist, flow_loss, flow_dist = _central_flow(cfg, problem, integ, w0,
-                                                                        lr_arr, data)
+    if progress:
+        from tqdm.auto import tqdm
+
+        _BAR["bar"] = tqdm(total=n_steps // every, desc="central_flow", unit="interval", leave=False)
+    try:
+        saves, code, gd_loss, gd_dist, flow_loss, flow_dist = _central_flow(cfg, problem, integ, w0,
+                                                                            lr_arr, data)
+        if progress:
+            jax.block_until_ready(saves.loss)
+    finally:
+        bar = _BAR.pop("bar", None)
+        if bar is not None:
+            bar.close()
     unravel = jax.vmap(flattener.unravel)
     out = CentralFlowResult(
         ts=jnp.arange(n_steps // every + 1, dtype=w0.dtype) * every,
