@@ -56,7 +56,7 @@ def _cvxpy_reference(q, M):
     S = cp.Variable((k, k), PSD=True)
     objective = 0.5 * cp.sum_squares(L.T @ cp.vec(S, order="C")) + cp.sum(cp.multiply(q, S))
     problem = cp.Problem(cp.Minimize(objective))
-    problem.solve(solver="CLARABEL", tol_gap_abs=1e-13, tol_gap_rel=1e-13, tol_feas=1e-13,
+    problem.solve(solver="CLARABEL", tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10,
                   max_iter=200)
     return np.asarray(S.value)
 
@@ -82,17 +82,20 @@ def test_against_cvxpy(k, rank, degenerate):
         q, M, S_star, W_star = _instance(rng, k, rank=rank or 2 * m, r_s=r_s, r_w=r_w)
         res = psd_complementarity(q, M)
         S = np.asarray(res.S)
-        assert float(res.residual) < 1e-11
+        assert float(res.residual) <= 1e-12
         # the known solution (exact): W and M(S) are unique even where S is not
         np.testing.assert_allclose(res.W, W_star, atol=1e-9)
         np.testing.assert_allclose(_apply(M, S), _apply(M, S_star), atol=1e-9)
         if rank is None:
             np.testing.assert_allclose(S, S_star, atol=1e-9)
-        # the dense reference: the convex program's minimiser (interior point: ~1e-7 accurate)
+        # the dense reference: cvxpy's minimiser (CLARABEL; an interior point, accurate to about
+        # 1e-5 here: the known solution above is the 1e-9 reference); ours is at least as good
         S_ref = _cvxpy_reference(q, M)
-        scale = 1.0 + np.abs(_apply(M, S_ref)).max()
-        np.testing.assert_allclose(_apply(M, S), _apply(M, S_ref), atol=1e-3 * scale)
-        assert _objective(q, M, S) <= _objective(q, M, S_ref) + 1e-12 * scale
+        obj = _objective(q, M, S)
+        assert obj <= _objective(q, M, S_ref) + 1e-12 * (1 + abs(obj))
+        np.testing.assert_allclose(res.W, q + _apply(M, S_ref), atol=1e-4 * (1 + np.abs(q).max()))
+        if rank is None:
+            np.testing.assert_allclose(S, S_ref, atol=1e-4)
 
 
 def test_zero_solution_when_q_psd():

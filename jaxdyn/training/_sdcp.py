@@ -191,7 +191,7 @@ def _direction(x: Array, ev: _Eval, norm: Array, Mm: Array, basis: _Basis) -> Ar
     m = x.shape[0]
     eye = jnp.eye(m, dtype=x.dtype)
     D = _projection_jacobian(ev.U, ev.lam, basis)
-    J = eye - D @ (eye - Mm) + _MU * jnp.minimum(norm, 1.0) * eye
+    J = eye - D @ (eye - Mm) + _MU * jnp.minimum(norm, 1.0) ** _POW * eye
     return -lx.linear_solve(lx.MatrixLinearOperator(J), ev.F, lx.LU(), throw=False).value
 
 
@@ -202,9 +202,10 @@ class _Config(NamedTuple):
     max_steps: int
 
 
-_MU = 1.0            # the regularisation: mu = _MU * |F|
+_MU = 1.0            # the regularisation: mu = _MU * min(|F|, 1) ** _POW
+_POW = 1.0
 _SIGMA = 1e-4          # Armijo constant
-_MIN_STEP = 1.0 / 64   # below this step length the line search gives up: a projection step
+_MIN_STEP = 1.0 / 8    # below this step length the line search gives up: a projection step
 
 
 def _iterate(cfg: _Config, qv: Array, Mm: Array, x0: Array, basis: _Basis) -> _State:
