@@ -55,6 +55,12 @@ def _flagged_blowup(res):
         np.isfinite(np.asarray(res.loss)[0]))
 
 
+@eqx.filter_jit
+def _jit_cf(lr):
+    """The toy flow with a traced step size (one compilation for the traced-lr rows)."""
+    return cf(lr=lr).predicted_loss
+
+
 class NotAStrategy(eqx.Module):
     """Has a `solve` method but is not an AbstractComplementaritySolver."""
 
@@ -157,15 +163,21 @@ ROWS = [
             lambda: jax.vmap(lambda w: cf(quartic, w, lr=0.1, n_steps=10, throw=False))(
                 jnp.array([[1.0], [0.1]])), None,
             flagged=lambda r: list(np.asarray(r.successful)) == [False, True]),
-    Hostile("central_flow: traced NaN lr under jit raises",
-            lambda: eqx.filter_jit(lambda a: cf(lr=a).predicted_loss)(jnp.asarray(jnp.nan)),
-            (eqx.EquinoxRuntimeError, ValueError), r"lr|non-finite", near_top=None),
+    Hostile("central_flow: traced NaN lr under jit raises naming the input",
+            lambda: _jit_cf(jnp.asarray(jnp.nan)), eqx.EquinoxRuntimeError,
+            r"input \(step size, parameters or data\) is non-finite|`lr`", near_top=None),
+    Hostile("central_flow: traced negative lr under jit raises naming the step size",
+            lambda: _jit_cf(jnp.asarray(-0.1)), eqx.EquinoxRuntimeError, r"step size|`lr`", near_top=None),
 ]
 
 # Rows whose validation is missing in the shared helpers `central_flow` calls (`check_lr`,
 # `check_loss` of jaxdyn/training/_gd.py; reported); strict: they fail loudly once the check
 # lands, and the mark is then removed.
 MISSING = {
+    "central_flow: traced NaN lr under jit raises naming the input": "H2: a traced NaN lr is reported as "
+        "'A curvature quantity became non-finite' (want RESULTS.nonfinite_input)",
+    "central_flow: traced negative lr under jit raises naming the step size": "H2: a traced lr <= 0 gives "
+        "NaN everywhere, reported as 'A curvature quantity became non-finite'",
     "central_flow: lr a string": "jaxdyn/training/_gd.py check_lr: a string reaches np.isfinite (obscure "
                                  "numpy TypeError, no `lr`)",
     "central_flow: loss_fn fails on the data": "jaxdyn/training/_gd.py check_loss: the eval_shape error "
