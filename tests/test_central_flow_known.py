@@ -413,3 +413,25 @@ def test_comparison_fields_against_numpy():
     np.testing.assert_allclose(np.asarray(res.flow_distance), np.linalg.norm(gf - cf_w, axis=1),
                                rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(np.asarray(res.flow_loss), [_loss(v, c) for v in gf], rtol=1e-6, atol=1e-9)
+
+
+def test_adaptive_steps_same_known_answers():
+    """An adaptive solver (Tsit5 with a PID controller) gives the same known answers: at rest on
+    the edge, x = x_*, sharpness 2/lr to 1e-8, sigma^2 = (c - x_*)/x_* and the predicted loss to
+    1e-9; before the edge it is the NumPy gradient flow."""
+    import diffrax
+
+    lr, c, w0 = 0.1, 5.0, np.array([4.0, 0.1])
+    res = central_flow(toy_loss, jnp.asarray(w0), jnp.array([c]), lr=lr, n_steps=40, compare=False,
+                       solver=diffrax.Tsit5(),
+                       stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-12))
+    assert bool(res.successful)
+    xs = edge_x(lr)
+    np.testing.assert_allclose(np.asarray(res.params)[-1], [xs, 0.0], atol=1e-9)
+    np.testing.assert_allclose(float(res.sharpness[-1]) * lr, 2.0, atol=1e-8)
+    np.testing.assert_allclose(float(res.sigma[-1, 0]), (c - xs) / xs, rtol=1e-8)
+    np.testing.assert_allclose(float(res.predicted_loss[-1]), predicted_at_rest(lr, c), rtol=1e-9)
+    ref, t_edge = cf_reference(w0, c, lr, 40, substeps=64)
+    before = np.asarray(res.ts) < t_edge - 1.0  # S = 0 until lr S ~ 2 - 0.03 here
+    assert before.sum() >= 3, t_edge
+    np.testing.assert_allclose(np.asarray(res.params)[before], ref[before], rtol=1e-8, atol=1e-10)
