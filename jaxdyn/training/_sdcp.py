@@ -20,25 +20,32 @@ a nonsmooth equation over an interior-point method (which cannot be warm-started
 problems (optimistix solves smooth root-finding and least-squares problems; lineax linear ones),
 so the iteration is written here; its linear algebra goes through lineax.
 
-**The method** (semismooth Newton on the natural map, Sun & Sun 2002; Levenberg-Marquardt
-regularised, Yamashita & Fukushima 2001). In the orthonormal symmetric vectorisation
-`svec` (off-diagonals scaled by $\sqrt 2$, so inner products are kept) solve
+**The method** (semismooth Newton on the natural map, Sun & Sun 2002, with the regularisation of
+Qi & Sun's regularised Newton methods). In the orthonormal symmetric vectorisation `svec`
+(off-diagonals scaled by $\sqrt 2$, so inner products are kept) solve
 
 $$F(x) = x - \Pi\big(x - c\,W(x)\big) = 0,\qquad W(x) = q + M x,$$
 
-$\Pi$ the projection onto the PSD cone (one `eigh` of a $k \times k$ matrix), $c > 0$ a fixed
-scale ($1/\|M\|$: $F$ then has the units of $S$). $\Pi$ is strongly semismooth; its generalised
-Jacobian at $Y = U \operatorname{diag}(\lambda) U^\top$ is $H \mapsto U (\Omega \circ U^\top H U)
-U^\top$ with the divided differences $\Omega_{ij} = (\lambda_i^+ - \lambda_j^+)/(\lambda_i -
-\lambda_j)$ (1 or 0 on equal eigenvalues): it uses the eigenvalues and the eigenbasis only,
-never the derivative of `eigh`, so repeated eigenvalues are harmless. The Newton direction solves
-$(J^\top J + \mu I) d = -J^\top F$ with $J = I - D(I - cM)$ and $\mu \propto \|F\|$, which
-keeps the step defined where $J$ is singular (a rank-deficient $M$: $S$ not unique, $W$ and $M(S)$
-unique; strict complementarity failing) and gives quadratic convergence where $J$ is
-nonsingular. A backtracking line search on $\|F\|^2$ (one `eigh` per trial) globalises it; when
-it fails the iteration takes a projection step $x \leftarrow \Pi(x - c W(x)) = x - F(x)$ (free:
-already computed), which converges on its own for symmetric monotone $M$. The loop is one
-`lax.while_loop` with one `eigh` per iteration; it is scale invariant ($q \to a q$, $M \to b M$).
+$\Pi$ the projection onto the PSD cone (one `eigh` of a $k \times k$ matrix), after scaling the
+data to $\|q\| = \|M\| = 1$ (the method is scale invariant: $q \to a q$, $M \to b M$ give
+$S \to (a / b) S$). $\Pi$ is strongly semismooth; its generalised Jacobian at
+$Y = U \operatorname{diag}(\lambda) U^\top$ is $H \mapsto U (\Omega \circ U^\top H U) U^\top$ with
+the divided differences $\Omega_{ij} = (\lambda_i^+ - \lambda_j^+)/(\lambda_i - \lambda_j)$ (1 or
+0 on equal eigenvalues): it uses the eigenvalues and the eigenbasis only, never the derivative of
+`eigh`, so repeated eigenvalues are harmless. The Newton direction solves
+$(J + \mu I) d = -F$ with $J = I - D(I - M)$ and $\mu = \min(\|F\|, 1)$: for monotone $M$
+($\langle S, M(S)\rangle \ge 0$) $J + \mu I$ is nonsingular, so the step is defined where $J$ is
+singular (a rank-deficient $M$: $S$ not unique, $W$ and $M(S)$ unique; strict complementarity
+failing), and $\mu \to 0$ keeps the convergence superlinear. (Levenberg-Marquardt steps through
+the normal equations $J^\top J + \mu I$ were tried first: they square the condition number and
+stalled at $\|F\| \approx 10^{-7}$ on ill-conditioned Gram forms.) A backtracking line search on
+$\|F\|$ (one `eigh` per trial, step lengths 1, 1/2, 1/4, 1/8) globalises it; when it fails the
+iteration takes a projection step $x \leftarrow \Pi(x - W(x)) = x - F(x)$ (free: already
+computed), which converges on its own for symmetric monotone $M$ and gets the iteration past the
+kinks of $\Pi$ on degenerate problems. The loop is one `lax.while_loop` with one `eigh` per
+iteration. Measured on random instances with known solutions (k = 2..8, Gram and non-symmetric
+monotone M, rank-deficient, strict complementarity failing): cold starts 6-30 iterations (at
+most 85), warm starts from a nearby problem's solution 2-3 (at most 12), all to 1e-12.
 
 Why not Fischer-Burmeister or an interior point: the Fischer-Burmeister Jacobian divides by
 $\lambda_i + \lambda_j$ of $(S^2 + W^2)^{1/2}$, which vanishes exactly in the degenerate cases
@@ -191,7 +198,7 @@ def _direction(x: Array, ev: _Eval, norm: Array, Mm: Array, basis: _Basis) -> Ar
     m = x.shape[0]
     eye = jnp.eye(m, dtype=x.dtype)
     D = _projection_jacobian(ev.U, ev.lam, basis)
-    J = eye - D @ (eye - Mm) + _MU * jnp.minimum(norm, 1.0) ** _POW * eye
+    J = eye - D @ (eye - Mm) + _MU * jnp.minimum(norm, 1.0) * eye
     return -lx.linear_solve(lx.MatrixLinearOperator(J), ev.F, lx.LU(), throw=False).value
 
 
@@ -202,8 +209,7 @@ class _Config(NamedTuple):
     max_steps: int
 
 
-_MU = 1.0            # the regularisation: mu = _MU * min(|F|, 1) ** _POW
-_POW = 1.0
+_MU = 1.0            # the regularisation: mu = _MU * min(|F|, 1)
 _SIGMA = 1e-4          # Armijo constant
 _MIN_STEP = 1.0 / 8    # below this step length the line search gives up: a projection step
 
@@ -299,8 +305,8 @@ class SemismoothNewton(AbstractComplementaritySolver):
     r"""Semismooth Newton on the natural map of $\mathrm{SDLCP}(q, M)$ (the default solver of
     [`psd_complementarity`][] and `central_flow`).
 
-    Levenberg-Marquardt regularised Newton steps on $F(S) = S - \Pi(S - c(q + M(S)))$ with a
-    backtracking line search on $\|F\|^2$ and projection steps where the line search fails (the
+    Regularised semismooth Newton steps on $F(S) = S - \Pi(S - c(q + M(S)))$ with a
+    backtracking line search on $\|F\|$ and projection steps where the line search fails (the
     module docstring says why this method). Traces under `jit`, `vmap` and `lax.scan`; `S` is
     differentiable in `q` and `M` (forward and reverse mode, implicit differentiation: exact
     where the solution is unique and strictly complementary, the minimum-norm tangent where it is
@@ -312,7 +318,7 @@ class SemismoothNewton(AbstractComplementaritySolver):
       $|\langle S, W\rangle|$, measured in the data's scale): default `1e-12` in float64,
       `1e-6` in float32.
     - `max_steps`: the budget of natural-map evaluations (one `eigh` each; default 100: a
-      warm-started solve takes 1-3, a cold one 5-15).
+      warm-started solve takes 2-3, a cold one 6-30 for k <= 8).
 
     **Example:**
 
@@ -411,8 +417,12 @@ class PSDComplementarityResult(AbstractResult):
 def _check_inputs(q, M, init):
     """Shapes, dtypes, finiteness and symmetry of the data (before tracing)."""
     for name, x in (("q", q), ("M", M), ("init", init)):
-        if x is not None and jnp.iscomplexobj(x):
-            raise TypeError(f"`{name}` must be real, got complex dtype {jnp.result_type(x)}.")
+        if x is None or isinstance(x, jax.core.Tracer):
+            continue
+        kind = np.asarray(x).dtype.kind
+        if kind not in "biuf":
+            what = "complex" if kind == "c" else f"dtype {np.asarray(x).dtype}"
+            raise TypeError(f"`{name}` must be a real array, got {what} ({type(x).__name__}).")
     dtype = jnp.result_type(float, *(x for x in (q, M, init) if x is not None))
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"`q` and `M` must be real arrays, got {dtype}.")
