@@ -124,6 +124,22 @@ def test_nonsymmetric_complementarity(k, rank, degenerate):
         np.testing.assert_allclose(W, q + _apply(M, S), atol=1e-12 * scale)
 
 
+def test_copositive_not_monotone():
+    """M(S) = S - 1.5 <E, S> E, E = (e0 e1^T + e1 e0^T)/sqrt 2: <S, M(S)> < 0 for S = E (not
+    monotone) but >= |S|^2 / 4 on the PSD cone (strictly copositive: a solution for every q)."""
+    k = 3
+    eye = np.eye(k)
+    E = (np.outer(eye[0], eye[1]) + np.outer(eye[1], eye[0])) / np.sqrt(2.0)
+    M = np.einsum("ai,bj->abij", eye, eye) - 1.5 * np.einsum("ab,ij->abij", E, E)
+    rng = np.random.default_rng(12)
+    for _ in range(4):
+        q = rng.normal(size=(k, k))
+        res = psd_complementarity(q + q.T, M)
+        S, W = np.asarray(res.S), np.asarray(res.W)
+        assert np.linalg.eigvalsh(S).min() > -1e-10 and np.linalg.eigvalsh(W).min() > -1e-10
+        assert abs(np.sum(S * W)) < 1e-10 * (1.0 + np.abs(S).max()) ** 2
+
+
 def test_scalar_closed_form():
     for q, m in [(-3.0, 2.0), (1.5, 0.7), (-1e-3, 5e2), (0.0, 1.0), (-2.0, 1e-6)]:
         res = psd_complementarity(jnp.array([[q]]), jnp.array([[[[m]]]]))
