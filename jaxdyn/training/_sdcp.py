@@ -364,8 +364,9 @@ class PSDComplementarityResult(AbstractResult):
 
     - `S`: shape `(k, k)`, the solution ($S \succeq 0$).
     - `W`: shape `(k, k)`, $q + M(S)$ ($\succeq 0$, $\langle S, W\rangle = 0$).
-    - `residual`: the relative residual reached (see [`SemismoothNewton`][]).
-    - `iterations`: natural-map evaluations used.
+    - `residual`: the relative residual reached (see [`SemismoothNewton`][]; it carries a zero
+      derivative: the exact solution's residual is identically zero).
+    - `iterations`: natural-map evaluations used (one `eigh` each).
     - `result`: `successful`, or `complementarity_not_solved` (residual above the tolerance: e.g.
       a problem without a solution).
     """
