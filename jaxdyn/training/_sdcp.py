@@ -44,8 +44,10 @@ iteration takes a projection step $x \leftarrow \Pi(x - W(x)) = x - F(x)$ (free:
 computed), which converges on its own for symmetric monotone $M$ and gets the iteration past the
 kinks of $\Pi$ on degenerate problems. The loop is one `lax.while_loop` with one `eigh` per
 iteration. Measured on random instances with known solutions (k = 2..8, Gram and non-symmetric
-monotone M, rank-deficient, strict complementarity failing): cold starts 6-30 iterations (at
-most 85), warm starts from a nearby problem's solution 2-3 (at most 12), all to 1e-12.
+monotone M, rank-deficient, strict complementarity failing): cold starts 6-35 iterations on
+average (at most ~120 at k = 10 on rank-deficient degenerate M), warm starts from a nearby
+problem's solution 2-4, all to 1e-12. A smaller regularisation ($\mu = 0.1 \|F\|$ or
+$0.3 \|F\|$) saves cold iterations on average but stalls on some degenerate instances.
 
 Why not Fischer-Burmeister or an interior point: the Fischer-Burmeister Jacobian divides by
 $\lambda_i + \lambda_j$ of $(S^2 + W^2)^{1/2}$, which vanishes exactly in the degenerate cases
@@ -317,8 +319,9 @@ class SemismoothNewton(AbstractComplementaritySolver):
     - `tol`: the relative residual to reach (the largest of $\|F\|$, the PSD violation of $W$ and
       $|\langle S, W\rangle|$, measured in the data's scale): default `1e-12` in float64,
       `1e-6` in float32.
-    - `max_steps`: the budget of natural-map evaluations (one `eigh` each; default 100: a
-      warm-started solve takes 2-3, a cold one 6-30 for k <= 8).
+    - `max_steps`: the budget of natural-map evaluations (one `eigh` each; default 200: a
+      warm-started solve takes 2-4; a cold one 6-35 for k <= 10, up to ~120 on rank-deficient
+      M with strict complementarity failing). Only a problem without a solution uses it all.
 
     **Example:**
 
@@ -328,7 +331,7 @@ class SemismoothNewton(AbstractComplementaritySolver):
     """
 
     tol: float | None = eqx.field(default=None, static=True)
-    max_steps: int = eqx.field(default=100, static=True)
+    max_steps: int = eqx.field(default=200, static=True)
 
     def __check_init__(self):
         if self.tol is not None:
