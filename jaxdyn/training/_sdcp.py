@@ -154,9 +154,12 @@ def _conjugation(U: Array, basis: _Basis) -> Array:
     return (T * (basis.c[:, None] * basis.s[None, :]).astype(U.dtype)).T
 
 
-def _projection_jacobian(U: Array, lam: Array, basis: _Basis) -> Array:
-    """An element of the generalised Jacobian of the PSD projection at $U \\mathrm{diag}(\\lambda)
-    U^\\top$, as an `(m, m)` matrix (symmetric, eigenvalues in [0, 1])."""
+def _rotation(U: Array, lam: Array, basis: _Basis) -> tuple[Array, Array]:
+    r"""`(T, omega)`: an element of the generalised Jacobian of the PSD projection at
+    $U \mathrm{diag}(\lambda) U^\top$ is `D = T^T diag(omega) T`, `T` the (orthogonal)
+    conjugation by `U` and `omega` the divided differences of $\max(\lambda, 0)$ (in [0, 1]; 1
+    or 0 on equal eigenvalues). Rotated by `T`, a Newton matrix `I - D A` is `T - omega * (T A)`:
+    one `(m, m)` product, `D` is never formed."""
     pos = lam > 0
     lp = jnp.maximum(lam, 0)
     li, lj = lam[basis.a], lam[basis.b]
@@ -164,8 +167,7 @@ def _projection_jacobian(U: Array, lam: Array, basis: _Basis) -> Array:
     mixed = pi != pj
     denom = jnp.where(mixed, li - lj, 1.0)
     omega = jnp.where(mixed, (lp[basis.a] - lp[basis.b]) / denom, jnp.where(pi, 1.0, 0.0))
-    T = _conjugation(U, basis)
-    return T.T @ (omega[:, None] * T)
+    return _conjugation(U, basis), omega
 
 
 # -- the Newton iteration -----------------------------------------------------------------------
@@ -195,13 +197,13 @@ class _State(NamedTuple):
     n: Array             # iterations (natural-map evaluations)
 
 
-def _direction(x: Array, ev: _Eval, norm: Array, Mm: Array, basis: _Basis) -> Array:
-    """The regularised semismooth Newton direction: $(J + \\mu I) d = -F$, $\\mu = \\|F\\|$."""
-    m = x.shape[0]
-    eye = jnp.eye(m, dtype=x.dtype)
-    D = _projection_jacobian(ev.U, ev.lam, basis)
-    J = eye - D @ (eye - Mm) + _MU * jnp.minimum(norm, 1.0) * eye
-    return -lx.linear_solve(lx.MatrixLinearOperator(J), ev.F, lx.LU(), throw=False).value
+def _direction(ev: _Eval, norm: Array, A: Array, basis: _Basis) -> Array:
+    """The regularised semismooth Newton direction: $(J + \\mu I) d = -F$ with $J = I - D A$,
+    $A = I - M$, $\\mu = \\min(\\|F\\|, 1)$, solved rotated by `T`:
+    $T (J + \\mu I) = (1 + \\mu) T - \\Omega T A$."""
+    T, omega = _rotation(ev.U, ev.lam, basis)
+    K = (1.0 + _MU * jnp.minimum(norm, 1.0)) * T - omega[:, None] * (T @ A)
+    return -lx.linear_solve(lx.MatrixLinearOperator(K), T @ ev.F, lx.LU(), throw=False).value
 
 
 class _Config(NamedTuple):
@@ -218,6 +220,7 @@ _MIN_STEP = 1.0 / 8    # below this step length the line search gives up: a proj
 
 def _iterate(cfg: _Config, qv: Array, Mm: Array, x0: Array, basis: _Basis) -> _State:
     """Semismooth Newton with backtracking and projection fallback on the normalised problem."""
+    A = jnp.eye(x0.shape[0], dtype=x0.dtype) - Mm
     ev0 = _evaluate(x0, qv, Mm, basis)
     norm0 = jnp.linalg.norm(ev0.F)
     one = jnp.ones((), x0.dtype)
@@ -231,7 +234,7 @@ def _iterate(cfg: _Config, qv: Array, Mm: Array, x0: Array, basis: _Basis) -> _S
 
     def body(s):
         fresh = s.t == 1
-        d = lax.cond(fresh, lambda: _direction(s.x, s.ev, s.norm, Mm, basis), lambda: s.d)
+        d = lax.cond(fresh, lambda: _direction(s.ev, s.norm, A, basis), lambda: s.d)
         fallback = s.t < _MIN_STEP
         trial = jnp.where(fallback, s.x - s.ev.F, s.x + s.t * d)
         ev = _evaluate(trial, qv, Mm, basis)
@@ -283,13 +286,14 @@ def _solve_jvp(cfg, primals, tangents):
     basis = _basis(q.shape[0])
     qv, Mm, sv = _svec(q, basis), _operator(M, basis), _svec(S, basis)
     _, b = _scales(qv, Mm)
-    m = sv.shape[0]
-    eye = jnp.eye(m, dtype=sv.dtype)
+    # J dS = -D (dq + dM(S)) / b with J = I - D A, A = I - M / b; rotated by T (orthogonal):
+    # (T - Omega T A) dS = -Omega T (dq + dM(S)) / b
     lam, U = jnp.linalg.eigh(_smat(sv - (qv + Mm @ sv) / b, basis))
-    D = _projection_jacobian(U, lam, basis)
-    J = eye - D @ (eye - Mm / b)
-    rhs = -(D @ (_svec(dq, basis) + _operator(dM, basis) @ sv)) / b
-    dS = lx.linear_solve(lx.MatrixLinearOperator(J), rhs, lx.SVD(), throw=False).value
+    A = jnp.eye(sv.shape[0], dtype=sv.dtype) - Mm / b
+    T, omega = _rotation(U, lam, basis)
+    K = T - omega[:, None] * (T @ A)
+    rhs = -omega * (T @ (_svec(dq, basis) + _operator(dM, basis) @ sv)) / b
+    dS = lx.linear_solve(lx.MatrixLinearOperator(K), rhs, lx.SVD(), throw=False).value
     zero_n = np.zeros(np.shape(n), dtype=jax.dtypes.float0)
     return (S, residual, n), (_smat(dS, basis), jnp.zeros_like(residual), zero_n)
 
