@@ -13,6 +13,8 @@ from jaxdyn.training import (
     CentralFlowResult,
     DenseEigen,
     GDOptimizer,
+    LanczosEigen,
+    RitzEigen,
     RMSPropOptimizer,
     ScalarRMSPropOptimizer,
     central_flow,
@@ -133,6 +135,19 @@ def test_rmsprop_holds_effective_sharpness(optimizer):
     np.testing.assert_allclose(stable.params[:first], res.params[:first], atol=1e-4)
 
 
+@pytest.mark.parametrize("eigen", [LanczosEigen(), RitzEigen()])
+def test_matrix_free_eigen_strategies(gd_run, eigen):
+    """Warm-started Lanczos gives the dense flow; Rayleigh-Ritz between save points (exact here:
+    the toy's top eigenvector stays in span{v, Av} of 2 parameters) too. With a progress bar."""
+    res = central_flow(toy, W0, DATA, lr=LR, n_steps=60, every=5, eigen=eigen, compare=False,
+                       progress=True)
+    np.testing.assert_allclose(res.params, gd_run.params, atol=1e-7)
+    np.testing.assert_allclose(res.sigma, gd_run.sigma, atol=1e-7)
+    with pytest.raises(TypeError, match="not differentiable"):
+        jax.grad(lambda a: central_flow(toy, W0, DATA, lr=a, n_steps=5, every=5, eigen=eigen,
+                                        compare=False).predicted_loss[-1])(LR)
+
+
 def test_summary_and_plot(gd_run):
     text = gd_run.summary()
     assert "effective sharpness" in text and "predicted loss" in text
@@ -167,4 +182,7 @@ def test_bad_input():
         central_flow(toy, W0, DATA, lr=LR, n_steps=5, k=3)
     with pytest.raises(TypeError, match="eigen"):
         central_flow(toy, W0, DATA, lr=LR, n_steps=5, eigen="dense")
+    for bad in (0.0, 2.5):
+        with pytest.raises(ValueError, match="threshold"):
+            central_flow(toy, W0, DATA, lr=LR, n_steps=5, threshold=bad)
     assert isinstance(GDOptimizer(), GDOptimizer)
