@@ -10,6 +10,7 @@ from ._central_flow import (
     DenseEigen as DenseEigen,
     GDOptimizer as GDOptimizer,
     LanczosEigen as LanczosEigen,
+    RitzEigen as RitzEigen,
     RMSPropOptimizer as RMSPropOptimizer,
     ScalarRMSPropOptimizer as ScalarRMSPropOptimizer,
     central_flow as central_flow,
