@@ -71,6 +71,10 @@ class TrainResult(AbstractResult):
       `flow_result`: a [`jaxdyn._results.RESULTS`][] item, the flow's first failure
       (`max_steps_reached`, ...; `successful` when every interval finished or no flow ran).
     - `lr`: the step size used for the flow time (`None` if not given).
+    - `num_hvp`: the Hessian-vector products of each row's eigenvalue computations (the sum
+      over the trained point and the flow's; `-1` for rows without a count: after a failure, or
+      resumed from a checkpoint written before counts were kept); `None` if no eigenvalues are
+      tracked. Its sum is the tracking's cost (compare `warm_start=True` and `False`).
     - `result`: a [`jaxdyn._results.RESULTS`][] item: `successful`, or the first failure
       (`nonfinite_loss`, `nonfinite_gradient`, `nonfinite_parameters`); `failed_step`: the step
       whose loss/gradient/update was non-finite (-1: none), `failed_time`: `failed_step * lr`
@@ -99,6 +103,7 @@ class TrainResult(AbstractResult):
     result: RESULTS
     failed_step: Array
     failed_time: Array
+    num_hvp: Array | None = None
 
     def summary(self) -> str:
         """One paragraph: steps, final loss and sharpness, and the failure if any."""
@@ -131,6 +136,7 @@ class _Carry(eqx.Module):
     step: Array
     result: RESULTS
     failed_step: Array
+    eigenvectors: Array | None = None  # warm start: the last row's, (points, k, size)
 
 
 class _Config(eqx.Module):
@@ -140,6 +146,7 @@ class _Config(eqx.Module):
     top_k: int = eqx.field(static=True)
     lanczos_steps: int | None = eqx.field(static=True)
     chunk_size: int | None = eqx.field(static=True)
+    warm_start: bool = eqx.field(static=True, default=False)
 
 
 class _Problem(eqx.Module):
@@ -152,22 +159,40 @@ class _Problem(eqx.Module):
     optimizer: optax.GradientTransformation | None
 
 
-def _track(cfg: _Config, flat_loss, params, fstate, *, problem: _Problem, data, key, step_time):
+def _tracked_k(cfg: _Config, with_flow: bool) -> int:
+    """Eigenvalues computed per row: `top_k`, at least one with a flow (its step size)."""
+    return max(cfg.top_k, 1 if with_flow else 0)
+
+
+def _track(cfg: _Config, flat_loss, params, fstate, *, problem: _Problem, data, key, step_time,
+           vecs=None):
     """The tracked values at `params` and, with a flow, the sharpness at the flow's point (one
-    Lanczos run for both, `vmap`ped over the two points)."""
+    Lanczos run for both, `vmap`ped over the two points); with `cfg.warm_start` each run starts
+    from the previous row's eigenvectors `vecs` (`(points, k, size)`). Returns the row, the
+    flow's sharpness and the new eigenvectors."""
     value, grads = jax.value_and_grad(problem.loss)(params, *data)
     out = {"loss": value, "gradient_norm": jnp.linalg.norm(flatten(grads, name="gradient")[0])}
     flow_s = None
-    k = max(cfg.top_k, 1 if fstate is not None else 0)
+    k = _tracked_k(cfg, fstate is not None)
     flat = flatten(params)[0]
     if k > 0:
         points = flat[None] if fstate is None else jnp.stack([flat, fstate.y])
 
-        def eig(y):
+        def eig(y, v):
             op = _curvature.hessian_operator(flat_loss, y, *data, chunk_size=cfg.chunk_size)
-            return top_eigenvalues(op, k, key=key, lanczos_steps=cfg.lanczos_steps).eigenvalues
+            if cfg.warm_start:
+                res = _curvature.top_eigenvalues(op, k, v0=v, key=key, n_steps=cfg.lanczos_steps,
+                                                 throw=False)
+                return res.eigenvalues, res.eigenvectors, res.num_hvp
+            res = top_eigenvalues(op, k, key=key, lanczos_steps=cfg.lanczos_steps)
+            return res.eigenvalues, None, res.num_hvp
 
-        lams = eig(points[0])[None] if fstate is None else jax.vmap(eig)(points)
+        if fstate is None:
+            lams, vecs, hvps = jax.tree_util.tree_map(
+                lambda a: a[None], eig(points[0], None if vecs is None else vecs[0]))
+        else:
+            lams, vecs, hvps = jax.vmap(eig)(points, vecs)
+        out["num_hvp"] = jnp.sum(hvps).astype(jnp.int32)
         if cfg.top_k > 0:
             out["eigenvalues"] = lams[0, : cfg.top_k]
         if fstate is not None:
@@ -180,7 +205,7 @@ def _track(cfg: _Config, flat_loss, params, fstate, *, problem: _Problem, data, 
         out["flow_distance"] = jnp.where(on, jnp.linalg.norm(flat - fstate.y), nan)
         out["flow_loss"] = jnp.where(on, flat_loss(fstate.y, *data), nan)
         out["flow_sharpness"] = flow_s
-    return out, flow_s
+    return out, flow_s, vecs
 
 
 def _key_at(key, block):
@@ -252,7 +277,7 @@ def _run_blocks(cfg: _Config, problem: _Problem, carry: _Carry, modes, *, lr, da
             t1 = n.astype(lr.dtype) * lr
             fstate = lax.cond(t1 <= flow.t_max * (1 + 1e-6),
                               lambda f: flow_advance(flow, flat_loss, f, t1, data), lambda f: f, fstate)
-        return _Carry(p, s, fstate, n, code, fstep), losses
+        return _Carry(p, s, fstate, n, code, fstep, c.eigenvectors), losses
 
     def no_steps(c: _Carry):
         value = jax.eval_shape(problem.loss, c.params, *data)
@@ -260,7 +285,8 @@ def _run_blocks(cfg: _Config, problem: _Problem, carry: _Carry, modes, *, lr, da
 
     def track(c: _Carry):
         return _track(cfg, flat_loss, c.params, c.flow, problem=problem, data=data,
-                      key=_key_at(key, c.step // cfg.every), step_time=c.step.astype(lr.dtype) * lr)
+                      key=_key_at(key, c.step // cfg.every), step_time=c.step.astype(lr.dtype) * lr,
+                      vecs=c.eigenvectors)
 
     def block(c: _Carry, mode):
         failed = c.result != RESULTS.successful
@@ -270,12 +296,16 @@ def _run_blocks(cfg: _Config, problem: _Problem, carry: _Carry, modes, *, lr, da
         shapes = jax.eval_shape(track, c)[0]
 
         def pad(c):
-            dummy = jax.tree_util.tree_map(lambda z: jnp.full(z.shape, jnp.nan, z.dtype), shapes)
-            return dummy, None if c.flow is None else c.flow.sharpness
+            dummy = jax.tree_util.tree_map(
+                lambda z: jnp.full(z.shape, jnp.nan if jnp.issubdtype(z.dtype, jnp.inexact) else -1,
+                                   z.dtype), shapes)
+            return dummy, None if c.flow is None else c.flow.sharpness, c.eigenvectors
 
-        rec, flow_s = lax.cond((mode == _PAD) | failed, pad, track, c)
+        rec, flow_s, vecs = lax.cond((mode == _PAD) | failed, pad, track, c)
         if c.flow is not None:  # the step size of the next flow interval
             c = eqx.tree_at(lambda c: c.flow.sharpness, c, flow_s)
+        if vecs is not None:
+            c = eqx.tree_at(lambda c: c.eigenvectors, c, vecs)
         return c, (losses, rec)
 
     return lax.scan(block, carry, modes)
@@ -283,10 +313,13 @@ def _run_blocks(cfg: _Config, problem: _Problem, carry: _Carry, modes, *, lr, da
 
 def _settings(cfg: _Config, lr, problem: _Problem, optimizer_given: bool) -> dict:
     """The settings a checkpoint must match to be resumed."""
-    return {"every": cfg.every, "top_k": cfg.top_k, "lanczos_steps": cfg.lanczos_steps,
-            "lr": None if lr is None else float(lr), "accuracy": problem.accuracy is not None,
-            "optimizer": "custom" if optimizer_given else "sgd",
-            "flow": None if problem.flow is None else repr(problem.flow), "format": 3}
+    out = {"every": cfg.every, "top_k": cfg.top_k, "lanczos_steps": cfg.lanczos_steps,
+           "lr": None if lr is None else float(lr), "accuracy": problem.accuracy is not None,
+           "optimizer": "custom" if optimizer_given else "sgd",
+           "flow": None if problem.flow is None else repr(problem.flow), "format": 3}
+    if cfg.warm_start:  # only then: checkpoints of cold runs written before stay resumable
+        out["warm_start"] = True
+    return out
 
 
 @dataclasses.dataclass
@@ -339,8 +372,8 @@ def train(loss_fn: Callable, params: PyTree, *data, n_steps: int, lr=None,
           accuracy_fn: Callable | None = None, flow: GradientFlow | bool | None = None,
           checkpoint: Checkpoint | None = None, key: Key | None = None,
           lanczos_steps: int | None = None, chunk_size: int | None = None,
-          blocks_per_call: int | None = None, progress: bool = True, desc: str = "train",
-          throw: bool = True) -> TrainResult:
+          warm_start: bool = False, blocks_per_call: int | None = None, progress: bool = True,
+          desc: str = "train", throw: bool = True) -> TrainResult:
     r"""Full-batch training of `params` on `loss_fn(params, *data)` with trackers.
 
     Every `every` steps the loop records the loss, the gradient norm $\|\nabla L\|$, the `top_k`
@@ -378,6 +411,11 @@ def train(loss_fn: Callable, params: PyTree, *data, n_steps: int, lr=None,
       `num_iters` is its deprecated spelling).
     - `chunk_size`: examples per Hessian-vector product (a memory knob of the Hessian operator,
       as in [`jaxdyn.curvature.hessian_operator`][]; default: the whole dataset at once).
+    - `warm_start`: start each row's eigenvalue computation from the previous row's
+      eigenvectors (`top_eigenvalues(..., v0=...)`; the first row from a random block drawn
+      with `key`), carried through the compiled loop; same tolerance, fewer Hessian-vector
+      products when the eigenvectors move little between rows (`TrainResult.num_hvp`). Off by
+      default: the rows then equal those of earlier releases.
     - `blocks_per_call`: tracking blocks per compiled call, i.e. how often the host sees the run
       (default: `checkpoint.every`, else about 1/20 of the run; `chunk` is its deprecated
       spelling). Only the cadence of the progress bar and of interrupts changes, not the numbers.
@@ -420,11 +458,14 @@ def train(loss_fn: Callable, params: PyTree, *data, n_steps: int, lr=None,
         raise ValueError(f"`top_k` ({top_k}) must be at most the number of parameters ({flat0.size}).")
     problem = _Problem(loss, None if accuracy_fn is None else _CombinedLoss(accuracy_fn, static), flow,
                        optimizer)
-    cfg = _Config(every, top_k, lanczos_steps, chunk_size)
+    if not isinstance(warm_start, bool):
+        raise TypeError(f"`warm_start` must be True or False, got {type(warm_start).__name__}.")
+    cfg = _Config(every, top_k, lanczos_steps, chunk_size, warm_start)
     n_blocks = n_steps // every
     carry = _Carry(arrays, None if optimizer is None else optimizer.init(arrays),
                    None if flow is None else flow_init(flat0), jnp.zeros((), jnp.int32),
-                   RESULTS.successful, jnp.asarray(-1, jnp.int32))
+                   RESULTS.successful, jnp.asarray(-1, jnp.int32),
+                   _first_block(cfg, flow is not None, flat0, key))
     settings = _settings(cfg, lr, problem, optimizer is not None)
     lr_arr = jnp.asarray(0.0 if lr is None else lr, flat0.dtype)
 
@@ -455,6 +496,16 @@ def train(loss_fn: Callable, params: PyTree, *data, n_steps: int, lr=None,
         warnings.warn(f"{where} {message(out.result)}", RuntimeWarning, stacklevel=2)
     return raise_if_failed(out, out.result, throw,
                            hint=f"{where} Pass `throw=False` to get the history up to the failure.")
+
+
+def _first_block(cfg: _Config, with_flow: bool, flat0, key) -> Array | None:
+    """The warm start of the first row: a normal block `(points, k, size)` drawn with `key`
+    (default `jax.random.key(0)`); `None` without a warm start or eigenvalues."""
+    k = _tracked_k(cfg, with_flow)
+    if not cfg.warm_start or k == 0:
+        return None
+    draw = jax.random.key(0) if key is None else key
+    return jax.random.normal(draw, (2 if with_flow else 1, k, flat0.size), flat0.dtype)
 
 
 def _check_arguments(loss_fn, params, data, *, n_steps, every, top_k, lr, optimizer, flow,
@@ -572,14 +623,19 @@ def _assemble(carry: _Carry, history: _History, *, static, n_blocks, every, lr, 
         missing = n_blocks + 1 - sum(len(v) for v in history.rows.get("loss", []))
         for parts in history.rows.values():
             like = parts[0]
-            parts.append(np.full((missing, *like.shape[1:]), np.nan, like.dtype))
+            fill = np.nan if np.issubdtype(like.dtype, np.inexact) else -1
+            parts.append(np.full((missing, *like.shape[1:]), fill, like.dtype))
         have = sum(len(v) for v in history.losses)
         dtype = history.losses[0].dtype if history.losses else np.float64
         history.losses.append(np.full((n_steps - have,), np.nan, dtype))
     fstep = int(carry.failed_step)
     failed_time = jnp.asarray(fstep * float(lr) if (failed and lr is not None) else np.nan,
                               lr_arr.dtype)
-    hist = {name: jnp.asarray(np.concatenate(parts)) for name, parts in history.rows.items()}
+    hist = {name: np.concatenate(parts) for name, parts in history.rows.items()}
+    if "num_hvp" in hist:  # rows resumed from a checkpoint written before counts were kept
+        hist["num_hvp"] = np.pad(hist["num_hvp"], (n_blocks + 1 - len(hist["num_hvp"]), 0),
+                                 constant_values=-1)
+    hist = {name: jnp.asarray(value) for name, value in hist.items()}
     step_rows = jnp.arange(n_blocks + 1) * every
     eig = hist.get("eigenvalues")
     fs = carry.flow
@@ -594,5 +650,5 @@ def _assemble(carry: _Carry, history: _History, *, static, n_blocks, every, lr, 
         flow_steps=None if fs is None else fs.steps,
         flow_result=RESULTS.successful if fs is None else fs.result,
         lr=None if lr is None else lr_arr, result=carry.result, failed_step=carry.failed_step,
-        failed_time=failed_time,
+        failed_time=failed_time, num_hvp=hist.get("num_hvp"),
     )
