@@ -3,10 +3,11 @@
 import importlib
 
 # The seven subpackages and the CLI; training keeps SGD's rows in a table of their own, invariant
-# one table per part (roots, periodic orbits, continuation, DDE roots, DDE cycles, manifolds).
+# one table per part (roots, periodic orbits, continuation, DDE roots, DDE cycles, manifolds), and
+# the central flow, its complementarity solver and the warm-started eigenpairs one each.
 AREAS = ["models", "dde", "lyapunov", "curvature", "training", "sgd", "meanfield", "cli",
          "invariant_roots", "invariant_periodic", "invariant_continuation", "invariant_dde",
-         "invariant_dde_periodic", "invariant_manifolds"]
+         "invariant_dde_periodic", "invariant_manifolds", "central_flow", "sdcp", "curvature_warm"]
 
 
 def test_hostile_tables_cover_every_area():
