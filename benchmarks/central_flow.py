@@ -27,9 +27,14 @@ Cases:
   eta = 0.2 is run once (untimed) into the edge of stability; the flow starts from the midpoint of
   two consecutive GD iterates there, with k = the number of effective eigenvalues eta lambda_i at
   or above the threshold 1.95 (measured at the start; the JSON records them).
-- `small`: a 64-8-10 tanh MLP (p = 610) on n = 200 digits, eta = 1.5, k = 10: ten effective
-  eigenvalues at the edge after 1000 GD steps; the derivative work is cheap, so the inner solve
-  and its host round trip dominate the reference.
+- `small`: a 64-3-10 tanh MLP (p = 235) on n = 200 digits, eta = 1.5, k = 10: ten effective
+  eigenvalues at or above 1.95 after 1000 GD steps; the derivative work is cheap (dense Hessian,
+  `DenseEigen`, the flow's own default below 257 parameters), so the inner solve and its host
+  round trip weigh most in the reference.
+
+Both cases use the flow's defaults otherwise (RK4, dt = 0.5 step: 8 field evaluations per step,
+plus one at each save point; saved every step). `--quick` runs the `small` flows for 2 steps and,
+on `digits` (minutes per step on a 2-core CPU), only the cost split.
 
 Per case: the time per central-flow step (warm median over interleaved repeats of one jitted
 `central_flow(..., n_steps=N, compare=False)` call, divided by N), the inner solve alone (ours:
@@ -51,7 +56,7 @@ from _common import Goal, Peer, Side, noop, ratio_of, time_sides
 
 NAME = "central_flow"
 DESCRIPTION = ("central flow (GD) per step: native SDCP (SemismoothNewton) vs a host cvxpy reference "
-               "through pure_callback; digits 64-200-200-10 MLP and a 610-parameter MLP at k = 10")
+               "through pure_callback; digits 64-200-200-10 MLP and a 235-parameter MLP at k = 10")
 X64 = True
 PEER = "cvxpy"
 PEERS = {"cvxpy": Peer(("cvxpy", "clarabel"), ("cvxpy", "clarabel", "numpy"))}
@@ -69,10 +74,10 @@ RESIDUAL_OK = 1e-6  # a host solve counts as solved below this relative KKT resi
 
 SETTINGS = {
     "digits": {"width": 200, "depth": 2, "n": 1000, "lr": 0.2, "gd_steps": 600, "k": None,
-               "eigen": "lanczos", "n_steps": 2, "repeats": 3, "n_steps_quick": 1, "repeats_quick": 1,
+               "eigen": "lanczos", "n_steps": 1, "repeats": 2, "n_steps_quick": 0, "repeats_quick": 1,
                "seed": 0},
     "small": {"width": 3, "depth": 1, "n": 200, "lr": 1.5, "gd_steps": 1000, "k": 10, "eigen": "dense",
-              "n_steps": 10, "repeats": 5, "n_steps_quick": 4, "repeats_quick": 2, "seed": 0},
+              "n_steps": 5, "repeats": 4, "n_steps_quick": 2, "repeats_quick": 1, "seed": 0},
 }
 THRESHOLD = 1.95  # the effective eigenvalues that count as at the edge (the paper's code)
 
@@ -472,6 +477,10 @@ def run_case(ctx, case: str) -> dict[str, Any]:
     n_steps = s["n_steps_quick"] if ctx.quick else s["n_steps"]
     repeats = max(1, min(ctx.opts.repeats, s["repeats_quick"] if ctx.quick else s["repeats"]))
     eigen = eigen_strategy(case)
+    if n_steps == 0:  # --quick on the digits MLP: the flows take minutes a step here; the split only
+        return {"start": start["info"], "eigen": type(eigen).__name__, "n_steps": 0, "speedup": {},
+                "note": "--quick: the flows are not run on this case (minutes per step), only the cost split",
+                "cost_split": cost_split(start, eigen, repeats=repeats)}
     run = flow_runner(start, n_steps, eigen)
     model, data, lr = start["model"], start["data"], jnp.asarray(start["lr"])
     ours = SemismoothNewton()
@@ -489,7 +498,7 @@ def run_case(ctx, case: str) -> dict[str, Any]:
         r["per_step_s"] = r["warm_median_s"] / n_steps
         r["flow"] = _flow_record(outs[name], n_steps)
         rec[name] = r
-    rec["cost_split"] = cost_split(start, eigen, repeats=max(3, repeats))
+    rec["cost_split"] = cost_split(start, eigen, repeats=repeats if ctx.quick else max(3, repeats))
     if PEER not in recs:
         rec["speedup"] = {}
         return rec
@@ -497,7 +506,8 @@ def run_case(ctx, case: str) -> dict[str, Any]:
     rec["sdcp_solves_per_step"] = per_run / n_steps
     rec["speedup"] = {PEER: recs[PEER]["warm_median_s"] / recs["jaxdyn"]["warm_median_s"]}
     rec.update(_sigma_record(outs["jaxdyn"], outs[PEER]))
-    rec["inner_solve"] = inner_solves(ctx, instances[:per_run], repeats=max(3, repeats))
+    rec["inner_solve"] = inner_solves(ctx, instances[:per_run][: 10 if ctx.quick else None],
+                                      repeats=max(3, repeats))
     split = rec["cost_split"]["per_call_s"]
     evals = rec["sdcp_solves_per_step"]
     inner = rec["inner_solve"]["per_solve_s"]
@@ -523,6 +533,8 @@ def describe(case: str, rec: dict[str, Any]) -> list[str]:
 
     lines = [f"start: k = {rec['start']['k']} ({rec['start']['n_at_edge']} effective eigenvalues >= "
              f"{THRESHOLD}), eigen {rec['eigen']}, {rec['n_steps']} steps per timed call"]
+    split = rec["cost_split"]["per_call_s"]
+    lines.append("one field evaluation's pieces: " + ", ".join(f"{k} {fmt_s(v)}" for k, v in split.items()))
     for side in ("jaxdyn", PEER):
         if side in rec:
             lines.append(f"{side}: {fmt_s(rec[side]['per_step_s'])} per step ({rec[side]['flow']['result']})")
