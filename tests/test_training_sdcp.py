@@ -140,6 +140,20 @@ def test_copositive_not_monotone():
         assert abs(np.sum(S * W)) < 1e-10 * (1.0 + np.abs(S).max()) ** 2
 
 
+def test_ill_conditioned_gram_form():
+    """The docstring's example: a Gram form with condition number 1.5e4 and q = -I; the
+    solution lies far out in the normalised units (|S| |M| / |q| ~ 2000): a fixed damping
+    mu ~ |F| stalled here (3e-4 after 2000 steps); the adaptive damping takes ~11."""
+    G = jax.random.normal(jax.random.key(0), (3, 3, 6))
+    G = 0.5 * (G + G.transpose(1, 0, 2))
+    M = jnp.einsum("abr,ijr->abij", G, G)
+    res = psd_complementarity(-jnp.eye(3), M)
+    assert float(res.residual) <= 1e-12 and int(res.iterations) <= 30
+    S, W = np.asarray(res.S), np.asarray(res.W)
+    assert np.linalg.eigvalsh(S).min() > -1e-10 and np.linalg.eigvalsh(W).min() > -1e-10
+    assert abs(np.sum(S * W)) < 1e-10 * np.abs(S).max()
+
+
 def test_scalar_closed_form():
     for q, m in [(-3.0, 2.0), (1.5, 0.7), (-1e-3, 5e2), (0.0, 1.0), (-2.0, 1e-6)]:
         res = psd_complementarity(jnp.array([[q]]), jnp.array([[[[m]]]]))

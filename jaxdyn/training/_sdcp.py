@@ -33,21 +33,25 @@ $Y = U \operatorname{diag}(\lambda) U^\top$ is $H \mapsto U (\Omega \circ U^\top
 the divided differences $\Omega_{ij} = (\lambda_i^+ - \lambda_j^+)/(\lambda_i - \lambda_j)$ (1 or
 0 on equal eigenvalues): it uses the eigenvalues and the eigenbasis only, never the derivative of
 `eigh`, so repeated eigenvalues are harmless. The Newton direction solves
-$(J + \mu I) d = -F$ with $J = I - D(I - M)$ and $\mu = \min(\|F\|, 1)$: for monotone $M$
-($\langle S, M(S)\rangle \ge 0$) $J + \mu I$ is nonsingular, so the step is defined where $J$ is
-singular (a rank-deficient $M$: $S$ not unique, $W$ and $M(S)$ unique; strict complementarity
-failing), and $\mu \to 0$ keeps the convergence superlinear. (Levenberg-Marquardt steps through
-the normal equations $J^\top J + \mu I$ were tried first: they square the condition number and
-stalled at $\|F\| \approx 10^{-7}$ on ill-conditioned Gram forms.) A backtracking line search on
-$\|F\|$ (one `eigh` per trial, step lengths 1, 1/2, 1/4, 1/8) globalises it; when it fails the
-iteration takes a projection step $x \leftarrow \Pi(x - W(x)) = x - F(x)$ (free: already
-computed), which converges on its own for symmetric monotone $M$ and gets the iteration past the
-kinks of $\Pi$ on degenerate problems. The loop is one `lax.while_loop` with one `eigh` per
-iteration. Measured on random instances with known solutions (k = 2..8, Gram and non-symmetric
-monotone M, rank-deficient, strict complementarity failing): cold starts 6-35 iterations on
-average (at most ~120 at k = 10 on rank-deficient degenerate M), warm starts from a nearby
-problem's solution 2-4, all to 1e-12. A smaller regularisation ($\mu = 0.1 \|F\|$ or
-$0.3 \|F\|$) saves cold iterations on average but stalls on some degenerate instances.
+$(J + \mu I) d = -F$ with $J = I - D(I - M)$, $D$ that element, and $\mu = \nu \min(\|F\|, 1)$:
+for monotone $M$ ($\langle S, M(S)\rangle \ge 0$) $J + \mu I$ is nonsingular, so the step is
+defined where $J$ is singular (a rank-deficient $M$: $S$ not unique, $W$ and $M(S)$ unique;
+strict complementarity failing), and $\mu \to 0$ keeps the convergence superlinear. A
+backtracking line search on $\|F\|$ (step lengths 1, 1/2, 1/4, 1/8 along one direction, one
+`eigh` each) globalises it; the damping $\nu$ is adapted as in Levenberg-Marquardt (divided by
+4 after a full step, multiplied by 4 when the line search fails), so that an ill-conditioned
+$M$ gets undamped Newton steps (a fixed $\mu = \|F\|$ stalled on a Gram form of condition 1.5e4)
+and a degenerate one gets damped steps; where even heavy damping fails the iteration takes a
+projection step $x \leftarrow \Pi(x - W(x)) = x - F(x)$ (free: already computed), which gets it
+past the kinks of $\Pi$. (Levenberg-Marquardt steps through the normal equations
+$J^\top J + \mu I$ were tried first: they square the condition number and stalled at
+$\|F\| \approx 10^{-7}$ on ill-conditioned Gram forms.) The Newton matrix is formed rotated into
+the eigenbasis ($T (J + \mu I) = (1 + \mu) T - \Omega T (I - M)$: one $m \times m$ product, $D$
+never formed). The loop is one `lax.while_loop` with one `eigh` per iteration. Measured on
+random instances with known solutions (k = 2..10, Gram and non-symmetric monotone M, rank-
+deficient, strict complementarity failing; 400 solves): cold starts 4-37 iterations on average
+(at most ~170 on rank-deficient degenerate M at k >= 8), warm starts from a perturbed problem's
+solution 2-3 on average (at most ~100 on rank-deficient degenerate M), all to 1e-12.
 
 Why not Fischer-Burmeister or an interior point: the Fischer-Burmeister Jacobian divides by
 $\lambda_i + \lambda_j$ of $(S^2 + W^2)^{1/2}$, which vanishes exactly in the degenerate cases
@@ -192,17 +196,17 @@ class _State(NamedTuple):
     x: Array
     ev: _Eval
     norm: Array          # |F(x)|
-    d: Array             # the current Newton direction
-    t: Array             # the step length to try next
+    nu: Array            # the damping factor: mu = nu * min(|F|, 1)
+    d: Array             # the current direction
+    t: Array             # the step length to try next along it
     n: Array             # iterations (natural-map evaluations)
 
 
-def _direction(ev: _Eval, norm: Array, A: Array, basis: _Basis) -> Array:
+def _direction(ev: _Eval, mu: Array, A: Array, basis: _Basis) -> Array:
     """The regularised semismooth Newton direction: $(J + \\mu I) d = -F$ with $J = I - D A$,
-    $A = I - M$, $\\mu = \\min(\\|F\\|, 1)$, solved rotated by `T`:
-    $T (J + \\mu I) = (1 + \\mu) T - \\Omega T A$."""
+    $A = I - M$, solved rotated by `T`: $T (J + \\mu I) = (1 + \\mu) T - \\Omega T A$."""
     T, omega = _rotation(ev.U, ev.lam, basis)
-    K = (1.0 + _MU * jnp.minimum(norm, 1.0)) * T - omega[:, None] * (T @ A)
+    K = (1.0 + mu) * T - omega[:, None] * (T @ A)
     return -lx.linear_solve(lx.MatrixLinearOperator(K), T @ ev.F, lx.LU(), throw=False).value
 
 
@@ -213,37 +217,42 @@ class _Config(NamedTuple):
     max_steps: int
 
 
-_MU = 1.0            # the regularisation: mu = _MU * min(|F|, 1)
-_SIGMA = 1e-4          # Armijo constant
-_MIN_STEP = 1.0 / 8    # below this step length the line search gives up: a projection step
+_SIGMA = 1e-4                  # sufficient decrease of |F| (Armijo, on the step length t)
+_MIN_STEP = 1.0 / 8            # below this step length: more damping (a new direction)
+_NU_DOWN, _NU_UP = 0.25, 4.0   # the damping after a full step / after the line search failed
+_NU_MIN, _NU_MAX = 1e-8, 1e3   # at _NU_MAX the iteration takes a projection step instead
 
 
 def _iterate(cfg: _Config, qv: Array, Mm: Array, x0: Array, basis: _Basis) -> _State:
-    """Semismooth Newton with backtracking and projection fallback on the normalised problem."""
+    """Damped semismooth Newton on the normalised problem: a backtracking line search along
+    each direction; the damping adapted as in Levenberg-Marquardt (less after a full step, more
+    when the line search fails); projection steps where damping fails too."""
     A = jnp.eye(x0.shape[0], dtype=x0.dtype) - Mm
     ev0 = _evaluate(x0, qv, Mm, basis)
-    norm0 = jnp.linalg.norm(ev0.F)
     one = jnp.ones((), x0.dtype)
-    init = _State(x0, ev0, norm0, jnp.zeros_like(x0), one, jnp.array(0))
-
-    def scale(x):
-        return 1.0 + jnp.linalg.norm(x)
+    init = _State(x0, ev0, jnp.linalg.norm(ev0.F), one, jnp.zeros_like(x0), one, jnp.array(0))
 
     def cond(s):
-        return (s.norm > cfg.tol * scale(s.x)) & (s.n < cfg.max_steps) & jnp.isfinite(s.norm)
+        scale = 1.0 + jnp.linalg.norm(s.x)
+        return (s.norm > cfg.tol * scale) & (s.n < cfg.max_steps) & jnp.isfinite(s.norm)
 
     def body(s):
-        fresh = s.t == 1
-        d = lax.cond(fresh, lambda: _direction(s.ev, s.norm, A, basis), lambda: s.d)
-        fallback = s.t < _MIN_STEP
+        fallback = s.nu >= _NU_MAX
+        d = lax.cond(s.t == 1, lambda: _direction(s.ev, s.nu * jnp.minimum(s.norm, 1.0), A, basis),
+                     lambda: s.d)
         trial = jnp.where(fallback, s.x - s.ev.F, s.x + s.t * d)
         ev = _evaluate(trial, qv, Mm, basis)
         norm = jnp.linalg.norm(ev.F)
-        accept = fallback | (norm <= jnp.sqrt(1 - _SIGMA * s.t) * s.norm)
+        decrease = norm <= jnp.sqrt(1 - _SIGMA * s.t) * s.norm
+        accept = fallback | decrease
         keep = lambda new, old: jax.tree_util.tree_map(lambda u, v: jnp.where(accept, u, v), new, old)
         x, ev, norm = keep((trial, ev, norm), (s.x, s.ev, s.norm))
-        t = jnp.where(accept, one, 0.5 * s.t)
-        return _State(x, ev, norm, d, t, s.n + 1)
+        give_up = ~accept & (s.t <= _MIN_STEP)
+        nu = jnp.where(fallback, one, jnp.where(decrease & (s.t == 1),
+                                                  jnp.maximum(s.nu * _NU_DOWN, _NU_MIN), s.nu))
+        nu = jnp.where(give_up, s.nu * _NU_UP, nu)
+        t = jnp.where(accept | give_up, one, 0.5 * s.t)
+        return _State(x, ev, norm, nu, d, t, s.n + 1)
 
     return lax.while_loop(cond, body, init)
 
@@ -312,9 +321,10 @@ class SemismoothNewton(AbstractComplementaritySolver):
     [`psd_complementarity`][] and `central_flow`).
 
     Regularised semismooth Newton steps on $F(S) = S - \Pi(S - c(q + M(S)))$ with a
-    backtracking line search on $\|F\|$ and projection steps where the line search fails (the
-    module docstring says why this method). Traces under `jit`, `vmap` and `lax.scan`; `S` is
-    differentiable in `q` and `M` (forward and reverse mode, implicit differentiation: exact
+    backtracking line search on $\|F\|$, Levenberg-Marquardt-style adaptive damping and
+    projection steps where damping fails (the module docstring says why this method). Traces
+    under `jit`, `vmap` and `lax.scan`; `S` is differentiable in `q` and `M` (forward and
+    reverse mode, implicit differentiation: exact
     where the solution is unique and strictly complementary, the minimum-norm tangent where it is
     not unique).
 
@@ -324,8 +334,9 @@ class SemismoothNewton(AbstractComplementaritySolver):
       $|\langle S, W\rangle|$, measured in the data's scale): default `1e-12` in float64,
       `1e-6` in float32.
     - `max_steps`: the budget of natural-map evaluations (one `eigh` each; default 200: a
-      warm-started solve takes 2-4; a cold one 6-35 for k <= 10, up to ~120 on rank-deficient
-      M with strict complementarity failing). Only a problem without a solution uses it all.
+      warm-started solve takes 2-4 on well-posed problems; a cold one 4-35 for k <= 10, up to
+      ~170 on rank-deficient M with strict complementarity failing). Only a problem without a
+      solution uses it all.
 
     **Example:**
 
