@@ -557,11 +557,13 @@ def top_eigenvalues(operator, k: int = 1, *, v0: Array | None = None, key: Key |
     - `v0`: a warm start. `None` (default): Lanczos from a random vector (see `key`). A start
       vector of shape `(size,)`, or a block of `m >= 1` start vectors `(m, size)` (any `m`
       relative to `k`; typically the previous result's `.eigenvectors`, e.g. those at the
-      previous training step): the band (block) Lanczos method is run from their span instead
-      (`jaxdyn/curvature/_block.py`: one operator application per step, the same criterion and
-      `tol`, the test after every application), which resolves eigenvalues of multiplicity up
-      to `m` without restarts. The test may then stop after `k` applications (a block of exact
-      eigenvectors converges after `k + 1`: the breakdown of the first `k` is not a stop)
+      previous training step): the iteration starts from their span
+      (`jaxdyn/curvature/_block.py`): band (block) Lanczos, one operator application per step
+      with the test after each, which refines every start vector at once and resolves
+      eigenvalues of multiplicity up to `m`; a block found far from invariant at the first
+      application hands over to single-vector Lanczos from the block's equal-weight sum. The
+      same `criterion` and `tol`; the test may stop once every start vector has been applied
+      and at least `k` applications made (about `k` for a block of exact eigenvectors)
       instead of the cold `criterion.min_steps(k)`. A warm start finds the eigenpairs its
       Krylov space reaches: an eigenvalue that rises into the top `k` from far below, nearly
       orthogonal to the block, can be found later than from a random vector; pass a few extra
