@@ -33,7 +33,7 @@ Cases:
   round trip weigh most in the reference.
 
 Both cases use the flow's defaults otherwise (RK4, dt = 0.5 step: 8 field evaluations per step,
-plus one at each save point; saved every step). `--quick` runs the `small` flows for 2 steps and,
+plus one at each save point; saved every step). `--quick` runs the `small` flows for 1 step and,
 on `digits` (minutes per step on a 2-core CPU), only the cost split.
 
 Per case: the time per central-flow step (warm median over interleaved repeats of one jitted
@@ -48,11 +48,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import statistics
 import time
 import warnings
 from typing import Any
 
-from _common import Goal, Peer, Side, noop, ratio_of, time_sides
+from _common import Goal, Peer, Side, noop, ratio_of, speedups, time_sides
 
 NAME = "central_flow"
 DESCRIPTION = ("central flow (GD) per step: native SDCP (SemismoothNewton) vs a host cvxpy reference "
@@ -77,7 +78,7 @@ SETTINGS = {
                "eigen": "lanczos", "n_steps": 1, "repeats": 2, "n_steps_quick": 0, "repeats_quick": 1,
                "seed": 0},
     "small": {"width": 3, "depth": 1, "n": 200, "lr": 1.5, "gd_steps": 1000, "k": 10, "eigen": "dense",
-              "n_steps": 5, "repeats": 4, "n_steps_quick": 2, "repeats_quick": 1, "seed": 0},
+              "n_steps": 5, "repeats": 4, "n_steps_quick": 1, "repeats_quick": 1, "seed": 0},
 }
 THRESHOLD = 1.95  # the effective eigenvalues that count as at the edge (the paper's code)
 
@@ -343,6 +344,20 @@ def flow_runner(start: dict[str, Any], n_steps: int, eigen):
     return run
 
 
+def _with_cpu_time(call, store: list[float]):
+    """`call`, blocking until its result is ready and appending the process CPU time it took to
+    `store` (under a shared machine's load the CPU time is steadier than the wall time)."""
+    import jax
+
+    def timed():
+        t0 = time.process_time()
+        out = jax.block_until_ready(call())
+        store.append(time.process_time() - t0)
+        return out
+
+    return timed
+
+
 def third_derivatives(fn, w, U):
     """`T[p] = grad_w (u_a^T H(w) u_b)` for the k(k+1)/2 pairs a <= b (JVPs of HVPs), as the
     central flow's field computes them: shape `(k(k+1)/2, n)`."""
@@ -431,7 +446,7 @@ def inner_solves(ctx, instances, repeats: int) -> dict[str, Any]:
             "speedup_callback": per["cvxpy_callback"] / per["jaxdyn_warm"]}
 
 
-def cost_split(start: dict[str, Any], eigen, repeats: int) -> dict[str, Any]:
+def cost_split(start: dict[str, Any], eigen, repeats: int, *, warmup: bool = True) -> dict[str, Any]:
     """The pieces of one field evaluation at the start point, each jitted and timed alone: the
     gradient, the eigen-solve (cold: the flow's first call; warm: started from the eigenvectors
     at the point itself, the best case of the flow's warm start), the third derivatives
@@ -456,10 +471,10 @@ def cost_split(start: dict[str, Any], eigen, repeats: int) -> dict[str, Any]:
     grad = jax.jit(jax.grad(fn))
     third = jax.jit(lambda w, U: third_derivatives(fn, w, U))
     cold = jnp.eye(flat.shape[0], k, dtype=flat.dtype).T
-    sides = [Side("gradient", lambda: grad(flat)),
-             Side("eigen_cold", lambda: top(flat, cold)),
-             Side("eigen_warm", lambda: top(flat, V.T)),
-             Side("third_derivatives", lambda: third(flat, U))]
+    sides = [Side("gradient", lambda: grad(flat), warmup=warmup),
+             Side("eigen_cold", lambda: top(flat, cold), warmup=warmup),
+             Side("eigen_warm", lambda: top(flat, V.T), warmup=warmup),
+             Side("third_derivatives", lambda: third(flat, U), warmup=warmup)]
     recs, _ = time_sides(sides, repeats=repeats)
     return {"n_params": int(flat.shape[0]), "eigen": type(eigen).__name__, "pairs": k * (k + 1) // 2,
             "per_call_s": {name: rec["warm_median_s"] for name, rec in recs.items()}, "timings": recs}
@@ -480,15 +495,16 @@ def run_case(ctx, case: str) -> dict[str, Any]:
     if n_steps == 0:  # --quick on the digits MLP: the flows take minutes a step here; the split only
         return {"start": start["info"], "eigen": type(eigen).__name__, "n_steps": 0, "speedup": {},
                 "note": "--quick: the flows are not run on this case (minutes per step), only the cost split",
-                "cost_split": cost_split(start, eigen, repeats=repeats)}
+                "cost_split": cost_split(start, eigen, repeats=repeats, warmup=False)}
     run = flow_runner(start, n_steps, eigen)
     model, data, lr = start["model"], start["data"], jnp.asarray(start["lr"])
     ours = SemismoothNewton()
-    sides = [Side("jaxdyn", lambda: run(model, data, lr, ours), warmup=False,
+    cpu: dict[str, list[float]] = {"jaxdyn": [], PEER: []}
+    sides = [Side("jaxdyn", _with_cpu_time(lambda: run(model, data, lr, ours), cpu["jaxdyn"]), warmup=False,
                   info={"sdcp": "SemismoothNewton() (native, traced)"})]
     if ctx.ok(PEER):
         ref = host_cvxpy_sdcp()()
-        sides.append(Side(PEER, lambda: run(model, data, lr, ref), warmup=False,
+        sides.append(Side(PEER, _with_cpu_time(lambda: run(model, data, lr, ref), cpu[PEER]), warmup=False,
                           info={"sdcp": "HostCvxpySDCP(): cvxpy/CLARABEL through jax.pure_callback"}))
     with recording() as instances:
         recs, outs = time_sides(sides, repeats=repeats)
@@ -496,15 +512,19 @@ def run_case(ctx, case: str) -> dict[str, Any]:
                            "n_steps": n_steps, "dt": "central_flow default"}
     for name, r in recs.items():
         r["per_step_s"] = r["warm_median_s"] / n_steps
+        r["cpu_s"] = cpu[name][1:]  # the process CPU time of each timed call (the first call dropped)
+        r["cpu_per_step_s"] = statistics.median(cpu[name][1:] or cpu[name]) / n_steps
         r["flow"] = _flow_record(outs[name], n_steps)
         rec[name] = r
-    rec["cost_split"] = cost_split(start, eigen, repeats=repeats if ctx.quick else max(3, repeats))
+    rec["cost_split"] = cost_split(start, eigen, repeats=repeats if ctx.quick else max(3, repeats),
+                                   warmup=not ctx.quick)
     if PEER not in recs:
         rec["speedup"] = {}
         return rec
     per_run = len(instances) // (repeats + 1)
     rec["sdcp_solves_per_step"] = per_run / n_steps
-    rec["speedup"] = {PEER: recs[PEER]["warm_median_s"] / recs["jaxdyn"]["warm_median_s"]}
+    rec.update(speedups(recs, [PEER]))
+    rec["speedup_cpu_time"] = recs[PEER]["cpu_per_step_s"] / recs["jaxdyn"]["cpu_per_step_s"]
     rec.update(_sigma_record(outs["jaxdyn"], outs[PEER]))
     rec["inner_solve"] = inner_solves(ctx, instances[:per_run][: 10 if ctx.quick else None],
                                       repeats=max(3, repeats))
@@ -537,7 +557,10 @@ def describe(case: str, rec: dict[str, Any]) -> list[str]:
     lines.append("one field evaluation's pieces: " + ", ".join(f"{k} {fmt_s(v)}" for k, v in split.items()))
     for side in ("jaxdyn", PEER):
         if side in rec:
-            lines.append(f"{side}: {fmt_s(rec[side]['per_step_s'])} per step ({rec[side]['flow']['result']})")
+            lines.append(f"{side}: {fmt_s(rec[side]['per_step_s'])} per step, CPU time "
+                         f"{fmt_s(rec[side]['cpu_per_step_s'])} per step ({rec[side]['flow']['result']})")
+    if "speedup_cpu_time" in rec:
+        lines.append(f"ratio of CPU time per step: {rec['speedup_cpu_time']:.2f}x")
     if "sigma_max_abs_diff" in rec:
         lines.append(f"max |Sigma_ours - Sigma_ref| = {rec['sigma_max_abs_diff']:.2e} (relative "
                      f"{rec['sigma_max_rel_diff']:.2e}; first point {rec['sigma_first_point_abs_diff']:.2e})")
