@@ -186,3 +186,24 @@ def test_bad_input():
         with pytest.raises(ValueError, match="threshold"):
             central_flow(toy, W0, DATA, lr=LR, n_steps=5, threshold=bad)
     assert isinstance(GDOptimizer(), GDOptimizer)
+
+
+@pytest.mark.slow
+def test_grad_with_an_inactive_eigenpair():
+    """k = 2 with one eigenvalue at the edge and one below it: the derivative must include the
+    rotation of the active eigenvector into the inactive one (regression: it was left out)."""
+
+    def coupled(p, _):
+        return two_toys(p, _) + 0.1 * p[0] * p[2] * p[3]
+
+    w0 = jnp.array([0.5, 0.3, 1.0, 0.7])
+
+    def final(lr):
+        res = central_flow(coupled, w0, DATA, lr=lr, k=2, n_steps=40, every=20, compare=False)
+        return res.predicted_loss[-1] + res.params[-1, 0], res.n_active[-1]
+
+    (value, n_active), grad = jax.value_and_grad(final, has_aux=True)(LR)
+    assert int(n_active) == 1
+    h = 1e-5
+    fd = (final(LR + h)[0] - final(LR - h)[0]) / (2 * h)
+    np.testing.assert_allclose(grad, fd, rtol=1e-7)

@@ -55,6 +55,7 @@ from ._sdcp import AbstractComplementaritySolver, SemismoothNewton
 
 _RESTORING_RATE = 2.0  # gamma: per optimiser step (see the module docstring)
 _DENSE_MAX = 256  # `eigen=None`: dense eigh up to this many parameters, warm-started Lanczos above
+_SEPARATED = 1e-8  # eigenvalues of the top k further apart (relatively) get their rotation derivative
 _STABLE_CONTROLLER = diffrax.PIDController(rtol=1e-8, atol=1e-10)  # the stable flow's default
 _BAR: dict = {}  # the progress bar of the run in flight (updated by a host callback)
 
@@ -261,9 +262,15 @@ def _top_subspace_jvp(k, primals, tangents):
     vals, vecs = vals[::-1], vecs[:, ::-1]
     lam, V, mu, C = vals[:k], vecs[:, :k], vals[k:], vecs[:, k:]
     dAV = dA @ V
-    dlam = V.T @ dAV
-    dlam = 0.5 * (dlam + dlam.T)
-    dV = C @ ((C.T @ dAV) / (lam[None, :] - mu[:, None]))
+    M = V.T @ dAV
+    M = 0.5 * (M + M.T)
+    # inside the subspace: the eigenvector rotation between separated eigenvalues (an active and
+    # an inactive one must rotate into each other), none between (nearly) equal ones (the gauge)
+    gap = lam[None, :] - lam[:, None]
+    sep = jnp.abs(gap) > _SEPARATED * (1.0 + jnp.max(jnp.abs(lam)))
+    omega = jnp.where(sep, M / jnp.where(sep, gap, 1.0), 0.0)
+    dlam = M + omega.T * lam[None, :] + lam[:, None] * omega  # V^T dA V + Om^T L + L Om
+    dV = C @ ((C.T @ dAV) / (lam[None, :] - mu[:, None])) + V @ omega
     return (jnp.diag(lam), V), (dlam, dV)
 
 
@@ -271,12 +278,13 @@ class DenseEigen(AbstractCentralFlowEigen):
     r"""The dense effective Hessian (`jax.hessian`, $n$ HVPs) and `jnp.linalg.eigh`: for small
     parameter counts (the default up to 256 parameters).
 
-    **Derivatives:** of the top-$k$ *subspace*: $d\Lambda = V^\top dA\, V$ (the full $k\times k$
-    block) and $dV = \sum_{j > k} c_j\, c_j^\top dA\, V / (\lambda - \mu_j)$ (the rotation out of
-    the subspace; none inside it). Everything the flow computes from $(\Lambda, V)$ is covariant
-    under rotations inside the subspace, so this is the exact derivative of the flow whenever
-    $\lambda_k > \lambda_{k+1}$ — also when eigenvalues inside the top $k$ coincide (two
-    eigenvalues at the edge).
+    **Derivatives:** the rotation out of the top-$k$ subspace,
+    $\sum_{j > k} c_j\, c_j^\top dA\, v_i / (\lambda_i - \mu_j)$, and inside it the rotation
+    $v_j\, v_j^\top dA\, v_i / (\lambda_i - \lambda_j)$ between separated eigenvalues only; for
+    (nearly) equal ones none, with the full block $d\Lambda_{ij} = v_i^\top dA\, v_j$ instead.
+    The flow is covariant under rotations among eigenvectors that are all active (or all
+    inactive), so this is the exact derivative of the flow whenever
+    $\lambda_k > \lambda_{k+1}$, also when eigenvalues at the edge coincide (two at 2).
     """
 
     def top(self, fn, w, d, k, v0):
