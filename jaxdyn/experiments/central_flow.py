@@ -269,6 +269,8 @@ def _rms_metrics(cfg: Config, cf) -> tuple[dict, dict]:
     m["distance_ratio_median_note"] = "stable flow to CF over RMSProp to CF"
     m["cf_result"] = message(cf.result)
     m["cf_effective_sharpness_max"] = float(np.nanmax(eff)) if np.isfinite(eff).any() else float("nan")
+    finite = np.isfinite(np.asarray(cf.predicted_loss, dtype=float))
+    m["cf_finite_until"] = int(ts[finite][-1]) if finite.any() else -1  # last finite save point
     m["cf_effective_sharpness_max_dev"] = (float(np.max(np.abs(eff[phase] - 2.0))) if phase.any()
                                            else float("nan"))
     m["claims"] = {"cf_within_10pct": bool(m["median_rel_error_cf"] <= 0.10),
@@ -412,8 +414,10 @@ def _rms_text(q: dict) -> str:
             f"{q['n_steps']} steps; the phase starts where the central flow first holds an eigenvalue of "
             "$P^{-1}H$ at 2")
     if q["cf_first_active"] < 0:
+        stop = ("" if q["cf_finite_until"] >= q["n_steps"] else
+                f", and became non-finite after step {q['cf_finite_until']} ({q['cf_result'].rstrip('.')})")
         return (head + f"). The central flow did not reach the edge within the run (effective sharpness at "
-                f"most {q['cf_effective_sharpness_max']:.3g}): no phase to measure.")
+                f"most {q['cf_effective_sharpness_max']:.3g}{stop}): no phase to measure.")
     return (head + f", step {q['cf_first_active']}): median relative error of the prediction against "
             f"RMSProp's smoothed loss {q['median_rel_error_cf']:.3f} "
             f"({_verdict(q['claims']['cf_within_10pct'])} within 10%), of the stable flow's loss "
@@ -426,7 +430,7 @@ def _rms_text(q: dict) -> str:
 def _summary(cfg: Config, m: dict) -> str:
     rows = ["| eta | 2/eta | GD first crossing | phase points | median rel. error CF | median rel. error GF "
             "| GF / CF error | distance ratio GD-GF / GD-CF (median, end) | CF sharpness max dev. "
-            "| s per CF step |", "|---|---|---|---|---|---|---|---|---|---|"]
+            "| s per CF step (wall, with compilation) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for lr in cfg.lrs:
         r = m["runs"][f"{lr:g}"]
         rows.append(
