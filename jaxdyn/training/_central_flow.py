@@ -24,6 +24,10 @@ discretisation with step $\Delta t$ is the case $\gamma = 1/\Delta t$. Only eige
 `threshold` (1.95, as the paper's code) enter the problem; the others are masked out (fixed $k$
 under `jit`).
 
+The optimiser's state starts after one update with the first gradient, $s_0 = u(0, \nabla L(w_0))$
+(RMSProp: $\nu_0 = (1-\beta_2) g_0^2$), as in the paper's code; the discrete optimiser of
+`compare=True` starts from $s = 0$ and updates before each step, so both see the same $s$ at step 0.
+
 Why our own: the paper's code is PyTorch with a host SDCP solver (cvxpy) at every step and Euler
 substeps; here the field is a pure JAX function integrated by diffrax, the SDCP is solved natively
 (`jaxdyn.training.psd_complementarity`'s strategies), and the third derivatives
@@ -334,7 +338,7 @@ class LanczosEigen(AbstractCentralFlowEigen):
                                          throw=False)
         lam = lax.stop_gradient(jnp.diag(res.eigenvalues))
         V = lax.stop_gradient(res.eigenvectors.T)
-        lam, V = _no_derivative((lam, V), (w, d))
+        lam, V = _no_derivative((lam, V), (w, d, eqx.filter_closure_convert(fn, w)))
         return lam, V, res.result
 
     def field_top(self, fn, w, d, k, v0):
@@ -375,7 +379,7 @@ class RitzEigen(AbstractCentralFlowEigen):
         B = jnp.where(both, B, 0.0) + jnp.diag(jnp.where(keep, 0.0, floor))
         vals, vecs = jnp.linalg.eigh(B)
         lam, Vn = jnp.diag(vals[::-1][:k]), Z @ ((E * scale) @ vecs[:, ::-1][:, :k])
-        lam, Vn = _no_derivative((lam, Vn), (w, d))
+        lam, Vn = _no_derivative((lam, Vn), (w, d, eqx.filter_closure_convert(fn, w)))
         ok = jnp.all(jnp.isfinite(lam))
         return lam, Vn, RESULTS.where(ok, RESULTS.successful, RESULTS.nonfinite_curvature)
 
