@@ -22,7 +22,7 @@ from jaxdyn._results import RESULTS
 from jaxdyn.training import LanczosEigen, central_flow
 
 from .helpers import fd_directional
-from .test_central_flow_known import toy_loss
+from .test_central_flow_known import pair_loss, toy_loss
 
 C = jnp.array([5.0])
 W0 = jnp.array([4.0, 0.1])
@@ -126,3 +126,28 @@ def test_lanczos_strategy_refuses_to_differentiate():
     dense strategy (never a silent zero)."""
     with pytest.raises(TypeError, match="DenseEigen"):
         jax.grad(lambda a: _flow(a, eigen=LanczosEigen()).predicted_loss[-1])(_f64(0.1))
+
+
+@pytest.mark.slow
+def test_grad_two_coincident_eigenvalues_at_the_edge():
+    """k = 2 on two separable toys (c = 4.6, 5.0) at rest: both eigenvalues sit at 2/lr (they
+    coincide: the eigenvectors are a gauge), and d predicted_loss / d lr through the run equals the
+    closed form d/dlr [P_4.6(lr) + P_5.0(lr)] and five-point differences."""
+    c2 = jnp.array([4.6, 5.0])
+    w0 = jnp.array([4.2, 0.1, 4.0, 0.1])
+
+    def pred(lr):
+        return central_flow(pair_loss, w0, c2, lr=lr, n_steps=60, k=2, compare=False,
+                            throw=False).predicted_loss[-1]
+
+    def closed(lr):
+        xs = jnp.sqrt(2.0 / lr - 1.0)
+        return jnp.sum(0.5 * (xs - c2) ** 2 + (c2 - xs) / xs / lr)
+
+    lr = _f64(0.1)
+    grad = eqx.filter_jit(jax.grad(pred))(lr)
+    value = eqx.filter_jit(pred)
+    fd = fd_directional(value, lr, _f64(1.0), 1e-4)
+    np.testing.assert_allclose(float(value(lr)), float(closed(lr)), rtol=1e-10)
+    np.testing.assert_allclose(float(grad), float(jax.grad(closed)(lr)), rtol=1e-8)
+    np.testing.assert_allclose(float(grad), float(fd), rtol=1e-6)
