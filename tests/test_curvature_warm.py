@@ -176,3 +176,12 @@ def test_train_warm_start(regression):
     assert int(jnp.sum(warm.num_hvp)) < int(jnp.sum(cold.num_hvp))
     assert np.all(np.asarray(warm.num_hvp[1:]) < np.asarray(cold.num_hvp[1:]))
     assert train(_tanh_loss, w0, x, y, **{**kw, "top_k": 0}).num_hvp is None
+
+
+def test_hand_over_keeps_the_whole_budget():
+    # a random block is far: Lanczos takes over from its first vector without a second
+    # application of it, so n_steps = size still spans the whole space (exact pairs)
+    A = jnp.asarray(_matrix(np.array([0.2, 0.7, 1.0, 5.0]), 4))
+    res = cv.top_eigenvalues(A, 2, v0=jax.random.normal(jax.random.key(1), (2, 4)))
+    assert int(res.num_hvp) <= 4 and bool(res.converged)
+    np.testing.assert_allclose(res.eigenvalues, [5.0, 1.0], atol=1e-12, rtol=0)

@@ -307,8 +307,8 @@ def _criterion(criterion) -> AbstractLanczosCriterion:
                     stacklevel=5)
 
 def lanczos(mv, v0, n_steps: int, *, seed=0.0, k: int = 1, which: str = "largest",
-            tol=0.0, min_steps: int = 1,
-            criterion: AbstractLanczosCriterion | None = None) -> _LanczosState:
+            tol=0.0, min_steps: int = 1, criterion: AbstractLanczosCriterion | None = None,
+            first: tuple[Array, Array, Array] | None = None) -> _LanczosState:
     r"""Run Lanczos with full reorthogonalisation (classical Gram-Schmidt, repeated if needed) in
     a `lax.while_loop` of at most `n_steps` steps; stop early once the `k` wanted Ritz pairs
     have residual estimates $\le$ `tol` times the largest |Ritz value| (after `min_steps` steps;
@@ -320,7 +320,9 @@ def lanczos(mv, v0, n_steps: int, *, seed=0.0, k: int = 1, which: str = "largest
     (a second where the first removed much of the norm: "twice is enough"). On breakdown
     ($\beta_j \approx 0$: an invariant subspace) a pseudo-random vector (a hash of the step and
     the scalar `seed`), orthogonalised against the basis, continues the iteration with $\beta_j = 0$ (the
-    tridiagonal matrix becomes block diagonal).
+    tridiagonal matrix becomes block diagonal). `first = (alpha_0, beta_0, q_1)`: the first step
+    is already known (the warm start's hand-over, `_block.py`, which applied the operator to
+    `v0`): the loop starts at step 1 and that application counts in `.j`.
     """
     n = v0.shape[0]
     m = n_steps
@@ -401,6 +403,11 @@ def lanczos(mv, v0, n_steps: int, *, seed=0.0, k: int = 1, which: str = "largest
                          jnp.zeros((m,), dtype),
                          jnp.zeros((m,), dtype), q0, jnp.array(False), jnp.array(0),
                          jnp.full((k,), jnp.inf, dtype), jnp.zeros_like(q0), jnp.zeros((), dtype))
+    if first is not None:
+        a0, b0, q1 = first
+        init = _LanczosState(jnp.array(1), set_row(init.Q, 0, q0), init.alpha.at[0].set(a0),
+                             init.beta.at[0].set(b0), q1.astype(dtype), init.done, init.restarts,
+                             init.prev, q0, jnp.asarray(b0, dtype))
     return lax.while_loop(lambda s: (s.j < m) & ~s.done, body, init)
 
 

@@ -72,9 +72,10 @@ class TrainResult(AbstractResult):
       (`max_steps_reached`, ...; `successful` when every interval finished or no flow ran).
     - `lr`: the step size used for the flow time (`None` if not given).
     - `num_hvp`: the Hessian-vector products of each row's eigenvalue computations (the sum
-      over the trained point and the flow's; `-1` for rows without a count: after a failure, or
-      resumed from a checkpoint written before counts were kept); `None` if no eigenvalues are
-      tracked. Its sum is the tracking's cost (compare `warm_start=True` and `False`).
+      over the trained point and the flow's; 0 for the rows after a failure, which do not
+      exist; `-1` for rows resumed from a checkpoint written before counts were kept); `None`
+      if no eigenvalues are tracked. Its sum is the tracking's cost (compare `warm_start=True`
+      and `False`).
     - `result`: a [`jaxdyn._results.RESULTS`][] item: `successful`, or the first failure
       (`nonfinite_loss`, `nonfinite_gradient`, `nonfinite_parameters`); `failed_step`: the step
       whose loss/gradient/update was non-finite (-1: none), `failed_time`: `failed_step * lr`
@@ -297,7 +298,7 @@ def _run_blocks(cfg: _Config, problem: _Problem, carry: _Carry, modes, *, lr, da
 
         def pad(c):
             dummy = jax.tree_util.tree_map(
-                lambda z: jnp.full(z.shape, jnp.nan if jnp.issubdtype(z.dtype, jnp.inexact) else -1,
+                lambda z: jnp.full(z.shape, jnp.nan if jnp.issubdtype(z.dtype, jnp.inexact) else 0,
                                    z.dtype), shapes)
             return dummy, None if c.flow is None else c.flow.sharpness, c.eigenvectors
 
@@ -623,7 +624,7 @@ def _assemble(carry: _Carry, history: _History, *, static, n_blocks, every, lr, 
         missing = n_blocks + 1 - sum(len(v) for v in history.rows.get("loss", []))
         for parts in history.rows.values():
             like = parts[0]
-            fill = np.nan if np.issubdtype(like.dtype, np.inexact) else -1
+            fill = np.nan if np.issubdtype(like.dtype, np.inexact) else 0  # no work: 0 HVPs
             parts.append(np.full((missing, *like.shape[1:]), fill, like.dtype))
         have = sum(len(v) for v in history.losses)
         dtype = history.losses[0].dtype if history.losses else np.float64
