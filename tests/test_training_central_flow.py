@@ -104,6 +104,11 @@ def test_below_edge_is_gradient_flow():
     np.testing.assert_allclose(res.params, exact, atol=1e-7)
     np.testing.assert_allclose(res.predicted_loss, res.loss)
     assert np.all(np.isnan(np.asarray(res.gd_distance)))
+    assert "compare=False" in res.summary()
+    import matplotlib.pyplot as plt
+
+    assert len(res.plot()) == 4  # without the comparison lines
+    plt.close("all")
 
 
 def test_two_at_the_edge():
