@@ -464,7 +464,8 @@ def provenance(threads: int) -> dict[str, Any]:
         "versions": versions(VERSIONED),
         "threads": {"requested": threads, "XLA_FLAGS": os.environ.get("XLA_FLAGS"),
                     "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-                    "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS")},
+                    "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS"),
+                    "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS")},
         "git": _git_commit(),
     }
     try:

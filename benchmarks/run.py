@@ -29,7 +29,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "sgd": ("sgd", "SGD Lyapunov exponent at an interpolating minimum, p = 1e4: matrix-free vs dense H_xi"),
     "dde": ("dde", "Mackey-Glass DDE, batch, neural DDE step, Lyapunov vs jitcdde, ddeint, torchdde, lyapax"),
     "meanfield": ("meanfield", "Kuramoto N = 2000 (dense, all-to-all) vs kuramoto; FFT ring to N = 1e6"),
-    "curvature": ("curvature", "MLP Hessian top eigenvalue, HVP/grad, SLQ density vs PyHessian, matfree"),
+    "curvature": ("curvature", "top-1/top-10 Hessian eigenvalues at equal achieved error, tracking, "
+                               "HVP/grad, SLQ density vs PyHessian, curvlinops, matfree"),
     "continuation": ("continuation",
                      "Ott-Antonsen graphon N = 2000 branch point vs pycont-lite; 100-D cycles"),
     "central_flow": ("central_flow", "central flow per step: native SDCP vs a host cvxpy reference"),
@@ -37,7 +38,12 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
 
 
 def _set_threads(threads: int) -> None:
-    """Thread settings for both sides. Must run before JAX or torch is imported."""
+    """Thread settings for both sides. Must run before JAX, NumPy or torch is imported.
+
+    OpenBLAS runs at one thread unless told otherwise (`OPENBLAS_NUM_THREADS`): its busy-waiting
+    threads made a 90 x 90 `eigh` (one per Lanczos step) 400x slower on a loaded 2-core machine,
+    on both sides (measured by the `curvature` benchmark; recorded in the JSON's provenance)."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     if threads == 1:
         flags = os.environ.get("XLA_FLAGS", "")
         extra = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
