@@ -445,7 +445,7 @@ def _third(fn, w, U):
     """`T[a, b] = grad_w (u_a^T H(w) u_b)` for all pairs, shape `(k, k, n)` (JVPs of HVPs over the
     k(k+1)/2 pairs a <= b)."""
     k = U.shape[1]
-    ia, ib = np.triu_indices(k)
+    ia, ib = (x.astype(np.int32) for x in np.triu_indices(k))  # int32: also with x64 off
     one = lambda ua, ub: jax.jvp(lambda z: hvp(fn, z, ub), (w,), (ua,))[1]  # noqa: E731
     upper = jax.vmap(one)(U[:, ia].T, U[:, ib].T)
     T = jnp.zeros((k, k, w.shape[0]), w.dtype).at[ia, ib].set(upper)
@@ -456,7 +456,7 @@ def _state_second(rate, s, g, HU):
     """`F[a, b] = 1/2 D_g^2 f(s, g)[h_a, h_b]`, shape `(k, k, m)` (the oscillations' effect on the
     state velocity)."""
     k = HU.shape[1]
-    ia, ib = np.triu_indices(k)
+    ia, ib = (x.astype(np.int32) for x in np.triu_indices(k))  # int32: also with x64 off
 
     def one(ha, hb):
         inner = lambda gg: jax.jvp(lambda x: rate(s, x), (gg,), (hb,))[1]  # noqa: E731
