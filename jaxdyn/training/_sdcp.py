@@ -120,7 +120,7 @@ class _Basis(NamedTuple):
 
 @functools.cache
 def _basis(k: int) -> _Basis:
-    a, b = np.triu_indices(k)
+    a, b = (i.astype(np.int32) for i in np.triu_indices(k))  # int32: also with x64 off at run time
     diag = a == b
     s = np.where(diag, 1.0, np.sqrt(2.0))
     c = np.where(diag, 0.5, 1.0 / np.sqrt(2.0))  # E_r = c_r (e_i e_j^T + e_j e_i^T): unit norm
