@@ -47,7 +47,7 @@ def pair():
 def test_exact_warm_start_converges_at_once(pair):
     A, _, cold = pair
     res = cv.top_eigenvalues(A, K, v0=cold.eigenvectors)
-    assert bool(res.converged) and int(res.num_hvp) <= K + 1
+    assert bool(res.converged) and int(res.num_hvp) <= K + 2  # the block, the guard, one more
     np.testing.assert_allclose(res.eigenvalues, _top(A), atol=1e-10, rtol=0)
     assert int(cold.num_hvp) > 3 * K
 

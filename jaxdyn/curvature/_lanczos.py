@@ -568,13 +568,15 @@ def top_eigenvalues(operator, k: int = 1, *, v0: Array | None = None, key: Key |
       (`jaxdyn/curvature/_block.py`): band (block) Lanczos, one operator application per step
       with the test after each, which refines every start vector at once and resolves
       eigenvalues of multiplicity up to `m`; a block found far from invariant at the first
-      application hands over to single-vector Lanczos from the block's equal-weight sum. The
-      same `criterion` and `tol`; the test may stop once every start vector has been applied
-      and at least `k` applications made (about `k` for a block of exact eigenvectors)
-      instead of the cold `criterion.min_steps(k)`. A warm start finds the eigenpairs its
-      Krylov space reaches: an eigenvalue that rises into the top `k` from far below, nearly
-      orthogonal to the block, can be found later than from a random vector; pass a few extra
-      rows (`m > k`) as a guard. Real floating point, finite, no zero row; traced values work
+      application hands over to single-vector Lanczos from the block's equal-weight sum. A
+      pseudo-random guard row (from `key`) is appended to the block (unless it has `size`
+      rows) and weighs in the hand-over's start, so that an eigenvalue rising into the top `k`
+      from outside the block's span is seen. The same `criterion` and `tol`; the band's test
+      may stop once every row has been applied and at least `k` applications made (`k + 2`
+      for a block of exact eigenvectors) instead of the cold `criterion.min_steps(k)`. A warm
+      start still finds the eigenpairs its Krylov space reaches first: an eigenvalue nearly
+      orthogonal to the block can be found later than from a random vector; pass extra rows
+      (`m > k`) for more guards. Real floating point, finite, no zero row; traced values work
       (under `jit`, `lax.scan`, `vmap`; the checks of values then do not run) and carry no
       derivative (the start of an iteration).
     - `key`: for the start vector (a normal draw) and the breakdown-restart seed. `None` uses the
@@ -647,10 +649,12 @@ def top_eigenvalues(operator, k: int = 1, *, v0: Array | None = None, key: Key |
         out = _top_eigenvalues(op, start, seed, _LanczosConfig(k, which, n_steps, tol, min_steps,
                                                                criterion))
     else:
-        from ._block import band_config, block_top_eigenvalues
+        from ._block import band_config, block_top_eigenvalues, with_guard
 
-        cfg = band_config(k, which, n_steps, tol, criterion, block.shape[0])
-        out = block_top_eigenvalues(op, block, seed, cfg)
+        guarded = with_guard(block, seed)
+        cfg = band_config(k, which, n_steps, tol, criterion, guarded.shape[0],
+                          guarded.shape[0] > block.shape[0], size)
+        out = block_top_eigenvalues(op, guarded, seed, cfg)
     return raise_if_failed(out, out.result, throw,
                            hint="`top_eigenvalues`: pass `throw=False` to get the eigenvalues "
                                 "reached with the code in `.result` (not converged: raise "
