@@ -57,6 +57,7 @@ class RESULTS(eqx.Enumeration):
                         "discretised generator (too few nodes: roots may be missed): raise `n_nodes`.")
     complementarity_not_solved = ("The semidefinite complementarity problem for the oscillation covariance "
                                   "Sigma was not solved to tolerance (residual above `tol`).")
+    invalid_step_size = "The step size `lr` is not positive (a traced value under jit)."
 
 
 class AbstractResult(eqx.Module):

@@ -173,16 +173,7 @@ ROWS = [
 # Rows whose validation is missing in the shared helpers `central_flow` calls (`check_lr`,
 # `check_loss` of jaxdyn/training/_gd.py; reported); strict: they fail loudly once the check
 # lands, and the mark is then removed.
-MISSING = {
-    "central_flow: traced NaN lr under jit raises naming the input": "H2: a traced NaN lr is reported as "
-        "'A curvature quantity became non-finite' (want RESULTS.nonfinite_input)",
-    "central_flow: traced negative lr under jit raises naming the step size": "H2: a traced lr <= 0 gives "
-        "NaN everywhere, reported as 'A curvature quantity became non-finite'",
-    "central_flow: lr a string": "jaxdyn/training/_gd.py check_lr: a string reaches np.isfinite (obscure "
-                                 "numpy TypeError, no `lr`)",
-    "central_flow: loss_fn fails on the data": "jaxdyn/training/_gd.py check_loss: the eval_shape error "
-                                               "of a loss that fails on (params, *data) is not wrapped",
-}
+MISSING: dict[str, str] = {}
 
 
 def _param(row):

@@ -612,7 +612,9 @@ def _run_flow(cfg: _Config, problem: _Problem, integ: _Integrator, w0, s0, lr, d
         sharp, vraw, scode = _sharpness(problem, parts, w, data, vraw)
         save = _save_point(problem, parts, w, s, lr, sharp)
         code = RESULTS.where(parts.code == RESULTS.successful, scode, parts.code)
-        return save, (parts.V, parts.S), vraw, _check_state(parts.loss, w, code)
+        # a blown-up state first: its non-finite curvature is a consequence, not the cause
+        state = _check_state(parts.loss, w, RESULTS.successful)
+        return save, (parts.V, parts.S), vraw, RESULTS.where(state == RESULTS.successful, code, state)
 
     save0, warm0, vraw0, code0 = at_point(w0, s0, (None, jnp.zeros((k, k), w0.dtype)), None)
     if vraw0 is None:  # isotropic: no raw eigenvector carried
@@ -683,6 +685,13 @@ def _central_flow(cfg: _Config, problem: _Problem, integ: _Integrator, w0, lr, d
     g0 = jax.grad(lambda z: problem.loss(z, data))(w0)
     s0 = opt.update(opt.zero_state(w0), g0)  # the paper's flows start after one state update
     saves, code = _run_flow(cfg, problem, integ, w0, s0, lr, data)
+    # traced inputs (concrete ones were checked before tracing): the cause, not what followed
+    finite = jnp.isfinite(lr) & jnp.all(jnp.isfinite(w0))
+    for leaf in jax.tree_util.tree_leaves(data):
+        if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
+            finite = finite & jnp.all(jnp.isfinite(leaf))
+    code = RESULTS.where(finite, RESULTS.where(lr > 0, code, RESULTS.invalid_step_size),
+                         RESULTS.nonfinite_input)
     T = saves.loss.shape[0]
     nan_t = jnp.full((T,), jnp.nan, w0.dtype)
     if cfg.compare:

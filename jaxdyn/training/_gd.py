@@ -47,7 +47,9 @@ def split_params(loss_fn: Callable, params: PyTree) -> tuple[PyTree, "_CombinedL
 
 def check_lr(lr: Any, name: str = "lr") -> Array:
     """A positive finite scalar step size (checked when concrete); returned as an array."""
-    if isinstance(lr, bool) or (is_concrete(lr) and np.ndim(lr) != 0):
+    if isinstance(lr, bool | str | bytes) or lr is None:
+        raise TypeError(f"`{name}` must be a positive number, got {type(lr).__name__} {lr!r}.")
+    if is_concrete(lr) and np.ndim(lr) != 0:
         raise ValueError(f"`{name}` must be a positive scalar, got {lr!r}.")
     check_positive(lr, name)
     return jnp.asarray(lr, dtype=jnp.result_type(float))
@@ -73,7 +75,11 @@ def check_loss(loss_fn: Callable, params: PyTree, data: tuple) -> None:
     """`loss_fn(params, *data)` must be a real scalar (checked by `eqx.filter_eval_shape`)."""
     if not callable(loss_fn):
         raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}.")
-    out = eqx.filter_eval_shape(loss_fn, params, *data)
+    try:
+        out = eqx.filter_eval_shape(loss_fn, params, *data)
+    except Exception as e:  # a loss that does not run on these inputs: say which call failed
+        raise ValueError(f"`loss_fn` failed on `(params, *data)`: {type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''}") from e
     if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != ():
         shape = out.shape if isinstance(out, jax.ShapeDtypeStruct) else type(out).__name__
         raise ValueError(f"`loss_fn(params, *data)` must return a scalar, got {shape}.")
