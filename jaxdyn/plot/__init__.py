@@ -45,6 +45,7 @@ from ._plots import (
     plot_level_sets as plot_level_sets,
     plot_losses as plot_losses,
 )
+from ._sdcp import plot_psd_complementarity as plot_psd_complementarity
 from ._sgd import (
     plot_interpolation_check as plot_interpolation_check,
     plot_interpolation_fit as plot_interpolation_fit,

@@ -415,22 +415,9 @@ class PSDComplementarityResult(AbstractResult):
     def plot(self, ax=None, **kwargs):
         """The eigenvalues of S and of W (complementary: where one is positive the other is 0);
         returns the axes."""
-        from ..plot._plots import _axes
+        from ..plot._sdcp import plot_psd_complementarity
 
-        if np.ndim(self.residual):
-            raise ValueError("plot a batched PSDComplementarityResult one instance at a time.")
-        s = np.linalg.eigvalsh(np.asarray(self.S))[::-1]
-        w = np.linalg.eigvalsh(np.asarray(self.W))[::-1]
-        _, ax = _axes(ax)
-        idx = np.arange(1, s.size + 1)
-        ax.plot(idx, s, "o", label="eigenvalues of $S$", **kwargs)
-        ax.plot(idx, w[::-1], "s", mfc="none", label="eigenvalues of $W = q + M(S)$ (ascending)")
-        ax.axhline(0.0, color="grey", lw=0.8)
-        ax.set_xlabel("index")
-        ax.set_ylabel("eigenvalue")
-        ax.set_title(f"PSD complementarity: residual {float(self.residual):.1e}")
-        ax.legend(frameon=False, fontsize="small")
-        return ax
+        return plot_psd_complementarity(self, ax=ax, **kwargs)
 
 
 def _check_inputs(q, M, init):
