@@ -140,6 +140,23 @@ def test_rmsprop_holds_effective_sharpness(optimizer):
     np.testing.assert_allclose(stable.params[:first], res.params[:first], atol=1e-4)
 
 
+def test_rmsprop_with_a_dead_coordinate():
+    """A parameter the loss ignores (digits' always-0 pixels) has nu = 0 for ever; the derivative
+    of sqrt(nu) there was inf * 0 = nan in dP/dt, and the flow turned nan at the first active
+    eigenvalue (complementarity_not_solved). Now it is the 2-parameter flow, with z untouched."""
+    dead = lambda p, d: toy(p[:2], d)  # noqa: E731
+    w0 = jnp.array([0.5, 1.0, 0.3])
+    res = central_flow(dead, w0, DATA, lr=0.05, optimizer=RMSPropOptimizer(), n_steps=200,
+                       every=10, compare=False)
+    ref = central_flow(toy, W0, DATA, lr=0.05, optimizer=RMSPropOptimizer(), n_steps=200,
+                       every=10, compare=False)
+    assert bool(res.successful) and bool(np.asarray(res.n_active)[-1] == 1)
+    np.testing.assert_allclose(res.eigenvalues[-2:, 0], 2.0, atol=1e-7)
+    np.testing.assert_allclose(res.params[:, :2], ref.params, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(res.params[:, 2], 0.3)
+    np.testing.assert_allclose(res.opt_state[:, 2], 0.0)
+
+
 @pytest.mark.parametrize("eigen", [LanczosEigen(), RitzEigen()])
 def test_matrix_free_eigen_strategies(gd_run, eigen):
     """Warm-started Lanczos gives the dense flow; Rayleigh-Ritz between save points (exact here:

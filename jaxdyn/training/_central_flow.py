@@ -132,6 +132,19 @@ class GDOptimizer(AbstractCentralFlowOptimizer):
         return True
 
 
+def _sqrt0(x: Array) -> Array:
+    r"""$\sqrt{x}$ ($x \ge 0$) with derivative 0 at $x = 0$ instead of `inf`.
+
+    RMSProp's $\nu_i$ is exactly 0 on coordinates whose gradient is always 0 (on digits: the
+    first-layer weights of the pixels that are 0 in every image); there $\nu_i$ never moves and
+    no eigenvector has weight, but `jax.jvp(jnp.sqrt)` gives `inf * 0 = nan` in $dP/dt$, which
+    made every active complementarity problem (and so the flow, from the first eigenvalue at the
+    edge on) `nan`. Where $x > 0$ the derivative is the exact $1/(2\sqrt x)$.
+    """
+    pos = x > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, x, 1.0)), 0.0)
+
+
 def _check_beta2_eps(beta2, eps, name):
     beta2, eps = float(beta2), float(eps)
     if not 0.0 < beta2 < 1.0:
@@ -167,10 +180,10 @@ class ScalarRMSPropOptimizer(AbstractCentralFlowOptimizer):
         return (1.0 - self.beta2) / self.beta2 * (jnp.sum(g * g) - s)
 
     def preconditioner(self, s, lr, w):
-        return jnp.ones_like(w) * ((jnp.sqrt(s[0]) + self.eps) / lr)
+        return jnp.ones_like(w) * ((_sqrt0(s[0]) + self.eps) / lr)
 
     def edge(self, s, lr):
-        return 2.0 * (jnp.sqrt(s[0]) + self.eps) / lr
+        return 2.0 * (_sqrt0(s[0]) + self.eps) / lr
 
     def isotropic(self):
         return True
@@ -198,7 +211,7 @@ class RMSPropOptimizer(AbstractCentralFlowOptimizer):
         return (1.0 - self.beta2) / self.beta2 * (g * g - s)
 
     def preconditioner(self, s, lr, w):
-        return (jnp.sqrt(s) + self.eps) / lr
+        return (_sqrt0(s) + self.eps) / lr
 
     def edge(self, s, lr):
         return jnp.full((), jnp.nan, s.dtype)
