@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 
+import jaxdyn.training as jt
 from jaxdyn.experiments import EXPERIMENTS, central_flow as ex
 
 
@@ -31,6 +32,7 @@ def test_smoothing_removes_a_period_two_oscillation_exactly():
     np.testing.assert_allclose(smoothed[inner], trend[inner] + 1e-4 * (25 / 3 + 1 / 6), rtol=1e-13)
     assert np.isnan(smoothed[:5]).all() and np.isnan(smoothed[36:]).all()
     assert np.isnan(ex.smooth_loss(np.ones(8), 10)).all()  # shorter than the window: nothing
+    assert ex.smooth_loss is jt.smooth_loss  # one smoothing: the plot's and the experiment's
     for bad in (3, 0, 2.0, True):
         with pytest.raises(ValueError, match="window"):
             ex.smooth_loss(trend, bad)

@@ -181,6 +181,13 @@ def test_summary_and_plot(gd_run):
 
     axes = gd_run.plot()
     assert len(axes) == 4
+    # the optimiser's smoothed loss is `smooth_loss` (the experiment's trapezoid window)
+    from jaxdyn.training import smooth_loss
+
+    drawn = [ln for ln in axes[0].get_lines() if "smoothed" in ln.get_label()][0]
+    np.testing.assert_array_equal(drawn.get_ydata(), smooth_loss(gd_run.gd_loss, 10))
+    with pytest.raises(ValueError, match="window"):
+        gd_run.plot(window=3)
     plt.close("all")
 
 

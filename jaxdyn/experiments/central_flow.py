@@ -54,6 +54,7 @@ from jax import lax
 from .. import training as jt
 from .._kernels import flatten
 from .._results import message
+from ..training._central_flow import smooth_loss as smooth_loss  # shared with the plot
 from ._fixtures import digits_data, mse_onehot, tanh_mlp
 from ._result import ExperimentResult
 
@@ -94,26 +95,6 @@ FULL = Config(lrs=(0.4, 0.3), steps=(250, 300), rms_steps=300)
 
 
 # -- smoothing and metrics (plain NumPy: they read finished runs) ---------------------------------
-
-
-def smooth_loss(losses, window: int) -> np.ndarray:
-    r"""GD's loss averaged over a centred window of `window` steps (even): at step $t$,
-    $\frac{1}{W}[\tfrac12 L_{t - W/2} + L_{t - W/2 + 1} + \dots + L_{t + W/2 - 1} + \tfrac12 L_{t + W/2}]$
-    (the trapezoid rule over $[t - W/2, t + W/2]$), `nan` within $W/2$ of either end.
-
-    **Arguments:** `losses`: the loss at steps $0, 1, \dots$; `window`: $W$, even and $\ge 2$.
-
-    **Returns:** an array of the same length.
-    """
-    losses = np.asarray(losses, dtype=float)
-    if isinstance(window, bool) or not isinstance(window, int) or window < 2 or window % 2:
-        raise ValueError(f"`window` must be an even int >= 2, got {window!r}.")
-    half = window // 2
-    out = np.full(losses.shape, np.nan)
-    if losses.size > window:
-        weights = np.r_[0.5, np.ones(window - 1), 0.5] / window
-        out[half:losses.size - half] = np.convolve(losses, weights, mode="valid")
-    return out
 
 
 def eos_phase(ts, start: float, n_steps: int, window: int) -> np.ndarray:

@@ -8,18 +8,6 @@ matplotlib is imported only when a function draws.
 import numpy as np
 
 
-def smoothed(x, window: int) -> np.ndarray:
-    """The centred moving average of `x` over `window` points (shrinking at the ends)."""
-    x = np.asarray(x, dtype=float)
-    if window <= 1 or x.size == 0:
-        return x
-    half = window // 2
-    c = np.concatenate([[0.0], np.cumsum(x)])
-    idx = np.arange(x.size)
-    lo, hi = np.maximum(idx - half, 0), np.minimum(idx - half + window, x.size)
-    return (c[hi] - c[lo]) / (hi - lo)
-
-
 def _legend(ax):
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
 
@@ -27,9 +15,10 @@ def _legend(ax):
 def plot_central_flow(result, axes=None, *, window: int = 10, title: str | None = None):
     r"""The paper's figure set for a [`jaxdyn.training.CentralFlowResult`][], in four panels:
 
-    1. loss: the optimiser's loss at every step (raw, thin) and smoothed (centred moving average
-       over `window` steps), the central flow's predicted loss $L + \frac12\langle\Sigma,H\rangle$,
-       its loss $L(w)$, and the stable flow's loss;
+    1. loss: the optimiser's loss at every step (raw, thin) and smoothed over `window` steps
+       ([`jaxdyn.training.smooth_loss`][]: centred trapezoid window, exact for a period-2
+       oscillation, the `central-flow` experiment's metric), the central flow's predicted loss
+       $L + \frac12\langle\Sigma,H\rangle$, its loss $L(w)$, and the stable flow's loss;
     2. the top effective Hessian eigenvalues against the edge of stability 2;
     3. $\sigma$: the eigenvalues of $\Sigma$ (the predicted oscillation variance);
     4. the distances $\|w_{\text{opt}} - w_{CF}\|$ and $\|w_{\text{stable}} - w_{CF}\|$.
@@ -41,7 +30,7 @@ def plot_central_flow(result, axes=None, *, window: int = 10, title: str | None 
 
     - `result`: a `CentralFlowResult` (not batched: index a `vmap`ped one first).
     - `axes`: four matplotlib axes to draw into (default: a new 2 x 2 figure).
-    - `window`: the smoothing window in steps; `title`: the figure title.
+    - `window`: the smoothing window in steps (even, >= 2); `title`: the figure title.
 
     **Returns:** the array of the four axes.
 
@@ -55,9 +44,9 @@ def plot_central_flow(result, axes=None, *, window: int = 10, title: str | None 
     ts = np.asarray(result.ts, dtype=float)
     if ts.ndim != 1:
         raise ValueError(f"`result` must not be batched (its `ts` has shape {ts.shape}): index it first.")
-    window = int(window)
-    if window < 1:
-        raise ValueError(f"`window` must be >= 1, got {window}.")
+    from ..training._central_flow import smooth_loss
+
+    smooth_loss(np.zeros(0), window)  # checks `window` (an even int >= 2) before drawing
     if axes is None:
         import matplotlib.pyplot as plt
 
@@ -72,7 +61,7 @@ def plot_central_flow(result, axes=None, *, window: int = 10, title: str | None 
         gd = np.asarray(result.gd_loss, dtype=float)
         steps = np.arange(gd.size)
         ax.plot(steps, gd, color="0.7", lw=0.6, label="optimiser (raw)")
-        ax.plot(steps, smoothed(gd, window), color="k", lw=1.2, label=f"optimiser (smoothed, {window})")
+        ax.plot(steps, smooth_loss(gd, window), color="k", lw=1.2, label=f"optimiser (smoothed, {window})")
         ax.plot(ts, np.asarray(result.flow_loss, dtype=float), color="tab:green", ls=":", lw=1.5,
                 label="stable flow")
     ax.plot(ts, np.asarray(result.loss, dtype=float), color="tab:blue", ls="--", lw=1.2,

@@ -14,6 +14,7 @@ from ._central_flow import (
     RMSPropOptimizer as RMSPropOptimizer,
     ScalarRMSPropOptimizer as ScalarRMSPropOptimizer,
     central_flow as central_flow,
+    smooth_loss as smooth_loss,
 )
 from ._edge_of_stability import (
     EdgeOfStabilityResult as EdgeOfStabilityResult,

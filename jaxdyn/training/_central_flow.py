@@ -725,6 +725,30 @@ def _central_flow(cfg: _Config, problem: _Problem, integ: _Integrator, w0, lr, d
 # the result and the entry point
 
 
+def smooth_loss(losses, window: int) -> np.ndarray:
+    r"""An optimiser's loss averaged over a centred window of `window` steps (even): at step $t$,
+    $\frac{1}{W}[\tfrac12 L_{t - W/2} + L_{t - W/2 + 1} + \dots + L_{t + W/2 - 1} + \tfrac12 L_{t + W/2}]$
+    (the trapezoid rule over $[t - W/2, t + W/2]$: a period-2 oscillation averages out exactly),
+    `nan` within $W/2$ of either end. The smoothing of [`jaxdyn.plot.plot_central_flow`][] and of
+    the `central-flow` experiment (plain NumPy: it reads a finished run's `gd_loss`).
+
+    **Arguments:** `losses`: the loss at steps $0, 1, \dots$; `window`: $W$, even and $\ge 2$.
+
+    **Returns:** an array of the same length.
+
+    **Example:** `smooth_loss(res.gd_loss, 10)` for a [`CentralFlowResult`][] `res`.
+    """
+    losses = np.asarray(losses, dtype=float)
+    if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 2 or window % 2:
+        raise ValueError(f"`window` must be an even int >= 2, got {window!r}.")
+    half = int(window) // 2
+    out = np.full(losses.shape, np.nan)
+    if losses.size > window:
+        weights = np.r_[0.5, np.ones(int(window) - 1), 0.5] / window
+        out[half:losses.size - half] = np.convolve(losses, weights, mode="valid")
+    return out
+
+
 class CentralFlowResult(AbstractResult):
     r"""The central flow of [`central_flow`][], at the save times $t = 0, \text{every}, \dots,
     \text{n\_steps}$ (time in optimiser steps; `T = n_steps // every + 1` rows).
