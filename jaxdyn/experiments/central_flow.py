@@ -81,12 +81,16 @@ class Config:
     gf_factor: float = 2.0  # "off by much more": gradient flow's error at least this many times larger
     rms_lr: float = 6e-4
     rms_steps: int = 200
-    rms_dt: float = 0.5  # RMSProp's flow: dt = 1 blows up in the first steps (nu's fast transient)
+    # RMSProp's flow at dt = 1 (it turned nan at dt = 1 and 0.5 once an eigenvalue reached the edge:
+    # the derivative of sqrt(nu) at nu = 0 on the blank pixels' weights, fixed in the library)
+    rms_dt: float = 1.0
     rms_beta2: float = 0.99
     # RMSProp's nu starts from one update with the first gradient (the paper's convention), so
     # coordinates with small gradients start with huge effective steps; eps = 1e-3 (about the
     # median |g| at the start) bounds them, and the flow starts below the edge (lr * lambda_max
-    # (P^{-1} H) ~ 1.8 at the start; with eps = 1e-8 it starts above it for any lr that reaches it).
+    # (P^{-1} H) ~ 1.8 at the start). With eps = 1e-8 it starts far above it (95 at lr = 4e-4,
+    # n = 250) and the flow's first interval is non-finite (a toy started at 9x the edge is pulled
+    # back to 2 within 5 steps: the restoring term works, but not from 50x at dt = 1).
     rms_eps: float = 1e-3
 
 
