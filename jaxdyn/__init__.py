@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from . import (
         curvature as curvature,
         dde as dde,
+        distributed as distributed,
         invariant as invariant,
         lyapunov as lyapunov,
         meanfield as meanfield,
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     )
     from ._results import RESULTS as RESULTS
 
-_SUBPACKAGES = ("curvature", "dde", "invariant", "lyapunov", "meanfield", "models", "plot", "training")
+_SUBPACKAGES = ("curvature", "dde", "distributed", "invariant", "lyapunov", "meanfield", "models", "plot", "training")
 
 
 def __getattr__(name: str):

@@ -24,6 +24,7 @@ from jaxtyping import Array
 from .._checks import check_finite, check_int, check_positive
 from .._kernels import RK4 as _RK4
 from .._results import RESULTS, AbstractResult, check_throw, message
+from ..distributed._mesh import gather, put, replicate, sharded_mesh
 from ._coupling import AbstractCoupling, AbstractCouplingMethod, as_method, coupling_operator, degrees
 from ._order_parameter import order_parameter
 from ._solve import Settings, check_adjoint, check_ts, finish, integrate
@@ -417,6 +418,7 @@ def _settings(system: AbstractParticleSystem, ts, *, solver, dt0, rtol, atol, ke
                     adaptive=adaptive, sde=sde, progress=progress)
 
 
+
 def simulate(field, y0, ts, *, args=None, solver=None, dt0=None, rtol: float = 1e-8, atol: float = 1e-8,
              key=None, max_steps: int = 1_000_000, progress: bool = False, adjoint=None,
              throw: bool = True) -> SimulationResult:
@@ -462,36 +464,61 @@ def simulate(field, y0, ts, *, args=None, solver=None, dt0=None, rtol: float = 1
     y0 = check_finite(y0, "y0")
     settings = _settings(system, ts, solver=solver, dt0=dt0, rtol=rtol, atol=atol, key=key,
                          max_steps=max_steps, progress=progress, adjoint=adjoint)
+    mesh = sharded_mesh(system)
+    if mesh is not None:  # a field sharded over several processes: one SPMD program over all of them
+        y0 = put(y0, mesh) if y0.ndim >= 1 and y0.shape[0] % mesh.devices.size == 0 else replicate(y0, mesh)
+        ts, args, key = replicate((ts, args, key), mesh)
     ys, result, failed_step, failed_time, stats = integrate(system, y0, ts, args=args, key=key,
                                                             settings=settings)
     out = SimulationResult(ts, ys, result, failed_step, failed_time, stats, system.circular)
+    if mesh is not None:
+        out = gather(out)
     return finish(out, throw, name="simulate", keep="the trajectory")
 
 
-def shard_nodes(field, devices=None):
-    r"""Place the node-indexed arrays of `field` (leading axis $N$) across `devices` with `jax.sharding`.
+def shard_nodes(field, devices=None, *, mesh=None):
+    r"""Place the node-indexed arrays of `field` (leading axis $N$) across devices with `jax.sharding`.
 
     Dense coupling matrices are split by rows, so each device computes its rows of $W e^{i\theta}$;
     under `jit` the rest follows from sharding propagation. The result is numerically the
-    single-device computation (same operations, different placement).
+    single-device computation (same operations, different placement; reductions such as FFTs and
+    row sums may be summed in another order, a difference at the level of rounding).
+
+    With a `mesh` spanning several processes ([`jaxdyn.distributed.global_mesh`][]), each process
+    holds only its devices' rows; [`simulate`][] then places `y0` the same way, runs one SPMD
+    program over every process, and returns the trajectory gathered on every process.
 
     **Arguments:** `field` (a [`Kuramoto`][] or other [`AbstractParticleSystem`][]; for a plain
-    vector field $N$ is the leading axis of its first array); `devices` (default: all
-    `jax.devices()`); $N$ must be divisible by their number.
+    vector field $N$ is the leading axis of its first array), built from the same data on every
+    process; `devices` (one process's devices, default all local ones) or `mesh` (a
+    `jax.sharding.Mesh`: its leading axis, over all its axes, takes the nodes); $N$ must be
+    divisible by the number of devices.
 
     **Returns:** the field with its node-indexed leaves sharded.
     """
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    from jax.sharding import Mesh
 
-    devices = list(jax.devices() if devices is None else devices)
+    from ..distributed._mesh import check_mesh, put
+
+    if mesh is not None and devices is not None:
+        raise ValueError("give `mesh` or `devices`, not both.")
+    if mesh is None:
+        devices = list(jax.local_devices() if devices is None else devices)
+        if not devices:
+            raise ValueError("`devices` is empty.")
+        mesh = Mesh(np.asarray(devices, dtype=object), ("nodes",))
+    check_mesh(mesh)
+    n_dev = mesh.devices.size
     n = as_system(field).n or jnp.shape(jax.tree_util.tree_leaves(field)[0])[0]
-    if n % len(devices):
-        raise ValueError(f"`field` has N = {n} nodes, not divisible by {len(devices)} devices.")
-    mesh = Mesh(np.asarray(devices), ("nodes",))
+    if n % n_dev:
+        raise ValueError(f"`field` has N = {n} nodes, not divisible by {n_dev} devices.")
+    from ..distributed._mesh import replicate
 
     def place(leaf):
         if isinstance(leaf, jax.Array) and leaf.ndim >= 1 and leaf.shape[0] == n:
-            return jax.device_put(leaf, NamedSharding(mesh, P("nodes", *([None] * (leaf.ndim - 1)))))
+            return put(leaf, mesh)
+        if isinstance(leaf, jax.Array):
+            return replicate(leaf, mesh)
         return leaf
 
     return jax.tree_util.tree_map(place, field)
