@@ -16,7 +16,7 @@ import pytest
 
 from jaxdyn._results import RESULTS, AbstractResult
 
-SUBPACKAGES = ["models", "dde", "lyapunov", "curvature", "training", "meanfield", "invariant"]
+SUBPACKAGES = ["models", "dde", "lyapunov", "curvature", "training", "meanfield", "invariant", "distributed"]
 
 # Public classes returned by public functions that are not results: what they are instead.
 NOT_RESULTS = {
@@ -125,3 +125,19 @@ def test_invariant_sits_below_the_fields():
     for path in sorted(root.glob("*.py")):
         hits = pattern.findall(path.read_text())
         assert not hits, f"jaxdyn/invariant/{path.name} imports {sorted(set(hits))}"
+
+
+def test_distributed_sits_below_everything():
+    """`jaxdyn.distributed` (and the launcher) import no analysis subpackage: every sweep builds on it."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(importlib.import_module("jaxdyn").__file__).parent
+    layers = ("models", "dde", "meanfield", "lyapunov", "curvature", "training", "invariant", "experiments",
+              "plot", "_cli")
+    pattern = re.compile(r"^\s*(?:from|import)\s+(?:jaxdyn)?\.*(" + "|".join(layers) + r")\b", re.M)
+    for path in [*sorted((root / "distributed").glob("*.py")), root / "_launch.py", root / "launch.py"]:
+        hits = pattern.findall(path.read_text())
+        assert not hits, f"{path.relative_to(root)} imports {sorted(set(hits))}"
+    launcher = (root / "_launch.py").read_text()
+    assert not re.search(r"^\s*(?:from|import)\s+jax\b", launcher, re.M), "the launcher must not import JAX"
