@@ -4,7 +4,8 @@ A benchmark module (`benchmarks/NAME.py`) holds only its problem, its sides and 
 
 - `NAME`, `DESCRIPTION`, `PEER` (the headline peer), `HEADLINE` (the case that decides the
   headline goal), `STATEMENT` (the goals in one sentence), `PROBLEM` (every setting, for the JSON),
-  `X64` (whether JAX runs in float64);
+  `X64` (whether JAX runs in float64 by default) and `X64_REASON` (one line: why float64 is needed,
+  or why float32 is enough); `run.py --dtype float32|float64` overrides `X64`;
 - `PEERS = {"name": Peer(modules=[...], distributions=[...])}`: what each peer needs importable;
 - `CASES = ("a", "b", ...)` and one function `case_a(ctx) -> dict` per case, which builds its
   `Side`s, times them with `time_sides` and returns the case's record (`speedup` included);
@@ -50,6 +51,17 @@ class Options:
     repeats: int = 20
     threads: int = 1
     cases: list[str] | None = None  # None: every case the module defines
+    dtype: str = "auto"  # "auto" (the module's X64), "float32" or "float64"
+
+    @property
+    def paired_rounds(self) -> int:
+        """The fewest interleaved rounds a peer side runs with jaxdyn's (`MIN_PAIRED_ROUNDS`)."""
+        return MIN_PAIRED_ROUNDS[self.quick]
+
+
+# a slow peer still runs this many interleaved rounds with jaxdyn's sides (default, --quick); where
+# that is too slow, the module shortens the peer's problem (`Side.scale`) and says so
+MIN_PAIRED_ROUNDS = {False: 3, True: 2}
 
 
 # -- peers ---------------------------------------------------------------------------------------
@@ -97,6 +109,10 @@ class Context:
     @property
     def quick(self) -> bool:
         return self.opts.quick
+
+    @property
+    def paired_rounds(self) -> int:
+        return self.opts.paired_rounds
 
     def ok(self, peer: str) -> bool:
         return self.peers[peer]["status"] == "ok"
@@ -152,23 +168,51 @@ def _quartiles(xs: list[float]) -> tuple[float, float]:
 
 def summarise(first: float, times: list[float]) -> dict[str, Any]:
     """Timing record: first call, warm median, IQR, all repeats; compile = first - warm median.
-    With no repeats the first call is the warm time (compile 0)."""
+    With no repeats the first call is the warm time (compile 0) and `rounds` is 0: nothing to pair
+    with another side's rounds."""
+    rounds = len(times)
     times = times or [first]
     med = statistics.median(times)
     q1, q3 = _quartiles(times)
     return {"first_call_s": first, "compile_s": first - med, "warm_median_s": med,
             "warm_iqr_s": [q1, q3], "warm_min_s": min(times), "warm_max_s": max(times),
-            "n_repeats": len(times), "repeats_s": times}
+            "n_repeats": len(times), "rounds": rounds, "repeats_s": times}
 
 
 def paired_ratio(slow: list[float], fast: list[float]) -> dict[str, Any]:
     """Per-round ratios `slow[r] / fast[r]` of two interleaved timings (over the rounds both
-    ran): median, IQR, min, max. A load change between rounds cancels in each ratio."""
+    ran): median, IQR `[q1, q3]`, min, max, n. A load change between rounds cancels in each ratio.
+    Raises `ValueError` when the two share no round."""
     m = min(len(slow), len(fast))
+    if m == 0:
+        raise ValueError("paired_ratio: `slow` and `fast` share no round")
     ratios = [a / b for a, b in zip(slow[:m], fast[:m], strict=True)]
     q1, q3 = _quartiles(ratios)
     return {"median": statistics.median(ratios), "iqr": [q1, q3], "min": min(ratios),
-            "max": max(ratios), "n": len(ratios)}
+            "max": max(ratios), "n": len(ratios), "ratios": ratios}
+
+
+def paired(slow: dict[str, Any], fast: dict[str, Any]) -> dict[str, Any]:
+    """`paired_ratio` of two `time_sides` records (over the interleaved rounds both ran). A record
+    without rounds (a side that ran once, `max_repeats=0`) gives its one time over the other's
+    median, marked `"interleaved": False`."""
+    rs, rf = slow.get("rounds", len(slow["repeats_s"])), fast.get("rounds", len(fast["repeats_s"]))
+    if rs and rf:
+        out = paired_ratio(slow["repeats_s"][:rs], fast["repeats_s"][:rf])
+        out["interleaved"] = True
+        return out
+    r = slow["warm_median_s"] / fast["warm_median_s"]
+    return {"median": r, "iqr": [r, r], "min": r, "max": r, "n": 1, "ratios": [r], "interleaved": False}
+
+
+def fmt_ratio(p: dict[str, Any] | float | None, digits: int = 3) -> str:
+    """`median [q1, q3]` of a `paired_ratio` record (or a plain number)."""
+    if p is None:
+        return "-"
+    if not isinstance(p, dict):
+        return f"{p:.{digits}g}x"
+    q1, q3 = p["iqr"]
+    return f"{p['median']:.{digits}g}x [{q1:.{digits}g}, {q3:.{digits}g}] (n={p['n']})"
 
 
 REWARM_BELOW_S = 0.05  # see `time_sides`
@@ -259,13 +303,18 @@ def time_sides(sides: list[Side], *, repeats: int, budget_s: float | None = None
 
 
 def speedups(recs: dict[str, dict[str, Any]], peers, base: str = "jaxdyn") -> dict[str, Any]:
-    """`{"speedup": {peer: peer warm / base warm}, "speedup_paired": {peer: paired_ratio}}` for
-    every peer of `peers` that has a record."""
-    out: dict[str, Any] = {"speedup": {}, "speedup_paired": {}}
+    """For every peer of `peers` that has a record: `speedup[peer]`, the median of the per-round
+    ratios peer / base over the interleaved rounds both ran (the headline figure);
+    `speedup_paired[peer]`, that `paired` record (median, IQR, min, max, n); and
+    `speedup_of_medians[peer]`, peer warm median / base warm median (the figure before the paired
+    ratios)."""
+    out: dict[str, Any] = {"speedup": {}, "speedup_paired": {}, "speedup_of_medians": {}}
     for p in peers:
         if p in recs:
-            out["speedup"][p] = recs[p]["warm_median_s"] / recs[base]["warm_median_s"]
-            out["speedup_paired"][p] = paired_ratio(recs[p]["repeats_s"], recs[base]["repeats_s"])
+            pr = paired(recs[p], recs[base])
+            out["speedup"][p] = pr["median"]
+            out["speedup_paired"][p] = pr
+            out["speedup_of_medians"][p] = recs[p]["warm_median_s"] / recs[base]["warm_median_s"]
     return out
 
 
@@ -309,6 +358,7 @@ class Goal:
     higher_is_better: bool = True
     note: str | None = None
     condition: bool = True
+    spread: dict[str, Any] | None = None  # the `paired` record `measured` is the median of
     met: bool | None = field(init=False)
 
     def __post_init__(self):
@@ -320,6 +370,8 @@ class Goal:
         out = {"name": self.name, "statement": self.statement, "ratio": self.ratio,
                "threshold": self.threshold, "measured": self.measured, "value": self.measured,
                "higher_is_better": self.higher_is_better, "met": self.met}
+        if self.spread:
+            out["spread"] = {k: v for k, v in self.spread.items() if k != "ratios"}
         if self.note:
             out["note"] = self.note
         return out
@@ -327,6 +379,11 @@ class Goal:
 
 def ratio_of(rec: dict[str, Any] | None, side: str, key: str = "speedup") -> float | None:
     """`rec[key][side]`, or None when the case was not run or the side was skipped."""
+    return None if not rec else (rec.get(key) or {}).get(side)
+
+
+def spread_of(rec: dict[str, Any] | None, side: str, key: str = "speedup_paired") -> dict[str, Any] | None:
+    """`rec[key][side]` (a `paired` record: the spread of a paired speedup), or None."""
     return None if not rec else (rec.get(key) or {}).get(side)
 
 
@@ -347,6 +404,21 @@ def goal_record(module, goals: list[Goal]) -> dict[str, Any]:
 # -- the one run loop ----------------------------------------------------------------------------
 
 
+DTYPES = ("auto", "float32", "float64")
+
+
+def dtype_record(module, dtype: str = "auto") -> dict[str, Any]:
+    """The JSON's `dtype`: what JAX runs in (`dtype`, `x64`), what was asked (`requested`: auto =
+    the module's `X64`), the module's default and its reason (`X64_REASON`)."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    x64 = bool(module.X64) if dtype == "auto" else dtype == "float64"
+    return {"dtype": "float64" if x64 else "float32", "x64": x64, "requested": dtype,
+            "module_default": "float64" if module.X64 else "float32",
+            "module_reason": getattr(module, "X64_REASON", None),
+            "overridden": x64 != bool(module.X64)}
+
+
 def select_cases(opts: Options, cases: tuple[str, ...], name: str) -> list[str]:
     """The cases a run asked for (`--cases a,b`, default all), rejecting unknown names."""
     chosen = list(opts.cases or cases)
@@ -363,29 +435,34 @@ def print_case(rec: dict[str, Any]) -> None:
     rows = []
     for k in sides:
         r, sp = rec[k], (rec.get("speedup") or {}).get(k)
+        pr = (rec.get("speedup_paired") or {}).get(k)
         rows.append([k + (" (scaled)" if r.get("scaled") else ""),
                      fmt_s(r.get("compile_s")),
                      fmt_s(r["warm_median_s"]), str(r.get("n_repeats", "-")),
-                     "-" if sp is None else f"{sp:.2f}x"])
+                     fmt_ratio(pr) if pr else ("-" if sp is None else f"{sp:.3g}x")])
     for k, r in rec.items():
         if isinstance(r, dict) and r.get("status") not in (None, "ok"):
             rows.append([k, r["status"], "-", "-", r.get("reason", r.get("why", ""))[:60]])
     if rows:
-        print_table(rows, ["side", "compile / first-call extra", "warm median", "n", "peer/jaxdyn"])
+        print_table(rows, ["side", "compile / first-call extra", "warm median", "n",
+                           "peer/jaxdyn: median of paired rounds [IQR]"])
 
 
 def run_benchmark(module, opts: Options) -> dict[str, Any]:
     """Peer status, the chosen cases (each printed), the goals: the module's JSON record."""
     cases = select_cases(opts, module.CASES, module.NAME)
-    if module.X64:
-        import jax
+    dtype = dtype_record(module, opts.dtype)
+    if dtype["x64"] != module.X64:
+        print(f"note: --dtype {opts.dtype} overrides {module.NAME}'s default "
+              f"({'float64' if module.X64 else 'float32'}: {dtype['module_reason']})", flush=True)
+    import jax
 
-        jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_enable_x64", dtype["x64"])
     ctx = Context(opts, {name: peer_status(name, p) for name, p in module.PEERS.items()})
     if hasattr(module, "setup"):
         module.setup(ctx)
     results: dict[str, Any] = {"description": module.DESCRIPTION, "problem": module.PROBLEM,
-                               "peer": ctx.peers, "cases": {}}
+                               "dtype": dtype, "peer": ctx.peers, "cases": {}}
     for case in cases:
         print(f"\n== case {case!r} ==", flush=True)
         rec = getattr(module, f"case_{case}")(ctx)
@@ -444,6 +521,25 @@ def loadavg() -> list[float] | None:
         return None
 
 
+def platform_name(backend: str) -> str:
+    """The results folder of a JAX backend: `cpu`, `gpu` (CUDA or ROCm) or `tpu`."""
+    backend = backend.lower()
+    return "gpu" if backend in ("gpu", "cuda", "rocm") else backend
+
+
+def device_info() -> dict[str, Any]:
+    """The device JAX runs on by default: `platform` (the results folder), `backend`, `kind`,
+    `count` (devices of this process), `jax_version`, `jaxlib_version`. Imports JAX."""
+    import jax
+    import jaxlib
+
+    devices = jax.devices()
+    return {"platform": platform_name(jax.default_backend()), "backend": jax.default_backend(),
+            "kind": devices[0].device_kind if devices else None, "count": len(devices),
+            "jax_version": jax.__version__,
+            "jaxlib_version": getattr(jaxlib, "__version__", None) or _version("jaxlib")}
+
+
 def provenance(threads: int) -> dict[str, Any]:
     """Where and with what the numbers were measured. Call after JAX (and torch) are imported."""
     import jax
@@ -451,6 +547,7 @@ def provenance(threads: int) -> dict[str, Any]:
     devices = jax.devices()
     prov: dict[str, Any] = {
         "date_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "device": device_info(),
         "jax_backend": jax.default_backend(),
         "jax_devices": [str(d) for d in devices],
         "jax_device_kind": devices[0].device_kind if devices else None,

@@ -132,3 +132,28 @@ def test_match_picks_cheapest_setting_meeting_each_level(bench):
     assert rec["jaxdyn"]["setting"] == "j_tight" and rec["speedup"]["pyhessian"] == pytest.approx(4.5)
     goal = bench.goals({bench.HEADLINE: rec})[0]
     assert goal.measured == pytest.approx(4.5) and goal.met
+
+
+def test_headline_settings_retimed_in_paired_rounds(bench):
+    """At the headline level the chosen settings run again together, interleaved: the headline
+    speedup is the median of those rounds' ratios (a setting the sweep ran once included)."""
+    from _common import Options, Side, noop
+
+    def row(family, t, err, n):
+        return {"family": family, "warm_median_s": t, "rel_err": err, "hvps": 1, "repeats_s": [t] * n,
+                "rounds": n}
+
+    rows = {"j": row("jaxdyn", 0.2, 5e-5, 3), "p": row("pyhessian", 0.9, 5e-4, 1)}
+    calls = []
+    entries = [{"side": Side(n, lambda n=n: calls.append(n), sync=noop, max_repeats=0)} for n in rows]
+
+    class Ctx:
+        paired_rounds = Options(quick=True).paired_rounds
+
+    rec = bench._sweep_record(rows, ("pyhessian",), Ctx(), entries)
+    assert calls.count("p") >= 1 + Ctx.paired_rounds  # the first call, then the rounds
+    pr = rec["speedup_paired"]["pyhessian"]
+    assert pr["n"] == Ctx.paired_rounds and pr["interleaved"] and rec["speedup"]["pyhessian"] == pr["median"]
+    assert rec["speedup_of_medians"]["pyhessian"] == pytest.approx(4.5)
+    goal = bench.goals({bench.HEADLINE: rec})[0]
+    assert goal.measured == pr["median"] and goal.spread["n"] == Ctx.paired_rounds
