@@ -21,9 +21,7 @@ def global_mesh(axis_name: str = "batch", *, devices=None) -> Mesh:
     """
     if not isinstance(axis_name, str) or not axis_name:
         raise TypeError(f"`axis_name` must be a non-empty string, got {axis_name!r}.")
-    devices = jax.devices() if devices is None else list(devices)
-    if not devices:
-        raise ValueError("`devices` is empty.")
+    devices = jax.devices() if devices is None else check_devices(devices)
     devices = sorted(devices, key=lambda d: (d.process_index, d.id))
     return Mesh(np.asarray(devices, dtype=object), (axis_name,))
 
@@ -34,6 +32,44 @@ def check_mesh(mesh) -> Mesh:
         raise TypeError(f"`mesh` must be a jax.sharding.Mesh (e.g. jaxdyn.distributed.global_mesh()), "
                         f"got {type(mesh).__name__}.")
     return mesh
+
+
+def check_devices(devices) -> list | None:
+    """`devices` is `None` or a non-empty sequence of `jax.Device` (a `TypeError`/`ValueError`
+    naming `devices` otherwise); returned as a list."""
+    if devices is None:
+        return None
+    if isinstance(devices, (str, bytes, Mesh)) or not hasattr(devices, "__iter__"):
+        raise TypeError(f"`devices` must be a sequence of jax devices (e.g. jax.local_devices()), "
+                        f"got {type(devices).__name__}.")
+    devices = list(devices)
+    if not devices:
+        raise ValueError("`devices` is empty.")
+    bad = [d for d in devices if not isinstance(d, jax.Device)]
+    if bad:
+        raise TypeError(f"`devices` must hold jax devices (e.g. jax.local_devices()), got "
+                        f"{type(bad[0]).__name__}.")
+    return devices
+
+
+def check_placement(mesh, devices, gather, inputs=None) -> bool:
+    r"""The placement arguments of a sharded entry point: `mesh` a `jax.sharding.Mesh` or `None`,
+    `devices` a list of devices or `None` (not both), `gather` a bool. Returns whether the batch
+    is to be split over devices: a mesh or devices given, or several processes. Under `jit` or
+    `vmap` (a tracer among the leaves of `inputs`) nothing is split: the default is the
+    unsharded path, and an explicit `mesh`/`devices` is a `ValueError`."""
+    if mesh is not None:
+        check_mesh(mesh)
+    check_devices(devices)
+    if mesh is not None and devices is not None:
+        raise ValueError("give `mesh` or `devices`, not both.")
+    if not isinstance(gather, (bool, np.bool_)):
+        raise TypeError(f"`gather` must be a bool, got {type(gather).__name__}.")
+    traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(inputs))
+    if traced and (mesh is not None or devices is not None):
+        raise ValueError("`mesh`/`devices` cannot be used under jit or vmap: call the entry point "
+                         "eagerly (it compiles its per-device programs itself).")
+    return not traced and (mesh is not None or devices is not None or jax.process_count() > 1)
 
 
 def mesh_devices(mesh: Mesh) -> list:
@@ -130,16 +166,23 @@ def map_batches(fn: Callable, params, *, mesh: Mesh | None = None, devices=None,
         raise ValueError("`params` has an empty sweep axis.")
     if any(jnp.shape(leaf)[0] != n for leaf in leaves):
         raise ValueError("`params`: every leaf must share the leading (sweep) axis.")
+    if mesh is not None:
+        check_mesh(mesh)
+    devices = check_devices(devices)
     if mesh is not None and devices is not None:
         raise ValueError("give `mesh` or `devices`, not both.")
+    if not callable(fn):
+        raise TypeError(f"`fn` must be callable, got {type(fn).__name__}.")
+    if shard is not None and not isinstance(shard, (bool, np.bool_)):
+        raise TypeError(f"`shard` must be a bool or None, got {type(shard).__name__}.")
+    if not isinstance(gather_output, (bool, np.bool_)):
+        raise TypeError(f"`gather_output` must be a bool, got {type(gather_output).__name__}.")
     if mesh is None and devices is None and jax.process_count() > 1:
         mesh = global_mesh()
     if mesh is not None:
         devices = mesh_devices(mesh)
     else:
-        devices = jax.local_devices() if devices is None else list(devices)
-        if not devices:
-            raise ValueError("`devices` is empty.")
+        devices = jax.local_devices() if devices is None else devices
         if any(d.process_index != jax.process_index() for d in devices):
             raise ValueError("`devices` holds another process's devices: pass `mesh=` "
                              "(jaxdyn.distributed.global_mesh()) for a multi-process run.")

@@ -540,6 +540,79 @@ def _run(problem: _AbstractZeros, lower, upper, *, args, key, settings: _Setting
     return found, out
 
 
+class _ChunkSearch(eqx.Module):
+    """The deflated search of one device's chunk of starts (deflating only its own roots)."""
+
+    problem: _AbstractZeros
+    args: Any
+    lower: Array
+    upper: Array
+    settings: _Settings
+
+    def __call__(self, starts):
+        found = _search(self.problem, starts, self.args, self.lower, self.upper, self.settings)
+        return found.ends, found.converged, found.nonfinite
+
+
+@eqx.filter_jit
+def _merge(problem: _AbstractZeros, ends: Array, converged: Array, nonfinite: Array, args: Any,
+           settings: _Settings) -> _Found:
+    """The chunks' end points in start order: a converged end is a new zero when it is farther than
+    `dedup_tol` from every orbit kept so far (the acceptance of `_search`, without Newton)."""
+    problem, args = _stop((problem, args))
+    cap, n = ends.shape
+    p = jax.eval_shape(problem.orbit, ends[0], args).shape[0]
+
+    def one(carry, item):
+        roots, n_roots, points, n_found = carry
+        y, conv = item
+        mask = jnp.arange(cap * p) < n_roots
+        dist = jnp.where(mask, jnp.linalg.norm(y - roots, axis=-1), jnp.inf)
+        new = conv & (jnp.min(dist) > settings.dedup_tol)
+        orbit = problem.orbit(y, args)
+        roots = jnp.where(new, lax.dynamic_update_slice(roots, orbit, (n_roots, 0)), roots)
+        report = new & _is_minimal(orbit, settings.dedup_tol)
+        points = jnp.where(report, lax.dynamic_update_slice(points, y[None], (n_found, 0)), points)
+        return (roots, n_roots + p * new, points, n_found + report), None
+
+    init = (jnp.zeros((cap * p, n), ends.dtype), jnp.array(0), jnp.full((cap, n), jnp.nan, ends.dtype),
+            jnp.array(0))
+    (_, _, points, n_found), _ = lax.scan(one, init, (ends, converged))
+    return _Found(points=points, found=jnp.arange(cap) < n_found, n_found=n_found, ends=ends,
+                  converged=converged, nonfinite=nonfinite)
+
+
+@eqx.filter_jit
+def _finish(problem: _AbstractZeros, found: _Found, lower, upper, *, args, settings: _Settings,
+            hyperbolic_tol):
+    return _assemble(problem, found, args, settings, anchor=lax.stop_gradient(0.5 * (lower + upper)),
+                     hyperbolic_tol=hyperbolic_tol)
+
+
+def _run_sharded(problem: _AbstractZeros, lower, upper, *, args, key, settings: _Settings, n_starts: int,
+                 hyperbolic_tol, mesh, devices):
+    """The starts split into one chunk per device (in order, padding at the end), each chunk
+    searched with deflation on its device, the end points merged in start order, then polished
+    and classified as in `_run` (on every process)."""
+    from ..distributed._mesh import global_mesh, map_batches, mesh_devices
+
+    if mesh is None and devices is None and jax.process_count() > 1:
+        mesh = global_mesh()
+    n_dev = len(mesh_devices(mesh) if mesh is not None else (devices or jax.local_devices()))
+    n = lower.shape[0]
+    starts = jax.random.uniform(key, (n_starts, n), lower.dtype, lower, upper)
+    per = -(-n_starts // n_dev)
+    padded = jnp.concatenate([starts, jnp.repeat(starts[-1:], per * n_dev - n_starts, axis=0)])
+    ends, converged, nonfinite = map_batches(_ChunkSearch(problem, args, lower, upper, settings),
+                                             padded.reshape(n_dev, per, n), mesh=mesh, devices=devices,
+                                             shard=True)
+    ends, converged, nonfinite = (a.reshape(n_dev * per, *a.shape[2:])[:n_starts]
+                                  for a in (ends, converged, nonfinite))
+    found = _merge(problem, ends, converged, nonfinite, args, settings)
+    return found, _finish(problem, found, lower, upper, args=args, settings=settings,
+                          hyperbolic_tol=hyperbolic_tol)
+
+
 def _common(name: str, fn, lower, upper, *, key, throw, n_starts, n_steps, tol, dedup_tol,
             hyperbolic_tol):
     if not callable(fn):
@@ -552,9 +625,21 @@ def _common(name: str, fn, lower, upper, *, key, throw, n_starts, n_steps, tol, 
     return lower, upper, settings
 
 
-def _points_result(problem, lower, upper, *, args, key, settings, n_starts, hyperbolic_tol, throw, entry):
-    found, out = _run(problem, lower, upper, args=_array_floats(args), key=key, settings=settings,
-                      n_starts=n_starts, hyperbolic_tol=jnp.asarray(hyperbolic_tol, lower.dtype))
+def _search_all(problem, lower, upper, *, args, key, settings, n_starts, hyperbolic_tol, mesh, devices):
+    """`_run`, or with a placement (`mesh`, `devices`, several processes) `_run_sharded`."""
+    from ..distributed._mesh import check_placement
+
+    kw = dict(args=_array_floats(args), key=key, settings=settings, n_starts=n_starts,
+              hyperbolic_tol=jnp.asarray(hyperbolic_tol, lower.dtype))
+    if check_placement(mesh, devices, True, inputs=(lower, upper, args, key)):
+        return _run_sharded(problem, lower, upper, mesh=mesh, devices=devices, **kw)
+    return _run(problem, lower, upper, **kw)
+
+
+def _points_result(problem, lower, upper, *, args, key, settings, n_starts, hyperbolic_tol, throw, entry,
+                   mesh=None, devices=None):
+    found, out = _search_all(problem, lower, upper, args=args, key=key, settings=settings, n_starts=n_starts,
+                             hyperbolic_tol=hyperbolic_tol, mesh=mesh, devices=devices)
     res = EquilibriaResult(
         points=out.orbits[:, 0], found=out.found, n_found=found.n_found, spectra=out.spectra,
         kinds=out.kinds, indices=out.indices, non_hyperbolic=out.non_hyperbolic, residuals=out.residuals,
@@ -567,7 +652,7 @@ def _points_result(problem, lower, upper, *, args, key, settings, n_starts, hype
 
 def equilibria(field: Callable, lower, upper, *, args: Any = None, key: Key, n_starts: int = 64,
                n_steps: int = 60, tol: float | None = None, dedup_tol: float | None = None,
-               hyperbolic_tol: float = 1e-8, throw: bool = True) -> EquilibriaResult:
+               hyperbolic_tol: float = 1e-8, mesh=None, devices=None, throw: bool = True) -> EquilibriaResult:
     r"""Every equilibrium $f(x) = 0$ of an autonomous flow $\dot y = f(t, y, \text{args})$ found in
     the box $[\text{lower}, \text{upper}]$, with its eigenvalues and kind.
 
@@ -596,6 +681,14 @@ def equilibria(field: Callable, lower, upper, *, args: Any = None, key: Key, n_s
       residual max-norm accepted at a zero (default $10^{-10}$ in float64, $10^{-5}$ in float32).
     - `dedup_tol`: two zeros closer than this are one (default $10^{-4}$ times the box diagonal).
     - `hyperbolic_tol`: the non-hyperbolic flag's tolerance on $|\Re\lambda|$.
+    - `mesh`, `devices`: split the starts over the devices of a `jax.sharding.Mesh` (e.g.
+      [`jaxdyn.distributed.global_mesh`][]: every process of a multi-process job, the default
+      there) or of one process's `devices`: one chunk of consecutive starts per device, searched
+      with deflation of that chunk's roots, then the chunks' end points are merged in start order
+      (deduplicated), polished and classified on every process. The roots found are those of one
+      search up to rounding, but a chunk does not deflate the other chunks' roots, so which start
+      finds which root (and with a crowded box, how many are found) can differ from the
+      unsharded search. Not under `jit`/`vmap` (the unsharded search is).
     - `throw`: when nothing is found in the box (`none_found`) or the field was non-finite where a
       start went (`nonfinite_field`), `True` raises an `eqx.EquinoxRuntimeError` with the message,
       `False` returns the result with the code in `result`.
@@ -619,12 +712,14 @@ def equilibria(field: Callable, lower, upper, *, args: Any = None, key: Key, n_s
     _check_output(lambda x: field(jnp.zeros((), x.dtype), x, args), lower, "field")
     problem = _FlowZeros(field)
     return _points_result(problem, lower, upper, args=args, key=key, settings=settings, n_starts=n_starts,
-                          hyperbolic_tol=hyperbolic_tol, throw=throw, entry="equilibria")
+                          hyperbolic_tol=hyperbolic_tol, throw=throw, entry="equilibria", mesh=mesh,
+                          devices=devices)
 
 
 def fixed_points(map: Callable, lower, upper, *, args: Any = None, key: Key, n_starts: int = 64,
                  n_steps: int = 60, tol: float | None = None, dedup_tol: float | None = None,
-                 hyperbolic_tol: float = 1e-8, throw: bool = True) -> EquilibriaResult:
+                 hyperbolic_tol: float = 1e-8, mesh=None, devices=None,
+                 throw: bool = True) -> EquilibriaResult:
     r"""Every fixed point $F(x) = x$ of a map $x \mapsto F(x, \text{args})$ found in the box, with
     its multipliers (the eigenvalues $\mu$ of $\partial F / \partial x$) and kind.
 
@@ -652,12 +747,13 @@ def fixed_points(map: Callable, lower, upper, *, args: Any = None, key: Key, n_s
     _check_output(lambda x: map(x, args), lower, "map")
     problem = _MapZeros(map, 1)
     return _points_result(problem, lower, upper, args=args, key=key, settings=settings, n_starts=n_starts,
-                          hyperbolic_tol=hyperbolic_tol, throw=throw, entry="fixed_points")
+                          hyperbolic_tol=hyperbolic_tol, throw=throw, entry="fixed_points", mesh=mesh,
+                          devices=devices)
 
 
 def cycles(map: Callable, period: int, lower, upper, *, args: Any = None, key: Key, n_starts: int = 64,
            n_steps: int = 60, tol: float | None = None, dedup_tol: float | None = None,
-           hyperbolic_tol: float = 1e-8, throw: bool = True) -> CyclesResult:
+           hyperbolic_tol: float = 1e-8, mesh=None, devices=None, throw: bool = True) -> CyclesResult:
     r"""Every cycle of minimal period `period` of a map $F$ with a point in the box: the zeros of
     $F^{\text{period}}(x) - x$ that are not fixed points of $F^q$ for a proper divisor $q$, one
     orbit per cycle.
@@ -691,8 +787,8 @@ def cycles(map: Callable, period: int, lower, upper, *, args: Any = None, key: K
                                      hyperbolic_tol=hyperbolic_tol)
     _check_output(lambda x: map(x, args), lower, "map")
     problem = _MapZeros(map, int(period))
-    found, out = _run(problem, lower, upper, args=_array_floats(args), key=key, settings=settings,
-                      n_starts=n_starts, hyperbolic_tol=jnp.asarray(hyperbolic_tol, lower.dtype))
+    found, out = _search_all(problem, lower, upper, args=args, key=key, settings=settings, n_starts=n_starts,
+                             hyperbolic_tol=hyperbolic_tol, mesh=mesh, devices=devices)
     res = CyclesResult(
         orbits=out.orbits, found=out.found, n_found=found.n_found, multipliers=out.spectra,
         kinds=out.kinds, indices=out.indices, non_hyperbolic=out.non_hyperbolic, residuals=out.residuals,

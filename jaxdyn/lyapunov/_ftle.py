@@ -7,8 +7,9 @@ import numpy as np
 
 from .._checks import check_finite, check_int, check_positive
 from .._kernels import RK4, rk_map
-from .._results import RESULTS, AbstractResult, check_throw, message
+from .._results import RESULTS, AbstractResult, check_throw, message, raise_if_failed
 from .._types import Array
+from ..distributed._mesh import check_placement, gather as gather_tree, map_batches
 from ._common import check_args, check_dt, check_output, elementwise_code, raise_failed
 
 
@@ -59,7 +60,26 @@ def _ftle_points(field, args, flat, *, dt, t0, t1, n_steps: int):
     return jax.vmap(one)(flat)
 
 
-def ftle_field(field, points, *, t1, dt, args=None, t0=0.0, throw: bool = True) -> FTLEResult:
+class _FTLEPoint(eqx.Module):
+    """The exponents and the end point from one start (what a sharded `ftle_field` maps)."""
+
+    field: object
+    args: object
+    dt: Array
+    t0: Array
+    t1: Array
+    n_steps: int = eqx.field(static=True)
+
+    def __call__(self, y0):
+        flow = lambda y: rk_map(lambda t, u: self.field(t, u, self.args), self.t0, y, self.dt,  # noqa: E731
+                                self.n_steps, RK4)
+        J = jax.jacfwd(flow)(y0)
+        s = jnp.linalg.svd(J, compute_uv=False)
+        return jnp.log(s) / self.t1, flow(y0)
+
+
+def ftle_field(field, points, *, t1, dt, args=None, t0=0.0, mesh=None, devices=None, gather: bool = True,
+               throw: bool = True) -> FTLEResult:
     r"""Finite-time Lyapunov exponents $\frac{1}{T}\log\sigma_i(D\phi_T(x))$ at many points.
 
     The flow map $\phi_T$ of `field(t, y, args)` (fixed-step RK4 with `dt`, $T$ = `t1`) is
@@ -69,6 +89,14 @@ def ftle_field(field, points, *, t1, dt, args=None, t0=0.0, throw: bool = True) 
 
     `throw`: raise if the trajectory or its Jacobian became non-finite at any point (default),
     or with `False` return a code per point in `result` (NaN exponents there).
+
+    **Across devices and processes:** `mesh` (a `jax.sharding.Mesh`, e.g.
+    [`jaxdyn.distributed.global_mesh`][]) or `devices` (one process's devices) splits the points
+    (flattened batch axes) over the devices with [`jaxdyn.distributed.map_batches`][]; with
+    several processes and neither, over every device of every process. The numbers equal the
+    unsharded ones (each device runs the same single-device program). `gather`: every process
+    gets the whole field (default), or with `False` global arrays whose shards stay where they
+    were computed.
 
     **Returns:** an [`FTLEResult`][].
     """
@@ -92,9 +120,14 @@ def ftle_field(field, points, *, t1, dt, args=None, t0=0.0, throw: bool = True) 
     check_output(lambda y: field(jnp.asarray(t0, points.dtype), y, args), "field", (n,),
                  points.reshape(-1, n)[0])
     flat = points.reshape(-1, n)
-    exps, finals = _ftle_points(field, args, flat, dt=jnp.asarray(dt, points.dtype),
-                                t0=jnp.asarray(t0, points.dtype), t1=jnp.asarray(t1, points.dtype),
-                                n_steps=n_steps)
+    if check_placement(mesh, devices, gather, inputs=(points, args, t0, dt, t1)):
+        one = _FTLEPoint(field, args, jnp.asarray(dt, points.dtype), jnp.asarray(t0, points.dtype),
+                         jnp.asarray(t1, points.dtype), n_steps)
+        exps, finals = map_batches(one, flat, mesh=mesh, devices=devices, shard=True, gather_output=gather)
+    else:
+        exps, finals = _ftle_points(field, args, flat, dt=jnp.asarray(dt, points.dtype),
+                                    t0=jnp.asarray(t0, points.dtype), t1=jnp.asarray(t1, points.dtype),
+                                    n_steps=n_steps)
     exps = exps.reshape(*points.shape[:-1], n)
     finals = finals.reshape(points.shape)
     bad_state = ~jnp.all(jnp.isfinite(finals), axis=-1)
@@ -105,4 +138,7 @@ def ftle_field(field, points, *, t1, dt, args=None, t0=0.0, throw: bool = True) 
         bad_state, bad)
     res = FTLEResult(points=points, exponents=jnp.where(bad[..., None], jnp.nan, exps),
                      final_points=finals, duration=jnp.asarray(t1, points.dtype), result=result)
+    if not gather:  # the codes of every process, for the failure policy only
+        return raise_if_failed(res, gather_tree(res.result), throw,
+                               hint="(pass `throw=False` to get the exponents with a code per point)")
     return raise_failed(res, throw, "the exponents with a code per point")

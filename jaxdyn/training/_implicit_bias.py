@@ -20,6 +20,7 @@ from .._checks import check_int
 from .._deprecate import renamed_kwargs
 from .._results import RESULTS, AbstractResult, check_throw, message, raise_if_failed
 from .._types import Array, PyTree
+from ..distributed._mesh import check_placement, gather as gather_tree, map_batches
 from ._gd import all_finite, check_data, check_finite_now, check_lr, split_params
 
 
@@ -83,38 +84,53 @@ class GDEndpointsResult(AbstractResult):
         return draw_endpoints(self, ax=ax, **kwargs)
 
 
+def _endpoint(loss, data, lr, tol, n_steps, p0):
+    def step(carry, i):
+        p, first, code, fstep = carry
+        value, g = jax.value_and_grad(loss)(p, *data)
+        first = jnp.where((first < 0) & (value < tol), i, first)
+        p = jax.tree_util.tree_map(lambda a, b: a - lr.astype(a.dtype) * b, p, g)
+        new = RESULTS.where(~jnp.isfinite(value), RESULTS.nonfinite_loss,
+                            RESULTS.where(~all_finite(g), RESULTS.nonfinite_gradient,
+                                          RESULTS.where(all_finite(p), RESULTS.successful,
+                                                        RESULTS.nonfinite_parameters)))
+        now = (code == RESULTS.successful) & (new != RESULTS.successful)
+        code = RESULTS.where(now, new, code)
+        fstep = jnp.where(now, i, fstep)
+        return (p, first, code, fstep), None
+
+    init = (p0, jnp.asarray(-1, jnp.int32), RESULTS.successful, jnp.asarray(-1, jnp.int32))
+    (p, first, code, fstep), _ = lax.scan(step, init, jnp.arange(n_steps, dtype=jnp.int32))
+    value = loss(p, *data)
+    finite = jnp.isfinite(value) & all_finite(p)
+    code = RESULTS.where((code == RESULTS.successful) & ~finite, RESULTS.nonfinite_loss, code)
+    fstep = jnp.where((fstep < 0) & ~finite, n_steps, fstep)
+    first = jnp.where((first < 0) & (value < tol), n_steps, first)
+    return p, value, finite & (value < tol), ~finite, first, code, fstep
+
+
 @eqx.filter_jit
 def _endpoints(loss, inits, data, lr, tol, n_steps):
-    def one(p0):
-        def step(carry, i):
-            p, first, code, fstep = carry
-            value, g = jax.value_and_grad(loss)(p, *data)
-            first = jnp.where((first < 0) & (value < tol), i, first)
-            p = jax.tree_util.tree_map(lambda a, b: a - lr.astype(a.dtype) * b, p, g)
-            new = RESULTS.where(~jnp.isfinite(value), RESULTS.nonfinite_loss,
-                                RESULTS.where(~all_finite(g), RESULTS.nonfinite_gradient,
-                                              RESULTS.where(all_finite(p), RESULTS.successful,
-                                                            RESULTS.nonfinite_parameters)))
-            now = (code == RESULTS.successful) & (new != RESULTS.successful)
-            code = RESULTS.where(now, new, code)
-            fstep = jnp.where(now, i, fstep)
-            return (p, first, code, fstep), None
+    return jax.vmap(lambda p0: _endpoint(loss, data, lr, tol, n_steps, p0))(inits)
 
-        init = (p0, jnp.asarray(-1, jnp.int32), RESULTS.successful, jnp.asarray(-1, jnp.int32))
-        (p, first, code, fstep), _ = lax.scan(step, init, jnp.arange(n_steps, dtype=jnp.int32))
-        value = loss(p, *data)
-        finite = jnp.isfinite(value) & all_finite(p)
-        code = RESULTS.where((code == RESULTS.successful) & ~finite, RESULTS.nonfinite_loss, code)
-        fstep = jnp.where((fstep < 0) & ~finite, n_steps, fstep)
-        first = jnp.where((first < 0) & (value < tol), n_steps, first)
-        return p, value, finite & (value < tol), ~finite, first, code, fstep
 
-    return jax.vmap(one)(inits)
+class _EndpointRun(eqx.Module):
+    """One GD run from one initialisation (what a sharded `gd_endpoints` maps)."""
+
+    loss: object
+    data: tuple
+    lr: Array
+    tol: Array
+    n_steps: int = eqx.field(static=True)
+
+    def __call__(self, p0):
+        return _endpoint(self.loss, self.data, self.lr, self.tol, self.n_steps, p0)
 
 
 @renamed_kwargs(steps="n_steps")
 def gd_endpoints(loss_fn: Callable, inits: PyTree, lr, *data, n_steps: int = 2000,
-                 tol: float = 1e-20, throw: bool = True) -> GDEndpointsResult:
+                 tol: float = 1e-20, mesh=None, devices=None, gather: bool = True,
+                 throw: bool = True) -> GDEndpointsResult:
     r"""Run gradient descent with step `lr` from a batch of initialisations (`vmap`).
 
     **Arguments:**
@@ -129,6 +145,12 @@ def gd_endpoints(loss_fn: Callable, inits: PyTree, lr, *data, n_steps: int = 200
       `eqx.EquinoxRuntimeError` with the code's message; `False`: overflow is a value: the run
       is counted in `diverged`, with its code in `result` and the step in `failed_step` (what a
       study of where GD settles wants: some step sizes make runs diverge).
+    - `mesh`, `devices`, `gather`: split the initialisations over the devices of a
+      `jax.sharding.Mesh` (e.g. [`jaxdyn.distributed.global_mesh`][]: every process of a
+      multi-process job, the default there) or of one process's `devices`, with
+      [`jaxdyn.distributed.map_batches`][] (the same numbers as unsharded); `gather=True`
+      (default) returns the whole batch on every process, `False` global arrays whose shards stay
+      where they were computed.
 
     **Raises:** `ValueError`/`TypeError` naming the argument for bad input (non-finite `inits`
     or data included), before any compilation.
@@ -170,11 +192,18 @@ def gd_endpoints(loss_fn: Callable, inits: PyTree, lr, *data, n_steps: int = 200
     if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != ():
         shape = out.shape if isinstance(out, jax.ShapeDtypeStruct) else out
         raise ValueError(f"`loss_fn(params, *data)` must return a scalar, got {shape}.")
+    sharded = check_placement(mesh, devices, gather, inputs=(inits, lr, data))
     arrays, loss, static = split_params(loss_fn, inits)
-    p, value, conv, div, first, code, fstep = _endpoints(loss, arrays, data, lr, jnp.asarray(tol),
-                                                         n_steps)
+    if sharded:
+        p, value, conv, div, first, code, fstep = map_batches(
+            _EndpointRun(loss, tuple(data), lr, jnp.asarray(tol), n_steps), arrays, mesh=mesh,
+            devices=devices, shard=True, gather_output=gather)
+    else:
+        p, value, conv, div, first, code, fstep = _endpoints(loss, arrays, data, lr, jnp.asarray(tol),
+                                                             n_steps)
     out = GDEndpointsResult(params=eqx.combine(p, static), loss=value, converged=conv, diverged=div,
                             first_converged=first, lr=lr, tol=jnp.asarray(tol), result=code,
                             failed_step=fstep, n_steps=n_steps)
-    return raise_if_failed(out, code, throw, hint="(`gd_endpoints`: pass `throw=False` to count "
-                           "diverged runs instead, with `result` and `failed_step` per run.)")
+    return raise_if_failed(out, code if gather else gather_tree(code), throw,
+                           hint="(`gd_endpoints`: pass `throw=False` to count diverged runs "
+                           "instead, with `result` and `failed_step` per run.)")

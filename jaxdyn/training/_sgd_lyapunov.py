@@ -18,6 +18,7 @@ every step (rounding error in $\ker H$ is not damped by SGD, it would grow relat
 contracting normal directions and drag the estimate to 0 within tens of steps).
 """
 
+import functools
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +33,7 @@ from .._checks import check_int, check_positive, is_concrete
 from .._deprecate import renamed_kwargs
 from .._results import RESULTS, AbstractResult, check_throw, is_successful, message, raise_if_failed
 from .._types import Array
+from ..distributed._mesh import check_placement, gather as gather_tree, map_batches
 from ..lyapunov import product_spectrum
 from ..lyapunov._result import LyapunovResult
 from ._sgd_normal import (
@@ -662,15 +664,16 @@ class SGDStabilityDiagramResult(AbstractResult):
         return fig if ax is None or isinstance(ax, list | tuple | np.ndarray) else ax
 
 
+def _diagram_cell(problem: _Problem, lr, batch_size, key, run: _Run):
+    """One cell $(\\eta, B)$ of the diagram: exponent, stderr, mean-square bound, deterministic,
+    code, GD control shift."""
+    lyap, exps, ses, det, code, shift = _estimate(problem, lr, batch_size, key, run)
+    msb = _mean_square_bound(problem.space, lr, batch_size)[0] if run.mean_square else jnp.nan * lr
+    return exps[0], ses[0], msb, det, code, shift[0]
+
+
 def _diagram_row_impl(problem: _Problem, lrs, batch_size, key, run: _Run):
-    space = problem.space
-
-    def one(lr):
-        lyap, exps, ses, det, code, shift = _estimate(problem, lr, batch_size, key, run)
-        msb = _mean_square_bound(space, lr, batch_size)[0] if run.mean_square else jnp.nan * lr
-        return exps[0], ses[0], msb, det, code, shift[0]
-
-    return jax.vmap(one)(lrs)
+    return jax.vmap(lambda lr: _diagram_cell(problem, lr, batch_size, key, run))(lrs)
 
 
 class _DiagramRow(eqx.Module):
@@ -684,6 +687,10 @@ class _DiagramRow(eqx.Module):
 
     def __call__(self, batch_size):
         return _diagram_row_impl(self.problem, self.lrs, batch_size, self.key, self.run)
+
+    def cell(self, lr, batch_size):
+        """One cell (what a sharded diagram maps over the step sizes, or over the cells)."""
+        return _diagram_cell(self.problem, lr, batch_size, self.key, self.run)
 
 
 def _check_lrs(lrs) -> Array:
@@ -700,8 +707,8 @@ def sgd_stability_diagram(per_example_loss, params, data, *, lrs, batch_sizes, k
                           curvature: AbstractCurvature | None = None,
                           normal_space: NormalSpace | None = None, rtol: float | None = None,
                           mean_square: bool = True, loss_tol: float = 1e-10, grad_tol: float = 1e-6,
-                          progress: bool = False, gd_control: bool = True,
-                          throw: bool = True) -> SGDStabilityDiagramResult:
+                          progress: bool = False, gd_control: bool = True, mesh=None, devices=None,
+                          gather: bool = True, throw: bool = True) -> SGDStabilityDiagramResult:
     r"""$\lambda(\eta, B)$ over `lrs` x `batch_sizes`, with the GD exponent and the GD boundary
     $\eta = 2/\lambda_{\max}$.
 
@@ -714,11 +721,21 @@ def sgd_stability_diagram(per_example_loss, params, data, *, lrs, batch_sizes, k
     `False` the codes are returned in `result`. Rows with $B = n$ are exact and equal
     `gd_exponent`.
 
+    **Across devices and processes:** `mesh` (a `jax.sharding.Mesh`, e.g.
+    [`jaxdyn.distributed.global_mesh`][]) or `devices` (one process's devices) splits the work
+    with [`jaxdyn.distributed.map_batches`][]: with [`Hessian`][] curvature the step sizes of
+    each batch size (the batch size sets shapes), with [`GaussNewton`][] all (step size, batch
+    size) cells at once. With several processes and neither, every device of every process is
+    used. The numbers are those of the unsharded diagram (each device runs the same
+    single-device program on its cells). `gather`: the whole diagram on every process
+    (default), or with `False` global arrays whose shards stay where they were computed.
+
     **Returns:** an [`SGDStabilityDiagramResult`][].
     """
     check_throw(throw)
     if not callable(per_example_loss):
         raise TypeError("`per_example_loss` must be callable.")
+    sharded = check_placement(mesh, devices, gather, inputs=(params, data, lrs))
     n = check_data(data)
     lrs = _check_lrs(lrs)
     sizes = tuple(check_batch_size(b, n) for b in batch_sizes)
@@ -734,14 +751,17 @@ def sgd_stability_diagram(per_example_loss, params, data, *, lrs, batch_sizes, k
                        rtol=rtol, ms_max_dim=64)
     lrs = lrs.astype(space.basis.dtype)
     row = _DiagramRow(_Problem(per_example_loss, space, data), lrs, key, run)
+    batches = (functools.partial(map_batches, mesh=mesh, devices=devices, shard=True, gather_output=gather)
+               if sharded else None)
     exp, se, msb, det, code, shift = space.curvature.over_batch_sizes(
-        row, sizes, dtype=lrs.dtype, progress=progress)
+        row, sizes, dtype=lrs.dtype, progress=progress, batches=batches)
     out = SGDStabilityDiagramResult(
         lrs=lrs, exponent=exp, stderr=se, mean_square_bound=msb, deterministic=det[:, 0],
         gd_control_shift=shift[0], result=_flag_not_interpolating(code, check.interpolating),
         gd_exponent=jax.vmap(lambda lr: gd_exponent(space, lr))(lrs), lambda_max=space.lambda_max,
         gd_boundary=2 / space.lambda_max, batch_sizes=sizes, n_examples=n, rank=space.rank)
-    return raise_if_failed(out, out.result, throw, hint="(`sgd_stability_diagram`: pass "
+    return raise_if_failed(out, out.result if gather else gather_tree(out.result), throw,
+                           hint="(`sgd_stability_diagram`: pass "
                            "`throw=False` to get the diagram with a code per cell.)")
 
 

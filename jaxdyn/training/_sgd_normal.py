@@ -402,6 +402,26 @@ def _all_rows(row, batch_sizes):
     return jax.vmap(row)(batch_sizes)
 
 
+class _AtBatchSize(eqx.Module):
+    """A diagram row's cells at one (static) batch size, as a function of the step size."""
+
+    row: Any
+    batch_size: int = eqx.field(static=True)
+
+    def __call__(self, lr):
+        return self.row.cell(lr, self.batch_size)
+
+
+class _Cells(eqx.Module):
+    """A diagram's cells as a function of `(step size, batch size)`."""
+
+    row: Any
+
+    def __call__(self, cell):
+        lr, batch_size = cell
+        return self.row.cell(lr, batch_size)
+
+
 # -- curvature strategies --------------------------------------------------------------------------
 
 
@@ -416,7 +436,9 @@ class AbstractCurvature(eqx.Module):
     - `sampler`: the random SGD step on normal coordinates, `key -> (v -> B_xi v)`;
     - `spread`, `sandwich`: the per-example curvatures $K_i$ on the normal space, from the
       factors (for the deterministic-product test and the mean-square bound);
-    - `over_batch_sizes`: how a grid over batch sizes is evaluated.
+    - `over_batch_sizes`: how a grid over batch sizes is evaluated (and, given `batches`, a
+      [`jaxdyn.distributed.map_batches`][] with the placement bound, how it is split over
+      devices).
     """
 
     @abc.abstractmethod
@@ -439,9 +461,11 @@ class AbstractCurvature(eqx.Module):
 
     @abc.abstractmethod
     def over_batch_sizes(self, row: Callable, sizes: tuple[int, ...], *, dtype,
-                         progress: bool) -> Any:
+                         progress: bool, batches: Callable | None = None) -> Any:
         """`row(batch_size)` for every size in `sizes`, stacked along a leading axis; `row` is an
-        `eqx.Module` (compiled here)."""
+        `eqx.Module` (compiled here) with the step sizes `row.lrs` and one cell
+        `row.cell(lr, batch_size)`; `batches(fn, params)` (when given) maps `fn` over the leading
+        axis of `params` across devices."""
 
 
 class Hessian(AbstractCurvature):
@@ -479,14 +503,17 @@ class Hessian(AbstractCurvature):
     def sandwich(self, factors, X):
         return jnp.einsum("nab,bc,ncd->ad", factors, X, factors)
 
-    def over_batch_sizes(self, row, sizes, *, dtype, progress):
+    def over_batch_sizes(self, row, sizes, *, dtype, progress, batches=None):
         del dtype  # the batch size stays a Python int (it sets the gathered batch's shape)
         it = sizes
         if progress:
             from tqdm.auto import tqdm
 
             it = tqdm(sizes, desc="sgd_stability_diagram", leave=False)
-        rows = [_one_row(row, b) for b in it]
+        if batches is None:
+            rows = [_one_row(row, b) for b in it]
+        else:  # per batch size, the step sizes split over the devices
+            rows = [batches(_AtBatchSize(row, b), row.lrs) for b in it]
         return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *rows)
 
 
@@ -528,9 +555,14 @@ class GaussNewton(AbstractCurvature):
         inner = jnp.einsum("nqr,rs,nps->nqp", factors, X, factors)  # G_i X G_i^T
         return jnp.einsum("nqr,nqp,nps->rs", factors, inner, factors)
 
-    def over_batch_sizes(self, row, sizes, *, dtype, progress):
+    def over_batch_sizes(self, row, sizes, *, dtype, progress, batches=None):
         del progress  # one compiled call
-        return _all_rows(row, jnp.asarray(sizes, dtype))
+        if batches is None:
+            return _all_rows(row, jnp.asarray(sizes, dtype))
+        n_b, n_lr = len(sizes), row.lrs.shape[0]  # every (step size, batch size) cell over the devices
+        cells = (jnp.tile(row.lrs, n_b), jnp.repeat(jnp.asarray(sizes, dtype), n_lr))
+        out = batches(_Cells(row), cells)
+        return jax.tree_util.tree_map(lambda a: a.reshape(n_b, n_lr, *a.shape[1:]), out)
 
 
 # -- the normal space ------------------------------------------------------------------------------
