@@ -411,7 +411,7 @@ def dtype_record(module, dtype: str = "auto") -> dict[str, Any]:
     """The JSON's `dtype`: what JAX runs in (`dtype`, `x64`), what was asked (`requested`: auto =
     the module's `X64`), the module's default and its reason (`X64_REASON`)."""
     if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        raise ValueError(f"`dtype` must be one of {DTYPES}, got {dtype!r}")
     x64 = bool(module.X64) if dtype == "auto" else dtype == "float64"
     return {"dtype": "float64" if x64 else "float32", "x64": x64, "requested": dtype,
             "module_default": "float64" if module.X64 else "float32",

@@ -21,6 +21,9 @@
 # side, one fresh build instead of 3 for the compile time, and 32 instead of 256 rhos in the
 # sweep: the same ratios, noisier, and the sweep ratio is for 32 rhos).
 # MODE=full runs every case in full mode. JSON and logs go to $OUT (default /tmp/bench_compare).
+# Since the paired ratios (benchmarks/_common.py: `speedups`, `paired`), a goal's ratio is the median
+# of the per-round ratios of interleaved rounds; an OLD_COMMIT before them reports the ratio of the
+# warm medians: compare such pairs with that in mind (the new JSON keeps it as speedup_of_medians).
 set -euo pipefail
 
 MAIN=$(cd "$(dirname "$0")/.." && pwd)

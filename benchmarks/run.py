@@ -89,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
                              "(e.g. on a GPU, where the science allows) or float64; recorded in the JSON")
     parser.add_argument("--results-dir", default=None,
                         help=f"results root; JSONs go to ROOT/<platform>/NAME.json (default {RESULTS_DIR})")
+    parser.add_argument("--platform-dir", default=None,
+                        help="folder name under the results root for this run's JSONs, instead of the "
+                             "platform's (e.g. gpu-h200 beside gpu: the table shows it as its own section)")
     parser.add_argument("--output", default=None,
                         help="JSON path of a single benchmark (default ROOT/<platform>/NAME.json)")
     parser.add_argument("--readme", default=None,
@@ -120,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         path = write_table(root, readme)
         print(f"wrote the results table of {path} from {root}")
         return 0
+    pdir = args.platform_dir
+    if pdir is not None and (not pdir or Path(pdir).name != pdir or pdir in (".", "..")):
+        parser.error(f"--platform-dir must be a plain folder name, got {args.platform_dir!r}")
     if args.name == "all":
         if args.output or args.cases:
             parser.error("`all` takes neither --output nor --cases")
@@ -199,7 +205,8 @@ def run_one(args: argparse.Namespace, root: Path) -> int:
               f"{g['threshold']:.3g}): {verdict}" + (f"; {g['note']}" if g.get("note") else ""))
     print(f"overall: {'not evaluated' if goal['met'] is None else 'MET' if goal['met'] else 'NOT MET'}")
 
-    path = Path(args.output) if args.output else root / prov["device"]["platform"] / f"{args.name}.json"
+    folder = args.platform_dir or prov["device"]["platform"]
+    path = Path(args.output) if args.output else root / folder / f"{args.name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(f"device used: {_device_line(prov['device'])}")
@@ -242,6 +249,8 @@ def run_all(args: argparse.Namespace, root: Path, readme: Path) -> int:
     print(f"run.py all: {len(names)} benchmarks ({', '.join(names)})")
     print(f"device: {_device_line(dev) if dev.get('platform') else dev.get('error')}", flush=True)
     flags = ["--threads", str(args.threads), "--dtype", args.dtype, "--results-dir", str(root)]
+    if args.platform_dir:
+        flags += ["--platform-dir", args.platform_dir]
     if args.quick:
         flags.append("--quick")
     if args.repeats is not None:
@@ -256,7 +265,7 @@ def run_all(args: argparse.Namespace, root: Path, readme: Path) -> int:
         except subprocess.TimeoutExpired:
             rc = "timeout"
         wall = time.perf_counter() - t0
-        path = root / str(dev.get("platform")) / f"{name}.json"
+        path = root / str(args.platform_dir or dev.get("platform")) / f"{name}.json"
         status = "ok" if rc == 0 else (f"TIMEOUT after {args.timeout:g} s" if rc == "timeout"
                                        else f"FAILED (exit {rc})")
         if rc != 0:

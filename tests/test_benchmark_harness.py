@@ -44,6 +44,17 @@ def test_list_shows_every_benchmark_and_scale(run, capsys):
     assert "scale" in out and all(name in out for name in run.BENCHMARKS)
 
 
+def test_bad_command_lines(run, capsys):
+    assert run.main(["no_such_benchmark"]) == 2
+    assert "unknown benchmark 'no_such_benchmark'" in capsys.readouterr().err
+    assert run.main(["all", "--skip", "no_such_benchmark"]) == 2  # before any benchmark runs
+    for argv in (["all", "--cases", "a"], ["sgd", "--threads", "0"], ["sgd", "--repeats", "0"],
+                 ["sgd", "--dtype", "float16"], ["sgd", "--platform-dir", "../x"]):
+        with pytest.raises(SystemExit) as info:
+            run.main(argv)
+        assert info.value.code == 2, argv
+
+
 def test_every_module_states_its_dtype(run):
     for name, (module, _) in run.BENCHMARKS.items():
         if not (BENCH / f"{module}.py").exists():
