@@ -21,7 +21,8 @@ Output: one line `SCALE_RESULT {json}` on stdout (process 0 only); memory figure
 while building the problem), `peak_rss_run` (high-water mark while running it, after the mark was
 reset through `/proc/self/clear_refs` where the kernel allows; otherwise the same mark as the
 build's), `peak_rss` (the larger: the process's peak), `ru_maxrss` (as `getrusage` reports it at
-the end).
+the end). `warm_median_cpu_s_total`: the CPU time of a warm call summed over the processes
+(the work done, robust to the machine's load where wall time is not); `loadavg_before/after`.
 """
 
 from __future__ import annotations
@@ -344,6 +345,13 @@ def _phase_peak(mem: dict):
     return done
 
 
+def _loadavg():
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 TASKS = {"sweep": task_sweep, "particles": task_particles, "fft": task_fft, "sparse": task_sparse,
          "two_layer": task_two_layer}
 
@@ -354,6 +362,7 @@ def main(argv: list[str]) -> int:
     if task not in TASKS:
         print(f"unknown task {task!r}; choose from {sorted(TASKS)}", file=sys.stderr)
         return 2
+    load_before = _loadavg()
     import jax
 
     jax.config.update("jax_enable_x64", spec.get("dtype", "float64") == "float64")
@@ -375,6 +384,15 @@ def main(argv: list[str]) -> int:
                device_kind=jax.devices()[0].device_kind, x64=bool(jax.config.jax_enable_x64))
     if task in ("sweep", "particles"):
         rec.update(mem, ru_maxrss=ru_maxrss())
+    # every process's CPU time of a warm call (the sum is the work done; process 0 reports)
+    cpus = [rec["warm_median_cpu_s"]]
+    if info.process_count > 1:
+        import numpy as np
+        from jax.experimental import multihost_utils
+
+        cpus = [float(c) for c in np.ravel(multihost_utils.process_allgather(np.asarray([cpus[0]])))]
+    rec.update(warm_median_cpu_s_per_process=cpus, warm_median_cpu_s_total=float(sum(cpus)),
+               loadavg_after=_loadavg(), loadavg_before=load_before)
     rec.pop("output", None)
     if jdist.is_main_process():
         print(MARK + json.dumps(rec), flush=True)

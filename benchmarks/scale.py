@@ -160,21 +160,30 @@ def run_worker(spec: dict[str, Any], *, devices: int = 1, processes: int = 1, ti
 # -- weak scaling --------------------------------------------------------------------------------
 
 
-def weak_efficiency(times: dict[str, float | None], workers: dict[str, int],
-                    base: str | None = None) -> dict[str, dict[str, float | None]]:
+def weak_efficiency(times: dict[str, float | None], workers: dict[str, int], base: str | None = None,
+                    cpu: dict[str, float | None] | None = None) -> dict[str, dict[str, float | None]]:
     """Weak-scaling figures from warm times (the work per device fixed): `efficiency` = t(base) /
     t(config) (1: perfect, the larger problem in the same time) and `throughput_speedup` =
-    workers x efficiency (how many times the base's work per second). `base` defaults to the first
-    configuration; a missing time (a failed run) gives None."""
+    workers x efficiency (how many times the base's work per second). With `cpu` (CPU seconds of
+    a warm call, all processes): `cpu_work_efficiency` = (workers / base workers) x cpu(base) /
+    cpu(config), the share of the CPU time that is the base's useful work (1: sharding costs no
+    extra work; robust to the load of a shared machine, which wall times are not). `base`
+    defaults to the first configuration; a missing time (a failed run) gives None."""
     if not times:
         return {}
     base = next(iter(times)) if base is None else base
     tb = times.get(base)
+    cb = (cpu or {}).get(base)
     out = {}
     for label, t in times.items():
         eff = None if not tb or not t else tb / t
+        scale = workers[label] / workers[base]
         out[label] = {"warm_s": t, "workers": workers[label], "efficiency": eff,
-                      "throughput_speedup": None if eff is None else eff * workers[label] / workers[base]}
+                      "throughput_speedup": None if eff is None else eff * scale}
+        if cpu is not None:
+            c = cpu.get(label)
+            out[label]["cpu_s"] = c
+            out[label]["cpu_work_efficiency"] = None if not cb or not c or not t else scale * cb / c
     return out
 
 
@@ -190,8 +199,8 @@ def _weak(ctx, task: str, note: str) -> dict[str, Any]:
         rec[label] = r  # printed by the harness (warm median, compile)
     times = {lab: (r["warm_median_s"] if r["status"] == "ok" else None) for lab, r in rec["configs"].items()}
     workers = {lab: d * p for lab, d, p in GRID}
-    rec["weak_scaling"] = weak_efficiency(times, workers)
-    rec["cpu_time"] = {lab: r.get("warm_median_cpu_s") for lab, r in rec["configs"].items()}
+    cpu = {lab: r.get("warm_median_cpu_s_total") for lab, r in rec["configs"].items()}
+    rec["weak_scaling"] = weak_efficiency(times, workers, cpu=cpu)
     rec["spec"] = spec
     return rec
 
@@ -255,9 +264,11 @@ def describe(case: str, rec: dict[str, Any]) -> list[str]:
             if r["status"] != "ok":
                 lines.append(f"{lab:12s} FAILED: {r['reason'][:200]}")
                 continue
-            lines.append(f"{lab:12s} warm {fmt_s(w['warm_s'])} (CPU {fmt_s(r['warm_median_cpu_s'])}), "
+            cw = w.get("cpu_work_efficiency")
+            lines.append(f"{lab:12s} warm {fmt_s(w['warm_s'])} (CPU {fmt_s(w.get('cpu_s'))}), "
                          f"efficiency {w['efficiency']:.2f}, throughput x{w['throughput_speedup']:.2f}, "
-                         f"compile {fmt_s(r['compile_s'])}")
+                         f"CPU-work efficiency {'-' if cw is None else f'{cw:.2f}'}, "
+                         f"compile {fmt_s(r['compile_s'])}, load {r.get('loadavg_before')}")
         if case == "weak_sweep":
             lines.append(f"lambda_1(rho = 28) identical in every configuration: {rec['lambda1_identical']}")
         return lines
@@ -279,7 +290,8 @@ def describe(case: str, rec: dict[str, Any]) -> list[str]:
                      f"{'GD' if per == 'neuron' else 'RK4'} step (CPU {fmt_s(r['per_step_cpu_s'])}; "
                      f"{r['steps']} steps x {r['n_repeats']} repeats), peak RSS {_mb(r['peak_rss'])} "
                      f"= {bpp:.0f} B/{per} ({above:.0f} above the {_mb(r['rss_baseline'])} baseline; build "
-                     f"{_mb(r['peak_rss_build'])}, run {_mb(r['peak_rss_run'])}){extra}")
+                     f"{_mb(r['peak_rss_build'])}, run {_mb(r['peak_rss_run'])}){extra}; load "
+                     f"{r.get('loadavg_before')} -> {r.get('loadavg_after')}")
     return lines
 
 
@@ -300,6 +312,12 @@ def goals(cases: dict[str, Any]) -> list[Goal]:
     elif rec and (rec.get("float64") or {}).get("status") not in (None, "ok"):
         note = "the float64 run failed"
     finite = bool(r and r.get("all_finite"))
+    if r is not None:
+        fastest = r.get("warm_min_s", r["per_step_s"] * r.get("steps", 1)) / r.get("steps", 1)
+        note = (f"wall {r['per_step_s']:.3g} s per step (fastest repeat {fastest:.3g} s), CPU time "
+                f"{r.get('per_step_cpu_s', float('nan')):.3g} s per step (the work: on 2 idle cores the wall "
+                f"time is at least half of it), load average {r.get('loadavg_before')} -> "
+                f"{r.get('loadavg_after')}")
     return [Goal("fft_step_s", "N = 1e7 FFT ring Kuramoto, float64: <= 3 s per classical RK4 step (2 cores)",
                  "warm median seconds per RK4 step", STEP_GOAL_S, None if r is None else r["per_step_s"],
                  higher_is_better=False, condition=finite, note=note),
@@ -315,6 +333,7 @@ def figures(cases: dict[str, Any]) -> dict[str, Any]:
     for case in ("weak_sweep", "weak_particles"):
         for lab, w in (cases.get(case) or {}).get("weak_scaling", {}).items():
             out[f"{case}.efficiency[{lab}]"] = w["efficiency"]
+            out[f"{case}.cpu_work_efficiency[{lab}]"] = w.get("cpu_work_efficiency")
     for case in ("fft_1e7", "sparse_1e6", "two_layer_1e6"):
         for dtype in ("float64", "float32"):
             r = (cases.get(case) or {}).get(dtype)
@@ -323,6 +342,7 @@ def figures(cases: dict[str, Any]) -> dict[str, Any]:
             per = "neuron" if case == "two_layer_1e6" else "particle"
             out[f"{case}.{dtype}.n"] = r["n"]
             out[f"{case}.{dtype}.per_step_s"] = r["per_step_s"]
+            out[f"{case}.{dtype}.per_step_cpu_s"] = r["per_step_cpu_s"]
             out[f"{case}.{dtype}.bytes_per_{per}"] = r[f"bytes_per_{per}"]
             out[f"{case}.{dtype}.bytes_per_{per}_above_baseline"] = r[f"bytes_per_{per}_above_baseline"]
             if case == "sparse_1e6":

@@ -48,6 +48,13 @@ def test_weak_efficiency_from_fake_timings(scale):
     assert w["4 devices"]["efficiency"] == pytest.approx(0.25)
     assert w["4 devices"]["throughput_speedup"] == pytest.approx(1.0)
     assert w["2 processes"]["efficiency"] is None  # a failed configuration
+    assert "cpu_work_efficiency" not in w["1 device"]
+    w = scale.weak_efficiency(times, workers, cpu={"1 device": 1.0, "2 devices": 2.5, "4 devices": 4.0,
+                                                   "2 processes": None})
+    assert w["1 device"]["cpu_work_efficiency"] == 1.0
+    assert w["2 devices"]["cpu_work_efficiency"] == pytest.approx(0.8)  # 25% more CPU for twice the work
+    assert w["4 devices"]["cpu_work_efficiency"] == pytest.approx(1.0)
+    assert w["2 processes"]["cpu_work_efficiency"] is None
     assert scale.weak_efficiency({}, {}) == {}
     # a failed baseline leaves every efficiency unknown, never a division by None
     assert all(v["efficiency"] is None for v in scale.weak_efficiency({"a": None, "b": 1.0},
@@ -96,6 +103,7 @@ def test_worker_fft_tiny(scale, tiny_fft):
     assert r["rss_baseline"] > 0 and r["peak_rss"] >= r["rss_baseline"] and r["ru_maxrss"] > 0
     assert r["peak_rss"] == max(r["peak_rss_build"], r["peak_rss_run"])
     assert r["bytes_per_particle"] == pytest.approx(r["peak_rss"] / r["n"])
+    assert r["warm_median_cpu_s_per_process"] == [r["warm_median_cpu_s"]]
     lines = scale.describe("fft_1e7", {"float64": r})
     assert len(lines) == 1 and "per RK4 step" in lines[0] and "B/particle" in lines[0]
     figs = scale.figures({"fft_1e7": {"float64": r}})
