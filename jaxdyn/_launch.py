@@ -106,15 +106,22 @@ def launch(command: Sequence[str], *, n_processes: int, devices_per_process: int
     **Returns:** 0 when every process exited with 0; else the first failing process's code (128 +
     the signal for a signal), or 124 after `timeout`. The reason is written to `stderr`.
     """
+    if isinstance(command, (str, bytes)) or not hasattr(command, "__iter__"):
+        raise TypeError(f"`command` must be a list of strings (argv, e.g. ['python', 'script.py']), "
+                        f"got {type(command).__name__}.")
     command = list(command)
     if not command:
         raise ValueError("`command` is empty: give the program to run after `--`.")
+    if not all(isinstance(c, (str, os.PathLike)) for c in command):
+        raise TypeError("`command` must be a list of strings (argv, e.g. ['python', 'script.py']).")
     if not isinstance(n_processes, int) or isinstance(n_processes, bool) or n_processes < 1:
         raise ValueError(f"`n_processes` must be an integer >= 1, got {n_processes!r}.")
     if devices_per_process is not None and (not isinstance(devices_per_process, int)
+                                            or isinstance(devices_per_process, bool)
                                             or devices_per_process < 1):
         raise ValueError(f"`devices_per_process` must be an integer >= 1, got {devices_per_process!r}.")
-    if timeout is not None and not timeout > 0:
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not timeout > 0):
         raise ValueError(f"`timeout` must be > 0 seconds, got {timeout!r}.")
     out = sys.stdout if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
@@ -126,10 +133,13 @@ def launch(command: Sequence[str], *, n_processes: int, devices_per_process: int
     reason = ""
     try:
         for rank in range(n_processes):
-            p = subprocess.Popen(command, env=child_env(rank, n_processes, address,
-                                                        devices_per_process=devices_per_process,
-                                                        base=env),
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                p = subprocess.Popen(command, env=child_env(rank, n_processes, address,
+                                                            devices_per_process=devices_per_process,
+                                                            base=env),
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+            except OSError as e:
+                raise ValueError(f"`command`: cannot start {command[0]!r} ({e.strerror or e}).") from None
             procs.append(p)
             t = threading.Thread(target=_pump, args=(p.stdout, rank, out, prefix, lock), daemon=True)
             t.start()
