@@ -36,6 +36,11 @@ from ._limits import (
     w1_cells as w1_cells,
     w1_circle as w1_circle,
 )
+from ._observe import (
+    LocalOrder as LocalOrder,
+    MeanActivity as MeanActivity,
+    OrderParameter as OrderParameter,
+)
 from ._order_parameter import (
     local_order_parameter as local_order_parameter,
     order_parameter as order_parameter,
@@ -53,6 +58,7 @@ from ._particles import (
 from ._sampling import (
     gaussian_quantiles as gaussian_quantiles,
     lorentzian_quantiles as lorentzian_quantiles,
+    sample_edges as sample_edges,
     sample_graph as sample_graph,
     sample_positions as sample_positions,
     step_graphon as step_graphon,

@@ -178,15 +178,28 @@ class LowRank(AbstractCoupling):
 
 
 class Sparse(AbstractCoupling):
-    r"""Edge list $(i_e, j_e, w_e)$: $(W v)_i = \sum_{e: i_e = i} w_e v_{j_e}$ by a segment sum, $O(E)$."""
+    r"""Edge list $(i_e, j_e, w_e)$: $(W v)_i = \sum_{e: i_e = i} w_e v_{j_e}$ by a segment sum, $O(E)$.
+
+    Lean at large $E$: the edges are kept sorted by row (CSR order, so the segment sum runs with
+    `indices_are_sorted=True`), indices are `int32` (8 bytes per directed edge), and an unweighted
+    graph (`weights=None`) or a scalar weight stores no per-edge weights.
+
+    **Arguments:** `rows`, `cols` (node indices in $[0, n)$, equal lengths), `weights` (`None`: 1, a
+    scalar, or one weight per edge; may be traced, for derivatives), `n` (the number of nodes).
+    Concrete edges out of row order are sorted once (with their weights).
+    """
 
     rows: Array
     cols: Array
-    weights: Array
+    weights: Array | None
     n: int = eqx.field(static=True)
+    rows_sorted: bool = eqx.field(static=True)
 
-    def __init__(self, rows, cols, weights, n: int):
+    def __init__(self, rows, cols, weights=None, n: int | None = None):
+        if n is None:
+            raise TypeError("`n` (the number of nodes) is required.")
         self.n = check_int(n, "n")
+        concrete = is_concrete(rows) and is_concrete(cols)
         for idx, name in ((rows, "rows"), (cols, "cols")):
             if is_concrete(idx):
                 i = np.asarray(idx)
@@ -195,28 +208,53 @@ class Sparse(AbstractCoupling):
                 if i.size and (i.min() < 0 or i.max() >= self.n):
                     raise ValueError(f"`{name}` has node indices outside [0, {self.n}) (got {i.min()} .. "
                                      f"{i.max()}); out-of-range edges would be dropped or clamped silently.")
-        self.rows = jnp.asarray(rows, dtype=jnp.int32)
-        self.cols = jnp.asarray(cols, dtype=jnp.int32)
-        if self.cols.shape != self.rows.shape:
-            raise ValueError(f"`rows` and `cols` must have the same length, got {self.rows.shape}, "
-                             f"{self.cols.shape}.")
-        w = jnp.asarray(weights, dtype=float)
-        if w.ndim > 1 or (w.ndim == 1 and w.shape != self.rows.shape):
-            raise ValueError(f"`weights` must be a scalar or one weight per edge {self.rows.shape}, got "
-                             f"{w.shape}.")
-        self.weights = jnp.broadcast_to(check_finite(w, "weights"), self.rows.shape)
+        if self.n >= 2**31:
+            raise ValueError(f"`n` = {self.n} nodes do not fit int32 indices.")
+        rows = jnp.asarray(rows, dtype=jnp.int32)
+        cols = jnp.asarray(cols, dtype=jnp.int32)
+        if cols.shape != rows.shape:
+            raise ValueError(f"`rows` and `cols` must have the same length, got {rows.shape}, {cols.shape}.")
+        if weights is not None:
+            weights = jnp.asarray(weights, dtype=float)
+            if weights.ndim > 1 or (weights.ndim == 1 and weights.shape != rows.shape):
+                raise ValueError(f"`weights` must be None, a scalar or one weight per edge {rows.shape}, "
+                                 f"got {weights.shape}.")
+            weights = check_finite(weights, "weights")
+        self.rows_sorted = False
+        if concrete:
+            r = np.asarray(rows)
+            if r.size > 1 and not bool(np.all(r[1:] >= r[:-1])):
+                order = np.argsort(r, kind="stable")
+                rows, cols = rows[order], cols[order]
+                if weights is not None and weights.ndim == 1:
+                    weights = weights[order]
+            self.rows_sorted = True
+        self.rows, self.cols, self.weights = rows, cols, weights
+
+    @property
+    def n_edges(self) -> int:
+        """The number of (directed) edges $E$."""
+        return self.rows.shape[0]
+
+    def _segment_sum(self, vals):
+        return jax.ops.segment_sum(vals, self.rows, num_segments=self.n, indices_are_sorted=self.rows_sorted)
+
+    def _weighted(self, vals):
+        if self.weights is None:
+            return vals
+        w = self.weights
+        return (w[:, None] if w.ndim == 1 and vals.ndim == 2 else w) * vals
 
     @_as_2d
     def matvec(self, v):
-        return jax.ops.segment_sum(self.weights[:, None] * v[self.cols], self.rows, num_segments=self.n)
+        return self._segment_sum(self._weighted(v[self.cols]))
 
     def pairs(self) -> AbstractCoupling:
         return self
 
     def pairwise(self, fn, theta) -> Array:
         r"""$\sum_{e: i_e = i} w_e\, \mathrm{fn}(\theta_{j_e} - \theta_i)$ in $O(E)$ evaluations."""
-        vals = self.weights * fn(theta[self.cols] - theta[self.rows])
-        return jax.ops.segment_sum(vals, self.rows, num_segments=self.n)
+        return self._segment_sum(self._weighted(fn(theta[self.cols] - theta[self.rows])))
 
 
 @eqx.filter_jit
@@ -453,7 +491,7 @@ def coupling_operator(graph, n: int, *, positions=None, method: AbstractCoupling
         if len(graph) not in (2, 3):
             raise ValueError("`graph` as an edge list must be (rows, cols) or (rows, cols, weights).")
         rows, cols = np.asarray(graph[0]), np.asarray(graph[1])
-        weights = 1.0 if len(graph) == 2 else graph[2]
+        weights = None if len(graph) == 2 else graph[2]
         if rows.shape != cols.shape or rows.ndim != 1:
             raise ValueError("`graph` edge list: rows and cols must be vectors of equal length.")
         if rows.size and (rows.min() < 0 or cols.min() < 0 or rows.max() >= n or cols.max() >= n):

@@ -21,7 +21,7 @@ import lineax as lx
 import numpy as np
 from jaxtyping import Array
 
-from .._checks import check_finite, check_int, check_positive
+from .._checks import check_finite, check_int, check_positive, is_concrete
 from .._kernels import RK4 as _RK4
 from .._results import RESULTS, AbstractResult, check_throw, message
 from ..distributed._mesh import gather, put, replicate, sharded_mesh
@@ -338,9 +338,14 @@ class SimulationResult(AbstractResult):
       `max_steps`; counts: not differentiable) and `max_abs_y_end` ($\max|y|$ where the solve stopped).
     - `circular`: whether the state is a phase (a [`Kuramoto`][] field; static): `.summary()` then
       gives the order parameter $r = |z|$ at the end and `.plot()` draws phases mod $2\pi$.
+    - `observed`: with `simulate(..., observe=...)`, the observables at `ts` (the PyTree or dict the
+      observables return, leading axis `len(ts)`; NaN at unreached times); else `None`.
+    - `snapshot_ts`: with `observe`, the times of the states kept in `ys` (`ys` then has shape
+      `(len(snapshot_ts), N)`); else `None`.
 
     `.successful` is the boolean (elementwise under `vmap`); `.summary()` says the outcome in words;
-    `.plot(ax=None)` draws the states over time (space-time image: node against time).
+    `.plot(ax=None)` draws the states over time (space-time image: node against time), or, for a run
+    with `observe`, the observables over time (the order parameter $r = |z|$ of a complex observable).
     """
 
     ts: Array
@@ -350,6 +355,8 @@ class SimulationResult(AbstractResult):
     failed_time: Array
     stats: dict
     circular: bool = eqx.field(static=True, default=False)
+    observed: object = None
+    snapshot_ts: Array | None = None
 
     def summary(self) -> str:
         """One line: `simulate: ... successful` (with $r$ at the end for phases) or the failure with
@@ -359,8 +366,14 @@ class SimulationResult(AbstractResult):
         batch = f" (batch of {ts.shape[0]})" if ts.ndim > 1 else ""
         head = (f"simulate{batch}: {ts.shape[-1]} save times on [{t0:.6g}, {t1:.6g}], "
                 f"{int(np.max(np.asarray(self.stats['num_steps'])))} steps")
+        if self.snapshot_ts is not None:
+            names = (", ".join(map(str, self.observed)) if isinstance(self.observed, dict)
+                     else type(self.observed).__name__)
+            head += f", observed ({names}), {np.shape(self.snapshot_ts)[-1]} snapshot(s)"
         if bool(np.all(np.asarray(self.successful))):
-            if self.circular and not batch:
+            ended = self.snapshot_ts is None or (
+                np.shape(self.snapshot_ts)[-1] and float(np.asarray(self.snapshot_ts)[..., -1].max()) == t1)
+            if self.circular and not batch and ended:
                 r = float(np.abs(np.asarray(order_parameter(self.ys[-1].ravel()))))
                 return f"{head}, order parameter r(t1) = {r:.4g}: successful."
             return head + ": successful."
@@ -371,10 +384,68 @@ class SimulationResult(AbstractResult):
         return f"{head}: FAILED: {message(self.result)}"
 
     def plot(self, ax=None, **kwargs):
-        """The states against time (one column per node; phases mod $2\\pi$); returns the axes."""
-        from ..plot._meanfield import plot_states
+        """The states against time (one column per node; phases mod $2\\pi$), or for a run with
+        `observe` the observables against time (see [`plot_observed`][jaxdyn.plot.plot_observed]);
+        returns the axes."""
+        from ..plot._meanfield import plot_observed, plot_states
 
+        if self.snapshot_ts is not None:
+            return plot_observed(self.ts, self.observed, ax=ax, **kwargs)
         return plot_states(self.ts, self.ys, ax=ax, circular=self.circular, **kwargs)
+
+
+class _Observe(eqx.Module):
+    """A dict of observables as one `(t, y, args) -> dict` callable."""
+
+    fns: dict
+
+    def __call__(self, t, y, args=None):
+        return {name: fn(t, y, args) for name, fn in self.fns.items()}
+
+
+def _check_observe(observe):
+    """`observe` as one callable (a dict becomes a dict-valued one), or None."""
+    if observe is None:
+        return None
+    if isinstance(observe, dict):
+        if not observe:
+            raise ValueError("`observe` must be a callable or a non-empty dict of callables, got {}.")
+        for name, fn in observe.items():
+            if not isinstance(name, str):
+                raise TypeError(f"`observe` keys must be strings (names), got {name!r}.")
+            if not callable(fn):
+                raise TypeError(f"`observe[{name!r}]` must be a callable (t, y, args) -> PyTree, got "
+                                f"{type(fn).__name__}.")
+        return _Observe(dict(observe))
+    if not callable(observe):
+        raise TypeError("`observe` must be None, a callable (t, y, args) -> PyTree (e.g. OrderParameter()) "
+                        f"or a dict of them, got {type(observe).__name__}.")
+    return observe
+
+
+def _check_snapshots(snapshots, ts, observe):
+    """The snapshot times: only with `observe`; default the end `ts[-1:]`; strictly increasing in
+    `[ts[0], ts[-1]]`."""
+    if observe is None:
+        if snapshots is not None:
+            raise ValueError("`snapshots` needs `observe`: without it every state at `ts` is saved.")
+        return None
+    if snapshots is None:
+        return ts[-1:]
+    s = jnp.asarray(snapshots, dtype=ts.dtype)
+    if s.ndim != 1:
+        raise ValueError(f"`snapshots` must be a vector of times, got shape {s.shape}.")
+    if s.shape[0] == 0:
+        return s
+    s = check_finite(s, "snapshots")
+    if is_concrete(s) and is_concrete(ts):
+        sn, tn = np.asarray(s), np.asarray(ts)
+        if not np.all(np.diff(sn) > 0):
+            raise ValueError(f"`snapshots` must be strictly increasing, got {sn[:4]}.")
+        if sn[0] < tn[0] or sn[-1] > tn[-1]:
+            raise ValueError(f"`snapshots` must lie in [ts[0], ts[-1]] = [{tn[0]:.6g}, {tn[-1]:.6g}], got "
+                             f"[{sn[0]:.6g}, {sn[-1]:.6g}].")
+    return s
 
 
 def _check_y0(system: AbstractParticleSystem, y0) -> None:
@@ -421,7 +492,7 @@ def _settings(system: AbstractParticleSystem, ts, *, solver, dt0, rtol, atol, ke
 
 def simulate(field, y0, ts, *, args=None, solver=None, dt0=None, rtol: float = 1e-8, atol: float = 1e-8,
              key=None, max_steps: int = 1_000_000, progress: bool = False, adjoint=None,
-             throw: bool = True) -> SimulationResult:
+             throw: bool = True, observe=None, snapshots=None) -> SimulationResult:
     r"""Integrate a particle system `field(t, y, args)` and save at `ts`.
 
     **Arguments:**
@@ -446,9 +517,26 @@ def simulate(field, y0, ts, *, args=None, solver=None, dt0=None, rtol: float = 1
       (`True`, the default: an `eqx.EquinoxRuntimeError` whose message names the failure, with the
       step and time; under plain `jax.jit` JAX wraps it in a longer trace) or return the code in
       `.result` with the step and time in `.failed_step`/`.failed_time` (`False`).
+    - `observe`: reduce the outputs on the fly (memory $O(N)$ whatever `len(ts)`, not $O(N T)$):
+      `None` (save the state at every `ts`), a callable `(t, y, args) -> PyTree` or a dict of them
+      (name -> callable), evaluated at every `ts` inside the solve and returned as `.observed`
+      (leading axis `len(ts)`). Ready ones: [`OrderParameter`][] (complex $z$), [`LocalOrder`][]
+      ($|z|$ on `n_bins` blocks of nodes), [`MeanActivity`][].
+    - `snapshots`: with `observe`, the times at which full states are kept (strictly increasing, in
+      `[ts[0], ts[-1]]`; default `None`: only the end `ts[-1]`; `()`: none), returned as `.ys` of
+      shape `(len(snapshots), N)` at `.snapshot_ts`.
 
-    **Returns:** a [`SimulationResult`][]: `.ts`, `.ys` of shape `(len(ts), N)`, `.result`,
-    `.failed_step`, `.failed_time`, `.stats`, `.summary()`, `.plot()`.
+    **Returns:** a [`SimulationResult`][]: `.ts`, `.ys` of shape `(len(ts), N)` (with `observe`: at
+    `.snapshot_ts`), `.observed`, `.result`, `.failed_step`, `.failed_time`, `.stats`, `.summary()`,
+    `.plot()`.
+
+    **Example** (a million oscillators, the order parameter at 1001 times, one state kept):
+
+    ```python
+    out = simulate(field, theta0, jnp.linspace(0, 10, 1001), solver=RK4(), dt0=0.01,
+                   observe={"z": OrderParameter(), "local": LocalOrder(100)})
+    r = jnp.abs(out.observed["z"])
+    ```
 
     **Derivatives:** `.ys` is differentiable with respect to every array of `field` (coupling $K$,
     frequencies, phase lag, the graphon parameters the coupling operator is built from), `y0` and
@@ -464,13 +552,21 @@ def simulate(field, y0, ts, *, args=None, solver=None, dt0=None, rtol: float = 1
     y0 = check_finite(y0, "y0")
     settings = _settings(system, ts, solver=solver, dt0=dt0, rtol=rtol, atol=atol, key=key,
                          max_steps=max_steps, progress=progress, adjoint=adjoint)
+    observe = _check_observe(observe)
+    snapshots = _check_snapshots(snapshots, ts, observe)
     mesh = sharded_mesh(system)
     if mesh is not None:  # a field sharded over several processes: one SPMD program over all of them
         y0 = put(y0, mesh) if y0.ndim >= 1 and y0.shape[0] % mesh.devices.size == 0 else replicate(y0, mesh)
-        ts, args, key = replicate((ts, args, key), mesh)
-    ys, result, failed_step, failed_time, stats = integrate(system, y0, ts, args=args, key=key,
-                                                            settings=settings)
-    out = SimulationResult(ts, ys, result, failed_step, failed_time, stats, system.circular)
+        ts, args, key, snapshots = replicate((ts, args, key, snapshots), mesh)
+    if observe is None:
+        ys, result, failed_step, failed_time, stats = integrate(system, y0, ts, args=args, key=key,
+                                                                settings=settings)
+        out = SimulationResult(ts, ys, result, failed_step, failed_time, stats, system.circular)
+    else:
+        ys, result, failed_step, failed_time, stats, observed = integrate(
+            system, y0, ts, args=args, key=key, settings=settings, observe=observe, snapshots=snapshots)
+        out = SimulationResult(ts, ys, result, failed_step, failed_time, stats, system.circular,
+                               observed=observed, snapshot_ts=snapshots)
     if mesh is not None:
         out = gather(out)
     return finish(out, throw, name="simulate", keep="the trajectory")

@@ -6,6 +6,7 @@ sampling noise of random frequencies, which is what makes the known-answer tests
 
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,7 +15,7 @@ from jax.scipy.special import ndtri
 from jaxtyping import Array
 
 from .._checks import check_int, is_concrete
-from ._coupling import evaluate_matrix
+from ._coupling import Sparse, evaluate_matrix
 from ._graphon import AbstractGraphon, StepGraphon, _blocks, grid
 
 
@@ -36,7 +37,7 @@ def sample_graph(graphon: AbstractGraphon, n: int, *, key, positions=None, densi
     - `density`: $\rho \in (0, 1]$, for sparse graphs $p_{ij} = \rho W$ (couple them with
       `normalisation=rho`).
     - `sparse`: return a `jax.experimental.sparse.BCOO` (edges as indices) instead of a dense array.
-      (Sampling still visits the $N^2$ pairs.)
+      (Sampling still visits the $N^2$ pairs: for large sparse graphs use [`sample_edges`][].)
 
     **Returns:** the adjacency matrix (dense float array or BCOO).
 
@@ -64,6 +65,155 @@ def sample_graph(graphon: AbstractGraphon, n: int, *, key, positions=None, densi
                          f"[{np.nanmin(pn):.4g}, {np.nanmax(pn):.4g}].")
     a = _bernoulli(key, density * p)
     return jsparse.BCOO.fromdense(a) if sparse else a
+
+
+_CHUNK = 1 << 22  # candidate pairs per host chunk (a few tens of MB of temporaries)
+_MAX_CANDIDATES = 2e9  # expected candidate pairs above this: refuse (tens of GB) rather than thrash
+
+
+def _numpy_rng(key) -> np.random.Generator:
+    """A NumPy generator seeded by the bits of a `jax.random` key (typed or raw `uint32[2]`)."""
+    if key is None:
+        raise TypeError("`key` must be a jax.random key (e.g. jax.random.key(0)), got None.")
+    try:
+        k = jnp.asarray(key)
+        bits = jax.random.key_data(k) if jnp.issubdtype(k.dtype, jax.dtypes.prng_key) else k
+        bits = np.asarray(bits)
+    except (TypeError, jax.errors.ConcretizationTypeError) as e:
+        raise TypeError(f"`key` must be a concrete jax.random key, got {type(key).__name__}.") from e
+    if bits.dtype != np.uint32 or bits.size < 1:
+        raise TypeError(f"`key` must be a jax.random key (e.g. jax.random.key(0)), got {bits.dtype} array "
+                        f"of shape {bits.shape}.")
+    return np.random.default_rng(bits.ravel().astype(np.uint64).tolist())
+
+
+@eqx.filter_jit
+def _pair_values(graphon, x, i, j):
+    return jnp.asarray(graphon(x[i], x[j]), dtype=x.dtype)
+
+
+def _decode_pairs(k, n: int):
+    """Row-major linear indices `k` of the strict upper triangle of an `n x n` matrix -> `(i, j)`, i < j."""
+    b = 2 * n - 1
+    i = np.floor((b - np.sqrt(np.maximum(float(b) * b - 8.0 * k, 0.0))) / 2).astype(np.int64)
+    i = np.clip(i, 0, n - 2)
+    for _ in range(3):  # fix the rounding of the square root (off by one at most)
+        offset = i * (2 * n - i - 1) // 2
+        i = np.where(offset > k, i - 1, i)
+        nxt = (i + 1) * (2 * n - i - 2) // 2
+        i = np.where(nxt <= k, i + 1, i)
+    offset = i * (2 * n - i - 1) // 2
+    return i, k - offset + i + 1
+
+
+def sample_edges(graphon: AbstractGraphon, n: int, *, key, density: float = 1.0, positions=None) -> Sparse:
+    r"""A sparse $W$-random graph sampled without visiting the $N^2$ pairs, as a [`Sparse`][] coupling.
+
+    The law is exactly that of [`sample_graph`][]: $A_{ij} = A_{ji} \sim \mathrm{Bernoulli}(\rho
+    W(x_i, x_j))$ independently for $i < j$, no loops. Since $W \le 1$, each of the $M = N(N-1)/2$
+    pairs is first a candidate with probability $\rho$ (the candidates are drawn directly, by
+    geometric gaps between consecutive ones: the number drawn is $\mathrm{Binomial}(M, \rho)$), and a
+    candidate is kept with probability $W(x_i, x_j)$: the work is $O(\rho N^2 + N)$, about
+    (mean degree / mean of $W$) $\times N / 2$ pairs, on the host (NumPy, in chunks; the graphon is
+    evaluated by JAX on each chunk). Measured on 2 cores: $N = 10^6$, mean degree 100 on
+    `graphons.ring(0.35)` ($E \approx 10^8$ directed edges) in about 25 s.
+
+    **Arguments:**
+
+    - `graphon`: the [`AbstractGraphon`][] $W$, values in $[0, 1]$ (probabilities; a value outside
+      is a `ValueError`), with concrete parameters.
+    - `n`: the number of nodes $N \ge 1$.
+    - `key`: a `jax.random` key (the graph is a function of it; drawn by NumPy from its bits).
+    - `density`: $\rho \in (0, 1]$; the mean degree is about $\rho (N - 1) \bar W$. Couple the
+      result with `normalisation=density` (the sparse scaling) or `"degree"`.
+    - `positions`: `None` (grid $x_i = (i + 1/2)/N$) or an array of shape `(n,)` in $[0, 1]$.
+
+    **Returns:** an unweighted [`Sparse`][] coupling (both directions of every edge, sorted by row,
+    `int32` indices: 8 bytes per directed edge), usable as `graph=` of [`Kuramoto`][] and
+    [`NeuralField`][].
+
+    **No derivative:** the graph is a discrete sample (see [`sample_graph`][]).
+
+    **Example:**
+
+    ```python
+    w = graphons.ring(0.35)  # mean of W: 0.7
+    graph = sample_edges(w, 10**6, key=jax.random.key(0), density=100 / (0.7 * (10**6 - 1)))
+    field = Kuramoto(omega, 1.0, graph=graph, normalisation="degree")
+    ```
+    """
+    n = check_int(n, "n")
+    if not isinstance(graphon, AbstractGraphon):
+        raise TypeError(f"`graphon` must be a graphon, got {type(graphon).__name__}.")
+    if not all(is_concrete(leaf) for leaf in jax.tree_util.tree_leaves(graphon)):
+        raise TypeError("`graphon` must have concrete parameters: a W-random graph is a discrete sample, "
+                        "with no derivative with respect to the graphon.")
+    if not is_concrete(density) or np.ndim(density) != 0:
+        raise TypeError(f"`density` must be a concrete scalar in (0, 1], got {density!r}.")
+    rho = float(density)
+    if not 0 < rho <= 1:
+        raise ValueError(f"`density` must lie in (0, 1], got {density}.")
+    if positions is None:
+        x = grid(n)
+    else:
+        x = jnp.asarray(positions, dtype=float)
+        if x.shape != (n,):
+            raise ValueError(f"`positions` must have shape ({n},), got {x.shape}.")
+        xn = np.asarray(x)
+        if not np.all(np.isfinite(xn)) or np.any(xn < 0) or np.any(xn > 1):
+            raise ValueError("`positions` must lie in [0, 1].")
+    m = n * (n - 1) // 2
+    if rho * m > _MAX_CANDIDATES:
+        raise ValueError(f"`density` = {rho:.3g} with n = {n} gives about {rho * m:.3g} candidate pairs "
+                         f"(more than {_MAX_CANDIDATES:.0e}): too dense for an edge list; lower `density`.")
+    rng = _numpy_rng(key)
+    upper_i, upper_j = [], []
+    start = -1  # linear index of the last candidate
+    while m and start < m - 1:
+        gaps = rng.geometric(rho, size=_CHUNK) if rho < 1 else np.ones(_CHUNK, dtype=np.int64)
+        k = start + np.cumsum(gaps)
+        start = int(k[-1])
+        k = k[k < m]
+        if not k.size:
+            break
+        i, j = _decode_pairs(k, n)
+        pad = (1 << (k.size - 1).bit_length()) - k.size  # few compiled sizes: powers of two
+        w = np.asarray(_pair_values(graphon, x, jnp.asarray(np.pad(i, (0, pad)), jnp.int32),
+                                    jnp.asarray(np.pad(j, (0, pad)), jnp.int32)))[:k.size]
+        if not np.all(np.isfinite(w)) or np.any(w < 0) or np.any(w > 1):
+            raise ValueError(f"`graphon` values must lie in [0, 1] (edge probabilities), got values in "
+                             f"[{np.nanmin(w):.4g}, {np.nanmax(w):.4g}].")
+        keep = rng.random(k.size) < w
+        upper_i.append(i[keep].astype(np.int32))
+        upper_j.append(j[keep].astype(np.int32))
+    i = np.concatenate(upper_i) if upper_i else np.zeros(0, np.int32)
+    j = np.concatenate(upper_j) if upper_j else np.zeros(0, np.int32)
+    del upper_i, upper_j
+    rows, cols = _symmetric_csr(i, j, n)
+    return Sparse(rows, cols, None, n)
+
+
+def _symmetric_csr(i, j, n: int):
+    """Both directions of the edges `(i, j)` (i < j, sorted by `(i, j)`) in CSR order: rows sorted and
+    the columns of each row ascending (its lower entries, then its upper ones)."""
+    lo = np.bincount(j, minlength=n)  # row r: the edges (i, r) with i < r
+    up = np.bincount(i, minlength=n)  # row r: the edges (r, j) with j > r
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lo + up, out=indptr[1:])
+    cols = np.empty(int(indptr[-1]), dtype=np.int32)
+    ell = i.size
+    order = np.argsort(j, kind="stable")  # the lower entries grouped by row j, i ascending
+    js = j[order]
+    rank = np.arange(ell, dtype=np.int64)
+    rank -= (np.cumsum(lo) - lo)[js]
+    cols[indptr[js] + rank] = i[order]
+    del order, js
+    rank = np.arange(ell, dtype=np.int64)
+    rank -= (np.cumsum(up) - up)[i]
+    cols[indptr[i] + lo[i] + rank] = j
+    del rank
+    rows = np.repeat(np.arange(n, dtype=np.int32), lo + up)
+    return rows, cols
 
 
 @jax.jit

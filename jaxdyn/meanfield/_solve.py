@@ -3,6 +3,7 @@ result codes mapped onto [`jaxdyn.RESULTS`][], the step and time of a failure, a
 
 import diffrax
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -68,12 +69,28 @@ def _code(sol, y0):
     return result, size_end
 
 
+def _unreached(saved_ts, tree):
+    """The leaves of `tree` (leading axis: the save times `saved_ts`) with NaN where the time was never
+    reached (diffrax marks those times inf)."""
+
+    def mask(leaf):
+        flag = jnp.isinf(saved_ts).reshape(saved_ts.shape + (1,) * (leaf.ndim - 1))
+        return jnp.where(flag, jnp.asarray(jnp.nan, leaf.dtype), leaf)
+
+    return jax.tree_util.tree_map(mask, tree)
+
+
 @eqx.filter_jit
-def integrate(field, y0, ts, *, args, key, settings: Settings):
+def integrate(field, y0, ts, *, args, key, settings: Settings, observe=None, snapshots=None):
     """Solve `field` from `y0` and save at `ts`: `(ys, result, failed_step, failed_time, stats)`.
 
     Save times after a failure hold NaN. An SDE (`settings.sde`) adds the diffusion `field.diffusion`
-    driven by a virtual Brownian tree of `key`."""
+    driven by a virtual Brownian tree of `key`.
+
+    With `observe` (a callable `(t, y, args) -> PyTree`), `observe` is evaluated at `ts` instead of
+    saving the state, and the states are saved at `snapshots` only (a vector of times, possibly empty):
+    the return is `(ys at snapshots, result, failed_step, failed_time, stats, observed)`; the memory is
+    that of a few states whatever `len(ts)`."""
     drift = diffrax.ODETerm(field)
     if settings.sde:
         bm = diffrax.VirtualBrownianTree(ts[0], ts[-1], tol=settings.dt0 / 4, shape=y0.shape, key=key)
@@ -86,20 +103,34 @@ def integrate(field, y0, ts, *, args, key, settings: Settings):
     else:
         controller = diffrax.ConstantStepSize()
     meter = diffrax.TqdmProgressMeter() if settings.progress else diffrax.NoProgressMeter()
-    saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(t1=True)])
+    subs = [diffrax.SubSaveAt(ts=ts, fn=_save_fn(observe)), diffrax.SubSaveAt(t1=True)]
+    if observe is not None and snapshots is not None and snapshots.shape[0]:
+        subs.append(diffrax.SubSaveAt(ts=snapshots))
+    saveat = diffrax.SaveAt(subs=subs)
     sol = diffrax.diffeqsolve(terms, settings.solver, ts[0], ts[-1], settings.dt0, y0, args=args,
                               saveat=saveat, stepsize_controller=controller, max_steps=settings.max_steps,
                               progress_meter=meter, adjoint=settings.adjoint, event=diffrax.Event(_blew_up),
                               throw=False)
     result, size_end = _code(sol, y0)
     failed = jnp.logical_not(is_successful(result))
-    saved_ts, ys = sol.ts[0], sol.ys[0]
-    unreached = jnp.isinf(saved_ts).reshape(saved_ts.shape + (1,) * (ys.ndim - 1))
-    ys = jnp.where(unreached, jnp.nan, ys)
+    first = _unreached(sol.ts[0], sol.ys[0])
     failed_time = jnp.where(failed, sol.ts[1][0], jnp.nan).astype(ts.dtype)
     failed_step = jnp.where(failed, sol.stats["num_accepted_steps"], -1).astype(jnp.int32)
     stats = dict(sol.stats, max_abs_y_end=size_end)
-    return ys, result, failed_step, failed_time, stats
+    if observe is None:
+        return first, result, failed_step, failed_time, stats
+    if snapshots is not None and snapshots.shape[0]:
+        ys = _unreached(sol.ts[2], sol.ys[2])
+    else:
+        ys = jnp.zeros((0,) + y0.shape, y0.dtype)
+    return ys, result, failed_step, failed_time, stats, first
+
+
+def _save_fn(observe):
+    """diffrax's `SubSaveAt.fn`: the state itself, or the observables."""
+    if observe is None:
+        return lambda t, y, args: y
+    return observe
 
 
 def finish(out, throw: bool, *, name: str, keep: str, advice: str = ""):

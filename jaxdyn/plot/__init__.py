@@ -31,6 +31,7 @@ from ._lyapunov import (
 from ._manifolds import plot_manifolds as plot_manifolds, plot_phase_portrait as plot_phase_portrait
 from ._meanfield import (
     plot_loss_curves as plot_loss_curves,
+    plot_observed as plot_observed,
     plot_order_parameter as plot_order_parameter,
     plot_order_vs_coupling as plot_order_vs_coupling,
     plot_space_time as plot_space_time,

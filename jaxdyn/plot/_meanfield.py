@@ -191,3 +191,48 @@ def plot_loss_curves(curves: Mapping, *, ax=None, title: str | None = None,
     if title:
         ax.set_title(title)
     return fig
+
+
+def plot_observed(ts, observed, *, ax=None, title: str | None = None):
+    r"""Observables of a run with `simulate(..., observe=...)` against time.
+
+    Scalar series are lines (a complex one, e.g. the order parameter $z$, as $r = |z|$); when there
+    is none, the first vector series (e.g. [`LocalOrder`][jaxdyn.meanfield.LocalOrder], shape
+    `(T, n_bins)`) is drawn as a space-time image (block across, time up).
+
+    **Arguments:** `ts` `(T,)`; `observed` a PyTree or dict of arrays with leading axis `T`; `ax`,
+    `title`.
+
+    **Returns:** the axes.
+    """
+    import jax
+
+    fig, ax = _axes(ax)
+    ts = np.asarray(ts)
+    if isinstance(observed, dict):
+        items = list(observed.items())
+    else:
+        leaves = jax.tree_util.tree_leaves(observed)
+        items = [(f"observable {i}" if len(leaves) > 1 else "observable", v) for i, v in enumerate(leaves)]
+    items = [(name, np.asarray(v)) for name, v in items]
+    lines = [(name, v) for name, v in items if v.ndim == 1]
+    if lines:
+        for name, v in lines:
+            if np.iscomplexobj(v):
+                ax.plot(ts, np.abs(v), label=f"$r = |{name}|$" if name.isidentifier() else f"|{name}|")
+            else:
+                ax.plot(ts, v, label=name)
+        ax.set_xlabel("$t$")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    elif items:
+        name, v = items[0]
+        v = np.abs(v.reshape(len(ts), -1))
+        im = ax.imshow(v, aspect="auto", origin="lower", cmap="viridis", interpolation="nearest",
+                       extent=(-0.5, v.shape[1] - 0.5, ts[0], ts[-1]))
+        fig.colorbar(im, ax=ax, label=name)
+        ax.set_xlabel("block")
+        ax.set_ylabel("$t$")
+    if title:
+        ax.set_title(title)
+    return ax

@@ -1,0 +1,102 @@
+"""The hostile-input table of the large-N entry points of `jaxdyn.meanfield`: `simulate(observe=,
+snapshots=)`, the observables, `sample_edges` and the lean `Sparse` coupling."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import jaxdyn.meanfield as mf
+from jaxdyn.meanfield import graphons
+from tests.helpers import Hostile, hostile_ids, run_hostile
+
+N = 6
+OMEGA = jnp.linspace(-1.0, 1.0, N)
+THETA = jnp.sin(jnp.arange(N, dtype=float))
+TS = jnp.linspace(0.0, 1.0, 3)
+KEY = jax.random.key(0)
+
+
+def _simulate(**kwargs):
+    return mf.simulate(mf.Kuramoto(OMEGA, 1.0), THETA, TS, solver=mf.RK4(), dt0=0.1, **kwargs)
+
+
+class _BadGraphon(graphons.AbstractGraphon):
+    def __call__(self, x, y):
+        return 1.5 + 0 * (x + y)
+
+
+ROWS = [
+    # --- simulate: observe / snapshots ---
+    Hostile("simulate: observe not callable", lambda: _simulate(observe=3), TypeError, r"`observe`"),
+    Hostile("simulate: observe empty dict", lambda: _simulate(observe={}), ValueError, r"`observe`"),
+    Hostile("simulate: observe dict value not callable", lambda: _simulate(observe={"r": 1.0}), TypeError,
+            r"`observe\['r'\]`"),
+    Hostile("simulate: observe dict key not a string", lambda: _simulate(observe={1: mf.OrderParameter()}),
+            TypeError, r"`observe` keys"),
+    Hostile("simulate: snapshots without observe", lambda: _simulate(snapshots=TS), ValueError,
+            r"`snapshots` needs `observe`"),
+    Hostile("simulate: snapshots after the end",
+            lambda: _simulate(observe=mf.OrderParameter(), snapshots=[0.5, 2.0]), ValueError, r"`snapshots`"),
+    Hostile("simulate: snapshots not increasing",
+            lambda: _simulate(observe=mf.OrderParameter(), snapshots=[0.5, 0.2]), ValueError,
+            r"`snapshots`.*increasing"),
+    Hostile("simulate: snapshots a matrix",
+            lambda: _simulate(observe=mf.OrderParameter(), snapshots=jnp.ones((2, 2))), ValueError,
+            r"`snapshots`"),
+    Hostile("simulate: NaN snapshot",
+            lambda: _simulate(observe=mf.OrderParameter(), snapshots=[jnp.nan]), ValueError, r"`snapshots`"),
+    # --- observables ---
+    Hostile("OrderParameter: harmonic 0", lambda: mf.OrderParameter(0), ValueError, r"`harmonic`"),
+    Hostile("OrderParameter: float harmonic", lambda: mf.OrderParameter(1.5), TypeError, r"`harmonic`"),
+    Hostile("LocalOrder: no bins", lambda: mf.LocalOrder(0), ValueError, r"`n_bins`"),
+    Hostile("LocalOrder: more bins than nodes", lambda: _simulate(observe=mf.LocalOrder(N + 1)), ValueError,
+            r"`n_bins`"),
+    # --- sample_edges ---
+    Hostile("sample_edges: not a graphon", lambda: mf.sample_edges(jnp.ones((4, 4)), 4, key=KEY), TypeError,
+            r"`graphon`"),
+    Hostile("sample_edges: zero nodes", lambda: mf.sample_edges(graphons.ring(0.2), 0, key=KEY), ValueError,
+            r"`n`"),
+    Hostile("sample_edges: float n", lambda: mf.sample_edges(graphons.ring(0.2), 4.0, key=KEY), TypeError,
+            r"`n`"),
+    Hostile("sample_edges: density 0", lambda: mf.sample_edges(graphons.ring(0.2), 4, key=KEY, density=0.0),
+            ValueError, r"`density`"),
+    Hostile("sample_edges: density > 1",
+            lambda: mf.sample_edges(graphons.ring(0.2), 4, key=KEY, density=1.5), ValueError, r"`density`"),
+    Hostile("sample_edges: vector density",
+            lambda: mf.sample_edges(graphons.ring(0.2), 4, key=KEY, density=jnp.ones(2)), TypeError,
+            r"`density`"),
+    Hostile("sample_edges: traced density",
+            lambda: jax.jit(lambda d: mf.sample_edges(graphons.ring(0.2), 4, key=KEY, density=d))(0.5),
+            TypeError, r"`density`"),
+    Hostile("sample_edges: graphon values above 1",
+            lambda: mf.sample_edges(_BadGraphon(), 8, key=KEY), ValueError, r"`graphon` values"),
+    Hostile("sample_edges: traced graphon",
+            lambda: jax.jit(lambda c: mf.sample_edges(graphons.fourier(c), 4, key=KEY))(jnp.ones(2) / 4),
+            TypeError,
+            r"`graphon`"),
+    Hostile("sample_edges: no key", lambda: mf.sample_edges(graphons.ring(0.2), 4, key=None), TypeError,
+            r"`key`"),
+    Hostile("sample_edges: a float as key", lambda: mf.sample_edges(graphons.ring(0.2), 4, key=jnp.ones(2)),
+            TypeError, r"`key`"),
+    Hostile("sample_edges: positions of another length",
+            lambda: mf.sample_edges(graphons.ring(0.2), 4, key=KEY, positions=jnp.ones(3) / 2), ValueError,
+            r"`positions`"),
+    Hostile("sample_edges: positions outside [0, 1]",
+            lambda: mf.sample_edges(graphons.ring(0.2), 4, key=KEY, positions=jnp.array([0, 0.5, 1, 2.0])),
+            ValueError, r"`positions`"),
+    Hostile("sample_edges: too dense for an edge list",
+            lambda: mf.sample_edges(graphons.ring(0.2), 10**6, key=KEY, density=0.5), ValueError,
+            r"`density`"),
+    # --- Sparse ---
+    Hostile("Sparse: no n", lambda: mf.Sparse([0, 1], [1, 0]), TypeError, r"`n`"),
+    Hostile("Sparse: weights a matrix", lambda: mf.Sparse([0, 1], [1, 0], jnp.ones((2, 2)), 2), ValueError,
+            r"`weights`"),
+    Hostile("Sparse: NaN weight", lambda: mf.Sparse([0, 1], [1, 0], jnp.array([1.0, jnp.nan]), 2),
+            ValueError, r"`weights`"),
+    Hostile("Sparse: negative row", lambda: mf.Sparse([-1, 1], [1, 0], None, 2), ValueError, r"`rows`"),
+]
+
+
+@pytest.mark.parametrize("row", ROWS, ids=hostile_ids(ROWS))
+def test_hostile(row):
+    run_hostile(row)
