@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -318,9 +319,15 @@ def goals(cases: dict[str, Any]) -> list[Goal]:
                 f"{r.get('per_step_cpu_s', float('nan')):.3g} s per step (the work: on 2 idle cores the wall "
                 f"time is at least half of it), load average {r.get('loadavg_before')} -> "
                 f"{r.get('loadavg_after')}")
+    spread = None
+    if r is not None and r.get("repeats_s"):
+        per = [t / r["steps"] for t in r["repeats_s"]]
+        q = statistics.quantiles(per, n=4, method="inclusive") if len(per) > 1 else [per[0], per[0], per[0]]
+        spread = {"median": r["per_step_s"], "iqr": [q[0], q[2]], "min": min(per), "max": max(per),
+                  "n": len(per), "of": "the warm repeats' seconds per step"}
     return [Goal("fft_step_s", "N = 1e7 FFT ring Kuramoto, float64: <= 3 s per classical RK4 step (2 cores)",
                  "warm median seconds per RK4 step", STEP_GOAL_S, None if r is None else r["per_step_s"],
-                 higher_is_better=False, condition=finite, note=note),
+                 higher_is_better=False, condition=finite, note=note, spread=spread),
             Goal("fft_bytes_per_particle", "the same run: <= 400 bytes per particle",
                  "peak resident set of the process / N (bytes)", BYTES_GOAL,
                  None if r is None else r["bytes_per_particle"], higher_is_better=False, note=note)]

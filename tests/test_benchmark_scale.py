@@ -81,6 +81,10 @@ def test_goals(scale):
     assert all(x.measured is None and x.met is None for x in g)
     g = scale.goals({"fft_1e7": {"float64": _fft_record(2.5, 300.0), "quick": False}})
     assert [x.met for x in g] == [True, True] and g[0].threshold == 3.0 and g[1].threshold == 400.0
+    rec = dict(_fft_record(2.5, 300.0), steps=5, repeats_s=[12.0, 12.5, 14.0], warm_min_s=12.0)
+    g = scale.goals({"fft_1e7": {"float64": rec, "quick": False}})
+    assert g[0].spread["iqr"] == [pytest.approx(2.45), pytest.approx(2.65)] and g[0].spread["n"] == 3
+    assert "fastest repeat 2.4 s" in g[0].note
     g = scale.goals({"fft_1e7": {"float64": _fft_record(3.5, 450.0), "quick": False}})
     assert [x.met for x in g] == [False, False]
     g = scale.goals({"fft_1e7": {"float64": _fft_record(1.0, 100.0, finite=False), "quick": False}})
