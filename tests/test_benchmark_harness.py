@@ -160,6 +160,7 @@ def all_run(tmp_path_factory):
     return proc, root
 
 
+@pytest.mark.slow  # three JAX processes (the device probe, two benchmarks): 15-40 s on 2 shared cores
 def test_all_writes_per_platform_json_and_goes_on_after_a_failure(all_run):
     proc, root = all_run
     assert proc.returncode == 1, proc.stdout + proc.stderr
