@@ -127,9 +127,12 @@ def _launch(script_text: str, tmp: pathlib.Path, *args: str, timeout: float = 60
     script.write_text(script_text)
     buf_out, buf_err = io.StringIO(), io.StringIO()
     t0 = time.monotonic()
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    cache = jax.config.jax_compilation_cache_dir  # the tests' persistent cache (conftest), if set
+    if cache:
+        env.update(JAX_COMPILATION_CACHE_DIR=cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5")
     code = jdist.launch([sys.executable, str(script), *args], n_processes=n, devices_per_process=2,
-                        timeout=timeout, grace=5.0, stdout=buf_out, stderr=buf_err,
-                        env={**os.environ, "JAX_PLATFORMS": "cpu"})
+                        timeout=timeout, grace=5.0, stdout=buf_out, stderr=buf_err, env=env)
     return code, time.monotonic() - t0, buf_out.getvalue(), buf_err.getvalue()
 
 
@@ -180,3 +183,51 @@ def test_timeout_exit_124(tmp_path):
     assert code == 124
     assert elapsed < 20, elapsed
     assert "exceeded the timeout of 1 s" in err.strip().splitlines()[-1], err
+
+
+HEARTBEAT = textwrap.dedent("""
+    import os
+    import time
+    import numpy as np
+    import jaxdyn.distributed as jdist
+    info = jdist.initialize(heartbeat_timeout=5)
+    mesh = jdist.global_mesh()
+    jdist.gather(jdist.put(np.arange(4.0), mesh))
+    if info.process_index == 1:
+        os._exit(3)
+    print("process 0 in local work", flush=True)
+    for _ in range(600):                 # no collective: only JAX's coordination service can stop it
+        time.sleep(0.1)
+""")
+
+
+@pytest.mark.slow
+def test_without_launcher_heartbeat_stops_survivor(tmp_path):
+    """No launcher: JAX's coordination service aborts process 0 about `heartbeat_timeout` after
+    process 1 died (measured 10.9 s with heartbeat_timeout=10, 100.5 s with the default 100)."""
+    import subprocess
+
+    from jaxdyn import _launch
+
+    script = tmp_path / "heartbeat.py"
+    script.write_text(HEARTBEAT)
+    address = f"127.0.0.1:{_launch.free_port()}"
+    base = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    t0 = time.monotonic()
+    procs = [subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True,
+                              env=_launch.child_env(r, 2, address, devices_per_process=1, base=base))
+             for r in range(2)]
+    try:
+        out0, _ = procs[0].communicate(timeout=120)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    elapsed = time.monotonic() - t0
+    assert procs[1].returncode == 3
+    assert procs[0].returncode not in (0, None), out0[-3000:]
+    assert "process 0 in local work" in out0
+    assert "heartbeat timeout" in out0 or "distributed service detected fatal errors" in out0, out0[-3000:]
+    assert elapsed < 90, elapsed
