@@ -77,8 +77,10 @@ def compute_cases(mesh=None) -> dict[str, np.ndarray]:
     pts = jnp.stack(jnp.meshgrid(jnp.linspace(-1.0, 1.0, 3), jnp.linspace(-1.0, 1.0, 3)), -1)
     out["ftle"] = ftle_field(_duffing, pts, t1=1.0, dt=0.05, args=0.2, mesh=mesh).exponents
     w0 = jax.random.uniform(jax.random.key(1), (7, 2), minval=-2.0, maxval=2.0)
-    ends = gd_endpoints(hyperbola_loss, w0, 0.3, n_steps=200, throw=False, mesh=mesh)
-    out["gd_endpoints"] = np.concatenate([ends.params, ends.loss[:, None]], axis=1)
+    # gather=False: global arrays, each process holding its devices' runs; gathered here
+    ends = gd_endpoints(hyperbola_loss, w0, 0.3, n_steps=200, throw=False, mesh=mesh, gather=mesh is None)
+    params, loss = jdist.gather((ends.params, ends.loss))
+    out["gd_endpoints"] = np.concatenate([params, loss[:, None]], axis=1)
     eq = equilibria(_lorenz, -30 * jnp.ones(3), 30 * jnp.ones(3), args=22.0, key=jax.random.key(0),
                     n_starts=16, mesh=mesh)
     out["equilibria"] = np.concatenate([eq.points[: int(eq.n_found)],

@@ -100,7 +100,9 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     cluster assigns); `cpu_collectives` (`"gloo"`, the default, makes cross-process computations
     work on CPU devices; `None` leaves JAX's setting); `initialization_timeout` (seconds to wait
     for every process to join); `heartbeat_timeout` (seconds after which a silent process is
-    declared dead: JAX then stops the others with an error naming the coordination service).
+    declared dead: JAX then aborts the others, "the JAX distributed service detected fatal
+    errors"; measured on CPU: 10.9 s after a peer's death with `heartbeat_timeout=10`, 100.5 s
+    with the default; a dead process 0, which hosts the service, stops the others at once).
 
     **Returns:** a [`DistributedInfo`][].
 
