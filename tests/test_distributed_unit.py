@@ -265,6 +265,11 @@ def test_mesh_helpers_on_four_devices():
     env = dict(os.environ)
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()
     env["JAX_PLATFORMS"] = "cpu"
+    import jax
+
+    if jax.config.jax_compilation_cache_dir:  # the tests' persistent cache (conftest)
+        env.update(JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir,
+                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5")
     out = subprocess.run([sys.executable, "-c", FOUR], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-6000:]
     assert out.stdout.strip().endswith("ok")
