@@ -5,9 +5,9 @@ A multi-process JAX job runs the same script in every process (one per host, or 
 [`global_mesh`][] spans every device of every process. Every sharded path of jaxdyn takes that
 mesh (`mesh=`) and returns its results gathered on every process (process 0 writes the files):
 [`jaxdyn.lyapunov.sweep`][], `ftle_field`, `sgd_stability_diagram`, `gd_endpoints`, the
-multi-start root finders of [`jaxdyn.invariant`][], and the particle systems of
-[`jaxdyn.meanfield`][] through `shard_nodes(field, mesh=...)`. [`map_batches`][] is the kernel
-behind the sweeps: use it for your own.
+multi-start root finders of [`jaxdyn.invariant`][] (`equilibria`, `fixed_points`, `cycles`),
+and the particle systems of [`jaxdyn.meanfield`][] through `shard_nodes(field, mesh=...)`.
+[`map_batches`][] is the kernel behind the sweeps: use it for your own.
 
 ```python
 import jaxdyn.distributed as jdist
@@ -19,7 +19,9 @@ if jdist.is_main_process():
 ```
 
 `python -m jaxdyn.launch -n 2 --devices-per-process 2 -- python script.py` runs it as two local
-processes with two CPU devices each (a 4-device global mesh), the way the tests do.
+processes with two CPU devices each (a 4-device global mesh), the way the tests do. The page
+"Across processes, on a cluster, on GPU" (`docs/distributed.md`) has a SLURM batch script, the GPU
+notes, what each path splits, and what happens when a process dies.
 """
 
 from .._launch import launch as launch
