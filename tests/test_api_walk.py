@@ -24,7 +24,7 @@ NOT_RESULTS = {
     "AugmentedNeuralODE", "NeuralODE", "NeuralDDE", "ResNet", "DenseResNet", "MLPField",
     "GDMap", "GDJacobian", "GradientFlow", "HessianOperator", "GGNOperator", "LinearOperator",
     "History", "Graphon", "StepGraphon", "DigraphMeasure", "Coupling", "NormalSpace", "Flattener",
-    "GaussNewtonOperator", "Affine", "MLP",
+    "GaussNewtonOperator", "Affine", "MLP", "Sparse",
     # strategies and settings
     "AccuracyCheck", "Checkpoint",
     # branch problems of continuation and the start of a switched branch (inputs to `continuation`)
