@@ -206,3 +206,39 @@ def test_sparse_sorts_unsorted_edges_with_their_weights():
     scalar = mf.Sparse(rows, cols, 2.0, 4)
     assert scalar.weights.shape == ()
     np.testing.assert_allclose(scalar.matvec(v), 2.0 * (dense != 0) @ v, atol=1e-12)
+
+
+# --- 1. split FFTs -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n, p", [(4096, 2), (3 * 1024, 3), (4096, 4), (1000, 8)])
+def test_split_fft_equals_fft(n, p):
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((2, n)) + 1j * rng.standard_normal((2, n)))
+    tw = mf.twiddles(n, p)
+    for inverse, ref in ((False, jnp.fft.fft(x)), (True, jnp.fft.ifft(x))):
+        got = mf.split_fft(x, p, tw, inverse=inverse)
+        assert float(jnp.max(jnp.abs(got - ref)) / jnp.max(jnp.abs(ref))) < 1e-12
+
+
+def test_split_circulant_equals_plain():
+    n = 4096
+    th = jnp.sin(jnp.arange(n) * 0.01) * 3
+    for g in (None, mf.Harmonics(sin=[1.0, 0.3], cos=[0.2, 0.1], const=0.1)):
+        plain = mf.Kuramoto(mf.gaussian_quantiles(n), 2.0, graph=graphons.ring(0.3), phase_lag=0.4, g=g,
+                            method=mf.FFTMethod(split=1))
+        split = mf.Kuramoto(mf.gaussian_quantiles(n), 2.0, graph=graphons.ring(0.3), phase_lag=0.4, g=g,
+                            method=mf.FFTMethod(split=2))
+        assert plain.operator.split == 1 and split.operator.split == 2
+        ref = plain(0.0, th)
+        assert float(jnp.max(jnp.abs(split(0.0, th) - ref)) / jnp.max(jnp.abs(ref))) < 1e-12
+    v = jnp.asarray(np.random.default_rng(1).standard_normal((n, 3)))
+    np.testing.assert_allclose(split.operator.matvec(v), plain.operator.matvec(v), atol=1e-12 * n)
+
+
+def test_auto_split():
+    assert mf.auto_split(1000) == 1  # small
+    assert mf.auto_split(2**15 + 1) == 1  # odd
+    expect = 1 if jax.default_backend() != "cpu" else 2
+    assert mf.auto_split(2**16) >= expect
+    field = mf.Kuramoto(mf.gaussian_quantiles(64), 1.0, graph=graphons.ring(0.3))
+    assert field.operator.split == 1 and field.operator.tw_re is None

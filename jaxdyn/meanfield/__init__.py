@@ -15,7 +15,10 @@ from ._coupling import (
     LowRankMethod as LowRankMethod,
     Sparse as Sparse,
     SparseMethod as SparseMethod,
+    auto_split as auto_split,
     coupling_operator as coupling_operator,
+    split_fft as split_fft,
+    twiddles as twiddles,
 )
 from ._digraph_measure import DigraphMeasure as DigraphMeasure
 from ._graphon import (

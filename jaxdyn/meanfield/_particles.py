@@ -241,15 +241,17 @@ class Kuramoto(AbstractParticleSystem):
         h = self.harmonics
         m = h.sin.shape[0]
         k = jnp.arange(1, m + 1)
-        kt = theta[:, None] * k
-        c, s = jnp.cos(kt), jnp.sin(kt)
-        u = self.operator.matvec(jnp.concatenate([c, s], axis=1))
-        zr, zi = u[:, :m], u[:, m:]
-        wr, wi = c * zr + s * zi, c * zi - s * zr  # e^{-ik theta_i} (W e^{ik theta})_i
         lag = k * self.phase_lag
         cr = h.sin * jnp.cos(lag) + h.cos * jnp.sin(lag)  # (a + i b) e^{-ik alpha}
         ci = h.cos * jnp.cos(lag) - h.sin * jnp.sin(lag)
-        return jnp.sum(cr * wi + ci * wr, axis=1) + h.const * self.degrees
+        if m == 1:  # one complex vector e^{i theta}: no (N, 2m) blocks
+            z = jax.lax.complex(jnp.cos(theta), jnp.sin(theta))
+            w = jnp.conj(z) * self.operator.cmatvec(z)  # e^{-i theta_i} (W e^{i theta})_i
+            return cr[0] * w.imag + ci[0] * w.real + h.const * self.degrees
+        kt = theta[:, None] * k
+        z = jax.lax.complex(jnp.cos(kt), jnp.sin(kt))
+        w = jnp.conj(z) * self.operator.cmatvec(z)  # e^{-ik theta_i} (W e^{ik theta})_i
+        return jnp.sum(cr * w.imag + ci * w.real, axis=1) + h.const * self.degrees
 
     def __call__(self, t, theta, args=None):
         if jnp.shape(theta) != self.omega.shape:
