@@ -242,3 +242,26 @@ def test_auto_split():
     assert mf.auto_split(2**16) >= expect
     field = mf.Kuramoto(mf.gaussian_quantiles(64), 1.0, graph=graphons.ring(0.3))
     assert field.operator.split == 1 and field.operator.tw_re is None
+
+
+# --- 5. two-layer network at many neurons -----------------------------------------------------------
+
+def test_two_layer_blocked_gradient_equals_autodiff(monkeypatch):
+    from jaxdyn.meanfield import _two_layer
+
+    x = jax.random.normal(jax.random.key(1), (16, 3))
+    y = jnp.sin(x[:, 0])
+    model = mf.TwoLayer.init(1003, 3, key=jax.random.key(2))  # not a multiple of the block: padded
+    plain = mf.two_layer_gd(model, x, y, n_steps=4, lr=0.5)
+    monkeypatch.setattr(_two_layer, "_BLOCK_ENTRIES", 16 * 100)
+    assert _two_layer._block_size(16, 1003) == 100
+    blocked = mf.two_layer_gd(model, x, y, n_steps=4, lr=0.5)
+    np.testing.assert_allclose(blocked.losses, plain.losses, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(blocked.model.w, plain.model.w, rtol=0, atol=1e-12)
+
+    def final_loss(lr):
+        return mf.two_layer_gd(model, x, y, n_steps=3, lr=lr).losses[-1]
+
+    g = jax.grad(final_loss)(0.5)
+    h = jnp.finfo(float).eps ** (1 / 3) * 0.5
+    np.testing.assert_allclose(g, (final_loss(0.5 + h) - final_loss(0.5 - h)) / (2 * h), rtol=1e-6)

@@ -1,7 +1,8 @@
 """Large-N coupling sharded over 4 virtual CPU devices equals the single-device result (one subprocess):
 dense rows, and the FFT (Circulant) coupling, plain and split, with one or several harmonics and for a
 neural field (the FFT of a node-sharded field used to crash XLA's CPU FFT: fft_thunk RET_CHECK
-IsMonotonicWithDim0Major), with outputs reduced on the fly."""
+IsMonotonicWithDim0Major), with outputs reduced on the fly; and `two_layer_gd(mesh=)` with its neurons
+split over the devices."""
 
 import os
 import subprocess
@@ -40,6 +41,16 @@ SCRIPT = textwrap.dedent("""
         err_z = float(jnp.max(jnp.abs(four.observed["z"] - mf.order_parameter(one.ys))))
         assert err <= 1e-12 and err_z <= 1e-12, (name, err, err_z)
         print(name, "max difference", err, err_z)
+    from jax.sharding import Mesh
+    mesh = Mesh(np.asarray(jax.devices()), ("neurons",))
+    x = jax.random.normal(jax.random.key(1), (16, 3))
+    model = mf.TwoLayer.init(64, 3, key=jax.random.key(2))
+    one = mf.two_layer_gd(model, x, jnp.sin(x[:, 0]), n_steps=5, lr=0.5)
+    four = mf.two_layer_gd(model, x, jnp.sin(x[:, 0]), n_steps=5, lr=0.5, mesh=mesh)
+    err = max(float(jnp.max(jnp.abs(four.losses - one.losses))),
+              float(jnp.max(jnp.abs(four.model.w - one.model.w))))
+    assert err <= 1e-12, err
+    print("two_layer_gd max difference", err)
 """)
 
 
@@ -49,4 +60,4 @@ def test_sharded_equals_single_device():
     env["JAX_PLATFORMS"] = "cpu"
     out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert out.stdout.count("max difference") == 4
+    assert out.stdout.count("max difference") == 5

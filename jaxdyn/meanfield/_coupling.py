@@ -157,6 +157,7 @@ def auto_split(n: int) -> int:
     """
     import os
 
+    n = check_int(n, "n")
     if n < _SPLIT_MIN_N or n % 2 or jax.default_backend() != "cpu":
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
