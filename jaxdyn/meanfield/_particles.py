@@ -580,7 +580,9 @@ def shard_nodes(field, devices=None, *, mesh=None):
     Dense coupling matrices are split by rows, so each device computes its rows of $W e^{i\theta}$;
     under `jit` the rest follows from sharding propagation. The result is numerically the
     single-device computation (same operations, different placement; reductions such as FFTs and
-    row sums may be summed in another order, a difference at the level of rounding).
+    row sums may be summed in another order, a difference at the level of rounding). A
+    [`Circulant`][] coupling with split FFTs is switched to plain FFTs (`split = 1`): XLA's CPU FFT
+    rejects the batched operand of a split FFT once the nodes are sharded.
 
     With a `mesh` spanning several processes ([`jaxdyn.distributed.global_mesh`][]), each process
     holds only its devices' rows; [`simulate`][] then places `y0` the same way, runs one SPMD
@@ -611,6 +613,12 @@ def shard_nodes(field, devices=None, *, mesh=None):
     if n % n_dev:
         raise ValueError(f"`field` has N = {n} nodes, not divisible by {n_dev} devices.")
     from ..distributed._mesh import replicate
+    from ._coupling import Circulant
+
+    # A split FFT is a batch of FFTs whose (p, N/p) operand XLA's CPU FFT rejects once sharded
+    # (fft_thunk RET_CHECK IsMonotonicWithDim0Major): sharded Circulants use plain 1-D FFTs.
+    field = jax.tree_util.tree_map(lambda x: x.unsplit() if isinstance(x, Circulant) else x, field,
+                                   is_leaf=lambda x: isinstance(x, Circulant))
 
     def place(leaf):
         if isinstance(leaf, jax.Array) and leaf.ndim >= 1 and leaf.shape[0] == n:
