@@ -22,7 +22,8 @@ Cases:
 - `fft_1e7` (**headline**): Kuramoto-Sakaguchi on `graphons.ring(0.35)` (phase lag 1.46, degree
   normalisation), N = 10^7 grid nodes, coupling by FFT (`Circulant`), classical RK4 (`meanfield.RK4`,
   dt = 0.01), outputs reduced on the fly where `simulate(observe=...)` exists (the order parameter
-  and a 100-block local order parameter at every step, the final state kept; otherwise ts = [0, T]):
+  and a 100-block local order parameter at every step, the final state kept; otherwise ts = [0, T];
+  the float64 run is repeated with ts = [0, T] only, `float64_no_observe`, the cost of the observables):
   time per RK4 step (warm median) and the peak resident set of the whole process (building the
   field and running it; JAX's own ~200 MB included) per particle, also above the baseline after
   JAX started. Goals: <= 3 s per step and <= 400 bytes per particle in float64 on 2 cores. The same
@@ -243,7 +244,14 @@ def _large(ctx, task: str) -> dict[str, Any]:
 
 
 def case_fft_1e7(ctx) -> dict[str, Any]:
-    return _large(ctx, "fft")
+    rec = _large(ctx, "fft")
+    if "float64" in _dtypes(ctx):  # the cost of the reduced outputs: the same run saving ts = [0, T] only
+        base = (QUICK if ctx.quick else FULL)["fft"]
+        print(f"  fft: N = {base['n']:.0e}, float64, no observables ...", flush=True)
+        spec = dict(base, task="fft", dtype="float64", observe=False,
+                    repeats=max(1, min(ctx.opts.repeats, 2 if ctx.quick else 3)))
+        rec["float64_no_observe"] = run_worker(spec, timeout=TIMEOUT_S["fft"])
+    return rec
 
 
 def case_sparse_1e6(ctx) -> dict[str, Any]:
@@ -277,7 +285,7 @@ def describe(case: str, rec: dict[str, Any]) -> list[str]:
         if case == "weak_sweep":
             lines.append(f"lambda_1(rho = 28) identical in every configuration: {rec['lambda1_identical']}")
         return lines
-    for dtype in ("float64", "float32"):
+    for dtype in ("float64", "float32", "float64_no_observe"):
         r = rec.get(dtype)
         if r is None:
             continue
@@ -346,7 +354,7 @@ def figures(cases: dict[str, Any]) -> dict[str, Any]:
             out[f"{case}.efficiency[{lab}]"] = w["efficiency"]
             out[f"{case}.cpu_work_efficiency[{lab}]"] = w.get("cpu_work_efficiency")
     for case in ("fft_1e7", "sparse_1e6", "two_layer_1e6"):
-        for dtype in ("float64", "float32"):
+        for dtype in ("float64", "float32", "float64_no_observe"):
             r = (cases.get(case) or {}).get(dtype)
             if not r or r.get("status") != "ok":
                 continue

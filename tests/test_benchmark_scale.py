@@ -125,3 +125,29 @@ def test_worker_particles_two_devices(scale):
 def test_worker_failure_is_a_record(scale):
     r = scale.run_worker({"task": "no_such_task"}, timeout=60)
     assert r["status"] == "failed" and "exit code 2" in r["reason"]
+
+
+def test_worker_omega_fallback():
+    """Where `gaussian_quantiles` is not finite (float32 at N = 1e7), the worker uses host float64
+    quantiles, mirrored so that no probability rounds to 1."""
+    import jax.numpy as jnp
+    import numpy as np
+    from scipy.special import ndtri
+
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    import _scale_worker as worker
+
+    import jaxdyn.meanfield as mf
+
+    omega, note = worker._omega(mf, 1001)
+    assert note is None and np.allclose(np.asarray(omega), np.asarray(mf.gaussian_quantiles(1001)))
+
+    class Broken:
+        @staticmethod
+        def gaussian_quantiles(n):
+            return jnp.full(n, jnp.inf)
+
+    omega, note = worker._omega(Broken, 1001)
+    ref = ndtri((np.arange(1001) + 0.5) / 1001)
+    assert "not finite" in note and np.allclose(np.asarray(omega), ref, rtol=1e-12, atol=1e-12)
