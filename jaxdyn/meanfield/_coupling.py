@@ -142,26 +142,21 @@ class Dense(AbstractCoupling):
         return jnp.sum(self.matrix * fn(theta[None, :] - theta[:, None]), axis=1)
 
 
-_SPLIT_MIN_N = 1 << 15  # below this a single FFT is fast enough (its threads would idle longer)
-
-
 def auto_split(n: int) -> int:
-    r"""The radix $p$ [`Circulant`][] splits its FFTs by when `split=None`.
+    r"""The radix $p$ that [`Circulant`][] splits its FFTs by when `split=None`: 1 (plain FFTs) for
+    now, whatever $N$ and backend; pass `FFTMethod(split=2)` to split.
 
-    XLA on CPU runs one FFT on one thread but spreads a batch of FFTs over the cores. Measured on a
-    2-core machine at $N = 10^7$ (complex128): one `jnp.fft.fft` 0.27-0.29 s, a batch of two of length
-    $N/2$ 0.157 s; an RK4 step of the ring Kuramoto went from 3.03 s (plain FFTs) to the figure in the
-    [`Circulant`][] docstring. So on CPU, for $N \ge 2^{15}$ divisible by 2, $p = 2$ (4 when $N$ is
-    divisible by 4 and there are more than 2 cores); otherwise (GPU/TPU: one transform already uses the
-    whole device; small or odd $N$) 1, the plain FFT.
+    Why: splitting pays only if XLA runs the batch of $p$ shorter FFTs on several cores at once.
+    Measured on the shared 2-core CPU machine of the project (other jobs running, load 3-4), $N = 10^7$,
+    complex128: one `jnp.fft.fft` 0.275 s, a batch of two of length $N/2$ 0.270 s, both at 1.0 CPU
+    second per wall second (no second core to be had), so the butterflies were pure overhead: an
+    fft + ifft pair through [`Circulant`][] 0.74 s plain, 0.82 s split in 2; one classical RK4 step of
+    the ring Kuramoto (interleaved runs) 2.98 s plain, 3.58 s split in 2 (an earlier, more loaded run:
+    9.7 s and 8.6 s). On a quiet machine a batch of two ran in 0.157 s against 0.27-0.29 s for one
+    transform: there `split=2` should save about a quarter of each FFT pair; measure before choosing it.
     """
-    import os
-
-    n = check_int(n, "n")
-    if n < _SPLIT_MIN_N or n % 2 or jax.default_backend() != "cpu":
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return 4 if cores > 2 and n % 4 == 0 else 2
+    check_int(n, "n")
+    return 1
 
 
 def twiddles(n: int, p: int) -> Array:
@@ -248,20 +243,20 @@ class Circulant(AbstractCoupling):
     Kuramoto, $a = \cos\theta$, $b = \sin\theta$, i.e. one FFT pair of $e^{i\theta}$; see
     [`cmatvec`][jaxdyn.meanfield.AbstractCoupling.cmatvec]).
 
-    **Split FFTs on CPU.** XLA's CPU backend runs one FFT on one thread, but a batch of FFTs on all
-    cores; with `split` $= p > 1$ every length-$N$ transform is a batch of $p$ transforms of length
-    $N/p$ joined by a radix-$p$ butterfly ([`split_fft`][jaxdyn.meanfield.split_fft]; equal to the
-    plain FFT to ~1e-15 relative). `split=None` chooses ([`auto_split`][jaxdyn.meanfield.auto_split]):
-    $p = 2$ on CPU for even $N \ge 2^{15}$, else 1. Measured on 2 cores, ring Kuramoto, $N = 10^7$,
-    float64, one classical RK4 step: 3.03 s with plain FFTs, SPLIT_FIGURE with $p = 2$. The twiddle
-    factors cost $16 (p - 1)/p$ bytes per node.
+    **Split FFTs on CPU.** XLA's CPU backend runs one FFT on one thread; a batch of FFTs can use
+    several cores. With `split` $= p > 1$ every length-$N$ transform becomes a batch of $p$
+    transforms of length $N/p$ and radix-$p$ butterflies (decimation in frequency forward, in time
+    backward, the spectrum kept in split order: no transposes; equal to the plain product to ~2e-15
+    relative). `split=None` asks [`auto_split`][jaxdyn.meanfield.auto_split], which says 1 (plain
+    FFTs) for now: on the shared 2-core machine the batch found no free core and the split measured
+    slower (figures there). The twiddle factors cost $16 (p - 1)/p$ bytes per node.
 
     **Arguments:** `column`: the first column $c$ (shape `(N,)`); `split`: `None` (auto), 1 (plain
     FFTs) or the radix $p \ge 2$ (must divide $N$).
     """
 
     hat_re: Array  # the FFT of the first column, stored as two real arrays (diffrax prefers real
-    hat_im: Array  # leaves)
+    hat_im: Array  # leaves); with split p > 1 in split order: [r N/p + k] holds hat[p k + r]
     tw_re: Array | None  # the twiddles w_N^{rk} of the split FFT, shape (p - 1, N/p), or None
     tw_im: Array | None
     n: int = eqx.field(static=True)
@@ -373,6 +368,9 @@ class LowRank(AbstractCoupling):
         return self.pairs().pairwise(fn, theta)
 
 
+_EDGE_CHUNK = 1 << 22  # edges per chunk of a sparse product (64 MB of complex128 temporaries)
+
+
 class Sparse(AbstractCoupling):
     r"""Edge list $(i_e, j_e, w_e)$: $(W v)_i = \sum_{e: i_e = i} w_e v_{j_e}$ by a segment sum, $O(E)$.
 
@@ -435,19 +433,38 @@ class Sparse(AbstractCoupling):
     def _segment_sum(self, vals):
         return jax.ops.segment_sum(vals, self.rows, num_segments=self.n, indices_are_sorted=self.rows_sorted)
 
-    def _weighted(self, vals):
-        if self.weights is None:
+    def _weighted(self, vals, weights=None):
+        w = self.weights if weights is None else weights
+        if w is None:
             return vals
-        w = self.weights
         return (w[:, None] if w.ndim == 1 and vals.ndim == 2 else w) * vals
+
+    def _gather_sum(self, v):
+        r"""$\sum_{e: i_e = i} w_e v_{j_e}$ over chunks of `_EDGE_CHUNK` edges: the gathered values
+        never exist for all $E$ edges at once (at $E = 10^8$ that would be 1.6 GB in complex128)."""
+        e = self.n_edges
+        if e <= _EDGE_CHUNK:
+            return self._segment_sum(self._weighted(v[self.cols]))
+        per_edge = self.weights is not None and self.weights.ndim == 1
+
+        def chunk(start, size):
+            rows = jax.lax.dynamic_slice_in_dim(self.rows, start, size)
+            cols = jax.lax.dynamic_slice_in_dim(self.cols, start, size)
+            w = jax.lax.dynamic_slice_in_dim(self.weights, start, size) if per_edge else None
+            vals = self._weighted(v[cols], w)
+            return jax.ops.segment_sum(vals, rows, num_segments=self.n, indices_are_sorted=self.rows_sorted)
+
+        full, rest = divmod(e, _EDGE_CHUNK)
+        acc = jax.lax.fori_loop(0, full, lambda k, acc: acc + chunk(k * _EDGE_CHUNK, _EDGE_CHUNK),
+                                jnp.zeros((self.n,) + v.shape[1:], v.dtype))
+        return acc + chunk(full * _EDGE_CHUNK, rest) if rest else acc
 
     @_as_2d
     def matvec(self, v):
-        return self._segment_sum(self._weighted(v[self.cols]))
+        return self._gather_sum(v)
 
     def cmatvec(self, z):
-        z = jnp.asarray(z)
-        return self._segment_sum(self._weighted(z[self.cols]))
+        return self._gather_sum(jnp.asarray(z))
 
     def pairs(self) -> AbstractCoupling:
         return self
@@ -555,8 +572,8 @@ class FFTMethod(_AbstractGraphonMethod):
     r"""A circulant operator applied by FFTs in $O(N m \log N)$: a convolution graphon on the grid.
 
     **Arguments:** `split`: how each FFT is split into a batch of shorter ones (see [`Circulant`][]):
-    `None` (auto: 2 on CPU for even $N \ge 2^{15}$, else 1), 1 (plain) or a radix $p \ge 2$
-    dividing $N$.
+    `None` ([`auto_split`][jaxdyn.meanfield.auto_split]: plain FFTs for now), 1 (plain) or a radix
+    $p \ge 2$ dividing $N$ (worth it only with idle cores: measure).
     """
 
     split: int | None = eqx.field(static=True, default=None)
