@@ -31,13 +31,17 @@ Cases:
 - `sparse_1e6`: Kuramoto on a sparse W-random ring graph (`meanfield.sample_edges`, radius 0.35,
   density 100 / (0.7 (N - 1)): mean degree 100), N = 10^6, float64 and float32: sampling time, time
   per RK4 step, bytes per particle (graph included). Reported. One step per timed call and 2 warm
-  repeats: a step of the 10^8 stored entries took 78 s of wall time (32 s CPU) on the loaded
-  machine when this was written.
+  repeats (a step over the 10^8 stored entries: 78 s of wall time before the chunked sparse
+  products, 3.5-4.3 s after, on the loaded machine).
 - `two_layer_1e6`: `meanfield.two_layer_gd` with 10^6 neurons (64 data points in d = 4): time per GD
   step and bytes per neuron, float64 and float32. Reported.
 
 `--quick` shrinks everything (N = 10^6 for the FFT case, 10^5 for the sparse and two-layer ones,
 smaller sweeps, fewer repeats); the goals are then not evaluated (they are for N = 10^7).
+
+Results: `benchmarks/results/<platform>/scale.json` (every worker record, the `figures` summary,
+the goals). In the run committed for the CPU (load 3.3-4.4 from other jobs) the FFT step goal was
+not met in wall time (5.3 s; 3.9 s of CPU time per step) and the memory goal was (257 B/particle).
 
 **On 2 cores, weak scaling cannot be ideal**: XLA:CPU already spreads one device's large
 operations over both cores, so 2 devices compete for the same 2 cores (at best the efficiency
