@@ -290,3 +290,15 @@ def test_sample_edges_in_small_chunks(monkeypatch):
     assert np.all(np.diff(rows) >= 0)
     assert all(np.all(np.diff(cols[rows == r]) > 0) for r in range(300))  # each row's columns ascending
     np.testing.assert_allclose(sp.matvec(jnp.ones(300)), dense.sum(axis=1))
+
+
+def test_gaussian_quantiles_finite_in_float32_at_large_n():
+    from scipy.special import ndtri
+
+    n = 10**7
+    with jax.enable_x64(False):
+        w = mf.gaussian_quantiles(n)  # (n - 1/2)/n rounds to 1 in float32: the last quantile was inf
+        assert w.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(w)))
+        assert abs(float(w[-1]) - 5.3267) < 1e-3 and float(w[0]) == -float(w[-1])
+    ref = ndtri((np.arange(1, 1001) - 0.5) / 1000)
+    np.testing.assert_allclose(mf.gaussian_quantiles(1000), ref, atol=1e-12, rtol=0)

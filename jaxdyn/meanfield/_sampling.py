@@ -268,7 +268,12 @@ def gaussian_quantiles(n: int, sigma: float = 1.0, center: float = 0.0) -> Array
     r"""$\omega_i = \omega_0 + \sigma \Phi^{-1}((i - 1/2)/N)$: normal quantiles (`sigma` > 0)."""
     n = check_int(n, "n")
     _scale_and_center(sigma, center, "sigma")
-    return center + sigma * ndtri((jnp.arange(1, n + 1) - 0.5) / n)
+    i = jnp.arange(1, n + 1)
+    # By symmetry Phi^{-1}(u) = -Phi^{-1}(1 - u), with 1 - u = (n - i + 1/2)/n formed exactly: in float32
+    # (i - 1/2)/n rounds to 1 near the top end for large n (N = 10^7: an infinite last quantile).
+    upper = 2 * i > n
+    u = jnp.where(upper, n - i + 0.5, i - 0.5) / n
+    return center + sigma * jnp.where(upper, -ndtri(u), ndtri(u))
 
 
 def wrapped_cauchy_quantiles(n: int, r0: float, *, key=None) -> Array:
