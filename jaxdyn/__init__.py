@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     )
     from ._results import RESULTS as RESULTS
 
-_SUBPACKAGES = ("curvature", "dde", "distributed", "invariant", "lyapunov", "meanfield", "models", "plot", "training")
+_SUBPACKAGES = ("curvature", "dde", "distributed", "invariant", "lyapunov", "meanfield", "models", "plot",
+                "training")
 
 
 def __getattr__(name: str):

@@ -7,8 +7,8 @@ import importlib
 # the central flow, its complementarity solver and the warm-started eigenpairs one each.
 AREAS = ["models", "dde", "lyapunov", "curvature", "training", "sgd", "meanfield", "cli",
          "invariant_roots", "invariant_periodic", "invariant_continuation", "invariant_dde",
-         "invariant_dde_periodic", "invariant_manifolds", "central_flow", "sdcp", "curvature_warm", "distributed",
-         "meanfield_large"]
+         "invariant_dde_periodic", "invariant_manifolds", "central_flow", "sdcp", "curvature_warm",
+         "distributed", "meanfield_large"]
 
 
 def test_hostile_tables_cover_every_area():
