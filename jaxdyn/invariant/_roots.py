@@ -194,6 +194,21 @@ def _stop(tree):
     return jax.tree_util.tree_map(lambda a: lax.stop_gradient(a) if eqx.is_inexact_array(a) else a, tree)
 
 
+def _admit(problem, args, settings, carry, y, converged, p: int):
+    """Keep `y` when it converged and lies farther than `dedup_tol` from every orbit kept so far:
+    its orbit joins the deflation set, and it is reported when it is the orbit's representative.
+    The one acceptance rule of the deflated search and of the merge of sharded chunks."""
+    roots, n_roots, points, n_found = carry
+    mask = jnp.arange(roots.shape[0]) < n_roots
+    dist = jnp.where(mask, jnp.linalg.norm(y - roots, axis=-1), jnp.inf)
+    new = converged & (jnp.min(dist) > settings.dedup_tol)
+    orbit = problem.orbit(y, args)
+    roots = jnp.where(new, lax.dynamic_update_slice(roots, orbit, (n_roots, 0)), roots)
+    report = new & _is_minimal(orbit, settings.dedup_tol)
+    points = jnp.where(report, lax.dynamic_update_slice(points, y[None], (n_found, 0)), points)
+    return roots, n_roots + p * new, points, n_found + report
+
+
 @eqx.filter_jit
 def _search(problem: _AbstractZeros, starts: Array, args: Any, lower: Array, upper: Array,
             settings: _Settings) -> _Found:
@@ -207,7 +222,7 @@ def _search(problem: _AbstractZeros, starts: Array, args: Any, lower: Array, upp
     clip = dict(lower=lower - width, upper=upper + width)
 
     def one_start(carry, x0):
-        roots, n_roots, points, n_found = carry
+        roots, n_roots = carry[:2]
         mask = jnp.arange(cap * p) < n_roots
 
         def phase(y, deflate):
@@ -221,13 +236,7 @@ def _search(problem: _AbstractZeros, starts: Array, args: Any, lower: Array, upp
         nonfinite = ~jnp.all(finite) | ~jnp.all(jnp.isfinite(g)) | ~jnp.all(jnp.isfinite(g0))
         inside = jnp.all((y >= lower - slack) & (y <= upper + slack))
         converged = jnp.all(jnp.isfinite(g)) & (jnp.max(jnp.abs(g)) <= settings.accept) & inside
-        dist = jnp.where(mask, jnp.linalg.norm(y - roots, axis=-1), jnp.inf)
-        new = converged & (jnp.min(dist) > settings.dedup_tol)
-        orbit = problem.orbit(y, args)
-        roots = jnp.where(new, lax.dynamic_update_slice(roots, orbit, (n_roots, 0)), roots)
-        report = new & _is_minimal(orbit, settings.dedup_tol)
-        points = jnp.where(report, lax.dynamic_update_slice(points, y[None], (n_found, 0)), points)
-        carry = (roots, n_roots + p * new, points, n_found + report)
+        carry = _admit(problem, args, settings, carry, y, converged, p)
         return carry, (y, converged, nonfinite)
 
     init = (jnp.zeros((cap * p, n), starts.dtype), jnp.array(0), jnp.full((cap, n), jnp.nan, starts.dtype),
@@ -564,16 +573,8 @@ def _merge(problem: _AbstractZeros, ends: Array, converged: Array, nonfinite: Ar
     p = jax.eval_shape(problem.orbit, ends[0], args).shape[0]
 
     def one(carry, item):
-        roots, n_roots, points, n_found = carry
         y, conv = item
-        mask = jnp.arange(cap * p) < n_roots
-        dist = jnp.where(mask, jnp.linalg.norm(y - roots, axis=-1), jnp.inf)
-        new = conv & (jnp.min(dist) > settings.dedup_tol)
-        orbit = problem.orbit(y, args)
-        roots = jnp.where(new, lax.dynamic_update_slice(roots, orbit, (n_roots, 0)), roots)
-        report = new & _is_minimal(orbit, settings.dedup_tol)
-        points = jnp.where(report, lax.dynamic_update_slice(points, y[None], (n_found, 0)), points)
-        return (roots, n_roots + p * new, points, n_found + report), None
+        return _admit(problem, args, settings, carry, y, conv, p), None
 
     init = (jnp.zeros((cap * p, n), ends.dtype), jnp.array(0), jnp.full((cap, n), jnp.nan, ends.dtype),
             jnp.array(0))

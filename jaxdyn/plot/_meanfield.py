@@ -29,10 +29,15 @@ def plot_states(ts, ys, *, ax=None, circular: bool = False, title: str | None = 
     else:
         top = float(np.nanmax(np.abs(ys))) if np.any(np.isfinite(ys)) else 1.0
         values, cmap, kw, label = ys, "RdBu_r", {"vmin": -top, "vmax": top}, "state"
+    return _space_time(fig, ax, values, ts, cmap=cmap, label=label, xlabel="node $i$", title=title, **kw)
+
+
+def _space_time(fig, ax, values, ts, *, cmap, label, xlabel, title, **kw):
+    """`values` of shape `(T, columns)` as an image (column across, time up) with its colour bar."""
     im = ax.imshow(values, aspect="auto", origin="lower", cmap=cmap, interpolation="nearest",
-                   extent=(-0.5, ys.shape[1] - 0.5, ts[0], ts[-1]), **kw)
+                   extent=(-0.5, values.shape[1] - 0.5, ts[0], ts[-1]), **kw)
     fig.colorbar(im, ax=ax, label=label)
-    ax.set_xlabel("node $i$")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("$t$")
     if title:
         ax.set_title(title)
@@ -228,11 +233,7 @@ def plot_observed(ts, observed, *, ax=None, title: str | None = None):
     elif items:
         name, v = items[0]
         v = np.abs(v.reshape(len(ts), -1))
-        im = ax.imshow(v, aspect="auto", origin="lower", cmap="viridis", interpolation="nearest",
-                       extent=(-0.5, v.shape[1] - 0.5, ts[0], ts[-1]))
-        fig.colorbar(im, ax=ax, label=name)
-        ax.set_xlabel("block")
-        ax.set_ylabel("$t$")
+        return _space_time(fig, ax, v, ts, cmap="viridis", label=name, xlabel="block", title=title)
     if title:
         ax.set_title(title)
     return ax
