@@ -144,10 +144,14 @@ def map_batches(fn: Callable, params, *, mesh: Mesh | None = None, devices=None,
     The kernel behind every sharded sweep of jaxdyn ([`jaxdyn.lyapunov.sweep`][], `ftle_field`,
     `sgd_stability_diagram`, `gd_endpoints`, the multi-start root finders). The leading axis is
     padded to a multiple of the device count (repeating the last value; the padding is dropped);
-    each device runs the *single-device* program `jit(vmap(fn))` on its slice (dispatch is
-    asynchronous, so the devices work concurrently), and the per-device outputs are assembled into
-    global arrays. The numbers are those of one unsharded `vmap` (bit for bit on CPU): no
-    SPMD-partitioned program, whose per-device code XLA may compile differently.
+    each device runs the *single-device* program `jit(vmap(fn))` on its slice, and the per-device
+    outputs are assembled into global arrays. Dispatch is asynchronous, so separate accelerators
+    and separate processes work concurrently; the virtual CPU devices of one process were measured
+    to run one after another (`benchmarks/scale.py`: 2 devices, wall-time efficiency 0.50 at a
+    CPU-work efficiency of 1.00), so on one CPU machine use processes. XLA compiles the program once
+    per device (the executable is tied to its device). The numbers are those of one unsharded
+    `vmap` (bit for bit on CPU): no SPMD-partitioned program, whose per-device code XLA may compile
+    differently.
 
     **Arguments:** `fn(p)` of one member; `params` (a PyTree whose leaves share the leading axis,
     host data the same on every process); `mesh` (default: with several processes, the
