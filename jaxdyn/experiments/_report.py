@@ -15,7 +15,7 @@ import sys
 import tempfile
 from typing import Any
 
-from ._result import ExperimentResult, to_jsonable
+from ._result import Claim, ExperimentResult, to_jsonable
 
 _PACKAGES = ("jaxdyn", "jax", "jaxlib", "diffrax", "equinox", "optax", "numpy", "matplotlib")
 # The packages whose versions can change an experiment's numbers (matplotlib only draws).
@@ -52,6 +52,12 @@ class ExperimentRecord:
     def ok(self) -> bool:
         return self.status == "ok"
 
+    @property
+    def verdict(self) -> str:
+        """The experiment's verdict: `"error"` when it failed, else that of its claims
+        (`"reproduced"`, `"partly"`, `"not reproduced"`, `"no claims"`)."""
+        return "error" if self.result is None else self.result.verdict
+
     def to_json(self) -> dict[str, Any]:
         return {
             "title": self.title,
@@ -59,6 +65,9 @@ class ExperimentRecord:
             "wall_time_s": round(self.wall_time_s, 3),
             "seed": self.seed,
             "x64": self.x64,
+            "verdict": self.verdict,
+            "question": None if self.result is None else self.result.question,
+            "claims": [] if self.result is None else [c.to_json() for c in self.result.claims],
             "summary": None if self.result is None else self.result.summary,
             "metrics": {} if self.result is None else self.result.metrics,
             "figures": dict(self.figures),
@@ -89,8 +98,14 @@ class ExperimentRecord:
         if data["status"] == "ok":
             if not isinstance(data.get("summary"), str):
                 raise ValueError(f"experiment {name!r} has no 'summary'")
+            claims = data.get("claims", [])
+            question = data.get("question") or ""
+            if not isinstance(claims, list) or not isinstance(question, str):
+                raise ValueError(f"experiment {name!r} has invalid 'claims' or 'question'")
             try:
-                result = ExperimentResult(name, data["title"], data["summary"], data["metrics"])
+                result = ExperimentResult(name, data["title"], data["summary"], data["metrics"],
+                                          question=question,
+                                          claims=tuple(Claim.from_json(c) for c in claims))
             except (TypeError, ValueError) as err:
                 raise ValueError(f"experiment {name!r}: {err}") from None
         config = data.get("config")
@@ -214,15 +229,25 @@ def _fmt_number(x: Any) -> str:
         if x == 0 or (1e-3 <= abs(x) < 1e5):
             return f"{x:.4g}"
         return f"{x:.3e}" if math.isfinite(x) else str(x)
+    if x is None:
+        return "-"
+    if isinstance(x, str) and x in ("nan", "inf", "-inf"):
+        return {"nan": "undefined (NaN)", "inf": "+inf", "-inf": "-inf"}[x]
+    if isinstance(x, str) and not x.strip():
+        return "-"
     return str(x)
 
 
 def _fmt_value(x: Any, max_items: int = 12) -> str:
     if isinstance(x, list):
+        if not x:
+            return "(none)"
         items = [_fmt_value(v, max_items) for v in x[:max_items]]
         more = f", ... ({len(x)} items)" if len(x) > max_items else ""
         return "[" + ", ".join(items) + more + "]"
     if isinstance(x, dict):
+        if not x:
+            return "(none)"
         return "{" + ", ".join(f"{k}: {_fmt_value(v, max_items)}" for k, v in x.items()) + "}"
     return _fmt_number(x)
 
@@ -239,7 +264,8 @@ def _flatten(metrics: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]
 
 
 def format_metrics(metrics: dict[str, Any]) -> list[tuple[str, str]]:
-    """(key, formatted value) rows of `metrics`, nested dicts flattened to dotted keys."""
+    """(key, formatted value) rows of `metrics`, nested dicts flattened to dotted keys; `None`,
+    empty strings and empty lists read `-`/`(none)`, NaN reads `undefined (NaN)`."""
     return [(k, _fmt_value(v)) for k, v in _flatten(to_jsonable(metrics))]
 
 
@@ -247,9 +273,80 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+_VERDICT_MARK = {"reproduced": "reproduced", "partly": "partly", "not reproduced": "**not reproduced**",
+                 "no claims": "no claims", "error": "**error**"}
+
+
+def _claim_counts(r: "ExperimentRecord") -> str:
+    if r.result is None or not r.result.claims:
+        return "-"
+    claims = r.result.claims
+    n = sum(c.verdict == "reproduced" for c in claims)
+    p = sum(c.verdict == "partly" for c in claims)
+    return f"{n}/{len(claims)}" + (f" (+{p} partly)" if p else "")
+
+
+def format_verdicts(records: list["ExperimentRecord"], report_path=None) -> str:
+    """The console summary of a run: one line per experiment (verdict, claims reproduced, wall
+    time), each claim that is not reproduced with its reason, and the report's path."""
+    width = max([len(r.name) for r in records] + [10])
+    lines = [f"{'experiment':<{width}}  {'verdict':<15} {'claims':<18} time"]
+    for r in records:
+        lines.append(f"{r.name:<{width}}  {r.verdict:<15} {_claim_counts(r):<18} "
+                     f"{r.wall_time_s:6.1f} s")
+    for r in records:
+        if r.result is None:
+            lines.append(f"  {r.name}: error: {r.error}")
+            continue
+        for c in r.result.claims:
+            if c.verdict != "reproduced":
+                lines.append(f"  {r.name}: {c.verdict}: {_plain(c.statement)} ({c.why})")
+    if report_path is not None:
+        lines.append(f"report: {report_path}")
+    return "\n".join(lines)
+
+
+def _plain(text: str) -> str:
+    """Markdown/maths text shortened for a console line."""
+    text = " ".join(text.split())
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def _measured(value: Any) -> str:
+    return value if isinstance(value, str) else _fmt_value(value)
+
+
+def _verdict_table(records: list["ExperimentRecord"]) -> list[str]:
+    lines = ["| experiment | question | verdict | claims reproduced | wall time (s) |",
+             "|---|---|---|---|---|"]
+    for r in records:
+        question = "-" if r.result is None or not r.result.question else _md_cell(r.result.question)
+        lines.append(f"| [{r.name}](#{r.name}) | {question} | {_VERDICT_MARK[r.verdict]} | "
+                     f"{_claim_counts(r)} | {r.wall_time_s:.1f} |")
+    return lines
+
+
+def _claim_table(claims: tuple[Claim, ...]) -> list[str]:
+    lines = ["| # | claim | source | criterion | measured | verdict |", "|---|---|---|---|---|---|"]
+    for i, c in enumerate(claims, 1):
+        verdict = _VERDICT_MARK[c.verdict] + (f": {_md_cell(c.why)}" if c.why else "")
+        lines.append(f"| {i} | {_md_cell(c.statement)} | {_md_cell(c.source)} | "
+                     f"{_md_cell(c.criterion)} | {_md_cell(_measured(c.measured))} | {verdict} |")
+    return lines
+
+
 def _markdown(records: list[ExperimentRecord], prov: dict[str, Any]) -> str:
     lines = ["# jaxdyn reproduce report", ""]
+    counts = {}
+    for r in records:
+        counts[r.verdict] = counts.get(r.verdict, 0) + 1
+    tally = ", ".join(f"{n} {v}" for v, n in counts.items())
     n_ok = sum(r.ok for r in records)
+    lines += [f"{n_ok}/{len(records)} experiment(s) succeeded; verdicts: {tally}. Each experiment "
+              "states its claims before the run, with the criterion each must meet; a claim that "
+              "fails its criterion is reported as not reproduced.", ""]
+    lines += _verdict_table(records)
+    lines += ["", "### Provenance", ""]
     lines += [
         f"- command: `{prov.get('command', 'jaxdyn reproduce')}`",
         f"- date (UTC): {prov.get('date_utc')}",
@@ -273,14 +370,10 @@ def _markdown(records: list[ExperimentRecord], prov: dict[str, Any]) -> str:
                      f"`{interrupted.get('during')}`; not run: "
                      f"{', '.join(interrupted.get('not_run', [])) or '(none)'}. Finish with the same "
                      "command and `--resume`.")
-    lines += ["", f"{n_ok}/{len(records)} experiment(s) succeeded.", ""]
-    lines += ["| experiment | status | wall time (s) |", "|---|---|---|"]
-    for r in records:
-        lines.append(f"| [{r.name}](#{r.name}) | {r.status} | {r.wall_time_s:.1f} |")
     for r in records:
         lines += ["", f'<a id="{r.name}"></a>', "", f"## {r.name}: {r.title}", ""]
         finished = f", finished {r.finished_utc}" if r.finished_utc else ""
-        lines.append(f"*{r.status}, {r.wall_time_s:.1f} s, seed {r.seed}, "
+        lines.append(f"*verdict: {r.verdict}; {r.status}, {r.wall_time_s:.1f} s, seed {r.seed}, "
                      f"{'float64' if r.x64 else 'float32'}{finished}*")
         lines.append("")
         if not r.ok:
@@ -288,16 +381,20 @@ def _markdown(records: list[ExperimentRecord], prov: dict[str, Any]) -> str:
                       "").rstrip(), "```"]
             continue
         assert r.result is not None
-        lines += [r.result.summary.strip(), ""]
-        rows = format_metrics(r.result.metrics)
-        if rows:
-            lines += ["### Metrics", "", "| metric | value |", "|---|---|"]
-            lines += [f"| `{_md_cell(k)}` | {_md_cell(v)} |" for k, v in rows]
-            lines.append("")
+        if r.result.question:
+            lines += [f"**Question.** {r.result.question.strip()}", ""]
+        if r.result.claims:
+            lines += ["### Claims", ""] + _claim_table(r.result.claims) + [""]
+        lines += ["### Reading", "", r.result.summary.strip(), ""]
         if r.figures:
             lines += ["### Figures", ""]
             for key, filename in r.figures.items():
                 lines += [f"![{r.name}: {key}]({filename})", ""]
+        rows = format_metrics(r.result.metrics)
+        if rows:
+            lines += ["<details><summary>All metrics</summary>", "", "| metric | value |", "|---|---|"]
+            lines += [f"| `{_md_cell(k)}` | {_md_cell(v)} |" for k, v in rows]
+            lines += ["", "</details>", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -316,6 +413,7 @@ def write_report(out_dir, records: list[ExperimentRecord], prov: dict[str, Any]
     results = out_dir / "results.json"
     payload = {
         "provenance": to_jsonable(prov, "provenance"),
+        "verdicts": {r.name: r.verdict for r in records},
         "experiments": {r.name: r.to_json() for r in records},
     }
     text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
@@ -370,3 +468,41 @@ def _atomic(path: pathlib.Path, mode: str):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def check_results(path, *, experiments=None) -> dict[str, str]:
+    """Check that a `results.json` gives a verdict for every claim: each experiment that ran has a
+    question and at least one claim, each claim a source, a criterion, a measured value and a
+    verdict (with a reason when not reproduced), and the top-level `verdicts` equal the claims'.
+
+    `experiments`: the names that must be present (default: every registered one). Returns the
+    verdicts by name; raises a `ValueError` naming the first problem.
+    """
+    from ._registry import EXPERIMENTS
+    from ._result import overall_verdict
+
+    _, records = read_results(path)
+    data = json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
+    names = list(EXPERIMENTS) if experiments is None else list(experiments)
+    missing = [n for n in names if n not in records]
+    if missing:
+        raise ValueError(f"{path}: no record of {', '.join(missing)}")
+    verdicts = data.get("verdicts")
+    if not isinstance(verdicts, dict):
+        raise ValueError(f"{path}: no 'verdicts' object")
+    for name, rec in records.items():
+        if rec.result is None:
+            if verdicts.get(name) != "error":
+                raise ValueError(f"{path}: {name} failed but its verdict is {verdicts.get(name)!r}")
+            continue
+        if not rec.result.question.strip():
+            raise ValueError(f"{path}: {name} states no question")
+        if not rec.result.claims:
+            raise ValueError(f"{path}: {name} checks no claim")
+        for i, claim in enumerate(rec.result.claims):
+            if claim.measured is None or claim.measured in ("", [], {}):
+                raise ValueError(f"{path}: {name} claim {i + 1} has no measured value")
+        expected = overall_verdict(rec.result.claims)
+        if verdicts.get(name) != expected or data["experiments"][name].get("verdict") != expected:
+            raise ValueError(f"{path}: {name}'s verdict is not that of its claims ({expected!r})")
+    return {name: verdicts[name] for name in records}
