@@ -8,7 +8,7 @@ import importlib
 AREAS = ["models", "dde", "lyapunov", "curvature", "training", "sgd", "meanfield", "cli",
          "invariant_roots", "invariant_periodic", "invariant_continuation", "invariant_dde",
          "invariant_dde_periodic", "invariant_manifolds", "central_flow", "sdcp", "curvature_warm",
-         "distributed", "meanfield_large"]
+         "distributed", "meanfield_large", "experiments"]
 
 
 def test_hostile_tables_cover_every_area():
