@@ -571,7 +571,7 @@ class GaussNewton(AbstractCurvature):
 class NormalSpace(eqx.Module):
     r"""The linearisation of SGD at $\theta^*$ restricted to the normal space.
 
-    - `theta`, `unravel`: the flat minimum and the [`Flattener`][jaxdyn._kernels.Flattener] back
+    - `theta`, `unravel`: the flat minimum and the `Flattener` (`jaxdyn._kernels`) back
       to the parameter PyTree.
     - `basis`: $U$, shape `(p, rank)`, orthonormal, $U^\top H U = \mathrm{diag}(h)$.
     - `eigenvalues`: $h$, the nonzero eigenvalues of the full-batch Hessian, descending.
