@@ -6,7 +6,6 @@ The subpackages (`jaxdyn.models`, `jaxdyn.dde`, `jaxdyn.invariant`, `jaxdyn.lyap
 """
 
 import importlib
-import importlib.metadata
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -44,7 +43,4 @@ def __dir__():
     return sorted({*globals(), *_SUBPACKAGES, "RESULTS"})
 
 
-try:
-    __version__ = importlib.metadata.version("jaxdyn")
-except importlib.metadata.PackageNotFoundError:  # pragma: no cover - source checkout
-    __version__ = "0.0.0"
+__version__ = "0.1.0"  # the one place the version is written (pyproject.toml reads it)

@@ -26,6 +26,8 @@ import threading
 import time
 import traceback
 
+from . import __version__
+
 DEFAULT_OUT = "jaxdyn-report"
 MAX_SEED = 2**31
 
@@ -129,6 +131,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="jaxdyn",
         description="jaxdyn: neural networks as dynamical systems, in JAX.",
     )
+    parser.add_argument("--version", action="version", version=f"jaxdyn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     sub.add_parser("list", help="list the experiments with a one-line description")

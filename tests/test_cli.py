@@ -116,6 +116,41 @@ def test_help_and_list_do_not_import_jax():
     assert done.stdout.strip().endswith("no jax")
 
 
+def test_version(capsys):
+    """`jaxdyn --version` prints the one version of the package (`jaxdyn.__version__`, which
+    pyproject.toml reads) and exits 0 without importing JAX."""
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out == f"jaxdyn {jaxdyn.__version__}\n"
+    assert jaxdyn.__version__ == "0.1.0"
+
+
+def test_packaging_files():
+    """LICENSE (Apache 2.0, shipped through `license-files`), `py.typed`, CHANGELOG.md and
+    CITATION.cff exist and agree with the package's version."""
+    import tomllib
+
+    root = pathlib.Path(jaxdyn.__file__).resolve().parent.parent
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
+    assert project["dynamic"] == ["version"]
+    license_text = (root / "LICENSE").read_text(encoding="utf-8")
+    assert license_text.startswith("Copyright 2026 jaxdyn developers")
+    assert "Apache License" in license_text and "Version 2.0, January 2004" in license_text
+    assert "END OF TERMS AND CONDITIONS" in license_text
+    assert (root / "jaxdyn" / "py.typed").is_file()
+    changelog = (root / "CHANGELOG.md").read_text(encoding="utf-8")
+    assert "## [Unreleased]" in changelog and f"## [{jaxdyn.__version__}]" in changelog
+    yaml = pytest.importorskip("yaml")
+    cff = yaml.safe_load((root / "CITATION.cff").read_text(encoding="utf-8"))
+    assert cff["cff-version"] == "1.2.0" and cff["version"] == jaxdyn.__version__
+    assert cff["license"] == "Apache-2.0"
+    (paper,) = cff["references"]
+    assert [a["family-names"] for a in paper["authors"]] == ["Chemnitz", "Engel", "Kuehn", "Kuntz"]
+    assert paper["year"] == 2025 and paper["url"] == "https://arxiv.org/abs/2507.05164"
+
+
 def test_registry_entries_load():
     for exp in EXPERIMENTS.values():
         assert callable(exp.load())
