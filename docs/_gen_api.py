@@ -81,7 +81,7 @@ def _scoped_links(modname: str, text: str) -> str:
 def _heading(sentence: str) -> str:
     """A short heading from a module's first sentence: up to its first colon, else its first bracket."""
     head = sentence.split(": ")[0]
-    if len(head) > 80 and " (" in head:
+    if len(head) > 80 and " (" in head and head.split(" (")[0].count("$") % 2 == 0:
         head = head.split(" (")[0]
     return head
 

@@ -35,7 +35,7 @@ class AbstractTraceEstimator(eqx.Module):
     budget suits it (`check_probes`, a `ValueError` naming `n_probes` otherwise) and draws
     and applies the probes (`estimate`, traceable: it runs under `jit`). `estimate` returns
     `(estimate, stderr, samples, offset)`: the trace estimate and its standard error, the
-    Monte-Carlo samples $z_i^\top A z_i$, and the part computed exactly that they are added to
+    Monte-Carlo samples $z_i^\\top A z_i$, and the part computed exactly that they are added to
     (`estimate = offset + mean(samples)`).
     """
 

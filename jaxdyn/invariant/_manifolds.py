@@ -132,7 +132,7 @@ def invariant_manifolds(field: Callable, point, *, args: Any = None, t_max: floa
     negative real part, backward in time from $u^* \pm \varepsilon v_s$. Planar saddles have both;
     the origin of Lorenz has the unstable one only. The starting error $O(\varepsilon^2)$ off the
     manifold is damped along it, so the traced curves are accurate to about
-    $\varepsilon^2 + $ the solver tolerances.
+    $\varepsilon^2$ plus the solver tolerances.
 
     **Arguments:**
 

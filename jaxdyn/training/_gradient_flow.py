@@ -221,7 +221,7 @@ def _solve(flow, loss, arrays, ts, data, key):
 
 def gradient_flow(loss_fn: Callable, params: PyTree, *data, ts, flow: GradientFlow | None = None,
                   key: Key | None = None, throw: bool = True) -> GradientFlowSolution:
-    r"""Solve the gradient flow $\theta' = -\nabla L(\theta)$, $\theta(t_0) = $ `params`.
+    r"""Solve the gradient flow $\theta' = -\nabla L(\theta)$, $\theta(t_0)$ = `params`.
 
     On each interval $[t_i, t_{i+1}]$ the step is fixed at $h = \min(h_{\max}, c/S)$ with $S$
     the sharpness at $\theta(t_i)$ (Lanczos on Hessian-vector products), so $hS \le c$; see

@@ -890,7 +890,7 @@ def sgd_escape(per_example_loss, params, data, *, lr, batch_size: int, key, n_st
                curvature: AbstractCurvature | None = None,
                normal_space: NormalSpace | None = None, throw: bool = True) -> SGDEscapeResult:
     r"""Simulation check of [`sgd_lyapunov`][]: run the actual (nonlinear) SGD from
-    $\theta^* + $ `radius` $\cdot Uz/\|z\|$ and see whether it returns to the set of minima or
+    $\theta^* + r\, Uz/\|z\|$ ($r$ = `radius`) and see whether it returns to the set of minima or
     escapes. Away from $\lambda = 0$ the outcome follows the sign of $\lambda$ (returns for
     $\lambda < 0$, escapes for $\lambda > 0$); `rate` estimates $\lambda$ itself.
 
