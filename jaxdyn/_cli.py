@@ -1,4 +1,10 @@
-"""The `jaxdyn` command: `jaxdyn list` and `jaxdyn reproduce [NAME ...]`.
+"""The `jaxdyn` command: `jaxdyn list`, `jaxdyn reproduce [NAME ...]` and `jaxdyn --version`.
+
+JAX is imported only once `reproduce` has checked its arguments: `--help`, `--version` and `list`
+answer without it. `reproduce` prints the verdict table of the run (one line per experiment, each
+claim that was not reproduced with its reason) and the report's path; progress bars go to stderr
+(`--no-progress` turns them off); `--verbose` adds a line as each experiment starts and ends, and its
+metrics.
 
 Exit codes:
 
@@ -148,6 +154,9 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", type=_out_dir,
                      help=f"output directory (default: ./{DEFAULT_OUT})")
     rep.add_argument("--no-progress", action="store_true", help="no progress bars")
+    rep.add_argument("--verbose", "-v", action="store_true",
+                     help="also print each experiment's start, end and metrics (default: only the "
+                          "verdict table and the report's path)")
     rep.add_argument("--seed", type=_seed, default=0, metavar="N", help="random seed (default: 0)")
     again = rep.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true",
@@ -310,11 +319,12 @@ def _start(names, stored, args, out: pathlib.Path, argv, sig: "_Signals") -> int
     _check_configs(stored, configs, out / "results.json", args.usage_error)
     if args.resume and not stored:
         print(f"jaxdyn reproduce: nothing to resume in {str(out)!r} (no stored results); running "
-              "everything.", flush=True)
+              "everything.", file=sys.stderr, flush=True)
 
     prov = provenance(quick=args.quick, seed=args.seed, argv=argv)
-    print(f"jaxdyn reproduce: {len(names)} experiment(s), {'quick' if args.quick else 'full'} "
-          f"mode, seed {args.seed}, JAX on {prov['jax_backend']}", flush=True)
+    if args.verbose:
+        print(f"jaxdyn reproduce: {len(names)} experiment(s), {'quick' if args.quick else 'full'} "
+              f"mode, seed {args.seed}, JAX on {prov['jax_backend']}", flush=True)
     x64_before = bool(jax.config.jax_enable_x64)
     try:
         return _run_all(names, stored, configs, prov=prov, args=args, out=out, sig=sig)
@@ -328,7 +338,13 @@ def _start(names, stored, args, out: pathlib.Path, argv, sig: "_Signals") -> int
 
 
 def _run_all(names, stored, configs, *, prov, args, out: pathlib.Path, sig: _Signals) -> int:
-    from .experiments import EXPERIMENTS, save_figures, write_report
+    """Run `names` in order, writing the results after each; print the verdict table at the end
+    (with `--verbose`, also a line as each experiment starts and ends, and its metrics)."""
+    from .experiments import EXPERIMENTS, format_verdicts, save_figures, write_report
+
+    def say(text: str) -> None:
+        if args.verbose:
+            print(text, flush=True)
 
     done: list = []  # this run's records, in the order of `names`
     reused: list[str] = []
@@ -354,14 +370,13 @@ def _run_all(names, stored, configs, *, prov, args, out: pathlib.Path, sig: _Sig
             if old is not None and old.ok:
                 missing = [f for f in old.figures.values() if not (out / f).is_file()]
                 if not missing:
-                    print(f"{tag}: reused from results.json (finished {old.finished_utc}; same "
-                          "configuration, not recomputed)", flush=True)
+                    say(f"{tag}: reused from results.json (finished {old.finished_utc}; same "
+                        "configuration, not recomputed)")
                     done.append(old)
                     reused.append(name)
                     continue
-                print(f"{tag}: stored result lacks figure(s) {', '.join(missing)}; recomputing",
-                      flush=True)
-            print(f"{tag}: running ...", flush=True)
+                say(f"{tag}: stored result lacks figure(s) {', '.join(missing)}; recomputing")
+            say(f"{tag}: running ...")
             record, result = _run_one(EXPERIMENTS[name], args, configs[name])
             with sig.critical():
                 if record.ok:
@@ -373,8 +388,9 @@ def _run_all(names, stored, configs, *, prov, args, out: pathlib.Path, sig: _Sig
                     finally:
                         _close_figures()
                 if record.ok:
-                    print(f"{tag}: done in {record.wall_time_s:.1f} s", flush=True)
-                    _print_metrics(record.result.metrics)
+                    say(f"{tag}: done in {record.wall_time_s:.1f} s")
+                    if args.verbose:
+                        _print_metrics(record.result.metrics)
                 else:
                     print(f"{tag}: FAILED after {record.wall_time_s:.1f} s: {record.error}",
                           file=sys.stderr, flush=True)
@@ -405,8 +421,8 @@ def _run_all(names, stored, configs, *, prov, args, out: pathlib.Path, sig: _Sig
         return 128 + int(signum)
 
     failed = [r.name for r in done if not r.ok]
-    print(f"Total wall time {prov['total_wall_time_s']:.1f} s. Report: {report.resolve()}  "
-          f"(results: {results.resolve()})", flush=True)
+    say(f"Total wall time {prov['total_wall_time_s']:.1f} s; results: {results.resolve()}")
+    print(format_verdicts(records(), report_path=report.resolve()), flush=True)
     if failed:
         print(f"{len(failed)} experiment(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1

@@ -189,8 +189,12 @@ def test_reproduce_writes_report(fake_registry, tmp_path, capsys):
                  "--seed", "7"])
     assert code == 0
     stdout = capsys.readouterr().out
-    assert "[1/1] fake" in stdout
-    assert str((out / "report.md").resolve()) in stdout
+    # The console says the verdict table and the report's path, nothing more without --verbose.
+    lines = stdout.strip().splitlines()
+    assert len(lines) == 3, stdout
+    assert lines[0].split() == ["experiment", "verdict", "claims", "time"]
+    assert lines[1].split()[:4] == ["fake", "no", "claims", "-"]
+    assert lines[2] == f"report: {(out / 'report.md').resolve()}"
 
     for key in ("fit", "levels", "critical"):
         png = out / f"fake_{key}.png"
@@ -257,13 +261,15 @@ def test_resume_recomputes_failed_and_keeps_unrequested(fake_registry, tmp_path,
     """`--resume` reruns a stored failure, reuses a stored success, and keeps stored experiments
     that were not asked for (in the report too)."""
     out = tmp_path / "rep"
-    argv = ["reproduce", "--out", str(out), "--no-progress"]
+    argv = ["reproduce", "--out", str(out), "--no-progress", "--verbose"]
     assert main([*argv, "f32", "broken"]) == 1
     first = _results(out)["experiments"]
     capsys.readouterr()
     assert main([*argv, "broken", "--resume"]) == 1
     stdout = capsys.readouterr().out
-    assert "[1/1] broken: running" in stdout and "f32" not in stdout
+    assert "[1/1] broken: running" in stdout and "f32:" not in stdout  # f32 neither run nor reused
+    assert [line.split()[0] for line in stdout.splitlines() if line.startswith(("broken ", "f32 "))] == [
+        "broken", "f32"]  # ... but in the verdict table, as in the report
     data = _results(out)
     assert list(data["experiments"]) == ["broken", "f32"]
     assert data["experiments"]["f32"] == first["f32"]
@@ -337,7 +343,7 @@ def _results(out):
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupt_keeps_finished_and_resume_reuses_them(signal_registry, signum, tmp_path, capsys):
     out = tmp_path / "rep"
-    argv = ["reproduce", "--out", str(out), "--no-progress"]  # all three
+    argv = ["reproduce", "--out", str(out), "--no-progress", "--verbose"]  # all three
     _KILL["second"] = signum
     assert main(argv) == 128 + signum  # 130 for SIGINT, 143 for SIGTERM
     err = capsys.readouterr().err
@@ -440,7 +446,7 @@ def _reproduce_cmd(out, *extra):
     code = ("import sys, jaxdyn._cli as cli; print(cli.__file__, flush=True); "
             "sys.exit(cli.main(sys.argv[1:]))")
     return [sys.executable, "-c", code, "reproduce", "implicit-bias", "lyapunov", "--quick",
-            "--no-progress", "--out", str(out), *extra]
+            "--no-progress", "--verbose", "--out", str(out), *extra]
 
 
 def _numbers(payload):
