@@ -110,6 +110,9 @@ def test_the_site_pages(site):
     # maths goes through arithmatex (MathJax), not raw dollars
     mean_field = (site / "programmes" / "mean-field" / "index.html").read_text()
     assert 'class="arithmatex"' in mean_field
+    # Equinox modules show their constructor's arguments (docs/_griffe_equinox.py)
+    text = re.sub(r"<[^>]+>", "", (site / "api" / "lyapunov" / "index.html").read_text())
+    assert "Checkpoint(path, every=10, resume=True)" in text
     # the notebooks are rendered from their executed state: their figures are in the pages
     notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
     assert notebooks
