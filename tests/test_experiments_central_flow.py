@@ -87,8 +87,11 @@ def test_smoke_run_tiny(tiny_run):
     assert "median_rel_error_cf" in res.metrics["rmsprop"]
     assert res.metrics["dtype"] == "float32"
     assert set(res.figures) == {"eta_0_8", "eta_0_6", "rmsprop"}
-    for name in ("Question", "Claim", "Criterion", "Cohen, Damian", "RMSProp"):
+    for name in ("Criterion", "Setup", "RMSProp"):
         assert name in res.summary
+    assert "nan" not in res.summary and "**Question" not in res.summary
+    assert res.question == ex.QUESTION and "Cohen, Damian" in res.claims[0].source
+    assert len(res.claims) == 5 and all(c.measured not in (None, "") for c in res.claims)
     import matplotlib.pyplot as plt
 
     for fig in res.figures.values():

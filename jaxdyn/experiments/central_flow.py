@@ -56,7 +56,7 @@ from .._kernels import flatten
 from .._results import message
 from ..training._central_flow import smooth_loss as smooth_loss  # shared with the plot
 from ._fixtures import digits_data, mse_onehot, tanh_mlp
-from ._result import ExperimentResult
+from ._result import Claim, ExperimentResult
 
 NAME = "central-flow"
 TITLE = "Central flows on digits: GD's time-averaged loss and path at the edge of stability"
@@ -96,6 +96,16 @@ class Config:
 
 QUICK = Config(steps=(200, 220), lrs=(0.4, 0.35), n=250, rms_steps=200)
 FULL = Config(lrs=(0.4, 0.3), steps=(250, 300), rms_steps=300)
+
+# The criteria of the claims, fixed before the runs (see `_claims`; `gf_factor` is a Config field):
+CF_REL_ERROR = 0.10  # the central flow's prediction: median relative error against the smoothed loss
+CF_SHARPNESS_REL_DEV = 0.05  # the central flow's sharpness within 5% of 2/eta over the phase
+
+SOURCE = ("Cohen, Damian et al., \"Understanding optimization in deep learning with central flows\", "
+          "ICLR 2025 (arXiv 2410.24206)")
+QUESTION = ("Does the central flow of Cohen, Damian et al. (ICLR 2025) predict the time-averaged loss of "
+            "full-batch GD (and of RMSProp) at the edge of stability on real data, and does GD stay closer "
+            "to it than to the gradient flow?")
 
 
 # -- smoothing and metrics (plain NumPy: they read finished runs) ---------------------------------
@@ -300,7 +310,91 @@ def run(*, quick: bool, seed: int, progress: bool) -> ExperimentResult:
                "config": dataclasses.asdict(cfg), "timings_s": timings}
     figures = {f"eta_{lr:g}".replace(".", "_"): _gd_figure(c) for lr, c in curves.items()}
     figures["rmsprop"] = _rms_figure(rms_curves)
-    return ExperimentResult(NAME, TITLE, _summary(cfg, metrics), metrics, figures)
+    return ExperimentResult(NAME, TITLE, _summary(cfg, metrics), metrics, figures,
+                            question=QUESTION, claims=_claims(cfg, metrics))
+
+
+def _num(x) -> float:
+    """A metric as a float (`"nan"` strings of the JSON form included)."""
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _claims(cfg: Config, m: dict) -> tuple[Claim, ...]:
+    """The claims of the experiment from its metrics (pure: no run; tested on synthetic metrics)."""
+    keys = [f"{lr:g}" for lr in cfg.lrs]
+    runs = [m["runs"][k] for k in keys]
+    no_phase = [k for k, r in zip(keys, runs) if not r["phase_points"]]
+    none_txt = (f" (no edge-of-stability phase at $\\eta$ = {', '.join(no_phase)}: GD never reached "
+                "$2/\\eta$)" if no_phase else "")
+
+    def failing(ok):
+        return ", ".join(f"$\\eta$ = {k}" for k, o in zip(keys, ok) if not o)
+
+    err = [_num(r["median_rel_error_cf"]) for r in runs]
+    ok1 = [bool(e <= CF_REL_ERROR) for e in err]  # nan: False
+    predict = Claim.check(
+        "At the edge of stability GD's loss averaged over its oscillations follows the central flow's "
+        "prediction $L(w) + \\tfrac12\\langle\\Sigma, H(w)\\rangle$.",
+        SOURCE,
+        f"every step size: over the phase (from GD's first $S \\geq 2/\\eta$ to {cfg.window // 2} steps "
+        f"before the end), the median of $|L_{{pred}} - \\bar L_{{GD}}| / \\bar L_{{GD}}$ is at most "
+        f"{CF_REL_ERROR:g}; $\\bar L_{{GD}}$: GD's loss averaged over a centred {cfg.window}-step window",
+        {k: {"median_rel_error": r["median_rel_error_cf"] if r["phase_points"] else "no phase",
+             "phase_points": r["phase_points"]} for k, r in zip(keys, runs)},
+        ok1, why=f"the prediction is off by more than {CF_REL_ERROR:.0%} at {failing(ok1)}{none_txt}.")
+    ratio = [_num(r["gf_over_cf_error"]) for r in runs]
+    ok2 = [bool(x >= cfg.gf_factor) for x in ratio]
+    gf_worse = Claim.check(
+        "The gradient flow (the stable flow, $\\Sigma = 0$), which keeps sharpening, does not predict "
+        "GD's averaged loss: it is off by much more than the central flow.",
+        SOURCE,
+        f"every step size: the gradient flow's median relative error at least {cfg.gf_factor:g} times "
+        "the central flow's (same phase, same smoothed loss)",
+        {k: {"gf_median_rel_error": r["median_rel_error_gf"] if r["phase_points"] else "no phase",
+             "gf_over_cf": r["gf_over_cf_error"] if r["phase_points"] else "no phase"}
+         for k, r in zip(keys, runs)},
+        ok2, why=f"the gradient flow is less than {cfg.gf_factor:g} times further off at "
+        f"{failing(ok2)}{none_txt}.")
+    dist = [_num(r["distance_ratio_median"]) for r in runs]
+    ok3 = [bool(x > 1.0) for x in dist]
+    closer = Claim.check(
+        "GD's iterates stay closer to the central flow's path than to the gradient flow's.",
+        SOURCE,
+        "every step size: the median over the phase of $\\|w_{GD} - w_{GF}\\| / \\|w_{GD} - "
+        "w_{CF}\\|$ above 1",
+        {k: {"distance_ratio_median": r["distance_ratio_median"] if r["phase_points"] else "no phase",
+             "distance_ratio_end": r["distance_ratio_end"] if r["phase_points"] else "no phase"}
+         for k, r in zip(keys, runs)},
+        ok3, why=f"GD is not closer to the central flow at {failing(ok3)}{none_txt}.")
+    dev = [_num(r["cf_sharpness_max_rel_dev"]) for r in runs]
+    ok4 = [bool(x <= CF_SHARPNESS_REL_DEV) for x in dev]
+    edge = Claim.check(
+        "The central flow holds its sharpness at the edge, $\\lambda_{\\max}(H(w)) = 2/\\eta$, while "
+        "$\\Sigma \\neq 0$ (the complementarity condition that defines $\\Sigma$).",
+        SOURCE,
+        f"every step size: over the phase, $\\max|\\lambda_{{\\max}} - 2/\\eta| / (2/\\eta) \\leq "
+        f"{CF_SHARPNESS_REL_DEV:g}$ along the central flow",
+        {k: r["cf_sharpness_max_rel_dev"] if r["phase_points"] else "no phase" for k, r in zip(keys, runs)},
+        ok4, why=f"the central flow's sharpness leaves the {CF_SHARPNESS_REL_DEV:.0%} band around "
+        f"$2/\\eta$ at {failing(ok4)}{none_txt}.")
+    q = m["rmsprop"]
+    rms_err = _num(q["median_rel_error_cf"])
+    rms = Claim.check(
+        "For RMSProp the preconditioned central flow (effective sharpness $\\lambda_{\\max}(P^{-1}H)$ "
+        "held at 2) predicts the optimiser's averaged loss too.",
+        SOURCE,
+        f"RMSProp ($\\eta$ = {cfg.rms_lr:g}): over the phase from the flow's first active eigenvalue, the "
+        f"median relative error of the prediction against RMSProp's smoothed loss at most {CF_REL_ERROR:g}",
+        {"median_rel_error": q["median_rel_error_cf"] if q["phase_points"] else "no phase",
+         "phase_points": q["phase_points"], "cf_first_active_step": q["cf_first_active"]},
+        bool(rms_err <= CF_REL_ERROR),
+        why=("the central flow never reached the edge within the run, so there is no phase to compare."
+             if q["cf_first_active"] < 0 or not q["phase_points"] else
+             f"the prediction is off by {rms_err:.0%} (median), more than {CF_REL_ERROR:.0%}."))
+    return (predict, gf_worse, closer, edge, rms)
 
 
 # -- figures ----------------------------------------------------------------------------------------
@@ -310,18 +404,18 @@ def _legend(ax):
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
 
 
-def _mark_phase(ax, start):
+def _mark_phase(ax, start, label=None):
     if start >= 0:
-        ax.axvline(start, color="grey", ls=":", lw=1)
+        ax.axvline(start, color="grey", ls=":", lw=1.2, label=label)
 
 
-def _loss_panel(ax, c, *, label_opt: str):
+def _loss_panel(ax, c, *, label_opt: str, phase_label: str):
     ax.plot(c["steps"], c["gd_loss"], color="C0", lw=0.6, alpha=0.45, label=f"{label_opt}, raw")
     ax.plot(c["steps"], c["smoothed"], color="C0", lw=1.8, label=f"{label_opt}, smoothed")
     ax.plot(c["ts"], c["predicted"], color="k", lw=1.6, ls="--",
             label=r"central flow $L + \frac{1}{2}\langle\Sigma, H\rangle$")
     ax.plot(c["ts"], c["flow_loss"], color="C3", lw=1.4, ls="-.", label="stable (gradient) flow $L$")
-    _mark_phase(ax, c["cross"])
+    _mark_phase(ax, c["cross"], f"{phase_label} (step {c['cross']})")
     ax.set_yscale("log")
     ax.set_xlabel("step $t$")
     ax.set_ylabel(r"training loss $L$ (MSE)")
@@ -333,18 +427,14 @@ def _gd_figure(c):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(3, 1, figsize=(9, 10), layout="constrained", sharex=True)
-    _loss_panel(axes[0], c, label_opt="GD")
-    axes[0].set_title(rf"GD at $\eta$ = {c['lr']:g}: loss, sharpness and distances (dotted: GD's "
-                      r"first crossing of $2/\eta$)")
+    _loss_panel(axes[0], c, label_opt="GD", phase_label=r"GD's first $S \geq 2/\eta$")
+    axes[0].set_title(rf"GD at $\eta$ = {c['lr']:g}: loss, sharpness and distances")
     ax = axes[1]
     ax.plot(c["rows"], c["gd_sharpness"], color="C0", lw=1.2, label="GD")
     ax.plot(c["ts"], c["cf_sharpness"], color="k", lw=1.6, ls="--", label="central flow")
     ok = np.isfinite(c["gf_sharpness"])
     ax.plot(c["rows"][ok], c["gf_sharpness"][ok], color="C3", lw=1.4, ls="-.", label="gradient flow")
-    ax.axhline(c["threshold"], color="grey", lw=1)
-    ax.annotate(rf"$2/\eta$ = {c['threshold']:.3g}", (0.01, c["threshold"]),
-                xycoords=("axes fraction", "data"), textcoords="offset points", xytext=(0, 4),
-                fontsize="small", color="grey")
+    ax.axhline(c["threshold"], color="grey", lw=1, label=rf"$2/\eta$ = {c['threshold']:.3g}")
     _mark_phase(ax, c["cross"])
     ax.set_ylabel(r"sharpness $\lambda_{\max}(H)$")
     ax.grid(alpha=0.3)
@@ -366,14 +456,11 @@ def _rms_figure(c):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(3, 1, figsize=(9, 10), layout="constrained", sharex=True)
-    _loss_panel(axes[0], c, label_opt="RMSProp")
-    axes[0].set_title("RMSProp: loss, effective sharpness and distances (dotted: the central "
-                      "flow reaches the edge)")
+    _loss_panel(axes[0], c, label_opt="RMSProp", phase_label="central flow reaches the edge")
+    axes[0].set_title("RMSProp: loss, effective sharpness and distances")
     ax = axes[1]
     ax.plot(c["ts"], c["eff"], color="k", lw=1.6, ls="--", label="central flow")
-    ax.axhline(2.0, color="grey", lw=1)
-    ax.annotate("edge: 2", (0.01, 2.0), xycoords=("axes fraction", "data"),
-                textcoords="offset points", xytext=(0, 4), fontsize="small", color="grey")
+    ax.axhline(2.0, color="grey", lw=1, label="edge of stability: 2")
     _mark_phase(ax, c["cross"])
     ax.set_ylabel(r"effective sharpness $\lambda_{\max}(P^{-1}H)$")
     ax.grid(alpha=0.3)
@@ -390,6 +477,12 @@ def _rms_figure(c):
 
 
 # -- report text ------------------------------------------------------------------------------------
+
+
+def _fmt(x, spec: str) -> str:
+    """A table cell: `x` formatted, or "-" where it is undefined (NaN, None)."""
+    x = _num(x)
+    return "-" if not np.isfinite(x) else format(x, spec)
 
 
 def _verdict(flag: bool) -> str:
@@ -415,17 +508,23 @@ def _rms_text(q: dict) -> str:
 
 
 def _summary(cfg: Config, m: dict) -> str:
-    rows = ["| eta | 2/eta | GD first crossing | phase points | median rel. error CF | median rel. error GF "
-            "| GF / CF error | distance ratio GD-GF / GD-CF (median, end) | CF sharpness max dev. "
-            "| s per CF step (wall, with compilation) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| $\\eta$ | $2/\\eta$ | GD first crossing (step) | phase points | median rel. error CF "
+            "| median rel. error GF | GF / CF error | distance ratio GD-GF / GD-CF (median, end) "
+            "| CF sharpness max dev. | s per CF step (wall, with compilation) |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for lr in cfg.lrs:
         r = m["runs"][f"{lr:g}"]
+        dev = _num(r["cf_sharpness_max_rel_dev"])
+        cross = r["first_crossing"] if r["first_crossing"] >= 0 else "none"
         rows.append(
-            f"| {lr:g} | {r['threshold']:.3g} | {r['first_crossing']} | {r['phase_points']} | "
-            f"{r['median_rel_error_cf']:.3f} | {r['median_rel_error_gf']:.3f} | "
-            f"{r['gf_over_cf_error']:.2f} | {r['distance_ratio_median']:.2f}, "
-            f"{r['distance_ratio_end']:.2f} | {100 * r['cf_sharpness_max_rel_dev']:.2g}% | "
-            f"{r['seconds_per_step']:.3f} |")
+            f"| {lr:g} | {r['threshold']:.3g} | {cross} | "
+            f"{r['phase_points']} | {_fmt(r['median_rel_error_cf'], '.3f')} | "
+            f"{_fmt(r['median_rel_error_gf'], '.3f')} | {_fmt(r['gf_over_cf_error'], '.2f')} | "
+            f"{_fmt(r['distance_ratio_median'], '.2f')}, {_fmt(r['distance_ratio_end'], '.2f')} | "
+            f"{'-' if not np.isfinite(dev) else f'{100 * dev:.2g}%'} | {r['seconds_per_step']:.3f} |")
+    if any(not m["runs"][f"{lr:g}"]["phase_points"] for lr in cfg.lrs):
+        rows.append("\n*A dash: GD never reached $2/\\eta$ there, so the phase over which the errors and "
+                    "ratios are taken is empty.*")
     q = m["rmsprop"]
     claims = " ".join(
         f"At $\\eta = {lr:g}$: prediction within 10% {_verdict(r['claims']['cf_within_10pct'])}, "
@@ -436,13 +535,6 @@ def _summary(cfg: Config, m: dict) -> str:
     codes.append(("RMSProp", q["cf_result"]))
     failed = [f"{name}: {text.rstrip('.')}" for name, text in codes if text != "successful"]
     paras = [
-        "**Question.** Does the central flow of Cohen, Damian et al. (ICLR 2025, arXiv 2410.24206) "
-        "predict the time-averaged loss of full-batch GD at the edge of stability on real data, and "
-        "does GD stay closer to it than to the gradient flow?",
-        "**Claim (the paper's).** At the edge of stability GD's loss, averaged over its oscillations, "
-        "follows the central flow's predicted loss $L(w) + \\frac12\\langle\\Sigma, H(w)\\rangle$, and "
-        "GD's iterates stay near the central flow's path; the gradient flow, which keeps sharpening, "
-        "does not.",
         f"**Setup.** scikit-learn digits, $n = {cfg.n}$, MSE on one-hot targets, tanh MLP 64-"
         f"{'-'.join([str(cfg.width)] * cfg.depth)}-10, float32, GD at $\\eta$ = "
         f"{', '.join(f'{lr:g}' for lr in cfg.lrs)} for {', '.join(str(s) for s in cfg.steps)} steps. "

@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import training as jt
 from ..plot import plot_implicit_bias
-from ._result import ExperimentResult
+from ._result import Claim, ExperimentResult
 
 NAME = "implicit-bias"
 TITLE = "Implicit bias of the step size: GD settles only where a^2 + 1/a^2 <= 2/eta"
@@ -42,16 +42,33 @@ class Config:
 QUICK = Config()
 FULL = Config(n_inits=20000, steps=10000, n_stability=64)
 
+# The criteria of the claims, fixed before the runs (see `_claims`):
+COVER_FRACTION = 0.9  # the limits reach the outer 10% of the stable arc: max a^2 + 1/a^2 >= 0.9 * 2/eta
+MU_TOL = 1e-8  # gd_stability's mu against log|1 - eta (a^2 + 1/a^2)| (absolute)
+
+SOURCE_ARC = ("the mission's paper (Chemnitz, Engel, Kuehn, Kuntz 2025), dynamics of the network "
+              "(training): the implicit-bias test case $(w_1 w_2 - 1)^2/2$ and linear stability of GD on "
+              "a manifold of minima (Chemnitz & Engel, arXiv 2407.20209, Theorem A)")
+SOURCE_THM_A = "Chemnitz & Engel, arXiv 2407.20209, Theorem A (GD on a manifold of minima)"
+QUESTION = ("On $L = (w_1 w_2 - 1)^2/2$, does gradient descent with step $\\eta$ settle only at points "
+            "$(a, 1/a)$ of the hyperbola of minima with $a^2 + 1/a^2 \\le 2/\\eta$, and nowhere for "
+            "$\\eta > 1$?")
+
 
 def run(*, quick: bool, seed: int, progress: bool) -> ExperimentResult:
-    """Run the experiment (see the module docstring); `quick` selects `QUICK` budgets."""
-    del progress  # each step size is one vmapped scan (a fraction of a second)
+    """Run the experiment (see the module docstring); `quick` selects `QUICK` budgets; `progress`
+    shows a bar over the step sizes."""
     cfg = QUICK if quick else FULL
     t0 = time.perf_counter()
     key = jax.random.key(seed)
     w0 = jax.random.uniform(key, (cfg.n_inits, 2), minval=-cfg.init_range, maxval=cfg.init_range)
     ends, per = {}, {}
-    for lr in cfg.lrs:
+    lrs = cfg.lrs
+    if progress:  # one vmapped scan per step size, a few seconds each with compilation
+        from tqdm.auto import tqdm
+
+        lrs = tqdm(cfg.lrs, desc="implicit-bias: step sizes", unit="eta", leave=False)
+    for lr in lrs:
         e = jt.gd_endpoints(jt.hyperbola_loss, w0, lr, n_steps=cfg.steps, tol=cfg.tol, throw=False)
         ends[lr] = e
         w = np.asarray(e.params)
@@ -90,7 +107,71 @@ def run(*, quick: bool, seed: int, progress: bool) -> ExperimentResult:
         "config": dataclasses.asdict(cfg), "timings_s": {"total": elapsed},
     }
     fig = plot_implicit_bias(ends, lim=cfg.init_range)
-    return ExperimentResult(NAME, TITLE, _summary(cfg, metrics, last), metrics, {"hyperbola": fig})
+    return ExperimentResult(NAME, TITLE, _summary(cfg, metrics, last), metrics, {"hyperbola": fig},
+                            question=QUESTION, claims=_claims(cfg, metrics))
+
+
+def _claims(cfg: Config, m: dict) -> tuple[Claim, ...]:
+    """The claims of the experiment from its metrics (pure: no run; tested on synthetic metrics)."""
+    runs = m["runs"]
+    bound = Claim.check(
+        "GD with step $\\eta$ settles only at minima $(a, 1/a)$ where the nonzero Hessian eigenvalue "
+        "satisfies $a^2 + 1/a^2 \\leq 2/\\eta$ (linear stability on the manifold of minima).",
+        SOURCE_ARC,
+        f"every step size: every converged run (final loss $< {cfg.tol:g}$) has $a^2 + 1/a^2 \\leq "
+        f"2/\\eta$ (relative slack {cfg.bound_slack:g} for rounding)",
+        {k: {"converged": r["n_converged"], "violations": r["n_violations"],
+             "max_curvature_over_2/eta": "-" if r["max_curvature_over_bound"] is None
+             else r["max_curvature_over_bound"]} for k, r in runs.items()},
+        [r["all_converged_obey_bound"] for r in runs.values()],
+        why="converged runs violate the bound at $\\eta$ = "
+        + ", ".join(k for k, r in runs.items() if not r["all_converged_obey_bound"]) + ".")
+    above = {k: r for k, r in runs.items() if r["lr"] > 1}
+    nowhere = Claim.check(
+        "For $\\eta > 1$ no minimum is linearly stable ($a^2 + 1/a^2 \\geq 2 > 2/\\eta$): GD "
+        "converges nowhere.",
+        SOURCE_ARC,
+        "every step size $\\eta > 1$: no converged run",
+        {k: {"converged": r["n_converged"], "diverged": r["n_diverged"], "neither": r["n_neither"]}
+         for k, r in above.items()} or "no step size above 1 in this run",
+        [r["n_converged"] == 0 for r in above.values()] or False,
+        why=("runs converged at $\\eta$ = " + ", ".join(k for k, r in above.items() if r["n_converged"])
+             + ", above 1.") if above else
+        "the configuration has no step size above 1, so the claim was not tested.")
+    below = {k: r for k, r in runs.items() if r["lr"] <= 1}
+    cover_ok = [r["max_curvature_over_bound"] is not None
+                and r["max_curvature_over_bound"] >= COVER_FRACTION for r in below.values()]
+    cover = Claim.check(
+        "Every point of the stable arc with $\\mu = \\log|1 - \\eta(a^2 + 1/a^2)| < 0$ attracts a "
+        "positive-measure set of initialisations, so the limits fill the stable arc up to its ends.",
+        SOURCE_THM_A,
+        f"every step size $\\eta \\leq 1$: the largest $a^2 + 1/a^2$ over the limits at least "
+        f"{COVER_FRACTION:g} $\\times\\, 2/\\eta$ ({cfg.n_inits} initialisations uniform in "
+        f"$[-{cfg.init_range:g}, {cfg.init_range:g}]^2$)",
+        {k: "no converged run" if r["max_curvature_over_bound"] is None else r["max_curvature_over_bound"]
+         for k, r in below.items()} or "no step size up to 1 in this run",
+        cover_ok or False,
+        why=("the limits stop short of the arc's ends at $\\eta$ = "
+             + ", ".join(k for k, ok in zip(below, cover_ok) if not ok) + ".") if below else
+        "the configuration has no step size up to 1, so the claim was not tested.")
+    checked = {k: r for k, r in runs.items() if r["stability_checked"]}
+    stab_ok = [bool(r["stability_all_manifold"]) and r["stability_mu_max"] <= 0
+               and r["stability_mu_error_max"] <= MU_TOL for r in checked.values()]
+    stab = Claim.check(
+        "At a limit the GD map's Jacobian $I - \\eta H$ has the eigenvalue 1 along the hyperbola "
+        "(tangent, the manifold regime) and $\\mu = \\log|1 - \\eta(a^2 + 1/a^2)| \\leq 0$ across it.",
+        SOURCE_THM_A,
+        f"every step size with converged runs: `gd_stability` at up to {cfg.n_stability} limits reports "
+        f"the manifold regime, $\\mu \\leq 0$, and $|\\mu - \\log|1 - \\eta(a^2 + 1/a^2)|| \\leq "
+        f"{MU_TOL:g}$",
+        {k: {"limits_checked": r["stability_checked"], "manifold": r["stability_all_manifold"],
+             "mu_max": r["stability_mu_max"], "mu_error_max": r["stability_mu_error_max"]}
+         for k, r in checked.items()} or "no converged run to check",
+        stab_ok or False,
+        why=("`gd_stability` disagrees with the closed form or the regime at $\\eta$ = "
+             + ", ".join(k for k, ok in zip(checked, stab_ok) if not ok) + ".") if checked else
+        "no step size had a converged run to check.")
+    return (bound, nowhere, cover, stab)
 
 
 def _stability_checks(limits: np.ndarray, lr: float) -> dict:
@@ -106,28 +187,29 @@ def _stability_checks(limits: np.ndarray, lr: float) -> dict:
 
 
 def _summary(cfg: Config, m: dict, last: str) -> str:
-    rows = ["| eta | 2/eta | converged | diverged (overflow) | neither | max a^2 + 1/a^2 at a limit | "
-            "all obey the bound | gd_stability: manifold, max mu |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| $\\eta$ | $2/\\eta$ | converged | diverged (overflow) | neither | max $a^2 + 1/a^2$ at a "
+            "limit | all obey the bound | `gd_stability`: manifold, max $\\mu$ |",
+            "|---|---|---|---|---|---|---|---|"]
     for key, r in m["runs"].items():
         mx = "-" if r["max_curvature_at_limit"] is None else f"{r['max_curvature_at_limit']:.6g}"
         st = "-" if r["stability_checked"] == 0 else (
             f"{r['stability_all_manifold']}, {r['stability_mu_max']:.3g} ({r['stability_checked']} limits)")
+        obey = r["all_converged_obey_bound"] if r["n_converged"] else "-"
         rows.append(f"| {key} | {r['bound_2_over_eta']:.4g} | {r['n_converged']} | {r['n_diverged']} | "
-                    f"{r['n_neither']} | {mx} | {r['all_converged_obey_bound']} | {st} |")
+                    f"{r['n_neither']} | {mx} | {obey} | {st} |")
     verdict = ("Every converged run obeys the bound" if m["all_bounds_hold"]
                else "SOME converged runs violate the bound")
     none = (f"and at $\\eta = {last}$ none converges" if m["none_converge_above_1"]
             else f"but at $\\eta = {last}$ some runs converge")
     paras = [
-        "**Question.** On $L = (w_1 w_2 - 1)^2/2$, does gradient descent with step $\\eta$ settle "
-        "only at points $(a, 1/a)$ of the hyperbola of minima with $a^2 + 1/a^2 \\le 2/\\eta$, and "
-        "nowhere for $\\eta > 1$?",
         f"**Setup.** {cfg.n_inits} initialisations uniform in $[-{cfg.init_range:g}, "
         f"{cfg.init_range:g}]^2$ (the same for every $\\eta$), float64, {cfg.steps} GD steps, "
         f"`vmap`ped. Converged: final loss $< {cfg.tol:g}$; diverged: the loss or the weights "
         "overflowed (counted, not raised); neither: still moving at the end of the budget. The bound "
         f"is checked with a relative slack of {cfg.bound_slack:g} for rounding.",
-        "\n".join(rows),
+        "\n".join(rows) + ("\n\n*A dash: no converged run at that step size, so there is no limit to "
+                           "measure or check.*" if any(r["n_converged"] == 0 for r in m["runs"].values())
+                           else ""),
         f"**Reading.** {verdict}, {none}. The largest curvature at a limit sits just below $2/\\eta$: "
         "GD fills the whole stable arc of the hyperbola, and the limits at the arc's ends are where "
         "the linearisation $1 - \\eta(a^2 + 1/a^2)$ has modulus close to 1. `gd_stability` at the "

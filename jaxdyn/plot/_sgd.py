@@ -54,16 +54,19 @@ def _draw_exponents(ax, diagram, x, relative: bool) -> None:
     for i, b in enumerate(diagram.batch_sizes):
         ax.errorbar(x, exp[i], yerr=3 * np.nan_to_num(se[i]), color=cmap(i / max(nb - 1, 1)),
                     marker="o", ms=3, lw=1.2, capsize=2,
-                    label=f"SGD B = {b}" + (" (= GD)" if b == diagram.n_examples else ""))
-    ax.plot(x, np.asarray(diagram.gd_exponent), color="black", lw=2, alpha=0.6, label=r"GD $\mu$")
-    ax.axvline(1.0 if relative else float(diagram.gd_boundary), color="black", ls="--", lw=1,
-               label=r"GD boundary $2/\lambda_{\max}$")
-    ax.axhline(0.0, color="grey", lw=0.8)
+                    label=f"SGD $B$ = {b}" + (" (= GD)" if b == diagram.n_examples else ""))
+    ax.plot(x, np.asarray(diagram.gd_exponent), color="black", lw=2, alpha=0.6, ls="--",
+            label=r"GD $\mu = \log\max_j|1 - \eta h_j|$")
+    ax.axvline(1.0 if relative else float(diagram.gd_boundary), color="black", ls=":", lw=1.2,
+               label=r"GD boundary $\eta = 2/\lambda_{\max}$")
+    ax.axhline(0.0, color="grey", lw=0.8, label=r"$\lambda = 0$ (stability boundary)")
     ax.set_xscale("log")
     ax.set_yscale("symlog", linthresh=1e-3)
-    ax.set_xlabel(r"$\eta\,\lambda_{\max}/2$" if relative else r"$\eta$")
-    ax.set_ylabel(r"top exponent on the normal space")
-    ax.legend(fontsize=7)
+    ax.set_xlabel(r"step size $\eta\,\lambda_{\max}/2$ (1 = GD boundary)" if relative
+                  else r"step size $\eta$")
+    ax.set_ylabel(r"top Lyapunov exponent $\lambda$ per step" "\n"
+                  r"(normal space; symlog, linear below $10^{-3}$)")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
 
 
 def _draw_sign_map(ax, diagram, x, relative: bool) -> None:
@@ -77,18 +80,31 @@ def _draw_sign_map(ax, diagram, x, relative: bool) -> None:
     xe = np.concatenate([[x[0] ** 2 / edges[0] if len(edges) else x[0] / 1.5], edges,
                          [x[-1] ** 2 / edges[-1] if len(edges) else x[0] * 1.5]])
     ye = np.arange(nb + 1) - 0.5
-    ax.pcolormesh(xe, ye, code, cmap="coolwarm", vmin=-1, vmax=1, shading="flat")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    cmap = plt.get_cmap("coolwarm")
+    ax.pcolormesh(xe, ye, code, cmap=cmap, vmin=-1, vmax=1, shading="flat")
     dis = np.asarray(diagram.disagree)
     for i in range(nb):
         for j in range(len(x)):
             if dis[i, j]:
                 ax.plot(x[j], i, "kx", ms=6)
-    ax.axvline(1.0 if relative else float(diagram.gd_boundary), color="black", ls="--", lw=1.5)
+    ax.axvline(1.0 if relative else float(diagram.gd_boundary), color="black", ls=":", lw=1.5)
     ax.set_xscale("log")
     ax.set_yticks(range(nb), [str(b) for b in diagram.batch_sizes])
-    ax.set_ylabel("batch size B")
-    ax.set_xlabel(r"$\eta\,\lambda_{\max}/2$" if relative else r"$\eta$")
-    ax.set_title("blue: SGD stable, red: unstable; x: disagrees with GD", fontsize=9)
+    ax.set_ylabel("batch size $B$ (examples per step)")
+    ax.set_xlabel(r"step size $\eta\,\lambda_{\max}/2$ (1 = GD boundary)" if relative
+                  else r"step size $\eta$")
+    ax.set_title(r"sign of $\lambda$ over $(\eta, B)$", fontsize=9)
+    handles = [Patch(color=cmap(0.0), label=r"$\lambda < 0$ (stable), > 3 stderr"),
+               Patch(color=cmap(0.325), label=r"$\lambda < 0$, within 3 stderr"),
+               Patch(color=cmap(0.675), label=r"$\lambda > 0$, within 3 stderr"),
+               Patch(color=cmap(1.0), label=r"$\lambda > 0$ (unstable), > 3 stderr"),
+               Line2D([], [], color="black", marker="x", ls="none", label="SGD and GD disagree"),
+               Line2D([], [], color="black", ls=":", label=r"GD boundary $\eta = 2/\lambda_{\max}$")]
+    ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
 
 
 def plot_sgd_stability(diagram, *, axes=None, relative: bool = True, title: str | None = None):
@@ -119,7 +135,7 @@ def plot_sgd_stability(diagram, *, axes=None, relative: bool = True, title: str 
             axes.set_title(title)
         return axes.figure
     if axes is None:
-        fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.2), layout="constrained")
+        fig, axes = plt.subplots(1, 2, figsize=(12.0, 5.4), layout="constrained")
     else:
         fig = axes[0].figure
     _draw_exponents(axes[0], diagram, x, relative)
@@ -139,8 +155,8 @@ def plot_sgd_escape(results, ax=None, *, title: str | None = None):
     **Returns:** the matplotlib `Figure`.
     """
     if not isinstance(results, Mapping):
-        results = {f"eta = {float(results.lr):.3g}, B = {results.batch_size}": results}
-    fig, ax = _axes(ax, figsize=(6.0, 4.0))
+        results = {rf"$\eta$ = {float(results.lr):.3g}, $B$ = {results.batch_size}": results}
+    fig, ax = _axes(ax, figsize=(9.0, 4.2))
     for c, (label, res) in enumerate(results.items()):
         logs = np.asarray(res.log_ratio) / np.log(10)
         steps = np.arange(logs.shape[1])
@@ -149,12 +165,14 @@ def plot_sgd_escape(results, ax=None, *, title: str | None = None):
                     label=(f"{label}: {float(res.returned_fraction):.0%} returned, "
                            f"{float(res.escaped_fraction):.0%} escaped") if r == 0 else None)
         lf = np.log10(float(res.factor))
-        ax.axhline(lf, color="grey", ls=":", lw=0.8)
-        ax.axhline(-lf, color="grey", ls=":", lw=0.8)
-    ax.set_xlabel("SGD step")
-    ax.set_ylabel(r"$\log_{10}(d_t / d_0)$, $d = \sqrt{L}$")
+        ax.axhline(lf, color="grey", ls=":", lw=0.8,
+                   label=rf"escaped: $d_t/d_0 \geq$ {float(res.factor):g}" if c == 0 else None)
+        ax.axhline(-lf, color="grey", ls="--", lw=0.8,
+                   label=rf"returned: $d_t/d_0 \leq$ 1/{float(res.factor):g}" if c == 0 else None)
+    ax.set_xlabel("SGD step $t$")
+    ax.set_ylabel(r"$\log_{10}(d_t / d_0)$, $d = \sqrt{L}$ (distance to the minimum)")
     ax.set_title(title or "SGD started next to the interpolating minimum")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     return fig
 
 

@@ -17,9 +17,16 @@ def _runs(results, name: str) -> dict:
     return dict(results)
 
 
+def _legend_outside(ax, **kwargs) -> None:
+    """The legend to the right of the axes, off the data."""
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+              **kwargs)
+
+
 def plot_sharpness(results: Mapping, *, ax=None, title: str | None = None, log: bool = False):
-    r"""Sharpness $S = \lambda_{\max}(H)$ against the step, one line per run, with the stability
-    threshold $2/\eta$ of each run dashed in its colour (the edge of stability).
+    r"""Sharpness $S = \lambda_{\max}(H)$ against the step, one line per run (a dot at every
+    tracked step), with the stability threshold $2/\eta$ of each run dashed in its colour and
+    labelled (the edge of stability); the legend sits to the right of the axes.
 
     **Arguments:**
 
@@ -36,83 +43,130 @@ def plot_sharpness(results: Mapping, *, ax=None, title: str | None = None, log: 
     ```
     """
     results = _runs(results, "results")
-    fig, ax = _axes(ax, figsize=(6.5, 4.0))
-    for label, res in results.items():
+    fig, ax = _axes(ax, figsize=(8.0, 4.2))
+    for i, (label, res) in enumerate(results.items()):
         if res.sharpness is None:
             raise ValueError(f"`results[{label!r}]` has no sharpness (train with top_k >= 1).")
-        (line,) = ax.plot(np.asarray(res.steps), np.asarray(res.sharpness), lw=1.5, label=label)
+        (line,) = ax.plot(np.asarray(res.steps), np.asarray(res.sharpness), lw=1.3, marker=".",
+                          ms=3.5, color=f"C{i}", label=label)
         if res.lr is not None:
-            ax.axhline(2.0 / float(res.lr), color=line.get_color(), ls="--", lw=1, alpha=0.8)
-    ax.plot([], [], color="grey", ls="--", lw=1, label=r"$2/\eta$")
+            thr = 2.0 / float(res.lr)
+            ax.axhline(thr, color=line.get_color(), ls="--", lw=1, alpha=0.8,
+                       label=rf"$2/\eta$ = {thr:.3g} ({label})")
     if log:
         ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel(r"sharpness $\lambda_{\max}(H)$")
+    ax.set_xlabel("GD step $k$")
+    ax.set_ylabel(r"sharpness $S = \lambda_{\max}(H)$")
     ax.set_title(title or "Progressive sharpening and the edge of stability")
-    ax.legend(fontsize="small")
+    _legend_outside(ax)
     ax.grid(alpha=0.3)
     return fig
 
 
 def plot_training_loss(results: Mapping, *, ax=None, title: str | None = None, log: bool = True):
-    """The loss at every step, one line per run (`TrainResult.losses`).
+    """The loss at every step, one line per run (`TrainResult.losses`); a run with tracked
+    sharpness and a step size gets a marker at its first tracked step with $S \\ge 2/\\eta$. The
+    legend sits to the right of the axes.
 
     **Arguments:** `results`: label -> `TrainResult`; `ax`, `title`; `log`: logarithmic y axis.
 
     **Returns:** the matplotlib `Figure`.
     """
     results = _runs(results, "results")
-    fig, ax = _axes(ax, figsize=(6.5, 4.0))
-    for label, res in results.items():
-        losses = np.asarray(res.losses)
-        ax.plot(np.arange(losses.size), losses, lw=1, label=label)
+    fig, ax = _axes(ax, figsize=(8.0, 4.2))
+    for i, (label, res) in enumerate(results.items()):
+        losses = np.asarray(res.losses, dtype=float)
+        (line,) = ax.plot(np.arange(losses.size), losses, lw=1, color=f"C{i}", label=label)
+        cross = _first_crossing(res)
+        if cross is not None and cross < losses.size:
+            ax.plot([cross], [losses[cross]], "o", ms=7, mfc="none", mec=line.get_color(), mew=1.5,
+                    label=rf"{label}: $S$ first $\geq 2/\eta$")
     if log:
         ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
+    ax.set_xlabel("GD step $k$")
+    ax.set_ylabel(r"training loss $L$ (MSE)")
     ax.set_title(title or "Loss: non-monotone, yet decreasing")
-    ax.legend(fontsize="small")
+    _legend_outside(ax)
     ax.grid(alpha=0.3)
     return fig
 
 
-def plot_flow_distance(result, *, ax=None, title: str | None = None):
-    r"""Distance $\|\theta_{GD}(k) - \theta_{GF}(k\eta)\|$ between gradient descent and the
-    gradient flow at matched times (left axis, log scale), with the sharpness of both and
-    $2/\eta$ (right axis); the first crossing of $2/\eta$ is marked.
+def _first_crossing(res) -> int | None:
+    """The first tracked step with $S \\ge 2/\\eta$, or `None`."""
+    if res.sharpness is None or res.lr is None:
+        return None
+    hit = np.flatnonzero(np.asarray(res.sharpness, dtype=float) >= 2.0 / float(res.lr))
+    return int(np.asarray(res.steps)[hit[0]]) if hit.size else None
 
-    **Arguments:** `result`: a `TrainResult` from `train(..., flow=...)`; `ax`, `title`.
+
+def plot_flow_distance(result, *, axes=None, ax=None, title: str | None = None):
+    r"""GD against the gradient flow at matched times, in two panels sharing the step axis: the
+    distance $\|\theta_{GD}(k) - \theta_{GF}(k\eta)\|_2$ (top, log scale) and the sharpness along
+    both with the threshold $2/\eta$ (bottom); the first tracked step with $S \ge 2/\eta$ is a
+    labelled dotted line in both. One quantity per axis; legends to the right of the axes.
+
+    **Arguments:**
+
+    - `result`: a `TrainResult` from `train(..., flow=...)`.
+    - `axes`: two matplotlib axes to draw into (default: a new figure).
+    - `ax`: one axes instead: only the distance panel is drawn there.
+    - `title`: the figure title.
 
     **Returns:** the matplotlib `Figure`.
     """
     if result.flow_distance is None:
         raise ValueError("`result` has no gradient-flow reference (train with `flow=`).")
-    fig, ax = _axes(ax, figsize=(6.5, 4.0))
+    if axes is not None and ax is not None:
+        raise ValueError("pass `axes` (two axes) or `ax` (one), not both.")
+    if ax is not None:
+        fig, axes = ax.figure, [ax]
+    elif axes is None:
+        import matplotlib.pyplot as plt
+
+        n = 2 if result.sharpness is not None else 1
+        fig, axes = plt.subplots(n, 1, figsize=(8.0, 3.0 + 2.4 * n), sharex=True, layout="constrained",
+                                 squeeze=False)
+        axes = list(axes[:, 0])
+    else:
+        axes = list(np.asarray(axes, dtype=object).ravel())
+        if len(axes) != 2:
+            raise ValueError(f"`axes` must hold two axes, got {len(axes)}.")
+        fig = axes[0].figure
     steps = np.asarray(result.steps)
     dist = np.asarray(result.flow_distance, dtype=float)
     ok = np.isfinite(dist) & (dist > 0)
-    ax.plot(steps[ok], dist[ok], color="black", lw=1.8, label=r"$\|\theta_{GD} - \theta_{GF}\|$")
-    ax.set_yscale("log")
-    ax.set_xlabel("step $k$ (flow time $k\\eta$)")
-    ax.set_ylabel("distance GD to gradient flow")
-    if result.sharpness is not None:
-        ax2 = ax.twinx()
-        ax2.plot(steps, np.asarray(result.sharpness), color="C0", lw=1.2, label="S along GD")
+    cross = _first_crossing(result)
+    top = axes[0]
+    top.plot(steps[ok], dist[ok], color="black", lw=1.6, marker=".", ms=4,
+             label=r"$\|\theta_{GD}(k) - \theta_{GF}(k\eta)\|_2$")
+    top.set_yscale("log")
+    top.set_ylabel(r"distance GD to gradient flow $\|\Delta\theta\|_2$")
+    if cross is not None:
+        for a in axes:
+            a.axvline(cross, color="red", ls=":", lw=1.2,
+                      label=rf"$S$ first $\geq 2/\eta$ (step {cross})" if a is top else None)
+    _legend_outside(top)
+    top.grid(alpha=0.3)
+    if len(axes) == 2 and result.sharpness is not None:
+        bot = axes[1]
+        bot.plot(steps, np.asarray(result.sharpness), color="C0", lw=1.3, marker=".", ms=3.5,
+                 label="$S$ along GD")
         fs = np.asarray(result.flow_sharpness, dtype=float)
         keep = np.isfinite(dist)
-        ax2.plot(steps[keep], fs[keep], color="C1", lw=1.2, label="S along gradient flow")
+        bot.plot(steps[keep], fs[keep], color="C1", lw=1.3, ls="--", marker="s", ms=3,
+                 label="$S$ along the gradient flow")
         thr = 2.0 / float(result.lr)
-        ax2.axhline(thr, color="grey", ls="--", lw=1, label=r"$2/\eta$")
-        cross = np.flatnonzero(np.asarray(result.sharpness) >= thr)
-        if cross.size:
-            ax.axvline(steps[cross[0]], color="red", ls=":", lw=1.2, label=r"S crosses $2/\eta$")
-        ax2.set_ylabel("sharpness")
-        _twin_legend(ax, ax2, loc="lower right")
-    else:
-        ax.legend(fontsize="small")
+        bot.axhline(thr, color="grey", ls="--", lw=1, label=rf"$2/\eta$ = {thr:.3g}")
+        bot.set_ylabel(r"sharpness $S = \lambda_{\max}(H)$")
+        _legend_outside(bot)
+        bot.grid(alpha=0.3)
+    axes[-1].set_xlabel(r"GD step $k$ (gradient-flow time $t = k\eta$)")
     eta = "" if result.lr is None else rf" ($\eta$ = {float(result.lr):g})"
-    ax.set_title(title or "GD leaves the gradient-flow path at the edge of stability" + eta)
-    ax.grid(alpha=0.3)
+    fig_title = title or "GD leaves the gradient-flow path at the edge of stability" + eta
+    if len(axes) == 1:
+        top.set_title(fig_title)
+    else:
+        fig.suptitle(fig_title)
     return fig
 
 
@@ -122,7 +176,8 @@ def plot_implicit_bias(endpoints: Mapping, *, ax=None, title: str | None = None,
     $(w_1 w_2 - 1)^2/2$, for several step sizes.
 
     Every converged run is a dot at its limit; the arcs where $a^2 + 1/a^2 \le 2/\eta$ (linearly
-    stable for step $\eta$) are drawn thick in the colour of $\eta$ (none for $\eta > 1$).
+    stable for step $\eta$) are drawn thick in the colour of $\eta$ (none for $\eta > 1$). The
+    legend sits to the right of the axes.
 
     **Arguments:**
 
@@ -133,11 +188,12 @@ def plot_implicit_bias(endpoints: Mapping, *, ax=None, title: str | None = None,
     """
     if not isinstance(endpoints, Mapping) or not endpoints:
         raise ValueError("`endpoints` must be a non-empty dict from a step size to GDEndpointsResult.")
-    fig, ax = _axes(ax, figsize=(5.5, 5.0))
+    fig, ax = _axes(ax, figsize=(8.2, 5.0))
     a = np.concatenate([-np.geomspace(lim, 1.0 / lim, 400), np.geomspace(1.0 / lim, lim, 400)])
     for sign in (-1, 1):
         part = a[np.sign(a) == sign]
-        ax.plot(part, 1.0 / part, color="black", lw=0.8, alpha=0.5)
+        ax.plot(part, 1.0 / part, color="black", lw=0.8, alpha=0.5,
+                label="minima $w_1 w_2 = 1$" if sign == 1 else None)
     for i, (eta, ends) in enumerate(sorted(endpoints.items(), key=lambda kv: float(kv[0]))):
         eta = float(eta)
         color = f"C{i}"
@@ -145,17 +201,19 @@ def plot_implicit_bias(endpoints: Mapping, *, ax=None, title: str | None = None,
         conv = np.asarray(ends.converged)
         stable = (a**2 + a**-2) <= 2.0 / eta
         arc = np.where(stable, a, np.nan)
-        ax.plot(arc, 1.0 / arc, color=color, lw=4, alpha=0.35)
+        ax.plot(arc, 1.0 / arc, color=color, lw=5, alpha=0.3,
+                label=(rf"$\eta$ = {eta:g}: stable arc $a^2 + 1/a^2 \leq$ {2 / eta:.3g}" if stable.any()
+                       else rf"$\eta$ = {eta:g}: no stable arc ($2/\eta$ = {2 / eta:.3g} < 2)"))
         n_div = int(np.sum(np.asarray(ends.diverged)))
         ax.plot(w[conv, 0], w[conv, 1], ".", ms=4, color=color,
-                label=rf"$\eta$ = {eta:g}: {int(conv.sum())} converged, {n_div} diverged")
+                label=rf"$\eta$ = {eta:g}: limits ({int(conv.sum())} converged, {n_div} diverged)")
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
-    ax.set_xlabel("$w_1$")
-    ax.set_ylabel("$w_2$")
+    ax.set_xlabel("weight $w_1$")
+    ax.set_ylabel("weight $w_2$")
     ax.set_title(title or r"GD settles only where $a^2 + 1/a^2 \leq 2/\eta$")
-    ax.legend(fontsize="x-small", loc="lower left")
+    _legend_outside(ax)
     ax.grid(alpha=0.3)
     return fig
 
