@@ -1,13 +1,15 @@
+// MathJax 3 for the pages (pymdownx.arithmatex, generic mode: \( \) and \[ \] inside .arithmatex)
+// and for the notebooks' Markdown cells (mkdocs-jupyter keeps their $ and $$ as written).
 window.MathJax = {
   tex: {
-    inlineMath: [["\\(", "\\)"]],
-    displayMath: [["\\[", "\\]"]],
+    inlineMath: [["\\(", "\\)"], ["$", "$"]],
+    displayMath: [["\\[", "\\]"], ["$$", "$$"]],
     processEscapes: true,
     processEnvironments: true
   },
   options: {
     ignoreHtmlClass: ".*|",
-    processHtmlClass: "arithmatex"
+    processHtmlClass: "arithmatex|jp-RenderedMarkdown"
   }
 };
 
