@@ -106,9 +106,9 @@ def test_console_entry_point(tmp_path):
 
 
 def test_help_and_list_do_not_import_jax():
-    """`jaxdyn --help` and `jaxdyn list` answer without importing JAX (`jaxdyn/__init__.py` loads
-    its subpackages lazily, through a module `__getattr__`)."""
-    code = ("import sys\nfrom jaxdyn._cli import main\nfor argv in (['--help'], ['list']):\n"
+    """`jaxdyn --help`, `--version` and `list` answer without importing JAX (`jaxdyn/__init__.py`
+    loads its subpackages lazily, through a module `__getattr__`)."""
+    code = ("import sys\nfrom jaxdyn._cli import main\nfor argv in (['--help'], ['--version'], ['list']):\n"
             "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
             "print('JAX IMPORTED' if 'jax' in sys.modules else 'no jax')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
