@@ -580,7 +580,7 @@ class NormalSpace(eqx.Module):
       (only when `rank <= ms_max_dim`), or `None`.
     - `curvature`: the strategy that built it ([`Hessian`][] or [`GaussNewton`][]); it also
       applies the per-batch curvature in [`sgd_lyapunov`][].
-    - `rtol`: the rank tolerance ($h_j > $ `rtol` $\cdot h_1$ is kept; smaller eigenvalues are
+    - `rtol`: the rank tolerance ($h_j > r\, h_1$ is kept, $r$ = `rtol`; smaller eigenvalues are
       treated as tangent, where their exponent $\log|1 - \eta h_j|$ is within $\eta\,
       \mathrm{rtol}\, h_1$ of the neutral 0); `dropped_max`: the largest eigenvalue dropped
       (0 if none).
