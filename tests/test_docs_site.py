@@ -95,6 +95,22 @@ def test_a_missing_name_is_caught(site):
     assert missing_from(_inventory(site), public) == ["jaxdyn.models.NotDocumented"]
 
 
+def test_no_raw_dollars(site):
+    """Every `$...$` of the pages and docstrings became maths: a `$` left in the text means MathJax
+    will not see it (e.g. `$x + $ `y``: arithmatex wants no space inside the closing dollar)."""
+    raw = []
+    for page in sorted(site.glob("**/index.html")):
+        if "notebooks" in page.parts:  # their Markdown keeps $...$ for MathJax (docs/javascripts)
+            continue
+        text = page.read_text()
+        for pattern in [r'<(span|div) class="arithmatex">.*?</\1>', r"<code>.*?</code>", r"<pre.*?</pre>",
+                        r"<script.*?</script>", r"<[^>]+>"]:
+            text = re.sub(pattern, " ", text, flags=re.S)
+        raw += [f"{page.relative_to(site)}: ...{text[max(0, m.start() - 50):m.start() + 30]!r}..."
+                for m in re.finditer(r"\$", text)]
+    assert not raw, "\n".join(raw)
+
+
 def test_the_site_pages(site):
     for page in ["index.html", "getting-started/index.html", "distributed/index.html",
                  "own-vector-field/index.html", "contributing/index.html", "report/index.html",
