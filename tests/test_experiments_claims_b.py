@@ -266,3 +266,29 @@ def test_implicit_bias_figure_passes_the_checklist():
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert any("no stable arc" in t for t in labels) and any("stable arc" in t for t in labels)
     plt.close(fig)
+
+
+def test_sgd_figures_pass_the_checklist():
+    from types import SimpleNamespace
+
+    import matplotlib.pyplot as plt
+
+    from jaxdyn.plot import plot_sgd_escape, plot_sgd_stability
+
+    fr = np.array([0.1, 0.5, 1.2])
+    exp = np.array([[-1e-3, 0.1, 0.3], [-1e-3, -5e-3, 0.2]])
+    diag = SimpleNamespace(lrs=fr * 0.2, gd_boundary=0.2, exponent=exp, stderr=np.full(exp.shape, 1e-4),
+                           batch_sizes=(1, 4), n_examples=4, gd_exponent=exp[1], rank=4,
+                           disagree=np.array([[False, True, False], [False, False, False]]))
+    fig = plot_sgd_stability(diag)
+    _checklist(fig)
+    plt.close(fig)
+    logs = np.cumsum(np.full((2, 20), 0.1), axis=1)
+    runs = {rf"$B$ = {b}": SimpleNamespace(log_ratio=s * logs, factor=10.0, returned_fraction=r,
+                                           escaped_fraction=1 - r)
+            for b, s, r in ((1, 1.0, 0.0), (4, -1.0, 1.0))}
+    fig = plot_sgd_escape(runs)
+    _checklist(fig)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert sum("escaped: " in t for t in labels) == 1 and sum("returned: " in t for t in labels) == 1
+    plt.close(fig)

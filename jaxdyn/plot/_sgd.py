@@ -54,7 +54,8 @@ def _draw_exponents(ax, diagram, x, relative: bool) -> None:
     for i, b in enumerate(diagram.batch_sizes):
         ax.errorbar(x, exp[i], yerr=3 * np.nan_to_num(se[i]), color=cmap(i / max(nb - 1, 1)),
                     marker="o", ms=3, lw=1.2, capsize=2,
-                    label=f"SGD $B$ = {b}" + (" (= GD)" if b == diagram.n_examples else ""))
+                    label=f"SGD $B$ = {b}" + (r" (= GD: coincides with $\mu$)" if b == diagram.n_examples
+                                              else ""))
     ax.plot(x, np.asarray(diagram.gd_exponent), color="black", lw=2, alpha=0.6, ls="--",
             label=r"GD $\mu = \log\max_j|1 - \eta h_j|$")
     ax.axvline(1.0 if relative else float(diagram.gd_boundary), color="black", ls=":", lw=1.2,
@@ -164,11 +165,13 @@ def plot_sgd_escape(results, ax=None, *, title: str | None = None):
             ax.plot(steps, logs[r], color=f"C{c}", lw=0.8, alpha=0.7,
                     label=(f"{label}: {float(res.returned_fraction):.0%} returned, "
                            f"{float(res.escaped_fraction):.0%} escaped") if r == 0 else None)
-        lf = np.log10(float(res.factor))
+    factors = sorted({float(res.factor) for res in results.values()})
+    for k, f in enumerate(factors):
+        lf = np.log10(f)
         ax.axhline(lf, color="grey", ls=":", lw=0.8,
-                   label=rf"escaped: $d_t/d_0 \geq$ {float(res.factor):g}" if c == 0 else None)
+                   label=rf"escaped: $d_t/d_0 \geq$ {f:g}" if k == 0 else None)
         ax.axhline(-lf, color="grey", ls="--", lw=0.8,
-                   label=rf"returned: $d_t/d_0 \leq$ 1/{float(res.factor):g}" if c == 0 else None)
+                   label=rf"returned: $d_t/d_0 \leq$ 1/{f:g}" if k == 0 else None)
     ax.set_xlabel("SGD step $t$")
     ax.set_ylabel(r"$\log_{10}(d_t / d_0)$, $d = \sqrt{L}$ (distance to the minimum)")
     ax.set_title(title or "SGD started next to the interpolating minimum")
