@@ -266,6 +266,10 @@ def test_implicit_bias_figure_passes_the_checklist():
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert any("no stable arc" in t for t in labels) and any("stable arc" in t for t in labels)
     plt.close(fig)
+    ends[1.25].converged[:] = False
+    fig = implicit_bias._curvature_figure(ends)
+    _checklist(fig)
+    plt.close(fig)
 
 
 def test_sgd_figures_pass_the_checklist():

@@ -107,7 +107,8 @@ def run(*, quick: bool, seed: int, progress: bool) -> ExperimentResult:
         "config": dataclasses.asdict(cfg), "timings_s": {"total": elapsed},
     }
     fig = plot_implicit_bias(ends, lim=cfg.init_range)
-    return ExperimentResult(NAME, TITLE, _summary(cfg, metrics, last), metrics, {"hyperbola": fig},
+    figures = {"hyperbola": fig, "curvature": _curvature_figure(ends)}
+    return ExperimentResult(NAME, TITLE, _summary(cfg, metrics, last), metrics, figures,
                             question=QUESTION, claims=_claims(cfg, metrics))
 
 
@@ -172,6 +173,31 @@ def _claims(cfg: Config, m: dict) -> tuple[Claim, ...]:
              + ", ".join(k for k, ok in zip(checked, stab_ok) if not ok) + ".") if checked else
         "no step size had a converged run to check.")
     return (bound, nowhere, cover, stab)
+
+
+def _curvature_figure(ends: dict):
+    """The curvature $a^2 + 1/a^2$ at every converged limit in units of $2/\\eta$, one histogram
+    per step size, against the bound 1 (the claim: no limit beyond it)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8.0, 3.8), layout="constrained")
+    bins = np.linspace(0.0, 1.1, 45)
+    for i, (lr, e) in enumerate(sorted(ends.items())):
+        a = np.asarray(e.params)[np.asarray(e.converged), 0]
+        label = rf"$\eta$ = {lr:g}: {a.size} converged"
+        if a.size:
+            ax.hist((a**2 + a**-2) * lr / 2.0, bins=bins, histtype="step", lw=1.6, color=f"C{i}",
+                    ls=("-", "--", ":", "-.")[i % 4], label=label)
+        else:
+            ax.plot([], [], ls="none", label=label + " (no limit to show)")
+    ax.axvline(1.0, color="black", ls="--", lw=1.2, label=r"bound $a^2 + 1/a^2 = 2/\eta$")
+    ax.axvline(0.0, color="white", lw=0)  # keep 0 in view
+    ax.set_xlabel(r"curvature at the limit in units of the bound, $(a^2 + 1/a^2)\,\eta/2$")
+    ax.set_ylabel("converged runs per bin")
+    ax.set_title(r"Curvature at GD's limits against the bound $2/\eta$ (left edge: $a = \pm 1$)")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    ax.grid(alpha=0.3)
+    return fig
 
 
 def _stability_checks(limits: np.ndarray, lr: float) -> dict:
