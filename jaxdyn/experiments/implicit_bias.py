@@ -55,6 +55,14 @@ QUESTION = ("On $L = (w_1 w_2 - 1)^2/2$, does gradient descent with step $\\eta$
             "$\\eta > 1$?")
 
 
+def _tex(x: float) -> str:
+    """A tolerance in TeX: `1e-09` -> `10^{-9}`, `0.5` -> `0.5`."""
+    m, e = f"{x:.0e}".split("e")
+    if abs(x) >= 1e-3:
+        return f"{x:g}"
+    return (f"10^{{{int(e)}}}" if m == "1" else f"{m} \\times 10^{{{int(e)}}}")
+
+
 def run(*, quick: bool, seed: int, progress: bool) -> ExperimentResult:
     """Run the experiment (see the module docstring); `quick` selects `QUICK` budgets; `progress`
     shows a bar over the step sizes."""
@@ -119,8 +127,8 @@ def _claims(cfg: Config, m: dict) -> tuple[Claim, ...]:
         "GD with step $\\eta$ settles only at minima $(a, 1/a)$ where the nonzero Hessian eigenvalue "
         "satisfies $a^2 + 1/a^2 \\leq 2/\\eta$ (linear stability on the manifold of minima).",
         SOURCE_ARC,
-        f"every step size: every converged run (final loss $< {cfg.tol:g}$) has $a^2 + 1/a^2 \\leq "
-        f"2/\\eta$ (relative slack {cfg.bound_slack:g} for rounding)",
+        f"every step size: every converged run (final loss $< {_tex(cfg.tol)}$) has $a^2 + 1/a^2 \\leq "
+        f"2/\\eta$ (relative slack ${_tex(cfg.bound_slack)}$ for rounding)",
         {k: {"converged": r["n_converged"], "violations": r["n_violations"],
              "max_curvature_over_2/eta": "-" if r["max_curvature_over_bound"] is None
              else r["max_curvature_over_bound"]} for k, r in runs.items()},
@@ -164,7 +172,7 @@ def _claims(cfg: Config, m: dict) -> tuple[Claim, ...]:
         SOURCE_THM_A,
         f"every step size with converged runs: `gd_stability` at up to {cfg.n_stability} limits reports "
         f"the manifold regime, $\\mu \\leq 0$, and $|\\mu - \\log|1 - \\eta(a^2 + 1/a^2)|| \\leq "
-        f"{MU_TOL:g}$",
+        f"{_tex(MU_TOL)}$",
         {k: {"limits_checked": r["stability_checked"], "manifold": r["stability_all_manifold"],
              "mu_max": r["stability_mu_max"], "mu_error_max": r["stability_mu_error_max"]}
          for k, r in checked.items()} or "no converged run to check",
@@ -230,9 +238,9 @@ def _summary(cfg: Config, m: dict, last: str) -> str:
     paras = [
         f"**Setup.** {cfg.n_inits} initialisations uniform in $[-{cfg.init_range:g}, "
         f"{cfg.init_range:g}]^2$ (the same for every $\\eta$), float64, {cfg.steps} GD steps, "
-        f"`vmap`ped. Converged: final loss $< {cfg.tol:g}$; diverged: the loss or the weights "
+        f"`vmap`ped. Converged: final loss $< {_tex(cfg.tol)}$; diverged: the loss or the weights "
         "overflowed (counted, not raised); neither: still moving at the end of the budget. The bound "
-        f"is checked with a relative slack of {cfg.bound_slack:g} for rounding.",
+        f"is checked with a relative slack of ${_tex(cfg.bound_slack)}$ for rounding.",
         "\n".join(rows) + ("\n\n*A dash: no converged run at that step size, so there is no limit to "
                            "measure or check.*" if any(r["n_converged"] == 0 for r in m["runs"].values())
                            else ""),

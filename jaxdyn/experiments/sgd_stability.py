@@ -105,6 +105,14 @@ def _loss(model, ex):
     return 0.5 * _residual(model, ex) ** 2
 
 
+def _tex(x: float) -> str:
+    """A tolerance in TeX: `1e-09` -> `10^{-9}`, `0.5` -> `0.5`."""
+    m, e = f"{x:.0e}".split("e")
+    if abs(x) >= 1e-3:
+        return f"{x:g}"
+    return (f"10^{{{int(e)}}}" if m == "1" else f"{m} \\times 10^{{{int(e)}}}")
+
+
 def run(*, quick: bool, seed: int, progress: bool) -> ExperimentResult:
     """Run the experiment (see the module docstring); `quick` selects `QUICK` budgets."""
     cfg = QUICK if quick else FULL
@@ -238,7 +246,7 @@ def _claims(cfg: Config, m: dict) -> tuple[Claim, ...]:
             "Full-batch SGD ($B = n$) is GD: its exponent is $\\mu = \\log\\max_j|1 - \\eta h_j|$ "
             "over the nonzero curvatures $h_j$.",
             SOURCE_B,
-            f"row $B = n = {n}$: $|\\lambda - \\mu| \\leq {GD_ROW_TOL:g}\\,(1 + |\\mu|)$ at every "
+            f"row $B = n = {n}$: $|\\lambda - \\mu| \\leq {_tex(GD_ROW_TOL)}\\,(1 + |\\mu|)$ at every "
             "$\\eta$",
             {"max_abs_lambda_minus_mu": dev}, tol_ok,
             why=f"the $B = n$ row deviates from $\\mu$ by up to {dev:.2g}.")
