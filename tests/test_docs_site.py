@@ -135,3 +135,42 @@ def test_the_site_pages(site):
     for nb in notebooks:
         html = (site / "notebooks" / nb.stem / "index.html").read_text()
         assert re.search(r"data:image/png;base64|<img ", html), f"{nb.name}: no figure in the rendered page"
+
+
+# -- the code blocks of the pages (slow lane) ------------------------------------------------------
+
+# Pages whose ```python blocks are not run here: scripts for several processes (the sweep of
+# docs/distributed.md runs on 2 processes in tests/test_distributed.py).
+NOT_RUN = {"distributed.md"}
+CODE_PAGES = sorted(p.relative_to(ROOT / "docs").as_posix() for p in (ROOT / "docs").rglob("*.md")
+                    if "```python" in p.read_text() and p.name not in NOT_RUN)
+
+
+def _blocks_checker(page: str):
+    """tests/test_readme_blocks.py's runner (its output convention, in its docstring), on a docs page."""
+    spec = importlib.util.spec_from_file_location("_docs_blocks", ROOT / "tests" / "test_readme_blocks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.README = ROOT / "docs" / page
+    return module
+
+
+def test_code_pages_found():
+    assert {"getting-started.md", "own-vector-field.md", "programmes/mean-field.md"} <= set(CODE_PAGES)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", CODE_PAGES)
+def test_page_blocks(page):
+    """Every python block of the page runs on its own (imports and the float64 switch inside) and
+    prints what the page says it prints (README.md's convention and tolerances)."""
+    checker = _blocks_checker(page)
+    blocks = checker._blocks()
+    assert blocks
+    for line, code in blocks:
+        assert 'jax.config.update("jax_enable_x64", True)' in code, f"docs/{page}:{line}: no float64 switch"
+        try:
+            checker.test_readme_block(line, code)
+        except AssertionError as err:
+            raise AssertionError(f"docs/{page}, block at line {line} (README.md below):\n{err}") from None
+
