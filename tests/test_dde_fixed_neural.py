@@ -315,8 +315,8 @@ def test_memory_capacity_flag_is_the_hypothesis_and_report_keeps_measured_apart(
            "final_loss": 0.1, "n_critical_points": 1, "critical_points_at": [0.1], "monotone": False,
            "derivative_range": [-0.1, 0.5]}
     text = dde_memory._summary(dde_memory.QUICK, [row])
-    assert "K tau e < 1 (hypothesis)" in text and "monotone (measured)" in text
+    assert r"$K\tau e < 1$ (hypothesis)" in text and "monotone (measured)" in text
     line = next(x for x in text.splitlines() if x.startswith("| delay |"))
     cells = [c.strip() for c in line.strip("|").split("|")]
-    assert cells[4] == "True" and cells[-1] == "False"
+    assert cells[4] == "yes" and cells[-1] == "no"
     assert "not a monotone" in text

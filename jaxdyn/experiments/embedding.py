@@ -15,6 +15,7 @@ We train both kinds on both targets with the same optimiser and compare errors, 
 critical points (Kuehn & Kuntz, arXiv 2308.01213 and 2405.09351).
 """
 
+import contextlib
 import dataclasses
 import time
 
@@ -33,7 +34,8 @@ from ..plot import (
     plot_level_sets,
     plot_losses,
 )
-from ._result import ExperimentResult
+from ..plot._plots import _legend_outside
+from ._result import Claim, ExperimentResult
 
 NAME = "embedding"
 TITLE = "The other side of the universal embedding theorem"
@@ -43,6 +45,22 @@ MONOTONE_SUP_BOUND = 0.5
 points has sup error >= 1/2 against |x|^2 on the unit disk)."""
 ISOTONIC_SUP_LIMIT = 0.75
 """Sup error of the L2 isotonic projection of x^2 on [-1, 1] (1/4 on [-1, 1/2], then x^2)."""
+
+# The claims' criteria, fixed before the run (see `_claims`; the 2-D augmented ones are `Config`
+# fields, since an exact embedding and a trained model call for different tolerances).
+ISOTONIC_SUP_TOL = 0.05
+"""Claim 2: the best non-augmented 1-D fit's sup error within this of 3/4 ..."""
+ISOTONIC_LOSS_RATIO = 1.05
+"""... and its final loss at most this times the monotone-map floor (it reached the limit)."""
+AUGMENTED_SUP_TOL = 0.05
+"""Claim 3: the augmented 1-D fit's sup error at most this ..."""
+AUGMENTED_CRITICAL_TOL = 0.05
+"""... with exactly one sign change of its derivative, within this of x = 0."""
+
+QUESTION = ("Augmented neural ODEs ($m \\ge d + q$) represent every smooth map exactly (the "
+            "universal embedding theorem); do non-augmented ones ($m = d$, full-rank lift) fail "
+            "as the theory says: no critical points, monotone in 1-D, and hence a sup error of at "
+            "least 1/2 against $x^2$ and $x_1^2 + x_2^2$?")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,11 +83,13 @@ class Config:
     max_iter: int = 30
     n_eval_1d: int = 2001
     n_eval_2d: int = 101
+    sup_tol_augmented_2d: float = 1e-10  # claim 5: exact embedding to rounding
+    point_tol_augmented_2d: float = 1e-6  # claim 5: its minimum at the origin
 
 
 QUICK = Config()
 FULL = Config(width=32, steps_1d=2000, replicates_1d=3, steps_2d=2000, train_augmented_2d=True,
-              n_starts=64, max_iter=60)
+              n_starts=64, max_iter=60, sup_tol_augmented_2d=0.1, point_tol_augmented_2d=0.1)
 
 LOWER_2D = (-1.0, -1.0)
 UPPER_2D = (1.0, 1.0)
@@ -215,45 +235,49 @@ def _part_1d(cfg: Config, key, progress: bool, timings: dict):
         "architecture_augmented": jm.architecture_class(best["augmented"]["model"]),
         "state_sizes": [1, cfg.m_1d],
     }
-    if cfg.replicates_1d > 1:
-        for kind, rs in runs.items():
-            key_ = kind.replace("-", "_")
-            metrics[f"sup_errors_{key_}_all_initialisations"] = [run["sup"] for run in rs]
-            metrics[f"final_losses_{key_}_all_initialisations"] = [float(run["losses"][-1])
-                                                                  for run in rs]
+    for kind, rs in runs.items():
+        key_ = kind.replace("-", "_")
+        metrics[f"sup_errors_{key_}_all_initialisations"] = [run["sup"] for run in rs]
+        metrics[f"final_losses_{key_}_all_initialisations"] = [float(run["losses"][-1])
+                                                              for run in rs]
+    metrics["non_augmented_jacobian_ranges_all_initialisations"] = [
+        [float(run["jac"].min()), float(run["jac"].max())] for run in runs["non-augmented"]]
 
     import matplotlib.pyplot as plt
 
-    fig, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(15, 4.2), layout="constrained")
-    preds = {f"non-augmented (m = 1), sup err {metrics['sup_error_non_augmented']:.3f}":
+    fig, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(16, 5.6), layout="constrained")
+    iso_label = "isotonic projection (least-squares limit of monotone fits)"
+    preds = {f"non-augmented ($m = 1$), sup error {metrics['sup_error_non_augmented']:.3f}":
              best["non-augmented"]["pred"],
-             f"augmented (m = {cfg.m_1d}), sup err {metrics['sup_error_augmented']:.2g}":
+             f"augmented ($m = {cfg.m_1d}$), sup error {metrics['sup_error_augmented']:.2g}":
              best["augmented"]["pred"]}
-    plot_fit(x, target, {**preds, "isotonic projection (MSE limit of monotone fits)": iso},
-             data=(np.asarray(xs), np.asarray(ys)), ax=ax0, target_label="$x^2$",
-             title="Fits of $x^2$ by 1-D neural ODEs",
-             styles={"isotonic projection (MSE limit of monotone fits)":
-                     dict(color="black", ls="--", lw=1)})
+    plot_fit(x, target, {**preds, iso_label: iso},
+             data=(np.asarray(xs), np.asarray(ys)), ax=ax0, target_label="target $x^2$",
+             title="Fits of $x^2$ by 1-D neural ODEs", legend="below",
+             styles={iso_label: dict(color="black", ls="--", lw=1.2)})
     plot_fit_errors(x, target, dict(zip(("non-augmented", "augmented"), preds.values(),
                                         strict=True)),
-                    ax=ax1, title=r"$|\Phi(x) - x^2|$",
-                    hlines={"1/2: sup bound for monotone maps": MONOTONE_SUP_BOUND,
-                            "3/4: isotonic projection": ISOTONIC_SUP_LIMIT})
-    ax2.plot(x, jn, label=r"non-augmented: $\Phi'(x) > 0$" if np.all(jn > 0) else
+                    ax=ax1, title="Pointwise error (log scale)", legend="below",
+                    ylabel=r"$|\Phi(x) - x^2|$",
+                    hlines={"1/2: sup-error bound of every monotone map": MONOTONE_SUP_BOUND,
+                            "3/4: sup error of the isotonic projection": ISOTONIC_SUP_LIMIT})
+    ax2.plot(x, jn, label=r"non-augmented: $\Phi'(x) > 0$ everywhere" if np.all(jn > 0) else
              "non-augmented")
-    ax2.plot(x, jac["augmented"], label="augmented")
-    ax2.axhline(0.0, color="black", lw=0.8)
+    ax2.plot(x, jac["augmented"], ls="--",
+             label="augmented: $\\Phi'$ changes sign at $x$ = "
+                   + (", ".join(f"{0.5 * (x[i] + x[i + 1]):.3f}" for i in changes) or "-"))
+    ax2.axhline(0.0, color="black", lw=0.8, label=r"$\Phi' = 0$")
     ax2.set_xlabel("$x$")
     ax2.set_ylabel(r"$\Phi'(x)$ (variational equation)")
     ax2.set_title("Input derivative")
-    ax2.legend(fontsize="small")
+    _legend_outside(ax2, "below")
     ax2.grid(alpha=0.3)
     losses = {"1-D non-augmented": best["non-augmented"]["losses"],
               "1-D augmented": best["augmented"]["losses"]}
     return metrics, fig, losses, floor
 
 
-def _part_2d(cfg: Config, key, progress: bool, timings: dict):
+def _part_2d(cfg: Config, key, progress: bool, timings: dict, stage=lambda name: None):
     k_non, k_aug, k_cp = jax.random.split(key, 3)
     g = jnp.linspace(-1.0, 1.0, cfg.n_train_2d)
     xs = jnp.stack([a.ravel() for a in jnp.meshgrid(g, g)], axis=-1)
@@ -277,6 +301,7 @@ def _part_2d(cfg: Config, key, progress: bool, timings: dict):
         aug_label = "exact embedding"
     models["augmented"] = model
 
+    stage("critical points")
     lower, upper = jnp.asarray(LOWER_2D), jnp.asarray(UPPER_2D)
     X, Y, target = grid_values(bowl, LOWER_2D, UPPER_2D, n=cfg.n_eval_2d)
     disk = X**2 + Y**2 <= 1.0
@@ -308,17 +333,18 @@ def _part_2d(cfg: Config, key, progress: bool, timings: dict):
 
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), layout="constrained")
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5.6), layout="constrained")
     vmin, vmax = float(target.min()), float(target.max())
     panels = (("target", bowl, r"target $x_1^2 + x_2^2$"),
               ("non-augmented", models["non-augmented"],
-               f"non-augmented (m = 2), sup err {metrics['sup_error_non_augmented']:.2f}"),
+               f"non-augmented ($m = 2$), sup error {metrics['sup_error_non_augmented']:.2f}"),
               ("augmented", models["augmented"],
-               f"augmented (m = {models['augmented'].state_size}), {aug_label}, sup err "
+               f"augmented ($m = {models['augmented'].state_size}$), {aug_label},\nsup error "
                f"{metrics['sup_error_augmented']:.2g}"))
     for ax, (kind, fn, title) in zip(axes, panels, strict=True):
         plot_level_sets(fn, LOWER_2D, UPPER_2D, critical_points=cps[kind], ax=ax,
-                        n=cfg.n_eval_2d, vmin=vmin, vmax=vmax, title=title, colorbar=ax is axes[-1])
+                        n=cfg.n_eval_2d, vmin=vmin, vmax=vmax, title=title, colorbar=ax is axes[-1],
+                        colorbar_label=r"$\Phi(x)$ (the target in the first panel; one scale)")
     return metrics, fig, losses
 
 
@@ -343,17 +369,13 @@ def _summary(cfg: Config, m1: dict, m2: dict) -> str:
     trained_2d = (f"{cfg.n_train_2d}x{cfg.n_train_2d} grid of training points, {cfg.steps_2d} "
                   "Adam steps")
     paragraphs = [
-        "**Question.** Augmented neural ODEs ($m \\ge d + q$) represent every smooth map exactly "
-        "(the universal embedding theorem). Non-augmented ones ($m = d$, full-rank lift) cannot: "
-        "their input Jacobian $B\\,D\\phi_T(Lx)\\,A$ never degenerates, so they have no critical "
-        "points (and in 1-D they are monotone).",
         f"**1-D: $x^2$ on $[-1, 1]$** ({cfg.n_train_1d} training points, {cfg.steps_1d} Adam "
         f"steps with cosine decay from {cfg.lr:g}, MLP field of width {cfg.width} and depth "
         f"{cfg.depth}, Tsit5 with constant step {cfg.dt0:g}"
         + (f"; the best of {cfg.replicates_1d} initialisations by final loss" if cfg.replicates_1d > 1
            else "")
         + "). The non-augmented fit "
-        f"(m = 1, `architecture_class` {m1['architecture_non_augmented']!r}) has sup error "
+        f"($m = 1$, `architecture_class` {m1['architecture_non_augmented']!r}) has sup error "
         f"**{m1['sup_error_non_augmented']:.3f}**: above the bound 1/2 that holds for every "
         f"monotone map{near_iso} 3/4, the sup error of the isotonic projection (1/4 on "
         "[-1, 1/2], then $x^2$) that least-squares fits of monotone maps tend to. Its final loss "
@@ -361,11 +383,11 @@ def _summary(cfg: Config, m1: dict, m2: dict) -> str:
         "the smallest loss any monotone map reaches on the training data (isotonic regression). "
         "Its derivative "
         f"$\\Phi'(x)$ from the variational equation stays in [{lo:.3g}, {hi:.3g}] on the grid: one "
-        f"sign (monotone: {m1['non_augmented_monotone']}). The augmented fit (m = {cfg.m_1d}, "
-        f"{m1['architecture_augmented']!r}) reaches sup error "
-        f"**{m1['sup_error_augmented']:.2g}**; its derivative changes sign at x = {changes}.",
+        f"sign (monotone: {'yes' if m1['non_augmented_monotone'] else 'no'}). The augmented fit "
+        f"($m = {cfg.m_1d}$, {m1['architecture_augmented']!r}) reaches sup error "
+        f"**{m1['sup_error_augmented']:.2g}**; its derivative changes sign at $x$ = {changes}.",
         f"**2-D: $x_1^2 + x_2^2$ on $[-1, 1]^2$** ({trained_2d}). The non-augmented model "
-        f"(m = d = 2, identity lift, random readout) has sup error "
+        f"($m = d = 2$, identity lift, random readout) has sup error "
         f"**{m2['sup_error_non_augmented']:.2f}** (on the unit disk "
         f"{m2['sup_error_unit_disk_non_augmented']:.2f}, where no map without critical points does "
         "better than 1/2: its minimum over the disk lies on the circle), although its final "
@@ -373,7 +395,7 @@ def _summary(cfg: Config, m1: dict, m2: dict) -> str:
         "minimum, its low sublevel sets must reach the boundary somewhere (see the level sets). "
         "Newton's method finds "
         f"{_describe(m2['critical_points_non_augmented'])}. The augmented model "
-        f"(m = {m2['state_sizes'][1]}, {m2['augmented_model']}) has sup error "
+        f"($m = {m2['state_sizes'][1]}$, {m2['augmented_model']}) has sup error "
         f"**{m2['sup_error_augmented']:.2g}** and "
         f"{_describe(m2['critical_points_augmented'])}, like the target "
         f"({_describe(m2['critical_points_target'])}).",
@@ -381,15 +403,137 @@ def _summary(cfg: Config, m1: dict, m2: dict) -> str:
     return "\n\n".join(paragraphs) + "\n"
 
 
+def _claims(cfg: Config, metrics: dict) -> tuple[Claim, ...]:
+    """The experiment's claims, judged on `metrics` (`"1d"`, `"2d"`) with the criteria fixed in
+    this module and in `cfg`."""
+    m1, m2 = metrics["1d"], metrics["2d"]
+    claims = []
+    ranges = m1["non_augmented_jacobian_ranges_all_initialisations"]
+    claims.append(Claim.check(
+        "A non-augmented neural ODE ($d = m = q = 1$, full-rank lift) has no critical point: "
+        "$\\Phi'(x) = B\\, D\\phi_T(Lx)\\, A$ never vanishes, so $\\Phi$ is strictly monotone.",
+        "Kuehn & Kuntz, arXiv 2405.09351 (non-augmented neural ODEs have no critical points); "
+        "the mission's paper (Chemnitz, Engel, Kuehn, Kuntz 2025), dynamics on the network",
+        f"every initialisation ({len(ranges)}): $\\Phi'$ from the variational equation of one "
+        f"sign on {cfg.n_eval_1d} points of $[-1, 1]$",
+        "range of $\\Phi'$: " + "; ".join(f"[{lo:.3g}, {hi:.3g}]" for lo, hi in ranges),
+        [lo * hi > 0 for lo, hi in ranges],
+        why="$\\Phi'$ changed sign on the grid for some initialisation, which the theory excludes "
+            "(a solver or variational-equation error)."))
+
+    sups = m1["sup_errors_non_augmented_all_initialisations"]
+    sup, loss, floor = (m1["sup_error_non_augmented"], m1["final_loss_non_augmented"],
+                        m1["loss_floor_monotone"])
+    claims.append(Claim.check(
+        "Hence its sup error against $x^2$ on $[-1, 1]$ is at least 1/2 (the values at "
+        "$-1, 0, 1$ force it), and a least-squares fit tends to the isotonic projection "
+        "($1/4$ on $[-1, 1/2]$, then $x^2$), whose sup error is 3/4.",
+        "Kuehn & Kuntz, arXiv 2405.09351 (monotone in 1-D); least-squares projection onto "
+        "monotone maps (isotonic regression)",
+        f"every initialisation: sup error $\\ge$ {MONOTONE_SUP_BOUND:g}; the best fit (by final "
+        f"loss): $\\lvert$sup error $- 3/4\\rvert \\le$ {ISOTONIC_SUP_TOL:g} and final loss "
+        f"$\\le$ {ISOTONIC_LOSS_RATIO:g} $\\times$ the monotone-map floor",
+        "sup errors " + ", ".join(f"{v:.3f}" for v in sups) + f"; best fit: sup error {sup:.3f}, "
+        f"final loss {loss:.4g} against the floor {floor:.4g} (ratio {loss / floor:.3f})",
+        [all(v >= MONOTONE_SUP_BOUND for v in sups),
+         abs(sup - ISOTONIC_SUP_LIMIT) <= ISOTONIC_SUP_TOL and loss <= ISOTONIC_LOSS_RATIO * floor],
+        why="the bound 1/2 holds, but training did not reach the isotonic limit (sup error or "
+            "final loss away from the projection's)." if all(v >= MONOTONE_SUP_BOUND for v in sups)
+        else "a non-augmented fit came closer to $x^2$ than any monotone map can."))
+
+    changes = m1["augmented_jacobian_sign_changes_at"]
+    claims.append(Claim.check(
+        f"An augmented neural ODE ($m = {m1['state_sizes'][1]} \\ge d + q = 2$) can represent "
+        "$x^2$, interior minimum included (universal embedding).",
+        "Kuehn & Kuntz, arXiv 2308.01213 (universal embedding: $m \\ge d + q$ represents every "
+        "smooth map exactly); the mission's paper, dynamics on the network",
+        f"sup error $\\le$ {AUGMENTED_SUP_TOL:g} and exactly one sign change of $\\Phi'$, within "
+        f"{AUGMENTED_CRITICAL_TOL:g} of $x = 0$",
+        f"sup error {m1['sup_error_augmented']:.3g}; $\\Phi'$ changes sign at "
+        + (", ".join(f"{v:.4f}" for v in changes) or "no point"),
+        [m1["sup_error_augmented"] <= AUGMENTED_SUP_TOL,
+         len(changes) == 1 and abs(changes[0]) <= AUGMENTED_CRITICAL_TOL],
+        why="the trained augmented model did not fit $x^2$ (or its minimum) to the tolerance in "
+            "this budget."))
+
+    cp_non = m2["critical_points_non_augmented"]
+    disk = m2["sup_error_unit_disk_non_augmented"]
+    claims.append(Claim.check(
+        "In 2-D ($d = m = 2$, $q = 1$) a non-augmented neural ODE has no critical point, so on "
+        "the unit disk its sup error against $x_1^2 + x_2^2$ is at least 1/2 (its minimum over "
+        "the closed disk lies on the circle).",
+        "Kuehn & Kuntz, arXiv 2405.09351 (Morse classification); the mission's paper, dynamics on "
+        "the network",
+        f"Newton's method from {cfg.n_starts} starts finds no critical point in $[-1, 1]^2$, and "
+        f"the sup error on the unit disk is $\\ge$ {MONOTONE_SUP_BOUND:g} ({cfg.n_eval_2d}$^2$ "
+        "grid)",
+        f"{cp_non['n_points']} critical point(s) ({cp_non['n_converged']}/{cp_non['n_starts']} "
+        f"starts converged; the same search finds "
+        f"{m2['critical_points_target']['n_points']} of the target); sup error on the disk "
+        f"{disk:.3f}",
+        [cp_non["n_points"] == 0, disk >= MONOTONE_SUP_BOUND],
+        why="Newton's method found a critical point of a non-augmented model, or it fitted the "
+            "bowl better than a map without critical points can."))
+
+    cp_aug = m2["critical_points_augmented"]
+    pts, idx = cp_aug["points"], cp_aug["morse_indices"]
+    dist = max(abs(v) for v in pts[0]) if len(pts) == 1 else float("inf")
+    claims.append(Claim.check(
+        f"The augmented model ($m = {m2['state_sizes'][1]} = d + q$, {m2['augmented_model']}) "
+        "represents $x_1^2 + x_2^2$ and keeps its critical point: one minimum (Morse index 0) "
+        "at the origin.",
+        "Kuehn & Kuntz, arXiv 2308.01213 (universal embedding) and 2405.09351 (augmented models "
+        "are Morse for generic weights)",
+        f"sup error $\\le$ {cfg.sup_tol_augmented_2d:g} on the {cfg.n_eval_2d}$^2$ grid, and "
+        f"exactly one critical point, of index 0, within {cfg.point_tol_augmented_2d:g} of the "
+        "origin (max norm)",
+        f"sup error {m2['sup_error_augmented']:.3g}; {cp_aug['n_points']} critical point(s)"
+        + (f", index {idx[0]} at ({pts[0][0]:.2g}, {pts[0][1]:.2g})" if len(pts) == 1 else ""),
+        [m2["sup_error_augmented"] <= cfg.sup_tol_augmented_2d,
+         len(pts) == 1 and idx[0] == 0 and dist <= cfg.point_tol_augmented_2d],
+        why="the augmented model missed the bowl (or its minimum) by more than the tolerance."))
+    return tuple(claims)
+
+
+@contextlib.contextmanager
+def _stages(progress: bool, total: int, desc: str):
+    """A tqdm bar over the experiment's stages (`progress=True`), else a no-op; yields `step(name)`,
+    called as each stage starts."""
+    if not progress:
+        yield lambda name: None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="stage", leave=False)
+    state = {"started": False}
+
+    def step(name):
+        if state["started"]:
+            bar.update(1)
+        state["started"] = True
+        bar.set_postfix_str(name)
+
+    try:
+        yield step
+        bar.update(1)
+    finally:
+        bar.close()
+
+
 def run(*, quick: bool, seed: int, progress: bool) -> ExperimentResult:
-    """Run the experiment (see the module docstring); `quick` selects `QUICK` budgets."""
+    """Run the experiment (see the module docstring); `quick` selects `QUICK` budgets; `progress`
+    shows a bar over its stages (1-D fits, 2-D fits, critical points) and one per fit."""
     cfg = QUICK if quick else FULL
     key_1d, key_2d = jax.random.split(jax.random.key(seed))
     timings: dict[str, float] = {}
-    m1, fig1, losses1, floor = _part_1d(cfg, key_1d, progress, timings)
-    m2, fig2, losses2 = _part_2d(cfg, key_2d, progress, timings)
+    with _stages(progress, 3, NAME) as stage:
+        stage("1-D fits")
+        m1, fig1, losses1, floor = _part_1d(cfg, key_1d, progress, timings)
+        stage("2-D fits")
+        m2, fig2, losses2 = _part_2d(cfg, key_2d, progress, timings, stage)
     fig3 = plot_losses({**losses1, **losses2}, title="Training loss (Adam, cosine decay)",
-                       hlines={"monotone-map floor (1-D data)": floor})
+                       hlines={"monotone-map floor (1-D data)": floor}, xlabel="Adam step",
+                       ylabel=r"training loss $\frac{1}{2n}\sum_i (\Phi(x_i) - y_i)^2$")
 
     summary = _summary(cfg, m1, m2)
     metrics = {
@@ -401,4 +545,5 @@ def run(*, quick: bool, seed: int, progress: bool) -> ExperimentResult:
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
     }
     return ExperimentResult(NAME, TITLE, summary, metrics,
-                            {"fits_1d": fig1, "level_sets_2d": fig2, "losses": fig3})
+                            {"fits_1d": fig1, "level_sets_2d": fig2, "losses": fig3},
+                            question=QUESTION, claims=_claims(cfg, metrics))

@@ -8,61 +8,103 @@ import numpy as np
 from ._plots import _axes, _vector
 
 
+def _capacity_e(r: Mapping) -> float:
+    return float(r["K_tau_e"]) if "K_tau_e" in r else float(r["K_tau"]) * math.e
+
+
 def _runs_by_variant(runs: Sequence[Mapping]) -> dict:
     out: dict = {}
     for r in runs:
         out.setdefault(r.get("variant", ""), []).append(r)
-    return {k: sorted(v, key=lambda r: r["K_tau"]) for k, v in out.items()}
+    return {k: sorted(v, key=_capacity_e) for k, v in out.items()}
+
+
+_VARIANT_STYLES = ({"marker": "o", "ls": "-", "ms": 7},
+                   {"marker": "s", "ls": "--", "ms": 4, "mfc": "none"},
+                   {"marker": "^", "ls": ":", "ms": 5, "mfc": "none"},
+                   {"marker": "D", "ls": "-.", "ms": 4, "mfc": "none"})
+
+
+def _coinciding(groups: dict, key: str) -> list[float]:
+    r"""The capacities $K\tau e$ at which runs of different variants give the same `key` and the
+    same capacity (to 1e-9): their markers sit on each other."""
+    seen: dict = {}
+    same = set()
+    for rs in groups.values():
+        for r in rs:
+            ce = _capacity_e(r)
+            for other_ce, other_v in seen.items():
+                if (abs(other_ce - ce) <= 1e-9 * max(1.0, abs(ce))
+                        and abs(other_v - float(r[key])) <= 1e-9 * max(1.0, abs(float(r[key])))):
+                    same.add(round(ce, 6))
+        for r in rs:
+            seen[_capacity_e(r)] = float(r[key])
+    return sorted(same)
 
 
 def plot_memory_sweep(runs: Sequence[Mapping], *, axes=None, monotone_bound: float | None = 0.5,
                       isotonic_limit: float | None = 0.75, title: str | None = None):
-    r"""Sup error and number of interior critical points against the memory capacity $K\tau$.
+    r"""Sup error and number of interior critical points against $K\tau e$ ($K\tau$ the memory
+    capacity).
 
     **Arguments:**
 
-    - `runs`: a sequence of dicts, one per trained model, with keys `"K_tau"`, `"sup_error"`,
-      `"n_critical_points"` and optionally `"variant"` (one line per variant).
+    - `runs`: a sequence of dicts, one per trained model, with keys `"K_tau_e"` (or `"K_tau"`),
+      `"sup_error"`, `"n_critical_points"` and optionally `"variant"` (one line per variant, each
+      with its own marker and dashes, so that runs that coincide stay visible; the legend names
+      the capacities where they coincide).
     - `axes`: two matplotlib axes to draw into (default: a new figure with two panels).
-    - `monotone_bound`, `isotonic_limit`: horizontal reference lines on the error panel
+    - `monotone_bound`, `isotonic_limit`: labelled horizontal reference lines on the error panel
       (`None` skips one).
+    - `title`: a figure title.
 
-    The threshold $K\tau e = 1$ ($K\tau = 1/e$) is marked by a vertical dashed line.
+    The threshold $K\tau e = 1$ of the theorem is a labelled vertical dashed line; the legends go
+    below the axes.
 
     **Returns:** the matplotlib `Figure`.
     """
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter
 
+    from ._plots import _legend_outside
+
     if axes is None:
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4.0), layout="constrained")
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
     else:
         fig = axes[0].figure
     ax0, ax1 = axes
     groups = _runs_by_variant(runs)
-    for variant, rs in groups.items():
-        kt = np.array([r["K_tau"] for r in rs], dtype=float)
-        label = variant or None
-        ax0.plot(kt, [r["sup_error"] for r in rs], "o-", label=label)
-        ax1.plot(kt, [r["n_critical_points"] for r in rs], "o-", label=label)
-    for ax in axes:
-        ax.axvline(1 / math.e, color="black", ls="--", lw=1, label=r"$K\tau e = 1$")
+    for i, (variant, rs) in enumerate(groups.items()):
+        ce = np.array([_capacity_e(r) for r in rs], dtype=float)
+        style = dict(_VARIANT_STYLES[i % len(_VARIANT_STYLES)])
+        label = f"variant {variant!r}" if variant else None
+        (line,) = ax0.plot(ce, [r["sup_error"] for r in rs], label=label, **style)
+        ax1.plot(ce, [r["n_critical_points"] for r in rs], label=label, color=line.get_color(),
+                 **style)
+    for ax, key in ((ax0, "sup_error"), (ax1, "n_critical_points")):
+        ax.axvline(1.0, color="black", ls="--", lw=1, label=r"$K\tau e = 1$ (theorem's threshold)")
+        same = _coinciding(groups, key) if len(groups) > 1 else []
+        if same:
+            ax.plot([], [], ls="none", label="variants coincide at $K\\tau e$ = "
+                    + ", ".join(f"{v:.3g}" for v in same) + " (cap not binding)")
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel(r"memory capacity $K\tau$ (trained weights)")
+        ax.set_xlabel(r"$K\tau e$ ($K\tau$: memory capacity of the trained model)")
         ax.grid(alpha=0.3)
     if monotone_bound is not None:
-        ax0.axhline(monotone_bound, color="tab:red", ls=":", lw=1, label="1/2: monotone-map bound")
+        ax0.axhline(monotone_bound, color="tab:red", ls=":", lw=1.2,
+                    label=f"{monotone_bound:g}: sup-error bound of monotone maps")
     if isotonic_limit is not None:
-        ax0.axhline(isotonic_limit, color="grey", ls=":", lw=1, label="3/4: isotonic projection")
+        ax0.axhline(isotonic_limit, color="grey", ls="-.", lw=1.2,
+                    label=f"{isotonic_limit:g}: isotonic projection (least-squares monotone fit)")
     ax0.set_yscale("log")
-    ax0.set_ylabel(r"sup error $\max |\Phi(x) - x^2|$")
+    ax0.set_ylabel(r"sup error $\max_x |\Phi(x) - x^2|$")
     ax0.set_title("Sup error against $x^2$ on $[-1, 1]$")
-    ax1.set_ylabel(r"interior critical points of $\Phi$")
+    ax1.set_ylabel(r"interior critical points of $\Phi$ (count)")
     ax1.yaxis.get_major_locator().set_params(integer=True)
-    ax1.set_title(r"Sign changes of $\Phi'$")
-    ax0.legend(fontsize="small")
-    ax1.legend(fontsize="small")
+    ax1.set_title(r"Sign changes of $\Phi'$ on the grid")
+    _legend_outside(ax0, "below")
+    _legend_outside(ax1, "below")
     if title:
         fig.suptitle(title)
     return fig
@@ -78,16 +120,20 @@ def plot_dde_fits(x, target, runs: Sequence[Mapping], *, axes=None, target_label
       `"variant"`.
     - `axes`: a sequence of axes, one per variant (default: a new figure).
 
+    The legends go below the axes.
+
     **Returns:** the matplotlib `Figure`.
     """
     import matplotlib.pyplot as plt
+
+    from ._plots import _legend_outside
 
     x = _vector(x, "x")
     target = _vector(target, "target", x.shape[0])
     groups = _runs_by_variant(runs)
     if axes is None:
-        fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.0), layout="constrained",
-                                 squeeze=False)
+        fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 5.0),
+                                 layout="constrained", squeeze=False)
         axes = axes[0]
     else:
         fig, _ = _axes(axes[0])
@@ -96,12 +142,12 @@ def plot_dde_fits(x, target, runs: Sequence[Mapping], *, axes=None, target_label
         ax.plot(x, target, color="black", lw=2.5, alpha=0.4, label=target_label)
         for i, r in enumerate(rs):
             pred = _vector(r["pred"], "pred", x.shape[0])
-            ax.plot(x, pred, color=cmap(i / max(1, len(rs) - 1)),
-                    label=rf"$K\tau e$ = {r['K_tau_e']:.2g}, sup err {r['sup_error']:.2f}")
+            ax.plot(x, pred, color=cmap(0.9 * i / max(1, len(rs) - 1)),
+                    label=rf"$K\tau e$ = {_capacity_e(r):.2g}, sup error {r['sup_error']:.2f}")
         ax.set_xlabel("$x$")
         ax.set_ylabel(r"$\Phi(x) = h(T)$")
-        ax.set_title(f"Fitted maps ({variant})" if variant else "Fitted maps")
-        ax.legend(fontsize="small")
+        ax.set_title(f"Fitted maps (variant {variant!r})" if variant else "Fitted maps")
+        _legend_outside(ax, "below", ncols=2)
         ax.grid(alpha=0.3)
     return fig
 

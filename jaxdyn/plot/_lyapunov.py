@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ._plots import _axes, _finish
+from ._plots import _axes, _finish, _legend_outside
 
 _LINESTYLES = (":", "--", "-.")
 
@@ -18,7 +18,9 @@ def _label(i: int) -> str:
 
 
 def plot_lyapunov_convergence(result, ax=None, reference=None, *, logx: bool = True,
-                              title: str | None = None, xlabel: str = "time"):
+                              title: str | None = None, xlabel: str = "time",
+                              ylabel: str = r"running estimate of $\lambda_i$",
+                              legend: str = "right"):
     r"""Running estimates of Lyapunov exponents against time, one line per exponent.
 
     **Arguments:**
@@ -29,8 +31,10 @@ def plot_lyapunov_convergence(result, ax=None, reference=None, *, logx: bool = T
     - `reference`: optional known values, a sequence of at most `k` numbers (`None` skips one),
       drawn as dashed horizontal lines in the colour of the matching exponent.
     - `logx`: logarithmic time axis (default), where the $1/T$ approach is easiest to read.
-    - `title`, `xlabel`: axes title and x label (`"layer"` suits
-      [`jaxdyn.lyapunov.network_spectrum`][], `"step"` maps).
+    - `title`, `xlabel`, `ylabel`: axes title and labels (`"layer"` suits
+      [`jaxdyn.lyapunov.network_spectrum`][], `"step"` maps; give the units, e.g.
+      `"time $T$ (time units)"` and `r"$\lambda_i(T)$ (1/time unit)"`).
+    - `legend`: `"right"` of the axes (default) or `"below"` them: outside, over no data.
 
     **Returns:** the matplotlib `Figure`.
 
@@ -73,7 +77,7 @@ def plot_lyapunov_convergence(result, ax=None, reference=None, *, logx: bool = T
         ax.plot([], [], color="grey", ls="--", lw=1, label="reference")
     if logx:
         ax.set_xscale("log")
-    _finish(ax, xlabel, "running estimate", title)
+    _finish(ax, xlabel, ylabel, title, outside=legend)
     return fig
 
 
@@ -83,7 +87,7 @@ def _spread(empirical: np.ndarray) -> np.ndarray:
 
 
 def plot_phase_diagram(diagram, ax=None, *, title: str | None = None, cmap: str = "RdBu_r",
-                       colorbar: bool = True):
+                       colorbar: bool = True, legend: str = "right"):
     r"""The order-to-chaos diagram of a [`jaxdyn.lyapunov.PhaseDiagramResult`][].
 
     With one $\sigma_b^2$ row: the empirical top exponent $\lambda_1$ against $\sigma_w^2$ (mean
@@ -93,7 +97,8 @@ def plot_phase_diagram(diagram, ax=None, *, title: str | None = None, cmap: str 
     and the empirical $\lambda_1 = 0$ curve (dashed).
 
     **Arguments:** `diagram` (at least two `sigma_w2` values); `ax` (default: a new figure);
-    `title`; `cmap` and `colorbar` for the 2-D view.
+    `title`; `cmap` and `colorbar` for the 2-D view; `legend`: `"right"` of the axes (default)
+    or `"below"` them (outside, over no data).
 
     **Returns:** the matplotlib `Figure`.
     """
@@ -119,15 +124,15 @@ def plot_phase_diagram(diagram, ax=None, *, title: str | None = None, cmap: str 
                           f"{'s' if n_seeds > 1 else ''})")
         ax.plot(sw, mean_field[0], color="black", lw=1.5,
                 label=r"mean field $\frac{1}{2}\log\chi_1$")
-        ax.axhline(0.0, color="grey", lw=0.8)
+        ax.axhline(0.0, color="grey", lw=0.8, label=r"$\lambda_1 = 0$: order below, chaos above")
         crit = _crossing(sw, mean_field[0])
         if np.isfinite(crit):
             ax.axvline(crit, color="tab:red", ls="--", lw=1.2,
                        label=rf"$\chi_1 = 1$ at $\sigma_w^2$ = {crit:.3f}")
         ax.set_xlabel(r"$\sigma_w^2$")
-        ax.set_ylabel(r"top exponent per layer")
+        ax.set_ylabel(r"top exponent $\lambda_1$ (per layer)")
         ax.set_title(title or rf"Order to chaos, $\sigma_b^2$ = {sb[0]:g}")
-        ax.legend(fontsize="small")
+        _legend_outside(ax, legend)
         ax.grid(alpha=0.3)
         return fig
 
@@ -139,7 +144,7 @@ def plot_phase_diagram(diagram, ax=None, *, title: str | None = None, cmap: str 
             else mcolors.Normalize(vmin=lo, vmax=hi))
     mesh = ax.pcolormesh(sw, sb, lam, cmap=cmap, norm=norm, shading="nearest")
     if colorbar:
-        fig.colorbar(mesh, ax=ax, label=r"empirical $\lambda_1$ per layer")
+        fig.colorbar(mesh, ax=ax, label=r"empirical $\lambda_1$ (per layer)")
     if np.nanmin(chi) < 1 < np.nanmax(chi):
         ax.contour(sw, sb, chi, levels=[1.0], colors="black", linewidths=1.5)
         ax.plot([], [], color="black", lw=1.5, label=r"$\chi_1 = 1$ (mean field)")
@@ -149,8 +154,7 @@ def plot_phase_diagram(diagram, ax=None, *, title: str | None = None, cmap: str 
     ax.set_xlabel(r"$\sigma_w^2$")
     ax.set_ylabel(r"$\sigma_b^2$")
     ax.set_title(title or "Order to chaos")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize="small", loc="upper left")
+    _legend_outside(ax, "below" if colorbar else legend)
     return fig
 
 
@@ -241,7 +245,8 @@ def plot_ftle_field(field, ax=None, *, coords: tuple[int, int] = (0, 1), cmap: s
 
 
 def plot_sweep(params, exponents, ax=None, *, xlabel: str = "parameter", labels=None,
-               vlines: Mapping | None = None, title: str | None = None, zero_line: bool = True):
+               vlines: Mapping | None = None, title: str | None = None, zero_line: bool = True,
+               ylabel: str = "Lyapunov exponent", legend: str = "right"):
     r"""Lyapunov exponents against a swept parameter (e.g. $\lambda_1$ of the Lorenz system
     against $\rho$, from [`jaxdyn.lyapunov.sweep`][]).
 
@@ -251,7 +256,9 @@ def plot_sweep(params, exponents, ax=None, *, xlabel: str = "parameter", labels=
     - `exponents`: shape `(n,)` or `(n, k)`, one line per column.
     - `ax` (default: a new figure); `xlabel`; `labels` (one per column; default
       $\lambda_1, \dots$); `vlines` (label -> parameter value, dotted vertical lines);
-      `zero_line` (a horizontal line at 0); `title`.
+      `zero_line` (a horizontal line at 0); `title`; `ylabel` (give the unit, e.g.
+      `r"$\lambda_1$ (1/time unit)"`); `legend`: `"right"` of the axes (default) or `"below"`
+      them (outside, over no data).
 
     **Returns:** the matplotlib `Figure`.
     """
@@ -279,10 +286,10 @@ def plot_sweep(params, exponents, ax=None, *, xlabel: str = "parameter", labels=
     for n, (label, value) in enumerate((vlines or {}).items()):
         ax.axvline(value, color="grey", ls=_LINESTYLES[n % 3], lw=1, label=label)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("Lyapunov exponent")
+    ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
     if k > 1 or vlines:
-        ax.legend(fontsize="small")
+        _legend_outside(ax, legend)
     ax.grid(alpha=0.3)
     return fig

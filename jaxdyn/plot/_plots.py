@@ -17,13 +17,40 @@ def _axes(ax, figsize=(5.0, 4.0)):
     return fig, ax
 
 
-def _finish(ax, xlabel: str, ylabel: str, title: str | None) -> None:
-    """Axis labels, the optional title, a small legend and a light grid."""
+def _legend_outside(ax, where: str = "right", **kwargs):
+    """A small legend outside the axes (so that it never covers data): `"right"` of the axes,
+    top-aligned, or `"below"` them, centred (under the x label). `kwargs` go to `ax.legend`.
+    Returns the legend, or `None` when nothing is labelled."""
+    if where not in ("right", "below"):
+        raise ValueError(f"`legend` must be 'right' or 'below', got {where!r}.")
+    if not ax.get_legend_handles_labels()[0]:
+        return None
+    kwargs.setdefault("fontsize", "small")
+    if where == "right":
+        return ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kwargs)
+    # "below": anchored a fixed distance (in points) under the axes: clear of the tick labels and the
+    # x label whatever the axes' height
+    import matplotlib as mpl
+    from matplotlib.transforms import offset_copy
+
+    gap = 4.0 * float(mpl.rcParams["font.size"])
+    below = offset_copy(ax.transAxes, fig=ax.figure, y=-gap, units="points")
+    return ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=below,
+                     borderaxespad=0.0, **kwargs)
+
+
+def _finish(ax, xlabel: str, ylabel: str, title: str | None, *, outside: str | None = None
+            ) -> None:
+    """Axis labels, the optional title, a small legend (inside at the best place, or outside
+    the axes: `outside="right"`/`"below"`) and a light grid."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    ax.legend(fontsize="small")
+    if outside is None:
+        ax.legend(fontsize="small")
+    else:
+        _legend_outside(ax, outside)
     ax.grid(alpha=0.3)
 
 
@@ -37,7 +64,8 @@ def _vector(x, name: str, n: int | None = None) -> np.ndarray:
 
 
 def plot_fit(x, target, predictions: Mapping, *, data=None, ax=None, title: str | None = None,
-             target_label: str = "target", styles: Mapping | None = None):
+             target_label: str = "target", styles: Mapping | None = None,
+             legend: str = "right"):
     """Fitted 1-D maps against the target, on one axes.
 
     **Arguments:**
@@ -48,6 +76,8 @@ def plot_fit(x, target, predictions: Mapping, *, data=None, ax=None, title: str 
     - `data`: optional `(xs, ys)` training points, drawn as dots.
     - `ax`: draw into this axes (default: a new figure). `title`: the axes title.
     - `styles`: optional label -> dict of `ax.plot` keyword arguments.
+    - `legend`: where the legend goes, outside the axes so that it covers no data: `"right"`
+      (default) or `"below"`.
 
     **Returns:** the matplotlib `Figure`.
 
@@ -69,16 +99,18 @@ def plot_fit(x, target, predictions: Mapping, *, data=None, ax=None, title: str 
         xs, ys = data
         ax.plot(np.asarray(xs).ravel(), np.asarray(ys).ravel(), ".", color="grey", ms=3,
                 label="training data")
-    _finish(ax, "$x$", r"$\Phi(x)$", title)
+    _finish(ax, "$x$", r"$\Phi(x)$", title, outside=legend)
     return fig
 
 
 def plot_fit_errors(x, target, predictions: Mapping, *, ax=None, log: bool = True,
-                    title: str | None = None, hlines: Mapping | None = None):
+                    title: str | None = None, hlines: Mapping | None = None,
+                    ylabel: str = r"absolute error $|\Phi(x) - \psi(x)|$", legend: str = "right"):
     r"""Pointwise errors $|\Phi(x) - \psi(x)|$ of 1-D fits (log scale by default).
 
     `hlines`: optional label -> value drawn as horizontal reference lines (e.g. a theoretical
-    lower bound on the sup error). Other arguments as in [`plot_fit`][]. Returns the `Figure`.
+    lower bound on the sup error), each labelled in the legend. `ylabel`: the y label. Other
+    arguments as in [`plot_fit`][]. Returns the `Figure`.
     """
     x = _vector(x, "x")
     target = _vector(target, "target", len(x))
@@ -90,22 +122,27 @@ def plot_fit_errors(x, target, predictions: Mapping, *, ax=None, log: bool = Tru
         ax.axhline(value, color="black", ls=(":", "--", "-.")[i % 3], lw=1, label=label)
     if log:
         ax.set_yscale("log")
-    _finish(ax, "$x$", "absolute error", title)
+    _finish(ax, "$x$", ylabel, title, outside=legend)
     return fig
 
 
 def plot_losses(losses: Mapping, *, ax=None, title: str | None = None,
-                hlines: Mapping | None = None):
+                hlines: Mapping | None = None, styles: Mapping | None = None,
+                xlabel: str = "optimiser step", ylabel: str = "training loss",
+                legend: str = "right"):
     """Training-loss curves (label -> per-step losses) on a log scale, with optional horizontal
-    reference lines (label -> value). Returns the `Figure`."""
-    fig, ax = _axes(ax)
+    reference lines (label -> value), `styles` (label -> dict of `ax.plot` keyword arguments,
+    e.g. dashes for curves that coincide), axis labels and the legend outside the axes
+    (`"right"` or `"below"`). Returns the `Figure`."""
+    fig, ax = _axes(ax, figsize=(9.0, 4.2) if legend == "right" else (6.0, 5.2))
+    styles = dict(styles or {})
     for label, values in losses.items():
         values = np.asarray(values, dtype=float).ravel()
-        ax.plot(np.arange(1, len(values) + 1), values, label=label)
+        ax.plot(np.arange(1, len(values) + 1), values, label=label, **styles.get(label, {}))
     for i, (label, value) in enumerate((hlines or {}).items()):
         ax.axhline(value, color="black", ls=(":", "--", "-.")[i % 3], lw=1, label=label)
     ax.set_yscale("log")
-    _finish(ax, "step", "loss", title)
+    _finish(ax, xlabel, ylabel, title, outside=legend)
     return fig
 
 
@@ -144,18 +181,16 @@ def _draw_critical_points(ax, result, *, annotate: bool = True, empty_note: bool
             ax.annotate(f"index {int(idx)}", p, xytext=(8, 8), textcoords="offset points",
                         fontsize="small", color="black", zorder=6,
                         bbox=dict(boxstyle="round,pad=0.2", fc="white", alpha=0.7, lw=0))
-    if seen:
-        ax.legend(fontsize="small", loc="upper right")
-    elif empty_note:
-        ax.text(0.5, 0.03, f"no critical points ({result.n_converged}/{result.n_starts} Newton "
-                "starts converged)", transform=ax.transAxes, ha="center", va="bottom",
-                fontsize="small", bbox=dict(boxstyle="round", fc="white", alpha=0.8))
+    if not seen and empty_note:  # said in the legend, below the axes, not over the data
+        ax.plot([], [], ls="none", label=f"no critical points ({result.n_converged}/"
+                f"{result.n_starts} Newton starts converged)")
+    _legend_outside(ax, "below")
 
 
 def plot_level_sets(fn, lower, upper, critical_points=None, ax=None, *, n: int = 101,
                     levels: int = 20, cmap: str = "viridis", colorbar: bool = True,
                     title: str | None = None, vmin: float | None = None,
-                    vmax: float | None = None):
+                    vmax: float | None = None, colorbar_label: str = r"$f(x)$"):
     r"""Filled level sets (`contourf`) of a scalar map $f: \mathbb{R}^2 \to \mathbb{R}$ on a box.
 
     **Arguments:**
@@ -167,7 +202,10 @@ def plot_level_sets(fn, lower, upper, critical_points=None, ax=None, *, n: int =
       see [`plot_critical_points`][]).
     - `ax`: draw into this axes (default: a new figure).
     - `levels`, `cmap`, `colorbar`, `vmin`, `vmax`: passed to `contourf`/`colorbar` (give the
-      same `vmin`/`vmax` to panels that should share a colour scale).
+      same `vmin`/`vmax` to panels that should share a colour scale); `colorbar_label` labels
+      the colour bar.
+
+    The legend of the critical points (or the note that there are none) goes below the axes.
 
     **Returns:** the matplotlib `Figure`.
 
@@ -186,7 +224,7 @@ def plot_level_sets(fn, lower, upper, critical_points=None, ax=None, *, n: int =
     cs = ax.contourf(X, Y, Z, levels=bounds, cmap=cmap, extend="both")
     ax.contour(X, Y, Z, levels=bounds, colors="black", linewidths=0.3, alpha=0.5)
     if colorbar:
-        fig.colorbar(cs, ax=ax, shrink=0.9)
+        fig.colorbar(cs, ax=ax, shrink=0.9, label=colorbar_label)
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
     ax.set_aspect("equal")
@@ -204,7 +242,8 @@ def plot_critical_points(result, fn=None, lower=None, upper=None, *, ax=None,
     With `fn`, `lower` and `upper` the level sets of `fn` are drawn first ([`plot_level_sets`][],
     which takes `level_set_kwargs`); without them the points are marked on `ax` (default: a new
     figure). Minima are white circles, saddles red crosses, maxima orange triangles, degenerate
-    points grey squares, each labelled with its Morse index; an empty result is noted as text.
+    points grey squares, each labelled with its Morse index; the legend (or, for an empty result,
+    the note that there is no critical point) goes below the axes.
 
     **Returns:** the matplotlib `Figure`.
     """
