@@ -194,7 +194,7 @@ def test_readme_block(line, code):
     start = time.perf_counter()
     try:
         for stmt, text, remark in _said(code):
-            where = f"README.md:{line + stmt.lineno - 1}"
+            where = f"{README.name}:{line + stmt.lineno - 1}"
             buffer = io.StringIO()
             with contextlib.redirect_stdout(buffer):
                 if isinstance(stmt, ast.Expr):
@@ -214,5 +214,5 @@ def test_readme_block(line, code):
     finally:
         plt.close("all")
         jax.config.update("jax_enable_x64", x64)
-    print(f"README.md:{line}: {checked} outputs checked in {time.perf_counter() - start:.1f} s")
+    print(f"{README.name}:{line}: {checked} outputs checked in {time.perf_counter() - start:.1f} s")
     assert not failures, "\n".join(failures)
