@@ -6,8 +6,6 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 _FIGURE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
@@ -20,6 +18,8 @@ def to_jsonable(value: Any, name: str = "metrics") -> Any:
     """
     if value is None or isinstance(value, bool | str):
         return value
+    import numpy as np  # here, not at module level: `jaxdyn list` and `--help` stay light
+
     if isinstance(value, int | np.integer):
         return int(value)
     if isinstance(value, np.bool_):
