@@ -51,6 +51,9 @@ SKIP = {"TYPE_CHECKING"}
 # Bare names that docstrings of modules without the name in scope link to (`[`BranchResult`][]` in
 # jaxdyn/plot): a global anchor beside the entry makes them resolve. Qualify the links
 # (`[`BranchResult`][jaxdyn.invariant.BranchResult]`) and remove the names from here.
+# Entries whose members have no docstrings of their own but are the point (the codes of an enumeration).
+LIST_MEMBERS = {"jaxdyn.RESULTS", "jaxdyn.lyapunov.RESULTS"}
+
 BARE_ANCHORS = {"BranchResult", "CharacteristicRootsResult", "DDEHopfResult", "DDEPeriodicOrbitResult"}
 
 
@@ -105,6 +108,8 @@ def render(page: str) -> str:
             if name in BARE_ANCHORS:
                 lines += [f"[](){{#{name}}}", ""]
             lines += [f"::: {modname}.{name}", ""]
+            if f"{modname}.{name}" in LIST_MEMBERS:
+                lines[-1:] = ["    options:", "      show_if_no_docstring: true", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
