@@ -172,5 +172,5 @@ def test_page_blocks(page):
         try:
             checker.test_readme_block(line, code)
         except AssertionError as err:
-            raise AssertionError(f"docs/{page}, block at line {line} (README.md below):\n{err}") from None
+            raise AssertionError(f"docs/{page}, block at line {line}:\n{err}") from None
 
