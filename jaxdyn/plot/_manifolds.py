@@ -74,18 +74,20 @@ def plot_phase_portrait(field: Callable, lower, upper, *, args: Any = None, ax=N
     - `cycles`: arrays of shape `(m, 2)` (points along a closed orbit), drawn as thick green lines.
     - `ax`, `title`.
 
+    The streamlines are drawn in one grey (their direction, not their speed); the legend sits outside
+    the axes, on the right.
+
     **Returns:** the axes.
     """
-    fig, ax = _axes(ax, figsize=(5.5, 5.0))
+    fig, ax = _axes(ax, figsize=(7.5, 5.0))
     lower = np.asarray(lower, dtype=float)
     upper = np.asarray(upper, dtype=float)
     xs, ys = np.linspace(lower[0], upper[0], n), np.linspace(lower[1], upper[1], n)
     X, Y = np.meshgrid(xs, ys)
     pts = np.stack([X.ravel(), Y.ravel()], axis=-1)
     V = evaluate(lambda y: field(0.0, y, args), pts).reshape(n, n, 2)
-    speed = np.hypot(V[..., 0], V[..., 1])
-    ax.streamplot(xs, ys, V[..., 0], V[..., 1], color=np.log1p(speed), cmap="Greys", density=1.2,
-                  linewidth=0.6, arrowsize=0.8)
+    ax.streamplot(xs, ys, V[..., 0], V[..., 1], color="0.6", density=1.2, linewidth=0.6, arrowsize=0.8)
+    ax.plot([], [], color="0.6", lw=0.8, label="streamlines of the field")
     for k, cycle in enumerate(cycles):
         c = np.asarray(cycle)
         c = np.concatenate([c, c[:1]])
@@ -105,13 +107,14 @@ def plot_phase_portrait(field: Callable, lower, upper, *, args: Any = None, ax=N
         seen.add(kind)
     ax.set_xlim(lower[0], upper[0])
     ax.set_ylim(lower[1], upper[1])
-    ax.set_xlabel("$y_0$")
-    ax.set_ylabel("$y_1$")
+    ax.set_xlabel("state $y_0$")
+    ax.set_ylabel("state $y_1$")
     ax.set_aspect("equal", adjustable="box")
     handles, labels = ax.get_legend_handles_labels()
     by_label = dict(zip(labels, handles, strict=True))
-    if by_label:
-        ax.legend(by_label.values(), by_label.keys(), fontsize="small", loc="upper right")
+    if by_label:  # outside the axes, on the right: the portrait fills the whole box
+        ax.legend(by_label.values(), by_label.keys(), fontsize="small", loc="upper left",
+                  bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     if title:
         ax.set_title(title)
     return ax

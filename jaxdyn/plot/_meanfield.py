@@ -51,33 +51,41 @@ def plot_order_vs_coupling(curves: Mapping, *, theory: Mapping | None = None, kc
     **Arguments:**
 
     - `curves`: label -> `(ks, r)` measured values (markers).
-    - `theory`: label -> callable `r(k)` or `(ks, r)` arrays (lines).
-    - `kc`: label -> critical coupling, drawn as vertical dotted lines.
+    - `theory`: label -> callable `r(k)` or `(ks, r)` arrays (lines; the $i$-th in the colour of the
+      $i$-th curve).
+    - `kc`: label -> critical coupling, drawn as vertical dotted lines (the $i$-th in the colour of
+      the $i$-th curve) and named in the legend.
     - `ax`, `title`: as usual.
+
+    The legend sits outside the axes, on the right, so that it never covers data.
 
     **Returns:** the `Figure`.
     """
-    fig, ax = _axes(ax)
-    colours = {}
-    for label, (ks, r) in curves.items():
-        (line,) = ax.plot(np.asarray(ks), np.asarray(r), "o", ms=4, label=label)
-        colours[label] = line.get_color()
-    for label, th in (theory or {}).items():
+    fig, ax = _axes(ax, figsize=(8.0, 4.2))
+    colours = []
+    markers = ("o", "s", "^", "D", "v")
+    for i, (label, (ks, r)) in enumerate(curves.items()):
+        (line,) = ax.plot(np.asarray(ks), np.asarray(r), markers[i % len(markers)], ms=4.5, mfc="none",
+                          mew=1.2, label=label)
+        colours.append(line.get_color())
+    all_ks = np.concatenate([np.asarray(k, dtype=float) for k, _ in curves.values()]) if curves else \
+        np.linspace(0.0, 1.0, 2)
+    for i, (label, th) in enumerate((theory or {}).items()):
         if callable(th):
-            all_ks = np.concatenate([np.asarray(k) for k, _ in curves.values()])
             ks = np.linspace(all_ks.min(), all_ks.max(), 400)
             r = np.asarray(th(ks))
         else:
             ks, r = (np.asarray(a) for a in th)
-        ax.plot(ks, r, "-", lw=1.5, label=label)
-    for label, value in (kc or {}).items():
-        ax.axvline(value, color="grey", ls=":", lw=1)
-        ax.text(value, 0.02, f" {label}", rotation=90, va="bottom", fontsize="small", color="grey")
+        colour = colours[i] if i < len(colours) else None
+        ax.plot(ks, r, "-", lw=1.5, color=colour, label=label)
+    for i, (label, value) in enumerate((kc or {}).items()):
+        colour = colours[i] if i < len(colours) else "grey"
+        ax.axvline(value, color=colour, ls=":", lw=1.4, label=label)
     ax.set_xlabel("coupling $K$")
-    ax.set_ylabel(r"$r_\infty$ (time average)")
+    ax.set_ylabel(r"order parameter $r_\infty$ (time average)")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     if title:
         ax.set_title(title)
     return fig
@@ -100,7 +108,8 @@ def plot_order_parameter(ts, curves: Mapping, *, ax=None, title: str | None = No
     return fig
 
 
-def plot_space_time(ts, x, theta, *, local_order=None, frequency=None, title: str | None = None, ax=None):
+def plot_space_time(ts, x, theta, *, local_order=None, frequency=None, title: str | None = None, ax=None,
+                    threshold: float | None = None):
     r"""Space-time plot of phases on a ring (chimera states), with optional profiles.
 
     **Arguments:**
@@ -108,6 +117,8 @@ def plot_space_time(ts, x, theta, *, local_order=None, frequency=None, title: st
     - `ts`: times `(T,)`; `x`: node positions `(N,)`; `theta`: phases `(T, N)` (drawn mod $2\pi$).
     - `local_order`: optional `|Z_i|` at the final time `(N,)` (or `(T, N)`: the last row is used).
     - `frequency`: optional time-averaged phase velocities `(N,)`.
+    - `threshold`: optional; a coherence threshold on $|Z|$, drawn as a labelled line in the
+      local-order panel.
     - `ax`: `None` (a new figure), or one axes per panel (a single axes when there is no profile).
 
     **Returns:** the `Figure` (one image panel plus one panel per profile).
@@ -129,15 +140,20 @@ def plot_space_time(ts, x, theta, *, local_order=None, frequency=None, title: st
     th = np.mod(np.asarray(theta), 2 * np.pi)
     im = axes[0].imshow(th, aspect="auto", origin="lower", cmap="twilight", vmin=0, vmax=2 * np.pi,
                         extent=(x[0], x[-1], ts[0], ts[-1]), interpolation="nearest")
-    fig.colorbar(im, ax=axes[0], label=r"$\theta$ mod $2\pi$")
+    fig.colorbar(im, ax=axes[0], label=r"phase $\theta$ mod $2\pi$ (rad)")
     axes[0].set_xlabel("position $x$")
-    axes[0].set_ylabel("$t$")
+    axes[0].set_ylabel("time $t$")
     axes[0].set_title("phases")
     i = 1
     if local_order is not None:
         lo = np.abs(np.asarray(local_order))
         lo = lo[-1] if lo.ndim == 2 else lo
         axes[i].plot(x, lo, ".", ms=3)
+        if threshold is not None:
+            axes[i].axhline(threshold, color="k", ls="--", lw=1)
+            axes[i].text(0.5, threshold, f"coherence threshold {threshold:g}", ha="center", va="top",
+                         transform=axes[i].get_yaxis_transform(), fontsize="small",
+                         bbox=dict(fc="white", ec="none", alpha=0.8))
         axes[i].set_ylim(0, 1.05)
         axes[i].set_xlabel("position $x$")
         axes[i].set_ylabel(r"local order $|Z(x)|$ at the final time")
@@ -146,7 +162,7 @@ def plot_space_time(ts, x, theta, *, local_order=None, frequency=None, title: st
     if frequency is not None:
         axes[i].plot(x, np.asarray(frequency), ".", ms=3)
         axes[i].set_xlabel("position $x$")
-        axes[i].set_ylabel(r"mean phase velocity $\langle\dot\theta\rangle$")
+        axes[i].set_ylabel(r"mean phase velocity $\langle\dot\theta\rangle$ (rad per unit time)")
         axes[i].grid(alpha=0.3)
     if title:
         fig.suptitle(title)
@@ -154,12 +170,14 @@ def plot_space_time(ts, x, theta, *, local_order=None, frequency=None, title: st
 
 
 def plot_w1_convergence(ns, w1, *, stderr=None, ax=None, reference_slope: float = -0.5,
-                        title: str | None = None, xlabel: str = "$N$"):
-    r"""$W_1$ distance to the mean-field limit against $N$ on log-log axes, with an $N^{-1/2}$ guide
-    (through the first point) and a fitted slope in the legend.
+                        title: str | None = None, xlabel: str = "$N$",
+                        ylabel: str = "$W_1$ to the Vlasov solution (rad)"):
+    r"""$W_1$ distance to the mean-field limit (or any error) against $N$ on log-log axes, with an
+    $N^{-1/2}$ guide (through the first point) and a fitted slope in the legend (placed in the lower
+    left, empty for a decreasing error).
 
     **Arguments:** `ns`, `w1` (same length); `stderr` optional error bars; `reference_slope` the
-    guide's exponent. **Returns:** the `Figure`.
+    guide's exponent; `xlabel`, `ylabel` the axis labels. **Returns:** the `Figure`.
     """
     fig, ax = _axes(ax)
     ns, w1 = np.asarray(ns, dtype=float), np.asarray(w1, dtype=float)
@@ -167,13 +185,13 @@ def plot_w1_convergence(ns, w1, *, stderr=None, ax=None, reference_slope: float 
     ax.errorbar(ns, w1, yerr=None if stderr is None else np.asarray(stderr), fmt="o-",
                 label=f"measured (fitted slope {slope:.2f})")
     ax.plot(ns, w1[0] * (ns / ns[0]) ** reference_slope, "k--", lw=1,
-            label=f"$N^{{{reference_slope:g}}}$")
+            label=f"guide $\\propto N^{{{reference_slope:g}}}$")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("$W_1$ to the Vlasov solution")
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="lower left")
     if title:
         ax.set_title(title)
     return fig
