@@ -195,22 +195,57 @@ def _omega(mf, n: int):
         f"{float(omega[-1])}): the quantiles were computed on the host in float64 instead")
 
 
-def _simulate_steps(mf, field, theta0, steps: int, dt: float, observe: bool = True):
+def _path(mf, theta0, ts, dt: float, steps: int, fast: bool) -> str:
+    """Which integrator `simulate` runs for these settings: the fixed-step `lax.scan` fast path
+    (`jaxdyn/meanfield/_fixed.py`, where it exists) or diffrax's `diffeqsolve`."""
+    try:
+        from jaxdyn.meanfield import _fixed
+    except ImportError:
+        return "diffrax (no fixed-step fast path in this version)"
+    plan = _fixed.plan(mf.RK4(), ts, dt, None, max_steps=steps + 1, fast=fast, adjoint=None, sde=False,
+                       adaptive=False, sharded=False)
+    return "diffrax (fast=False)" if plan is None else "fixed-step lax.scan (fast path)"
+
+
+def _simulate_steps(mf, field, theta0, steps: int, dt: float, observe: bool = True, fast: bool = True):
+    import inspect
+
     import jax.numpy as jnp
 
     observe = _observed(mf, steps, dt) if observe else None
+    kw = {"fast": fast} if "fast" in inspect.signature(mf.simulate).parameters else {}
     if observe is None:
         ts = jnp.asarray([0.0, steps * dt])
-        return (lambda: mf.simulate(field, theta0, ts, solver=mf.RK4(), dt0=dt, max_steps=steps + 1).ys), \
-            "ts = [0, T]: the initial and final states"
+        run = lambda: mf.simulate(field, theta0, ts, solver=mf.RK4(), dt0=dt, max_steps=steps + 1, **kw).ys  # noqa: E731
+        return run, "ts = [0, T]: the initial and final states", _path(mf, theta0, ts, dt, steps, fast)
     ts = jnp.linspace(0.0, steps * dt, steps + 1)
 
     def run():
-        out = mf.simulate(field, theta0, ts, solver=mf.RK4(), dt0=dt, max_steps=steps + 1, observe=observe)
+        out = mf.simulate(field, theta0, ts, solver=mf.RK4(), dt0=dt, max_steps=steps + 1, observe=observe,
+                          **kw)
         return out.ys, out.observed
 
     return run, (f"observe: the order parameter and a 100-block local order at each of {steps + 1} times, "
-                 "the final state kept")
+                 "the final state kept"), _path(mf, theta0, ts, dt, steps, fast)
+
+
+def _floor(field, theta0, steps: int, dt: float):
+    """The floor: a hand-written `lax.scan` of classical RK4 over the same field (no saving, no failure
+    checks, no observables): what the field evaluations alone cost."""
+    import jax
+
+    @jax.jit
+    def rk4(f, y):
+        def step(y, _):
+            k1 = f(0.0, y)
+            k2 = f(0.0, y + 0.5 * dt * k1)
+            k3 = f(0.0, y + 0.5 * dt * k2)
+            k4 = f(0.0, y + dt * k3)
+            return y + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4), None
+
+        return jax.lax.scan(step, y, None, length=steps)[0]
+
+    return lambda: rk4(field, theta0)
 
 
 def _step_record(rec: dict, steps: int, n: int, mem: dict) -> dict:
@@ -246,7 +281,12 @@ def task_fft(spec: dict, mesh, mem: dict) -> dict:
     theta0 = jax.random.uniform(jax.random.key(1), (n,), maxval=2 * jnp.pi, dtype=field.omega.dtype)
     jax.block_until_ready((field, theta0))
     build_s = time.perf_counter() - t0
-    run, saved = _simulate_steps(mf, field, theta0, steps, dt, spec.get("observe", True))
+    if spec.get("floor"):
+        run, saved = _floor(field, theta0, steps, dt), "the final state"
+        path = "hand-written lax.scan RK4 (floor)"
+    else:
+        run, saved, path = _simulate_steps(mf, field, theta0, steps, dt, spec.get("observe", True),
+                                           spec.get("fast", True))
     mem_run = _phase_peak(mem)
     rec = timed(run, spec.get("repeats", 3))
     mem_run(rec)
@@ -254,7 +294,7 @@ def task_fft(spec: dict, mesh, mem: dict) -> dict:
     rec = _step_record(rec, steps, n, mem)
     rec.update(build_s=build_s, dt=dt, operator=type(field.operator).__name__, saved=saved, all_finite=finite,
                dtype=str(field.omega.dtype), split=getattr(field.operator, "split", None),
-               omega_note=omega_note)
+               omega_note=omega_note, path=path)
     return rec
 
 
@@ -308,7 +348,7 @@ def task_sparse(spec: dict, mesh, mem: dict) -> dict:
     jax.block_until_ready((field, theta0))
     build_s = time.perf_counter() - t0
     del edges
-    run, saved = _simulate_steps(mf, field, theta0, steps, dt)
+    run, saved, path = _simulate_steps(mf, field, theta0, steps, dt)
     mem_run = _phase_peak(mem)
     rec = timed(run, spec.get("repeats", 3))
     mem_run(rec)
@@ -318,7 +358,7 @@ def task_sparse(spec: dict, mesh, mem: dict) -> dict:
     n_entries = int(op.rows.shape[0]) if hasattr(op, "rows") else None
     graph_bytes = sum(int(x.size) * x.dtype.itemsize for x in jax.tree_util.tree_leaves(op)
                       if hasattr(x, "dtype"))
-    rec.update(sample_s=sample_s, build_s=build_s, sampler=sampler, dt=dt, degree_target=degree,
+    rec.update(path=path, sample_s=sample_s, build_s=build_s, sampler=sampler, dt=dt, degree_target=degree,
                density=density, stored_entries=n_entries,
                mean_degree=None if n_entries is None else n_entries / n,
                graph_bytes=graph_bytes, graph_bytes_per_particle=graph_bytes / n,

@@ -23,7 +23,10 @@ Cases:
   normalisation), N = 10^7 grid nodes, coupling by FFT (`Circulant`), classical RK4 (`meanfield.RK4`,
   dt = 0.01), outputs reduced on the fly where `simulate(observe=...)` exists (the order parameter
   and a 100-block local order parameter at every step, the final state kept; otherwise ts = [0, T];
-  the float64 run is repeated with ts = [0, T] only, `float64_no_observe`, the cost of the observables):
+  the float64 run is repeated with ts = [0, T] only, `float64_no_observe`, the cost of the observables;
+  on diffrax, `float64_diffrax` (`simulate(fast=False)`); and as a hand-written `lax.scan` of RK4
+  over the same field, `float64_floor`, what the field evaluations alone cost). Every record says
+  which path ran (`path`: `simulate`'s fixed-step `lax.scan` fast path or diffrax):
   time per RK4 step (warm median) and the peak resident set of the whole process (building the
   field and running it; JAX's own ~200 MB included) per particle, also above the baseline after
   JAX started. Goals: <= 3 s per step and <= 400 bytes per particle in float64 on 2 cores. The same
@@ -255,6 +258,12 @@ def case_fft_1e7(ctx) -> dict[str, Any]:
         spec = dict(base, task="fft", dtype="float64", observe=False,
                     repeats=max(1, min(ctx.opts.repeats, 2 if ctx.quick else 3)))
         rec["float64_no_observe"] = run_worker(spec, timeout=TIMEOUT_S["fft"])
+        # the same float64 run on diffrax (`fast=False`), and the floor (a bare lax.scan of RK4)
+        for label, extra_spec in (("float64_diffrax", {"fast": False}), ("float64_floor", {"floor": True})):
+            print(f"  fft: N = {base['n']:.0e}, {label} ...", flush=True)
+            repeats = max(1, min(ctx.opts.repeats, 2 if ctx.quick else 3))
+            spec = dict(base, task="fft", dtype="float64", repeats=repeats, **extra_spec)
+            rec[label] = run_worker(spec, timeout=TIMEOUT_S["fft"])
     return rec
 
 
@@ -289,7 +298,7 @@ def describe(case: str, rec: dict[str, Any]) -> list[str]:
         if case == "weak_sweep":
             lines.append(f"lambda_1(rho = 28) identical in every configuration: {rec['lambda1_identical']}")
         return lines
-    for dtype in ("float64", "float32", "float64_no_observe"):
+    for dtype in ("float64", "float32", "float64_no_observe", "float64_diffrax", "float64_floor"):
         r = rec.get(dtype)
         if r is None:
             continue
@@ -307,7 +316,8 @@ def describe(case: str, rec: dict[str, Any]) -> list[str]:
                      f"{'GD' if per == 'neuron' else 'RK4'} step (CPU {fmt_s(r['per_step_cpu_s'])}; "
                      f"{r['steps']} steps x {r['n_repeats']} repeats), peak RSS {_mb(r['peak_rss'])} "
                      f"= {bpp:.0f} B/{per} ({above:.0f} above the {_mb(r['rss_baseline'])} baseline; build "
-                     f"{_mb(r['peak_rss_build'])}, run {_mb(r['peak_rss_run'])}){extra}; load "
+                     f"{_mb(r['peak_rss_build'])}, run {_mb(r['peak_rss_run'])}){extra}; "
+                     f"{r.get('path', 'diffrax')}; load "
                      f"{r.get('loadavg_before')} -> {r.get('loadavg_after')}")
     return lines
 
@@ -358,7 +368,7 @@ def figures(cases: dict[str, Any]) -> dict[str, Any]:
             out[f"{case}.efficiency[{lab}]"] = w["efficiency"]
             out[f"{case}.cpu_work_efficiency[{lab}]"] = w.get("cpu_work_efficiency")
     for case in ("fft_1e7", "sparse_1e6", "two_layer_1e6"):
-        for dtype in ("float64", "float32", "float64_no_observe"):
+        for dtype in ("float64", "float32", "float64_no_observe", "float64_diffrax", "float64_floor"):
             r = (cases.get(case) or {}).get(dtype)
             if not r or r.get("status") != "ok":
                 continue
@@ -368,6 +378,8 @@ def figures(cases: dict[str, Any]) -> dict[str, Any]:
             out[f"{case}.{dtype}.per_step_cpu_s"] = r["per_step_cpu_s"]
             out[f"{case}.{dtype}.bytes_per_{per}"] = r[f"bytes_per_{per}"]
             out[f"{case}.{dtype}.bytes_per_{per}_above_baseline"] = r[f"bytes_per_{per}_above_baseline"]
+            if r.get("path"):
+                out[f"{case}.{dtype}.path"] = r["path"]
             if case == "sparse_1e6":
                 out[f"{case}.{dtype}.sample_s"] = r["sample_s"]
     return out

@@ -286,11 +286,11 @@ def test_undefined_derivatives_raise():
         jax.grad(lambda s: mf.w1_circle(jnp.array([0.0, s]), jnp.array([0.5, 1.0])))(0.3)
     with pytest.raises(TypeError, match="`k`"):
         jax.grad(gaussian_r_theory)(2.0)
-    # forward mode through the default (checkpointed) adjoint
+    # forward mode through the diffrax path's default adjoint (the fixed-step fast path has both modes)
     field = mf.Kuramoto(jnp.zeros(3), 1.0)
     with pytest.raises(TypeError, match="forward-mode"):
         jax.jvp(
-            lambda y: mf.simulate(field, y, jnp.array([0.0, 1.0]), solver=mf.RK4(), dt0=0.5).ys,
+            lambda y: mf.simulate(field, y, jnp.array([0.0, 1.0]), solver=mf.RK4(), dt0=0.5, fast=False).ys,
             (jnp.ones(3),),
             (jnp.ones(3),),
         )
