@@ -54,7 +54,7 @@ SKIP = {"TYPE_CHECKING"}
 # Entries whose members have no docstrings of their own but are the point (the codes of an enumeration).
 LIST_MEMBERS = {"jaxdyn.RESULTS", "jaxdyn.lyapunov.RESULTS"}
 
-BARE_ANCHORS = {"BranchResult", "CharacteristicRootsResult", "DDEHopfResult", "DDEPeriodicOrbitResult"}
+BARE_ANCHORS: set[str] = set()  # names linked bare from modules that cannot resolve them (none left)
 
 
 def public_names(modname: str) -> list[str]:

@@ -284,9 +284,11 @@ def test_plot_returns_axes(c_plus, fold):
     import matplotlib.pyplot as plt
 
     ax = c_plus.plot(component=0)
-    assert ax.get_xlabel() == "p"
+    assert ax.get_xlabel() == "parameter $p$"
     styles = {line.get_linestyle() for line in ax.get_lines()}
     assert {"-", "--"} <= styles
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["stable", "unstable"]  # the line styles are explained, outside the axes
     assert any(t.get_text() == "H" for t in ax.texts)
     fig, ax2 = plt.subplots()
     assert fold.plot(ax=ax2, component=lambda u: u[0] ** 2) is ax2

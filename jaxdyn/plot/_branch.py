@@ -26,17 +26,21 @@ def _measure(branch, component: int | Callable) -> tuple[np.ndarray, np.ndarray,
 
 
 def plot_branch(branch, ax=None, *, component: int | Callable = 0, color=None, label: str | None = None,
-                title: str | None = None):
-    """The bifurcation diagram of a [`BranchResult`][]: `component` of `u` (an index, or a callable
+                title: str | None = None, xlabel: str = "parameter $p$"):
+    """The bifurcation diagram of a [`BranchResult`][jaxdyn.invariant.BranchResult]:
+    `component` of `u` (an index, or a callable
     `u -> float`) against `p`, stable parts solid and unstable parts dashed, the special points
     marked and labelled (BP, F, H, PD, NS).
 
     **Arguments:**
 
-    - `branch`: a [`BranchResult`][] (concrete, not batched).
+    - `branch`: a [`BranchResult`][jaxdyn.invariant.BranchResult] (concrete, not batched).
     - `ax`: matplotlib axes to draw into (default: a new figure).
     - `component`: which state component to plot, or a callable of the state.
-    - `color`, `label`: the line colour and the legend entry; `title`: the axes title.
+    - `color`, `label`: the line colour and the legend entry; `title`: the axes title; `xlabel`:
+      the name of the continuation parameter (with its unit, if it has one).
+
+    The legend (outside the axes, on the right) says which line style is stable and which unstable.
 
     **Returns:** the matplotlib axes.
     """
@@ -60,11 +64,18 @@ def plot_branch(branch, ax=None, *, component: int | Callable = 0, color=None, l
         name = LABELS[SPECIAL_POINTS[int(kind)]]
         ax.plot(float(branch.special_p[i]), value, "o", color="black", markersize=5)
         ax.annotate(name, (float(branch.special_p[i]), value), textcoords="offset points", xytext=(4, 4))
-    ax.set_xlabel("p")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    if label:
-        ax.legend(fontsize="small")
+    from matplotlib.lines import Line2D  # noqa: PLC0415
+
+    handles, labels = ax.get_legend_handles_labels()
+    for style, name in (("-", "stable"), ("--", "unstable")):
+        if name not in labels:
+            handles.append(Line2D([], [], color="grey", linestyle=style))
+            labels.append(name)
+    ax.legend(handles, labels, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              borderaxespad=0.0)
     ax.grid(alpha=0.3)
     return ax

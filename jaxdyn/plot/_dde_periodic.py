@@ -7,7 +7,8 @@ from ._plots import _axes
 
 def plot_dde_periodic_orbit(result, ax=None, *, embedding: bool = False, n_samples: int = 400,
                             component: int = 0, title: str | None = None):
-    r"""One period of a [`DDEPeriodicOrbitResult`][]: every component against $t \in [0, T]$ (the
+    r"""One period of a [`DDEPeriodicOrbitResult`][jaxdyn.invariant.DDEPeriodicOrbitResult]:
+    every component against $t \in [0, T]$ (the
     trigonometric interpolant, the collocation points marked), or with `embedding=True` the delay
     embedding $x_c(t)$ against $x_c(t - \tau_1)$ (a closed curve).
 

@@ -7,8 +7,9 @@ from ._plots import _axes
 
 
 def plot_characteristic_roots(result, *, ax=None, title: str | None = None, **kwargs):
-    r"""The characteristic roots of a [`CharacteristicRootsResult`][] in the complex plane, with the
-    imaginary axis (the stability boundary) drawn.
+    r"""The characteristic roots of a
+    [`CharacteristicRootsResult`][jaxdyn.invariant.CharacteristicRootsResult] in the complex plane,
+    with the imaginary axis (the stability boundary) drawn.
 
     **Arguments:**
 
@@ -46,7 +47,8 @@ def plot_characteristic_roots(result, *, ax=None, title: str | None = None, **kw
 
 
 def plot_dde_hopf(result, *, ax=None, title: str | None = None, n_points: int = 200, **kwargs):
-    r"""The critical mode of a [`DDEHopfResult`][]: $\operatorname{Re}(v_j e^{i\omega t})$ over one
+    r"""The critical mode of a [`DDEHopfResult`][jaxdyn.invariant.DDEHopfResult]:
+    $\operatorname{Re}(v_j e^{i\omega t})$ over one
     period $2\pi/\omega$, one line per component (the shape of the small cycle born at the Hopf
     point, up to amplitude and phase).
 
