@@ -128,7 +128,8 @@ def plot_phase_diagram(diagram, ax=None, *, title: str | None = None, cmap: str 
         crit = _crossing(sw, mean_field[0])
         if np.isfinite(crit):
             ax.axvline(crit, color="tab:red", ls="--", lw=1.2,
-                       label=rf"$\chi_1 = 1$ at $\sigma_w^2$ = {crit:.3f}")
+                       label=rf"$\chi_1 = 1$ at $\sigma_w^2 \approx$ {crit:.3f} (linear interpolation "
+                             "on the grid)")
         ax.set_xlabel(r"$\sigma_w^2$")
         ax.set_ylabel(r"top exponent $\lambda_1$ (per layer)")
         ax.set_title(title or rf"Order to chaos, $\sigma_b^2$ = {sb[0]:g}")
