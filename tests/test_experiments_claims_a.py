@@ -167,3 +167,11 @@ def test_legend_place_is_checked():
     with pytest.raises(ValueError, match="`legend`"):
         plot_fit(x, x**2, {"line": x}, legend="inside")
     plt.close("all")
+
+
+def test_lyapunov_texts_say_none_not_nan():
+    grid = {"critical_sigma_w2_by_sigma_b2": {"sigma_b2": np.array([0.0, 0.05]),
+                                              "mean_field": np.array([1.017, 1.761]),
+                                              "empirical": np.array([np.nan, 1.8])}}
+    text = lyapunov._grid_sentence(grid)
+    assert "nan" not in text.lower() and "0: 1.017 / none" in text

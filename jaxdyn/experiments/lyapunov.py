@@ -317,8 +317,11 @@ def _fmt(x) -> str:
 
 
 def _num(x, spec: str) -> str:
-    """`x` formatted with `spec` when it is a number, else as it is (e.g. "no swept value")."""
-    return format(x, spec) if isinstance(x, int | float) else str(x)
+    """`x` formatted with `spec` when it is a finite number, "none" when it is NaN (no crossing),
+    else as it is (e.g. "no swept value")."""
+    if isinstance(x, int | float):
+        return format(x, spec) if math.isfinite(x) else "none"
+    return str(x)
 
 
 def _grid_sentence(oc: dict) -> str:
@@ -326,7 +329,7 @@ def _grid_sentence(oc: dict) -> str:
     pairs = "; ".join(f"{float(b):g}: {_num(m, '.3f')} / {_num(e, '.3f')}"
                       for b, m, e in zip(g["sigma_b2"], g["mean_field"], g["empirical"]))
     return (" Over the 2-D grid, the transition (mean field / empirical) by $\\sigma_b^2$: "
-            f"{pairs}.")
+            f"{pairs} (none: no sign change on the $\\sigma_w^2$ grid).")
 
 
 def _is_num(x) -> bool:
