@@ -416,8 +416,7 @@ def _loss_panel(ax, c, *, label_opt: str, phase_label: str):
             label=r"central flow $L + \frac{1}{2}\langle\Sigma, H\rangle$")
     ax.plot(c["ts"], c["flow_loss"], color="C3", lw=1.4, ls="-.", label="stable (gradient) flow $L$")
     _mark_phase(ax, c["cross"], f"{phase_label} (step {c['cross']})")
-    ax.set_yscale("log")
-    ax.set_xlabel("step $t$")
+    ax.set_yscale("log")  # the step axis is shared: labelled once, under the last panel
     ax.set_ylabel(r"training loss $L$ (MSE)")
     ax.grid(alpha=0.3)
     _legend(ax)

@@ -125,6 +125,9 @@ def _metrics(cfg, runs, stats, flow_run) -> dict:
     per = {}
     for lr, res in runs.items():
         d = stats[lr].as_dict()
+        for key in ("flow_distance_at_crossing", "final_flow_distance"):  # only the flow run has them,
+            if not np.isfinite(d.get(key, 0.0)):  # and the flow is followed only part of the way:
+                d.pop(key)  # the `flow` entry has the distances where they are defined
         d["final_accuracy"] = float(np.asarray(res.accuracy)[-1])
         d["initial_sharpness"] = float(np.asarray(res.sharpness)[0])
         d["steps"] = int(res.losses.shape[0])
