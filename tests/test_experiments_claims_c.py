@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from jaxdyn.experiments import Claim, ExperimentResult, invariant_sets as inv, kuramoto as ku
+from jaxdyn.experiments._progress import fmt
 
 
 def _kuramoto_metrics():
@@ -97,8 +98,8 @@ def test_threshold_errors():
 def test_rise_time_and_fmt():
     ts = np.linspace(0, 10, 11)
     assert ku._rise_time(ts, np.linspace(0.1, 1.1, 11), 0.1, 1.1) == pytest.approx(5.0)
-    assert ku._fmt(float("nan"), ".2f") == "-" and ku._fmt(None, ".2f") == "-"
-    assert ku._fmt(0.5, ".1f") == "0.5"
+    assert fmt(float("nan"), ".2f") == "-" and fmt(None, ".2f") == "-"
+    assert fmt(0.5, ".1f") == "0.5"
 
 
 def _invariant_metrics():

@@ -27,7 +27,6 @@ The delays are frozen during training (an `optax.multi_transform`); one optimise
 fits, so each variant compiles once.
 """
 
-import contextlib
 import dataclasses
 import math
 import time
@@ -41,6 +40,7 @@ import optax
 from .. import models as jm
 from ..dde import RK4
 from ..plot import plot_dde_fits, plot_losses, plot_memory_sweep
+from ._progress import stages
 from ._result import Claim, ExperimentResult
 
 NAME = "dde-memory"
@@ -169,31 +169,6 @@ def _sign_changes(v: np.ndarray) -> np.ndarray:
     return np.flatnonzero(s[1:] * s[:-1] < 0)
 
 
-@contextlib.contextmanager
-def _stages(progress: bool, total: int, desc: str):
-    """A tqdm bar over the experiment's stages (`progress=True`), else a no-op; yields `step(name)`,
-    called as each stage starts."""
-    if not progress:
-        yield lambda name: None
-        return
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc=desc, unit="fit", leave=False)
-    state = {"started": False}
-
-    def step(name):
-        if state["started"]:
-            bar.update(1)
-        state["started"] = True
-        bar.set_postfix_str(name)
-
-    try:
-        yield step
-        bar.update(1)
-    finally:
-        bar.close()
-
-
 def sweep(cfg: Config, key, *, progress: bool = False, timings: dict | None = None) -> list[dict]:
     """Train one model per (variant, cap) and measure it; returns a list of per-model dicts.
     `progress`: a bar over the fits (and each fit's own bar)."""
@@ -204,7 +179,7 @@ def sweep(cfg: Config, key, *, progress: bool = False, timings: dict | None = No
     target = x**2
     optimizer = make_optimizer(cfg)
     runs = []
-    with _stages(progress, len(cfg.variants) * len(cfg.capacities_e), NAME) as stage:
+    with stages(progress, len(cfg.variants) * len(cfg.capacities_e), NAME, unit="fit") as stage:
         for variant in cfg.variants:
             for i, ce in enumerate(cfg.capacities_e):
                 stage(f"{variant}, K tau e <= {ce:g}")

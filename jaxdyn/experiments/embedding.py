@@ -15,7 +15,6 @@ We train both kinds on both targets with the same optimiser and compare errors, 
 critical points (Kuehn & Kuntz, arXiv 2308.01213 and 2405.09351).
 """
 
-import contextlib
 import dataclasses
 import time
 
@@ -35,6 +34,7 @@ from ..plot import (
     plot_losses,
 )
 from ..plot._plots import _legend_outside
+from ._progress import stages
 from ._result import Claim, ExperimentResult
 
 NAME = "embedding"
@@ -495,38 +495,13 @@ def _claims(cfg: Config, metrics: dict) -> tuple[Claim, ...]:
     return tuple(claims)
 
 
-@contextlib.contextmanager
-def _stages(progress: bool, total: int, desc: str):
-    """A tqdm bar over the experiment's stages (`progress=True`), else a no-op; yields `step(name)`,
-    called as each stage starts."""
-    if not progress:
-        yield lambda name: None
-        return
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc=desc, unit="stage", leave=False)
-    state = {"started": False}
-
-    def step(name):
-        if state["started"]:
-            bar.update(1)
-        state["started"] = True
-        bar.set_postfix_str(name)
-
-    try:
-        yield step
-        bar.update(1)
-    finally:
-        bar.close()
-
-
 def run(*, quick: bool, seed: int, progress: bool) -> ExperimentResult:
     """Run the experiment (see the module docstring); `quick` selects `QUICK` budgets; `progress`
     shows a bar over its stages (1-D fits, 2-D fits, critical points) and one per fit."""
     cfg = QUICK if quick else FULL
     key_1d, key_2d = jax.random.split(jax.random.key(seed))
     timings: dict[str, float] = {}
-    with _stages(progress, 3, NAME) as stage:
+    with stages(progress, 3, NAME) as stage:
         stage("1-D fits")
         m1, fig1, losses1, floor = _part_1d(cfg, key_1d, progress, timings)
         stage("2-D fits")

@@ -61,8 +61,8 @@ from ..invariant import (
 from ..meanfield import graphons
 from ..models import MLPField
 from ..training import GDMap, gd_stability
+from ._progress import fmt, stages
 from ._result import Claim, ExperimentResult
-from .kuramoto import _fmt, _stages
 
 NAME = "invariant-sets"
 TITLE = "Invariant sets of the mission: GD flips, graphon incoherence, delay Hopf, a trained neural ODE"
@@ -403,7 +403,7 @@ def run(*, quick: bool, seed: int, progress: bool) -> ExperimentResult:
     keys = jax.random.split(jax.random.key(seed), 3)
     timings = {}
 
-    with _stages(progress, 4, NAME) as stage:
+    with stages(progress, 4, NAME) as stage:
         def timed(name, part, *part_args):
             stage(name)
             t0 = time.perf_counter()
@@ -633,7 +633,7 @@ def _summary(cfg: Config, mt: dict) -> str:
         f"{nw['omega']:.10f} (error {nw['omega_error']:.1e}); {cycles(nw)}.",
         f"**A trained neural ODE.** Training loss {node['final_training_loss']:.1e}; {node['n_equilibria']} "
         f"equilibria: {', '.join(node['kinds']) or 'none'}; the learned saddle is "
-        f"{_fmt(node['saddle_error_vs_target'], '.1e')} from the target's (-1, 0) (\"-\": no saddle found). "
+        f"{fmt(node['saddle_error_vs_target'], '.1e')} from the target's (-1, 0) (\"-\": no saddle found). "
         f"Its limit cycle (multiple shooting): period {node['cycle_period']:.6f}, radius up to "
         f"{node['cycle_max_radius']:.3f}, Floquet multipliers of modulus {multipliers} (stable: "
         f"{node['cycle_stable']}). The saddle's stable and unstable manifolds are drawn in the phase "

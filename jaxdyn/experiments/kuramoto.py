@@ -21,7 +21,6 @@ Every result is judged by a claim ([`Claim`][jaxdyn.experiments.Claim]) whose cr
 by the module-level constants below, before any run.
 """
 
-import contextlib
 import dataclasses
 import time
 
@@ -36,6 +35,7 @@ from ..plot import (
     plot_space_time,
     plot_w1_convergence,
 )
+from ._progress import fmt, stages
 from ._result import Claim, ExperimentResult
 
 NAME = "kuramoto"
@@ -250,31 +250,6 @@ def _rise_time(ts, r, r0: float, r_end: float) -> float:
     return float(ts[i - 1] + (half - r[i - 1]) / (r[i] - r[i - 1]) * (ts[i] - ts[i - 1]))
 
 
-@contextlib.contextmanager
-def _stages(progress: bool, total: int, desc: str):
-    """A tqdm bar over the experiment's stages (`progress=True`), else a no-op; yields `step(name)`,
-    called as each stage starts."""
-    if not progress:
-        yield lambda name: None
-        return
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc=desc, unit="stage", leave=False)
-    state = {"started": False}
-
-    def step(name):
-        if state["started"]:
-            bar.update(1)
-        state["started"] = True
-        bar.set_postfix_str(name)
-
-    try:
-        yield step
-        bar.update(1)
-    finally:
-        bar.close()
-
-
 def run(*, quick: bool, seed: int, progress: bool) -> ExperimentResult:
     """Run the experiment (see the module docstring); `quick` selects `QUICK` budgets; `progress`
     shows a bar over its six stages."""
@@ -282,7 +257,7 @@ def run(*, quick: bool, seed: int, progress: bool) -> ExperimentResult:
     key = jax.random.key(seed)
     keys = jax.random.split(key, 5)
     timings: dict[str, float] = {}
-    with _stages(progress, 6, NAME) as stage:
+    with stages(progress, 6, NAME) as stage:
         stage("Lorentzian sweep")
         t0 = time.perf_counter()
         n = cfg.n_sweep
@@ -457,13 +432,6 @@ def _figures(cfg: Config, mt: dict, oa_parts, chimera_parts, tl_dev) -> dict:
     return figs
 
 
-def _fmt(value, spec: str) -> str:
-    """`value` formatted, or "-" when it is missing (None, a string, not finite)."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value):
-        return format(value, spec)
-    return "-"
-
-
 def _claims(cfg: Config, mt: dict) -> tuple[Claim, ...]:
     """The experiment's claims from its metrics (a pure function: tested on synthetic metrics)."""
     lo, ga, oa, ch, w1, tl = (mt[k] for k in ("lorentzian", "gaussian", "ott_antonsen", "chimera", "w1",
@@ -474,9 +442,9 @@ def _claims(cfg: Config, mt: dict) -> tuple[Claim, ...]:
     for name, d in (("Lorentzian", lo), ("Gaussian", ga)):
         strong, weak = d["max_error_strong"], d["max_r_weak"]
         cases += [strong is not None and strong <= R_TOLERANCE, weak is not None and weak <= fluct]
-        measured[name] = (f"max deviation for $K \\ge {STRONG_COUPLING:g} K_c$: {_fmt(strong, '.4f')} "
+        measured[name] = (f"max deviation for $K \\ge {STRONG_COUPLING:g} K_c$: {fmt(strong, '.4f')} "
                           f"({d['n_strong']} couplings); max $\\bar r$ for $K \\le {WEAK_COUPLING:g} K_c$: "
-                          f"{_fmt(weak, '.4f')} ({d['n_weak']} couplings)")
+                          f"{fmt(weak, '.4f')} ({d['n_weak']} couplings)")
     failed = [label for label, ok in zip(("Lorentzian above", "Lorentzian below", "Gaussian above",
                                           "Gaussian below"), cases) if not ok]
     threshold = Claim.check(
@@ -562,7 +530,7 @@ def _summary(cfg: Config, mt: dict) -> str:
     oarows = ["| K | max gap | max gap, last third | rise time, OA minus particles |", "|---|---|---|---|"]
     oarows += [f"| {k:g} | {oa['max_abs_r_particles_minus_oa'][str(k)]:.4f} | "
                f"{oa['max_abs_r_difference_last_third'][str(k)]:.4f} | "
-               f"{_fmt(oa['rise_time_oa_minus_particles'][str(k)], '+.2f')} |" for k in oa["ks"]]
+               f"{fmt(oa['rise_time_oa_minus_particles'][str(k)], '+.2f')} |" for k in oa["ks"]]
     w1rows = [f"| N | W1 at t = 0 | W1 at t = {cfg.w1_time:g} |", "|---|---|---|"]
     w1rows += [f"| {m} | {a:.4f} | {b:.4f} ± {s:.4f} |" for m, a, b, s in
                zip(w1["t1"]["n"], w1["t0"]["mean"], w1["t1"]["mean"], w1["t1"]["stderr"])]
@@ -576,10 +544,10 @@ def _summary(cfg: Config, mt: dict) -> str:
         f"the last third of each run (one compiled solve per law, reused for every K). Lorentzian "
         f"($\\gamma = {cfg.gamma:g}$, $K_c = {lo['K_c']:g}$): largest deviation from "
         f"$\\sqrt{{1 - 2\\gamma/K}}$ for $K \\ge {STRONG_COUPLING:g} K_c$ is "
-        f"{_fmt(lo['max_error_strong'], '.4f')}, largest $\\bar r$ for $K \\le {WEAK_COUPLING:g} K_c$ "
-        f"{_fmt(lo['max_r_weak'], '.4f')}. Gaussian "
-        f"($K_c = 2/(\\pi g(0)) = {ga['K_c']:.4f}$): {_fmt(ga['max_error_strong'], '.4f')} and "
-        f"{_fmt(ga['max_r_weak'], '.4f')}; the first grid K with $\\bar r > 0.2$ is "
+        f"{fmt(lo['max_error_strong'], '.4f')}, largest $\\bar r$ for $K \\le {WEAK_COUPLING:g} K_c$ "
+        f"{fmt(lo['max_r_weak'], '.4f')}. Gaussian "
+        f"($K_c = 2/(\\pi g(0)) = {ga['K_c']:.4f}$): {fmt(ga['max_error_strong'], '.4f')} and "
+        f"{fmt(ga['max_r_weak'], '.4f')}; the first grid K with $\\bar r > 0.2$ is "
         f"{ga['first_K_with_r_above_0.2']} and the theory's own first grid K above 0.2 is "
         f"{ga['theory_first_K_above_0.2']}: this rule measures the grid more than $K_c$, so it is reported, "
         "not judged.",

@@ -16,7 +16,6 @@ Three reproductions, all in float64:
   et al. (2016); the transition $\chi_1 = 1$ is at $\sigma_w^2 = 1.761$ for $\sigma_b^2 = 0.05$.
 """
 
-import contextlib
 import dataclasses
 import math
 import time
@@ -29,6 +28,7 @@ from .._results import message
 from ..lyapunov import flow_spectrum, order_to_chaos, signal_propagation, sweep
 from ..plot import plot_lyapunov_convergence, plot_phase_diagram, plot_sweep
 from ..plot._plots import _legend_outside
+from ._progress import stages
 from ._result import Claim, ExperimentResult
 
 NAME = "lyapunov"
@@ -479,38 +479,13 @@ QUESTION = ("Does the Benettin/QR machinery reproduce the known Lyapunov spectru
             "(the order-to-chaos transition)?")
 
 
-@contextlib.contextmanager
-def _stages(progress: bool, total: int, desc: str):
-    """A tqdm bar over the experiment's stages (`progress=True`), else a no-op; yields `step(name)`,
-    called as each stage starts."""
-    if not progress:
-        yield lambda name: None
-        return
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc=desc, unit="stage", leave=False)
-    state = {"started": False}
-
-    def step(name):
-        if state["started"]:
-            bar.update(1)
-        state["started"] = True
-        bar.set_postfix_str(name)
-
-    try:
-        yield step
-        bar.update(1)
-    finally:
-        bar.close()
-
-
 def run(*, quick: bool, seed: int, progress: bool) -> ExperimentResult:
     """Run the experiment (see the module docstring); `quick` selects `QUICK` budgets; `progress`
     shows a bar over its three stages."""
     cfg = QUICK if quick else FULL
     k_lorenz, k_sweep, k_chaos = jax.random.split(jax.random.key(seed), 3)
     timings: dict[str, float] = {}
-    with _stages(progress, 3, NAME) as stage:
+    with stages(progress, 3, NAME) as stage:
         stage("Lorenz spectrum")
         lz, fig_lorenz = _part_lorenz(cfg, k_lorenz, timings)
         stage("rho sweep")
