@@ -18,8 +18,8 @@ def _label(i: int) -> str:
 
 
 def plot_lyapunov_convergence(result, ax=None, reference=None, *, logx: bool = True,
-                              title: str | None = None, xlabel: str = "time",
-                              ylabel: str = r"running estimate of $\lambda_i$",
+                              title: str | None = None, xlabel: str = "time $T$ (time units)",
+                              ylabel: str = r"running estimate $\lambda_i(T)$ (1/time unit)",
                               legend: str = "right"):
     r"""Running estimates of Lyapunov exponents against time, one line per exponent.
 
