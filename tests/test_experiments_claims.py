@@ -149,3 +149,13 @@ def test_console_verdicts(written):
 
 def test_every_registered_experiment_is_listed():
     assert list(EXPERIMENTS)[0] == "embedding" and len(EXPERIMENTS) >= 9
+
+
+def test_table_cells_keep_maths_whole():
+    from jaxdyn.experiments._report import _md_cell
+
+    assert _md_cell("a | b") == "a \\| b"  # a table's escape outside maths
+    # inside maths no table escape (it would reach MathJax): \vert{}, \Vert{}, no space before `$`
+    assert (_md_cell("$|x - y| \\le 1$ and $\\|v\\|$")
+            == "$\\vert{}x - y\\vert{} \\le 1$ and $\\Vert{}v\\Vert{}$")
+    assert _md_cell("line\nbreak") == "line break"

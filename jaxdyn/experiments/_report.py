@@ -270,7 +270,15 @@ def format_metrics(metrics: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """`text` for one Markdown table cell: on one line, `|` escaped outside maths and written
+    `\\vert{}` (`\\|` as `\\Vert{}`) inside `$...$`, where a table's escape would reach the maths."""
+    parts = text.replace("\n", " ").split("$")
+    for i, part in enumerate(parts):
+        if i % 2 and i < len(parts) - 1:  # inside a closed $...$
+            parts[i] = part.replace("\\|", "\\Vert{}").replace("|", "\\vert{}")
+        else:
+            parts[i] = part.replace("|", "\\|")
+    return "$".join(parts)
 
 
 _VERDICT_MARK = {"reproduced": "reproduced", "partly": "partly", "not reproduced": "**not reproduced**",
