@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import is_concrete
-from .._kernels import RK4 as _RK4_TABLEAU, Tableau, _combine
+from .._kernels import RK4 as _RK4_TABLEAU, Tableau
 from .._results import RESULTS
 
 _ON_GRID_ULPS = 4  # a save time this close to a grid time is on it (the state there; `linspace` rounding)
@@ -60,7 +60,7 @@ def _tableau(solver) -> Tableau | None:
     if type(solver) is diffrax.Euler:
         return None
     if type(solver) is RK4:
-        return _RK4_TABLEAU  # written over divisors: y + dt/6 (k1 + 2 k2 + 2 k3 + k4)
+        return _RK4_TABLEAU
     if not isinstance(solver, diffrax.AbstractERK):
         return False
     if type(solver).step is not diffrax.AbstractRungeKutta.step:
@@ -145,16 +145,40 @@ def plan(solver, ts, dt0, snapshots, *, max_steps: int, fast: bool, adjoint, sde
 
 
 def _stages(field, t, y, h, tab: Tableau | None, args):
-    """One step from `(t, y)` of size `h`: `(y1, fs)` with the stage slopes `fs` (f-space)."""
+    """One step from `(t, y)` of size `h`: `(y1, ks)` with the stage increments $k_i = h f_i$ stacked
+    (`(s, *y.shape)`, what diffrax's dense output takes); `ks` is `None` for `diffrax.Euler`."""
     f = lambda s, z: field(s, z, args)  # noqa: E731
     if tab is None:  # diffrax.Euler: y + f h
-        k = f(t, y)
-        return y + k * h, [k]
-    divisors = tab.row_divisors or (1.0,) * len(tab.rows)
-    fs = [f(t, y)]
-    for c, row, d in zip(tab.nodes[1:], tab.rows[1:], divisors[1:], strict=True):
-        fs.append(f(t + c * h, _combine(y, h, row, fs, d)))
-    return _combine(y, h, tab.weights, fs, tab.weight_divisor), fs
+        return y + f(t, y) * h, None
+    return _stage_loop(f, t, y, h, tab)
+
+
+def _coefficients(tab: Tableau):
+    """The tableau as arrays: the stage matrix `a` (s, s), the nodes `c` and the weights `b`."""
+    s = len(tab.nodes)
+    divisors = tab.row_divisors or (1.0,) * s
+    a = np.zeros((s, s))
+    for i, (row, d) in enumerate(zip(tab.rows, divisors, strict=True)):
+        a[i, :len(row)] = np.asarray(row, dtype=float) / d
+    return a, np.asarray(tab.nodes, dtype=float), np.asarray(tab.weights, dtype=float) / tab.weight_divisor
+
+
+def _stage_loop(f, t, y, h, tab: Tableau):
+    """The stages as a loop (`lax.fori_loop`, the field traced once, the increments $k_i = h f_i$ in
+    one `(s, *y.shape)` buffer), as diffrax's Runge-Kutta step runs them: on large states cheaper
+    than unrolled stages (measured on the FFT ring Kuramoto, N = 10^6, float64: 0.279 against 0.334 s
+    of CPU time per RK4 step)."""
+    a, c, b = _coefficients(tab)
+    s = len(c)
+    dtype = y.dtype
+    a, c, b = jnp.asarray(a, dtype), jnp.asarray(c, dtype), jnp.asarray(b, dtype)
+
+    def stage(i, ks):
+        yi = y + jnp.tensordot(a[i], ks, axes=1)
+        return ks.at[i].set(f(t + c[i] * h, yi) * h)
+
+    ks = jax.lax.fori_loop(0, s, stage, jnp.zeros((s,) + y.shape, dtype))
+    return y + jnp.tensordot(b, ks, axes=1), ks
 
 
 @eqx.filter_jit
@@ -186,11 +210,12 @@ def run(field, y0, ts, dt0, *, args, plan: Plan, max_steps: int, progress: bool,
         k1 = k + 1
         ta, tb = time(k), time(k1)
         h = tb - ta
-        y1, fs = _stages(field, ta, y, h, plan.tableau, args)
+        y1, ks = _stages(field, ta, y, h, plan.tableau, args)
         bad = jnp.logical_not(jnp.all(jnp.isfinite(y1)))
         first = jnp.logical_and(bad, fail_k < 0)
         fail_k = jnp.where(first, k1, fail_k)
-        fail_size = jnp.where(first, jnp.max(jnp.abs(y1)).astype(fail_size.dtype), fail_size)
+        size = lambda: jnp.max(jnp.abs(y1)).astype(fail_size.dtype)  # noqa: E731 (a pass only on failure)
+        fail_size = jax.lax.cond(first, size, lambda: fail_size)
         if meter is not None:
             mstate = meter.step(mstate, (ta - t0) / (t1 - t0))
         carry = (y1, k1, fail_k, fail_size, mstate)
@@ -199,7 +224,6 @@ def run(field, y0, ts, dt0, *, args, plan: Plan, max_steps: int, progress: bool,
         if plan.tableau is None:
             interp = plan.interpolation(t0=ta, t1=tb, y0=y, y1=y1)
         else:
-            ks = jnp.stack([fi * h for fi in fs])
             interp = plan.interpolation(t0=ta, t1=tb, y0=y, y1=y1, k=ks)
         return carry, interp
 
