@@ -537,11 +537,13 @@ def simulate(field, y0, ts, *, args=None, solver=None, dt0=None, rtol: float = 1
       (diffrax's `ConstantStepSize` grid), the same values at `ts` and `snapshots` (the solver's own
       interpolation inside a step) to rounding, the same failure codes, `.failed_step`,
       `.failed_time` and `.stats` keys, without diffrax's per-step saving and error machinery
-      (10-15% faster on a large state). It needs concrete `ts`, `dt0` and `snapshots` (their layout
-      is compiled in: new values compile anew) and at most one save time inside each step, at most
-      32 snapshots, `max_steps` covering the steps, a field not sharded over processes; otherwise, with
-      `fast=False`, an `adjoint`, an SDE or an adaptive solver, diffrax runs the solve. Reverse-mode
-      derivatives keep one state per step (each step recomputed: `jax.checkpoint`).
+      (the FFT ring Kuramoto at $N = 10^7$, float64, observables at every step, on a loaded 2-core
+      machine: 3.76 against 3.86 s of CPU time per RK4 step). It needs concrete `ts`, `dt0` and
+      `snapshots` (their layout is compiled in: new values compile anew; under `jit` with traced
+      `ts`, diffrax), at most one save time inside each step, at most 32 snapshots, `max_steps`
+      covering the steps and a field not sharded over processes; otherwise, and with `fast=False`,
+      an `adjoint`, an SDE or an adaptive solver, diffrax runs the solve. Reverse-mode derivatives
+      keep one state per step (each step recomputed: `jax.checkpoint`).
 
     **Returns:** a [`SimulationResult`][]: `.ts`, `.ys` of shape `(len(ts), N)` (with `observe`: at
     `.snapshot_ts`), `.observed`, `.result`, `.failed_step`, `.failed_time`, `.stats`, `.summary()`,
