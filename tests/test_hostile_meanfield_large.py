@@ -1,5 +1,6 @@
 """The hostile-input table of the large-N entry points of `jaxdyn.meanfield`: `simulate(observe=,
-snapshots=)`, the observables, `sample_edges` and the lean `Sparse` coupling."""
+snapshots=, fast=)` (`fast`: the fixed-step path), the observables, `sample_edges` and the lean
+`Sparse` coupling."""
 
 import jax
 import jax.numpy as jnp
@@ -114,6 +115,11 @@ ROWS = [
     Hostile("Sparse: NaN weight", lambda: mf.Sparse([0, 1], [1, 0], jnp.array([1.0, jnp.nan]), 2),
             ValueError, r"`weights`"),
     Hostile("Sparse: negative row", lambda: mf.Sparse([-1, 1], [1, 0], None, 2), ValueError, r"`rows`"),
+    # --- simulate: fast (the fixed-step path) ---
+    Hostile("simulate: fast a string", lambda: _simulate(fast="yes"), TypeError, r"`fast`"),
+    Hostile("simulate: fast an int", lambda: _simulate(fast=1), TypeError, r"`fast`"),
+    Hostile("simulate: fast None", lambda: _simulate(fast=None), TypeError, r"`fast`"),
+    Hostile("simulate: fast an array", lambda: _simulate(fast=jnp.asarray(True)), TypeError, r"`fast`"),
 ]
 
 
