@@ -1,4 +1,4 @@
-"""Shared test setup: float64, a `getkey` fixture, JAX's persistent compilation cache."""
+"""Shared test setup: float64, a `getkey` fixture, JAX's persistent compilation cache, the lanes (`SLOW`)."""
 
 import os
 import pathlib
