@@ -234,13 +234,29 @@ SLOW = {
 }
 
 
-def _in_slow_lane(nodeid: str) -> bool:
+def _slow_entries(nodeid: str) -> list[str]:
+    """The entries of `SLOW` that put the test `nodeid` in the slow lane (none: the main lane)."""
     rel = nodeid.split("tests/", 1)[-1]
-    return any(rel == entry or rel.startswith(entry + "::") or rel.startswith(entry + "[")
-               for entry in SLOW)
+    return [entry for entry in SLOW
+            if rel == entry or rel.startswith(entry + "::") or rel.startswith(entry + "[")]
+
+
+def _in_slow_lane(nodeid: str) -> bool:
+    return bool(_slow_entries(nodeid))
 
 
 def pytest_collection_modifyitems(config, items):
+    used = set()
     for item in items:
-        if _in_slow_lane(item.nodeid):
+        entries = _slow_entries(item.nodeid)
+        if entries:
+            used.update(entries)
             item.add_marker(pytest.mark.slow)
+    # A stale entry (a renamed or removed test) would silently move a long test back into the
+    # main lane: when every file the list names was collected, each entry must match a test.
+    files = {item.nodeid.split("tests/", 1)[-1].split("::", 1)[0] for item in items}
+    if all(entry.split("::", 1)[0] in files for entry in SLOW):
+        stale = sorted(set(SLOW) - used)
+        if stale:
+            raise pytest.UsageError("tests/conftest.py: SLOW entries that match no test (renamed or "
+                                    "removed?): " + ", ".join(stale))
