@@ -2,6 +2,7 @@
 (the fields' linearisations), the real Ott-Antonsen reduction, and the report text. The full quick
 run is `jaxdyn reproduce invariant-sets --quick` (CI), like the other experiments."""
 
+import copy
 import inspect
 
 import jax
@@ -10,6 +11,7 @@ import numpy as np
 
 from jaxdyn import meanfield as mf
 from jaxdyn.experiments import EXPERIMENTS, invariant_sets as ex
+from tests.test_experiments_claims_c import _invariant_metrics
 
 
 def test_registered_with_keyword_only_run():
@@ -67,25 +69,8 @@ def test_delay_linearisations_and_planar_target():
 
 
 def test_summary_and_claims():
-    mt = {
-        "gd": {"double_well": {"eta_flip": 1.0, "error_vs_1": 0.0, "eta_flip_period2": 5**0.5 - 1,
-                               "period2_flip_minus_sqrt5_minus_1": 0.0},
-               "mlp": {"n_params": 7, "n_data": 24, "loss_at_minimum": 0.0, "lambda_min": 1e-4,
-                       "regime": "isolated", "eta_flip": 1.3, "critical_lr": 1.3, "relative_error": 1e-15,
-                       "max_drift_of_branch": 0.0}},
-        "ott_antonsen": {"cells": 32, "gamma": 0.1, "K_c_branch_point": 0.49, "K_c_discrete": 0.49,
-                         "K_c_continuum": 0.4935, "error_vs_discrete": 1e-13, "error_vs_continuum": 1e-4,
-                         "n_particles": 400, "max_abs_r_difference": 0.5, "ks": [0.7], "r_branch": [0.43],
-                         "r_particles": [0.93]},
-        "dde": {"mackey_glass": {"tau_hopf": 0.47, "tau_error": 0.0, "omega": 3.87, "omega_error": 0.0,
-                                 "cycle_tau_range": [0.48, 0.87], "cycle_points": 16,
-                                 "cycle_max_amplitude": 0.5},
-                "network": {"tau_hopf": 0.46, "tau_error": 0.0, "omega": 2.0, "omega_error": 0.0}},
-        "neural_ode": {"final_training_loss": 1e-4, "n_equilibria": 2, "kinds": ["saddle", "unstable focus"],
-                       "saddle_error_vs_target": 0.01, "cycle_max_radius": 0.4, "cycle_period": 6.5,
-                       "cycle_multipliers": [1.0, 0.69], "cycle_stable": True,
-                       "manifolds_successful": [True]},
-    }
+    mt = copy.deepcopy(_invariant_metrics())  # the synthetic metrics of the claims tests
+    mt["ott_antonsen"].update(max_abs_r_difference=0.5, ks=[0.7], r_branch=[0.43], r_particles=[0.93])
     text = ex._summary(ex.QUICK, mt)
     verdicts = [c.verdict for c in ex._claims(ex.QUICK, mt)]  # one K, r off by 0.5:
     assert verdicts == ["reproduced", "reproduced", "not reproduced", "reproduced", "reproduced"]
