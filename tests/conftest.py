@@ -281,6 +281,12 @@ SLOW = {
     "test_training_sgd.py::test_jit_without_retracing_and_diagram_vmap": "6 s",
     "test_training_sgd.py::test_non_commuting_below_mean_square_bound": "8 s",
     "test_training_sgd_results.py::test_every_result_follows_the_pattern": "5 s",
+    # --- #19 attention core (helper A1): add your entries below this line
+    # --- #19 attention clustering/limit/stability (helper A2): add your entries below this line
+    # --- #19 attention experiment/trained attention (helper A3): add your entries below this line
+    # --- #20 CNF (helper G1): add your entries below this line
+    # --- #20 probability flow and scores (helper G2): add your entries below this line
+    # --- #20 generative analyses/experiment (helper G3): add your entries below this line
 }
 
 
