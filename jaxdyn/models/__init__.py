@@ -12,6 +12,13 @@ from ._architecture import (
     has_bottleneck as has_bottleneck,
     width_profile as width_profile,
 )
+from ._cnf import (
+    CNF as CNF,
+    CNFSolution as CNFSolution,
+    StandardNormal as StandardNormal,
+    cnf_nll as cnf_nll,
+    train_cnf as train_cnf,
+)
 from ._critical_points import (
     CriticalPointsResult as CriticalPointsResult,
     critical_points as critical_points,
