@@ -49,6 +49,18 @@ from ._resnet import (
     ResNet as ResNet,
     tie as tie,
 )
+from ._score import (
+    VE as VE,
+    VP as VP,
+    AbstractSDE as AbstractSDE,
+    EmpiricalScore as EmpiricalScore,
+    GaussianScore as GaussianScore,
+    ProbabilityFlow as ProbabilityFlow,
+    ProbabilityFlowSolution as ProbabilityFlowSolution,
+    ScoreNetwork as ScoreNetwork,
+    dsm_loss as dsm_loss,
+    train_score as train_score,
+)
 
 # Old public names served for one release, with a DeprecationWarning naming the new one.
 _RENAMED: dict[str, str] = {
