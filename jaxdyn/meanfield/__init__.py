@@ -2,6 +2,11 @@
 
 from .._deprecate import deprecated_names as _deprecated_names
 from . import graphons as graphons
+from ._attention import (
+    Projected as Projected,
+    SelfAttention as SelfAttention,
+    shard_tokens as shard_tokens,
+)
 from ._coupling import (
     AbstractCoupling as AbstractCoupling,
     AbstractCouplingMethod as AbstractCouplingMethod,

@@ -452,6 +452,11 @@ def _check_snapshots(snapshots, ts, observe):
 
 
 def _check_y0(system: AbstractParticleSystem, y0) -> None:
+    from ._attention import SelfAttention
+
+    if isinstance(system, SelfAttention):  # tokens: (n, d), n >= 2, on the sphere for geometry="sphere"
+        system.check_tokens(y0, "y0")
+        return
     n = system.n
     if n is not None and y0.shape != (n,):
         raise ValueError(f"`y0` must have shape ({n},): {system.nodes_from} has N = {n} nodes, got shape "
