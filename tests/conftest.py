@@ -286,7 +286,24 @@ SLOW = {
     # --- #19 attention experiment/trained attention (helper A3): add your entries below this line
     # --- #20 CNF (helper G1): add your entries below this line
     # --- #20 probability flow and scores (helper G2): add your entries below this line
+    "test_models_score.py::test_gaussian_sampling_map_is_the_linear_transport[ve]": (
+        "1 s: a second compiled solve (VE); the VP map stays in the main lane"),
+    "test_models_score.py::test_empirical_flow_memorises_with_equal_polygon_basins": (
+        "2 s: 400 empirical-flow samples; the empirical score's known answer stays in the main lane"),
+    "test_models_score.py::test_log_prob_is_the_pushforward_density": "3 s: the augmented (trace) solve",
+    "test_models_score.py::test_sample_jits_once_and_vmaps": "2 s: a jitted solve",
+    "test_models_score.py::test_gradients_against_finite_differences": "5 s: reverse mode through log_prob",
+    "test_models_score.py::test_dsm_training_lowers_the_loss": "8 s: 200 DSM steps and 32 samples",
+    "test_models_score.py::test_failure_codes_and_result_object": "3 s: three more compiled solves",
     # --- #20 generative analyses/experiment (helper G3): add your entries below this line
+    "test_generative_analyses.py::test_fixed_step_sampler_matches_adaptive_probability_flow": (
+        "9 s: 200 adaptive probability-flow samples; the fixed-step polygon basins stay in the main lane"),
+    "test_generative_analyses.py::test_ve_polygon_basins_equal_and_memorised": (
+        "3 s: a second compiled sampler (VE); the VP polygon basins stay in the main lane"),
+    "test_generative_analyses.py::test_sampling_map_jit_vmap_grad": (
+        "2 s: reverse mode through the sampler; test_polygon_basins_equal_... stays"),
+    "test_generative_analyses.py::test_ftle_ridges_separate_basins": (
+        "3 s: a 41 x 41 FTLE grid; test_linear_sampling_map_ftle_and_lyapunov_closed_form stays"),
 }
 
 

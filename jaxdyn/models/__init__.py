@@ -26,6 +26,16 @@ from ._critical_points import (
 from ._embedding import EmbeddingField as EmbeddingField, embed as embed
 from ._fields import LinearField as LinearField, MLPField as MLPField
 from ._fit import FitResult as FitResult, fit as fit, mse_loss as mse_loss
+from ._generative import (
+    BasinsResult as BasinsResult,
+    MemorisationResult as MemorisationResult,
+    SamplingLyapunovResult as SamplingLyapunovResult,
+    SamplingMap as SamplingMap,
+    basins as basins,
+    memorisation as memorisation,
+    sampling_ftle as sampling_ftle,
+    sampling_lyapunov as sampling_lyapunov,
+)
 from ._neural_dde import (
     AbstractDelayField as AbstractDelayField,
     AbstractStepping as AbstractStepping,

@@ -19,6 +19,13 @@ from ._dde_roots import (
     plot_dde_hopf as plot_dde_hopf,
 )
 from ._equilibria import plot_cycles as plot_cycles, plot_equilibria as plot_equilibria
+from ._generative import (
+    plot_basins as plot_basins,
+    plot_density as plot_density,
+    plot_memorisation as plot_memorisation,
+    plot_memorisation_curve as plot_memorisation_curve,
+    plot_sampling_lyapunov as plot_sampling_lyapunov,
+)
 from ._grid import evaluate as evaluate, grid_values as grid_values
 from ._lyapunov import (
     plot_clv_angles as plot_clv_angles,
