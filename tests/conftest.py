@@ -285,9 +285,25 @@ SLOW = {
     # --- #19 attention clustering/limit/stability (helper A2): add your entries below this line
     # --- #19 attention experiment/trained attention (helper A3): add your entries below this line
     # --- #20 CNF (helper G1): add your entries below this line
+    "test_models_cnf.py::test_hutchinson_is_unbiased[gaussian]":
+        "1 s CPU: the Gaussian-noise variant; the Rademacher one stays in the main lane",
+    "test_models_cnf.py::test_hutchinson_unbiased_on_a_nonlinear_field":
+        "2 s CPU: exact vs Hutchinson on an MLP field; test_hutchinson_is_unbiased[rademacher] stays",
+    "test_models_cnf.py::test_backwards_time_push_inverse_sample_and_batch":
+        "3 s CPU: six more compiled solves; test_linear_field_known_answers_jit_once_and_vmap stays",
+    "test_models_cnf.py::test_grad_of_log_likelihood_matches_central_differences":
+        "5 s CPU: reverse mode through the solve + central differences; the known answers stay",
+    "test_models_cnf.py::test_moons_training_lowers_the_nll":
+        "20 s CPU: train_cnf + fit on make_moons; test_hostile_cnf.py's train_cnf rows stay",
     # --- #20 probability flow and scores (helper G2): add your entries below this line
     "test_models_score.py::test_gaussian_sampling_map_is_the_linear_transport[ve]": (
         "1 s: a second compiled solve (VE); the VP map stays in the main lane"),
+    "test_models_score.py::test_empirical_score_is_the_gradient_of_the_mixture[ve]": (
+        "0.3 s: the VE case; VP stays in the main lane"),
+    "test_models_score.py::test_gaussian_score_is_the_gradient_of_its_density": (
+        "1 s: the Gaussian score's density; its sampling map stays in the main lane"),
+    "test_models_score.py::test_score_network_and_dsm_loss": (
+        "2 s: network init and two compiled losses; DSM training is slow-lane too"),
     "test_models_score.py::test_empirical_flow_memorises_with_equal_polygon_basins": (
         "2 s: 400 empirical-flow samples; the empirical score's known answer stays in the main lane"),
     "test_models_score.py::test_log_prob_is_the_pushforward_density": "3 s: the augmented (trace) solve",
