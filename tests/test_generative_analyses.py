@@ -75,10 +75,16 @@ def test_memorisation_of_spread_samples_is_partial():
     """Known distances: samples at 0, 0.05 and 1 from the point (0, 0): 2/3 within tol = 0.1."""
     mem = jm.memorisation(jnp.array([[0.0, 0.0], [0.03, 0.04], [0.6, 0.8]]), jnp.array([[0.0, 0.0]]), tol=0.1)
     np.testing.assert_allclose(mem.distances, [0.0, 0.05, 1.0], atol=1e-15)
+    assert np.all(np.isinf(mem.second_distances)) and float(mem.ratio_fraction) == 1.0
     assert float(mem.fraction) == pytest.approx(2 / 3)
     assert float(mem.fraction_stderr) == pytest.approx(np.sqrt(2 / 9 / 3))
     assert float(mem.median_distance) == pytest.approx(0.05)
     assert np.isnan(float(mem.spacing))
+    # Gu et al.'s ratio: nearer than 1/3 of the second-nearest point; (0.4, 0) is at 0.4 from the first
+    # point and 0.6 from the second (not a copy), (0.1, 0) at 0.1 and 0.9 (a copy)
+    two = jm.memorisation(jnp.array([[0.4, 0.0], [0.1, 0.0]]), jnp.array([[0.0, 0.0], [1.0, 0.0]]), tol=0.5)
+    np.testing.assert_allclose(two.second_distances, [0.6, 0.9], atol=1e-15)
+    assert float(two.fraction) == 1.0 and float(two.ratio_fraction) == 0.5
 
 
 def test_results_plot(polygon):

@@ -82,6 +82,8 @@ ROWS = [
             lambda: jm.memorisation(LATENTS, jnp.ones((2, 3)), tol=0.1), ValueError, r"`points`"),
     Hostile("memorisation: negative tol", lambda: jm.memorisation(LATENTS, POINTS, tol=-1.0), ValueError,
             r"`tol`"),
+    Hostile("memorisation: ratio above 1", lambda: jm.memorisation(LATENTS, POINTS, tol=0.1, ratio=2.0),
+            ValueError, r"`ratio`"),
     Hostile("memorisation: samples as a string", lambda: jm.memorisation("abc", POINTS, tol=0.1), TypeError,
             r"`samples`"),
     # --- sampling_ftle / sampling_lyapunov ---

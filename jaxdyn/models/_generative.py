@@ -219,15 +219,19 @@ def _sample_jit(sampler, latents, *, batch_size):
     return jax.lax.map(sampler, latents, batch_size=batch_size)
 
 
-def _nearest(samples, points):
-    r"""Index of and distance to the nearest point of each sample (NaN distance for a NaN sample).
-    Differences are formed directly (exact near zero distance) unless they would exceed 2^24
-    numbers; then $|x|^2 + |p|^2 - 2 x \cdot p$ (shapes are static: the choice is too)."""
+def _squared_distances(samples, points):
+    r"""All squared distances, shape `(n, m)`. Differences are formed directly (exact near zero
+    distance) unless they would exceed 2^24 numbers; then $|x|^2 + |p|^2 - 2 x \cdot p$ (shapes
+    are static: the choice is too)."""
     if samples.shape[0] * points.shape[0] * samples.shape[1] <= 2**24:
-        d2 = jnp.sum((samples[:, None, :] - points[None, :, :]) ** 2, -1)
-    else:
-        d2 = jnp.maximum(jnp.sum(samples**2, 1)[:, None] + jnp.sum(points**2, 1)[None, :]
-                         - 2 * samples @ points.T, 0.0)
+        return jnp.sum((samples[:, None, :] - points[None, :, :]) ** 2, -1)
+    return jnp.maximum(jnp.sum(samples**2, 1)[:, None] + jnp.sum(points**2, 1)[None, :]
+                       - 2 * samples @ points.T, 0.0)
+
+
+def _nearest(samples, points):
+    """Index of and distance to the nearest point of each sample (NaN distance for a NaN sample)."""
+    d2 = _squared_distances(samples, points)
     idx = jnp.argmin(jnp.where(jnp.isnan(d2), jnp.inf, d2), axis=1)
     dist = jnp.sqrt(jnp.take_along_axis(d2, idx[:, None], 1)[:, 0])
     return idx, dist
@@ -367,6 +371,10 @@ class MemorisationResult(AbstractResult):
     - `fraction`: the fraction of samples within `tol` of a training point (memorised);
       `fraction_stderr`: its binomial standard error.
     - `median_distance`: the median of `distances`.
+    - `second_distances` `(n,)`: the distance to the second-nearest training point (inf when
+      $m = 1$); `ratio_fraction`, `ratio_stderr`: the fraction of samples with `distances` $<$
+      `ratio` $\times$ `second_distances` (a copy of one point rather than a point between
+      several: the scale-free criterion of Gu et al. 2023, `ratio` = 1/3) and its standard error.
     - `spacing`: the median nearest-neighbour distance between training points (a scale: a
       sample at a small fraction of it from a point copies that point).
     - `result`: [`jaxdyn.RESULTS`][]`.successful` (the samples are checked finite on input).
@@ -379,6 +387,10 @@ class MemorisationResult(AbstractResult):
     fraction: Array
     fraction_stderr: Array
     median_distance: Array
+    second_distances: Array
+    ratio_fraction: Array
+    ratio_stderr: Array
+    ratio: Array
     spacing: Array
     tol: Array
     result: RESULTS
@@ -391,6 +403,8 @@ class MemorisationResult(AbstractResult):
             f"fraction within tol: {float(self.fraction):.4f} +- {float(self.fraction_stderr):.4f}; "
             f"median distance {float(self.median_distance):.4g} (training points' median "
             f"nearest-neighbour spacing {float(self.spacing):.4g})",
+            f"fraction nearer than {float(self.ratio):.3g} x the second-nearest point: "
+            f"{float(self.ratio_fraction):.4f} +- {float(self.ratio_stderr):.4f}",
             f"result: {message(self.result)}"])
 
     def plot(self, ax=None, **kwargs):
@@ -400,7 +414,7 @@ class MemorisationResult(AbstractResult):
         return plot_memorisation(self, ax=ax, **kwargs)
 
 
-def memorisation(samples, points, *, tol) -> MemorisationResult:
+def memorisation(samples, points, *, tol, ratio: float = 1 / 3) -> MemorisationResult:
     r"""How close samples are to the training set: the distance of each sample to its nearest
     training point, the fraction within `tol` (memorised: a copy of a training point up to `tol`),
     and the median distance.
@@ -415,20 +429,34 @@ def memorisation(samples, points, *, tol) -> MemorisationResult:
     - `samples`: shape `(n, d)`, finite.
     - `points`: the training points, shape `(m, d)`, finite.
     - `tol`: the radius that counts as memorised (positive).
+    - `ratio`: the scale-free criterion: a sample is a copy when its nearest training point is
+      nearer than `ratio` times its second-nearest (default 1/3, Gu et al. 2023, "On memorization
+      in diffusion models"); in $(0, 1]$.
 
     **Returns:** a [`MemorisationResult`][].
     """
     samples = _check_batch(samples, "samples")
     points = _check_batch(points, "points", dim=samples.shape[1])
     tol = _check_tol(tol)
-    return _memorisation_jit(samples, points, jnp.asarray(tol, samples.dtype))
+    check_positive(ratio, "ratio")
+    if is_concrete(ratio) and float(ratio) > 1:
+        raise ValueError(f"`ratio` must lie in (0, 1], got {float(ratio)}.")
+    return _memorisation_jit(samples, points, jnp.asarray(tol, samples.dtype),
+                             jnp.asarray(ratio, samples.dtype))
 
 
 @jax.jit
-def _memorisation_jit(samples, points, tol):
-    nearest, dist = _nearest(samples, points)
+def _memorisation_jit(samples, points, tol, ratio):
+    d2 = _squared_distances(samples, points)
+    if points.shape[0] > 1:
+        two = -jax.lax.top_k(-d2, 2)[0]
+        dist, second = jnp.sqrt(two[:, 0]), jnp.sqrt(two[:, 1])
+    else:
+        dist, second = jnp.sqrt(d2[:, 0]), jnp.full(d2.shape[:1], jnp.inf, d2.dtype)
+    nearest = jnp.argmin(d2, axis=1)
     n = samples.shape[0]
     inside = jnp.mean(dist <= tol)
+    copies = jnp.mean(dist < ratio * second)
     if points.shape[0] > 1:
         _, nn = _nearest_other(points)
         spacing = jnp.median(nn)
@@ -436,8 +464,9 @@ def _memorisation_jit(samples, points, tol):
         spacing = jnp.asarray(jnp.nan, samples.dtype)
     return MemorisationResult(samples=samples, points=points, nearest=nearest, distances=dist,
                               fraction=inside, fraction_stderr=jnp.sqrt(inside * (1 - inside) / n),
-                              median_distance=jnp.median(dist), spacing=spacing, tol=tol,
-                              result=RESULTS.successful)
+                              median_distance=jnp.median(dist), second_distances=second,
+                              ratio_fraction=copies, ratio_stderr=jnp.sqrt(copies * (1 - copies) / n),
+                              ratio=ratio, spacing=spacing, tol=tol, result=RESULTS.successful)
 
 
 def _nearest_other(points):
