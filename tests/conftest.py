@@ -297,20 +297,20 @@ SLOW = {
         "20 s CPU: train_cnf + fit on make_moons; test_hostile_cnf.py's train_cnf rows stay",
     # --- #20 probability flow and scores (helper G2): add your entries below this line
     "test_models_score.py::test_gaussian_sampling_map_is_the_linear_transport[ve]": (
-        "1 s: a second compiled solve (VE); the VP map stays in the main lane"),
+        "2.5 s: a second compiled solve (VE); the VP map stays in the main lane"),
     "test_models_score.py::test_empirical_score_is_the_gradient_of_the_mixture[ve]": (
-        "0.3 s: the VE case; VP stays in the main lane"),
+        "0.6 s: the VE case; VP stays in the main lane"),
     "test_models_score.py::test_gaussian_score_is_the_gradient_of_its_density": (
-        "1 s: the Gaussian score's density; its sampling map stays in the main lane"),
+        "1.1 s: the Gaussian score's density; its sampling map stays in the main lane"),
     "test_models_score.py::test_score_network_and_dsm_loss": (
-        "2 s: network init and two compiled losses; DSM training is slow-lane too"),
+        "1.9 s: network init and two compiled losses; DSM training is slow-lane too"),
     "test_models_score.py::test_empirical_flow_memorises_with_equal_polygon_basins": (
-        "2 s: 400 empirical-flow samples; the empirical score's known answer stays in the main lane"),
-    "test_models_score.py::test_log_prob_is_the_pushforward_density": "3 s: the augmented (trace) solve",
-    "test_models_score.py::test_sample_jits_once_and_vmaps": "2 s: a jitted solve",
-    "test_models_score.py::test_gradients_against_finite_differences": "5 s: reverse mode through log_prob",
-    "test_models_score.py::test_dsm_training_lowers_the_loss": "8 s: 200 DSM steps and 32 samples",
-    "test_models_score.py::test_failure_codes_and_result_object": "3 s: three more compiled solves",
+        "2.4 s: 400 empirical-flow samples; the empirical score's known answer stays in the main lane"),
+    "test_models_score.py::test_log_prob_is_the_pushforward_density": "3.1 s: the augmented (trace) solve",
+    "test_models_score.py::test_sample_jits_once_and_vmaps": "2.5 s: a jitted solve",
+    "test_models_score.py::test_gradients_against_finite_differences": "4.8 s: reverse mode through log_prob",
+    "test_models_score.py::test_dsm_training_lowers_the_loss": "7.4 s: 200 DSM steps and 32 samples",
+    "test_models_score.py::test_failure_codes_and_result_object": "3.9 s: three more compiled solves",
     # --- #20 generative analyses/experiment (helper G3): add your entries below this line
     "test_generative_analyses.py::test_fixed_step_sampler_matches_adaptive_probability_flow": (
         "9 s: 200 adaptive probability-flow samples; the fixed-step polygon basins stay in the main lane"),

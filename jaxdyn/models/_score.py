@@ -523,10 +523,14 @@ def train_score(score: eqx.Module, xs: Array, sde: Any = None, *, key: Key, n_st
     batch_size = check_int(batch_size, "batch_size")
     chunk = check_int(chunk, "chunk")
     t_min = _check_t_min(t_min)
+    size = getattr(score, "size", None)
+    if isinstance(size, int) and xs.shape[1] != size:
+        raise ValueError(f"`xs` must have rows of dimension {size} like the score, got shape {xs.shape}.")
     try:
         out = jax.eval_shape(score, jnp.asarray(0.5, xs.dtype), xs[0])
     except Exception as err:  # noqa: BLE001 - re-raised with the arguments named
-        raise ValueError(f"`score` failed on a row of `xs` (shape {tuple(xs.shape[1:])}): {err}") from err
+        raise ValueError(f"`score` failed on a row of `xs` (shape {tuple(xs.shape[1:])}); the error it "
+                         "raised is shown above.") from err
     if getattr(out, "shape", None) != xs.shape[1:]:
         raise ValueError(f"`score` must return the shape of a row of `xs` {tuple(xs.shape[1:])}, got "
                          f"{getattr(out, 'shape', type(out).__name__)}.")
