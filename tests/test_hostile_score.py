@@ -131,6 +131,19 @@ ROWS = [
         r"`ts`",
     ),
     Hostile("log_prob: x of another dimension", lambda: _flow().log_prob(jnp.ones(1)), ValueError, r"`x`"),
+    Hostile(
+        "log_prob: hutchinson without a key",
+        lambda: _flow().log_prob(jnp.ones(2), trace="hutchinson"),
+        ValueError,
+        r"`key`",
+    ),
+    Hostile(
+        "cnf: no size from a plain score",
+        lambda: jm.ProbabilityFlow(lambda t, x: -x).cnf(),
+        ValueError,
+        r"`size`",
+    ),
+    Hostile("GaussianPrior: std = 0", lambda: jm.GaussianPrior(2, 0.0), ValueError, r"`std`"),
     # --- training ---
     Hostile("train_score: xs of shape (n,)", lambda: _train(xs=jnp.ones(8)), ValueError, r"`xs`"),
     Hostile("train_score: NaN in xs", lambda: _train(xs=XS.at[0, 0].set(jnp.nan)), ValueError, r"`xs`"),

@@ -64,6 +64,7 @@ from ._score import (
     VP as VP,
     AbstractSDE as AbstractSDE,
     EmpiricalScore as EmpiricalScore,
+    GaussianPrior as GaussianPrior,
     GaussianScore as GaussianScore,
     ProbabilityFlow as ProbabilityFlow,
     ProbabilityFlowSolution as ProbabilityFlowSolution,

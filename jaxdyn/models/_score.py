@@ -37,6 +37,7 @@ from jax import lax
 from .._checks import check_finite, check_int, check_positive, is_concrete
 from .._results import RESULTS, AbstractResult, check_throw, from_diffrax, message, raise_if_failed
 from .._types import Array, Key, Scalar
+from ._cnf import CNF
 from ._fit import FitResult, _all_finite
 
 T_END = 1.0
@@ -639,8 +640,9 @@ class ProbabilityFlow(eqx.Module):
     `args` unused). [`ProbabilityFlow.sample`][] maps a latent $z \sim N(0, I)$ to
     $x_T = $ `prior_std` $\cdot z$ and integrates backwards in time from $T$ to $t_{\min}$: the
     sampling map. [`ProbabilityFlow.log_prob`][] is the log-density of the samples by the
-    instantaneous change of variables (the flow run forwards from $t_{\min}$ to $T$ as a
-    continuous normalizing flow, with the exact trace of $\partial v / \partial x$).
+    instantaneous change of variables: the flow is a [`CNF`][] with its time reversed
+    ([`ProbabilityFlow.cnf`][]: $t_0 = T$, $t_1 = t_{\min}$, base $N(0, \text{prior\_std}^2 I)$),
+    with the exact trace of $\partial v / \partial x$ or Hutchinson's estimate.
 
     **Integrator.** `diffrax.diffeqsolve` with `Tsit5` and a `PIDController(rtol=1e-6,
     atol=1e-8)` by default (the same defaults as [`NeuralODE`][]), `max_steps=4096`, reverse
@@ -813,36 +815,60 @@ class ProbabilityFlow(eqx.Module):
             ts = jnp.linspace(T_END, self.t_min, n_points, dtype=dtype)
         return self.solve(z, ts=ts, throw=throw)
 
-    def log_prob(self, x: Array, *, throw: bool = True) -> Array:
+    def cnf(self, size: int | None = None, *, trace: str = "exact", noise: str = "rademacher") -> CNF:
+        r"""The probability flow as a [`CNF`][] (its time reversed): field `self`, $t_0 = T = 1$
+        (the prior's time), $t_1 = t_{\min}$ (the data's), base $N(0, \text{prior\_std}^2 I)$, and
+        this flow's solver settings. `size`: $d$ (default `score.size`); `trace`, `noise`: as in
+        [`CNF`][] (`"hutchinson"` for large $d$, with a `key` per call)."""
+        if size is None:
+            size = getattr(self.score, "size", None)
+            if not isinstance(size, int):
+                raise ValueError("`size` is required: the dimension d cannot be read from `score.size`.")
+        size = check_int(size, "size")
+        return CNF(self, t0=T_END, t1=self.t_min, trace=trace, noise=noise,
+                   base=GaussianPrior(size, self.sde.prior_std), solver=self.solver,
+                   stepsize_controller=self.stepsize_controller, dt0=self.dt0, adjoint=self.adjoint,
+                   max_steps=self.max_steps)
+
+    def log_prob(self, x: Array, *, key: Key | None = None, trace: str = "exact",
+                 throw: bool = True) -> Array:
         r"""$\log p(x)$ of the model's samples (the push-forward of the prior by the sampling map)
-        at one point `x` of shape `(d,)`, by the instantaneous change of variables:
+        at one point `x` of shape `(d,)`, by the instantaneous change of variables of
+        [`CNF.log_prob`][] (the flow as [`ProbabilityFlow.cnf`][]):
 
         $$\log p(x) = \log N(x_T; 0, \text{prior\_std}^2 I) + \int_{t_{\min}}^{T} \operatorname{tr}
         \frac{\partial v}{\partial x}(t, x_t)\, dt,$$
 
-        with $x_t$ the flow run forwards from $x_{t_{\min}} = x$. The trace is exact (one
-        forward-mode Jacobian of the field per step: for moderate $d$). Differentiable in `x`
-        and in the score's parameters (reverse mode). Raises on a failed solve (`throw=False`:
-        NaN instead)."""
+        with $x_t$ the flow run forwards from $x_{t_{\min}} = x$. `trace="exact"` (default: $d$
+        forward tangents per step) or `"hutchinson"` (then `key` is required). Differentiable in
+        `x` and in the score's parameters (reverse mode); vmap over points. `throw`: raise on a
+        failed solve, or return NaN (`False`)."""
         check_throw(throw)
         x = self._check_state(x, "x")
-        d = x.shape[0]
-        sol = self._integrate(diffrax.ODETerm(_Augmented(self)), (x, jnp.zeros((), x.dtype)), self.t_min,
-                              T_END, diffrax.SaveAt(t1=True))
-        result = from_diffrax(sol.result)
-        x_T, div = sol.ys[0][-1], sol.ys[1][-1]
-        std = self.sde.prior_std
-        log_prior = -0.5 * jnp.sum(x_T**2) / std**2 - d * jnp.log(std) - 0.5 * d * jnp.log(2 * jnp.pi)
-        out = jnp.where(result == RESULTS.successful, log_prior + div, jnp.nan)
-        return raise_if_failed(out, result, throw, hint="in `log_prob` (the flow run from t_min to T).")
+        return self.cnf(x.shape[0], trace=trace).log_prob(x, key=key, throw=throw)
 
 
-class _Augmented(eqx.Module):
-    """The probability flow with the divergence carried along: (v, tr dv/dx)."""
+class GaussianPrior(eqx.Module):
+    r"""The prior $N(0, s^2 I_d)$ of a probability flow, as a [`CNF`][] base density
+    (`log_prob(z)`, `sample(key, n)`, `size`).
 
-    flow: ProbabilityFlow
+    **Arguments:** `size`: $d$; `std`: $s > 0$ (a schedule's `prior_std`).
+    """
 
-    def __call__(self, t, state, args=None):
-        x, _ = state
-        v = lambda y: self.flow(t, y)
-        return v(x), jnp.trace(jax.jacfwd(v)(x))
+    size: int = eqx.field(static=True)
+    std: float = eqx.field(static=True)
+
+    def __init__(self, size: int, std: float = 1.0):
+        self.size = check_int(size, "size")
+        check_positive(std, "std")
+        self.std = float(std)
+
+    def log_prob(self, z: Array) -> Array:
+        r"""$\log N(z; 0, s^2 I)$."""
+        d = z.shape[-1]
+        return (-0.5 * jnp.sum(z**2, axis=-1) / self.std**2 - d * jnp.log(self.std)
+                - 0.5 * d * jnp.log(2 * jnp.pi))
+
+    def sample(self, key: Key, n: int) -> Array:
+        """`n` draws, shape `(n, d)`."""
+        return self.std * jax.random.normal(key, (check_int(n, "n"), self.size), jnp.result_type(float))
