@@ -283,6 +283,34 @@ SLOW = {
     "test_training_sgd_results.py::test_every_result_follows_the_pattern": "5 s",
     # --- #19 attention core (helper A1): add your entries below this line
     # --- #19 attention clustering/limit/stability (helper A2): add your entries below this line
+    "test_attention_clustering.py::test_figures":
+        "5 s: every figure of plot/_attention (3-D snapshots, PCA); the clustering known answers stay "
+        "(test_clustering_result_known_trajectory)",
+    "test_attention_dynamics.py::test_flow_spectrum_at_consensus":
+        "3 s: flow_spectrum at consensus to 1e-4; the Jacobian spectrum stays "
+        "(test_consensus_spectrum_exact)",
+    "test_attention_dynamics.py::test_cluster_count_grows_with_beta":
+        "8 s: the table over 5 beta x 3 seeds to t = 160; consensus vs clusters stays "
+        "(test_consensus_at_small_beta_and_long_lived_clusters_at_large_beta)",
+    "test_attention_dynamics.py::test_dominant_positive_eigenvalue_aligns_tokens":
+        "4 s: Projected RK4 to t = 80; consensus vs clusters stays",
+    "test_attention_dynamics.py::test_negative_definite_value_matrix":
+        "3 s: Projected RK4 to t = 80; consensus vs clusters stays",
+    "test_attention_dynamics.py::test_token_w1_rate_on_the_circle":
+        "15 s: W1 of n vs 4n tokens, 4 n x 6 repeats; w1_tokens = w1_circle stays "
+        "(test_w1_tokens_against_circle_and_brute_force)",
+    "test_attention_dynamics.py::test_circle_at_beta_zero_is_the_vlasov_particle_system":
+        "7 s: two Tsit5 solves at rtol 1e-10; consensus vs clusters stays",
+    "test_attention_dynamics.py::test_consensus_spectrum_exact[softmax]":
+        "2 s: a second Jacobian compilation; the uniform variant stays",
+    "test_hostile_attention_analysis.py::test_hostile[clustering: NaN tokens raise]":
+        "2 s: compiles the clustering kernels; test_clustering_result_known_trajectory (both modes) stays",
+    "test_hostile_attention_analysis.py::test_hostile[clustering: NaN tokens, throw=False]":
+        "2 s: compiles the clustering kernels; test_clustering_result_known_trajectory (both modes) stays",
+    "test_hostile_attention_analysis.py::test_hostile[cluster_stability: NaN field raises]":
+        "2 s: compiles a Jacobian; the stability known answer stays (test_consensus_spectrum_exact)",
+    "test_hostile_attention_analysis.py::test_hostile[cluster_stability: NaN field, throw=False]":
+        "2 s: compiles a Jacobian; the stability known answer stays (test_consensus_spectrum_exact)",
     # --- #19 attention experiment/trained attention (helper A3): add your entries below this line
     # --- #20 CNF (helper G1): add your entries below this line
     "test_models_cnf.py::test_hutchinson_is_unbiased[gaussian]":

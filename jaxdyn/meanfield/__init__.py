@@ -7,6 +7,19 @@ from ._attention import (
     SelfAttention as SelfAttention,
     shard_tokens as shard_tokens,
 )
+from ._clustering import (
+    ClusteringResult as ClusteringResult,
+    ClusterStabilityResult as ClusterStabilityResult,
+    TokenW1Result as TokenW1Result,
+    cluster_count as cluster_count,
+    cluster_labels as cluster_labels,
+    cluster_stability as cluster_stability,
+    clustering as clustering,
+    mean_token_norm as mean_token_norm,
+    token_w1_rate as token_w1_rate,
+    uniform_sphere as uniform_sphere,
+    w1_tokens as w1_tokens,
+)
 from ._coupling import (
     AbstractCoupling as AbstractCoupling,
     AbstractCouplingMethod as AbstractCouplingMethod,

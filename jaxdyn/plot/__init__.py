@@ -1,5 +1,13 @@
 """Figures (matplotlib is imported only when a function draws)."""
 
+from ._attention import (
+    plot_alignment_histogram as plot_alignment_histogram,
+    plot_cluster_counts as plot_cluster_counts,
+    plot_cluster_spectrum as plot_cluster_spectrum,
+    plot_clustering as plot_clustering,
+    plot_token_w1 as plot_token_w1,
+    plot_tokens as plot_tokens,
+)
 from ._branch import plot_branch as plot_branch
 from ._central_flow import plot_central_flow as plot_central_flow
 from ._curvature import (
