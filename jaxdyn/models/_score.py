@@ -68,8 +68,8 @@ class AbstractSDE(eqx.Module):
 
     Its transition from the data is Gaussian: $x_t \mid x_0 \sim N(\alpha_t x_0, \sigma_t^2 I)$.
     Subclasses give `alpha(t)`, `sigma(t)`, `drift(t, x)` ($= f(t) x$), `g2(t)` ($= g(t)^2$)
-    and `prior_std` (the latent $z \sim N(0, I)$ starts the sampling at $x_T = $ `prior_std` $z$;
-    the prior mean is zero). They satisfy $\frac{d}{dt}\alpha_t = f(t)\alpha_t$ and
+    and `prior_std` $s$ (the latent $z \sim N(0, I)$ starts the sampling at $x_T = s z$; the
+    prior mean is zero). They satisfy $\frac{d}{dt}\alpha_t = f(t)\alpha_t$ and
     $\frac{d}{dt}\sigma_t^2 = 2 f(t) \sigma_t^2 + g(t)^2$, so that a Gaussian's marginals are
     carried exactly by the probability flow.
     """
@@ -638,7 +638,7 @@ class ProbabilityFlow(eqx.Module):
 
     with $s$ the score. Called as `flow(t, x, args)` it is the field $v$ (diffrax's convention,
     `args` unused). [`ProbabilityFlow.sample`][] maps a latent $z \sim N(0, I)$ to
-    $x_T = $ `prior_std` $\cdot z$ and integrates backwards in time from $T$ to $t_{\min}$: the
+    $x_T = s z$ ($s$ = `sde.prior_std`) and integrates backwards in time from $T$ to $t_{\min}$: the
     sampling map. [`ProbabilityFlow.log_prob`][] is the log-density of the samples by the
     instantaneous change of variables: the flow is a [`CNF`][] with its time reversed
     ([`ProbabilityFlow.cnf`][]: $t_0 = T$, $t_1 = t_{\min}$, base $N(0, \text{prior\_std}^2 I)$),
@@ -774,8 +774,8 @@ class ProbabilityFlow(eqx.Module):
                                    max_steps=self.max_steps, throw=False)
 
     def solve(self, z: Array, *, ts: Array | None = None, throw: bool = True) -> ProbabilityFlowSolution:
-        r"""The sampling map with its diagnosis: latent `z` (shape `(d,)`) $\to x_T = $
-        `prior_std` $z \to x_{t_{\min}}$, saving the states at `ts` (non-increasing times in
+        r"""The sampling map with its diagnosis: latent `z` (shape `(d,)`) $\to x_T = s z \to
+        x_{t_{\min}}$ ($s$ = `prior_std`), saving the states at `ts` (non-increasing times in
         $[t_{\min}, 1]$) when given. `throw=False` returns the result code (under `jit`/`vmap`)
         instead of raising an `eqx.EquinoxRuntimeError`.
 
