@@ -282,6 +282,29 @@ SLOW = {
     "test_training_sgd.py::test_non_commuting_below_mean_square_bound": "8 s",
     "test_training_sgd_results.py::test_every_result_follows_the_pattern": "5 s",
     # --- #19 attention core (helper A1): add your entries below this line
+    "test_attention_field.py::test_projected_paths_agree_and_unprojected_solvers_drift":
+        "17 s: four solves (fast/diffrax Projected RK4, plain RK4, adaptive Tsit5 twice); "
+        "test_sphere_is_invariant_with_the_projected_integrator stays",
+    "test_attention_field.py::test_gradients_match_central_differences":
+        "9 s: reverse mode through a solve and central differences; "
+        "test_uniform_on_the_circle_is_kuramoto stays",
+    "test_attention_field.py::test_automatic_blocked_path_above_the_dense_limit":
+        "4 s: 549 tokens, blocked against dense; test_dense_and_blocked_agree[softmax] stays",
+    "test_attention_field.py::test_layernorm_and_feedforward_as_written":
+        "3 s: two more compiled layouts; test_uniform_on_the_circle_is_kuramoto stays",
+    "test_attention_field.py::test_multihead_is_the_sum_of_heads_and_weights":
+        "3 s: three layouts and the weights; test_dense_and_blocked_agree[softmax] (two heads) stays",
+    "test_attention_field.py::test_batch_by_vmap_and_beta_does_not_recompile":
+        "3 s: a vmapped compile; test_uniform_on_the_circle_is_kuramoto stays (beta traced, one compile)",
+    "test_attention_field.py::test_key_blocks_differ_from_query_blocks":
+        "2.5 s: two more blocked layouts; test_dense_and_blocked_agree[softmax] stays",
+    "test_attention_field.py::test_simulate_on_the_circle_is_kuramoto":
+        "1.5 s: two solves; test_uniform_on_the_circle_is_kuramoto (the fields) stays",
+    "test_attention_field.py::test_dense_and_blocked_agree[uniform]":
+        "1 s: the uniform layouts; test_dense_and_blocked_agree[softmax] stays",
+    "test_attention_field.py::test_sharded_tokens_equal_single_device":
+        "25-47 s: a subprocess on 4 virtual CPU devices; "
+        "tests/test_hostile_attention.py (shard_tokens rows) stays",
     # --- #19 attention clustering/limit/stability (helper A2): add your entries below this line
     "test_attention_clustering.py::test_figures":
         "5 s: every figure of plot/_attention (3-D snapshots, PCA); the clustering known answers stay "

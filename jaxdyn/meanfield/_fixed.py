@@ -50,6 +50,7 @@ class Plan(eqx.Module):
     first_snap: bool = eqx.field(static=True)  # snapshots[0] == ts[0] (the initial state kept)
     tableau: Tableau | None = eqx.field(static=True)  # None: diffrax.Euler
     interpolation: object = eqx.field(static=True)
+    retract: bool = eqx.field(static=True, default=False)  # a `Projected` solver: each step onto the sphere
 
 
 def _tableau(solver) -> Tableau | None:
@@ -97,10 +98,14 @@ def plan(solver, ts, dt0, snapshots, *, max_steps: int, fast: bool, adjoint, sde
     """The fast-path layout of a [`simulate`][] call, or `None` when diffrax runs it: `fast=False`, an
     `adjoint` given, an SDE, an adaptive or non-RK solver, traced `ts`/`dt0`/`snapshots`, a sharded
     field over several processes, more than `max_steps` steps, save times finer than the steps
-    (two inside one step), or more than 32 snapshots."""
+    (two inside one step), or more than 32 snapshots. A [`Projected`][] fixed-step solver runs its
+    wrapped method, each step retracted onto the sphere (as its diffrax step does)."""
     if not fast or adjoint is not None or sde or adaptive or sharded:
         return None
-    tab = _tableau(solver)
+    from ._attention import Projected
+
+    retract = type(solver) is Projected  # its wrapped method's steps, each retracted onto the sphere
+    tab = _tableau(solver.solver if retract else solver)
     if tab is False:
         return None
     if not all(is_concrete(x) for x in (ts, dt0, snapshots) if x is not None):
@@ -141,7 +146,7 @@ def plan(solver, ts, dt0, snapshots, *, max_steps: int, fast: bool, adjoint, sde
     if pos != n:
         return None  # cannot happen (ts[-1] == t1 is a grid time); diffrax decides
     interp = solver.interpolation_cls
-    return Plan(n, tuple(events), first_snap, tab, interp)
+    return Plan(n, tuple(events), first_snap, tab, interp, retract)
 
 
 def _stages(field, t, y, h, tab: Tableau | None, args):
@@ -211,6 +216,8 @@ def run(field, y0, ts, dt0, *, args, plan: Plan, max_steps: int, progress: bool,
         ta, tb = time(k), time(k1)
         h = tb - ta
         y1, ks = _stages(field, ta, y, h, plan.tableau, args)
+        if plan.retract:
+            y1 = y1 / jnp.linalg.norm(y1, axis=-1, keepdims=True)
         bad = jnp.logical_not(jnp.all(jnp.isfinite(y1)))
         first = jnp.logical_and(bad, fail_k < 0)
         fail_k = jnp.where(first, k1, fail_k)
