@@ -246,6 +246,10 @@ class GaussianScore(eqx.Module):
     - `cov`: $\Sigma$, shape `(d, d)`, symmetric positive definite.
     - `sde`: `"vp"`, `"ve"` or a schedule ([`VP`][], [`VE`][]); default `"vp"`.
 
+    The eigendecomposition of $\Sigma$ is taken at construction (the fields `eigenvalues`,
+    `eigenvectors`): to differentiate with respect to `cov`, build the score inside the
+    differentiated function (`mean` may be swapped with `eqx.tree_at`).
+
     **Example:**
 
     ```python
@@ -269,8 +273,8 @@ class GaussianScore(eqx.Module):
         if cov.shape != (d, d):
             raise ValueError(f"`cov` must have shape ({d}, {d}) like `mean`, got {cov.shape}.")
         self.sde = as_sde(sde)
-        check_finite(mean, "mean")
-        check_finite(cov, "cov")
+        mean = check_finite(mean, "mean")
+        cov = check_finite(cov, "cov")
         if is_concrete(cov):
             c = np.asarray(cov, dtype=float)
             if not np.allclose(c, c.T, rtol=1e-10, atol=1e-12 * max(1.0, np.abs(c).max())):
