@@ -324,6 +324,8 @@ SLOW = {
         "(test_w1_tokens_against_circle_and_brute_force)",
     "test_attention_dynamics.py::test_circle_at_beta_zero_is_the_vlasov_particle_system":
         "7 s: two Tsit5 solves at rtol 1e-10; consensus vs clusters stays",
+    "test_attention_dynamics.py::test_equilibria_of_three_tokens_on_the_circle_via_invariant":
+        "8 s: invariant.equilibria (32 Newton starts) + 6 Jacobians; test_consensus_spectrum_exact stays",
     "test_attention_dynamics.py::test_consensus_spectrum_exact[softmax]":
         "2 s: a second Jacobian compilation; the uniform variant stays",
     "test_hostile_attention_analysis.py::test_hostile[clustering: NaN tokens raise]":

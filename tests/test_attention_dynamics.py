@@ -164,3 +164,40 @@ def test_circle_at_beta_zero_is_the_vlasov_particle_system():
     np.testing.assert_allclose(sol.ys, x_ref, atol=1e-8)
     np.testing.assert_allclose(mf.mean_token_norm(sol.ys), jnp.abs(mf.order_parameter(ref.theta[:, 0])),
                                atol=1e-8)
+
+
+def test_equilibria_of_three_tokens_on_the_circle_via_invariant():
+    # n = 3 tokens on the circle, Q = K = V = I, uniform, beta = 1: the angles relative to token 0,
+    # phi_k = theta_k - theta_0, remove the rotation symmetry; jaxdyn.invariant.equilibria finds every
+    # equilibrium in [-0.5, 2 pi - 0.5)^2 (one copy of each modulo 2 pi): consensus (stable node,
+    # eigenvalues -e^beta twice), the three 2 + 1 states (saddles: e^-beta and -1.69), the two splay
+    # states (unstable nodes). cluster_stability on the tokens gives the same spectrum plus the
+    # rotation's 0.
+    from jaxdyn import invariant
+
+    n, beta = 3, 1.0
+    field = _attention(beta, normalisation="uniform", d=2)
+
+    def tokens(phi):
+        th = jnp.concatenate([jnp.zeros(1), phi])
+        return jnp.stack([jnp.cos(th), jnp.sin(th)], axis=1)
+
+    def relative(t, phi, args):
+        x = tokens(phi)
+        v = field(t, x, args)
+        omega = x[:, 0] * v[:, 1] - x[:, 1] * v[:, 0]  # the angular velocities
+        return omega[1:] - omega[0]
+
+    res = invariant.equilibria(relative, jnp.full(n - 1, -0.5), jnp.full(n - 1, 2 * np.pi - 0.5),
+                               key=jax.random.key(0), n_starts=32)
+    print(res.summary())
+    k = int(res.n_found)
+    kinds = sorted(invariant.KINDS[int(c)] for c in np.asarray(res.kinds)[:k])
+    assert kinds == sorted(["stable node"] + ["saddle"] * 3 + ["unstable node"] * 2), kinds
+    for i in range(k):
+        st = mf.cluster_stability(field, tokens(res.points[i]))
+        want = np.sort(np.concatenate([[0.0], np.real(np.asarray(res.spectra[i]))]))
+        np.testing.assert_allclose(np.sort(np.real(np.asarray(st.eigenvalues))), want, atol=1e-8)
+        assert bool(st.equilibrium) and int(st.index) == int(np.asarray(res.indices)[i])
+        if invariant.KINDS[int(res.kinds[i])] == "stable node":
+            np.testing.assert_allclose(np.real(np.asarray(res.spectra[i])), -np.exp(beta), atol=1e-8)
