@@ -59,6 +59,8 @@ _ALL = (
     Experiment("central-flow", "jaxdyn.experiments.central_flow",
                "Central flows on digits: GD's smoothed loss and path follow the central flow at 2/eta.",
                x64=False),
+    Experiment("attention", "jaxdyn.experiments.attention",
+               "Tokens as particles: Kuramoto on the circle, clusters vs beta, spectral selection, W1 rate."),
 )
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in _ALL}
