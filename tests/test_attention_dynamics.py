@@ -144,9 +144,11 @@ def test_negative_definite_value_matrix():
 
 def test_token_w1_rate_on_the_circle():
     # d = 2, Q = K = V = I, uniform, beta = 0 (the all-to-all Kuramoto model, K = 1): W1 between n and
-    # 4n tokens at t = 3 (exact circle W1, 6 repeats): the fitted slope is near -1/2
+    # 4n tokens at t = 1 (exact circle W1, 6 repeats): the fitted slope is near -1/2 (at t = 3 the
+    # instability of the uniform state, rate K/2 = 1/2, has amplified the sampling error to O(1) for
+    # the small n and flattens the slope: -0.40 measured)
     field = _attention(0.0, normalisation="uniform", d=2)
-    out = mf.token_w1_rate(field, [32, 64, 128, 256], d=2, t1=3.0, key=jax.random.key(3), repeats=6,
+    out = mf.token_w1_rate(field, [32, 64, 128, 256], d=2, t1=1.0, key=jax.random.key(3), repeats=6,
                            dt=0.1, progress=False)
     print(out.summary())
     assert -0.8 < float(out.slope) < -0.3 and -0.8 < float(out.slope_initial) < -0.3

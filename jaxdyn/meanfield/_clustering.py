@@ -460,7 +460,14 @@ def token_w1_rate(field, ns, *, d: int, t1: float, key, ratio: int = 4, repeats:
     [`w1_tokens`][] (the exact [`w1_circle`][] when $d = 2$), averaged over `repeats` independent
     draws. For i.i.d. samples the distance at $t = 0$ decays like $n^{-1/2}$ on the circle and like
     $\sqrt{\log n / n}$ on $S^2$; the mean-field (Vlasov) limit says the flow keeps that rate up to
-    a factor $e^{L t_1}$.
+    a factor $e^{L t_1}$. Keep $t_1$ short enough that this factor leaves the distance small: the
+    uniform law is an unstable state of attention with $Q = K = V = I$ (on the circle at $\beta = 0$,
+    Kuramoto's incoherent state grows at rate $K/2 = 1/2$), so at large $t_1$ the sampling error of
+    the small $n$ is amplified to $O(1)$ and the fitted slope flattens. Measured (8 repeats, RK4
+    $dt = 0.1$): circle, uniform, $\beta = 0$, $n = 32 \dots 1024$: slope $-0.54$ at $t_1 = 1$
+    ($-0.54$ at $t = 0$); $S^2$, softmax, $\beta = 1$, $n = 16 \dots 512$: $-0.45$ at $t_1 = 1$
+    ($-0.43$ at $t = 0$; $\sqrt{\log n / n}$ has local slope $\approx -0.39$ there); at $t_1 = 3$ the
+    slopes were $-0.40$ (circle) and $-0.25$ ($S^2$).
 
     **Arguments:**
 
