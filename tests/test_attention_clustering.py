@@ -102,4 +102,11 @@ def test_figures(getkey):
         assert len(fig.axes) == 3 and fig.axes[0].get_ylabel() == "number of clusters"
     ax = plot.plot_cluster_counts(ts, {"beta = 1": np.ones(9), "beta = 9": np.full(9, 4)})
     assert ax.get_legend() is not None
+    w1 = mf.TokenW1Result(jnp.array([8, 16, 32]), jnp.array([[0.4, 0.5], [0.3, 0.3], [0.2, 0.25]]),
+                          jnp.array([[0.3, 0.3], [0.2, 0.2], [0.15, 0.14]]), jnp.asarray(-0.5),
+                          jnp.asarray(-0.52), RESULTS.successful, t1=1.0, ratio=4, d=3, metric="geodesic")
+    assert "slope" in w1.summary() and w1.plot().get_xlabel() == "tokens $n$"
+    eye = jnp.eye(3)
+    st = mf.cluster_stability(mf.SelfAttention(eye, eye, eye, beta=1.0), jnp.tile(eye[0], (3, 1)))
+    assert "neutral" in st.summary() and st.plot().get_xlabel().startswith(r"$\mathrm{Re}")
     plt.close("all")
