@@ -510,6 +510,13 @@ def token_w1_rate(field, ns, *, d: int, t1: float, key, ratio: int = 4, repeats:
     elif not callable(sample):
         raise TypeError(f"`sample` must be None or a callable sample(key, n) -> (n, d), got "
                         f"{type(sample).__name__}.")
+    for size in (ns_list[0], ratio * ns_list[0]):  # the law's shape, checked without compiling anything
+        try:
+            shape = jax.eval_shape(lambda k, size=size: sample(k, size), key).shape
+        except Exception:  # a sampler that JAX cannot trace (NumPy): checked on its first draw below
+            break
+        if tuple(shape) != (size, d):
+            raise ValueError(f"`sample(key, {size})` must return shape ({size}, {d}), got {tuple(shape)}.")
     ts = jnp.array([0.0, float(t1)])
     w1 = np.full((len(ns_list), repeats), np.nan)
     w0 = np.full_like(w1, np.nan)
