@@ -20,6 +20,8 @@ from ._neural_ode import NeuralODE
 _TRACES = ("exact", "hutchinson")
 _NOISES = ("rademacher", "gaussian")
 _LOG_2PI = float(np.log(2.0 * np.pi))
+# exact traces up to this dimension unroll the d vector-Jacobian products (beyond: one vmap)
+_UNROLL = 16
 
 
 class StandardNormal(eqx.Module):
@@ -65,8 +67,11 @@ class _Augmented(eqx.Module):
     $t = t_{start} + \sigma s$ ($\sigma = \pm 1$), and the state $(z, \ell)$ obeys
     $dz/ds = \sigma f(t, z)$, $d\ell/ds = -\sigma \operatorname{tr} D_z f(t, z)$, so that
     $\ell(|t_1 - t_0|) = -\int_{t_{start}}^{t_{end}} \operatorname{tr} D_z f\, dt$. With `eps` the
-    trace is Hutchinson's $\varepsilon^\top D_z f\, \varepsilon$ (one jvp); without it, exact
-    (jacfwd, $d$ tangents). `rows`: the state is a batch `(B, d)` (one shared step size)."""
+    trace is Hutchinson's $\varepsilon^\top D_z f\, \varepsilon$ (one jvp); without it, exact:
+    $\sum_i e_i^\top D_z f\, e_i$ from one linearisation and $d$ vector-Jacobian products (see
+    [`CNF`][]). `rows`: the state is a batch `(B, d)` (the field mapped over the rows, one shared
+    step size); the products are then taken on the whole batch at once (the rows are independent,
+    so the batch Jacobian is block diagonal)."""
 
     field: Any
     eps: Array | None
@@ -75,26 +80,30 @@ class _Augmented(eqx.Module):
     rows: bool = eqx.field(static=True)
     with_trace: bool = eqx.field(static=True)
 
-    def _one(self, t, z, eps, args):
-        f = lambda zz: self.field(t, zz, args)
-        if not self.with_trace:
-            return f(z), None
-        if eps is None:
-            jac, fz = jax.jacfwd(lambda zz: (f(zz), f(zz)), has_aux=True)(z)
-            return fz, jnp.trace(jac)
-        fz, jv = jax.jvp(f, (z,), (eps,))
-        return fz, jnp.vdot(eps, jv)
-
     def __call__(self, s, state, args):
         z = state[0] if self.with_trace else state
         t = self.t_start + self.sign * s
         if self.rows:
-            eps_axis = None if self.eps is None else 0
-            fz, tr = jax.vmap(self._one, in_axes=(None, 0, eps_axis, None))(t, z, self.eps, args)
+            f = lambda zz: jax.vmap(self.field, in_axes=(None, 0, None))(t, zz, args)
         else:
-            fz, tr = self._one(t, z, self.eps, args)
+            f = lambda zz: self.field(t, zz, args)
         if not self.with_trace:
-            return self.sign * fz
+            return self.sign * f(z)
+        if self.eps is None:
+            fz, pullback = jax.vjp(f, z)
+            d = z.shape[-1]
+            if d <= _UNROLL:
+                # d one-hot cotangents, one pullback each: measured cheaper to differentiate
+                # (training) than d forward tangents (jacfwd), on CPU, by about a third
+                tr = sum(pullback(jnp.zeros_like(fz).at[..., i].set(1))[0][..., i] for i in range(d))
+            else:
+                eye = jnp.eye(d, dtype=fz.dtype).reshape((d,) + (1,) * (fz.ndim - 1) + (d,))
+                basis = jnp.broadcast_to(eye, (d,) + fz.shape)
+                rows_of_jac = jax.vmap(pullback)(basis)[0]  # (d, ..., d): e_i^T Df
+                tr = jnp.sum(jnp.diagonal(rows_of_jac, axis1=0, axis2=-1), axis=-1)
+        else:
+            fz, jv = jax.jvp(f, (z,), (self.eps,))
+            tr = jnp.sum(self.eps * jv, axis=-1)
         return self.sign * fz, -self.sign * tr
 
 
