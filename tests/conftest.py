@@ -326,6 +326,8 @@ SLOW = {
         "7 s: two Tsit5 solves at rtol 1e-10; consensus vs clusters stays",
     "test_attention_dynamics.py::test_equilibria_of_three_tokens_on_the_circle_via_invariant":
         "8 s: invariant.equilibria (32 Newton starts) + 6 Jacobians; test_consensus_spectrum_exact stays",
+    "test_attention_dynamics.py::test_metastable_clusters_have_d_minus_1_slow_directions_each":
+        "5 s: two Projected RK4 runs, Jacobians, flow_spectrum runs; test_consensus_spectrum_exact stays",
     "test_attention_dynamics.py::test_consensus_spectrum_exact[softmax]":
         "2 s: a second Jacobian compilation; the uniform variant stays",
     "test_hostile_attention_analysis.py::test_hostile[clustering: NaN tokens raise]":
@@ -380,6 +382,9 @@ SLOW = {
         "2 s: reverse mode through the sampler; test_polygon_basins_equal_... stays"),
     "test_generative_analyses.py::test_ftle_ridges_separate_basins": (
         "3 s: a 41 x 41 FTLE grid; test_linear_sampling_map_ftle_and_lyapunov_closed_form stays"),
+    "test_experiments_generative.py::test_smoke_run_tiny": (
+        "25 s: a tiny generative experiment (two trainings, five compiled samplers); CI runs the quick one "
+        "after the tests; test_claims_pass_on_good_metrics stays"),
 }
 
 

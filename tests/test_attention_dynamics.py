@@ -203,3 +203,28 @@ def test_equilibria_of_three_tokens_on_the_circle_via_invariant():
         assert bool(st.equilibrium) and int(st.index) == int(np.asarray(res.indices)[i])
         if invariant.KINDS[int(res.kinds[i])] == "stable node":
             np.testing.assert_allclose(np.real(np.asarray(res.spectra[i])), -np.exp(beta), atol=1e-8)
+
+
+def test_metastable_clusters_have_d_minus_1_slow_directions_each():
+    # n = 16 tokens (seed 1), softmax, run to t = 40 (Projected RK4): beta = 1 is at consensus, beta = 9
+    # holds 3 clusters. Each cluster can rotate almost freely: (d - 1) k slow directions. The tangent
+    # spectrum (cluster_stability) has exactly (d - 1) k eigenvalues with |Re| < 0.01 (measured at
+    # beta = 9: 2.3e-3, 1.2e-4, 4.7e-6, 1.3e-7, 2e-8, -1.2e-4, then -0.998: the clustered state is
+    # not an exact equilibrium, |f| = 3.9e-4, and its slowest instability is the metastable drift),
+    # and flow_spectrum over T = 40 from there has (d - 1) k exponents above -0.3 (the others near -1,
+    # within-cluster, and -2, off the sphere).
+    x0 = mf.uniform_sphere(jax.random.key(1), 16, D)
+    for beta, clusters in ((1.0, 1), (9.0, 3)):
+        field = _attention(beta)
+        sol = mf.simulate(field, x0, jnp.array([0.0, 40.0]), solver=mf.Projected(mf.RK4()), dt0=0.05)
+        x = sol.ys[-1]
+        assert int(mf.cluster_count(x)) == clusters
+        st = mf.cluster_stability(field, x)
+        ev = np.sort(np.real(np.asarray(st.eigenvalues)))[::-1]
+        res = flow_spectrum(field, x, dt=0.05, n_steps=800, key=jax.random.key(0), progress=False)
+        ex = np.asarray(res.exponents)
+        print(f"beta = {beta}: {clusters} cluster(s); top tangent eigenvalues {ev[:8].tolist()}; "
+              f"Lyapunov exponents {np.round(ex[:8], 4).tolist()}")
+        slow = (D - 1) * clusters
+        assert np.sum(np.abs(ev) < 1e-2) == slow and ev[slow] < -0.9
+        assert np.sum(ex > -0.3) == slow
