@@ -122,24 +122,37 @@ def test_dominant_positive_eigenvalue_aligns_tokens():
 
 
 def test_negative_definite_value_matrix():
-    # V = -I (or -diag(1, .5, .3)), beta = 1, softmax, n = 32: the tokens repel: the mean token
-    # vanishes (R -> ~1e-4) and no two tokens meet (32 clusters); two antipodal groups are an
-    # equilibrium but an unstable one (tangent index 8 for 2 + 4 tokens). The issue expected two
-    # antipodal groups: on the sphere that is not what the dynamics does (reported as not met).
+    # Q = K = I, V = -I or -diag(1, .5, .3), beta = 1, softmax, n = 32: the tokens repel: the mean
+    # token vanishes (R -> ~1e-4) and no two tokens meet (32 clusters); two antipodal groups are an
+    # equilibrium but an unstable one (tangent index 8 for 2 + 4 tokens). With Q^T K = V (Q = I,
+    # K = V, the symmetric setting of spectral selection) the tokens do split into two antipodal
+    # groups (R ~ 0, splits 17/15 measured) on the most negative eigendirection e_1 (|<x_i, e_1>| = 1
+    # to 1e-6 when its eigenvalue is simple), a stable equilibrium.
     ts = jnp.array([0.0, 10.0, 40.0, 80.0])
+    x0 = mf.uniform_sphere(jax.random.key(1), 32, D)
     for V in (-EYE, -jnp.diag(jnp.array([1.0, 0.5, 0.3]))):
-        field = _attention(1.0, V=V)
-        x0 = mf.uniform_sphere(jax.random.key(1), 32, D)
-        sol = mf.simulate(field, x0, ts, solver=mf.Projected(mf.RK4()), dt0=0.05)
+        sol = mf.simulate(_attention(1.0, V=V), x0, ts, solver=mf.Projected(mf.RK4()), dt0=0.05)
         r = np.asarray(mf.mean_token_norm(sol.ys))
         counts = np.asarray(mf.cluster_count(sol.ys))
-        print(f"V = {np.diag(np.asarray(V)).tolist()}: R(t) = {r.round(6).tolist()}, "
+        print(f"Q = K = I, V = {np.diag(np.asarray(V)).tolist()}: R(t) = {r.round(6).tolist()}, "
               f"counts {counts.tolist()}")
         assert r[-1] < 1e-2 and counts[-1] == 32
     two = jnp.concatenate([jnp.tile(EYE[0], (2, 1)), jnp.tile(-EYE[0], (4, 1))])
     st = mf.cluster_stability(_attention(1.0, V=-EYE), two)
-    print("two antipodal groups (2 + 4) under V = -I:", st.summary())
+    print("two antipodal groups (2 + 4) under Q = K = I, V = -I:", st.summary())
     assert bool(st.equilibrium) and int(st.index) > 0 and not bool(st.stable)
+    V = -jnp.diag(jnp.array([1.0, 0.5, 0.3]))
+    field = mf.SelfAttention(EYE, V, V, beta=1.0)  # Q^T K = V
+    sol = mf.simulate(field, x0, ts, solver=mf.Projected(mf.RK4()), dt0=0.05)
+    x = np.asarray(sol.ys[-1])
+    counts = np.asarray(mf.cluster_count(sol.ys))
+    print(f"Q = I, K = V = {np.diag(np.asarray(V)).tolist()}: counts {counts.tolist()}, R = "
+          f"{float(mf.mean_token_norm(x)):.4f}, min |<x_i, e1>| = {np.abs(x[:, 0]).min():.10f}, "
+          f"split {int(np.sum(x[:, 0] > 0))}/{int(np.sum(x[:, 0] < 0))}")
+    assert counts[-1] == 2 and np.abs(x[:, 0]).min() > 1 - 1e-6
+    st = mf.cluster_stability(field, jnp.asarray(np.sign(x[:, :1]) * np.eye(D)[0]))
+    print("  that state:", st.summary())
+    assert bool(st.stable) and float(st.residual) < 1e-12
 
 
 def test_token_w1_rate_on_the_circle():
