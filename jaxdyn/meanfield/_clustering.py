@@ -352,8 +352,9 @@ def w1_tokens(x, y, *, metric: str = "geodesic") -> float:
 
     **Returns:** the distance (a float; radians for `"geodesic"`).
 
-    **Cost:** $O(N^3)$ time and $O(N^2)$ memory for $N = \max(n, m)$ (about a second at
-    $N = 2000$). No derivative (NumPy/scipy): a traced input raises a `TypeError`.
+    **Cost:** $O(N^3)$ time and $O(N^2)$ memory for $N = \max(n, m)$ (0.55 s of CPU at
+    $N = 2048$, 512 against 2048 tokens on $S^2$). No derivative (NumPy/scipy): a traced input
+    raises a `TypeError`.
     """
     metric = _check_metric(metric)
     a, b = _host_tokens(x, "x"), _host_tokens(y, "y")
