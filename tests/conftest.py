@@ -302,8 +302,12 @@ SLOW = {
         "1.5 s: two solves; test_uniform_on_the_circle_is_kuramoto (the fields) stays",
     "test_attention_field.py::test_dense_and_blocked_agree[uniform]":
         "1 s: the uniform layouts; test_dense_and_blocked_agree[softmax] stays",
+    "test_benchmark_attention.py::test_peer_computes_the_same_steps":
+        "4-8 s: a jaxdyn solve and torch at n = 64; test_benchmark_attention.py::test_module_contract stays",
+    "test_benchmark_attention.py::test_large_case_worker_record":
+        "5-8 s: the n = 65536 worker in a subprocess at n = 640; test_module_contract stays",
     "test_attention_field.py::test_sharded_tokens_equal_single_device":
-        "25-47 s: a subprocess on 4 virtual CPU devices; "
+        "20-30 s: a subprocess on 4 virtual CPU devices; "
         "tests/test_hostile_attention.py (shard_tokens rows) stays",
     # --- #19 attention clustering/limit/stability (helper A2): add your entries below this line
     "test_attention_clustering.py::test_figures":

@@ -127,7 +127,7 @@ def test_dense_and_blocked_agree(normalisation):
     dense = _call(mf.SelfAttention(QH, KH, VH, beta=2.5, normalisation=normalisation), X13)
     for block in (5, 64):  # padded query and key blocks; one block larger than n
         field = mf.SelfAttention(QH, KH, VH, beta=2.5, normalisation=normalisation, block_size=block)
-        assert _max(_call(field, X13) - dense) <= 1e-12, block
+        assert _max(_call(field, X13) - dense) <= 1e-12 * max(1.0, _max(dense)), block  # |uniform| ~ e^beta
 
 
 def test_multihead_is_the_sum_of_heads_and_weights():
@@ -264,14 +264,18 @@ SCRIPT = textwrap.dedent("""
     x = jax.random.normal(jax.random.key(0), (64, 3))
     x = x / jnp.linalg.norm(x, axis=-1, keepdims=True)
     Q, K, V = jax.random.normal(jax.random.key(1), (3, 2, 3, 3))
-    ts = jnp.linspace(0.0, 1.0, 3)
-    for block in (None, 8):
+    call = jax.jit(lambda f, x: f(0.0, x))
+    for block in (None, 8):  # dense per device; online softmax over key blocks per device
         field = mf.SelfAttention(Q, K, V, beta=1.5, block_size=block)
-        one = mf.simulate(field, x, ts, solver=mf.Projected(mf.RK4()), dt0=0.1).ys
-        four = mf.simulate(mf.shard_tokens(field), x, ts, solver=mf.Projected(mf.RK4()), dt0=0.1).ys
-        err = float(jnp.max(jnp.abs(four - one)))
+        err = float(jnp.max(jnp.abs(call(mf.shard_tokens(field), x) - call(field, x))))
         assert err <= 1e-12, (block, err)
         print("block", block, "max difference", err)
+    ts = jnp.linspace(0.0, 0.2, 3)
+    one = mf.simulate(field, x, ts, solver=mf.Projected(mf.RK4()), dt0=0.1).ys
+    four = mf.simulate(mf.shard_tokens(field), x, ts, solver=mf.Projected(mf.RK4()), dt0=0.1).ys
+    err = float(jnp.max(jnp.abs(four - one)))
+    assert err <= 1e-12, err
+    print("simulate max difference", err)
 """)
 
 
@@ -281,4 +285,4 @@ def test_sharded_tokens_equal_single_device():
     env["JAX_PLATFORMS"] = "cpu"
     out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert out.stdout.count("max difference") == 2
+    assert out.stdout.count("max difference") == 3

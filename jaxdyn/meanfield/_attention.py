@@ -17,15 +17,19 @@ limit and W1 distances, sharding over the particle axis, the Lyapunov engine) ap
 sibling package would duplicate `simulate` or import it across the layers.
 
 **Kernel.** The scores $\beta \langle Q x_i, K x_j\rangle = \beta\, x_i^\top A x_j$ use
-$A = Q^\top K$ (formed once per evaluation: $O(d^3)$), so one evaluation costs
-$2 n^2 d$ multiply-adds for the scores, $n^2$ exponentials and $2 n^2 d$ multiply-adds for
-$\sum_j w_{ij} V x_j$ per head. Two paths compute it, equal to rounding:
+$A = Q^\top K$ (formed once per evaluation: $O(d^3)$), so one evaluation costs $n^2 d$
+multiply-adds for the scores, $n^2$ exponentials and $n^2 d$ multiply-adds for
+$\sum_j w_{ij} V x_j$ per head. Three layouts compute it, equal to rounding:
 
-- dense: the `(n, n)` scores at once (memory $O(n^2)$);
-- blocked: query blocks of `block_size` rows (`lax.map`), each against key blocks of `block_size`
-  columns with the online (streaming) softmax of flash attention (`lax.scan`: a running maximum, a
-  running normaliser and a running weighted sum, rescaled when the maximum grows), so the memory
-  is $O(n d + \text{block}^2)$ per head, whatever $n$.
+- dense: the `(n, n)` scores at once (memory $O(n^2)$; the automatic choice up to 512 tokens);
+- rows: query blocks of 128 rows (`lax.map`), each against every key at once with the exact
+  softmax of its rows (memory $O(n d + 128\, n)$, a block's scores cache-resident; automatic from
+  513 to 16384 tokens, the fastest layout measured at $n = 4096$, $d = 64$);
+- blocked: query blocks (`lax.map`) against key blocks (`lax.scan`) with the online (streaming)
+  softmax of flash attention (a running maximum, a running normaliser and a running weighted sum,
+  rescaled when the maximum grows), so the memory is $O(n d + \text{block}^2)$ per head whatever
+  $n$ (automatic above 16384 tokens, blocks of 256 queries and 2048 keys; `block_size=b`: blocks
+  of $b$ queries and $b$ keys).
 """
 
 from collections.abc import Callable
@@ -45,10 +49,12 @@ from ._particles import AbstractParticleSystem, _noise
 _NORMALISATIONS = ("softmax", "uniform")
 _GEOMETRIES = ("sphere", "euclidean", "layernorm")
 _DENSE_MAX = 512  # block_size=None: dense (n, n) scores up to this many keys (2 MiB per head in float64)
-# block_size=None above _DENSE_MAX: query blocks of 128 tokens against key blocks of 1024 (a 1 MiB score
-# block in float64, cache-resident); measured at n = 4096, d = 64 on 2 cores (benchmarks/attention.py):
-# float64 one evaluation 0.094-0.10 s (query/key blocks 128/1024, 128/4096, 256/512) against 0.12 s dense
-_QUERY_BLOCK, _KEY_BLOCK = 128, 1024
+# block_size=None above: query blocks of 128 rows against every key up to 16384 keys (16 MiB of scores
+# per block in float64), query blocks of 256 against key blocks of 2048 with the online softmax above.
+# Measured at n = 4096, d = 64, float64, one evaluation, on 1 busy core (benchmarks/attention.py):
+# rows of 128: 0.051-0.054 s; online 128 x 1024: 0.068 s, 256 x 1024: 0.060 s; dense: 0.12 s
+_ROWS_MAX, _ROWS_BLOCK = 16384, 128
+_QUERY_BLOCK, _KEY_BLOCK = 256, 2048
 _LN_EPS = 1e-5  # LayerNorm's epsilon (PyTorch's nn.LayerNorm default)
 _SPHERE_TOL = 1e-6  # tokens of geometry="sphere" must have |x_i| = 1 to this (relative), when concrete
 
@@ -94,36 +100,58 @@ def _layernorm(x):
     return c * jax.lax.rsqrt(jnp.mean(c * c, axis=-1, keepdims=True) + _LN_EPS)
 
 
-def _dense(zq, zk, A, VT, beta, softmax: bool):
-    """$\\sum_h \\sum_j w^h_{ij} V_h z_j$ for the queries `zq` against the keys `zk`, with the
-    `(h, n_q, n)` scores at once; `VT` holds $V_h^\\top$."""
-    za = jnp.einsum("nd,hde->hne", zq, A)
-    s = beta * jnp.einsum("hne,me->hnm", za, zk)
-    vz = jnp.einsum("md,hde->hme", zk, VT)
+def _head(q, zk, vz, beta, softmax: bool, n: int):
+    """One head's $\\sum_j w_{ij} V z_j$ for the query rows `q` (already $z_i^\\top A$) against every
+    key `zk` at once, `vz` the values $V z_j$ (rows): exact softmax over the row."""
+    s = beta * (q @ zk.T)
     if softmax:
-        m = jax.lax.stop_gradient(jnp.max(s, axis=-1, keepdims=True))
-        e = jnp.exp(s - m)
-        out = jnp.einsum("hnm,hme->hne", e, vz) / jnp.sum(e, axis=-1)[..., None]
-    else:
-        out = jnp.einsum("hnm,hme->hne", jnp.exp(s), vz) / zk.shape[0]
-    return jnp.sum(out, axis=0)
+        e = jnp.exp(s - jax.lax.stop_gradient(jnp.max(s, axis=-1, keepdims=True)))
+        return (e @ vz) / jnp.sum(e, axis=-1, keepdims=True)
+    return (jnp.exp(s) @ vz) / n
+
+
+def _dense(zq, zk, A, VT, beta, softmax: bool):
+    """$\\sum_h \\sum_j w^h_{ij} V_h z_j$ for the queries `zq` against the keys `zk`, with each head's
+    `(n_q, n)` scores at once; `VT` holds $V_h^\\top$."""
+    n = zk.shape[0]
+    return sum(_head(zq @ A[h], zk, zk @ VT[h], beta, softmax, n) for h in range(A.shape[0]))
+
+
+def _rows(zq, zk, A, VT, beta, softmax: bool, block: int):
+    """The same sum by query blocks of `block` rows (`lax.map`), each against every key at once (exact
+    softmax of the block's rows): memory $O(n d + \\text{block}\\, n)$. The fastest layout measured
+    up to $n = 16384$ keys (one pass over the keys, no rescaling)."""
+    nq, d = zq.shape
+    n, h = zk.shape[0], A.shape[0]
+    bq = min(block, nq)
+    nbq = -(-nq // bq)
+    zq = jnp.pad(zq, ((0, nbq * bq - nq), (0, 0)))
+    qa = jnp.stack([zq @ A[i] for i in range(h)], axis=1).reshape(nbq, bq, h, d)  # queries z_i^T A_h
+    vz = [zk @ VT[i] for i in range(h)]  # values V_h z_j
+
+    def query_block(q):
+        return sum(_head(q[:, i], zk, vz[i], beta, softmax, n) for i in range(h))
+
+    return jax.lax.map(query_block, qa).reshape(nbq * bq, d)[:nq]
 
 
 def _blocked(zq, zk, A, VT, beta, softmax: bool, block: int, key_block: int | None = None):
-    """The same sum by query blocks (`lax.map`) against key blocks (`lax.scan`, online softmax): memory
-    $O(n d + \\text{block}^2)$ per head. The token axes are padded to multiples of `block`; padded
-    keys are masked out, padded queries dropped."""
+    """The same sum by query blocks (`lax.map`) against key blocks (`lax.scan`) with the online
+    (streaming) softmax: memory $O(n d + \\text{block}^2)$ whatever $n$. The token axes are padded to
+    multiples of the blocks; padded keys are masked out, padded queries dropped. One key block: the
+    exact softmax of `_rows`."""
     nq, d = zq.shape
-    n = zk.shape[0]
-    h = A.shape[0]
-    bq = min(block, nq)
+    n, h = zk.shape[0], A.shape[0]
     bk = min(block if key_block is None else key_block, n)
+    if bk == n:
+        return _rows(zq, zk, A, VT, beta, softmax, block)
+    bq = min(block, nq)
     nbq, nbk = -(-nq // bq), -(-n // bk)
     zq = jnp.pad(zq, ((0, nbq * bq - nq), (0, 0)))
     zk = jnp.pad(zk, ((0, nbk * bk - n), (0, 0)))
     valid = (jnp.arange(nbk * bk) < n).reshape(nbk, bk)
-    qa = jnp.einsum("nd,hde->nhe", zq, A).reshape(nbq, bq, h, d)  # queries: z_i^T A_h
-    vz = jnp.einsum("md,hde->mhe", zk, VT).reshape(nbk, bk, h, d)  # values: V_h z_j
+    qa = jnp.stack([zq @ A[i] for i in range(h)], axis=1).reshape(nbq, bq, h, d)  # queries z_i^T A_h
+    vz = jnp.stack([zk @ VT[i] for i in range(h)], axis=1).reshape(nbk, bk, h, d)  # values V_h z_j
     keys = zk.reshape(nbk, bk, d)
     dtype = zq.dtype
     neg = jnp.asarray(-jnp.inf, dtype)
@@ -131,39 +159,41 @@ def _blocked(zq, zk, A, VT, beta, softmax: bool, block: int, key_block: int | No
     def query_block(q):  # q: (bq, h, d) -> (bq, d)
         def key_block(carry, kv):
             k, v, ok = kv
-            s = beta * jnp.einsum("bhe,ke->hbk", q, k)
-            if softmax:
-                m, l, acc = carry
-                s = jnp.where(ok, s, neg)
-                m_new = jax.lax.stop_gradient(jnp.maximum(m, jnp.max(s, axis=-1)))
-                c = jnp.exp(m - m_new)
-                p = jnp.exp(s - m_new[..., None])
-                l = l * c + jnp.sum(p, axis=-1)
-                acc = acc * c[..., None] + jnp.einsum("hbk,khe->hbe", p, v)
-                return (m_new, l, acc), None
-            p = jnp.where(ok, jnp.exp(s), 0.0)
-            return carry + jnp.einsum("hbk,khe->hbe", p, v), None
+            out = []
+            for i in range(h):
+                s = beta * (q[:, i] @ k.T)
+                if softmax:
+                    m, l, acc = carry[i]
+                    s = jnp.where(ok, s, neg)
+                    m_new = jax.lax.stop_gradient(jnp.maximum(m, jnp.max(s, axis=-1)))
+                    c = jnp.exp(m - m_new)
+                    p = jnp.exp(s - m_new[:, None])
+                    out.append((m_new, l * c + jnp.sum(p, axis=-1), acc * c[:, None] + p @ v[:, i]))
+                else:
+                    out.append(carry[i] + jnp.where(ok, jnp.exp(s), 0.0) @ v[:, i])
+            return tuple(out), None
 
-        acc0 = jnp.zeros((h, bq, d), dtype)
+        acc0 = jnp.zeros((bq, d), dtype)
         if softmax:
-            carry0 = (jnp.full((h, bq), neg), jnp.zeros((h, bq), dtype), acc0)
-            (m, l, acc), _ = jax.lax.scan(key_block, carry0, (keys, vz, valid))
-            out = acc / l[..., None]
-        else:
-            acc, _ = jax.lax.scan(key_block, acc0, (keys, vz, valid))
-            out = acc / n
-        return jnp.sum(out, axis=0)
+            carry0 = tuple((jnp.full((bq,), neg), jnp.zeros((bq,), dtype), acc0) for _ in range(h))
+            carry, _ = jax.lax.scan(key_block, carry0, (keys, vz, valid))
+            return sum(acc / l[:, None] for _, l, acc in carry)
+        carry, _ = jax.lax.scan(key_block, tuple(acc0 for _ in range(h)), (keys, vz, valid))
+        return sum(carry) / n
 
-    out = jax.lax.map(query_block, qa)
-    return out.reshape(nbq * bq, d)[:nq]
+    return jax.lax.map(query_block, qa).reshape(nbq * bq, d)[:nq]
 
 
 def _attend(zq, zk, A, VT, beta, softmax: bool, block_size: int | None):
-    """The attention of the queries `zq` to the keys `zk`, dense or blocked: `block_size` None picks
-    dense up to 512 keys, query blocks of 128 against key blocks of 1024 above."""
+    """The attention of the queries `zq` to the keys `zk`: `block_size` None picks dense scores up to
+    512 keys, query blocks of 128 rows against every key up to 16384 keys, query blocks of 256
+    against key blocks of 2048 (online softmax) above; an int is the query and key block length."""
+    n = zk.shape[0]
     if block_size is None:
-        if zk.shape[0] <= _DENSE_MAX:
+        if n <= _DENSE_MAX:
             return _dense(zq, zk, A, VT, beta, softmax)
+        if n <= _ROWS_MAX:
+            return _rows(zq, zk, A, VT, beta, softmax, _ROWS_BLOCK)
         return _blocked(zq, zk, A, VT, beta, softmax, _QUERY_BLOCK, _KEY_BLOCK)
     return _blocked(zq, zk, A, VT, beta, softmax, block_size)
 
@@ -210,16 +240,20 @@ class SelfAttention(AbstractParticleSystem):
     - `feedforward`: `None` or a callable $F: \mathbb{R}^d \to \mathbb{R}^d$ applied to each token
       (an equinox module's arrays are leaves of the field: differentiable), the residual
       feed-forward term, projected like the attention term on the sphere.
-    - `block_size`: `None` (automatic: dense `(n, n)` scores up to $n = 512$; above, query blocks of
-      128 tokens against key blocks of 1024, the fastest layout measured at $n = 4096$, $d = 64$)
-      or the query and key block length of the blocked path (memory $O(n d + \text{block}^2)$ per
-      head).
+    - `block_size`: `None` (automatic: dense `(n, n)` scores up to $n = 512$, query blocks of 128
+      rows against every key up to $n = 16384$, the online softmax over blocks of 256 queries and
+      2048 keys above; see the module's **Kernel**) or an int $b$: blocks of $b$ queries against
+      blocks of $b$ keys with the online softmax (memory $O(n d + b^2)$ per head).
+    - `mesh`: `None`, or a `jax.sharding.Mesh` splitting the queries over its devices (set by
+      [`shard_tokens`][]).
     - `noise`: $\sigma \ge 0$ (static); with $\sigma > 0$, [`simulate`][] adds $\sigma\, dB$ to every
       coordinate (not projected: use [`Projected`][]`(diffrax.Euler())` to retract each step).
 
-    **Cost per evaluation:** $h(4 n^2 d + n^2)$ flops and $n^2$ exponentials ($O(n d^2 h)$ more for
-    the projections $z A_h$, $V_h z$); memory $O(h n^2)$ dense, $O(n d h + h\,\text{block}^2)$
-    blocked. Batches of sequences: `jax.vmap` over a leading axis of `x` (one compilation).
+    **Cost per evaluation:** $4 h n^2 d$ flops and $h n^2$ exponentials ($O(h n d^2)$ more for the
+    projections $z A_h$, $V_h z$): at $n = 4096$, $d = 64$, one head, float64, 0.05-0.06 s of one
+    core per evaluation (0.2-0.25 s per RK4 step; `benchmarks/attention.py`); memory $O(h n^2)$
+    dense, $O(n d h + 128\, n)$ by rows, $O(n d h + h\,\text{block}^2)$ blocked. Batches of
+    sequences: `jax.vmap` over a leading axis of `x` (one compilation).
 
     **Example:**
 
