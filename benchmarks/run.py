@@ -42,6 +42,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "continuation": ("continuation",
                      "Ott-Antonsen graphon N = 2000 branch point vs pycont-lite; 100-D cycles"),
     "central_flow": ("central_flow", "central flow per step: native SDCP vs a host cvxpy reference"),
+    "generative": ("generative", "CNF training step on moons (exact trace) vs FFJORD-style torchdiffeq; "
+                                 "Hutchinson log-density of 1e5 points in d = 64"),
     "attention": ("attention", "self-attention n = 4096, d = 64: RK4 step vs torch; n = 65536 blocked"),
     "scale": ("scale", "weak scaling over devices and processes (sweep, particles); N = 1e7 FFT Kuramoto, "
                        "sparse N = 1e6, two-layer 1e6 neurons: time per step and bytes per particle"),

@@ -361,6 +361,8 @@ SLOW = {
         "13 s CPU: reverse mode through the solve + central differences; the known answers stay",
     "test_models_cnf.py::test_moons_training_lowers_the_nll":
         "20 s CPU: train_cnf + fit on make_moons; test_hostile_cnf.py's train_cnf rows stay",
+    "test_benchmark_generative.py::test_both_sides_take_the_same_steps_and_agree":
+        "24 s CPU: torch + the compiled training step of both sides; test_goal_record stays",
     # --- #20 probability flow and scores (helper G2): add your entries below this line
     "test_models_score.py::test_gaussian_sampling_map_is_the_linear_transport[ve]": (
         "2.5 s: a second compiled solve (VE); the VP map stays in the main lane"),
