@@ -61,6 +61,8 @@ _ALL = (
                x64=False),
     Experiment("attention", "jaxdyn.experiments.attention",
                "Tokens as particles: Kuramoto on the circle, clusters vs beta, spectral selection, W1 rate."),
+    Experiment("generative", "jaxdyn.experiments.generative",
+               "CNF and probability flow on moons; FTLE, basins and memorisation of the sampling map."),
 )
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in _ALL}
