@@ -4,11 +4,13 @@ import importlib
 
 # The seven subpackages and the CLI; training keeps SGD's rows in a table of their own, invariant
 # one table per part (roots, periodic orbits, continuation, DDE roots, DDE cycles, manifolds), and
-# the central flow, its complementarity solver and the warm-started eigenpairs one each.
+# the central flow, its complementarity solver and the warm-started eigenpairs one each; self-attention
+# (the field, its analyses) and the generative models (CNF, probability flow/scores, analyses) one each.
 AREAS = ["models", "dde", "lyapunov", "curvature", "training", "sgd", "meanfield", "cli",
          "invariant_roots", "invariant_periodic", "invariant_continuation", "invariant_dde",
          "invariant_dde_periodic", "invariant_manifolds", "central_flow", "sdcp", "curvature_warm",
-         "distributed", "meanfield_large", "experiments"]
+         "distributed", "meanfield_large", "experiments",
+         "attention", "attention_analysis", "cnf", "score", "generative"]
 
 
 def test_hostile_tables_cover_every_area():
