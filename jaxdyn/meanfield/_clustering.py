@@ -455,11 +455,11 @@ def _w1_pair(x, y, metric: str, d: int) -> float:
 
 def token_w1_rate(field, ns, *, d: int, t1: float, key, ratio: int = 4, repeats: int = 4,
                   dt: float = 0.05, metric: str = "geodesic", sample: Callable | None = None, args=None,
-                  progress: bool = True, throw: bool = True) -> TokenW1Result:
+                  solver=None, progress: bool = True, throw: bool = True) -> TokenW1Result:
     r"""The mean-field limit measured: $W_1$ between $n$ and `ratio`$\cdot n$ tokens, i.i.d. from
     the same law, after the token dynamics ran to $t_1$, for each $n$ in `ns`.
 
-    Both clouds are integrated by [`simulate`][] with [`RK4`][] (fixed step `dt`) and, for the
+    Both clouds are integrated by [`simulate`][] with `solver` (fixed step `dt`) and, for the
     geodesic metric, renormalised onto the sphere before $W_1$ is computed (RK4 leaves
     $||x_i| - 1|$ at the level of its local error; a projected integrator makes it exact). $W_1$ is
     [`w1_tokens`][] (the exact [`w1_circle`][] when $d = 2$), averaged over `repeats` independent
@@ -480,7 +480,10 @@ def token_w1_rate(field, ns, *, d: int, t1: float, key, ratio: int = 4, repeats:
       `SelfAttention`).
     - `ns`: token counts (ints $\ge 2$, increasing); `d`: the dimension; `t1` > 0: the time;
       `key`: a `jax.random` key; `ratio`: the size ratio (default 4); `repeats`: draws per $n$.
-    - `dt`: the RK4 step; `metric`: `"geodesic"` or `"chordal"` (as in [`w1_tokens`][]).
+    - `dt`: the fixed step; `metric`: `"geodesic"` or `"chordal"` (as in [`w1_tokens`][]).
+    - `solver`: a fixed-step diffrax solver (default [`RK4`][]`()`, the fast path of [`simulate`][]);
+      pass [`Projected`][]`(RK4())` when the sphere is not attracting off itself (e.g. $V$ with
+      negative eigenvalues: unprojected RK4 leaves the sphere and blows up there).
     - `sample`: `sample(key, n) -> (n, d)` the initial law (default: uniform on $S^{d-1}$,
       [`uniform_sphere`][]); `args`: passed to the field; `progress`: a tqdm bar over the runs.
     - `throw`: a run that blows up raises (`True`) or gives `result = nonfinite_state` and NaN
@@ -522,6 +525,7 @@ def token_w1_rate(field, ns, *, d: int, t1: float, key, ratio: int = 4, repeats:
             break
         if tuple(shape) != (size, d):
             raise ValueError(f"`sample(key, {size})` must return shape ({size}, {d}), got {tuple(shape)}.")
+    step = RK4() if solver is None else solver
     ts = jnp.array([0.0, float(t1)])
     w1 = np.full((len(ns_list), repeats), np.nan)
     w0 = np.full_like(w1, np.nan)
@@ -543,7 +547,7 @@ def token_w1_rate(field, ns, *, d: int, t1: float, key, ratio: int = 4, repeats:
                                          f"{arr.shape}.")
                 ends = []
                 for z0 in (x0, y0):
-                    sol = simulate(field, z0, ts, args=args, solver=RK4(), dt0=float(dt), throw=False)
+                    sol = simulate(field, z0, ts, args=args, solver=step, dt0=float(dt), throw=False)
                     ends.append(np.asarray(sol.ys[-1]))
                 if all(np.all(np.isfinite(e)) for e in ends):
                     w0[a, r] = _w1_pair(np.asarray(x0), np.asarray(y0), metric, d)
