@@ -357,7 +357,8 @@ class SelfAttention(AbstractParticleSystem):
         with uniform). $O(h n^2)$ memory: for small $n$."""
         self._shapes(x)
         z = self._tokens(jnp.asarray(x))
-        s = self.beta * jnp.einsum("hne,me->hnm", jnp.einsum("nd,hde->hne", z, self._scores()), z)
+        za = jnp.einsum("nd,hde->hne", z, self._scores().astype(z.dtype))
+        s = self.beta.astype(z.dtype) * jnp.einsum("hne,me->hnm", za, z)
         w = jax.nn.softmax(s, axis=-1) if self.normalisation == "softmax" else jnp.exp(s) / z.shape[0]
         return w if self.multihead else w[0]
 
@@ -471,6 +472,20 @@ class Projected(diffrax.AbstractWrappedSolver):
 
     **Arguments:** `solver`: a diffrax solver (e.g. [`RK4`][]`()`, `diffrax.Tsit5()`,
     `diffrax.Euler()` for an SDE: a projected Euler-Maruyama scheme).
+
+    For `geometry="sphere"` fields only: the `"euclidean"` and `"layernorm"` dynamics do not live
+    on the unit sphere, and retracting them would change them.
+
+    **Cost:** the wrapped solver's, plus one norm per token per step ($O(n d)$); with an FSAL
+    method, one field evaluation more per step.
+
+    **Example** (tokens on $S^2$ for 20 time units; every saved state has $|x_i| = 1$ to rounding,
+    where plain RK4 drifted by $4 \times 10^{-7}$ over $t \in [0, 4]$ in the tests):
+
+    ```python
+    sol = simulate(SelfAttention(Q, K, V, beta=4.0), x0, jnp.linspace(0, 20, 101),
+                   solver=Projected(RK4()), dt0=0.05)
+    ```
     """
 
     solver: diffrax.AbstractSolver
@@ -532,6 +547,13 @@ def shard_tokens(field: SelfAttention, devices=None, *, mesh=None) -> SelfAttent
 
     **Returns:** the field, which computes the same values to rounding (the sums are those of the
     single-device computation, by rows).
+
+    **Example** (4 devices, e.g. `XLA_FLAGS=--xla_force_host_platform_device_count=4` on a CPU):
+
+    ```python
+    field = shard_tokens(SelfAttention(Q, K, V, beta=1.0))
+    sol = simulate(field, x0, ts, solver=Projected(RK4()), dt0=0.05)  # n divisible by 4
+    ```
     """
     from jax.sharding import Mesh
 
