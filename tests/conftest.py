@@ -344,12 +344,11 @@ SLOW = {
         "2 s: compiles a Jacobian; the stability known answer stays (test_consensus_spectrum_exact)",
     # --- #19 attention experiment/trained attention (helper A3): add your entries below this line
     "test_experiments_attention.py::test_smoke_run_tiny":
-        "50 s: a tiny attention experiment (compiles every stage); CI runs every experiment after the "
-        "tests; test_claims_reproduced_on_good_metrics stays",
+        "11 s (50 s at load 8): a tiny attention experiment (compiles every stage); CI runs every "
+        "experiment after the tests; test_claims_reproduced_on_good_metrics stays",
     "test_experiments_attention.py::test_trained_attention_learns_and_runs":
-        "10 s: Adam training (4 restarts) and a token run; test_isotropy and the claims tests stay",
-    "test_experiments_attention.py::test_solve_equals_simulate_projected_rk4":
-        "5 s: a diffrax solve against the experiment's scan; test_claims_fail_honestly stays",
+        "3 s (10 s at load 8): Adam training (4 restarts) and a token run; test_isotropy and "
+        "test_solve_equals_simulate_projected_rk4 stay",
     # --- #20 CNF (helper G1): add your entries below this line
     "test_models_cnf.py::test_hutchinson_is_unbiased[gaussian]":
         "1 s CPU: the Gaussian-noise variant; the Rademacher one stays in the main lane",

@@ -1,6 +1,6 @@
-"""The `attention` experiment: its claims judged on synthetic metrics (no run; main lane), the trained
-attention layer, the experiment's integrator against `simulate(Projected(RK4()))` and a tiny run
-(slow lane)."""
+"""The `attention` experiment: its claims judged on synthetic metrics (no run) and its integrator
+against `simulate(Projected(RK4()))` (main lane); the trained attention layer and a tiny run (slow
+lane)."""
 
 import copy
 import dataclasses
@@ -46,7 +46,8 @@ def _metrics():
                     "final_mean_token_norm": {"trained": 1.0, "identity": 1.0, "surrogate": 1.0},
                     "final_clusters": {"trained": 1, "identity": 1, "surrogate": 1},
                     "time_to_one_cluster": {"trained": 6.0, "identity": 7.0, "surrogate": 5.5},
-                    "time_to_mean_norm_0.99": {"trained": 5.0, "identity": 6.0, "surrogate": "not within the run"},
+                    "time_to_mean_norm_0.99": {"trained": 5.0, "identity": 6.0,
+                                               "surrogate": "not within the run"},
                     "sizes": {"d": 3, "tokens": 8, "neighbours": 3, "sequences": 256, "steps": 300,
                               "n_dynamics": 32}},
     }
@@ -112,6 +113,16 @@ def test_isotropy():
     assert c == 2.0 and rel == pytest.approx(np.sqrt(2.0) / np.sqrt(14.0))
 
 
+def test_solve_equals_simulate_projected_rk4():
+    eye = jnp.eye(3)
+    field = mf.SelfAttention(eye, 2 * eye, eye, beta=2.0)
+    x0 = at.sphere_tokens(jax.random.key(2), (12, 3))
+    ours = at._solve(field, x0, 2.0, 0.05, 5)
+    ref = mf.simulate(field, x0, jnp.linspace(0.0, 2.0, 5), solver=mf.Projected(mf.RK4()), dt0=0.05).ys
+    assert float(jnp.max(jnp.abs(ours - ref))) < 1e-12
+
+
+
 # --- slow lane --------------------------------------------------------------------------------------
 
 TRAIN_FACTOR = 5.0  # the stated factor: the training loss drops at least 5-fold
@@ -130,15 +141,6 @@ def test_trained_attention_learns_and_runs():
     assert float(jnp.max(jnp.abs(jnp.linalg.norm(xs, axis=-1) - 1))) < 1e-14
     r = np.asarray(mf.mean_token_norm(xs))
     assert r[-1] > r[0]  # the tokens gather
-
-
-def test_solve_equals_simulate_projected_rk4():
-    eye = jnp.eye(3)
-    field = mf.SelfAttention(eye, 2 * eye, eye, beta=2.0)
-    x0 = at.sphere_tokens(jax.random.key(2), (12, 3))
-    ours = at._solve(field, x0, 2.0, 0.05, 5)
-    ref = mf.simulate(field, x0, jnp.linspace(0.0, 2.0, 5), solver=mf.Projected(mf.RK4()), dt0=0.05).ys
-    assert float(jnp.max(jnp.abs(ours - ref))) < 1e-12
 
 
 def test_smoke_run_tiny(monkeypatch):
