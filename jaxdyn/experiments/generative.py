@@ -379,6 +379,8 @@ def _figures(cfg, mt, cnf_parts, score_samples, train, poly_basins, ftle, lyap, 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), layout="constrained")
     poly_basins.plot(ax=axes[0], title=f"Basins of a regular {cfg.polygon_m}-gon's vertices (latent plane)")
     plot_ftle_field(ftle, ax=axes[1], title="FTLE of the sampling map (per unit flow time)")
+    top = np.asarray(ftle.ftle)
+    axes[1].collections[0].set_clim(top.min(), np.percentile(top, 99))  # the centre saturates
     axes[1].set_xlabel("latent $z_1$")
     axes[1].set_ylabel("latent $z_2$")
     axes[1].set_aspect("equal")

@@ -553,8 +553,8 @@ class SamplingLyapunovResult(AbstractResult):
             f"Lyapunov exponents along {np.shape(self.latents)[0]} sampling trajectories, t from "
             f"{times[0]:g} to {times[-1]:g} (per unit of flow time)",
             "mean: " + ", ".join(f"{m:.4g} +- {s:.2g}" for m, s in zip(mean, se)),
-            f"largest local stretching rate {rates[i, 0]:.4g} at t ~ {mid[i]:.3g}; strongest contraction "
-            f"{rates[j, -1]:.4g} at t ~ {mid[j]:.3g}",
+            f"largest mean local rate (leading direction) {rates[i, 0]:.4g} at t ~ {mid[i]:.3g}; strongest "
+            f"contraction {rates[j, -1]:.4g} at t ~ {mid[j]:.3g}",
             f"result: {message(self.result)}"])
 
     def plot(self, ax=None, **kwargs):

@@ -196,7 +196,7 @@ def plot_density(grid_x, grid_y, log_density, ax=None, *, samples=None, points=N
         fig.colorbar(cs, ax=ax, label=r"$\log p(x)$")
     if samples is not None:
         s = np.asarray(samples, dtype=float)
-        ax.scatter(s[:, 0], s[:, 1], s=3, c="w", alpha=0.6, linewidths=0, label=f"{s.shape[0]} samples")
+        ax.scatter(s[:, 0], s[:, 1], s=3, c="k", alpha=0.6, linewidths=0, label=f"{s.shape[0]} samples")
     if points is not None:
         p = np.asarray(points, dtype=float)
         ax.scatter(p[:, 0], p[:, 1], s=18, c="C3", marker="x", linewidths=1.0, label="training points")
