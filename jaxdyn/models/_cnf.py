@@ -131,9 +131,13 @@ class CNF(eqx.Module):
     - `field`: any `(t, z, args)` field on $\mathbb{R}^d$, e.g.
       `MLPField(d, 64, 3, time_dependent=True, key=key)` (its array leaves are trained).
     - `t0`, `t1`: the times of the base and of the data (numbers, $t_0 \ne t_1$; defaults 0, 1).
-    - `trace`: `"exact"` ($d$ forward tangents per field call: small $d$) or `"hutchinson"`
+    - `trace`: `"exact"` ($\sum_i e_i^\top D_z f\, e_i$: one linearisation of the field and $d$
+      vector-Jacobian products per evaluation, for small $d$) or `"hutchinson"`
       ($\varepsilon^\top D_z f\, \varepsilon$ by one jvp, an unbiased estimate; $\varepsilon$ is
       drawn once per solve from the `key` given to the method and held fixed along the solve).
+      The exact trace takes $d$ reverse products rather than $d$ forward tangents (`jacfwd`):
+      the same cost forward, but a training step (reverse mode through them) measured about
+      a third cheaper on CPU (moons, $d = 2$, batch 512: 32 against 51 ms).
     - `noise`: Hutchinson's $\varepsilon$, `"rademacher"` ($\pm 1$, the lower variance) or
       `"gaussian"`.
     - `base`: `None` ([`StandardNormal`][] of dimension $d$) or an object with `log_prob(z)`,
