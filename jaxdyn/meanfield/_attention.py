@@ -536,7 +536,7 @@ class Projected(diffrax.AbstractWrappedSolver):
         return self.solver.func(terms, t0, y0, args)
 
 
-def shard_tokens(field: SelfAttention, devices=None, *, mesh=None) -> SelfAttention:
+def shard_tokens(field: SelfAttention, devices=None, *, mesh=None):
     r"""The field with its queries split over devices along the token axis (`jax.shard_map`): each
     device computes the attention of its $n/p$ tokens to all $n$ (the keys gathered, $O(n d)$ per
     device; memory $O(n d + (n/p)\,n)$ dense or $O(n d + \text{block}^2)$ blocked per device).
