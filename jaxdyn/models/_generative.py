@@ -20,7 +20,7 @@ parametrisation, its latents, its training set), and they call the generic engin
 `jaxdyn.lyapunov` for the numerics (the layers of CONTRIBUTING.md allow an analysis of `models` to
 import `lyapunov`'s entry points lazily; nothing in `lyapunov` imports this module).
 
-**Integrator.** Fixed-step RK4 ([`jaxdyn._kernels.rk_map`], the kernel the FTLE and Lyapunov
+**Integrator.** Fixed-step RK4 (`jaxdyn._kernels.rk_map`, the kernel the FTLE and Lyapunov
 engines use), in a *sampling time* $u \in [0, 1]$ with $t(u)$ linear or geometric
 ($t(u) = t_0 (t_1/t_0)^u$, `log_time=True`, the default when both ends are positive and differ by
 a factor 10 or more). The geometric clock is what makes fixed steps work for a diffusion model's
