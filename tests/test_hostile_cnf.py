@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdyn.models import CNF, LinearField, MLPField, StandardNormal, cnf_nll, train_cnf
+from jaxdyn.models import CNF, LinearField, StandardNormal, cnf_nll, train_cnf
 from tests.helpers import Hostile, hostile_ids, run_hostile
 
 A = jnp.array([[-0.3, 0.5], [-0.2, 0.1]])
@@ -79,7 +79,7 @@ ROWS = [
             r"`key`"),
     # --- training ---
     Hostile("train_cnf: model not a CNF",
-            lambda: train_cnf(MLPField(2, 4, 1, key=KEY), XS, key=KEY, **QUIET), TypeError, r"`model`"),
+            lambda: train_cnf(LinearField(A), XS, key=KEY, **QUIET), TypeError, r"`model`"),
     Hostile("train_cnf: batch_size above n", lambda: train_cnf(_cnf(), XS, key=KEY, batch_size=5, **QUIET),
             ValueError, r"`batch_size`"),
     Hostile("train_cnf: non-positive lr", lambda: train_cnf(_cnf(), XS, key=KEY, lr=-1.0, **QUIET),
