@@ -89,6 +89,8 @@ ROWS = [
     # --- sampling_ftle / sampling_lyapunov ---
     Hostile("sampling_ftle: a plain function, not a SamplingMap",
             lambda: jm.sampling_ftle(lambda z: z, LATENTS), TypeError, r"`sampler`"),
+    Hostile("sampling_ftle: NaN latent", lambda: jm.sampling_ftle(_sampler(), LATENTS.at[2, 1].set(jnp.nan)),
+            ValueError, r"`latents`"),
     Hostile("sampling_ftle: throw not a bool", lambda: jm.sampling_ftle(_sampler(), LATENTS, throw="no"),
             TypeError, r"`throw`"),
     Hostile("sampling_lyapunov: renorm_every does not divide n_steps",

@@ -508,6 +508,9 @@ def sampling_ftle(sampler: SamplingMap, latents, *, mesh=None, devices=None, thr
     sampler = _check_sampling_map(sampler)
     check_throw(throw)
     latents = _as_float(latents, "latents")
+    if latents.ndim < 1 or latents.shape[-1] == 0 or latents.size == 0:
+        raise ValueError(f"`latents` must have shape (..., d) with d >= 1, got {latents.shape}.")
+    latents = check_finite(latents, "latents")
     res = ftle_field(sampler.field_u, sampler.scale.astype(latents.dtype) * latents, t1=1.0,
                      dt=1.0 / sampler.n_steps, mesh=mesh, devices=devices, throw=throw)
     span = sampler.duration.astype(res.exponents.dtype)
