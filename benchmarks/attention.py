@@ -53,7 +53,7 @@ HEADLINE = "n4096"
 CASES = ("n4096", "n65536")
 STATEMENT = ("SelfAttention (n = 4096, d = 64, softmax, sphere) >= 3x faster per RK4 step than a "
              "straightforward PyTorch CPU field (torch.softmax on the n x n scores), same dtype; "
-             "n = 65536 in <= 4 GiB")
+             "n = 65536 within 4 GiB")
 SPEEDUP_GOAL = 3.0
 MEMORY_GOAL_GIB = 4.0
 D, BETA, H = 64, 1.0, 0.05
