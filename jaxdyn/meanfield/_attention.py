@@ -51,8 +51,9 @@ _GEOMETRIES = ("sphere", "euclidean", "layernorm")
 _DENSE_MAX = 512  # block_size=None: dense (n, n) scores up to this many keys (2 MiB per head in float64)
 # block_size=None above: query blocks of 128 rows against every key up to 16384 keys (16 MiB of scores
 # per block in float64), query blocks of 256 against key blocks of 2048 with the online softmax above.
-# Measured at n = 4096, d = 64, float64, one evaluation, on 1 busy core (benchmarks/attention.py):
-# rows of 128: 0.051-0.054 s; online 128 x 1024: 0.068 s, 256 x 1024: 0.060 s; dense: 0.12 s
+# Measured at n = 4096, d = 64, float64, CPU time of one evaluation on the loaded 2-core machine: rows of
+# 128: 0.051-0.059 s; online 128 x 1024: 0.068 s, 256 x 1024: 0.060 s; dense: 0.12 s; n = 16384: rows of
+# 128 1.04 s, online 256 x 2048 1.11 s
 _ROWS_MAX, _ROWS_BLOCK = 16384, 128
 _QUERY_BLOCK, _KEY_BLOCK = 256, 2048
 _LN_EPS = 1e-5  # LayerNorm's epsilon (PyTorch's nn.LayerNorm default)
@@ -250,8 +251,9 @@ class SelfAttention(AbstractParticleSystem):
       coordinate (not projected: use [`Projected`][]`(diffrax.Euler())` to retract each step).
 
     **Cost per evaluation:** $4 h n^2 d$ flops and $h n^2$ exponentials ($O(h n d^2)$ more for the
-    projections $z A_h$, $V_h z$): at $n = 4096$, $d = 64$, one head, float64, 0.05-0.06 s of one
-    core per evaluation (0.2-0.25 s per RK4 step; `benchmarks/attention.py`); memory $O(h n^2)$
+    projections $z A_h$, $V_h z$): at $n = 4096$, $d = 64$, one head, float64, 0.05-0.06 s of CPU
+    time per evaluation, 0.34 s per RK4 step on a loaded 2-core machine (`benchmarks/attention.py`:
+    5.7x a straightforward torch field; float32 0.19 s, 7.9x); memory $O(h n^2)$
     dense, $O(n d h + 128\, n)$ by rows, $O(n d h + h\,\text{block}^2)$ blocked. Batches of
     sequences: `jax.vmap` over a leading axis of `x` (one compilation).
 
