@@ -89,11 +89,8 @@ def test_helpers_closed_forms():
     assert ex.energy_distance(x, x) == pytest.approx(0.0, abs=1e-12)
     assert ex.energy_distance(x, x + 3.0) > 1.0
     # the Gaussian NLL of standard normal data under its own fit: (d/2) log(2 pi e) up to sampling error
-    z = rng.normal(size=(20000, 2))
-    assert ex.gaussian_nll(z, z) == pytest.approx(np.log(2 * np.pi * np.e), abs=0.03)
-    data, (mean, std) = ex.moons(200, 0.05, 0)
-    np.testing.assert_allclose(data.mean(0), 0.0, atol=1e-12)
-    np.testing.assert_allclose(data.std(0), 1.0, atol=1e-12)
+    z = rng.normal(size=(5000, 2))
+    assert ex.gaussian_nll(z, z) == pytest.approx(np.log(2 * np.pi * np.e), abs=0.05)
     lab = np.array([[0, 0, 1], [0, 0, 1], [2, 2, 2]])
     assert ex._boundary(lab).sum() == 8  # every cell but the top-left corner
 
@@ -112,3 +109,6 @@ def test_smoke_run_tiny(monkeypatch):
     res = ex.run(quick=True, seed=0, progress=False)
     assert len(res.claims) == 8 and set(res.figures) == {"moons", "basins_ftle", "memorisation"}
     assert res.metrics["memorisation"]["m"] == [4, 100]
+    data, _ = ex.moons(200, 0.05, 0)  # standardised per axis
+    np.testing.assert_allclose(data.mean(0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(data.std(0), 1.0, atol=1e-12)
