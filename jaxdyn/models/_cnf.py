@@ -12,9 +12,9 @@ import numpy as np
 import optax
 
 from .._checks import check_finite, check_int, check_positive, is_concrete
-from .._results import RESULTS, AbstractResult, check_throw, is_successful, message, raise_if_failed
+from .._results import RESULTS, AbstractResult, check_throw, is_successful, message
 from .._types import Args, Array, Key
-from ._fit import FitResult, _all_finite
+from ._fit import FitResult, _all_finite, fit_result, run_chunks
 from ._neural_ode import NeuralODE
 
 _TRACES = ("exact", "hutchinson")
@@ -489,31 +489,13 @@ def train_cnf(model: CNF, xs: Array, *, key: Key, n_steps: int = 500, batch_size
     opt_state = optimizer.init(params)
     failure = (jnp.asarray(-1), RESULTS.successful)
     keys = jax.random.split(key, n_steps)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
 
-        bar = tqdm(total=n_steps, desc=desc, leave=False)
-    losses, done = [], 0
-    while done < n_steps:
-        n = min(chunk, n_steps - done)
-        (params, opt_state, failure), part = _train_chunk(
-            params, opt_state, failure, xs, keys[done:done + n], jnp.arange(done, done + n), static=static,
-            optimizer=optimizer, loss=loss, batch=batch_size)
-        losses.append(np.asarray(part))
-        done += n
-        if bar is not None:
-            bar.update(n)
-            bar.set_postfix(nll=f"{float(part[-1]):.4f}")
-        if int(failure[0]) >= 0:
-            break
-    if bar is not None:
-        bar.close()
-    losses = np.concatenate(losses)
-    losses = np.concatenate([losses, np.full(n_steps - losses.size, np.nan, losses.dtype)])
-    fail_step, result = int(failure[0]), failure[1]
-    out = FitResult(model=eqx.combine(params, static), losses=jnp.asarray(losses), result=result,
-                    failed_step=fail_step)
-    return raise_if_failed(out, result, throw, hint=(
-        f"Training diverged at step {fail_step} of `train_cnf`: lower the learning rate, or pass "
+    def run(carry, start, n):
+        return _train_chunk(*carry, xs, keys[start:start + n], jnp.arange(start, start + n), static=static,
+                            optimizer=optimizer, loss=loss, batch=batch_size)
+
+    carry, losses = run_chunks(run, (params, opt_state, failure), n_steps=n_steps, chunk=chunk,
+                               progress=progress, desc=desc, postfix="nll", fmt=".4f")
+    return fit_result(carry, static, losses, throw, hint=(
+        "Training diverged at step {step} of `train_cnf`: lower the learning rate, or pass "
         "`throw=False` to get the last finite model and the result code."))

@@ -180,32 +180,50 @@ def fit(model, xs: Array, ys: Array, *, n_steps: int = 1000,
     opt_state = optimizer.init(params)
     failure = (jnp.asarray(-1), RESULTS.successful)
 
-    losses = []
+    def run(carry, start, n):
+        return _run_chunk(*carry, jnp.asarray(start), (xs, ys), static=static, optimizer=optimizer,
+                          loss_fn=loss_fn, n=n)
+
+    carry, losses = run_chunks(run, (params, opt_state, failure), n_steps=n_steps, chunk=chunk,
+                               progress=progress, desc=desc)
+    return fit_result(carry, static, losses, throw, hint=(
+        "Training diverged at step {step} of `fit`: lower the learning rate (`lr`, or the "
+        "optimizer's), or pass `throw=False` to get the last finite model and the result code."))
+
+
+def run_chunks(run_chunk: Callable, carry, *, n_steps: int, chunk: int, progress: bool, desc: str,
+               postfix: str = "loss", fmt: str = ".3e"):
+    """The host side of a chunked training loop ([`fit`][], `train_cnf`, `train_score`): call
+    `run_chunk(carry, start, n) -> (carry, losses)` on chunks of at most `chunk` steps, with a tqdm bar
+    (`progress`; `desc`, the last loss as `postfix`), until `n_steps` are done or the failure record
+    `carry[2] = (step, result)` holds a step (`>= 0`). Returns the last `carry` and the losses of all
+    `n_steps` (NaN after the chunk that failed)."""
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n_steps, desc=desc, leave=False)
-    done = 0
+    parts, done = [], 0
     while done < n_steps:
         n = min(chunk, n_steps - done)
-        (params, opt_state, failure), chunk_losses = _run_chunk(
-            params, opt_state, failure, jnp.asarray(done), (xs, ys), static=static,
-            optimizer=optimizer, loss_fn=loss_fn, n=n)
-        losses.append(np.asarray(chunk_losses))
+        carry, part = run_chunk(carry, done, n)
+        parts.append(np.asarray(part))
         done += n
         if bar is not None:
             bar.update(n)
-            bar.set_postfix(loss=f"{float(chunk_losses[-1]):.3e}")
-        if int(failure[0]) >= 0:
+            bar.set_postfix({postfix: f"{float(parts[-1][-1]):{fmt}}"})
+        if int(carry[2][0]) >= 0:
             break
     if bar is not None:
         bar.close()
-    losses = np.concatenate(losses)
-    losses = np.concatenate([losses, np.full(n_steps - losses.size, np.nan, losses.dtype)])
-    fail_step, result = int(failure[0]), failure[1]
+    losses = np.concatenate(parts)
+    return carry, np.concatenate([losses, np.full(n_steps - losses.size, np.nan, losses.dtype)])
+
+
+def fit_result(carry, static, losses, throw: bool, *, hint: str) -> FitResult:
+    """The [`FitResult`][] of a chunked training loop's last `carry = (params, opt_state, (step,
+    result))` and the failure policy (`hint` may name the failing `{step}`)."""
+    params, _, (step, result) = carry
     out = FitResult(model=eqx.combine(params, static), losses=jnp.asarray(losses), result=result,
-                    failed_step=fail_step)
-    return raise_if_failed(out, result, throw, hint=(
-        f"Training diverged at step {fail_step} of `fit`: lower the learning rate (`lr`, or the "
-        "optimizer's), or pass `throw=False` to get the last finite model and the result code."))
+                    failed_step=int(step))
+    return raise_if_failed(out, result, throw, hint=hint.format(step=int(step)))

@@ -38,7 +38,7 @@ from .._checks import check_finite, check_int, check_positive, is_concrete
 from .._results import RESULTS, AbstractResult, check_throw, from_diffrax, message, raise_if_failed
 from .._types import Array, Key, Scalar
 from ._cnf import CNF
-from ._fit import FitResult, _all_finite
+from ._fit import FitResult, _all_finite, fit_result, run_chunks
 
 T_END = 1.0
 _DEFAULT_T_MIN = 1e-3
@@ -545,33 +545,15 @@ def train_score(score: eqx.Module, xs: Array, sde: Any = None, *, key: Key, n_st
     params, static = eqx.partition(score, eqx.is_inexact_array)
     opt_state = optimizer.init(params)
     failure = (jnp.asarray(-1), RESULTS.successful)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
 
-        bar = tqdm(total=n_steps, desc="train_score", leave=False)
-    losses, done = [], 0
-    while done < n_steps:
-        n = min(chunk, n_steps - done)
-        (params, opt_state, failure), part = _train_chunk(
-            params, opt_state, failure, key, xs, jnp.arange(done, done + n), static=static,
-            optimizer=optimizer, sde=sde, batch_size=batch_size, t_min=t_min)
-        losses.append(np.asarray(part))
-        done += n
-        if bar is not None:
-            bar.update(n)
-            bar.set_postfix(loss=f"{float(part[-1]):.3e}")
-        if int(failure[0]) >= 0:
-            break
-    if bar is not None:
-        bar.close()
-    losses = np.concatenate(losses)
-    losses = np.concatenate([losses, np.full(n_steps - losses.size, np.nan, losses.dtype)])
-    fail_step, result = int(failure[0]), failure[1]
-    out = FitResult(model=eqx.combine(params, static), losses=jnp.asarray(losses), result=result,
-                    failed_step=fail_step)
-    return raise_if_failed(out, result, throw, hint=(
-        f"Training diverged at step {fail_step} of `train_score`: lower `lr`, or pass `throw=False`."))
+    def run(carry, start, n):
+        return _train_chunk(*carry, key, xs, jnp.arange(start, start + n), static=static,
+                            optimizer=optimizer, sde=sde, batch_size=batch_size, t_min=t_min)
+
+    carry, losses = run_chunks(run, (params, opt_state, failure), n_steps=n_steps, chunk=chunk,
+                               progress=progress, desc="train_score")
+    return fit_result(carry, static, losses, throw, hint=(
+        "Training diverged at step {step} of `train_score`: lower `lr`, or pass `throw=False`."))
 
 
 # ---------------------------------------------------------------------------------------------
