@@ -49,6 +49,8 @@ SLOW = {
     "mf.lorentzian_quantiles(2000": "2000 Kuramoto oscillators over 25 time units: 14 s",
     "10**6": "a Kuramoto ring of 10^6 oscillators: 86 s",
     "inv.equilibria": "equilibria, four continuations, a periodic orbit, characteristic roots: 51-97 s",
+    "mf.SelfAttention(I3": "32 tokens of self-attention over 30 time units and their clusters: 10 s",
+    "jm.EmpiricalScore(points": "a CNF log-density and 600 probability-flow samples: 15 s",
 }
 
 _NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")

@@ -58,7 +58,7 @@ class SamplingMap(eqx.Module):
     - `t0`, `t1`: the start and end times (finite, different).
     - `n_steps`: RK4 steps (default 100).
     - `args`: passed to `field`.
-    - `scale`: the latent is scaled first, $y(t_0) = $ `scale` $\cdot z$ (a probability flow's
+    - `scale`: the latent is scaled first, $y(t_0) = s z$ with $s$ = `scale` (a probability flow's
       prior standard deviation, `flow.sde.prior_std`, so that $z \sim N(0, I)$; default 1).
     - `log_time`: steps uniform in $\log t$ (geometric: $t(u) = t_0 (t_1/t_0)^u$) rather than in
       $t$; needs $t_0, t_1 > 0$. `None` (default): geometric when both are positive and one is at
