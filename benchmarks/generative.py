@@ -14,7 +14,16 @@ the solver (diffrax `RecursiveCheckpointAdjoint`, jaxdyn's default, vs autograd 
 JAX weights, times a gain of 3 so that the flow is not nearly linear (8 Dopri5 steps), are copied
 into torch), so both sides take the same steps (checked). The torch side computes the exact trace as FFJORD's
 `divergence_bf` does: one `autograd.grad` per dimension with `create_graph=True`; jaxdyn takes
-`jacfwd` (d forward tangents) of the field inside the solve.
+one linearisation of the field and d vector-Jacobian products inside the solve (see `CNF`).
+Where the jaxdyn time goes (2-core CPU, low load): forward solve ~7.5 ms, backward ~34 ms (the
+checkpointed adjoint recomputes each step's forward, then reverse-over-reverse through the d
+products: about 4x the forward's matrix products); XLA runs it on about 1.3 cores while torch
+uses its 2 threads. Measured without gain: the divergence of the MLP by forward tangents fused
+with the activations (stacked or not), a hand-written custom VJP of that fused evaluation, XLA
+CPU flags (oneDNN, XNNPACK, 512-bit vectors, concurrency scheduler, one thread),
+`DirectAdjoint` (3x slower); the batch split over 2 host devices (`shard_map`, a global error
+norm) fails in equinox's checkpointed-loop backward (closure-convert check under shard_map,
+equinox PR #1261 open).
 
 Case `train_step_adjoint`: the same step with the continuous adjoint on both sides (FFJORD's own
 default): diffrax `BacksolveAdjoint` vs `torchdiffeq.odeint_adjoint`, the adjoint solve's error
@@ -49,7 +58,7 @@ PROBLEM = {
     "train_step": {
         "step": "forward + backward + Adam(lr=1e-3), NLL of the batch",
         "data": "sklearn make_moons(512, noise=0.05, random_state=0), standardised",
-        "d": 2, "batch": 512, "trace": "exact (jaxdyn jacfwd; torch autograd per dimension, FFJORD)",
+        "d": 2, "batch": 512, "trace": "exact (jaxdyn d vjps; torch autograd per dimension, FFJORD)",
         "field": "MLP on [t, z]: 3 -> 64 -> 64 -> 64 -> 2, tanh", "mlp_width": 64, "mlp_depth": 3,
         "weight_gain": 3.0, "t0": 0.0, "t1": 1.0, "solver": "Dopri5", "rtol": 1e-5, "atol": 1e-5,
         "dt0": 0.01, "controller": "I-controller, safety 0.9, factors [0.2, 10], RMS norm over the state",
