@@ -212,7 +212,11 @@ class SelfAttention(AbstractParticleSystem):
       projection onto the tangent space of the unit sphere $S^{d-1}$ (invariant for the flow:
       $\frac{d}{dt}|x_i|^2 = 2\langle x_i, P_{x_i} v\rangle = 2(1 - |x_i|^2)\langle x_i, v\rangle$
       vanishes on it). Tokens must start on the sphere (checked by [`simulate`][] when concrete);
-      [`Projected`][] keeps them there to rounding.
+      [`Projected`][] keeps them there to rounding. Without it the sphere is invariant only for the
+      exact flow: a solver's error $e = |x_i|^2 - 1$ obeys $\dot e = -2\langle x_i, v\rangle e$, which
+      grows where $\langle x_i, v\rangle < 0$, so with repulsive $V$ (negative eigenvalues) plain
+      RK4 leaves the sphere and can blow up ($V = -I$, $\beta = 1$, $n = 32$: NaN at $t = 37$): use
+      `Projected`.
     - `"euclidean"`: $z = x$, $\Pi_i$ the identity (no normalisation at all).
     - `"layernorm"`: the pre-LN residual stream $\dot x_i = \sum_j w_{ij}(z) V z_j + F(z_i)$ with
       $z_i = \mathrm{LN}(x_i) = (x_i - \bar x_i)/\sqrt{\mathrm{var}(x_i) + \epsilon}$, the mean and
