@@ -14,7 +14,7 @@ import optax
 from .._checks import check_finite, check_int, check_positive, is_concrete
 from .._results import RESULTS, AbstractResult, check_throw, is_successful, message
 from .._types import Args, Array, Key
-from ._fit import FitResult, _all_finite, fit_result, run_chunks
+from ._fit import FitResult, fit_result, guarded_step, run_chunks
 from ._neural_ode import NeuralODE
 
 _TRACES = ("exact", "hutchinson")
@@ -422,27 +422,13 @@ def _train_chunk(params, opt_state, failure, data, keys, index, *, static, optim
     xs = data
 
     def step(carry, inp):
-        p, s, (fail_step, fail_result) = carry
         k, i = inp
         kb, kn = jax.random.split(k)
         if batch is None:
             xb = xs
         else:
             xb = xs[jax.random.choice(kb, xs.shape[0], (batch,), replace=False)]
-        value, g = eqx.filter_value_and_grad(lambda pp: loss(eqx.combine(pp, static), xb, kn))(p)
-        updates, s_new = optimizer.update(g, s, p)
-        p_new = optax.apply_updates(p, updates)
-        bad_loss, bad_grad, bad_params = ~jnp.isfinite(value), ~_all_finite(g), ~_all_finite(p_new)
-        first = (fail_step < 0) & (bad_loss | bad_grad | bad_params)
-        kind = RESULTS.where(bad_loss, RESULTS.nonfinite_loss,
-                             RESULTS.where(bad_grad, RESULTS.nonfinite_gradient,
-                                           RESULTS.nonfinite_parameters))
-        fail_result = RESULTS.where(first, kind, fail_result)
-        fail_step = jnp.where(first, i, fail_step)
-        keep = fail_step < 0
-        choose = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new, old)
-        p, s = choose(p_new, p), choose(s_new, s)
-        return (p, s, (fail_step, fail_result)), jnp.where(keep | first, value, jnp.nan)
+        return guarded_step(carry, i, lambda pp: loss(eqx.combine(pp, static), xb, kn), optimizer)
 
     return jax.lax.scan(step, (params, opt_state, failure), (keys, index))
 

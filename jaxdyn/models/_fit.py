@@ -66,6 +66,28 @@ def _all_finite(tree) -> Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
+def guarded_step(carry, i, loss_of: Callable, optimizer):
+    """One optax step on `loss_of(params)` with the failure policy of a training scan: `carry =
+    (params, opt_state, (fail_step, fail_result))`; the first non-finite loss, gradient or update
+    (in that order) is recorded with its step `i` and freezes the parameters and the optimiser
+    state from then on. Returns `(carry, loss)` (NaN after the failing step). Shared by [`fit`][],
+    `train_cnf` and `train_score`."""
+    p, s, (fail_step, fail_result) = carry
+    loss, g = jax.value_and_grad(loss_of)(p)
+    updates, s_new = optimizer.update(g, s, p)
+    p_new = optax.apply_updates(p, updates)
+    bad_loss, bad_grad, bad_params = ~jnp.isfinite(loss), ~_all_finite(g), ~_all_finite(p_new)
+    first = (fail_step < 0) & (bad_loss | bad_grad | bad_params)
+    kind = RESULTS.where(bad_loss, RESULTS.nonfinite_loss,
+                         RESULTS.where(bad_grad, RESULTS.nonfinite_gradient, RESULTS.nonfinite_parameters))
+    fail_result = RESULTS.where(first, kind, fail_result)
+    fail_step = jnp.where(first, i, fail_step)
+    keep = fail_step < 0
+    choose = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new, old)
+    p, s = choose(p_new, p), choose(s_new, s)
+    return (p, s, (fail_step, fail_result)), jnp.where(keep | first, loss, jnp.nan)
+
+
 @eqx.filter_jit
 def _run_chunk(params, opt_state, failure, first_step, data, *, static, optimizer, loss_fn, n):
     """`n` optimiser steps in one `lax.scan`. Module-level and `filter_jit`ted with the model's
@@ -79,25 +101,7 @@ def _run_chunk(params, opt_state, failure, first_step, data, *, static, optimize
         return loss_fn(eqx.combine(p, static), xs, ys)
 
     def step(carry, i):
-        p, s, (fail_step, fail_result) = carry
-        loss, g = jax.value_and_grad(loss_of)(p)
-        updates, s_new = optimizer.update(g, s, p)
-        p_new = optax.apply_updates(p, updates)
-        bad_loss = ~jnp.isfinite(loss)
-        bad_grad = ~_all_finite(g)
-        bad_params = ~_all_finite(p_new)
-        first = (fail_step < 0) & (bad_loss | bad_grad | bad_params)
-        # the failures of one step, in the order they are looked for
-        kind = RESULTS.where(bad_loss, RESULTS.nonfinite_loss,
-                             RESULTS.where(bad_grad, RESULTS.nonfinite_gradient,
-                                           RESULTS.nonfinite_parameters))
-        fail_result = RESULTS.where(first, kind, fail_result)
-        fail_step = jnp.where(first, i, fail_step)
-        keep = fail_step < 0
-        choose = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new, old)
-        p, s = choose(p_new, p), choose(s_new, s)
-        loss = jnp.where(keep | first, loss, jnp.nan)
-        return (p, s, (fail_step, fail_result)), loss
+        return guarded_step(carry, i, loss_of, optimizer)
 
     return lax.scan(step, (params, opt_state, failure), first_step + jnp.arange(n))
 

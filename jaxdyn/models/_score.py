@@ -38,7 +38,7 @@ from .._checks import check_finite, check_int, check_positive, is_concrete
 from .._results import RESULTS, AbstractResult, check_throw, from_diffrax, message, raise_if_failed
 from .._types import Array, Key, Scalar
 from ._cnf import CNF
-from ._fit import FitResult, _all_finite, fit_result, run_chunks
+from ._fit import FitResult, fit_result, guarded_step, run_chunks
 
 T_END = 1.0
 _DEFAULT_T_MIN = 1e-3
@@ -468,24 +468,10 @@ def _train_chunk(params, opt_state, failure, key, xs, steps, *, static, optimize
     failure is carried as in [`jaxdyn.models.fit`][] and freezes the parameters."""
 
     def step(carry, i):
-        p, s, (fail_step, fail_result) = carry
         kb, kl = jax.random.split(jax.random.fold_in(key, i))
         batch = xs[jax.random.randint(kb, (batch_size,), 0, xs.shape[0])]
-        loss, g = jax.value_and_grad(lambda q: dsm_loss(eqx.combine(q, static), batch, kl, sde,
-                                                        t_min=t_min))(p)
-        updates, s_new = optimizer.update(g, s, p)
-        p_new = optax.apply_updates(p, updates)
-        bad_loss, bad_grad, bad_params = ~jnp.isfinite(loss), ~_all_finite(g), ~_all_finite(p_new)
-        first = (fail_step < 0) & (bad_loss | bad_grad | bad_params)
-        kind = RESULTS.where(bad_loss, RESULTS.nonfinite_loss,
-                             RESULTS.where(bad_grad, RESULTS.nonfinite_gradient,
-                                           RESULTS.nonfinite_parameters))
-        fail_result = RESULTS.where(first, kind, fail_result)
-        fail_step = jnp.where(first, i, fail_step)
-        keep = fail_step < 0
-        choose = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new, old)
-        p, s = choose(p_new, p), choose(s_new, s)
-        return (p, s, (fail_step, fail_result)), jnp.where(keep | first, loss, jnp.nan)
+        return guarded_step(carry, i, lambda q: dsm_loss(eqx.combine(q, static), batch, kl, sde, t_min=t_min),
+                            optimizer)
 
     return lax.scan(step, (params, opt_state, failure), steps)
 
